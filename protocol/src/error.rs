@@ -1,0 +1,131 @@
+use serde::{Deserialize, Serialize};
+
+/// Stable error codes. They are part of the protocol: clients switch on them
+/// (and translate them), so a variant is never renamed or reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame was not valid JSON, or not a JSON object with a `type`.
+    BadJson,
+    /// The `type` is not one this protocol version knows.
+    UnknownMessage,
+    /// A known `type` whose fields are missing or of the wrong kind.
+    InvalidMessage,
+    /// The frame is larger than [`crate::MAX_MESSAGE_BYTES`], or binary.
+    MessageTooLarge,
+    /// No protocol version in common (fatal).
+    UnsupportedVersion,
+    /// A message other than `hello` arrived before `hello`.
+    HelloRequired,
+    /// A second `hello`.
+    AlreadyNegotiated,
+    /// A room-scoped message arrived before a successful `join`.
+    NotJoined,
+    /// `join` on a session that already joined.
+    AlreadyJoined,
+    /// The token is not of tuxa's token format.
+    TokenMalformed,
+    /// The token was not minted by this server (or was altered).
+    TokenInvalid,
+    /// The token's expiry has passed.
+    TokenExpired,
+    /// The token is valid but for another room.
+    TokenWrongRoom,
+    /// The room does not exist.
+    RoomNotFound,
+    /// The room has been ended.
+    RoomEnded,
+    /// The room has as many participants as it may.
+    RoomFull,
+    /// An SDP the media server could not accept.
+    SdpInvalid,
+    /// The client sent an offer while the server's own offer was pending.
+    /// The client is the polite side: roll back, answer, offer again.
+    NegotiationGlare,
+    /// An answer arrived while no server offer was pending.
+    NoPendingOffer,
+    /// Nothing was heard from the session for [`crate::IDLE_TIMEOUT_MS`].
+    IdleTimeout,
+    /// The same participant joined again from another session.
+    Replaced,
+    /// HTTP API: missing or wrong admin key.
+    Unauthorized,
+    /// HTTP API: the request body or path was not acceptable.
+    BadRequest,
+    /// HTTP API: no such resource.
+    NotFound,
+    /// The server is shutting down.
+    ServerShutdown,
+    /// Something on the server side failed; the message says what.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::UnknownMessage => "unknown_message",
+            ErrorCode::InvalidMessage => "invalid_message",
+            ErrorCode::MessageTooLarge => "message_too_large",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::HelloRequired => "hello_required",
+            ErrorCode::AlreadyNegotiated => "already_negotiated",
+            ErrorCode::NotJoined => "not_joined",
+            ErrorCode::AlreadyJoined => "already_joined",
+            ErrorCode::TokenMalformed => "token_malformed",
+            ErrorCode::TokenInvalid => "token_invalid",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::TokenWrongRoom => "token_wrong_room",
+            ErrorCode::RoomNotFound => "room_not_found",
+            ErrorCode::RoomEnded => "room_ended",
+            ErrorCode::RoomFull => "room_full",
+            ErrorCode::SdpInvalid => "sdp_invalid",
+            ErrorCode::NegotiationGlare => "negotiation_glare",
+            ErrorCode::NoPendingOffer => "no_pending_offer",
+            ErrorCode::IdleTimeout => "idle_timeout",
+            ErrorCode::Replaced => "replaced",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::ServerShutdown => "server_shutdown",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// Whether the server closes the session after sending this error.
+    /// Errors about one message leave the session open; errors about the
+    /// session itself (no common version, the room is gone, idle) end it.
+    pub fn is_fatal(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::UnsupportedVersion
+                | ErrorCode::RoomEnded
+                | ErrorCode::IdleTimeout
+                | ErrorCode::Replaced
+                | ErrorCode::ServerShutdown
+        )
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a frame could not be turned into a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {detail}")]
+pub struct ProtocolError {
+    pub code: ErrorCode,
+    pub detail: String,
+}
+
+impl ProtocolError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        ProtocolError {
+            code,
+            detail: detail.into(),
+        }
+    }
+}

@@ -1,0 +1,243 @@
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ConsultationKind, ErrorCode, MAX_MESSAGE_BYTES, MediaKind, ParticipantId, ProtocolError, Role,
+    RoomId, TrackId,
+};
+
+/// What a client says. The first message of a session is always `hello`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMsg {
+    /// Opens the session: the protocol versions the client speaks.
+    Hello {
+        versions: Vec<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
+    },
+    /// Enters a room with the token from a join link.
+    Join { room: RoomId, token: String },
+    /// An SDP offer: the first one publishes the client's camera and
+    /// microphone; later ones change what it publishes.
+    Offer { sdp: String },
+    /// The answer to a server `offer`.
+    Answer { sdp: String },
+    /// The client muted or unmuted its microphone or camera.
+    Mute { kind: MediaKind, muted: bool },
+    /// Leaves the room; the server closes the session.
+    Leave {},
+    /// Keepalive; answered by `pong` with the same `seq`.
+    Ping {
+        #[serde(default)]
+        seq: u64,
+    },
+}
+
+impl ClientMsg {
+    /// Every `type` a client may send, for telling unknown types from
+    /// malformed known ones.
+    pub const TYPES: &'static [&'static str] =
+        &["hello", "join", "offer", "answer", "mute", "leave", "ping"];
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ClientMsg::Hello { .. } => "hello",
+            ClientMsg::Join { .. } => "join",
+            ClientMsg::Offer { .. } => "offer",
+            ClientMsg::Answer { .. } => "answer",
+            ClientMsg::Mute { .. } => "mute",
+            ClientMsg::Leave {} => "leave",
+            ClientMsg::Ping { .. } => "ping",
+        }
+    }
+}
+
+/// A participant as others see them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    pub id: ParticipantId,
+    pub name: String,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facility: Option<String>,
+    pub audio_muted: bool,
+    pub video_muted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    pub id: RoomId,
+    pub kind: ConsultationKind,
+    pub title: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    pub id: TrackId,
+    pub kind: MediaKind,
+}
+
+/// Why a participant is no longer in the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    Left,
+    Disconnected,
+    Ended,
+}
+
+/// What the server says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ServerMsg {
+    /// Reply to `hello`: the version chosen and the session's timers.
+    Welcome {
+        version: u32,
+        server: String,
+        keepalive_interval_ms: u64,
+        idle_timeout_ms: u64,
+    },
+    /// Reply to `join`: the room, who you are, who is already there.
+    Joined {
+        room: RoomInfo,
+        you: ParticipantInfo,
+        participants: Vec<ParticipantInfo>,
+    },
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
+    ParticipantLeft {
+        participant_id: ParticipantId,
+        reason: LeaveReason,
+    },
+    /// Another participant's track is now being sent to you; it arrives with
+    /// MediaStream id = `participant_id` and track id = `track.id`.
+    TrackPublished {
+        participant_id: ParticipantId,
+        track: TrackInfo,
+    },
+    TrackUnpublished {
+        participant_id: ParticipantId,
+        track_id: TrackId,
+    },
+    MuteChanged {
+        participant_id: ParticipantId,
+        kind: MediaKind,
+        muted: bool,
+    },
+    /// A renegotiation from the server (tracks added or removed).
+    Offer {
+        sdp: String,
+    },
+    /// The answer to a client `offer`.
+    Answer {
+        sdp: String,
+    },
+    Pong {
+        seq: u64,
+    },
+    /// Something went wrong. `in_reply_to` names the client message type it
+    /// concerns, when there is one. Fatal codes are followed by a close.
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        in_reply_to: Option<String>,
+    },
+}
+
+impl ServerMsg {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> ServerMsg {
+        ServerMsg::Error {
+            code,
+            message: message.into(),
+            in_reply_to: None,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serialising these types cannot fail: no maps with non-string keys,
+        // no custom serialisers that error.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","code":"internal","message":"serialisation failed"}"#.to_owned()
+        })
+    }
+}
+
+/// Turns one WebSocket text frame into a message, telling apart the ways it
+/// can be wrong (each has its own error code).
+pub fn parse_client_msg(text: &str) -> Result<ClientMsg, ProtocolError> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(ProtocolError::new(
+            ErrorCode::MessageTooLarge,
+            format!(
+                "message of {} bytes; the limit is {MAX_MESSAGE_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| ProtocolError::new(ErrorCode::BadJson, format!("not JSON: {e}")))?;
+    let Some(ty) = value.get("type").and_then(|t| t.as_str()).map(str::to_owned) else {
+        return Err(ProtocolError::new(
+            ErrorCode::BadJson,
+            "expected a JSON object with a string \"type\"",
+        ));
+    };
+    if !ClientMsg::TYPES.contains(&ty.as_str()) {
+        let shown: String = ty.chars().take(40).collect();
+        return Err(ProtocolError::new(
+            ErrorCode::UnknownMessage,
+            format!("unknown message type {shown:?}"),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        ProtocolError::new(
+            ErrorCode::InvalidMessage,
+            format!("malformed {ty} message: {e}"),
+        )
+    })
+}
+
+/// The client-side twin of [`parse_client_msg`], used by Rust test clients.
+pub fn parse_server_msg(text: &str) -> Result<ServerMsg, ProtocolError> {
+    serde_json::from_str(text).map_err(|e| ProtocolError::new(ErrorCode::BadJson, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_of_bad_frame_has_its_code() {
+        let cases: &[(&str, ErrorCode)] = &[
+            ("not json", ErrorCode::BadJson),
+            ("[1,2]", ErrorCode::BadJson),
+            ("{\"type\":5}", ErrorCode::BadJson),
+            ("{\"versions\":[1]}", ErrorCode::BadJson),
+            ("{\"type\":\"launch_missiles\"}", ErrorCode::UnknownMessage),
+            ("{\"type\":\"hello\"}", ErrorCode::InvalidMessage),
+            ("{\"type\":\"hello\",\"versions\":\"1\"}", ErrorCode::InvalidMessage),
+            ("{\"type\":\"join\",\"room\":\"x\",\"token\":\"t\"}", ErrorCode::InvalidMessage),
+            ("{\"type\":\"mute\",\"kind\":\"smell\",\"muted\":true}", ErrorCode::InvalidMessage),
+            ("{\"type\":\"leave\",\"extra\":1}", ErrorCode::InvalidMessage),
+        ];
+        for (text, code) in cases {
+            let err = parse_client_msg(text).expect_err(text);
+            assert_eq!(err.code, *code, "{text}: {err}");
+        }
+        let big = format!("{{\"type\":\"offer\",\"sdp\":\"{}\"}}", "a".repeat(MAX_MESSAGE_BYTES));
+        assert_eq!(
+            parse_client_msg(&big).unwrap_err().code,
+            ErrorCode::MessageTooLarge
+        );
+    }
+
+    #[test]
+    fn error_codes_serialise_as_their_names() {
+        for code in [ErrorCode::TokenExpired, ErrorCode::NegotiationGlare, ErrorCode::Internal] {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+}
