@@ -1,1 +1,390 @@
+//! tuxa's media plane, sans IO: a selective forwarding unit over str0m.
+//!
+//! Every participant has one [`str0m::Rtc`] (ICE-lite, DTLS-SRTP). Media a
+//! participant publishes arrives as [`Event::MediaData`] and is written, as the
+//! same shared buffer, into the outgoing track of every other participant in
+//! the room. Nothing is decoded or mixed.
+//!
+//! The owner of the UDP socket feeds datagrams ([`Sfu::handle_receive`]) and
+//! time ([`Sfu::handle_timeout`]) and drains [`SfuOutput`]s: datagrams to
+//! send, signaling messages for a participant, and the next time to wake.
+//! No clock is read and no socket is touched here, so the tests drive whole
+//! calls between str0m clients in simulated time.
 
+mod peer;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::net::{DatagramRecv, Protocol, Receive, Transmit};
+use str0m::{Candidate, Input};
+use tuxa_protocol::{ErrorCode, ParticipantId, RoomId, ServerMsg};
+
+use peer::{Peer, PeerEvent};
+
+/// Keyframe requests to one publisher's track are sent at most this often:
+/// a room of twelve losing packets together must not make the publisher
+/// send twelve keyframes, which on 3G would cause the very loss it answers.
+pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// Host candidates announced to every peer: the addresses at which the
+    /// server's single UDP port is reachable.
+    pub candidates: Vec<SocketAddr>,
+}
+
+#[derive(Debug)]
+pub enum SfuOutput {
+    /// A datagram to send from the media socket.
+    Transmit(Transmit),
+    /// A signaling message for one participant (answers, offers, tracks).
+    Signal(ParticipantId, ServerMsg),
+    /// A participant's transport failed (ICE consent lost or DTLS error).
+    Gone(ParticipantId),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SfuError {
+    #[error("invalid SDP: {0}")]
+    Sdp(String),
+    #[error("unknown participant {0}")]
+    UnknownParticipant(ParticipantId),
+    #[error("no usable address to announce")]
+    NoCandidate,
+}
+
+/// Counters for tests, the log and (later) metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SfuStats {
+    pub frames_forwarded: u64,
+    pub keyframe_requests_sent: u64,
+    pub keyframe_requests_throttled: u64,
+    pub datagrams_unmatched: u64,
+}
+
+pub struct Sfu {
+    config: SfuConfig,
+    peers: HashMap<ParticipantId, Peer>,
+    rooms: HashMap<RoomId, Vec<ParticipantId>>,
+    /// Which peer a remote address belongs to, learnt from its first STUN.
+    by_addr: HashMap<SocketAddr, ParticipantId>,
+    /// Peers that were given input or media since they were last polled.
+    dirty: Vec<ParticipantId>,
+    out: VecDeque<SfuOutput>,
+    stats: SfuStats,
+}
+
+impl Sfu {
+    pub fn new(config: SfuConfig) -> Sfu {
+        Sfu {
+            config,
+            peers: HashMap::new(),
+            rooms: HashMap::new(),
+            by_addr: HashMap::new(),
+            dirty: Vec::new(),
+            out: VecDeque::new(),
+            stats: SfuStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> SfuStats {
+        self.stats
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn has_peer(&self, pid: ParticipantId) -> bool {
+        self.peers.contains_key(&pid)
+    }
+
+    /// A client's SDP offer. The first one creates the participant's
+    /// transport; the answer (or an error) comes out as a `Signal`.
+    pub fn handle_offer(&mut self, now: Instant, room: &RoomId, pid: ParticipantId, sdp: &str) {
+        if !self.peers.contains_key(&pid) {
+            match Peer::new(now, pid, room.clone(), &self.config) {
+                Ok(peer) => {
+                    self.peers.insert(pid, peer);
+                    let members = self.rooms.entry(room.clone()).or_default();
+                    members.push(pid);
+                    // Subscribe the newcomer to what is already published.
+                    let published: Vec<_> = members
+                        .iter()
+                        .filter(|p| **p != pid)
+                        .filter_map(|p| self.peers.get(p))
+                        .flat_map(|p| p.published())
+                        .collect();
+                    if let Some(peer) = self.peers.get_mut(&pid) {
+                        for t in published {
+                            peer.subscribe(t);
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.signal_error(pid, ErrorCode::Internal, e.to_string());
+                    return;
+                }
+            }
+        }
+        let Some(peer) = self.peers.get_mut(&pid) else {
+            return;
+        };
+        match peer.accept_offer(sdp) {
+            Ok(Some(answer)) => self.out.push_back(SfuOutput::Signal(pid, answer)),
+            Ok(None) => self.signal_error(
+                pid,
+                ErrorCode::NegotiationGlare,
+                "the server has an offer outstanding; answer it, then offer again".into(),
+            ),
+            Err(e) => self.signal_error(pid, ErrorCode::SdpInvalid, e.to_string()),
+        }
+        self.mark(pid);
+        self.drain(now);
+    }
+
+    /// A client's answer to a server offer.
+    pub fn handle_answer(&mut self, now: Instant, pid: ParticipantId, sdp: &str) {
+        let Some(peer) = self.peers.get_mut(&pid) else {
+            self.signal_error(
+                pid,
+                ErrorCode::NoPendingOffer,
+                "no server offer is outstanding".into(),
+            );
+            return;
+        };
+        match peer.accept_answer(sdp) {
+            Ok(Some(opened)) => {
+                for (publisher, mid) in opened {
+                    self.on_event(
+                        now,
+                        pid,
+                        PeerEvent::WantKeyframe {
+                            publisher,
+                            mid,
+                            rid: None,
+                        },
+                    );
+                }
+            }
+            Ok(None) => self.signal_error(
+                pid,
+                ErrorCode::NoPendingOffer,
+                "no server offer is outstanding".into(),
+            ),
+            Err(e) => self.signal_error(pid, ErrorCode::SdpInvalid, e.to_string()),
+        }
+        self.mark(pid);
+        self.drain(now);
+    }
+
+    /// Takes a participant out: its tracks are withdrawn from everyone else.
+    pub fn remove(&mut self, now: Instant, pid: ParticipantId) {
+        let Some(mut peer) = self.peers.remove(&pid) else {
+            return;
+        };
+        peer.close();
+        self.by_addr.retain(|_, p| *p != pid);
+        self.dirty.retain(|p| *p != pid);
+        if let Some(members) = self.rooms.get_mut(peer.room()) {
+            members.retain(|p| *p != pid);
+            let members = members.clone();
+            if members.is_empty() {
+                self.rooms.remove(peer.room());
+            }
+            for other in members {
+                if let Some(o) = self.peers.get_mut(&other) {
+                    o.unsubscribe_from(pid);
+                    self.dirty.push(other);
+                }
+            }
+        }
+        self.drain(now);
+    }
+
+    /// One datagram from the media socket.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        let Ok(contents) = DatagramRecv::try_from(data) else {
+            self.stats.datagrams_unmatched += 1;
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        let known = self
+            .by_addr
+            .get(&source)
+            .copied()
+            .filter(|pid| self.peers.get(pid).is_some_and(|p| p.accepts(&input)));
+        let pid = match known {
+            Some(pid) => pid,
+            None => {
+                // A new address: only STUN with a peer's ufrag (or an address
+                // from a known candidate pair) is accepted.
+                let Some(pid) = self
+                    .peers
+                    .iter()
+                    .find(|(_, p)| p.accepts(&input))
+                    .map(|(pid, _)| *pid)
+                else {
+                    self.stats.datagrams_unmatched += 1;
+                    return;
+                };
+                self.by_addr.insert(source, pid);
+                pid
+            }
+        };
+        if let Some(peer) = self.peers.get_mut(&pid) {
+            peer.handle_input(input);
+        }
+        self.mark(pid);
+        self.drain(now);
+    }
+
+    /// Drives time. Call when [`Sfu::poll_timeout`] says so (or earlier).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<ParticipantId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.next_timeout() <= now)
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in due {
+            if let Some(peer) = self.peers.get_mut(&pid) {
+                peer.handle_input(Input::Timeout(now));
+                if let Some(req) = peer.due_keyframe_requests(now) {
+                    self.stats.keyframe_requests_sent += req;
+                }
+            }
+            self.mark(pid);
+        }
+        self.drain(now);
+    }
+
+    /// When [`Sfu::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.peers.values().map(|p| p.next_timeout()).min()
+    }
+
+    pub fn poll_output(&mut self) -> Option<SfuOutput> {
+        self.out.pop_front()
+    }
+
+    fn mark(&mut self, pid: ParticipantId) {
+        if !self.dirty.contains(&pid) {
+            self.dirty.push(pid);
+        }
+    }
+
+    fn signal_error(&mut self, pid: ParticipantId, code: ErrorCode, message: String) {
+        self.out.push_back(SfuOutput::Signal(
+            pid,
+            ServerMsg::Error {
+                code,
+                message,
+                in_reply_to: None,
+            },
+        ));
+    }
+
+    /// Polls every dirty peer until it has nothing more to say, carrying
+    /// media and keyframe requests between peers (which dirties them in turn).
+    fn drain(&mut self, now: Instant) {
+        let mut events = Vec::new();
+        while let Some(pid) = self.dirty.pop() {
+            let Some(peer) = self.peers.get_mut(&pid) else {
+                continue;
+            };
+            peer.poll(now, &mut self.out, &mut events);
+            for ev in events.drain(..) {
+                self.on_event(now, pid, ev);
+            }
+        }
+    }
+
+    fn on_event(&mut self, now: Instant, from: ParticipantId, ev: PeerEvent) {
+        match ev {
+            PeerEvent::Published(track) => {
+                let Some(room) = self.peers.get(&from).map(|p| p.room().clone()) else {
+                    return;
+                };
+                for other in self.rooms.get(&room).into_iter().flatten() {
+                    if *other == from {
+                        continue;
+                    }
+                    if let Some(o) = self.peers.get_mut(other) {
+                        o.subscribe(track.clone());
+                        if !self.dirty.contains(other) {
+                            self.dirty.push(*other);
+                        }
+                    }
+                }
+            }
+            PeerEvent::Media(data) => {
+                let Some(room) = self.peers.get(&from).map(|p| p.room().clone()) else {
+                    return;
+                };
+                for other in self.rooms.get(&room).into_iter().flatten() {
+                    if *other == from {
+                        continue;
+                    }
+                    if let Some(o) = self.peers.get_mut(other) {
+                        if o.forward(from, &data) {
+                            self.stats.frames_forwarded += 1;
+                            if !self.dirty.contains(other) {
+                                self.dirty.push(*other);
+                            }
+                        }
+                    }
+                }
+            }
+            PeerEvent::WantKeyframe {
+                publisher,
+                mid,
+                rid,
+            } => {
+                if let Some(p) = self.peers.get_mut(&publisher) {
+                    if p.request_keyframe(now, mid, rid) {
+                        self.stats.keyframe_requests_sent += 1;
+                        if !self.dirty.contains(&publisher) {
+                            self.dirty.push(publisher);
+                        }
+                    } else {
+                        self.stats.keyframe_requests_throttled += 1;
+                    }
+                }
+            }
+            PeerEvent::Gone => {
+                self.out.push_back(SfuOutput::Gone(from));
+                self.remove(now, from);
+            }
+        }
+    }
+}
+
+/// Turns the configured addresses into str0m host candidates.
+fn host_candidates(config: &SfuConfig) -> Result<Vec<Candidate>, SfuError> {
+    let c: Vec<Candidate> = config
+        .candidates
+        .iter()
+        .filter_map(|a| Candidate::host(*a, "udp").ok())
+        .collect();
+    if c.is_empty() {
+        return Err(SfuError::NoCandidate);
+    }
+    Ok(c)
+}

@@ -1,1 +1,15 @@
+//! tuxa's control plane, sans IO: who is in which room, in what role, with
+//! which token, and what each of them must be told.
+//!
+//! Nothing here touches a socket, a task or the clock. Time comes in as an
+//! argument, randomness as bytes. The server crate wraps [`Hub`] in one task
+//! and feeds it; the tests drive it directly in simulated time.
 
+mod b64;
+pub mod hub;
+pub mod token;
+
+pub use hub::{Hub, HubConfig, Input, MediaCommand, Output, RecordEvent, RoomStatus, SessionId};
+pub use token::{Claims, TokenError, TokenKey};
+
+pub use b64::{decode as b64_decode, encode as b64_encode};

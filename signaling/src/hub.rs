@@ -1,0 +1,608 @@
+//! The signaling hub: every session, room and participant, owned in one place.
+//!
+//! The hub is a state machine. The server feeds it [`Input`]s (a frame from a
+//! session, a session gone, a room opened or ended, a message from the media
+//! side, the passing of time) and drains [`Output`]s (frames to send, sessions
+//! to close, commands for the SFU, facts for the record). It never sees a
+//! socket or reads a clock, which is what lets the tests below run a whole
+//! consultation in simulated time.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tuxa_protocol::{
+    ClientMsg, ErrorCode, IDLE_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, LeaveReason,
+    MediaKind, ParticipantId, ParticipantInfo, ProtocolError, RoomId, RoomInfo, SUPPORTED_VERSIONS,
+    ServerMsg,
+};
+
+use crate::token::{TokenError, TokenKey};
+
+/// One WebSocket connection, numbered by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+/// Whether a room takes new participants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomStatus {
+    Open,
+    Ended,
+}
+
+#[derive(Debug)]
+pub enum Input {
+    /// A WebSocket was accepted.
+    Connected(SessionId),
+    /// A text frame from a session, already parsed (or not).
+    Frame(SessionId, Result<ClientMsg, ProtocolError>),
+    /// The WebSocket is gone (closed by the peer, or broken).
+    Disconnected(SessionId),
+    /// A room exists (created through the API, or loaded at start).
+    RoomOpened(RoomInfo, RoomStatus),
+    /// A room was ended through the API.
+    EndRoom(RoomId),
+    /// The media side has something to say to a participant (SDP, tracks).
+    FromMedia(ParticipantId, ServerMsg),
+    /// The media side lost a participant's transport (ICE/DTLS failed).
+    MediaGone(ParticipantId),
+}
+
+/// What the SFU must do for the hub.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaCommand {
+    Offer {
+        room: RoomId,
+        participant: ParticipantId,
+        sdp: String,
+    },
+    Answer {
+        participant: ParticipantId,
+        sdp: String,
+    },
+    Remove {
+        participant: ParticipantId,
+    },
+}
+
+/// Facts for the consultation record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordEvent {
+    Joined {
+        room: RoomId,
+        participant: ParticipantInfo,
+    },
+    Left {
+        room: RoomId,
+        participant: ParticipantId,
+        reason: LeaveReason,
+    },
+    TokenRefused {
+        room: RoomId,
+        code: ErrorCode,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Send(SessionId, ServerMsg),
+    /// Close the session (after the frames queued before this one).
+    Close(SessionId),
+    Media(MediaCommand),
+    Record(RecordEvent),
+}
+
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub server_name: String,
+    pub max_participants: usize,
+    pub idle_timeout: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            server_name: concat!("tuxa/", env!("CARGO_PKG_VERSION")).to_owned(),
+            max_participants: 16,
+            idle_timeout: Duration::from_millis(IDLE_TIMEOUT_MS),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum SessionState {
+    AwaitingHello,
+    Negotiated,
+    Joined {
+        room: RoomId,
+        participant: ParticipantId,
+    },
+    /// Left or failed fatally: frames still arriving before the close are ignored.
+    Closing,
+}
+
+#[derive(Debug)]
+struct Session {
+    state: SessionState,
+    last_heard: Instant,
+}
+
+#[derive(Debug)]
+struct Member {
+    info: ParticipantInfo,
+    session: SessionId,
+}
+
+#[derive(Debug)]
+struct Room {
+    info: RoomInfo,
+    status: RoomStatus,
+    members: BTreeMap<ParticipantId, Member>,
+}
+
+pub struct Hub {
+    config: HubConfig,
+    tokens: Arc<TokenKey>,
+    sessions: HashMap<SessionId, Session>,
+    rooms: HashMap<RoomId, Room>,
+    /// Where each participant is, for messages from the media side.
+    participants: HashMap<ParticipantId, RoomId>,
+    next_participant: u64,
+    out: VecDeque<Output>,
+}
+
+impl Hub {
+    pub fn new(config: HubConfig, tokens: Arc<TokenKey>) -> Hub {
+        Hub {
+            config,
+            tokens,
+            sessions: HashMap::new(),
+            rooms: HashMap::new(),
+            participants: HashMap::new(),
+            next_participant: 1,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// Feeds one input. `now` drives timeouts; `now_unix` (seconds) is
+    /// compared with token expiry.
+    pub fn handle(&mut self, now: Instant, now_unix: u64, input: Input) {
+        match input {
+            Input::Connected(sid) => {
+                self.sessions.insert(
+                    sid,
+                    Session {
+                        state: SessionState::AwaitingHello,
+                        last_heard: now,
+                    },
+                );
+            }
+            Input::Frame(sid, frame) => self.on_frame(now, now_unix, sid, frame),
+            Input::Disconnected(sid) => {
+                if let Some(session) = self.sessions.remove(&sid) {
+                    if let SessionState::Joined { room, participant } = session.state {
+                        self.remove_member(&room, participant, LeaveReason::Disconnected);
+                    }
+                }
+            }
+            Input::RoomOpened(info, status) => {
+                self.rooms.entry(info.id.clone()).or_insert(Room {
+                    info,
+                    status,
+                    members: BTreeMap::new(),
+                });
+            }
+            Input::EndRoom(room_id) => self.end_room(&room_id),
+            Input::FromMedia(pid, msg) => {
+                if let Some(sid) = self.session_of(pid) {
+                    self.out.push_back(Output::Send(sid, msg));
+                }
+            }
+            Input::MediaGone(pid) => {
+                // The transport died but the WebSocket may live on: the client
+                // will see its connection fail and can offer again (ICE restart
+                // comes with reconnect). Tell the others now, not at idle timeout.
+                if let Some(sid) = self.session_of(pid) {
+                    self.out.push_back(Output::Send(
+                        sid,
+                        ServerMsg::error(ErrorCode::Internal, "media transport failed"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Closes sessions that have been silent too long. Call at least once a
+    /// second; returns when it next needs calling.
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<Instant> {
+        let idle = self.config.idle_timeout;
+        let stale: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| !matches!(s.state, SessionState::Closing))
+            .filter(|(_, s)| now.saturating_duration_since(s.last_heard) >= idle)
+            .map(|(sid, _)| *sid)
+            .collect();
+        for sid in stale {
+            self.fail(
+                sid,
+                ErrorCode::IdleTimeout,
+                format!("nothing heard for {} s", idle.as_secs()),
+                None,
+            );
+            // The client never said goodbye: it is "disconnected", not "left".
+            self.drop_session(sid, LeaveReason::Disconnected);
+        }
+        self.sessions.values().map(|s| s.last_heard + idle).min()
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Whether a token would be accepted for `room` now (for the join page's
+    /// HTTP check): the same checks, in the same order, as `join`.
+    pub fn check_token(
+        &self,
+        room: &RoomId,
+        token: &str,
+        now_unix: u64,
+    ) -> Result<(crate::token::Claims, RoomInfo), (ErrorCode, String)> {
+        let claims = self
+            .tokens
+            .open_for_room(token, room, now_unix)
+            .map_err(|e| (e.code(), e.to_string()))?;
+        let Some(r) = self.rooms.get(room) else {
+            return Err((ErrorCode::RoomNotFound, "no such consultation".into()));
+        };
+        if r.status == RoomStatus::Ended {
+            return Err((ErrorCode::RoomEnded, "the consultation has ended".into()));
+        }
+        Ok((claims, r.info.clone()))
+    }
+
+    /// Who is in each open room, for the API.
+    pub fn rooms(&self) -> impl Iterator<Item = (&RoomInfo, RoomStatus, Vec<ParticipantInfo>)> {
+        self.rooms.values().map(|r| {
+            (
+                &r.info,
+                r.status,
+                r.members.values().map(|m| m.info.clone()).collect(),
+            )
+        })
+    }
+
+    pub fn participants_in(&self, room: &RoomId) -> Vec<ParticipantInfo> {
+        self.rooms
+            .get(room)
+            .map(|r| r.members.values().map(|m| m.info.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Ends every session, for a clean shutdown.
+    pub fn shutdown(&mut self) {
+        let sids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for sid in sids {
+            self.fail(sid, ErrorCode::ServerShutdown, "the server is stopping".into(), None);
+            self.drop_session(sid, LeaveReason::Disconnected);
+        }
+    }
+
+    fn session_of(&self, pid: ParticipantId) -> Option<SessionId> {
+        let room = self.participants.get(&pid)?;
+        self.rooms.get(room)?.members.get(&pid).map(|m| m.session)
+    }
+
+    fn on_frame(
+        &mut self,
+        now: Instant,
+        now_unix: u64,
+        sid: SessionId,
+        frame: Result<ClientMsg, ProtocolError>,
+    ) {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        session.last_heard = now;
+        let msg = match frame {
+            Ok(msg) => msg,
+            Err(e) => {
+                self.reply_error(sid, e.code, e.detail, None);
+                return;
+            }
+        };
+        let ty = msg.type_name();
+        match (&session.state, msg) {
+            (SessionState::Closing, _) => {}
+            (SessionState::AwaitingHello, ClientMsg::Hello { versions, .. }) => {
+                let chosen = versions
+                    .iter()
+                    .filter(|v| SUPPORTED_VERSIONS.contains(v))
+                    .max()
+                    .copied();
+                match chosen {
+                    Some(version) => {
+                        session.state = SessionState::Negotiated;
+                        self.send(
+                            sid,
+                            ServerMsg::Welcome {
+                                version,
+                                server: self.config.server_name.clone(),
+                                keepalive_interval_ms: KEEPALIVE_INTERVAL_MS,
+                                idle_timeout_ms: self.config.idle_timeout.as_millis() as u64,
+                            },
+                        );
+                    }
+                    None => self.fail(
+                        sid,
+                        ErrorCode::UnsupportedVersion,
+                        format!("this server speaks protocol versions {SUPPORTED_VERSIONS:?}"),
+                        Some(ty),
+                    ),
+                }
+            }
+            (SessionState::AwaitingHello, _) => self.reply_error(
+                sid,
+                ErrorCode::HelloRequired,
+                "the first message must be hello".into(),
+                Some(ty),
+            ),
+            (_, ClientMsg::Hello { .. }) => self.reply_error(
+                sid,
+                ErrorCode::AlreadyNegotiated,
+                "hello was already sent".into(),
+                Some(ty),
+            ),
+            (_, ClientMsg::Ping { seq }) => self.send(sid, ServerMsg::Pong { seq }),
+            (SessionState::Negotiated, ClientMsg::Join { room, token }) => {
+                self.join(now_unix, sid, room, &token)
+            }
+            (SessionState::Joined { .. }, ClientMsg::Join { .. }) => self.reply_error(
+                sid,
+                ErrorCode::AlreadyJoined,
+                "this session has already joined a room".into(),
+                Some(ty),
+            ),
+            (SessionState::Negotiated, _) => self.reply_error(
+                sid,
+                ErrorCode::NotJoined,
+                "join a room first".into(),
+                Some(ty),
+            ),
+            (SessionState::Joined { room, participant }, msg) => {
+                let (room, pid) = (room.clone(), *participant);
+                self.in_room(sid, room, pid, msg);
+            }
+        }
+    }
+
+    fn join(&mut self, now_unix: u64, sid: SessionId, room_id: RoomId, token: &str) {
+        let claims = match self.tokens.open_for_room(token, &room_id, now_unix) {
+            Ok(c) => c,
+            Err(e) => {
+                let code = e.code();
+                if !matches!(e, TokenError::Malformed) {
+                    self.out.push_back(Output::Record(RecordEvent::TokenRefused {
+                        room: room_id.clone(),
+                        code,
+                    }));
+                }
+                self.reply_error(sid, code, e.to_string(), Some("join"));
+                return;
+            }
+        };
+        let Some(room) = self.rooms.get_mut(&room_id) else {
+            self.reply_error(
+                sid,
+                ErrorCode::RoomNotFound,
+                "no such consultation".into(),
+                Some("join"),
+            );
+            return;
+        };
+        if room.status == RoomStatus::Ended {
+            self.reply_error(
+                sid,
+                ErrorCode::RoomEnded,
+                "the consultation has ended".into(),
+                Some("join"),
+            );
+            return;
+        }
+        if room.members.len() >= self.config.max_participants {
+            let max = self.config.max_participants;
+            self.reply_error(
+                sid,
+                ErrorCode::RoomFull,
+                format!("the room has its maximum of {max} participants"),
+                Some("join"),
+            );
+            return;
+        }
+        let pid = ParticipantId(self.next_participant);
+        self.next_participant += 1;
+        let info = ParticipantInfo {
+            id: pid,
+            name: claims.name,
+            role: claims.role,
+            facility: claims.facility,
+            audio_muted: false,
+            video_muted: false,
+        };
+        let others: Vec<ParticipantInfo> = room.members.values().map(|m| m.info.clone()).collect();
+        let others_sids: Vec<SessionId> = room.members.values().map(|m| m.session).collect();
+        room.members.insert(
+            pid,
+            Member {
+                info: info.clone(),
+                session: sid,
+            },
+        );
+        let room_info = room.info.clone();
+        self.participants.insert(pid, room_id.clone());
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.state = SessionState::Joined {
+                room: room_id.clone(),
+                participant: pid,
+            };
+        }
+        self.send(
+            sid,
+            ServerMsg::Joined {
+                room: room_info,
+                you: info.clone(),
+                participants: others,
+            },
+        );
+        for other in others_sids {
+            self.send(
+                other,
+                ServerMsg::ParticipantJoined {
+                    participant: info.clone(),
+                },
+            );
+        }
+        self.out.push_back(Output::Record(RecordEvent::Joined {
+            room: room_id,
+            participant: info,
+        }));
+    }
+
+    fn in_room(&mut self, sid: SessionId, room: RoomId, pid: ParticipantId, msg: ClientMsg) {
+        match msg {
+            ClientMsg::Offer { sdp } => self.out.push_back(Output::Media(MediaCommand::Offer {
+                room,
+                participant: pid,
+                sdp,
+            })),
+            ClientMsg::Answer { sdp } => self.out.push_back(Output::Media(MediaCommand::Answer {
+                participant: pid,
+                sdp,
+            })),
+            ClientMsg::Mute { kind, muted } => {
+                let Some(r) = self.rooms.get_mut(&room) else {
+                    return;
+                };
+                if let Some(m) = r.members.get_mut(&pid) {
+                    match kind {
+                        MediaKind::Audio => m.info.audio_muted = muted,
+                        MediaKind::Video => m.info.video_muted = muted,
+                    }
+                }
+                let sids: Vec<SessionId> = r
+                    .members
+                    .iter()
+                    .filter(|(p, _)| **p != pid)
+                    .map(|(_, m)| m.session)
+                    .collect();
+                for other in sids {
+                    self.send(
+                        other,
+                        ServerMsg::MuteChanged {
+                            participant_id: pid,
+                            kind,
+                            muted,
+                        },
+                    );
+                }
+            }
+            ClientMsg::Leave {} => {
+                self.drop_session(sid, LeaveReason::Left);
+                self.out.push_back(Output::Close(sid));
+            }
+            // Handled before the room state is consulted.
+            ClientMsg::Hello { .. } | ClientMsg::Ping { .. } | ClientMsg::Join { .. } => {}
+        }
+    }
+
+    fn end_room(&mut self, room_id: &RoomId) {
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        room.status = RoomStatus::Ended;
+        let sids: Vec<SessionId> = room.members.values().map(|m| m.session).collect();
+        for sid in sids {
+            self.fail(
+                sid,
+                ErrorCode::RoomEnded,
+                "the consultation has ended".into(),
+                None,
+            );
+            self.drop_session(sid, LeaveReason::Ended);
+        }
+    }
+
+    /// Takes a session out of its room (if any) and marks it closing.
+    fn drop_session(&mut self, sid: SessionId, reason: LeaveReason) {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let old = std::mem::replace(&mut session.state, SessionState::Closing);
+        if let SessionState::Joined { room, participant } = old {
+            self.remove_member(&room, participant, reason);
+        }
+    }
+
+    fn remove_member(&mut self, room_id: &RoomId, pid: ParticipantId, reason: LeaveReason) {
+        self.participants.remove(&pid);
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        if room.members.remove(&pid).is_none() {
+            return;
+        }
+        let sids: Vec<SessionId> = room.members.values().map(|m| m.session).collect();
+        for other in sids {
+            self.send(
+                other,
+                ServerMsg::ParticipantLeft {
+                    participant_id: pid,
+                    reason,
+                },
+            );
+        }
+        self.out
+            .push_back(Output::Media(MediaCommand::Remove { participant: pid }));
+        self.out.push_back(Output::Record(RecordEvent::Left {
+            room: room_id.clone(),
+            participant: pid,
+            reason,
+        }));
+    }
+
+    fn send(&mut self, sid: SessionId, msg: ServerMsg) {
+        self.out.push_back(Output::Send(sid, msg));
+    }
+
+    fn reply_error(
+        &mut self,
+        sid: SessionId,
+        code: ErrorCode,
+        message: String,
+        in_reply_to: Option<&str>,
+    ) {
+        self.send(
+            sid,
+            ServerMsg::Error {
+                code,
+                message,
+                in_reply_to: in_reply_to.map(str::to_owned),
+            },
+        );
+    }
+
+    /// Sends a fatal error and closes the session.
+    fn fail(&mut self, sid: SessionId, code: ErrorCode, message: String, in_reply_to: Option<&str>) {
+        self.reply_error(sid, code, message, in_reply_to);
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            if !matches!(s.state, SessionState::Joined { .. }) {
+                s.state = SessionState::Closing;
+            }
+        }
+        self.out.push_back(Output::Close(sid));
+    }
+}

@@ -1,0 +1,964 @@
+// tuxa browser client: join page → camera preview → call.
+//
+// Flow (docs/protocol.md, docs/api.md):
+//   room from /join/{room}, token from the #fragment → POST /api/v1/join-check
+//   → preview (camera, microphone, who you are) → Join → WebSocket /ws:
+//   hello → welcome → join → joined → our offer → server answer; server
+//   offers for other participants' tracks, answered by us. We are the POLITE
+//   peer of perfect negotiation: a server offer that arrives while our own
+//   offer is outstanding makes us roll back, answer it, and offer again; a
+//   `negotiation_glare` error only means "wait for the server's offer".
+//
+// For tests and kiosks: window.tuxa = {state, pc, participants, error, …} and
+// `?autojoin=1` skips the Join click.
+
+import * as P from './protocol.js';
+import {
+  t, errorText, roleName, getLang, setLang, onLangChange, locale, LANGS,
+} from './i18n.js';
+
+const $ = (id) => document.getElementById(id);
+
+// ---------------------------------------------------------------------------
+// State visible to tests.
+
+const tuxa = {
+  state: 'loading', // loading | preview | joining | in-call | left | error
+  pc: null,
+  ws: null,
+  room: null, // {id, kind, title}
+  you: null, // our Participant (after joined) or the join-check identity
+  participants: {}, // the others, by id (decimal string keys)
+  error: null, // last error code
+  errors: [], // every error code seen, in order
+  log: [],
+  negotiations: 0, // completed offer/answer exchanges
+};
+window.tuxa = tuxa;
+
+function log(...args) {
+  const line = args.map((a) => (typeof a === 'string' ? a : safeJson(a))).join(' ');
+  tuxa.log.push(`${(performance.now() / 1000).toFixed(2)} ${line}`);
+  if (tuxa.log.length > 300) tuxa.log.shift();
+  console.log('[tuxa]', line);
+}
+
+function safeJson(v) {
+  if (v instanceof Error) return `${v.name}: ${v.message}`;
+  try { return JSON.stringify(v); } catch { return String(v); }
+}
+
+// ---------------------------------------------------------------------------
+// Link.
+
+const params = new URLSearchParams(location.search);
+const AUTOJOIN = params.get('autojoin') === '1';
+const pathMatch = location.pathname.match(/\/join\/([^/]+)\/?$/);
+const ROOM = pathMatch ? decodeURIComponent(pathMatch[1]) : '';
+let TOKEN = '';
+try {
+  TOKEN = decodeURIComponent(location.hash.replace(/^#/, '')).trim();
+} catch {
+  TOKEN = location.hash.replace(/^#/, '').trim();
+}
+
+// ---------------------------------------------------------------------------
+// Screens.
+
+const SCREENS = {
+  loading: 'screen-loading',
+  preview: 'screen-preview',
+  joining: 'screen-call',
+  'in-call': 'screen-call',
+  left: 'screen-left',
+  error: 'screen-error',
+};
+
+function setState(state) {
+  if (tuxa.state === state) return;
+  log('state', tuxa.state, '→', state);
+  tuxa.state = state;
+  document.body.dataset.state = state;
+  const shown = SCREENS[state];
+  for (const id of new Set(Object.values(SCREENS))) $(id).hidden = id !== shown;
+  updateCallBanner();
+}
+
+let bannerText = null; // {key} or {code}
+function setBanner(b) {
+  bannerText = b;
+  updateCallBanner();
+}
+
+function updateCallBanner() {
+  const el = $('call-banner');
+  if (!el) return;
+  let text = null;
+  if (tuxa.state === 'joining') text = t('connecting');
+  else if (bannerText && bannerText.code) text = errorText(bannerText.code);
+  else if (bannerText && bannerText.key) text = t(bannerText.key);
+  el.hidden = !text;
+  el.textContent = text || '';
+}
+
+// ---------------------------------------------------------------------------
+// Errors.
+
+let shownError = null;
+const NO_RETRY = new Set([
+  'token_malformed', 'token_invalid', 'token_expired', 'token_wrong_room',
+  'room_not_found', 'room_ended', 'no_token', 'bad_link', 'replaced',
+]);
+
+function fail(code) {
+  log('fatal', code);
+  tuxa.error = code;
+  shownError = code;
+  teardown();
+  renderError();
+  setState('error');
+}
+
+function renderError() {
+  if (!shownError) return;
+  $('error-text').textContent = errorText(shownError);
+  $('error-code').textContent = `(${shownError})`;
+  $('retry-btn').hidden = NO_RETRY.has(shownError);
+}
+
+// ---------------------------------------------------------------------------
+// Local media.
+
+const media = {
+  stream: null, // MediaStream with our current tracks
+  audio: null, // MediaStreamTrack
+  video: null,
+  micMuted: false,
+  camOff: false,
+  unavailable: false,
+};
+
+const DEVICE_KEYS = { audio: 'tuxa.mic', video: 'tuxa.camera' };
+
+function storedDevice(kind) {
+  try { return localStorage.getItem(DEVICE_KEYS[kind]) || ''; } catch { return ''; }
+}
+function storeDevice(kind, id) {
+  try { localStorage.setItem(DEVICE_KEYS[kind], id); } catch { /* ignore */ }
+}
+
+function constraintsFor(kind, deviceId, exact) {
+  const c = kind === 'video'
+    ? { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 24, max: 30 } }
+    : { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
+  if (deviceId) c.deviceId = exact ? { exact: deviceId } : { ideal: deviceId };
+  else if (kind === 'video') c.facingMode = 'user';
+  return c;
+}
+
+async function openInitialMedia() {
+  const md = navigator.mediaDevices;
+  if (!md || !md.getUserMedia) {
+    media.unavailable = true;
+    return;
+  }
+  const attempts = [
+    { audio: constraintsFor('audio', storedDevice('audio')), video: constraintsFor('video', storedDevice('video')) },
+    { audio: constraintsFor('audio', storedDevice('audio')) },
+    { video: constraintsFor('video', storedDevice('video')) },
+  ];
+  for (const c of attempts) {
+    try {
+      const s = await md.getUserMedia(c);
+      media.audio = s.getAudioTracks()[0] || null;
+      media.video = s.getVideoTracks()[0] || null;
+      break;
+    } catch (e) {
+      log('getUserMedia failed', Object.keys(c).join('+'), e);
+    }
+  }
+  media.unavailable = !media.audio && !media.video;
+  applyTrackEnabled();
+  rebuildLocalStream();
+}
+
+function rebuildLocalStream() {
+  const tracks = [media.audio, media.video].filter(Boolean);
+  media.stream = new MediaStream(tracks);
+  const videoOnly = media.video ? new MediaStream([media.video]) : null;
+  for (const id of ['preview-video', 'self-video']) {
+    const v = $(id);
+    if (v.srcObject !== videoOnly) v.srcObject = videoOnly;
+    if (videoOnly) v.play().catch(() => {});
+  }
+  updateLocalUi();
+}
+
+function applyTrackEnabled() {
+  if (media.audio) media.audio.enabled = !media.micMuted;
+  if (media.video) media.video.enabled = !media.camOff;
+}
+
+async function refreshDevices() {
+  const md = navigator.mediaDevices;
+  if (!md || !md.enumerateDevices) return;
+  let devices = [];
+  try { devices = await md.enumerateDevices(); } catch (e) { log('enumerateDevices failed', e); }
+  fillSelect($('camera-select'), devices.filter((d) => d.kind === 'videoinput'), media.video, 'camera');
+  fillSelect($('mic-select'), devices.filter((d) => d.kind === 'audioinput'), media.audio, 'microphone');
+  cameraCount = devices.filter((d) => d.kind === 'videoinput').length;
+  $('flip-btn').hidden = cameraCount < 2 || !media.video;
+}
+let cameraCount = 0;
+
+function fillSelect(select, devices, track, labelKey) {
+  const current = track ? (track.getSettings().deviceId || '') : '';
+  select.textContent = '';
+  if (devices.length === 0 || !track && devices.every((d) => !d.deviceId)) {
+    const o = document.createElement('option');
+    o.value = '';
+    o.textContent = t('no_device');
+    select.append(o);
+    select.disabled = true;
+    return;
+  }
+  select.disabled = false;
+  devices.forEach((d, i) => {
+    const o = document.createElement('option');
+    o.value = d.deviceId;
+    o.textContent = d.label || `${t(labelKey)} ${i + 1}`;
+    if (d.deviceId && d.deviceId === current) o.selected = true;
+    select.append(o);
+  });
+}
+
+async function switchDevice(kind, deviceId) {
+  if (!deviceId) return;
+  const old = media[kind];
+  if (old && old.getSettings().deviceId === deviceId) return;
+  // Phones often cannot open two cameras at once: release the old one first.
+  if (old) old.stop();
+  let track = null;
+  try {
+    const s = await navigator.mediaDevices.getUserMedia({ [kind]: constraintsFor(kind, deviceId, true) });
+    track = s.getTracks()[0];
+  } catch (e) {
+    log('switching', kind, 'failed', e);
+    try {
+      const s = await navigator.mediaDevices.getUserMedia({ [kind]: constraintsFor(kind, '') });
+      track = s.getTracks()[0];
+    } catch (e2) {
+      log('reopening', kind, 'failed', e2);
+    }
+  }
+  media[kind] = track;
+  if (track) storeDevice(kind, track.getSettings().deviceId || deviceId);
+  applyTrackEnabled();
+  rebuildLocalStream();
+  const sender = senders[kind];
+  if (sender && track) {
+    try { await sender.replaceTrack(track); } catch (e) { log('replaceTrack failed', e); }
+  }
+  refreshDevices();
+}
+
+// Next camera, for phones (front/back).
+async function nextCamera() {
+  const cams = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'videoinput');
+  if (cams.length < 2) return;
+  const cur = media.video ? media.video.getSettings().deviceId : '';
+  const i = cams.findIndex((d) => d.deviceId === cur);
+  await switchDevice('video', cams[(i + 1) % cams.length].deviceId);
+}
+
+function toggleMic() {
+  media.micMuted = !media.micMuted;
+  applyTrackEnabled();
+  updateLocalUi();
+  if (tuxa.state === 'in-call') send(P.mute('audio', media.micMuted));
+}
+
+function toggleCam() {
+  media.camOff = !media.camOff;
+  applyTrackEnabled();
+  updateLocalUi();
+  if (tuxa.state === 'in-call') send(P.mute('video', media.camOff));
+}
+
+function updateLocalUi() {
+  for (const b of document.querySelectorAll('.mic-toggle')) {
+    const off = media.micMuted || !media.audio;
+    b.setAttribute('aria-pressed', String(off));
+    b.classList.toggle('is-off', off);
+    b.disabled = !media.audio;
+    b.querySelector('.ctl-label').textContent = media.micMuted ? t('unmute_mic') : t('mute_mic');
+  }
+  for (const b of document.querySelectorAll('.cam-toggle')) {
+    const off = media.camOff || !media.video;
+    b.setAttribute('aria-pressed', String(off));
+    b.classList.toggle('is-off', off);
+    b.disabled = !media.video;
+    b.querySelector('.ctl-label').textContent = media.camOff ? t('camera_on') : t('camera_off');
+  }
+  const noVideo = media.camOff || !media.video;
+  $('preview-off').hidden = !noVideo;
+  $('self-off').hidden = !noVideo;
+  $('media-warning').hidden = !media.unavailable;
+}
+
+function stopLocalMedia() {
+  for (const tr of [media.audio, media.video]) if (tr) tr.stop();
+  for (const id of ['preview-video', 'self-video']) $(id).srcObject = null;
+}
+
+// ---------------------------------------------------------------------------
+// Signaling.
+
+let ws = null;
+let keepaliveTimer = null;
+let pingSeq = 0;
+
+function send(msg) {
+  if (!ws || ws.readyState !== WebSocket.OPEN) {
+    log('not sent (socket closed):', msg.type);
+    return false;
+  }
+  if (msg.type !== 'ping') log('→', msg.type, msg.type === 'offer' || msg.type === 'answer' ? `${msg.sdp.length}B` : '');
+  ws.send(P.encode(msg));
+  return true;
+}
+
+function connect() {
+  if (tuxa.state !== 'preview') return;
+  setState('joining');
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  let opened = false;
+  try {
+    ws = new WebSocket(`${scheme}://${location.host}/ws`);
+  } catch (e) {
+    log('WebSocket failed', e);
+    fail('network_error');
+    return;
+  }
+  tuxa.ws = ws;
+  const mine = ws;
+  ws.onopen = () => {
+    opened = true;
+    log('socket open');
+    send(P.hello());
+  };
+  ws.onmessage = (ev) => {
+    if (mine !== ws) return;
+    let msg;
+    try {
+      msg = P.parseServerMsg(ev.data);
+    } catch (e) {
+      log('bad server message:', e.message, String(ev.data).slice(0, 200));
+      return;
+    }
+    try {
+      onServerMsg(msg);
+    } catch (e) {
+      log('handling', msg.type, 'failed', e);
+    }
+  };
+  ws.onerror = () => log('socket error');
+  ws.onclose = (ev) => {
+    log('socket closed', ev.code, ev.reason || '');
+    if (mine !== ws) return;
+    stopKeepalive();
+    if (tuxa.state === 'left' || tuxa.state === 'error') return;
+    fail(opened ? 'connection_lost' : 'network_error');
+  };
+}
+
+function startKeepalive(ms) {
+  stopKeepalive();
+  const every = Number.isFinite(ms) && ms >= 1000 ? ms : P.KEEPALIVE_INTERVAL_MS;
+  keepaliveTimer = setInterval(() => send(P.ping(++pingSeq)), every);
+}
+
+function stopKeepalive() {
+  if (keepaliveTimer) clearInterval(keepaliveTimer);
+  keepaliveTimer = null;
+}
+
+function onServerMsg(msg) {
+  if (msg.type !== 'pong') {
+    log('←', msg.type, msg.type === 'offer' || msg.type === 'answer' ? `${msg.sdp.length}B` : safeJson(
+      msg.type === 'error' ? { code: msg.code, message: msg.message, in_reply_to: msg.in_reply_to } : '',
+    ));
+  }
+  switch (msg.type) {
+    case 'welcome':
+      startKeepalive(msg.keepalive_interval_ms);
+      send(P.join(ROOM, TOKEN));
+      break;
+    case 'joined':
+      onJoined(msg);
+      break;
+    case 'participant_joined':
+      upsertParticipant(msg.participant);
+      break;
+    case 'participant_left':
+      removeParticipant(String(msg.participant_id));
+      break;
+    case 'track_published':
+      publishedTracks.set(msg.track.id, { pid: String(msg.participant_id), kind: msg.track.kind });
+      break;
+    case 'track_unpublished':
+      publishedTracks.delete(msg.track_id);
+      break;
+    case 'mute_changed':
+      onMuteChanged(msg);
+      break;
+    case 'offer':
+      enqueue('server offer', () => onServerOffer(msg.sdp));
+      break;
+    case 'answer':
+      enqueue('server answer', () => onServerAnswer(msg.sdp));
+      break;
+    case 'pong':
+      tuxa.lastPong = msg.seq;
+      break;
+    case 'error':
+      onServerError(msg);
+      break;
+    default:
+      break;
+  }
+}
+
+function onServerError(msg) {
+  tuxa.error = msg.code;
+  tuxa.errors.push(msg.code);
+  if (P.isFatalError(msg.code)) {
+    fail(msg.code);
+    return;
+  }
+  switch (msg.code) {
+    case 'negotiation_glare':
+      // The server had an offer outstanding and ignored ours. Its offer is
+      // already on its way (or was handled): when it comes we answer and
+      // offer again (see onServerOffer). Nothing to do here.
+      break;
+    case 'already_joined':
+    case 'no_pending_offer':
+      break;
+    case 'sdp_invalid':
+      setBanner({ code: 'sdp_invalid' });
+      break;
+    default:
+      // A failed join (bad token, room gone or full, …) ends the page.
+      if (msg.in_reply_to === 'join' || msg.in_reply_to === 'hello' || tuxa.state === 'joining') {
+        fail(msg.code);
+      }
+  }
+}
+
+function onJoined(msg) {
+  tuxa.room = msg.room;
+  tuxa.you = msg.you;
+  $('room-title').textContent = msg.room.title;
+  for (const p of msg.participants) upsertParticipant(p);
+  setState('in-call');
+  if (media.micMuted) send(P.mute('audio', true));
+  if (media.camOff) send(P.mute('video', true));
+  createPeerConnection();
+  enqueue('initial offer', sendOffer);
+  updateGrid();
+}
+
+// ---------------------------------------------------------------------------
+// Peer connection and perfect negotiation (polite side).
+
+let pc = null;
+const senders = { audio: null, video: null };
+let queue = Promise.resolve();
+
+/** Runs negotiation steps one at a time, in arrival order. */
+function enqueue(what, fn) {
+  queue = queue.then(async () => {
+    if (!pc || pc.signalingState === 'closed') return;
+    await fn();
+  }).catch((e) => {
+    log(what, 'failed:', e);
+  });
+  return queue;
+}
+
+function createPeerConnection() {
+  // No iceServers: the server is ICE-lite and offers its host candidates.
+  pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+  tuxa.pc = pc;
+  for (const kind of ['audio', 'video']) {
+    const track = media[kind];
+    if (!track) continue;
+    // addTransceiver (not addTrack) so that a server offer never reuses our
+    // sending transceivers for someone else's media.
+    const init = { direction: 'sendonly', streams: [media.stream] };
+    if (kind === 'video') init.sendEncodings = [{ maxBitrate: 800_000 }];
+    let tr;
+    try {
+      tr = pc.addTransceiver(track, init);
+    } catch (e) {
+      log('addTransceiver with encodings failed, retrying plain', e);
+      tr = pc.addTransceiver(track, { direction: 'sendonly', streams: [media.stream] });
+    }
+    senders[kind] = tr.sender;
+  }
+  pc.ontrack = onTrack;
+  pc.onconnectionstatechange = () => {
+    log('pc connection', pc.connectionState);
+    onConnectionState();
+  };
+  pc.oniceconnectionstatechange = () => {
+    log('ice', pc.iceConnectionState);
+    onConnectionState();
+  };
+}
+
+let failTimer = null;
+function onConnectionState() {
+  if (!pc) return;
+  const s = pc.connectionState || pc.iceConnectionState;
+  if (s === 'connected' || s === 'completed') {
+    clearTimeout(failTimer);
+    failTimer = null;
+    if (bannerText && (bannerText.key === 'reconnecting_media' || bannerText.code === 'media_failed')) setBanner(null);
+  } else if (s === 'disconnected') {
+    setBanner({ key: 'reconnecting_media' });
+  } else if (s === 'failed') {
+    setBanner({ code: 'media_failed' });
+  }
+}
+
+async function sendOffer() {
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  send(P.offer(pc.localDescription.sdp));
+}
+
+async function onServerOffer(sdp) {
+  let reoffer = false;
+  if (pc.signalingState === 'have-local-offer') {
+    // Glare: we are polite. Drop our offer, take theirs, offer again after.
+    log('glare: rolling back our offer');
+    await pc.setLocalDescription({ type: 'rollback' });
+    reoffer = true;
+  }
+  await pc.setRemoteDescription({ type: 'offer', sdp });
+  const answer = await pc.createAnswer();
+  await pc.setLocalDescription(answer);
+  send(P.answer(pc.localDescription.sdp));
+  tuxa.negotiations += 1;
+  reconcileRemoteTracks();
+  if (reoffer) await sendOffer();
+}
+
+async function onServerAnswer(sdp) {
+  if (pc.signalingState !== 'have-local-offer') {
+    log('ignoring an answer in state', pc.signalingState);
+    return;
+  }
+  await pc.setRemoteDescription({ type: 'answer', sdp });
+  tuxa.negotiations += 1;
+  reconcileRemoteTracks();
+}
+
+// ---------------------------------------------------------------------------
+// Remote participants and their media.
+
+const publishedTracks = new Map(); // track id (protocol) → {pid, kind}
+const trackOwner = new Map(); // MediaStreamTrack → pid
+const tiles = new Map(); // pid → tile
+
+function upsertParticipant(p) {
+  const pid = String(p.id);
+  if (tuxa.you && String(tuxa.you.id) === pid) return;
+  tuxa.participants[pid] = { ...p };
+  const tile = ensureTile(pid);
+  renderTile(tile);
+  updateGrid();
+}
+
+function removeParticipant(pid) {
+  delete tuxa.participants[pid];
+  const tile = tiles.get(pid);
+  if (tile) {
+    for (const tr of [...tile.tracks]) detachTrack(tr, false);
+    removeTile(pid);
+  }
+  updateGrid();
+}
+
+function onMuteChanged(msg) {
+  const pid = String(msg.participant_id);
+  const p = tuxa.participants[pid];
+  if (!p) return;
+  if (msg.kind === 'audio') p.audio_muted = msg.muted;
+  else p.video_muted = msg.muted;
+  const tile = tiles.get(pid);
+  if (tile) renderTile(tile);
+}
+
+function onTrack(ev) {
+  const track = ev.track;
+  const stream = ev.streams && ev.streams[0];
+  let pid = stream ? stream.id : '';
+  if (!/^\d+$/.test(pid)) {
+    // Should not happen: the server names streams by participant id.
+    log('track without a participant stream id:', pid, track.kind);
+    pid = pid || `unknown-${track.id}`;
+  }
+  log('remote track', track.kind, 'from', pid);
+  attachTrack(track, pid);
+  track.addEventListener('ended', () => detachTrack(track, true));
+  track.addEventListener('mute', () => { const tl = tiles.get(trackOwner.get(track)); if (tl) renderTile(tl); });
+  track.addEventListener('unmute', () => { const tl = tiles.get(trackOwner.get(track)); if (tl) renderTile(tl); });
+  if (stream && !stream.tuxaWatched) {
+    stream.tuxaWatched = true;
+    stream.addEventListener('removetrack', (e) => {
+      if (trackOwner.get(e.track) === stream.id) detachTrack(e.track, true);
+    });
+  }
+}
+
+function attachTrack(track, pid) {
+  const prev = trackOwner.get(track);
+  if (prev === pid) return;
+  if (prev !== undefined) detachTrack(track, true);
+  trackOwner.set(track, pid);
+  const tile = ensureTile(pid);
+  tile.tracks.add(track);
+  refreshTileMedia(tile);
+  updateGrid();
+}
+
+function detachTrack(track, maybeRemoveTile) {
+  const pid = trackOwner.get(track);
+  if (pid === undefined) return;
+  trackOwner.delete(track);
+  const tile = tiles.get(pid);
+  if (!tile) return;
+  tile.tracks.delete(track);
+  // A tile with no media left stays while its participant is in the room
+  // (it shows their initials); otherwise it goes.
+  if (maybeRemoveTile && tile.tracks.size === 0 && !tuxa.participants[pid]) {
+    removeTile(pid);
+  } else {
+    refreshTileMedia(tile);
+  }
+  updateGrid();
+}
+
+/** After each negotiation: drop tracks whose transceiver stopped receiving. */
+function reconcileRemoteTracks() {
+  if (!pc) return;
+  for (const tr of pc.getTransceivers()) {
+    const track = tr.receiver && tr.receiver.track;
+    if (!track || !trackOwner.has(track)) continue;
+    const dir = tr.currentDirection;
+    const receiving = !tr.stopped && (dir === 'recvonly' || dir === 'sendrecv');
+    if (!receiving) {
+      log('transceiver', tr.mid, 'no longer receiving:', dir);
+      detachTrack(track, true);
+    }
+  }
+}
+
+function initials(name) {
+  const words = String(name || '').trim().split(/\s+/).filter(Boolean);
+  if (words.length === 0) return '?';
+  const first = words.length > 1 ? words[words.length - 2][0] : '';
+  return (first + words[words.length - 1][0]).toUpperCase();
+}
+
+function ensureTile(pid) {
+  let tile = tiles.get(pid);
+  if (tile) return tile;
+  const el = document.createElement('div');
+  el.className = 'tile';
+  el.dataset.pid = pid;
+  const video = document.createElement('video');
+  video.autoplay = true;
+  video.playsInline = true;
+  video.muted = true; // sound plays through the <audio> below
+  video.setAttribute('playsinline', '');
+  const audio = document.createElement('audio');
+  audio.autoplay = true;
+  const avatar = document.createElement('div');
+  avatar.className = 'avatar';
+  const avatarText = document.createElement('span');
+  avatar.append(avatarText);
+  const label = document.createElement('div');
+  label.className = 'label';
+  const name = document.createElement('span');
+  name.className = 'name';
+  const meta = document.createElement('span');
+  meta.className = 'meta';
+  label.append(name, meta);
+  const badges = document.createElement('div');
+  badges.className = 'badges';
+  const micBadge = document.createElement('span');
+  micBadge.className = 'badge badge-mic';
+  micBadge.innerHTML = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M19 11h-2a5 5 0 0 1-.6 2.4l1.5 1.5A7 7 0 0 0 19 11zM15 11V5a3 3 0 0 0-5.9-.8L15 10.1V11zM4.3 3 3 4.3l6 6V11a3 3 0 0 0 4.6 2.5l1.6 1.6A5 5 0 0 1 7 11H5a7 7 0 0 0 6 6.9V21h2v-3.1a7 7 0 0 0 3.6-1.5l3.1 3.1 1.3-1.3z"/></svg>';
+  const camBadge = document.createElement('span');
+  camBadge.className = 'badge badge-cam';
+  camBadge.innerHTML = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M21 6.5l-4 4V7a1 1 0 0 0-1-1H9.8L21 17.2zM3.3 2 2 3.3 4.7 6H4a1 1 0 0 0-1 1v10a1 1 0 0 0 1 1h12c.2 0 .4-.1.5-.2l3.2 3.2 1.3-1.3z"/></svg>';
+  badges.append(micBadge, camBadge);
+  el.append(video, avatar, audio, label, badges);
+  $('grid').append(el);
+  tile = {
+    pid, el, video, audio, avatarText, name, meta, micBadge, camBadge,
+    tracks: new Set(), videoStream: null, audioStream: null,
+  };
+  tiles.set(pid, tile);
+  renderTile(tile);
+  return tile;
+}
+
+function removeTile(pid) {
+  const tile = tiles.get(pid);
+  if (!tile) return;
+  tile.video.srcObject = null;
+  tile.audio.srcObject = null;
+  tile.el.remove();
+  tiles.delete(pid);
+  updateGrid();
+}
+
+function refreshTileMedia(tile) {
+  const live = [...tile.tracks].filter((tr) => tr.readyState === 'live');
+  const v = live.find((tr) => tr.kind === 'video');
+  const a = live.find((tr) => tr.kind === 'audio');
+  const curV = tile.videoStream && tile.videoStream.getVideoTracks()[0];
+  if (curV !== v) {
+    tile.videoStream = v ? new MediaStream([v]) : null;
+    tile.video.srcObject = tile.videoStream;
+    if (v) tile.video.play().catch((e) => log('video play failed', e));
+  }
+  const curA = tile.audioStream && tile.audioStream.getAudioTracks()[0];
+  if (curA !== a) {
+    tile.audioStream = a ? new MediaStream([a]) : null;
+    tile.audio.srcObject = tile.audioStream;
+    if (a) playAudio(tile.audio);
+  }
+  renderTile(tile);
+}
+
+function playAudio(el) {
+  const p = el.play();
+  if (p && p.catch) {
+    p.catch((e) => {
+      log('audio autoplay blocked', e);
+      $('sound-btn').hidden = false;
+    });
+  }
+}
+
+function renderTile(tile) {
+  const p = tuxa.participants[tile.pid];
+  const name = p ? p.name : t('unknown_participant');
+  tile.name.textContent = name;
+  tile.meta.textContent = p ? [roleName(p.role), p.facility].filter(Boolean).join(' · ') : '';
+  tile.avatarText.textContent = p ? initials(p.name) : '?';
+  const hasVideo = !!(tile.videoStream && tile.videoStream.getVideoTracks()[0]);
+  const videoOff = !hasVideo || (p && p.video_muted);
+  tile.el.classList.toggle('no-video', videoOff);
+  tile.el.classList.toggle('has-media', tile.tracks.size > 0);
+  tile.micBadge.hidden = !(p && p.audio_muted);
+  tile.micBadge.title = t('mic_muted');
+  tile.micBadge.setAttribute('aria-label', t('mic_muted'));
+  tile.camBadge.hidden = !(p && p.video_muted);
+  tile.camBadge.title = t('cam_muted');
+  tile.camBadge.setAttribute('aria-label', t('cam_muted'));
+  if (p) tile.el.dataset.role = p.role;
+}
+
+function updateGrid() {
+  const grid = $('grid');
+  const n = tiles.size;
+  grid.dataset.count = String(n);
+  $('waiting').hidden = n > 0 || tuxa.state !== 'in-call';
+}
+
+// ---------------------------------------------------------------------------
+// Leaving and tearing down.
+
+function teardown() {
+  stopKeepalive();
+  clearTimeout(failTimer);
+  if (pc) {
+    try { pc.close(); } catch { /* ignore */ }
+  }
+  if (ws) {
+    const w = ws;
+    ws = null;
+    try { w.close(1000); } catch { /* ignore */ }
+  }
+  for (const pid of [...tiles.keys()]) removeTile(pid);
+  trackOwner.clear();
+  stopLocalMedia();
+  setBanner(null);
+}
+
+function leave() {
+  log('leaving');
+  if (ws && ws.readyState === WebSocket.OPEN) send(P.leave());
+  // Let the leave frame go out before the close.
+  const w = ws;
+  ws = null;
+  stopKeepalive();
+  if (pc) {
+    try { pc.close(); } catch { /* ignore */ }
+  }
+  if (w) setTimeout(() => { try { w.close(1000); } catch { /* ignore */ } }, 200);
+  for (const pid of [...tiles.keys()]) removeTile(pid);
+  stopLocalMedia();
+  setBanner(null);
+  setState('left');
+}
+
+// ---------------------------------------------------------------------------
+// Language.
+
+function applyLang() {
+  const lang = getLang();
+  document.documentElement.lang = lang;
+  document.title = t('app_name');
+  for (const el of document.querySelectorAll('[data-i18n]')) {
+    el.textContent = t(el.dataset.i18n);
+  }
+  if (tuxa.room) $('room-title').textContent = tuxa.room.title;
+  const lb = $('lang-btn');
+  lb.textContent = t('lang_switch');
+  lb.setAttribute('aria-label', t('lang_switch_label'));
+  lb.lang = lang === 'vi' ? 'en' : 'vi';
+  renderIdentity();
+  renderError();
+  updateLocalUi();
+  for (const tile of tiles.values()) renderTile(tile);
+  updateCallBanner();
+  $('leave-btn').setAttribute('aria-label', t('leave'));
+}
+
+let identity = null; // the join-check answer
+
+function renderIdentity() {
+  if (!identity) return;
+  $('id-name').textContent = identity.name;
+  $('id-role').textContent = roleName(identity.role);
+  const hasFacility = !!identity.facility;
+  $('id-facility').textContent = identity.facility || '';
+  $('id-facility').hidden = !hasFacility;
+  $('id-facility-dt').hidden = !hasFacility;
+  $('id-room').textContent = identity.room ? identity.room.title : '';
+  if (identity.expires_at) {
+    const d = new Date(identity.expires_at * 1000);
+    let when;
+    try {
+      when = d.toLocaleString(locale(), { dateStyle: 'medium', timeStyle: 'short' });
+    } catch {
+      when = d.toLocaleString();
+    }
+    $('link-expiry').textContent = `${t('link_valid_until')}: ${when}`;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Start.
+
+async function joinCheck() {
+  let res;
+  try {
+    res = await fetch('/api/v1/join-check', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ room: ROOM, token: TOKEN }),
+      cache: 'no-store',
+      credentials: 'omit',
+    });
+  } catch (e) {
+    log('join-check failed', e);
+    return { error: 'network_error' };
+  }
+  let body = null;
+  try { body = await res.json(); } catch { /* not JSON */ }
+  if (!res.ok) {
+    const code = body && body.error && typeof body.error.code === 'string' ? body.error.code
+      : res.status >= 500 ? 'internal' : 'unknown_error';
+    log('join-check', res.status, code);
+    return { error: code };
+  }
+  if (!body || typeof body.name !== 'string') return { error: 'internal' };
+  return { ok: body };
+}
+
+async function start() {
+  applyLang();
+  document.body.dataset.state = tuxa.state;
+  if (!ROOM || !P.isRoomId(ROOM)) {
+    fail('bad_link');
+    return;
+  }
+  if (!TOKEN) {
+    fail('no_token');
+    return;
+  }
+  const check = await joinCheck();
+  if (check.error) {
+    fail(check.error);
+    return;
+  }
+  identity = check.ok;
+  tuxa.room = identity.room || null;
+  tuxa.you = { name: identity.name, role: identity.role, facility: identity.facility };
+  if (identity.room && identity.room.title) $('room-title').textContent = identity.room.title;
+  renderIdentity();
+  await openInitialMedia();
+  await refreshDevices();
+  updateLocalUi();
+  setState('preview');
+  if (AUTOJOIN) connect();
+}
+
+function wireUi() {
+  $('lang-btn').addEventListener('click', () => {
+    const i = LANGS.indexOf(getLang());
+    setLang(LANGS[(i + 1) % LANGS.length]);
+  });
+  onLangChange(applyLang);
+  // The click is the user gesture that lets remote audio autoplay.
+  $('join-btn').addEventListener('click', connect);
+  $('leave-btn').addEventListener('click', leave);
+  $('retry-btn').addEventListener('click', () => location.reload());
+  $('rejoin-btn').addEventListener('click', () => location.reload());
+  $('sound-btn').addEventListener('click', () => {
+    $('sound-btn').hidden = true;
+    for (const tile of tiles.values()) if (tile.audio.srcObject) playAudio(tile.audio);
+  });
+  for (const b of document.querySelectorAll('.mic-toggle')) b.addEventListener('click', toggleMic);
+  for (const b of document.querySelectorAll('.cam-toggle')) b.addEventListener('click', toggleCam);
+  $('camera-select').addEventListener('change', (e) => switchDevice('video', e.target.value));
+  $('mic-select').addEventListener('change', (e) => switchDevice('audio', e.target.value));
+  $('flip-btn').addEventListener('click', () => nextCamera());
+  if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
+    navigator.mediaDevices.addEventListener('devicechange', () => refreshDevices());
+  }
+  // Closing the tab: say goodbye so the others see "left", not "disconnected".
+  window.addEventListener('pagehide', () => {
+    if (tuxa.state === 'in-call' && ws && ws.readyState === WebSocket.OPEN) {
+      try { ws.send(P.encode(P.leave())); } catch { /* ignore */ }
+    }
+  });
+}
+
+wireUi();
+start().catch((e) => {
+  log('start failed', e);
+  fail('unknown_error');
+});
+
+// For debugging in the console.
+tuxa.debug = { media, tiles, publishedTracks };

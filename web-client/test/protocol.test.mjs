@@ -1,0 +1,161 @@
+// Checks web-client/protocol.js and i18n.js against the Rust side:
+//   node --test web-client/test/
+// - every client fixture in protocol/fixtures/messages.json is exactly what
+//   protocol.js's constructor for that type produces;
+// - every server fixture is accepted by parseServerMsg; unknown types and
+//   malformed messages are rejected;
+// - every error code of protocol/src/error.rs is in ERROR_CODES and has a
+//   translation in both languages.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+
+import * as P from '../protocol.js';
+import { ERROR_TEXTS, STRINGS, ROLE_NAMES, LANGS, errorText, t, setLang, getLang } from '../i18n.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = join(here, '..', '..');
+const fixtures = JSON.parse(readFileSync(join(repo, 'protocol', 'fixtures', 'messages.json'), 'utf8'));
+const errorRs = readFileSync(join(repo, 'protocol', 'src', 'error.rs'), 'utf8');
+
+/** Builds a client message with protocol.js's constructor from a fixture's fields. */
+function construct(f) {
+  switch (f.type) {
+    case 'hello': return P.hello(f.versions, f.client);
+    case 'join': return P.join(f.room, f.token);
+    case 'offer': return P.offer(f.sdp);
+    case 'answer': return P.answer(f.sdp);
+    case 'mute': return P.mute(f.kind, f.muted);
+    case 'leave': return P.leave();
+    case 'ping': return P.ping(f.seq);
+    default: throw new Error(`no constructor for ${f.type}`);
+  }
+}
+
+/** The snake_case codes the Rust file maps its variants to (`=> "code"`). */
+function rustErrorCodes() {
+  const codes = [...errorRs.matchAll(/=>\s*"([a-z0-9_]+)"/g)].map((m) => m[1]);
+  assert.ok(codes.length >= 20, `found only ${codes.length} codes in error.rs`);
+  return codes;
+}
+
+test('fixtures cover every client and server type', () => {
+  assert.deepEqual(new Set(fixtures.client.map((m) => m.type)), new Set(P.CLIENT_TYPES));
+  assert.deepEqual(new Set(fixtures.server.map((m) => m.type)), new Set(P.SERVER_TYPES));
+});
+
+test('client constructors produce the golden JSON', () => {
+  for (const f of fixtures.client) {
+    const built = construct(f);
+    assert.deepEqual(built, f, `constructor for ${f.type}`);
+    // And the same bytes modulo key order: compare parsed encodings.
+    assert.deepEqual(JSON.parse(P.encode(built)), f);
+  }
+});
+
+test('hello defaults to the supported versions and this client name', () => {
+  assert.deepEqual(P.hello(), { type: 'hello', versions: [1], client: P.CLIENT_NAME });
+  assert.deepEqual(P.PROTOCOL_VERSIONS, [1]);
+  assert.deepEqual(P.hello([1], null), { type: 'hello', versions: [1] });
+});
+
+test('clientMessages has a constructor for every client type', () => {
+  assert.deepEqual(Object.keys(P.clientMessages).sort(), [...P.CLIENT_TYPES].sort());
+});
+
+test('mute rejects an unknown kind', () => {
+  assert.throws(() => P.mute('smell', true), TypeError);
+});
+
+test('encode refuses non-client messages', () => {
+  assert.throws(() => P.encode({ type: 'welcome' }), TypeError);
+});
+
+test('every server fixture parses', () => {
+  for (const f of fixtures.server) {
+    const text = JSON.stringify(f);
+    const msg = P.parseServerMsg(text);
+    assert.deepEqual(msg, f, text);
+  }
+});
+
+test('unknown server types are rejected', () => {
+  for (const text of [
+    '{"type":"launch_missiles"}',
+    '{"type":"hello","versions":[1]}', // a client type
+    '{"type":"__proto__"}',
+    '{"type":"toString"}',
+  ]) {
+    assert.throws(() => P.parseServerMsg(text), P.ProtocolParseError, text);
+  }
+});
+
+test('malformed server messages are rejected', () => {
+  for (const text of [
+    'not json',
+    '[1,2]',
+    'null',
+    '{"type":5}',
+    '{"version":1}',
+    '{"type":"welcome","version":1}',
+    '{"type":"pong"}',
+    '{"type":"pong","seq":"7"}',
+    '{"type":"offer"}',
+    '{"type":"participant_left","participant_id":3,"reason":"vanished"}',
+    '{"type":"mute_changed","participant_id":1,"kind":"smell","muted":true}',
+    '{"type":"joined","room":{"id":"abcdefghijklmnop","kind":"visit","title":"x"},"you":{"id":1,"name":"a","role":"chief","audio_muted":false,"video_muted":false},"participants":[]}',
+    '{"type":"error","message":"no code"}',
+  ]) {
+    assert.throws(() => P.parseServerMsg(text), P.ProtocolParseError, text);
+  }
+});
+
+test('ERROR_CODES matches protocol/src/error.rs', () => {
+  assert.deepEqual([...P.ERROR_CODES].sort(), [...new Set(rustErrorCodes())].sort());
+});
+
+test('fatal codes match is_fatal in error.rs', () => {
+  const body = errorRs.slice(errorRs.indexOf('fn is_fatal'));
+  const variants = [...body.slice(0, body.indexOf('}')).matchAll(/ErrorCode::(\w+)/g)].map((m) => m[1]);
+  const snake = variants.map((v) => v.replace(/([a-z])([A-Z])/g, '$1_$2').toLowerCase());
+  assert.deepEqual([...P.FATAL_ERROR_CODES].sort(), snake.sort());
+});
+
+test('every error code has a translation in both languages', () => {
+  for (const code of rustErrorCodes()) {
+    for (const lang of LANGS) {
+      const text = ERROR_TEXTS[lang][code];
+      assert.ok(typeof text === 'string' && text.length > 3, `${lang}: no translation for ${code}`);
+    }
+    assert.notEqual(ERROR_TEXTS.vi[code], ERROR_TEXTS.en[code], `${code}: vi and en are identical`);
+  }
+  assert.match(errorText('token_expired', 'vi'), /^Đường dẫn đã hết hạn/);
+  assert.match(errorText('token_expired', 'en'), /^This link has expired/);
+});
+
+test('both languages have the same UI keys, roles and error keys', () => {
+  assert.deepEqual(Object.keys(STRINGS.en).sort(), Object.keys(STRINGS.vi).sort());
+  assert.deepEqual(Object.keys(ERROR_TEXTS.en).sort(), Object.keys(ERROR_TEXTS.vi).sort());
+  for (const lang of LANGS) assert.deepEqual(Object.keys(ROLE_NAMES[lang]).sort(), [...P.ROLES].sort());
+});
+
+test('language switching works without a DOM', () => {
+  assert.equal(getLang(), 'vi');
+  assert.equal(t('leave'), 'Rời phòng');
+  setLang('en');
+  assert.equal(t('leave'), 'Leave');
+  setLang('xx');
+  assert.equal(getLang(), 'en');
+  setLang('vi');
+});
+
+test('room ids', () => {
+  assert.ok(P.isRoomId('abcdefghijklmnop'));
+  assert.ok(P.isRoomId('k3x9q2m4a7b5c6d8') === false); // 9, 8 and 0/1 are not base32 here
+  assert.ok(P.isRoomId('k3x2q2m4a7b5c6d7'));
+  assert.ok(!P.isRoomId('ABCDEFGHIJKLMNOP'));
+  assert.ok(!P.isRoomId('short'));
+});
