@@ -1,1 +1,382 @@
+//! tuxa's server: the only crate that does IO.
+//!
+//! [`run`] takes already-bound sockets, a [`Config`] and a shutdown future,
+//! so the binary stays thin and tests start a whole server on port 0.
+//!
+//! Tasks and who owns what:
+//! - the **hub task** owns all signaling state ([`tuxa_signaling::Hub`]);
+//! - the **media task** owns the UDP socket and the SFU ([`tuxa_sfu::Sfu`]);
+//! - one **session task** per WebSocket, holding only its socket;
+//! - the **store thread** owns the SQLite connection;
+//! - the HTTP accept loop spawns one task per TLS connection.
+//!
+//! They talk by message; nothing is shared behind a lock.
 
+pub mod config;
+mod http;
+mod hub_task;
+mod media;
+mod store;
+mod tls;
+mod web;
+mod ws;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use anyhow::Context;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::sync::{mpsc, oneshot, watch};
+use tuxa_protocol::{ConsultationKind, Role, RoomId, RoomInfo};
+use tuxa_sfu::{Sfu, SfuConfig};
+use tuxa_signaling::{Hub, HubConfig, Input, RoomStatus, TokenKey};
+
+pub use config::{Config, Settings, TlsSource};
+
+/// The sockets the server serves on, bound by the caller.
+pub struct Listeners {
+    /// HTTPS: the web client, the API and the WebSocket.
+    pub http: std::net::TcpListener,
+    /// Media for every participant (ICE-lite, demultiplexed per peer).
+    pub media: std::net::UdpSocket,
+}
+
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    aws_lc_rs::rand::fill(&mut b).expect("the system random source");
+    b
+}
+
+pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+fn hex(data: &[u8]) -> String {
+    data.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Serves until `shutdown` completes, then stops cleanly: every session is
+/// told `server_shutdown`, and what was recorded is on disk.
+pub async fn run(
+    listeners: Listeners,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let http_addr = listeners.http.local_addr()?;
+    let media_addr = listeners.media.local_addr()?;
+
+    let announce = announce_addresses(&config, media_addr);
+    let candidates: Vec<SocketAddr> = announce
+        .iter()
+        .map(|ip| SocketAddr::new(*ip, media_addr.port()))
+        .collect();
+    let public_url = match &config.public_url {
+        Some(u) => u.clone(),
+        None => {
+            let host = announce
+                .iter()
+                .find(|ip| !ip.is_loopback())
+                .or(announce.first())
+                .copied()
+                .unwrap_or(http_addr.ip());
+            match host {
+                IpAddr::V6(v6) => format!("https://[{v6}]:{}", http_addr.port()),
+                IpAddr::V4(v4) => format!("https://{v4}:{}", http_addr.port()),
+            }
+        }
+    };
+
+    // The store, its secrets, and what it already knows.
+    let store = store::Store::open(&config.data_dir.join("tuxa.sqlite3"))?;
+    let admin_key = config.admin_key.clone();
+    let (token_key, admin_hash, new_admin_key, rooms) = store
+        .call(move |c| {
+            let token_key = match store::get_meta(c, "token_key")? {
+                Some(k) if k.len() == TokenKey::LEN => k,
+                _ => {
+                    let k = random_bytes::<32>().to_vec();
+                    store::set_meta(c, "token_key", &k)?;
+                    k
+                }
+            };
+            let mut new_key = None;
+            let admin_hash = match (admin_key, store::get_meta(c, "admin_key_sha256")?) {
+                (Some(k), _) => {
+                    let h = sha256(k.as_bytes()).to_vec();
+                    store::set_meta(c, "admin_key_sha256", &h)?;
+                    h
+                }
+                (None, Some(h)) => h,
+                (None, None) => {
+                    let k = format!("tuxa_{}", hex(&random_bytes::<24>()));
+                    let h = sha256(k.as_bytes()).to_vec();
+                    store::set_meta(c, "admin_key_sha256", &h)?;
+                    new_key = Some(k);
+                    h
+                }
+            };
+            // Attendance left open by a crash ends at the restart.
+            c.execute(
+                "UPDATE attendance SET left_at = strftime('%s','now'), leave_reason = 'server_restart'
+                 WHERE left_at IS NULL",
+                [],
+            )?;
+            let rooms = store::consultations(c)?;
+            Ok((token_key, admin_hash, new_key, rooms))
+        })
+        .await
+        .context("opening the store")?;
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&token_key);
+    let tokens = Arc::new(TokenKey::new(&key));
+    let mut admin_key_hash = [0u8; 32];
+    admin_key_hash.copy_from_slice(&admin_hash[..32.min(admin_hash.len())]);
+
+    // TLS.
+    let names: Vec<String> = config
+        .public_url
+        .as_deref()
+        .and_then(|u| u.strip_prefix("https://"))
+        .map(|h| h.split([':', '/']).next().unwrap_or("").to_owned())
+        .filter(|h| !h.is_empty() && h.parse::<IpAddr>().is_err())
+        .into_iter()
+        .collect();
+    let mut cert_ips = announce.clone();
+    cert_ips.push(IpAddr::from([127, 0, 0, 1]));
+    let loaded = tls::load(&config.tls, &names, &cert_ips)?;
+    if let Some(path) = &loaded.created {
+        println!("Created a self-signed certificate: {}", path.display());
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(loaded.server_config);
+
+    // Tasks.
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (hub_tx, hub_rx) = mpsc::unbounded_channel();
+    let (media_tx, media_rx) = mpsc::unbounded_channel();
+    let mut hub = Hub::new(
+        HubConfig {
+            max_participants: config.max_participants,
+            ..HubConfig::default()
+        },
+        tokens.clone(),
+    );
+    for r in &rooms {
+        let (Ok(id), Some(kind)) = (RoomId::parse(&r.id), ConsultationKind::parse(&r.kind)) else {
+            continue;
+        };
+        let status = if r.status == "open" {
+            RoomStatus::Open
+        } else {
+            RoomStatus::Ended
+        };
+        hub.handle(
+            std::time::Instant::now(),
+            hub_task::unix_now(),
+            Input::RoomOpened(
+                RoomInfo {
+                    id,
+                    kind,
+                    title: r.title.clone(),
+                },
+                status,
+            ),
+        );
+    }
+    let hub_handle = tokio::spawn(
+        hub_task::HubTask {
+            hub,
+            rx: hub_rx,
+            media: media_tx,
+            store: store.clone(),
+        }
+        .run(),
+    );
+
+    listeners.media.set_nonblocking(true)?;
+    let media_socket = tokio::net::UdpSocket::from_std(listeners.media)?;
+    let media_handle = tokio::spawn(
+        media::MediaTask {
+            socket: media_socket,
+            sfu: Sfu::new(SfuConfig {
+                candidates: candidates.clone(),
+            }),
+            commands: media_rx,
+            hub: hub_tx.clone(),
+            candidates: candidates.clone(),
+            shutdown: shutdown_rx.clone(),
+        }
+        .run(),
+    );
+
+    let state = http::AppState {
+        hub: hub_tx.clone(),
+        store: store.clone(),
+        tokens,
+        admin_key_hash: Arc::new(admin_key_hash),
+        public_url: public_url.clone().into(),
+        next_session: Arc::new(AtomicU64::new(1)),
+        shutdown: shutdown_rx.clone(),
+    };
+    let app = http::router(state.clone());
+
+    listeners.http.set_nonblocking(true)?;
+    let tcp = tokio::net::TcpListener::from_std(listeners.http)?;
+
+    println!("tuxa listening on https://{http_addr} (media UDP {media_addr})");
+    println!("  announced media addresses: {candidates:?}");
+    if let Some(k) = &new_admin_key {
+        println!();
+        println!("  Admin API key (shown once; only its hash is stored):");
+        println!("    {k}");
+    }
+    if config.demo {
+        print_demo(&state).await;
+    }
+
+    let mut stop = shutdown_rx.clone();
+    let accept = async {
+        loop {
+            let (stream, peer) = tokio::select! {
+                r = tcp.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!("accept: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = stop.changed() => break,
+            };
+            let acceptor = acceptor.clone();
+            let app = app.clone();
+            let mut conn_stop = shutdown_rx.clone();
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    acceptor.accept(stream),
+                )
+                .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, "TLS handshake: {e}");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                tokio::select! {
+                    r = conn => if let Err(e) = r { tracing::debug!(%peer, "http: {e}"); },
+                    _ = conn_stop.changed() => {}
+                }
+            });
+        }
+    };
+
+    let (trigger_tx, trigger_rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = trigger_tx.send(());
+    });
+    tokio::select! {
+        _ = accept => {}
+        _ = trigger_rx => {}
+    }
+
+    tracing::info!("shutting down");
+    let (done_tx, done_rx) = oneshot::channel();
+    if hub_tx.send(hub_task::HubMsg::Shutdown(done_tx)).is_ok() {
+        let _ = done_rx.await;
+    }
+    // Give sessions a moment to flush their last frames and close.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let _ = shutdown_tx.send(true);
+    let _ = media_handle.await;
+    drop(hub_tx);
+    drop(state);
+    hub_handle.abort();
+    // A last round trip through the store thread: everything queued before
+    // it has been written.
+    let _ = store.call(|_| Ok(())).await;
+    Ok(())
+}
+
+/// The addresses to announce as ICE candidates.
+fn announce_addresses(config: &Config, media: SocketAddr) -> Vec<IpAddr> {
+    if !config.announce.is_empty() {
+        return config.announce.clone();
+    }
+    if !media.ip().is_unspecified() {
+        return vec![media.ip()];
+    }
+    let mut v = Vec::new();
+    if let Some(ip) = primary_ip() {
+        v.push(ip);
+    }
+    v.push(IpAddr::from([127, 0, 0, 1]));
+    v
+}
+
+/// The address this machine would use towards the outside. A UDP `connect`
+/// only consults the routing table: no packet is sent. 192.0.2.1 is
+/// TEST-NET-1, reserved for documentation.
+fn primary_ip() -> Option<IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
+}
+
+async fn print_demo(state: &http::AppState) {
+    let result = async {
+        let row = http::create(
+            state,
+            ConsultationKind::Visit,
+            "Demo — khám từ xa / remote visit".into(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let room = RoomId::parse(&row.id).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let doctor = http::mint(
+            state,
+            &room,
+            Role::Doctor,
+            "BS. Demo".into(),
+            Some("Bệnh viện đa khoa tỉnh".into()),
+            86_400,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let patient = http::mint(
+            state,
+            &room,
+            Role::Patient,
+            "Bệnh nhân Demo".into(),
+            Some("Trạm y tế xã".into()),
+            86_400,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        anyhow::Ok((doctor, patient))
+    }
+    .await;
+    match result {
+        Ok((d, p)) => {
+            println!();
+            println!("  Demo consultation — open each link in its own browser window:");
+            println!("    doctor  / bác sĩ:     {}", d["url"].as_str().unwrap_or(""));
+            println!("    patient / bệnh nhân:  {}", p["url"].as_str().unwrap_or(""));
+            println!("  (The certificate is self-signed: accept the browser's warning once.)");
+            println!();
+        }
+        Err(e) => tracing::warn!("could not create the demo consultation: {e}"),
+    }
+}

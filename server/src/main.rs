@@ -1,1 +1,36 @@
-fn main() {}
+//! The `tuxa` binary: resolve settings, bind sockets, run until Ctrl-C.
+
+use anyhow::Context;
+use tuxa_server::{Listeners, Settings, config::USAGE};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{USAGE}");
+        return Ok(());
+    }
+    let settings = Settings::resolve(&args, |k| std::env::var(k).ok())?;
+
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&settings.log)
+                .context("--log is not a valid filter")?,
+        )
+        .init();
+
+    let http = std::net::TcpListener::bind(settings.listen)
+        .with_context(|| format!("binding HTTPS to {}", settings.listen))?;
+    let media = std::net::UdpSocket::bind(settings.media_listen)
+        .with_context(|| format!("binding media UDP to {}", settings.media_listen))?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+            println!("\nStopping (Ctrl-C)…");
+        };
+        tuxa_server::run(Listeners { http, media }, settings.config, shutdown).await
+    })
+}

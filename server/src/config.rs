@@ -1,0 +1,300 @@
+//! Configuration: built-in defaults, then a TOML file, then environment
+//! variables, then command-line flags (each overrides the one before).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// Where the HTTPS certificate comes from.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    /// A self-signed certificate made with rcgen on first start and kept in
+    /// this folder (reused later). For trying tuxa out and for a LAN.
+    SelfSigned { dir: PathBuf },
+    /// A real certificate chain and key, PEM.
+    Files { cert: PathBuf, key: PathBuf },
+    /// A fresh self-signed certificate held in memory only (tests).
+    InMemory,
+}
+
+/// What `server::run` needs besides its sockets.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Holds the SQLite file.
+    pub data_dir: PathBuf,
+    pub tls: TlsSource,
+    /// Addresses announced as ICE candidates (with the media port). Empty:
+    /// the media socket's own address, or, when it is bound to all
+    /// interfaces, this machine's primary address and 127.0.0.1.
+    pub announce: Vec<IpAddr>,
+    /// The base of join links, e.g. `https://tuxa.soyte.example.vn`. Empty:
+    /// `https://<first announced address>:<HTTPS port>`.
+    pub public_url: Option<String>,
+    /// Sets the admin API key instead of generating one (automation, tests).
+    pub admin_key: Option<String>,
+    /// Create a demo consultation at start and print its links.
+    pub demo: bool,
+    pub max_participants: usize,
+}
+
+impl Config {
+    /// A configuration for tests: in-memory certificate, loopback
+    /// candidates, the admin key `test-admin-key`, no demo.
+    pub fn for_tests(data_dir: PathBuf) -> Config {
+        Config {
+            data_dir,
+            tls: TlsSource::InMemory,
+            announce: vec![IpAddr::from([127, 0, 0, 1])],
+            public_url: None,
+            admin_key: Some("test-admin-key".to_owned()),
+            demo: false,
+            max_participants: 16,
+        }
+    }
+}
+
+/// The listening addresses and the configuration, as the binary resolves them.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub media_listen: SocketAddr,
+    pub log: String,
+    pub config: Config,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    media_listen: Option<String>,
+    announce: Option<Vec<String>>,
+    public_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    cert_dir: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    max_participants: Option<usize>,
+    log: Option<String>,
+    demo: Option<bool>,
+}
+
+pub const USAGE: &str = "\
+tuxa — video consultation server (tư vấn, khám chữa bệnh từ xa)
+
+USAGE: tuxa [OPTIONS]
+
+OPTIONS (each also as an environment variable, and as a key in the TOML file):
+  --config FILE           TOML file with the options below            TUXA_CONFIG
+  --listen ADDR           HTTPS + WebSocket address [0.0.0.0:8443]    TUXA_LISTEN
+  --media-listen ADDR     UDP media address [0.0.0.0:8443]            TUXA_MEDIA_LISTEN
+  --announce IP[,IP…]     addresses put in ICE candidates             TUXA_ANNOUNCE
+                          (behind NAT: the public address) [auto]
+  --public-url URL        base of join links [https://<announce>:<port>]  TUXA_PUBLIC_URL
+  --data-dir DIR          SQLite file and keys [data]                 TUXA_DATA_DIR
+  --cert-dir DIR          where the self-signed dev cert is kept [certs]  TUXA_CERT_DIR
+  --cert FILE --key FILE  a real certificate chain and key (PEM)      TUXA_CERT, TUXA_KEY
+  --max-participants N    per room [16]                               TUXA_MAX_PARTICIPANTS
+  --no-demo               do not create and print a demo consultation TUXA_DEMO=0
+  --log FILTER            log filter [info]                           TUXA_LOG
+  TUXA_ADMIN_KEY          set the admin API key instead of generating one
+  -h, --help              this text
+";
+
+impl Settings {
+    /// Resolves settings from flags (`args` without the program name) and
+    /// the environment (`env` returns a variable's value).
+    pub fn resolve(
+        args: &[String],
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Settings> {
+        let flags = parse_flags(args)?;
+        let flag = |name: &str| flags.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let pick = |name: &str, var: &str| flag(name).or_else(|| env(var));
+
+        let file: FileConfig = match pick("config", "TUXA_CONFIG") {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading the configuration file {path}"))?;
+                toml::from_str(&text).with_context(|| format!("in the configuration file {path}"))?
+            }
+            None => FileConfig::default(),
+        };
+
+        let listen: SocketAddr = pick("listen", "TUXA_LISTEN")
+            .or(file.listen)
+            .unwrap_or_else(|| "0.0.0.0:8443".into())
+            .parse()
+            .context("--listen must be an address like 0.0.0.0:8443")?;
+        let media_listen: SocketAddr = pick("media-listen", "TUXA_MEDIA_LISTEN")
+            .or(file.media_listen)
+            .unwrap_or_else(|| "0.0.0.0:8443".into())
+            .parse()
+            .context("--media-listen must be an address like 0.0.0.0:8443")?;
+        let announce = match pick("announce", "TUXA_ANNOUNCE") {
+            Some(list) => list.split(',').map(|s| s.trim().to_owned()).collect(),
+            None => file.announce.unwrap_or_default(),
+        };
+        let announce = announce
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpAddr>()
+                    .with_context(|| format!("--announce: {s:?} is not an IP address"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let public_url = pick("public-url", "TUXA_PUBLIC_URL")
+            .or(file.public_url)
+            .map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(u) = &public_url {
+            if !u.starts_with("https://") {
+                bail!("--public-url must start with https:// (browsers allow camera access only on secure pages)");
+            }
+        }
+        let data_dir = pick("data-dir", "TUXA_DATA_DIR")
+            .map(PathBuf::from)
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("data"));
+        let cert = pick("cert", "TUXA_CERT").map(PathBuf::from).or(file.cert);
+        let key = pick("key", "TUXA_KEY").map(PathBuf::from).or(file.key);
+        let tls = match (cert, key) {
+            (Some(cert), Some(key)) => TlsSource::Files { cert, key },
+            (None, None) => TlsSource::SelfSigned {
+                dir: pick("cert-dir", "TUXA_CERT_DIR")
+                    .map(PathBuf::from)
+                    .or(file.cert_dir)
+                    .unwrap_or_else(|| PathBuf::from("certs")),
+            },
+            _ => bail!("--cert and --key go together"),
+        };
+        let max_participants = match pick("max-participants", "TUXA_MAX_PARTICIPANTS") {
+            Some(n) => n
+                .parse()
+                .context("--max-participants must be a whole number")?,
+            None => file.max_participants.unwrap_or(16),
+        };
+        if !(2..=100).contains(&max_participants) {
+            bail!("--max-participants must be between 2 and 100");
+        }
+        let demo = if flags.iter().any(|(k, _)| k == "no-demo") {
+            false
+        } else if let Some(v) = env("TUXA_DEMO") {
+            !matches!(v.as_str(), "0" | "false" | "no")
+        } else {
+            file.demo.unwrap_or(true)
+        };
+        let log = pick("log", "TUXA_LOG")
+            .or(file.log)
+            .unwrap_or_else(|| "info".into());
+        Ok(Settings {
+            listen,
+            media_listen,
+            log,
+            config: Config {
+                data_dir,
+                tls,
+                announce,
+                public_url,
+                admin_key: env("TUXA_ADMIN_KEY").filter(|k| !k.is_empty()),
+                demo,
+                max_participants,
+            },
+        })
+    }
+}
+
+fn parse_flags(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    const WITH_VALUE: &[&str] = &[
+        "config",
+        "listen",
+        "media-listen",
+        "announce",
+        "public-url",
+        "data-dir",
+        "cert-dir",
+        "cert",
+        "key",
+        "max-participants",
+        "log",
+    ];
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let Some(name) = arg.strip_prefix("--") else {
+            bail!("unexpected argument {arg:?} (see --help)");
+        };
+        let (name, inline) = match name.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_owned())),
+            None => (name, None),
+        };
+        if name == "no-demo" {
+            out.push((name.to_owned(), String::new()));
+        } else if WITH_VALUE.contains(&name) {
+            let value = match inline {
+                Some(v) => v,
+                None => it
+                    .next()
+                    .with_context(|| format!("--{name} needs a value"))?
+                    .clone(),
+            };
+            out.push((name.to_owned(), value));
+        } else {
+            bail!("unknown option --{name} (see --help)");
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn flags_override_env_override_defaults() {
+        let s = Settings::resolve(&args(&[]), |_| None).unwrap();
+        assert_eq!(s.listen.port(), 8443);
+        assert!(s.config.demo);
+        let env = |k: &str| match k {
+            "TUXA_LISTEN" => Some("127.0.0.1:9000".to_owned()),
+            "TUXA_ANNOUNCE" => Some("10.0.0.5, 127.0.0.1".to_owned()),
+            _ => None,
+        };
+        let s = Settings::resolve(&args(&["--listen", "127.0.0.1:9001", "--no-demo"]), env).unwrap();
+        assert_eq!(s.listen.port(), 9001);
+        assert_eq!(s.config.announce.len(), 2);
+        assert!(!s.config.demo);
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        for bad in [
+            &["--listen", "nowhere"][..],
+            &["--announce", "not-an-ip"],
+            &["--cert", "a.pem"],
+            &["--public-url", "http://x"],
+            &["--frobnicate"],
+            &["--listen"],
+            &["--max-participants", "1"],
+        ] {
+            assert!(Settings::resolve(&args(bad), |_| None).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn toml_file_is_read() {
+        let dir = std::env::temp_dir().join(format!("tuxa-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tuxa.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9443\"\nannounce = [\"192.168.1.10\"]\n").unwrap();
+        let s = Settings::resolve(&args(&["--config", path.to_str().unwrap()]), |_| None).unwrap();
+        assert_eq!(s.listen.port(), 9443);
+        assert_eq!(s.config.announce, vec!["192.168.1.10".parse::<IpAddr>().unwrap()]);
+        std::fs::write(&path, "lisen = 1\n").unwrap();
+        assert!(Settings::resolve(&args(&["--config", path.to_str().unwrap()]), |_| None).is_err());
+    }
+}

@@ -1,0 +1,433 @@
+//! HTTP routes: the admin API, the join check, the web client, the WebSocket.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot, watch};
+use tuxa_protocol::{ConsultationKind, ErrorCode, MAX_MESSAGE_BYTES, Role, RoomId, RoomInfo};
+use tuxa_signaling::{Claims, Input, RoomStatus, SessionId, TokenKey};
+
+use crate::hub_task::{HubMsg, unix_now};
+use crate::store::{self, ConsultationRow, Store};
+use crate::{random_bytes, web};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: mpsc::UnboundedSender<HubMsg>,
+    pub store: Store,
+    pub tokens: Arc<TokenKey>,
+    pub admin_key_hash: Arc<[u8; 32]>,
+    pub public_url: Arc<str>,
+    pub next_session: Arc<AtomicU64>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+pub fn router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/", get(web::landing))
+        .route("/join/{room}", get(web::join_page))
+        .route("/static/{file}", get(web::asset))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/ws", get(ws_upgrade))
+        .route("/api/v1/join-check", post(join_check))
+        .route(
+            "/api/v1/consultations",
+            post(create_consultation).get(list_consultations),
+        )
+        .route("/api/v1/consultations/{id}", get(get_consultation))
+        .route("/api/v1/consultations/{id}/links", post(mint_link))
+        .route("/api/v1/consultations/{id}/end", post(end_consultation))
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such page") })
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // The token sits in the URL fragment; never let it leak in a Referer.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    res
+}
+
+/// An error response with a stable code.
+#[derive(Debug)]
+pub struct ApiError {
+    code: ErrorCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn internal(e: impl std::fmt::Display) -> ApiError {
+        tracing::error!("internal error: {e}");
+        ApiError::new(ErrorCode::Internal, "internal error; see the server log")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self.code {
+            ErrorCode::Unauthorized | ErrorCode::TokenInvalid | ErrorCode::TokenExpired => {
+                StatusCode::UNAUTHORIZED
+            }
+            ErrorCode::TokenWrongRoom => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound | ErrorCode::RoomNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::RoomEnded => StatusCode::GONE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::ServerShutdown => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let body = json!({"error": {"code": self.code.as_str(), "message": self.message}});
+        (status, Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn body<T>(r: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
+    r.map(|Json(v)| v)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))
+}
+
+fn check_admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unauthorized,
+                "send the admin key as Authorization: Bearer <key>",
+            )
+        })?;
+    let hash = crate::sha256(presented.trim().as_bytes());
+    // Constant time: the comparison must not tell how much of a guess was right.
+    if aws_lc_rs::constant_time::verify_slices_are_equal(&hash, &state.admin_key_hash[..]).is_err()
+    {
+        return Err(ApiError::new(ErrorCode::Unauthorized, "wrong admin key"));
+    }
+    Ok(())
+}
+
+fn parse_room(id: &str) -> ApiResult<RoomId> {
+    RoomId::parse(id).map_err(|_| ApiError::new(ErrorCode::NotFound, "no such consultation"))
+}
+
+async fn ws_upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    let sid = SessionId(state.next_session.fetch_add(1, Ordering::Relaxed));
+    let hub = state.hub.clone();
+    let shutdown = state.shutdown.clone();
+    // Frames up to 1 MiB are read so that the protocol can answer
+    // `message_too_large` for anything over its own 64 KiB limit; beyond
+    // 1 MiB the WebSocket layer closes the connection.
+    ws.max_message_size(16 * MAX_MESSAGE_BYTES)
+        .max_frame_size(16 * MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| crate::ws::session(socket, sid, hub, shutdown))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinCheck {
+    room: String,
+    token: String,
+}
+
+async fn join_check(
+    State(state): State<AppState>,
+    req: Result<Json<JoinCheck>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let req = body(req)?;
+    let room = RoomId::parse(&req.room)
+        .map_err(|_| ApiError::new(ErrorCode::RoomNotFound, "no such consultation"))?;
+    let (tx, rx) = oneshot::channel();
+    state
+        .hub
+        .send(HubMsg::CheckToken {
+            room,
+            token: req.token,
+            reply: tx,
+        })
+        .map_err(ApiError::internal)?;
+    let (claims, room): (Claims, RoomInfo) = rx
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|(code, msg)| ApiError::new(code, msg))?;
+    Ok(Json(json!({
+        "room": room,
+        "role": claims.role,
+        "name": claims.name,
+        "facility": claims.facility,
+        "expires_at": claims.expires_at,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewConsultation {
+    kind: String,
+    title: String,
+}
+
+async fn create_consultation(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    req: Result<Json<NewConsultation>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    check_admin(&state, &headers)?;
+    let req = body(req)?;
+    let kind = ConsultationKind::parse(&req.kind).ok_or_else(|| {
+        ApiError::new(ErrorCode::BadRequest, "kind must be \"visit\" or \"conference\"")
+    })?;
+    let title = req.title.trim().to_owned();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "title must be 1 to 200 characters",
+        ));
+    }
+    let row = create(&state, kind, title).await?;
+    Ok((StatusCode::CREATED, Json(consultation_json(&row, None))))
+}
+
+/// Creates a consultation in the store and opens its room in the hub.
+pub async fn create(
+    state: &AppState,
+    kind: ConsultationKind,
+    title: String,
+) -> ApiResult<ConsultationRow> {
+    let id = RoomId::from_random(random_bytes());
+    let row = ConsultationRow {
+        id: id.to_string(),
+        kind: kind.as_str().to_owned(),
+        title: title.clone(),
+        status: "open".into(),
+        created_at: unix_now() as i64,
+        ended_at: None,
+    };
+    let r = row.clone();
+    state
+        .store
+        .call(move |c| {
+            c.execute(
+                "INSERT INTO consultations(id, kind, title, status, created_at) VALUES (?1, ?2, ?3, 'open', ?4)",
+                rusqlite::params![r.id, r.kind, r.title, r.created_at],
+            )
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    let _ = state.hub.send(HubMsg::Input(Input::RoomOpened(
+        RoomInfo { id, kind, title },
+        RoomStatus::Open,
+    )));
+    Ok(row)
+}
+
+fn consultation_json(row: &ConsultationRow, participants: Option<Vec<tuxa_protocol::ParticipantInfo>>) -> Value {
+    let mut v = json!({
+        "id": row.id,
+        "kind": row.kind,
+        "title": row.title,
+        "status": row.status,
+        "created_at": row.created_at,
+    });
+    if let Some(t) = row.ended_at {
+        v["ended_at"] = json!(t);
+    }
+    if let Some(p) = participants {
+        v["participants"] = json!(p);
+    }
+    v
+}
+
+async fn participants(state: &AppState, id: &str) -> Vec<tuxa_protocol::ParticipantInfo> {
+    let Ok(room) = RoomId::parse(id) else {
+        return Vec::new();
+    };
+    let (tx, rx) = oneshot::channel();
+    if state.hub.send(HubMsg::Participants { room, reply: tx }).is_err() {
+        return Vec::new();
+    }
+    rx.await.unwrap_or_default()
+}
+
+async fn list_consultations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    check_admin(&state, &headers)?;
+    let rows = state
+        .store
+        .call(|c| store::consultations(c))
+        .await
+        .map_err(ApiError::internal)?;
+    let mut list = Vec::new();
+    for row in rows.iter().filter(|r| r.status == "open") {
+        let p = participants(&state, &row.id).await;
+        list.push(consultation_json(row, Some(p)));
+    }
+    Ok(Json(json!({ "consultations": list })))
+}
+
+async fn load(state: &AppState, id: &str) -> ApiResult<ConsultationRow> {
+    let room = parse_room(id)?;
+    state
+        .store
+        .call(move |c| store::consultation(c, room.as_str()))
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such consultation"))
+}
+
+async fn get_consultation(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    check_admin(&state, &headers)?;
+    let row = load(&state, &id).await?;
+    let p = participants(&state, &row.id).await;
+    Ok(Json(consultation_json(&row, Some(p))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewLink {
+    role: String,
+    name: String,
+    #[serde(default)]
+    facility: Option<String>,
+    #[serde(default)]
+    expires_in_secs: Option<u64>,
+}
+
+async fn mint_link(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    req: Result<Json<NewLink>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    check_admin(&state, &headers)?;
+    let req = body(req)?;
+    let row = load(&state, &id).await?;
+    if row.status != "open" {
+        return Err(ApiError::new(ErrorCode::RoomEnded, "the consultation has ended"));
+    }
+    let role = Role::parse(&req.role).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            "role must be patient, doctor, nurse or guest",
+        )
+    })?;
+    let name = req.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::new(ErrorCode::BadRequest, "name must be 1 to 100 characters"));
+    }
+    let facility = req
+        .facility
+        .map(|f| f.trim().to_owned())
+        .filter(|f| !f.is_empty());
+    if facility.as_ref().is_some_and(|f| f.chars().count() > 200) {
+        return Err(ApiError::new(ErrorCode::BadRequest, "facility must be at most 200 characters"));
+    }
+    let ttl = req.expires_in_secs.unwrap_or(86_400);
+    if !(60..=2_592_000).contains(&ttl) {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "expires_in_secs must be between 60 and 2592000 (30 days)",
+        ));
+    }
+    let room = parse_room(&row.id)?;
+    let link = mint(&state, &room, role, name, facility, ttl).await?;
+    Ok((StatusCode::CREATED, Json(link)))
+}
+
+/// Mints a token, records that it was minted (not the token itself), and
+/// returns the link.
+pub async fn mint(
+    state: &AppState,
+    room: &RoomId,
+    role: Role,
+    name: String,
+    facility: Option<String>,
+    ttl_secs: u64,
+) -> ApiResult<Value> {
+    let now = unix_now();
+    let claims = Claims {
+        room: room.clone(),
+        role,
+        name,
+        facility,
+        expires_at: now + ttl_secs,
+    };
+    let token = state.tokens.mint(&claims, random_bytes());
+    let c = claims.clone();
+    state
+        .store
+        .call(move |db| {
+            db.execute(
+                "INSERT INTO links(consultation_id, role, name, facility, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                rusqlite::params![
+                    c.room.as_str(),
+                    c.role.as_str(),
+                    c.name,
+                    c.facility,
+                    now as i64,
+                    c.expires_at as i64
+                ],
+            )
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(json!({
+        "url": format!("{}/join/{}#{}", state.public_url, room, token),
+        "token": token,
+        "role": role,
+        "expires_at": claims.expires_at,
+    }))
+}
+
+async fn end_consultation(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    check_admin(&state, &headers)?;
+    let row = load(&state, &id).await?;
+    let now = unix_now() as i64;
+    let rid = row.id.clone();
+    state
+        .store
+        .call(move |c| {
+            c.execute(
+                "UPDATE consultations SET status = 'ended', ended_at = ?1 WHERE id = ?2 AND status = 'open'",
+                rusqlite::params![now, rid],
+            )
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    let room = parse_room(&row.id)?;
+    let _ = state.hub.send(HubMsg::Input(Input::EndRoom(room)));
+    let row = load(&state, &id).await?;
+    Ok(Json(consultation_json(&row, Some(Vec::new()))))
+}

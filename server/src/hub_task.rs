@@ -1,0 +1,171 @@
+//! The signaling task: owns the [`Hub`] and the map from session to its
+//! outgoing queue. Sessions, the media task and the HTTP API talk to it by
+//! message; it is the only place that state changes.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+use tuxa_protocol::{ErrorCode, ParticipantInfo, RoomId, RoomInfo};
+use tuxa_signaling::{Claims, Hub, Input, MediaCommand, Output, RecordEvent, SessionId};
+
+use crate::store::Store;
+
+/// What a session task is told to do.
+#[derive(Debug)]
+pub enum SessionCmd {
+    Send(String),
+    Close,
+}
+
+/// Frames a slow client may have queued before it is cut off. A phone on
+/// 3G that cannot keep up with signaling this small is gone in practice.
+pub const SESSION_QUEUE: usize = 256;
+
+pub type TokenCheck = Result<(Claims, RoomInfo), (ErrorCode, String)>;
+
+pub enum HubMsg {
+    Register(SessionId, mpsc::Sender<SessionCmd>),
+    Input(Input),
+    CheckToken {
+        room: RoomId,
+        token: String,
+        reply: oneshot::Sender<TokenCheck>,
+    },
+    Participants {
+        room: RoomId,
+        reply: oneshot::Sender<Vec<ParticipantInfo>>,
+    },
+    Shutdown(oneshot::Sender<()>),
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub struct HubTask {
+    pub hub: Hub,
+    pub rx: mpsc::UnboundedReceiver<HubMsg>,
+    pub media: mpsc::UnboundedSender<MediaCommand>,
+    pub store: Store,
+}
+
+impl HubTask {
+    pub async fn run(mut self) {
+        let mut sessions: HashMap<SessionId, mpsc::Sender<SessionCmd>> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let msg = tokio::select! {
+                m = self.rx.recv() => m,
+                _ = tick.tick() => {
+                    self.hub.handle_timeout(Instant::now());
+                    self.flush(&mut sessions);
+                    continue;
+                }
+            };
+            let Some(msg) = msg else { break };
+            match msg {
+                HubMsg::Register(sid, tx) => {
+                    sessions.insert(sid, tx);
+                    self.hub
+                        .handle(Instant::now(), unix_now(), Input::Connected(sid));
+                }
+                HubMsg::Input(input) => {
+                    let gone = match &input {
+                        Input::Disconnected(sid) => Some(*sid),
+                        _ => None,
+                    };
+                    self.hub.handle(Instant::now(), unix_now(), input);
+                    self.flush(&mut sessions);
+                    if let Some(sid) = gone {
+                        sessions.remove(&sid);
+                    }
+                }
+                HubMsg::CheckToken { room, token, reply } => {
+                    let _ = reply.send(self.hub.check_token(&room, &token, unix_now()));
+                }
+                HubMsg::Participants { room, reply } => {
+                    let _ = reply.send(self.hub.participants_in(&room));
+                }
+                HubMsg::Shutdown(done) => {
+                    self.hub.shutdown();
+                    self.flush(&mut sessions);
+                    let _ = done.send(());
+                }
+            }
+            self.flush(&mut sessions);
+        }
+    }
+
+    fn flush(&mut self, sessions: &mut HashMap<SessionId, mpsc::Sender<SessionCmd>>) {
+        while let Some(out) = self.hub.poll_output() {
+            match out {
+                Output::Send(sid, msg) => {
+                    let Some(tx) = sessions.get(&sid) else { continue };
+                    if tx.try_send(SessionCmd::Send(msg.to_json())).is_err() {
+                        // Full or gone: the session task notices the dropped
+                        // sender and reports the disconnect itself.
+                        tracing::info!(session = sid.0, "signaling queue full; closing");
+                        sessions.remove(&sid);
+                    }
+                }
+                Output::Close(sid) => {
+                    if let Some(tx) = sessions.remove(&sid) {
+                        let _ = tx.try_send(SessionCmd::Close);
+                    }
+                }
+                Output::Media(cmd) => {
+                    let _ = self.media.send(cmd);
+                }
+                Output::Record(ev) => record(&self.store, ev),
+            }
+        }
+    }
+}
+
+fn record(store: &Store, ev: RecordEvent) {
+    let now = unix_now() as i64;
+    match ev {
+        RecordEvent::Joined { room, participant } => {
+            tracing::info!(room = %room, participant = %participant.id, role = participant.role.as_str(), "joined");
+            store.spawn("attendance", move |c| {
+                c.execute(
+                    "INSERT INTO attendance(consultation_id, participant_id, name, role, facility, joined_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    rusqlite::params![
+                        room.as_str(),
+                        participant.id.0 as i64,
+                        participant.name,
+                        participant.role.as_str(),
+                        participant.facility,
+                        now
+                    ],
+                )?;
+                Ok(())
+            });
+        }
+        RecordEvent::Left {
+            room,
+            participant,
+            reason,
+        } => {
+            tracing::info!(room = %room, participant = %participant, ?reason, "left");
+            let reason = format!("{reason:?}").to_lowercase();
+            store.spawn("attendance", move |c| {
+                c.execute(
+                    "UPDATE attendance SET left_at = ?1, leave_reason = ?2
+                     WHERE consultation_id = ?3 AND participant_id = ?4 AND left_at IS NULL",
+                    rusqlite::params![now, reason, room.as_str(), participant.0 as i64],
+                )?;
+                Ok(())
+            });
+        }
+        RecordEvent::TokenRefused { room, code } => {
+            tracing::info!(room = %room, code = code.as_str(), "join refused");
+        }
+    }
+}

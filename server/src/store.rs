@@ -1,0 +1,180 @@
+//! The SQLite file: consultations, who attended, links minted, and the
+//! server's secrets. One thread owns the connection; everyone else sends it
+//! closures and awaits the answer, so no lock is held across an `.await` and
+//! a slow disk never stalls the async runtime.
+
+use std::path::Path;
+use std::sync::mpsc;
+
+use anyhow::Context;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Job>,
+}
+
+/// Schema versions, applied in order; `PRAGMA user_version` says how many ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: the foundation.
+    "CREATE TABLE meta (
+         key TEXT PRIMARY KEY,
+         value BLOB NOT NULL
+     ) STRICT;
+     CREATE TABLE consultations (
+         id TEXT PRIMARY KEY,
+         kind TEXT NOT NULL CHECK (kind IN ('visit', 'conference')),
+         title TEXT NOT NULL,
+         status TEXT NOT NULL CHECK (status IN ('open', 'ended')),
+         created_at INTEGER NOT NULL,
+         ended_at INTEGER
+     ) STRICT;
+     CREATE TABLE links (
+         id INTEGER PRIMARY KEY,
+         consultation_id TEXT NOT NULL REFERENCES consultations(id),
+         role TEXT NOT NULL,
+         name TEXT NOT NULL,
+         facility TEXT,
+         created_at INTEGER NOT NULL,
+         expires_at INTEGER NOT NULL
+     ) STRICT;
+     CREATE TABLE attendance (
+         id INTEGER PRIMARY KEY,
+         consultation_id TEXT NOT NULL REFERENCES consultations(id),
+         participant_id INTEGER NOT NULL,
+         name TEXT NOT NULL,
+         role TEXT NOT NULL,
+         facility TEXT,
+         joined_at INTEGER NOT NULL,
+         left_at INTEGER,
+         leave_reason TEXT
+     ) STRICT;
+     CREATE INDEX attendance_by_consultation ON attendance(consultation_id);",
+];
+
+impl Store {
+    pub fn open(path: &Path) -> anyhow::Result<Store> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut conn =
+            Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        // WAL: readers do not block the writer, and a crash loses at most
+        // the transaction in flight, never what was committed.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("tuxa-store".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job(&mut conn);
+                }
+            })?;
+        Ok(Store { tx })
+    }
+
+    /// Runs `f` on the store's thread.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
+    ) -> anyhow::Result<R> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Box::new(move |c| {
+                let _ = tx.send(f(c));
+            }))
+            .map_err(|_| anyhow::anyhow!("the store thread has stopped"))?;
+        Ok(rx.await.context("the store thread dropped a request")??)
+    }
+
+    /// Runs `f` on the store's thread without waiting (records that must
+    /// not slow the signaling path). Failures are logged.
+    pub fn spawn(&self, what: &'static str, f: impl FnOnce(&mut Connection) -> rusqlite::Result<()> + Send + 'static) {
+        let job: Job = Box::new(move |c| {
+            if let Err(e) = f(c) {
+                tracing::error!("store: {what}: {e}");
+            }
+        });
+        if self.tx.send(job).is_err() {
+            tracing::error!("store: {what}: the store thread has stopped");
+        }
+    }
+}
+
+fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    let done: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let done = usize::try_from(done).unwrap_or(usize::MAX);
+    if done > MIGRATIONS.len() {
+        anyhow::bail!(
+            "the database is from a newer tuxa (schema {done}, this build knows {})",
+            MIGRATIONS.len()
+        );
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("schema migration {}", i + 1))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+pub fn get_meta(c: &Connection, key: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+    c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()
+}
+
+pub fn set_meta(c: &Connection, key: &str, value: &[u8]) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO meta(key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+/// A consultation row.
+#[derive(Debug, Clone)]
+pub struct ConsultationRow {
+    pub id: String,
+    pub kind: String,
+    pub title: String,
+    pub status: String,
+    pub created_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+pub fn consultations(c: &Connection) -> rusqlite::Result<Vec<ConsultationRow>> {
+    let mut st = c.prepare(
+        "SELECT id, kind, title, status, created_at, ended_at FROM consultations ORDER BY created_at",
+    )?;
+    st.query_map([], row_to_consultation)?.collect()
+}
+
+pub fn consultation(c: &Connection, id: &str) -> rusqlite::Result<Option<ConsultationRow>> {
+    c.query_row(
+        "SELECT id, kind, title, status, created_at, ended_at FROM consultations WHERE id = ?1",
+        [id],
+        row_to_consultation,
+    )
+    .optional()
+}
+
+fn row_to_consultation(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsultationRow> {
+    Ok(ConsultationRow {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        title: r.get(2)?,
+        status: r.get(3)?,
+        created_at: r.get(4)?,
+        ended_at: r.get(5)?,
+    })
+}

@@ -1,0 +1,115 @@
+//! The HTTPS certificate: a real one from files, or a self-signed one made
+//! with rcgen (kept under `certs/` so browsers are asked to trust it once).
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::config::TlsSource;
+
+pub struct Loaded {
+    pub server_config: Arc<rustls::ServerConfig>,
+    /// Set when a self-signed certificate was made on this start.
+    pub created: Option<std::path::PathBuf>,
+}
+
+pub fn load(source: &TlsSource, names: &[String], ips: &[IpAddr]) -> anyhow::Result<Loaded> {
+    let (chain, key, created) = match source {
+        TlsSource::Files { cert, key } => {
+            let (c, k) = read_pem(cert, key)?;
+            (c, k, None)
+        }
+        TlsSource::InMemory => {
+            let (c, k) = self_signed(names, ips)?;
+            (vec![c.der().clone()], k, None)
+        }
+        TlsSource::SelfSigned { dir } => {
+            let cert = dir.join("tuxa-dev.crt.pem");
+            let key = dir.join("tuxa-dev.key.pem");
+            if cert.exists() && key.exists() {
+                let (c, k) = read_pem(&cert, &key)?;
+                (c, k, None)
+            } else {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                let params = params(names, ips)?;
+                let key_pair = rcgen::KeyPair::generate()?;
+                let c = params.self_signed(&key_pair)?;
+                std::fs::write(&cert, c.pem()).with_context(|| format!("writing {}", cert.display()))?;
+                write_private(&key, key_pair.serialize_pem().as_bytes())?;
+                let k = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
+                (vec![c.der().clone()], k, Some(cert))
+            }
+        }
+    };
+    // TLS 1.2 and 1.3 only (rustls has nothing older), aws-lc-rs explicitly:
+    // the test clients link another provider, and rustls refuses to guess.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the certificate and key do not match or are unusable")?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Loaded {
+        server_config: Arc::new(cfg),
+        created,
+    })
+}
+
+fn params(names: &[String], ips: &[IpAddr]) -> anyhow::Result<rcgen::CertificateParams> {
+    let mut sans: Vec<String> = vec!["localhost".into()];
+    sans.extend(names.iter().cloned());
+    let mut p = rcgen::CertificateParams::new(sans)?;
+    for ip in ips {
+        p.subject_alt_names.push(rcgen::SanType::IpAddress(*ip));
+    }
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "tuxa development certificate");
+    Ok(p)
+}
+
+fn self_signed(
+    names: &[String],
+    ips: &[IpAddr],
+) -> anyhow::Result<(rcgen::Certificate, PrivateKeyDer<'static>)> {
+    let key_pair = rcgen::KeyPair::generate()?;
+    let cert = params(names, ips)?.self_signed(&key_pair)?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
+    Ok((cert, key))
+}
+
+fn read_pem(
+    cert: &Path,
+    key: &Path,
+) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let cert_pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+    let chain = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing {}", cert.display()))?;
+    if chain.is_empty() {
+        anyhow::bail!("{} holds no certificate", cert.display());
+    }
+    let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .with_context(|| format!("parsing {}", key.display()))?
+        .with_context(|| format!("{} holds no private key", key.display()))?;
+    Ok((chain, key))
+}
+
+fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(data)?;
+    Ok(())
+}
