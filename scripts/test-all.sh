@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test of tuxa: Rust unit, simulated-time and integration tests,
+# the Node protocol check, and the browser end-to-end suite (Chromium and
+# Firefox with fake camera and microphone). Installs what they need on a
+# fresh Debian 12 machine first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/firefox-esr ] || missing+=(firefox-esr)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing: ${missing[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+echo "== cargo test (release: the media tests need real-time speed)"
+cargo test --release --workspace --locked
+
+echo "== node: protocol fixtures and translations"
+node --test web-client/test/
+
+echo "== browsers: end-to-end calls"
+cargo build --release --locked -p tuxa-server
+TUXA_BIN="$PWD/target/release/tuxa" bash tests/browser/run.sh
