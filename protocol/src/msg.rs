@@ -178,7 +178,11 @@ pub fn parse_client_msg(text: &str) -> Result<ClientMsg, ProtocolError> {
     }
     let value: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| ProtocolError::new(ErrorCode::BadJson, format!("not JSON: {e}")))?;
-    let Some(ty) = value.get("type").and_then(|t| t.as_str()).map(str::to_owned) else {
+    let Some(ty) = value
+        .get("type")
+        .and_then(|t| t.as_str())
+        .map(str::to_owned)
+    else {
         return Err(ProtocolError::new(
             ErrorCode::BadJson,
             "expected a JSON object with a string \"type\"",
@@ -217,16 +221,31 @@ mod tests {
             ("{\"versions\":[1]}", ErrorCode::BadJson),
             ("{\"type\":\"launch_missiles\"}", ErrorCode::UnknownMessage),
             ("{\"type\":\"hello\"}", ErrorCode::InvalidMessage),
-            ("{\"type\":\"hello\",\"versions\":\"1\"}", ErrorCode::InvalidMessage),
-            ("{\"type\":\"join\",\"room\":\"x\",\"token\":\"t\"}", ErrorCode::InvalidMessage),
-            ("{\"type\":\"mute\",\"kind\":\"smell\",\"muted\":true}", ErrorCode::InvalidMessage),
-            ("{\"type\":\"leave\",\"extra\":1}", ErrorCode::InvalidMessage),
+            (
+                "{\"type\":\"hello\",\"versions\":\"1\"}",
+                ErrorCode::InvalidMessage,
+            ),
+            (
+                "{\"type\":\"join\",\"room\":\"x\",\"token\":\"t\"}",
+                ErrorCode::InvalidMessage,
+            ),
+            (
+                "{\"type\":\"mute\",\"kind\":\"smell\",\"muted\":true}",
+                ErrorCode::InvalidMessage,
+            ),
+            (
+                "{\"type\":\"leave\",\"extra\":1}",
+                ErrorCode::InvalidMessage,
+            ),
         ];
         for (text, code) in cases {
             let err = parse_client_msg(text).expect_err(text);
             assert_eq!(err.code, *code, "{text}: {err}");
         }
-        let big = format!("{{\"type\":\"offer\",\"sdp\":\"{}\"}}", "a".repeat(MAX_MESSAGE_BYTES));
+        let big = format!(
+            "{{\"type\":\"offer\",\"sdp\":\"{}\"}}",
+            "a".repeat(MAX_MESSAGE_BYTES)
+        );
         assert_eq!(
             parse_client_msg(&big).unwrap_err().code,
             ErrorCode::MessageTooLarge
@@ -235,7 +254,11 @@ mod tests {
 
     #[test]
     fn error_codes_serialise_as_their_names() {
-        for code in [ErrorCode::TokenExpired, ErrorCode::NegotiationGlare, ErrorCode::Internal] {
+        for code in [
+            ErrorCode::TokenExpired,
+            ErrorCode::NegotiationGlare,
+            ErrorCode::Internal,
+        ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }

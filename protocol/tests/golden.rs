@@ -31,8 +31,8 @@ fn client_fixtures_round_trip() {
 fn server_fixtures_round_trip() {
     let f = fixtures();
     for fixture in f["server"].as_array().expect("server list") {
-        let msg: ServerMsg = serde_json::from_value(fixture.clone())
-            .unwrap_or_else(|e| panic!("{fixture}: {e}"));
+        let msg: ServerMsg =
+            serde_json::from_value(fixture.clone()).unwrap_or_else(|e| panic!("{fixture}: {e}"));
         let back: Value = serde_json::from_str(&msg.to_json()).expect("json");
         assert_eq!(&back, fixture);
     }

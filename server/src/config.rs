@@ -110,14 +110,20 @@ impl Settings {
         env: impl Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Settings> {
         let flags = parse_flags(args)?;
-        let flag = |name: &str| flags.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let flag = |name: &str| {
+            flags
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
         let pick = |name: &str, var: &str| flag(name).or_else(|| env(var));
 
         let file: FileConfig = match pick("config", "TUXA_CONFIG") {
             Some(path) => {
                 let text = std::fs::read_to_string(&path)
                     .with_context(|| format!("reading the configuration file {path}"))?;
-                toml::from_str(&text).with_context(|| format!("in the configuration file {path}"))?
+                toml::from_str(&text)
+                    .with_context(|| format!("in the configuration file {path}"))?
             }
             None => FileConfig::default(),
         };
@@ -147,10 +153,12 @@ impl Settings {
         let public_url = pick("public-url", "TUXA_PUBLIC_URL")
             .or(file.public_url)
             .map(|u| u.trim_end_matches('/').to_owned());
-        if let Some(u) = &public_url {
-            if !u.starts_with("https://") {
-                bail!("--public-url must start with https:// (browsers allow camera access only on secure pages)");
-            }
+        if let Some(u) = &public_url
+            && !u.starts_with("https://")
+        {
+            bail!(
+                "--public-url must start with https:// (browsers allow camera access only on secure pages)"
+            );
         }
         let data_dir = pick("data-dir", "TUXA_DATA_DIR")
             .map(PathBuf::from)
@@ -264,7 +272,8 @@ mod tests {
             "TUXA_ANNOUNCE" => Some("10.0.0.5, 127.0.0.1".to_owned()),
             _ => None,
         };
-        let s = Settings::resolve(&args(&["--listen", "127.0.0.1:9001", "--no-demo"]), env).unwrap();
+        let s =
+            Settings::resolve(&args(&["--listen", "127.0.0.1:9001", "--no-demo"]), env).unwrap();
         assert_eq!(s.listen.port(), 9001);
         assert_eq!(s.config.announce.len(), 2);
         assert!(!s.config.demo);
@@ -290,10 +299,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tuxa-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("tuxa.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9443\"\nannounce = [\"192.168.1.10\"]\n").unwrap();
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9443\"\nannounce = [\"192.168.1.10\"]\n",
+        )
+        .unwrap();
         let s = Settings::resolve(&args(&["--config", path.to_str().unwrap()]), |_| None).unwrap();
         assert_eq!(s.listen.port(), 9443);
-        assert_eq!(s.config.announce, vec!["192.168.1.10".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            s.config.announce,
+            vec!["192.168.1.10".parse::<IpAddr>().unwrap()]
+        );
         std::fs::write(&path, "lisen = 1\n").unwrap();
         assert!(Settings::resolve(&args(&["--config", path.to_str().unwrap()]), |_| None).is_err());
     }

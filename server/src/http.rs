@@ -56,9 +56,15 @@ async fn security_headers(mut res: Response) -> Response {
         header::STRICT_TRANSPORT_SECURITY,
         HeaderValue::from_static("max-age=31536000"),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     // The token sits in the URL fragment; never let it leak in a Referer.
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     res
 }
@@ -196,7 +202,10 @@ async fn create_consultation(
     check_admin(&state, &headers)?;
     let req = body(req)?;
     let kind = ConsultationKind::parse(&req.kind).ok_or_else(|| {
-        ApiError::new(ErrorCode::BadRequest, "kind must be \"visit\" or \"conference\"")
+        ApiError::new(
+            ErrorCode::BadRequest,
+            "kind must be \"visit\" or \"conference\"",
+        )
     })?;
     let title = req.title.trim().to_owned();
     if title.is_empty() || title.chars().count() > 200 {
@@ -242,7 +251,10 @@ pub async fn create(
     Ok(row)
 }
 
-fn consultation_json(row: &ConsultationRow, participants: Option<Vec<tuxa_protocol::ParticipantInfo>>) -> Value {
+fn consultation_json(
+    row: &ConsultationRow,
+    participants: Option<Vec<tuxa_protocol::ParticipantInfo>>,
+) -> Value {
     let mut v = json!({
         "id": row.id,
         "kind": row.kind,
@@ -264,7 +276,11 @@ async fn participants(state: &AppState, id: &str) -> Vec<tuxa_protocol::Particip
         return Vec::new();
     };
     let (tx, rx) = oneshot::channel();
-    if state.hub.send(HubMsg::Participants { room, reply: tx }).is_err() {
+    if state
+        .hub
+        .send(HubMsg::Participants { room, reply: tx })
+        .is_err()
+    {
         return Vec::new();
     }
     rx.await.unwrap_or_default()
@@ -330,7 +346,10 @@ async fn mint_link(
     let req = body(req)?;
     let row = load(&state, &id).await?;
     if row.status != "open" {
-        return Err(ApiError::new(ErrorCode::RoomEnded, "the consultation has ended"));
+        return Err(ApiError::new(
+            ErrorCode::RoomEnded,
+            "the consultation has ended",
+        ));
     }
     let role = Role::parse(&req.role).ok_or_else(|| {
         ApiError::new(
@@ -340,14 +359,20 @@ async fn mint_link(
     })?;
     let name = req.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::new(ErrorCode::BadRequest, "name must be 1 to 100 characters"));
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "name must be 1 to 100 characters",
+        ));
     }
     let facility = req
         .facility
         .map(|f| f.trim().to_owned())
         .filter(|f| !f.is_empty());
     if facility.as_ref().is_some_and(|f| f.chars().count() > 200) {
-        return Err(ApiError::new(ErrorCode::BadRequest, "facility must be at most 200 characters"));
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "facility must be at most 200 characters",
+        ));
     }
     let ttl = req.expires_in_secs.unwrap_or(86_400);
     if !(60..=2_592_000).contains(&ttl) {

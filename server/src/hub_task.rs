@@ -105,7 +105,9 @@ impl HubTask {
         while let Some(out) = self.hub.poll_output() {
             match out {
                 Output::Send(sid, msg) => {
-                    let Some(tx) = sessions.get(&sid) else { continue };
+                    let Some(tx) = sessions.get(&sid) else {
+                        continue;
+                    };
                     if tx.try_send(SessionCmd::Send(msg.to_json())).is_err() {
                         // Full or gone: the session task notices the dropped
                         // sender and reports the disconnect itself.

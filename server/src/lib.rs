@@ -372,8 +372,14 @@ async fn print_demo(state: &http::AppState) {
         Ok((d, p)) => {
             println!();
             println!("  Demo consultation — open each link in its own browser window:");
-            println!("    doctor  / bác sĩ:     {}", d["url"].as_str().unwrap_or(""));
-            println!("    patient / bệnh nhân:  {}", p["url"].as_str().unwrap_or(""));
+            println!(
+                "    doctor  / bác sĩ:     {}",
+                d["url"].as_str().unwrap_or("")
+            );
+            println!(
+                "    patient / bệnh nhân:  {}",
+                p["url"].as_str().unwrap_or("")
+            );
             println!("  (The certificate is self-signed: accept the browser's warning once.)");
             println!();
         }

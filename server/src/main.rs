@@ -27,9 +27,13 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-            println!("\nStopping (Ctrl-C)…");
+        // Ctrl-C at a terminal, SIGTERM from systemd: both stop cleanly.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => println!("\nStopping (Ctrl-C)…"),
+                _ = term.recv() => println!("Stopping (SIGTERM)…"),
+            }
         };
         tuxa_server::run(Listeners { http, media }, settings.config, shutdown).await
     })

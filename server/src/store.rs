@@ -96,7 +96,11 @@ impl Store {
 
     /// Runs `f` on the store's thread without waiting (records that must
     /// not slow the signaling path). Failures are logged.
-    pub fn spawn(&self, what: &'static str, f: impl FnOnce(&mut Connection) -> rusqlite::Result<()> + Send + 'static) {
+    pub fn spawn(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<()> + Send + 'static,
+    ) {
         let job: Job = Box::new(move |c| {
             if let Err(e) = f(c) {
                 tracing::error!("store: {what}: {e}");

@@ -38,7 +38,8 @@ pub fn load(source: &TlsSource, names: &[String], ips: &[IpAddr]) -> anyhow::Res
                 let params = params(names, ips)?;
                 let key_pair = rcgen::KeyPair::generate()?;
                 let c = params.self_signed(&key_pair)?;
-                std::fs::write(&cert, c.pem()).with_context(|| format!("writing {}", cert.display()))?;
+                std::fs::write(&cert, c.pem())
+                    .with_context(|| format!("writing {}", cert.display()))?;
                 write_private(&key, key_pair.serialize_pem().as_bytes())?;
                 let k = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
                 (vec![c.der().clone()], k, Some(cert))

@@ -7,10 +7,26 @@ use axum::response::{Html, IntoResponse, Response};
 
 /// (name, content type, body) of every file under `/static/`.
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("app.js", "text/javascript; charset=utf-8", include_str!("../../web-client/app.js")),
-    ("protocol.js", "text/javascript; charset=utf-8", include_str!("../../web-client/protocol.js")),
-    ("i18n.js", "text/javascript; charset=utf-8", include_str!("../../web-client/i18n.js")),
-    ("style.css", "text/css; charset=utf-8", include_str!("../../web-client/style.css")),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web-client/app.js"),
+    ),
+    (
+        "protocol.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web-client/protocol.js"),
+    ),
+    (
+        "i18n.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web-client/i18n.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../../web-client/style.css"),
+    ),
 ];
 
 const INDEX: &str = include_str!("../../web-client/index.html");
@@ -26,10 +42,8 @@ pub async fn join_page(Path(_room): Path<String>) -> Response {
     let mut res = Html(INDEX).into_response();
     // Camera and microphone for this origin only; nothing cached, so an
     // upgrade reaches every phone at once.
-    res.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
 

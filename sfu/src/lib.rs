@@ -342,12 +342,12 @@ impl Sfu {
                     if *other == from {
                         continue;
                     }
-                    if let Some(o) = self.peers.get_mut(other) {
-                        if o.forward(from, &data) {
-                            self.stats.frames_forwarded += 1;
-                            if !self.dirty.contains(other) {
-                                self.dirty.push(*other);
-                            }
+                    if let Some(o) = self.peers.get_mut(other)
+                        && o.forward(from, &data)
+                    {
+                        self.stats.frames_forwarded += 1;
+                        if !self.dirty.contains(other) {
+                            self.dirty.push(*other);
                         }
                     }
                 }

@@ -20,6 +20,9 @@ pub(crate) struct Published {
 }
 
 /// What a peer's poll produced that concerns other peers.
+// Boxing MediaData would cost an allocation per frame; the events Vec is
+// reused, so the size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum PeerEvent {
     Published(Published),
     Media(MediaData),
@@ -243,20 +246,20 @@ impl Peer {
         if t.kind != MediaKind::Video {
             return false;
         }
-        if let Some(last) = t.last_keyframe_request {
-            if now < last + KEYFRAME_REQUEST_INTERVAL {
-                t.keyframe_pending = Some(rid);
-                let due = last + KEYFRAME_REQUEST_INTERVAL;
-                self.next_timeout = self.next_timeout.min(due);
-                return false;
-            }
+        if let Some(last) = t.last_keyframe_request
+            && now < last + KEYFRAME_REQUEST_INTERVAL
+        {
+            t.keyframe_pending = Some(rid);
+            let due = last + KEYFRAME_REQUEST_INTERVAL;
+            self.next_timeout = self.next_timeout.min(due);
+            return false;
         }
         t.last_keyframe_request = Some(now);
         t.keyframe_pending = None;
-        if let Some(mut w) = self.rtc.writer(mid) {
-            if let Err(e) = w.request_keyframe(rid, KeyframeRequestKind::Pli) {
-                tracing::debug!(participant = %self.id, "keyframe request: {e}");
-            }
+        if let Some(mut w) = self.rtc.writer(mid)
+            && let Err(e) = w.request_keyframe(rid, KeyframeRequestKind::Pli)
+        {
+            tracing::debug!(participant = %self.id, "keyframe request: {e}");
         }
         true
     }
@@ -323,7 +326,12 @@ impl Peer {
 
     /// Polls str0m until it has nothing more to say; datagrams and signaling
     /// go to `out`, what concerns other peers to `events`.
-    pub fn poll(&mut self, now: Instant, out: &mut VecDeque<SfuOutput>, events: &mut Vec<PeerEvent>) {
+    pub fn poll(
+        &mut self,
+        now: Instant,
+        out: &mut VecDeque<SfuOutput>,
+        events: &mut Vec<PeerEvent>,
+    ) {
         if self.gone {
             return;
         }
@@ -339,8 +347,11 @@ impl Peer {
                     self.next_timeout = t;
                     // A throttled keyframe request wakes us at its own time.
                     for tin in &self.tracks_in {
-                        if let (Some(_), Some(last)) = (tin.keyframe_pending, tin.last_keyframe_request) {
-                            self.next_timeout = self.next_timeout.min(last + KEYFRAME_REQUEST_INTERVAL);
+                        if let (Some(_), Some(last)) =
+                            (tin.keyframe_pending, tin.last_keyframe_request)
+                        {
+                            self.next_timeout =
+                                self.next_timeout.min(last + KEYFRAME_REQUEST_INTERVAL);
                         }
                     }
                     return;

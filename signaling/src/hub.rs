@@ -12,9 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tuxa_protocol::{
-    ClientMsg, ErrorCode, IDLE_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, LeaveReason,
-    MediaKind, ParticipantId, ParticipantInfo, ProtocolError, RoomId, RoomInfo, SUPPORTED_VERSIONS,
-    ServerMsg,
+    ClientMsg, ErrorCode, IDLE_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, LeaveReason, MediaKind,
+    ParticipantId, ParticipantInfo, ProtocolError, RoomId, RoomInfo, SUPPORTED_VERSIONS, ServerMsg,
 };
 
 use crate::token::{TokenError, TokenKey};
@@ -179,10 +178,10 @@ impl Hub {
             }
             Input::Frame(sid, frame) => self.on_frame(now, now_unix, sid, frame),
             Input::Disconnected(sid) => {
-                if let Some(session) = self.sessions.remove(&sid) {
-                    if let SessionState::Joined { room, participant } = session.state {
-                        self.remove_member(&room, participant, LeaveReason::Disconnected);
-                    }
+                if let Some(session) = self.sessions.remove(&sid)
+                    && let SessionState::Joined { room, participant } = session.state
+                {
+                    self.remove_member(&room, participant, LeaveReason::Disconnected);
                 }
             }
             Input::RoomOpened(info, status) => {
@@ -287,7 +286,12 @@ impl Hub {
     pub fn shutdown(&mut self) {
         let sids: Vec<SessionId> = self.sessions.keys().copied().collect();
         for sid in sids {
-            self.fail(sid, ErrorCode::ServerShutdown, "the server is stopping".into(), None);
+            self.fail(
+                sid,
+                ErrorCode::ServerShutdown,
+                "the server is stopping".into(),
+                None,
+            );
             self.drop_session(sid, LeaveReason::Disconnected);
         }
     }
@@ -386,10 +390,11 @@ impl Hub {
             Err(e) => {
                 let code = e.code();
                 if !matches!(e, TokenError::Malformed) {
-                    self.out.push_back(Output::Record(RecordEvent::TokenRefused {
-                        room: room_id.clone(),
-                        code,
-                    }));
+                    self.out
+                        .push_back(Output::Record(RecordEvent::TokenRefused {
+                            room: room_id.clone(),
+                            code,
+                        }));
                 }
                 self.reply_error(sid, code, e.to_string(), Some("join"));
                 return;
@@ -596,12 +601,18 @@ impl Hub {
     }
 
     /// Sends a fatal error and closes the session.
-    fn fail(&mut self, sid: SessionId, code: ErrorCode, message: String, in_reply_to: Option<&str>) {
+    fn fail(
+        &mut self,
+        sid: SessionId,
+        code: ErrorCode,
+        message: String,
+        in_reply_to: Option<&str>,
+    ) {
         self.reply_error(sid, code, message, in_reply_to);
-        if let Some(s) = self.sessions.get_mut(&sid) {
-            if !matches!(s.state, SessionState::Joined { .. }) {
-                s.state = SessionState::Closing;
-            }
+        if let Some(s) = self.sessions.get_mut(&sid)
+            && !matches!(s.state, SessionState::Joined { .. })
+        {
+            s.state = SessionState::Closing;
         }
         self.out.push_back(Output::Close(sid));
     }

@@ -87,7 +87,11 @@ impl TokenKey {
     pub fn mint(&self, claims: &Claims, nonce: [u8; NONCE_LEN]) -> String {
         let mut buf = serde_json::to_vec(claims).expect("claims serialise");
         self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(PREFIX), &mut buf)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(PREFIX),
+                &mut buf,
+            )
             .expect("AES-GCM seal of a small buffer");
         let mut raw = Vec::with_capacity(NONCE_LEN + buf.len());
         raw.extend_from_slice(&nonce);
@@ -110,7 +114,11 @@ impl TokenKey {
         let sealed = &mut raw[NONCE_LEN..];
         let plain = self
             .key
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(PREFIX), sealed)
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(PREFIX),
+                sealed,
+            )
             .map_err(|_| TokenError::Invalid)?;
         // Authentic but unreadable claims mean a token from a future format
         // under the same key; treat as invalid rather than malformed.
@@ -177,7 +185,10 @@ mod tests {
         let other = RoomId::from_random([2; 10]);
         let t = key().mint(&claims(&room), [9; 12]);
         assert_eq!(key().open(&t, 2_000), Err(TokenError::Expired(2_000)));
-        assert_eq!(key().open_for_room(&t, &other, 1), Err(TokenError::WrongRoom));
+        assert_eq!(
+            key().open_for_room(&t, &other, 1),
+            Err(TokenError::WrongRoom)
+        );
         assert_eq!(
             TokenKey::new(&[8; 32]).open(&t, 1),
             Err(TokenError::Invalid),
@@ -188,7 +199,15 @@ mod tests {
         raw[20] ^= 1;
         let forged = format!("v1.{}", b64::encode(&raw));
         assert_eq!(key().open(&forged, 1), Err(TokenError::Invalid));
-        for bad in ["", "v1.", "v2.AAAA", "v1.!!!!", "v1.AAAA", "hello", &"v1.".repeat(2000)] {
+        for bad in [
+            "",
+            "v1.",
+            "v2.AAAA",
+            "v1.!!!!",
+            "v1.AAAA",
+            "hello",
+            &"v1.".repeat(2000),
+        ] {
             assert_eq!(key().open(bad, 1), Err(TokenError::Malformed), "{bad:?}");
         }
     }
