@@ -104,7 +104,8 @@ impl Sfu {
     /// A client's SDP offer. The first one creates the participant's
     /// transport; the answer (or an error) comes out as a `Signal`.
     pub fn handle_offer(&mut self, now: Instant, room: &RoomId, pid: ParticipantId, sdp: &str) {
-        if !self.peers.contains_key(&pid) {
+        let created = !self.peers.contains_key(&pid);
+        if created {
             match Peer::new(now, pid, room.clone(), &self.config) {
                 Ok(peer) => {
                     self.peers.insert(pid, peer);
@@ -139,7 +140,15 @@ impl Sfu {
                 ErrorCode::NegotiationGlare,
                 "the server has an offer outstanding; answer it, then offer again".into(),
             ),
-            Err(e) => self.signal_error(pid, ErrorCode::SdpInvalid, e.to_string()),
+            Err(e) => {
+                self.signal_error(pid, ErrorCode::SdpInvalid, e.to_string());
+                if created {
+                    // Nothing was negotiated: forget the half-made peer, its
+                    // room membership and its subscriptions.
+                    self.remove(now, pid);
+                    return;
+                }
+            }
         }
         self.mark(pid);
         self.drain(now);

@@ -232,7 +232,11 @@ impl Hub {
             // The client never said goodbye: it is "disconnected", not "left".
             self.drop_session(sid, LeaveReason::Disconnected);
         }
-        self.sessions.values().map(|s| s.last_heard + idle).min()
+        self.sessions
+            .values()
+            .filter(|s| !matches!(s.state, SessionState::Closing))
+            .map(|s| s.last_heard + idle)
+            .min()
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -410,7 +414,8 @@ impl Hub {
             return;
         };
         if room.status == RoomStatus::Ended {
-            self.reply_error(
+            // room_ended is fatal (ErrorCode::is_fatal): the close follows.
+            self.fail(
                 sid,
                 ErrorCode::RoomEnded,
                 "the consultation has ended".into(),

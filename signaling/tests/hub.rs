@@ -1,0 +1,1213 @@
+//! The signaling hub driven through its public API only, in simulated time.
+//!
+//! Nothing here opens a socket or sleeps: `Instant`s are built from one
+//! `Instant::now()` plus `Duration`s, and the Unix clock is a plain number.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tuxa_protocol::{
+    ClientMsg, ConsultationKind, ErrorCode, KEEPALIVE_INTERVAL_MS, LeaveReason, MediaKind,
+    ParticipantId, ParticipantInfo, ProtocolError, Role, RoomId, RoomInfo, SUPPORTED_VERSIONS,
+    ServerMsg,
+};
+use tuxa_signaling::{
+    Claims, Hub, HubConfig, Input, MediaCommand, Output, RecordEvent, RoomStatus, SessionId,
+    TokenError, TokenKey, b64_decode, b64_encode,
+};
+
+const KEY: [u8; 32] = [0x42; 32];
+/// "Now" on the Unix clock, in seconds.
+const UNIX_NOW: u64 = 1_750_000_000;
+const IDLE: Duration = Duration::from_secs(45);
+
+fn room_id(n: u8) -> RoomId {
+    RoomId::from_random([n; 10])
+}
+
+fn room_info(id: &RoomId) -> RoomInfo {
+    RoomInfo {
+        id: id.clone(),
+        kind: ConsultationKind::Visit,
+        title: "Khám từ xa".into(),
+    }
+}
+
+/// One hub plus a simulated clock and a token mint.
+struct World {
+    hub: Hub,
+    key: Arc<TokenKey>,
+    t0: Instant,
+    now: Instant,
+    unix: u64,
+    nonce: u64,
+    next_sid: u64,
+}
+
+impl World {
+    fn new() -> World {
+        World::with_config(HubConfig {
+            server_name: "tuxa-test".into(),
+            max_participants: 16,
+            idle_timeout: IDLE,
+        })
+    }
+
+    fn with_config(config: HubConfig) -> World {
+        let key = Arc::new(TokenKey::new(&KEY));
+        let t0 = Instant::now();
+        World {
+            hub: Hub::new(config, key.clone()),
+            key,
+            t0,
+            now: t0,
+            unix: UNIX_NOW,
+            nonce: 0,
+            next_sid: 1,
+        }
+    }
+
+    /// Moves both clocks forward together.
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.unix = UNIX_NOW + (self.now - self.t0).as_secs();
+    }
+
+    fn handle(&mut self, input: Input) -> Vec<Output> {
+        self.hub.handle(self.now, self.unix, input);
+        self.drain()
+    }
+
+    fn timeout(&mut self) -> (Option<Instant>, Vec<Output>) {
+        let next = self.hub.handle_timeout(self.now);
+        (next, self.drain())
+    }
+
+    fn drain(&mut self) -> Vec<Output> {
+        let mut v = Vec::new();
+        while let Some(o) = self.hub.poll_output() {
+            v.push(o);
+        }
+        v
+    }
+
+    fn open_room(&mut self, id: &RoomId) {
+        let out = self.handle(Input::RoomOpened(room_info(id), RoomStatus::Open));
+        assert!(out.is_empty(), "opening a room says nothing: {out:?}");
+    }
+
+    fn fresh_nonce(&mut self) -> [u8; 12] {
+        self.nonce += 1;
+        let mut n = [0u8; 12];
+        n[..8].copy_from_slice(&self.nonce.to_be_bytes());
+        n
+    }
+
+    fn claims(&self, room: &RoomId, role: Role, name: &str) -> Claims {
+        Claims {
+            room: room.clone(),
+            role,
+            name: name.into(),
+            facility: Some(format!("Trạm y tế của {name}")),
+            expires_at: UNIX_NOW + 3600,
+        }
+    }
+
+    fn mint(&mut self, claims: &Claims) -> String {
+        let nonce = self.fresh_nonce();
+        self.key.mint(claims, nonce)
+    }
+
+    fn token(&mut self, room: &RoomId, role: Role, name: &str) -> String {
+        let c = self.claims(room, role, name);
+        self.mint(&c)
+    }
+
+    fn connect(&mut self) -> SessionId {
+        let sid = SessionId(self.next_sid);
+        self.next_sid += 1;
+        let out = self.handle(Input::Connected(sid));
+        assert!(out.is_empty(), "{out:?}");
+        sid
+    }
+
+    fn frame(&mut self, sid: SessionId, msg: ClientMsg) -> Vec<Output> {
+        self.handle(Input::Frame(sid, Ok(msg)))
+    }
+
+    fn hello(&mut self, sid: SessionId) {
+        let out = self.frame(sid, hello(&[1]));
+        match only_sends_to(&out, sid).as_slice() {
+            [ServerMsg::Welcome { version: 1, .. }] => {}
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    /// Connects, says hello and joins; returns the session and who it is.
+    fn join(
+        &mut self,
+        room: &RoomId,
+        role: Role,
+        name: &str,
+    ) -> (SessionId, ParticipantInfo, Vec<Output>) {
+        let sid = self.connect();
+        self.hello(sid);
+        let token = self.token(room, role, name);
+        let out = self.frame(
+            sid,
+            ClientMsg::Join {
+                room: room.clone(),
+                token,
+            },
+        );
+        let you = sends_to(&out, sid)
+            .into_iter()
+            .find_map(|m| match m {
+                ServerMsg::Joined { you, .. } => Some(you),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{name} did not join: {out:?}"));
+        (sid, you, out)
+    }
+}
+
+fn hello(versions: &[u32]) -> ClientMsg {
+    ClientMsg::Hello {
+        versions: versions.to_vec(),
+        client: Some("hub-test".into()),
+    }
+}
+
+fn sends_to(out: &[Output], sid: SessionId) -> Vec<ServerMsg> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send(s, m) if *s == sid => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The messages for `sid`, asserting that nothing else came out.
+fn only_sends_to(out: &[Output], sid: SessionId) -> Vec<ServerMsg> {
+    for o in out {
+        assert!(
+            matches!(o, Output::Send(s, _) if *s == sid),
+            "unexpected output {o:?} in {out:?}"
+        );
+    }
+    sends_to(out, sid)
+}
+
+fn closed(out: &[Output], sid: SessionId) -> bool {
+    out.contains(&Output::Close(sid))
+}
+
+fn error_codes(out: &[Output], sid: SessionId) -> Vec<ErrorCode> {
+    sends_to(out, sid)
+        .into_iter()
+        .filter_map(|m| match m {
+            ServerMsg::Error { code, .. } => Some(code),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Exactly one message for `sid`, an error with `code`, and what it replies to.
+fn expect_error(out: &[Output], sid: SessionId, code: ErrorCode) -> Option<String> {
+    match sends_to(out, sid).as_slice() {
+        [
+            ServerMsg::Error {
+                code: c,
+                in_reply_to,
+                ..
+            },
+        ] if *c == code => in_reply_to.clone(),
+        other => panic!("expected one {code} error for {sid:?}, got {other:?} (all: {out:?})"),
+    }
+}
+
+fn media_cmds(out: &[Output]) -> Vec<MediaCommand> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Media(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn records(out: &[Output]) -> Vec<RecordEvent> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Record(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The position of the first output matching `f` (for ordering checks).
+fn pos(out: &[Output], f: impl Fn(&Output) -> bool) -> usize {
+    out.iter()
+        .position(f)
+        .unwrap_or_else(|| panic!("no such output in {out:?}"))
+}
+
+// ---------------------------------------------------------------------------
+// hello
+
+#[test]
+fn hello_picks_the_highest_common_version() {
+    let mut w = World::new();
+    let best = *SUPPORTED_VERSIONS.iter().max().unwrap();
+    // Versions we do not speak, around and above the ones we do, in any order.
+    let mut offered: Vec<u32> = vec![best + 7, 0, best + 1];
+    offered.extend(SUPPORTED_VERSIONS.iter().copied());
+    offered.push(9_999);
+    let sid = w.connect();
+    let out = w.frame(sid, hello(&offered));
+    match only_sends_to(&out, sid).as_slice() {
+        [
+            ServerMsg::Welcome {
+                version,
+                server,
+                keepalive_interval_ms,
+                idle_timeout_ms,
+            },
+        ] => {
+            assert_eq!(*version, best);
+            assert_eq!(server, "tuxa-test");
+            assert_eq!(*keepalive_interval_ms, KEEPALIVE_INTERVAL_MS);
+            assert_eq!(*idle_timeout_ms, IDLE.as_millis() as u64, "from the config");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!closed(&out, sid));
+
+    // Every supported version is accepted on its own too.
+    for v in SUPPORTED_VERSIONS {
+        let sid = w.connect();
+        let out = w.frame(sid, hello(&[*v, 10_000]));
+        assert!(
+            matches!(only_sends_to(&out, sid).as_slice(), [ServerMsg::Welcome { version, .. }] if version == v),
+            "{out:?}"
+        );
+    }
+}
+
+#[test]
+fn hello_without_common_version_is_fatal() {
+    let mut w = World::new();
+    let r = room_id(1);
+    w.open_room(&r);
+    for versions in [vec![], vec![0], vec![2, 3, 1000]] {
+        if versions.iter().any(|v| SUPPORTED_VERSIONS.contains(v)) {
+            continue;
+        }
+        let sid = w.connect();
+        let out = w.frame(sid, hello(&versions));
+        assert_eq!(error_codes(&out, sid), vec![ErrorCode::UnsupportedVersion]);
+        assert!(ErrorCode::UnsupportedVersion.is_fatal());
+        // The error goes out first, then the close.
+        let e = pos(
+            &out,
+            |o| matches!(o, Output::Send(s, ServerMsg::Error { .. }) if *s == sid),
+        );
+        let c = pos(&out, |o| *o == Output::Close(sid));
+        assert!(e < c, "{out:?}");
+        assert_eq!(out.len(), 2, "{out:?}");
+
+        // The session is dead: a later good hello or join is ignored.
+        assert!(w.frame(sid, hello(&[1])).is_empty());
+        let tok = w.token(&r, Role::Doctor, "BS. Lan");
+        assert!(
+            w.frame(
+                sid,
+                ClientMsg::Join {
+                    room: r.clone(),
+                    token: tok
+                }
+            )
+            .is_empty()
+        );
+    }
+    assert!(w.hub.participants_in(&r).is_empty());
+}
+
+#[test]
+fn messages_before_hello_get_hello_required_and_the_session_survives() {
+    let mut w = World::new();
+    let r = room_id(1);
+    w.open_room(&r);
+    let sid = w.connect();
+    let tok = w.token(&r, Role::Patient, "Nguyễn Văn A");
+    let early = [
+        ClientMsg::Ping { seq: 1 },
+        ClientMsg::Join {
+            room: r.clone(),
+            token: tok.clone(),
+        },
+        ClientMsg::Offer { sdp: "v=0".into() },
+        ClientMsg::Leave {},
+    ];
+    for msg in early {
+        let ty = msg.type_name();
+        let out = w.frame(sid, msg);
+        assert_eq!(
+            expect_error(&out, sid, ErrorCode::HelloRequired).as_deref(),
+            Some(ty)
+        );
+        assert!(!closed(&out, sid), "hello_required is not fatal");
+    }
+    // A frame that did not parse is answered with its own code, not hello_required.
+    let out = w.handle(Input::Frame(
+        sid,
+        Err(ProtocolError::new(ErrorCode::BadJson, "not JSON")),
+    ));
+    expect_error(&out, sid, ErrorCode::BadJson);
+    assert!(!closed(&out, sid));
+    assert!(
+        w.hub.participants_in(&r).is_empty(),
+        "the early join did nothing"
+    );
+
+    w.hello(sid);
+    let out = w.frame(
+        sid,
+        ClientMsg::Join {
+            room: r.clone(),
+            token: tok,
+        },
+    );
+    assert!(
+        matches!(sends_to(&out, sid).as_slice(), [ServerMsg::Joined { .. }]),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn second_hello_is_refused_and_the_session_survives() {
+    let mut w = World::new();
+    let sid = w.connect();
+    w.hello(sid);
+    let out = w.frame(sid, hello(&[1]));
+    assert_eq!(
+        expect_error(&out, sid, ErrorCode::AlreadyNegotiated).as_deref(),
+        Some("hello")
+    );
+    assert!(!closed(&out, sid));
+    // Even one with no common version is not fatal once negotiated.
+    let out = w.frame(sid, hello(&[999]));
+    expect_error(&out, sid, ErrorCode::AlreadyNegotiated);
+    assert!(!closed(&out, sid));
+    let out = w.frame(sid, ClientMsg::Ping { seq: 77 });
+    assert_eq!(only_sends_to(&out, sid), vec![ServerMsg::Pong { seq: 77 }]);
+}
+
+// ---------------------------------------------------------------------------
+// join
+
+#[test]
+fn each_bad_token_gets_its_code_and_the_session_stays_usable() {
+    let mut w = World::new();
+    let r = room_id(1);
+    let other_room = room_id(2);
+    w.open_room(&r);
+    w.open_room(&other_room);
+    let sid = w.connect();
+    w.hello(sid);
+
+    let good = w.token(&r, Role::Patient, "Trần Thị B");
+
+    // Forged: minted with another server's key.
+    let forged = TokenKey::new(&[0x43; 32]).mint(&w.claims(&r, Role::Doctor, "Mallory"), [1; 12]);
+    // Tampered: one bit flipped inside the sealed part of a good token.
+    let mut raw = b64_decode(&good[3..]).unwrap();
+    raw[15] ^= 0x01;
+    let tampered = format!("v1.{}", b64_encode(&raw));
+    // Expired: the expiry is now (a token is refused from its expiry second on).
+    let mut c = w.claims(&r, Role::Patient, "Trần Thị B");
+    c.expires_at = w.unix;
+    let expired = w.mint(&c);
+    // For another consultation.
+    let wrong_room = w.token(&other_room, Role::Patient, "Trần Thị B");
+
+    let cases: Vec<(&str, String, ErrorCode)> = vec![
+        ("empty", String::new(), ErrorCode::TokenMalformed),
+        ("garbage", "hello".into(), ErrorCode::TokenMalformed),
+        ("bad base64", "v1.!!!!".into(), ErrorCode::TokenMalformed),
+        (
+            "too long",
+            format!("v1.{}", "A".repeat(5000)),
+            ErrorCode::TokenMalformed,
+        ),
+        ("forged", forged, ErrorCode::TokenInvalid),
+        ("tampered", tampered, ErrorCode::TokenInvalid),
+        ("expired", expired, ErrorCode::TokenExpired),
+        ("wrong room", wrong_room, ErrorCode::TokenWrongRoom),
+    ];
+    for (what, token, code) in cases {
+        let out = w.frame(
+            sid,
+            ClientMsg::Join {
+                room: r.clone(),
+                token,
+            },
+        );
+        assert_eq!(
+            expect_error(&out, sid, code).as_deref(),
+            Some("join"),
+            "{what}"
+        );
+        assert!(!closed(&out, sid), "{what}: a bad token is not fatal");
+        assert!(!code.is_fatal());
+        // Refusals of real tokens are recorded (not those of junk).
+        let recs = records(&out);
+        if code == ErrorCode::TokenMalformed {
+            assert!(recs.is_empty(), "{what}: {recs:?}");
+        } else {
+            assert_eq!(
+                recs,
+                vec![RecordEvent::TokenRefused {
+                    room: r.clone(),
+                    code
+                }],
+                "{what}"
+            );
+        }
+        assert!(w.hub.participants_in(&r).is_empty(), "{what}");
+    }
+
+    // After all that, a good token works on the same session.
+    let out = w.frame(
+        sid,
+        ClientMsg::Join {
+            room: r.clone(),
+            token: good,
+        },
+    );
+    match sends_to(&out, sid).as_slice() {
+        [ServerMsg::Joined { you, .. }] => assert_eq!(you.name, "Trần Thị B"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.hub.participants_in(&r).len(), 1);
+}
+
+#[test]
+fn token_expiry_boundary() {
+    let mut w = World::new();
+    let r = room_id(1);
+    w.open_room(&r);
+    let mut c = w.claims(&r, Role::Doctor, "BS. Hùng");
+    c.expires_at = w.unix + 10;
+    let token = w.mint(&c);
+    // Valid one second before expiry ...
+    w.advance(Duration::from_secs(9));
+    assert!(w.hub.check_token(&r, &token, w.unix).is_ok());
+    // ... refused at it, by check_token and by join alike.
+    w.advance(Duration::from_secs(1));
+    assert_eq!(
+        w.hub
+            .check_token(&r, &token, w.unix)
+            .map(|_| ())
+            .unwrap_err()
+            .0,
+        ErrorCode::TokenExpired
+    );
+    let sid = w.connect();
+    w.hello(sid);
+    let out = w.frame(
+        sid,
+        ClientMsg::Join {
+            room: r.clone(),
+            token,
+        },
+    );
+    expect_error(&out, sid, ErrorCode::TokenExpired);
+}
+
+#[test]
+fn join_errors_for_rooms() {
+    let mut w = World::with_config(HubConfig {
+        server_name: "tuxa-test".into(),
+        max_participants: 2,
+        idle_timeout: IDLE,
+    });
+    let r = room_id(1);
+    let unknown = room_id(9);
+    let ended = room_id(3);
+    w.open_room(&r);
+    w.handle(Input::RoomOpened(room_info(&ended), RoomStatus::Ended));
+
+    let sid = w.connect();
+    w.hello(sid);
+
+    // A valid token for a room the hub has never heard of.
+    let tok = w.token(&unknown, Role::Doctor, "BS. An");
+    let out = w.frame(
+        sid,
+        ClientMsg::Join {
+            room: unknown.clone(),
+            token: tok,
+        },
+    );
+    assert_eq!(
+        expect_error(&out, sid, ErrorCode::RoomNotFound).as_deref(),
+        Some("join")
+    );
+    assert!(!closed(&out, sid));
+
+    // A room loaded as already ended (on a session of its own: room_ended
+    // is fatal, see `join_into_ended_room_is_fatal_like_every_room_ended`).
+    let other = w.connect();
+    w.hello(other);
+    let tok = w.token(&ended, Role::Doctor, "BS. An");
+    let out = w.frame(
+        other,
+        ClientMsg::Join {
+            room: ended.clone(),
+            token: tok,
+        },
+    );
+    assert_eq!(error_codes(&out, other), vec![ErrorCode::RoomEnded]);
+
+    // A full room: max_participants = 2.
+    let (a, _, _) = w.join(&r, Role::Doctor, "BS. An");
+    let (b, _, _) = w.join(&r, Role::Patient, "Lê Văn C");
+    let tok = w.token(&r, Role::Nurse, "YT. Dung");
+    let out = w.frame(
+        sid,
+        ClientMsg::Join {
+            room: r.clone(),
+            token: tok.clone(),
+        },
+    );
+    assert_eq!(
+        expect_error(&out, sid, ErrorCode::RoomFull).as_deref(),
+        Some("join")
+    );
+    assert!(!closed(&out, sid));
+    assert!(
+        sends_to(&out, a).is_empty() && sends_to(&out, b).is_empty(),
+        "{out:?}"
+    );
+    assert_eq!(w.hub.participants_in(&r).len(), 2);
+
+    // Once someone leaves there is room again, on the same session.
+    w.frame(b, ClientMsg::Leave {});
+    let out = w.frame(
+        sid,
+        ClientMsg::Join {
+            room: r.clone(),
+            token: tok,
+        },
+    );
+    assert!(
+        matches!(sends_to(&out, sid).as_slice(), [ServerMsg::Joined { .. }]),
+        "{out:?}"
+    );
+    let again = w.token(&r, Role::Nurse, "x");
+    let out = w.frame(
+        sid,
+        ClientMsg::Join {
+            room: r.clone(),
+            token: again,
+        },
+    );
+    assert_eq!(
+        expect_error(&out, sid, ErrorCode::AlreadyJoined).as_deref(),
+        Some("join")
+    );
+}
+
+/// The protocol says fatal codes are followed by a close, and `room_ended`
+/// is fatal (`ErrorCode::is_fatal`, docs/protocol.md). A join into an ended
+/// room gets `room_ended` but the session is left open.
+#[test]
+fn join_into_ended_room_is_fatal_like_every_room_ended() {
+    let mut w = World::new();
+    let ended = room_id(3);
+    w.handle(Input::RoomOpened(room_info(&ended), RoomStatus::Ended));
+    let sid = w.connect();
+    w.hello(sid);
+    let tok = w.token(&ended, Role::Doctor, "BS. An");
+    let out = w.frame(
+        sid,
+        ClientMsg::Join {
+            room: ended.clone(),
+            token: tok,
+        },
+    );
+    assert_eq!(error_codes(&out, sid), vec![ErrorCode::RoomEnded]);
+    assert!(ErrorCode::RoomEnded.is_fatal());
+    assert!(
+        closed(&out, sid),
+        "room_ended is fatal, so it must be followed by a close: {out:?}"
+    );
+}
+
+#[test]
+fn join_success_uses_the_token_not_the_client() {
+    let mut w = World::new();
+    let r = room_id(1);
+    w.open_room(&r);
+
+    // A doctor first.
+    let (doc, doc_info, out) = w.join(&r, Role::Doctor, "BS. Phạm Minh");
+    match sends_to(&out, doc).as_slice() {
+        [
+            ServerMsg::Joined {
+                room,
+                you,
+                participants,
+            },
+        ] => {
+            assert_eq!(room, &room_info(&r));
+            assert_eq!(you.name, "BS. Phạm Minh");
+            assert_eq!(you.role, Role::Doctor);
+            assert_eq!(you.facility.as_deref(), Some("Trạm y tế của BS. Phạm Minh"));
+            assert!(!you.audio_muted && !you.video_muted);
+            assert!(participants.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        records(&out),
+        vec![RecordEvent::Joined {
+            room: r.clone(),
+            participant: doc_info.clone()
+        }]
+    );
+
+    // A patient whose token has no facility. The wire has no way to claim a
+    // name or role; what the hub reports is exactly the token's.
+    let sid = w.connect();
+    w.hello(sid);
+    let claims = Claims {
+        room: r.clone(),
+        role: Role::Patient,
+        name: "Hoàng Thị Em".into(),
+        facility: None,
+        expires_at: UNIX_NOW + 60,
+    };
+    let token = w.mint(&claims);
+    let out = w.frame(
+        sid,
+        ClientMsg::Join {
+            room: r.clone(),
+            token,
+        },
+    );
+    let you = match sends_to(&out, sid).as_slice() {
+        [
+            ServerMsg::Joined {
+                you, participants, ..
+            },
+        ] => {
+            assert_eq!(
+                participants,
+                &vec![doc_info.clone()],
+                "the doctor is already there"
+            );
+            you.clone()
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        (you.name.as_str(), you.role, you.facility.clone()),
+        ("Hoàng Thị Em", Role::Patient, None)
+    );
+    assert_ne!(you.id, doc_info.id, "ids are unique");
+    // The doctor hears of the patient, with the same record.
+    assert_eq!(
+        sends_to(&out, doc),
+        vec![ServerMsg::ParticipantJoined {
+            participant: you.clone()
+        }]
+    );
+    assert_eq!(
+        records(&out),
+        vec![RecordEvent::Joined {
+            room: r.clone(),
+            participant: you.clone()
+        }]
+    );
+    assert_eq!(w.hub.participants_in(&r), vec![doc_info, you]);
+}
+
+// ---------------------------------------------------------------------------
+// in the room
+
+#[test]
+fn offer_and_answer_need_a_join() {
+    let mut w = World::new();
+    let r = room_id(1);
+    w.open_room(&r);
+    let sid = w.connect();
+    w.hello(sid);
+    for msg in [
+        ClientMsg::Offer { sdp: "v=0".into() },
+        ClientMsg::Answer { sdp: "v=0".into() },
+        ClientMsg::Mute {
+            kind: MediaKind::Audio,
+            muted: true,
+        },
+        ClientMsg::Leave {},
+    ] {
+        let ty = msg.type_name();
+        let out = w.frame(sid, msg);
+        assert_eq!(
+            expect_error(&out, sid, ErrorCode::NotJoined).as_deref(),
+            Some(ty)
+        );
+        assert!(media_cmds(&out).is_empty());
+        assert!(!closed(&out, sid));
+    }
+
+    let (a, a_info, _) = w.join(&r, Role::Doctor, "BS. An");
+    let out = w.frame(
+        a,
+        ClientMsg::Offer {
+            sdp: "v=0 offer".into(),
+        },
+    );
+    assert_eq!(
+        out,
+        vec![Output::Media(MediaCommand::Offer {
+            room: r.clone(),
+            participant: a_info.id,
+            sdp: "v=0 offer".into()
+        })]
+    );
+    let out = w.frame(
+        a,
+        ClientMsg::Answer {
+            sdp: "v=0 answer".into(),
+        },
+    );
+    assert_eq!(
+        out,
+        vec![Output::Media(MediaCommand::Answer {
+            participant: a_info.id,
+            sdp: "v=0 answer".into()
+        })]
+    );
+}
+
+#[test]
+fn mute_is_told_to_the_others_only() {
+    let mut w = World::new();
+    let r = room_id(1);
+    w.open_room(&r);
+    let (a, a_info, _) = w.join(&r, Role::Doctor, "BS. An");
+    let (b, _, _) = w.join(&r, Role::Patient, "Bệnh nhân B");
+    let (c, _, _) = w.join(&r, Role::Nurse, "YT. C");
+
+    let out = w.frame(
+        a,
+        ClientMsg::Mute {
+            kind: MediaKind::Video,
+            muted: true,
+        },
+    );
+    let expected = ServerMsg::MuteChanged {
+        participant_id: a_info.id,
+        kind: MediaKind::Video,
+        muted: true,
+    };
+    assert!(sends_to(&out, a).is_empty(), "{out:?}");
+    assert_eq!(sends_to(&out, b), vec![expected.clone()]);
+    assert_eq!(sends_to(&out, c), vec![expected]);
+    assert_eq!(out.len(), 2);
+
+    // The state is kept: a newcomer sees it in `joined`.
+    let (d, _, out) = w.join(&r, Role::Guest, "Khách D");
+    match sends_to(&out, d).as_slice() {
+        [ServerMsg::Joined { participants, .. }] => {
+            let a_seen = participants.iter().find(|p| p.id == a_info.id).unwrap();
+            assert!(a_seen.video_muted && !a_seen.audio_muted);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn leave_tells_the_others_removes_media_and_closes() {
+    let mut w = World::new();
+    let r = room_id(1);
+    w.open_room(&r);
+    let (a, _, _) = w.join(&r, Role::Doctor, "BS. An");
+    let (b, b_info, _) = w.join(&r, Role::Patient, "Bệnh nhân B");
+
+    let out = w.frame(b, ClientMsg::Leave {});
+    assert_eq!(
+        sends_to(&out, a),
+        vec![ServerMsg::ParticipantLeft {
+            participant_id: b_info.id,
+            reason: LeaveReason::Left
+        }]
+    );
+    assert!(sends_to(&out, b).is_empty());
+    assert_eq!(
+        media_cmds(&out),
+        vec![MediaCommand::Remove {
+            participant: b_info.id
+        }]
+    );
+    assert!(closed(&out, b));
+    assert!(!closed(&out, a));
+    assert_eq!(
+        records(&out),
+        vec![RecordEvent::Left {
+            room: r.clone(),
+            participant: b_info.id,
+            reason: LeaveReason::Left
+        }]
+    );
+    assert_eq!(w.hub.participants_in(&r).len(), 1);
+
+    // Frames still arriving before the close are ignored; the final
+    // disconnect of that socket changes nothing more.
+    assert!(
+        w.frame(b, ClientMsg::Offer { sdp: "v=0".into() })
+            .is_empty()
+    );
+    assert!(w.handle(Input::Disconnected(b)).is_empty());
+    // Media for a participant who is gone goes nowhere.
+    assert!(
+        w.handle(Input::FromMedia(
+            b_info.id,
+            ServerMsg::Offer { sdp: "x".into() }
+        ))
+        .is_empty()
+    );
+}
+
+#[test]
+fn disconnect_is_reported_as_disconnected() {
+    let mut w = World::new();
+    let r = room_id(1);
+    w.open_room(&r);
+    let (a, _, _) = w.join(&r, Role::Doctor, "BS. An");
+    let (b, b_info, _) = w.join(&r, Role::Patient, "Bệnh nhân B");
+    let out = w.handle(Input::Disconnected(b));
+    assert_eq!(
+        sends_to(&out, a),
+        vec![ServerMsg::ParticipantLeft {
+            participant_id: b_info.id,
+            reason: LeaveReason::Disconnected
+        }]
+    );
+    assert_eq!(
+        media_cmds(&out),
+        vec![MediaCommand::Remove {
+            participant: b_info.id
+        }]
+    );
+    assert_eq!(
+        records(&out),
+        vec![RecordEvent::Left {
+            room: r.clone(),
+            participant: b_info.id,
+            reason: LeaveReason::Disconnected
+        }]
+    );
+    assert_eq!(w.hub.session_count(), 1);
+
+    // A session that never joined disconnects quietly.
+    let c = w.connect();
+    w.hello(c);
+    assert!(w.handle(Input::Disconnected(c)).is_empty());
+    assert_eq!(w.hub.session_count(), 1);
+}
+
+#[test]
+fn idle_sessions_time_out_and_pinging_ones_survive() {
+    let mut w = World::new();
+    let r = room_id(1);
+    w.open_room(&r);
+    let (pinger, _, _) = w.join(&r, Role::Doctor, "BS. An");
+    let (silent, silent_info, _) = w.join(&r, Role::Patient, "Bệnh nhân B");
+    // One that never even says hello.
+    let mute = w.connect();
+
+    let step = Duration::from_millis(500);
+    let mut seq = 0;
+    let mut since_ping = Duration::ZERO;
+    let mut timed_out_at = None;
+    let start = w.now;
+    while w.now - start < IDLE * 3 {
+        w.advance(step);
+        since_ping += step;
+        if since_ping >= Duration::from_millis(KEEPALIVE_INTERVAL_MS) {
+            since_ping = Duration::ZERO;
+            seq += 1;
+            let out = w.frame(pinger, ClientMsg::Ping { seq });
+            assert_eq!(only_sends_to(&out, pinger), vec![ServerMsg::Pong { seq }]);
+        }
+        let (_, out) = w.timeout();
+        if out.is_empty() {
+            continue;
+        }
+        assert!(timed_out_at.is_none(), "timed out twice: {out:?}");
+        timed_out_at = Some(w.now - start);
+        // Both silent ones, at once (they went silent together).
+        for sid in [silent, mute] {
+            assert_eq!(error_codes(&out, sid), vec![ErrorCode::IdleTimeout]);
+            assert!(closed(&out, sid));
+        }
+        assert!(!closed(&out, pinger));
+        assert_eq!(
+            sends_to(&out, pinger),
+            vec![ServerMsg::ParticipantLeft {
+                participant_id: silent_info.id,
+                reason: LeaveReason::Disconnected
+            }]
+        );
+        assert_eq!(
+            media_cmds(&out),
+            vec![MediaCommand::Remove {
+                participant: silent_info.id
+            }]
+        );
+        assert_eq!(
+            records(&out),
+            vec![RecordEvent::Left {
+                room: r.clone(),
+                participant: silent_info.id,
+                reason: LeaveReason::Disconnected
+            }]
+        );
+    }
+    let at = timed_out_at.expect("the silent sessions timed out");
+    assert!(at >= IDLE && at < IDLE + step * 2, "timed out after {at:?}");
+    assert_eq!(w.hub.participants_in(&r).len(), 1, "the pinger is still in");
+    // Frames from a timed-out session are ignored.
+    assert!(w.frame(silent, ClientMsg::Ping { seq: 1 }).is_empty());
+}
+
+/// `handle_timeout` "returns when it next needs calling". Once a session has
+/// timed out (it stays, closing, until the server reports its disconnect) it
+/// needs nothing more, so the deadline must be the live sessions' one, not a
+/// moment already past (which tells the caller to spin).
+#[test]
+fn timeout_deadline_ignores_closing_sessions() {
+    let mut w = World::new();
+    let r = room_id(1);
+    w.open_room(&r);
+    let (silent, _, _) = w.join(&r, Role::Patient, "Bệnh nhân B");
+    w.advance(Duration::from_secs(30));
+    let (alive, _, _) = w.join(&r, Role::Doctor, "BS. An");
+    w.advance(Duration::from_secs(15));
+    let (_, out) = w.timeout();
+    assert!(closed(&out, silent));
+    assert!(!closed(&out, alive));
+    let (next, out) = w.timeout();
+    assert!(out.is_empty());
+    let next = next.expect("one live session");
+    assert!(
+        next > w.now,
+        "next deadline {:?} before now: the timed-out session is still counted",
+        w.now.saturating_duration_since(next)
+    );
+    assert_eq!(
+        next,
+        w.now + Duration::from_secs(30),
+        "the live session's deadline"
+    );
+}
+
+#[test]
+fn ending_a_room_is_fatal_for_every_member_and_later_joins() {
+    let mut w = World::new();
+    let r = room_id(1);
+    let other = room_id(2);
+    w.open_room(&r);
+    w.open_room(&other);
+    let (a, a_info, _) = w.join(&r, Role::Doctor, "BS. An");
+    let (b, b_info, _) = w.join(&r, Role::Patient, "Bệnh nhân B");
+    let (o, _, _) = w.join(&other, Role::Doctor, "BS. Khác");
+
+    let out = w.handle(Input::EndRoom(r.clone()));
+    for sid in [a, b] {
+        assert!(
+            error_codes(&out, sid).contains(&ErrorCode::RoomEnded),
+            "{sid:?}: {out:?}"
+        );
+        assert!(closed(&out, sid));
+        // Nothing is sent to a session after its close.
+        let c = pos(&out, |x| *x == Output::Close(sid));
+        assert!(
+            !out[c..]
+                .iter()
+                .any(|x| matches!(x, Output::Send(s, _) if *s == sid)),
+            "{out:?}"
+        );
+    }
+    assert!(sends_to(&out, o).is_empty(), "other rooms are untouched");
+    assert!(!closed(&out, o));
+    let mut removed = media_cmds(&out);
+    removed.sort_by_key(|c| match c {
+        MediaCommand::Remove { participant } => participant.0,
+        _ => u64::MAX,
+    });
+    assert_eq!(
+        removed,
+        vec![
+            MediaCommand::Remove {
+                participant: a_info.id
+            },
+            MediaCommand::Remove {
+                participant: b_info.id
+            }
+        ]
+    );
+    let left: Vec<_> = records(&out)
+        .into_iter()
+        .filter_map(|r| match r {
+            RecordEvent::Left {
+                participant,
+                reason,
+                ..
+            } => Some((participant, reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(left.len(), 2);
+    assert!(left.iter().all(|(_, reason)| *reason == LeaveReason::Ended));
+    assert!(w.hub.participants_in(&r).is_empty());
+    assert_eq!(
+        w.hub.rooms().find(|(i, _, _)| i.id == r).map(|(_, s, _)| s),
+        Some(RoomStatus::Ended)
+    );
+
+    // Later joins, even with good tokens, get room_ended; so does check_token.
+    let sid = w.connect();
+    w.hello(sid);
+    let tok = w.token(&r, Role::Nurse, "YT. C");
+    assert_eq!(
+        w.hub
+            .check_token(&r, &tok, w.unix)
+            .map(|_| ())
+            .unwrap_err()
+            .0,
+        ErrorCode::RoomEnded
+    );
+    let out = w.frame(
+        sid,
+        ClientMsg::Join {
+            room: r.clone(),
+            token: tok,
+        },
+    );
+    assert_eq!(error_codes(&out, sid), vec![ErrorCode::RoomEnded]);
+    assert!(w.hub.participants_in(&r).is_empty());
+    // Re-opening an ended room (say, loaded again) does not revive it.
+    w.handle(Input::RoomOpened(room_info(&r), RoomStatus::Open));
+    let tok = w.token(&r, Role::Nurse, "YT. C");
+    assert_eq!(
+        w.hub
+            .check_token(&r, &tok, w.unix)
+            .map(|_| ())
+            .unwrap_err()
+            .0,
+        ErrorCode::RoomEnded
+    );
+}
+
+#[test]
+fn messages_from_media_go_to_the_right_session() {
+    let mut w = World::new();
+    let r = room_id(1);
+    let r2 = room_id(2);
+    w.open_room(&r);
+    w.open_room(&r2);
+    let (a, a_info, _) = w.join(&r, Role::Doctor, "BS. An");
+    let (b, b_info, _) = w.join(&r, Role::Patient, "Bệnh nhân B");
+    let (c, c_info, _) = w.join(&r2, Role::Patient, "Bệnh nhân C");
+    for (sid, pid) in [(a, a_info.id), (b, b_info.id), (c, c_info.id)] {
+        let msg = ServerMsg::Offer {
+            sdp: format!("v=0 for {pid}"),
+        };
+        let out = w.handle(Input::FromMedia(pid, msg.clone()));
+        assert_eq!(out, vec![Output::Send(sid, msg)]);
+    }
+    // Unknown participant: dropped.
+    assert!(
+        w.handle(Input::FromMedia(
+            ParticipantId(9_999),
+            ServerMsg::Answer { sdp: "x".into() }
+        ))
+        .is_empty()
+    );
+    // A failed transport is told to its owner only, and is not fatal.
+    let out = w.handle(Input::MediaGone(b_info.id));
+    assert_eq!(error_codes(&out, b), vec![ErrorCode::Internal]);
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn check_token_results() {
+    let mut w = World::new();
+    let r = room_id(1);
+    let other = room_id(2);
+    let missing = room_id(5);
+    w.open_room(&r);
+    w.open_room(&other);
+
+    let tok = w.token(&r, Role::Nurse, "YT. Dung");
+    let (claims, info) = w.hub.check_token(&r, &tok, w.unix).expect("good token");
+    assert_eq!(claims, w.claims(&r, Role::Nurse, "YT. Dung"));
+    assert_eq!(info, room_info(&r));
+
+    let code =
+        |res: Result<(Claims, RoomInfo), (ErrorCode, String)>| res.map(|_| ()).unwrap_err().0;
+    assert_eq!(
+        code(w.hub.check_token(&r, "nope", w.unix)),
+        ErrorCode::TokenMalformed
+    );
+    let forged = TokenKey::new(&[1; 32]).mint(&w.claims(&r, Role::Doctor, "X"), [3; 12]);
+    assert_eq!(
+        code(w.hub.check_token(&r, &forged, w.unix)),
+        ErrorCode::TokenInvalid
+    );
+    assert_eq!(
+        code(w.hub.check_token(&other, &tok, w.unix)),
+        ErrorCode::TokenWrongRoom
+    );
+    assert_eq!(
+        code(w.hub.check_token(&r, &tok, UNIX_NOW + 3600)),
+        ErrorCode::TokenExpired
+    );
+    let tok_missing = w.token(&missing, Role::Doctor, "BS. An");
+    assert_eq!(
+        code(w.hub.check_token(&missing, &tok_missing, w.unix)),
+        ErrorCode::RoomNotFound
+    );
+    // The token is checked before the room, as in join: a bad token for a
+    // missing room is a token error.
+    assert_eq!(
+        code(w.hub.check_token(&missing, &tok, w.unix)),
+        ErrorCode::TokenWrongRoom
+    );
+    // check_token has no side effects.
+    assert!(w.drain().is_empty());
+    assert!(w.hub.participants_in(&r).is_empty());
+
+    // Same verdicts as TokenKey itself.
+    assert_eq!(w.key.open(&forged, w.unix), Err(TokenError::Invalid));
+}
+
+#[test]
+fn shutdown_closes_every_session() {
+    let mut w = World::new();
+    let r = room_id(1);
+    w.open_room(&r);
+    let (a, _, _) = w.join(&r, Role::Doctor, "BS. An");
+    let b = w.connect();
+    w.hub.shutdown();
+    let out = w.drain();
+    for sid in [a, b] {
+        assert_eq!(error_codes(&out, sid), vec![ErrorCode::ServerShutdown]);
+        assert!(closed(&out, sid));
+    }
+    assert!(w.hub.participants_in(&r).is_empty());
+}
