@@ -24,6 +24,7 @@ const $ = (id) => document.getElementById(id);
 
 const tuxa = {
   state: 'loading', // loading | preview | joining | in-call | left | error
+  history: ['loading'], // every state this page has been in
   pc: null,
   ws: null,
   room: null, // {id, kind, title}
@@ -78,6 +79,7 @@ function setState(state) {
   if (tuxa.state === state) return;
   log('state', tuxa.state, '→', state);
   tuxa.state = state;
+  tuxa.history.push(state);
   document.body.dataset.state = state;
   const shown = SCREENS[state];
   for (const id of new Set(Object.values(SCREENS))) $(id).hidden = id !== shown;
@@ -175,6 +177,9 @@ async function openInitialMedia() {
       break;
     } catch (e) {
       log('getUserMedia failed', Object.keys(c).join('+'), e);
+      // Refused by the user or by policy: asking again for less would only
+      // show the same question again (Firefox asks every time).
+      if (e && (e.name === 'NotAllowedError' || e.name === 'SecurityError')) break;
     }
   }
   media.unavailable = !media.audio && !media.video;
@@ -302,6 +307,7 @@ function updateLocalUi() {
   }
   const noVideo = media.camOff || !media.video;
   $('preview-off').hidden = !noVideo;
+  $('preview-off-text').textContent = media.video ? t('cam_muted') : t('no_camera');
   $('self-off').hidden = !noVideo;
   $('media-warning').hidden = !media.unavailable;
 }
@@ -384,11 +390,7 @@ function stopKeepalive() {
 }
 
 function onServerMsg(msg) {
-  if (msg.type !== 'pong') {
-    log('←', msg.type, msg.type === 'offer' || msg.type === 'answer' ? `${msg.sdp.length}B` : safeJson(
-      msg.type === 'error' ? { code: msg.code, message: msg.message, in_reply_to: msg.in_reply_to } : '',
-    ));
-  }
+  if (msg.type !== 'pong') log('←', msg.type, describe(msg));
   switch (msg.type) {
     case 'welcome':
       startKeepalive(msg.keepalive_interval_ms);
@@ -429,6 +431,22 @@ function onServerMsg(msg) {
   }
 }
 
+function describe(msg) {
+  switch (msg.type) {
+    case 'offer':
+    case 'answer':
+      return `${msg.sdp.length}B`;
+    case 'welcome':
+      return `${msg.server}, keepalive ${msg.keepalive_interval_ms} ms, idle timeout ${msg.idle_timeout_ms} ms`;
+    case 'joined':
+      return `as ${msg.you.id} with [${msg.participants.map((p) => p.id).join(', ')}]`;
+    default: {
+      const { type, ...rest } = msg;
+      return safeJson(rest);
+    }
+  }
+}
+
 function onServerError(msg) {
   tuxa.error = msg.code;
   tuxa.errors.push(msg.code);
@@ -446,7 +464,12 @@ function onServerError(msg) {
     case 'no_pending_offer':
       break;
     case 'sdp_invalid':
-      setBanner({ code: 'sdp_invalid' });
+    case 'internal':
+      if (tuxa.state === 'in-call') {
+        setBanner({ code: msg.code });
+        break;
+      }
+      fail(msg.code);
       break;
     default:
       // A failed join (bad token, room gone or full, …) ends the page.
@@ -483,6 +506,7 @@ function enqueue(what, fn) {
     await fn();
   }).catch((e) => {
     log(what, 'failed:', e);
+    if (tuxa.state === 'in-call') setBanner({ code: 'media_failed' });
   });
   return queue;
 }
@@ -507,6 +531,12 @@ function createPeerConnection() {
     }
     senders[kind] = tr.sender;
   }
+  if (!senders.audio && !senders.video) {
+    // Nothing to publish (no camera or microphone, or no permission): one
+    // receive-only m-line, so that the first offer still sets up a
+    // transport (an offer without m-lines has no BUNDLE group to use).
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+  }
   pc.ontrack = onTrack;
   pc.onconnectionstatechange = () => {
     log('pc connection', pc.connectionState);
@@ -518,13 +548,10 @@ function createPeerConnection() {
   };
 }
 
-let failTimer = null;
 function onConnectionState() {
   if (!pc) return;
   const s = pc.connectionState || pc.iceConnectionState;
   if (s === 'connected' || s === 'completed') {
-    clearTimeout(failTimer);
-    failTimer = null;
     if (bannerText && (bannerText.key === 'reconnecting_media' || bannerText.code === 'media_failed')) setBanner(null);
   } else if (s === 'disconnected') {
     setBanner({ key: 'reconnecting_media' });
@@ -605,11 +632,12 @@ function onMuteChanged(msg) {
 function onTrack(ev) {
   const track = ev.track;
   const stream = ev.streams && ev.streams[0];
-  let pid = stream ? stream.id : '';
+  const pid = stream ? stream.id : '';
   if (!/^\d+$/.test(pid)) {
-    // Should not happen: the server names streams by participant id.
-    log('track without a participant stream id:', pid, track.kind);
-    pid = pid || `unknown-${track.id}`;
+    // Not someone's media (the server names every forwarded stream by its
+    // publisher's id): e.g. our own receive-only placeholder m-line.
+    log('ignoring a track without a participant stream id:', pid || '(none)', track.kind);
+    return;
   }
   log('remote track', track.kind, 'from', pid);
   attachTrack(track, pid);
@@ -763,8 +791,10 @@ function renderTile(tile) {
   tile.name.textContent = name;
   tile.meta.textContent = p ? [roleName(p.role), p.facility].filter(Boolean).join(' · ') : '';
   tile.avatarText.textContent = p ? initials(p.name) : '?';
-  const hasVideo = !!(tile.videoStream && tile.videoStream.getVideoTracks()[0]);
-  const videoOff = !hasVideo || (p && p.video_muted);
+  const vt = tile.videoStream && tile.videoStream.getVideoTracks()[0];
+  // A remote track is `muted` until its first frames arrive: show the
+  // initials rather than a black picture until then.
+  const videoOff = !vt || vt.muted || (p && p.video_muted);
   tile.el.classList.toggle('no-video', videoOff);
   tile.el.classList.toggle('has-media', tile.tracks.size > 0);
   tile.micBadge.hidden = !(p && p.audio_muted);
@@ -788,7 +818,6 @@ function updateGrid() {
 
 function teardown() {
   stopKeepalive();
-  clearTimeout(failTimer);
   if (pc) {
     try { pc.close(); } catch { /* ignore */ }
   }
@@ -959,6 +988,17 @@ start().catch((e) => {
   log('start failed', e);
   fail('unknown_error');
 });
+
+// For tests: every remote track we show, with the participant it belongs to.
+tuxa.remoteTracks = () => {
+  const mids = new Map();
+  if (pc && pc.signalingState !== 'closed') {
+    for (const tr of pc.getTransceivers()) if (tr.receiver && tr.receiver.track) mids.set(tr.receiver.track, tr.mid);
+  }
+  return [...trackOwner].map(([track, pid]) => ({
+    pid, kind: track.kind, trackId: track.id, mid: mids.get(track) ?? null, readyState: track.readyState,
+  }));
+};
 
 // For debugging in the console.
 tuxa.debug = { media, tiles, publishedTracks };

@@ -159,3 +159,31 @@ test('room ids', () => {
   assert.ok(!P.isRoomId('ABCDEFGHIJKLMNOP'));
   assert.ok(!P.isRoomId('short'));
 });
+
+test('every error code app.js can show has a translation', () => {
+  const app = readFileSync(join(here, '..', 'app.js'), 'utf8');
+  const codes = new Set([
+    // fail('x'), fail(cond ? 'x' : 'y'), {code: 'x'}, {error: 'x'}, … ? 'x' : 'unknown_error'
+    ...[...app.matchAll(/fail\(([^)]*)\)/g)].flatMap((m) => [...m[1].matchAll(/'([a-z_]+)'/g)].map((q) => q[1])),
+    ...[...app.matchAll(/(?:code|error): '([a-z_]+)'/g)].map((m) => m[1]),
+    ...[...app.matchAll(/\? '([a-z_]+)' : '(unknown_error)'/g)].flatMap((m) => [m[1], m[2]]),
+  ]);
+  assert.ok(codes.size >= 4, `found ${[...codes]}`);
+  for (const code of codes) {
+    for (const lang of LANGS) assert.ok(ERROR_TEXTS[lang][code], `${lang}: no text for ${code}`);
+  }
+});
+
+test('every UI string key used by index.html and app.js exists in both languages', () => {
+  const html = readFileSync(join(here, '..', 'index.html'), 'utf8');
+  const app = readFileSync(join(here, '..', 'app.js'), 'utf8');
+  const keys = new Set([
+    ...[...html.matchAll(/data-i18n="([a-z_]+)"/g)].map((m) => m[1]),
+    ...[...app.matchAll(/\bt\('([a-z_]+)'\)/g)].map((m) => m[1]),
+    ...[...app.matchAll(/key: '([a-z_]+)'/g)].map((m) => m[1]),
+  ]);
+  assert.ok(keys.size > 20, `found only ${keys.size} keys`);
+  for (const key of keys) {
+    for (const lang of LANGS) assert.ok(STRINGS[lang][key], `${lang}: no string ${key}`);
+  }
+});
