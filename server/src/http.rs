@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tuxa_protocol::{ConsultationKind, ErrorCode, MAX_MESSAGE_BYTES, Role, RoomId, RoomInfo};
 use tuxa_signaling::{Claims, Input, RoomStatus, SessionId, TokenKey};
 
+use crate::audit::{Action, Entry};
 use crate::hub_task::{HubMsg, unix_now};
 use crate::store::{self, ConsultationRow, Store};
 use crate::{random_bytes, web};
@@ -130,9 +131,20 @@ fn check_admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     // Constant time: the comparison must not tell how much of a guess was right.
     if aws_lc_rs::constant_time::verify_slices_are_equal(&hash, &state.admin_key_hash[..]).is_err()
     {
+        audit(state, Action::AdminAuthFailed, None, "unknown", json!({}));
         return Err(ApiError::new(ErrorCode::Unauthorized, "wrong admin key"));
     }
     Ok(())
+}
+
+fn audit(state: &AppState, action: Action, room: Option<&str>, actor: &str, detail: Value) {
+    state.store.audit(Entry {
+        at: unix_now() as i64,
+        action,
+        consultation: room.map(str::to_owned),
+        actor: actor.to_owned(),
+        detail,
+    });
 }
 
 fn parse_room(id: &str) -> ApiResult<RoomId> {
@@ -170,14 +182,25 @@ async fn join_check(
         .hub
         .send(HubMsg::CheckToken {
             room,
-            token: req.token,
+            token: req.token.clone(),
             reply: tx,
         })
         .map_err(ApiError::internal)?;
-    let (claims, room): (Claims, RoomInfo) = rx
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|(code, msg)| ApiError::new(code, msg))?;
+    let (claims, room): (Claims, RoomInfo) = match rx.await.map_err(ApiError::internal)? {
+        Ok(ok) => ok,
+        Err((code, msg)) => {
+            if code != ErrorCode::TokenMalformed {
+                audit(
+                    &state,
+                    Action::LinkRefused,
+                    Some(&req.room),
+                    "unknown",
+                    json!({"code": code, "via": "join-check"}),
+                );
+            }
+            return Err(ApiError::new(code, msg));
+        }
+    };
     Ok(Json(json!({
         "room": room,
         "role": claims.role,
@@ -248,6 +271,13 @@ pub async fn create(
         RoomInfo { id, kind, title },
         RoomStatus::Open,
     )));
+    audit(
+        state,
+        Action::ConsultationCreated,
+        Some(&row.id),
+        "admin",
+        json!({"kind": row.kind}),
+    );
     Ok(row)
 }
 
@@ -424,6 +454,13 @@ pub async fn mint(
         })
         .await
         .map_err(ApiError::internal)?;
+    audit(
+        state,
+        Action::LinkMinted,
+        Some(room.as_str()),
+        "admin",
+        json!({"role": role, "expires_at": claims.expires_at}),
+    );
     Ok(json!({
         "url": format!("{}/join/{}#{}", state.public_url, room, token),
         "token": token,
@@ -453,6 +490,13 @@ async fn end_consultation(
         .map_err(ApiError::internal)?;
     let room = parse_room(&row.id)?;
     let _ = state.hub.send(HubMsg::Input(Input::EndRoom(room)));
+    audit(
+        &state,
+        Action::ConsultationEnded,
+        Some(&row.id),
+        "admin",
+        json!({}),
+    );
     let row = load(&state, &id).await?;
     Ok(Json(consultation_json(&row, Some(Vec::new()))))
 }

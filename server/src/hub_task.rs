@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use tuxa_protocol::{ErrorCode, ParticipantInfo, RoomId, RoomInfo};
 use tuxa_signaling::{Claims, Hub, Input, MediaCommand, Output, RecordEvent, SessionId};
 
+use crate::audit::{Action, Entry};
 use crate::store::Store;
 
 /// What a session task is told to do.
@@ -131,6 +132,7 @@ impl HubTask {
 
 fn record(store: &Store, ev: RecordEvent) {
     let now = unix_now() as i64;
+    store.audit(audit_entry(now, &ev));
     match ev {
         RecordEvent::Joined { room, participant } => {
             tracing::info!(room = %room, participant = %participant.id, role = participant.role.as_str(), "joined");
@@ -169,5 +171,38 @@ fn record(store: &Store, ev: RecordEvent) {
         RecordEvent::TokenRefused { room, code } => {
             tracing::info!(room = %room, code = code.as_str(), "join refused");
         }
+    }
+}
+
+fn audit_entry(now: i64, ev: &RecordEvent) -> Entry {
+    match ev {
+        RecordEvent::Joined { room, participant } => Entry {
+            at: now,
+            action: Action::Joined,
+            consultation: Some(room.to_string()),
+            actor: format!("participant:{}", participant.id),
+            detail: serde_json::json!({
+                "role": participant.role,
+                "facility": participant.facility,
+            }),
+        },
+        RecordEvent::Left {
+            room,
+            participant,
+            reason,
+        } => Entry {
+            at: now,
+            action: Action::Left,
+            consultation: Some(room.to_string()),
+            actor: format!("participant:{participant}"),
+            detail: serde_json::json!({ "reason": reason }),
+        },
+        RecordEvent::TokenRefused { room, code } => Entry {
+            at: now,
+            action: Action::LinkRefused,
+            consultation: Some(room.to_string()),
+            actor: "unknown".into(),
+            detail: serde_json::json!({ "code": code, "via": "websocket" }),
+        },
     }
 }

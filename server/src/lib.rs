@@ -12,6 +12,7 @@
 //!
 //! They talk by message; nothing is shared behind a lock.
 
+pub mod audit;
 pub mod config;
 mod http;
 mod hub_task;
@@ -57,7 +58,7 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     out
 }
 
-fn hex(data: &[u8]) -> String {
+pub(crate) fn hex(data: &[u8]) -> String {
     data.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -188,6 +189,13 @@ pub async fn run(
             ),
         );
     }
+    store.audit(audit::Entry {
+        at: hub_task::unix_now() as i64,
+        action: audit::Action::ServerStarted,
+        consultation: None,
+        actor: "system".into(),
+        detail: serde_json::json!({"version": env!("CARGO_PKG_VERSION")}),
+    });
     let hub_handle = tokio::spawn(
         hub_task::HubTask {
             hub,
@@ -385,4 +393,25 @@ async fn print_demo(state: &http::AppState) {
         }
         Err(e) => tracing::warn!("could not create the demo consultation: {e}"),
     }
+}
+
+/// `tuxa verify-audit`: walks the audit chain of the SQLite file in
+/// `data_dir`. Returns the report line and whether the chain is intact.
+pub fn verify_audit(data_dir: &std::path::Path) -> anyhow::Result<(String, bool)> {
+    let path = data_dir.join("tuxa.sqlite3");
+    if !path.exists() {
+        anyhow::bail!("no database at {}", path.display());
+    }
+    let c =
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    Ok(match audit::verify(&c)? {
+        audit::Verdict::Intact { entries, head } => (
+            format!("audit chain intact: {entries} entries, head {head}"),
+            true,
+        ),
+        audit::Verdict::Broken { entry, reason } => (
+            format!("audit chain BROKEN at entry {entry}: {reason}"),
+            false,
+        ),
+    })
 }

@@ -9,6 +9,12 @@ fn main() -> anyhow::Result<()> {
         print!("{USAGE}");
         return Ok(());
     }
+    if args.first().map(String::as_str) == Some("verify-audit") {
+        let settings = Settings::resolve(&args[1..], |k| std::env::var(k).ok())?;
+        let (report, intact) = tuxa_server::verify_audit(&settings.config.data_dir)?;
+        println!("{report}");
+        std::process::exit(if intact { 0 } else { 1 });
+    }
     let settings = Settings::resolve(&args, |k| std::env::var(k).ok())?;
 
     tracing_subscriber::fmt()

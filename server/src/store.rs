@@ -53,6 +53,22 @@ const MIGRATIONS: &[&str] = &[
          leave_reason TEXT
      ) STRICT;
      CREATE INDEX attendance_by_consultation ON attendance(consultation_id);",
+    // 2: the audit log (see audit.rs). Append-only: triggers refuse edits, so
+    // tampering needs deliberate work outside tuxa, and the chain catches it.
+    "CREATE TABLE audit (
+         id INTEGER PRIMARY KEY,
+         at INTEGER NOT NULL,
+         action TEXT NOT NULL,
+         consultation_id TEXT NOT NULL,
+         actor TEXT NOT NULL,
+         detail TEXT NOT NULL,
+         prev_hash TEXT NOT NULL,
+         hash TEXT NOT NULL
+     ) STRICT;
+     CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
 ];
 
 impl Store {
@@ -94,6 +110,11 @@ impl Store {
         Ok(rx.await.context("the store thread dropped a request")??)
     }
 
+    /// Appends to the audit log, in order, without waiting.
+    pub fn audit(&self, entry: crate::audit::Entry) {
+        self.spawn("audit", move |c| crate::audit::append(c, &entry));
+    }
+
     /// Runs `f` on the store's thread without waiting (records that must
     /// not slow the signaling path). Failures are logged.
     pub fn spawn(
@@ -112,7 +133,7 @@ impl Store {
     }
 }
 
-fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+pub(crate) fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     let done: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let done = usize::try_from(done).unwrap_or(usize::MAX);
     if done > MIGRATIONS.len() {
