@@ -48,6 +48,20 @@ pub enum ErrorCode {
     IdleTimeout,
     /// The same participant joined again from another session.
     Replaced,
+    /// The participant's role may not do this (e.g. a patient admitting).
+    Forbidden,
+    /// `admit` or `refuse` named nobody who is waiting.
+    NotWaiting,
+    /// A host turned this participant away from the lobby.
+    Refused,
+    /// A patient joined without consenting to remote examination.
+    ConsentRequired,
+    /// Staff sign-in: wrong username, password or code (never says which).
+    LoginFailed,
+    /// Staff sign-in: too many failures for this username; retry later.
+    TooManyAttempts,
+    /// A unique name or number is already taken.
+    Conflict,
     /// HTTP API: missing or wrong admin key.
     Unauthorized,
     /// HTTP API: the request body or path was not acceptable.
@@ -84,6 +98,13 @@ impl ErrorCode {
             ErrorCode::NoPendingOffer => "no_pending_offer",
             ErrorCode::IdleTimeout => "idle_timeout",
             ErrorCode::Replaced => "replaced",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotWaiting => "not_waiting",
+            ErrorCode::Refused => "refused",
+            ErrorCode::ConsentRequired => "consent_required",
+            ErrorCode::LoginFailed => "login_failed",
+            ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::Conflict => "conflict",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::NotFound => "not_found",
@@ -102,6 +123,7 @@ impl ErrorCode {
                 | ErrorCode::RoomEnded
                 | ErrorCode::IdleTimeout
                 | ErrorCode::Replaced
+                | ErrorCode::Refused
                 | ErrorCode::ServerShutdown
         )
     }

@@ -116,6 +116,18 @@ impl Role {
         }
     }
 
+    /// Hosts admit others from the lobby; in a visit that is the doctor,
+    /// in a conference the doctors (the chair comes with the conference work).
+    pub fn is_host(self) -> bool {
+        matches!(self, Role::Doctor)
+    }
+
+    /// Patients and guests wait in the lobby until a host admits them;
+    /// staff enter directly.
+    pub fn waits_in_lobby(self) -> bool {
+        matches!(self, Role::Patient | Role::Guest)
+    }
+
     pub fn parse(s: &str) -> Option<Role> {
         match s {
             "patient" => Some(Role::Patient),

@@ -17,6 +17,15 @@ pub enum ClientMsg {
     },
     /// Enters a room with the token from a join link.
     Join { room: RoomId, token: String },
+    /// The patient's answers, one per purpose, to the consent text of
+    /// version `text_version`. Required from patients before `join`; may be
+    /// sent again later to change an answer (e.g. withdraw recording).
+    Consent {
+        text_version: String,
+        remote_examination: bool,
+        third_parties: bool,
+        recording: bool,
+    },
     /// An SDP offer: the first one publishes the client's camera and
     /// microphone; later ones change what it publishes.
     Offer { sdp: String },
@@ -31,23 +40,31 @@ pub enum ClientMsg {
         #[serde(default)]
         seq: u64,
     },
+    /// A host lets a waiting participant into the room.
+    Admit { participant_id: ParticipantId },
+    /// A host turns a waiting participant away.
+    Refuse { participant_id: ParticipantId },
 }
 
 impl ClientMsg {
     /// Every `type` a client may send, for telling unknown types from
     /// malformed known ones.
-    pub const TYPES: &'static [&'static str] =
-        &["hello", "join", "offer", "answer", "mute", "leave", "ping"];
+    pub const TYPES: &'static [&'static str] = &[
+        "hello", "join", "consent", "offer", "answer", "mute", "leave", "ping", "admit", "refuse",
+    ];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             ClientMsg::Hello { .. } => "hello",
             ClientMsg::Join { .. } => "join",
+            ClientMsg::Consent { .. } => "consent",
             ClientMsg::Offer { .. } => "offer",
             ClientMsg::Answer { .. } => "answer",
             ClientMsg::Mute { .. } => "mute",
             ClientMsg::Leave {} => "leave",
             ClientMsg::Ping { .. } => "ping",
+            ClientMsg::Admit { .. } => "admit",
+            ClientMsg::Refuse { .. } => "refuse",
         }
     }
 }
@@ -103,6 +120,17 @@ pub enum ServerMsg {
         you: ParticipantInfo,
         participants: Vec<ParticipantInfo>,
     },
+    /// Reply to `join` for those who wait to be admitted (patients and
+    /// guests): the room and who you are. `joined` follows on admission.
+    Waiting {
+        room: RoomInfo,
+        you: ParticipantInfo,
+    },
+    /// To hosts: everyone waiting to be admitted, oldest first. Sent when a
+    /// host joins and whenever the list changes.
+    Lobby {
+        waiting: Vec<ParticipantInfo>,
+    },
     ParticipantJoined {
         participant: ParticipantInfo,
     },
@@ -135,6 +163,11 @@ pub enum ServerMsg {
     },
     Pong {
         seq: u64,
+    },
+    /// The consent answers were recorded (with the server's time).
+    ConsentRecorded {
+        text_version: String,
+        at: u64,
     },
     /// Something went wrong. `in_reply_to` names the client message type it
     /// concerns, when there is one. Fatal codes are followed by a close.

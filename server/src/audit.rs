@@ -21,6 +21,22 @@ pub enum Action {
     LinkRefused,
     Joined,
     Left,
+    LobbyEntered,
+    ConsentRecorded,
+    Admitted,
+    Refused,
+    /// A consultation's record was exported (detail: `format`).
+    RecordExported,
+    // The directory and staff sign-in (directory.rs, auth.rs).
+    LoginSucceeded,
+    LoginFailed,
+    Logout,
+    StaffCreated,
+    RoleChanged,
+    StaffDisabled,
+    StaffEnabled,
+    FacilityCreated,
+    PractitionerCreated,
 }
 
 impl Action {
@@ -34,6 +50,20 @@ impl Action {
             Action::LinkRefused => "link_refused",
             Action::Joined => "joined",
             Action::Left => "left",
+            Action::LobbyEntered => "lobby_entered",
+            Action::ConsentRecorded => "consent_recorded",
+            Action::Admitted => "admitted",
+            Action::Refused => "refused",
+            Action::RecordExported => "record_exported",
+            Action::LoginSucceeded => "login_succeeded",
+            Action::LoginFailed => "login_failed",
+            Action::Logout => "logout",
+            Action::StaffCreated => "staff_created",
+            Action::RoleChanged => "role_changed",
+            Action::StaffDisabled => "staff_disabled",
+            Action::StaffEnabled => "staff_enabled",
+            Action::FacilityCreated => "facility_created",
+            Action::PractitionerCreated => "practitioner_created",
         }
     }
 }

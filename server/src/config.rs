@@ -85,6 +85,7 @@ tuxa — video consultation server (tư vấn, khám chữa bệnh từ xa)
 
 USAGE: tuxa [OPTIONS]
        tuxa verify-audit [--data-dir DIR]   check the audit log's hash chain
+       tuxa load-demo [--data-dir DIR]      load a demo province (facilities, staff, queues)
 
 OPTIONS (each also as an environment variable, and as a key in the TOML file):
   --config FILE           TOML file with the options below            TUXA_CONFIG

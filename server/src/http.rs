@@ -46,6 +46,10 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/api/v1/consultations/{id}", get(get_consultation))
         .route("/api/v1/consultations/{id}/links", post(mint_link))
         .route("/api/v1/consultations/{id}/end", post(end_consultation))
+        // Record exports (export.rs).
+        .merge(crate::export::routes())
+        // Staff sign-in and the directory (auth.rs, directory.rs).
+        .merge(crate::directory::routes())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such page") })
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
@@ -97,7 +101,10 @@ impl IntoResponse for ApiError {
             ErrorCode::Unauthorized | ErrorCode::TokenInvalid | ErrorCode::TokenExpired => {
                 StatusCode::UNAUTHORIZED
             }
-            ErrorCode::TokenWrongRoom => StatusCode::FORBIDDEN,
+            ErrorCode::TokenWrongRoom | ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::LoginFailed => StatusCode::UNAUTHORIZED,
+            ErrorCode::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::NotFound | ErrorCode::RoomNotFound => StatusCode::NOT_FOUND,
             ErrorCode::RoomEnded => StatusCode::GONE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -116,7 +123,7 @@ fn body<T>(r: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))
 }
 
-fn check_admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+pub(crate) fn check_admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -171,6 +171,46 @@ fn record(store: &Store, ev: RecordEvent) {
         RecordEvent::TokenRefused { room, code } => {
             tracing::info!(room = %room, code = code.as_str(), "join refused");
         }
+        RecordEvent::Consent {
+            room,
+            participant,
+            consent,
+        } => {
+            store.spawn("consent", move |c| {
+                c.execute(
+                    "INSERT INTO consents(consultation_id, participant_id, text_version,
+                         remote_examination, third_parties, recording, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    rusqlite::params![
+                        room.as_str(),
+                        participant.0 as i64,
+                        consent.text_version,
+                        consent.remote_examination,
+                        consent.third_parties,
+                        consent.recording,
+                        consent.at as i64
+                    ],
+                )?;
+                Ok(())
+            });
+        }
+        RecordEvent::Waiting { room, participant } => {
+            tracing::info!(room = %room, participant = %participant.id, role = participant.role.as_str(), "waiting in the lobby");
+        }
+        RecordEvent::Admitted {
+            room,
+            participant,
+            by,
+        } => {
+            tracing::info!(room = %room, participant = %participant, by = %by, "admitted");
+        }
+        RecordEvent::Refused {
+            room,
+            participant,
+            by,
+        } => {
+            tracing::info!(room = %room, participant = %participant, by = %by, "refused");
+        }
     }
 }
 
@@ -203,6 +243,51 @@ fn audit_entry(now: i64, ev: &RecordEvent) -> Entry {
             consultation: Some(room.to_string()),
             actor: "unknown".into(),
             detail: serde_json::json!({ "code": code, "via": "websocket" }),
+        },
+        RecordEvent::Consent {
+            room,
+            participant,
+            consent,
+        } => Entry {
+            at: now,
+            action: Action::ConsentRecorded,
+            consultation: Some(room.to_string()),
+            actor: format!("participant:{participant}"),
+            detail: serde_json::json!({
+                "text_version": consent.text_version,
+                "remote_examination": consent.remote_examination,
+                "third_parties": consent.third_parties,
+                "recording": consent.recording,
+            }),
+        },
+        RecordEvent::Waiting { room, participant } => Entry {
+            at: now,
+            action: Action::LobbyEntered,
+            consultation: Some(room.to_string()),
+            actor: format!("participant:{}", participant.id),
+            detail: serde_json::json!({ "role": participant.role }),
+        },
+        RecordEvent::Admitted {
+            room,
+            participant,
+            by,
+        } => Entry {
+            at: now,
+            action: Action::Admitted,
+            consultation: Some(room.to_string()),
+            actor: format!("participant:{by}"),
+            detail: serde_json::json!({ "participant": participant }),
+        },
+        RecordEvent::Refused {
+            room,
+            participant,
+            by,
+        } => Entry {
+            at: now,
+            action: Action::Refused,
+            consultation: Some(room.to_string()),
+            actor: format!("participant:{by}"),
+            detail: serde_json::json!({ "participant": participant }),
         },
     }
 }

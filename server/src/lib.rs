@@ -13,7 +13,11 @@
 //! They talk by message; nothing is shared behind a lock.
 
 pub mod audit;
+mod auth;
 pub mod config;
+pub mod demo;
+mod directory;
+mod export;
 mod http;
 mod hub_task;
 mod media;

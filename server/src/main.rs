@@ -15,6 +15,11 @@ fn main() -> anyhow::Result<()> {
         println!("{report}");
         std::process::exit(if intact { 0 } else { 1 });
     }
+    if args.first().map(String::as_str) == Some("load-demo") {
+        let settings = Settings::resolve(&args[1..], |k| std::env::var(k).ok())?;
+        print!("{}", tuxa_server::demo::load(&settings.config.data_dir)?);
+        return Ok(());
+    }
     let settings = Settings::resolve(&args, |k| std::env::var(k).ok())?;
 
     tracing_subscriber::fmt()

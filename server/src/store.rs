@@ -69,6 +69,61 @@ const MIGRATIONS: &[&str] = &[
          BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
      CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
          BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+    // 3: the directory (see directory.rs, auth.rs): facilities, practitioners,
+    // staff accounts and their sessions.
+    "CREATE TABLE facilities (
+         id INTEGER PRIMARY KEY,
+         name TEXT NOT NULL,
+         tier TEXT NOT NULL CHECK (tier IN ('province', 'district', 'commune_station', 'cdc')),
+         parent_id INTEGER REFERENCES facilities(id),
+         created_at INTEGER NOT NULL
+     ) STRICT;
+     CREATE UNIQUE INDEX facilities_by_parent_and_name ON facilities(ifnull(parent_id, 0), name);
+     CREATE TABLE practitioners (
+         id INTEGER PRIMARY KEY,
+         name TEXT NOT NULL,
+         title TEXT NOT NULL,
+         licence_number TEXT NOT NULL UNIQUE,
+         specialty TEXT NOT NULL,
+         facility_id INTEGER NOT NULL REFERENCES facilities(id),
+         created_at INTEGER NOT NULL
+     ) STRICT;
+     CREATE INDEX practitioners_by_facility ON practitioners(facility_id);
+     CREATE TABLE staff (
+         id INTEGER PRIMARY KEY,
+         username TEXT NOT NULL UNIQUE,
+         display_name TEXT NOT NULL,
+         password_hash TEXT NOT NULL,
+         totp_secret BLOB NOT NULL,
+         totp_last_step INTEGER NOT NULL DEFAULT 0,
+         role TEXT NOT NULL CHECK (role IN ('doctor', 'nurse', 'coordinator', 'admin')),
+         facility_id INTEGER NOT NULL REFERENCES facilities(id),
+         practitioner_id INTEGER UNIQUE REFERENCES practitioners(id),
+         disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
+         created_at INTEGER NOT NULL
+     ) STRICT;
+     CREATE INDEX staff_by_facility ON staff(facility_id);
+     CREATE TABLE staff_sessions (
+         token_hash BLOB PRIMARY KEY,
+         staff_id INTEGER NOT NULL REFERENCES staff(id),
+         created_at INTEGER NOT NULL,
+         expires_at INTEGER NOT NULL,
+         last_seen_at INTEGER NOT NULL
+     ) STRICT;
+     CREATE INDEX staff_sessions_by_staff ON staff_sessions(staff_id);",
+    // 4: consent, one row per answer set (Law 91/2025: per purpose, with the
+    // text's version and the time; a change of mind is a new row).
+    "CREATE TABLE consents (
+         id INTEGER PRIMARY KEY,
+         consultation_id TEXT NOT NULL REFERENCES consultations(id),
+         participant_id INTEGER NOT NULL,
+         text_version TEXT NOT NULL,
+         remote_examination INTEGER NOT NULL CHECK (remote_examination IN (0, 1)),
+         third_parties INTEGER NOT NULL CHECK (third_parties IN (0, 1)),
+         recording INTEGER NOT NULL CHECK (recording IN (0, 1)),
+         at INTEGER NOT NULL
+     ) STRICT;
+     CREATE INDEX consents_by_consultation ON consents(consultation_id);",
 ];
 
 impl Store {

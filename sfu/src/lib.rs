@@ -21,7 +21,7 @@ use str0m::net::{DatagramRecv, Protocol, Receive, Transmit};
 use str0m::{Candidate, Input};
 use tuxa_protocol::{ErrorCode, ParticipantId, RoomId, ServerMsg};
 
-use peer::{Peer, PeerEvent};
+use peer::{Forwarded, Peer, PeerEvent};
 
 /// Keyframe requests to one publisher's track are sent at most this often:
 /// a room of twelve losing packets together must not make the publisher
@@ -344,6 +344,7 @@ impl Sfu {
                 }
             }
             PeerEvent::Media(data) => {
+                let mut want_keyframe = false;
                 let Some(room) = self.peers.get(&from).map(|p| p.room().clone()) else {
                     return;
                 };
@@ -351,14 +352,32 @@ impl Sfu {
                     if *other == from {
                         continue;
                     }
-                    if let Some(o) = self.peers.get_mut(other)
-                        && o.forward(from, &data)
-                    {
-                        self.stats.frames_forwarded += 1;
-                        if !self.dirty.contains(other) {
-                            self.dirty.push(*other);
+                    let Some(o) = self.peers.get_mut(other) else {
+                        continue;
+                    };
+                    match o.forward(from, &data) {
+                        Forwarded::Written => {
+                            self.stats.frames_forwarded += 1;
+                            if !self.dirty.contains(other) {
+                                self.dirty.push(*other);
+                            }
                         }
+                        Forwarded::NeedsKeyframe => want_keyframe = true,
+                        Forwarded::Skipped => {}
                     }
+                }
+                // A subscriber is waiting for a picture: ask the publisher
+                // (throttled per track, so a frame-by-frame ask is cheap).
+                if want_keyframe {
+                    self.on_event(
+                        now,
+                        from,
+                        PeerEvent::WantKeyframe {
+                            publisher: from,
+                            mid: data.mid,
+                            rid: data.rid,
+                        },
+                    );
                 }
             }
             PeerEvent::WantKeyframe {

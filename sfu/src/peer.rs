@@ -61,8 +61,21 @@ struct TrackOut {
     state: OutState,
     /// The simulcast layer this subscriber receives (None: no simulcast).
     /// Layer choice by bandwidth comes with the bad-network work; until then
-    /// the highest layer a publisher sends is used.
+    /// the first layer seen is used.
     layer: Option<Rid>,
+    /// Video only: nothing is forwarded until a keyframe, because a decoder
+    /// given interframes first shows garbage or nothing.
+    awaiting_keyframe: bool,
+}
+
+/// What became of one frame offered to a subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Forwarded {
+    Written,
+    /// Not for this subscriber (other track, other layer, not yet open).
+    Skipped,
+    /// Dropped while this subscriber waits for a keyframe: ask the publisher.
+    NeedsKeyframe,
 }
 
 impl TrackOut {
@@ -166,10 +179,12 @@ impl Peer {
     }
 
     pub fn subscribe(&mut self, source: Published) {
+        let awaiting_keyframe = source.kind == MediaKind::Video;
         self.tracks_out.push(TrackOut {
             source,
             state: OutState::ToOpen,
             layer: None,
+            awaiting_keyframe,
         });
     }
 
@@ -288,40 +303,50 @@ impl Peer {
     }
 
     /// Writes another participant's media into the matching outgoing track.
-    /// Returns whether it was written.
-    pub fn forward(&mut self, from: ParticipantId, data: &MediaData) -> bool {
+    pub fn forward(&mut self, from: ParticipantId, data: &MediaData) -> Forwarded {
         let Some(t) = self
             .tracks_out
             .iter_mut()
             .find(|t| t.source.owner == from && t.source.mid == data.mid)
         else {
-            return false;
+            return Forwarded::Skipped;
         };
         let OutState::Open(mid) = t.state else {
-            return false;
+            return Forwarded::Skipped;
         };
         if data.rid.is_some() {
             if t.layer.is_none() {
                 t.layer = data.rid;
             }
             if t.layer != data.rid {
-                return false;
+                return Forwarded::Skipped;
             }
         }
+        if t.awaiting_keyframe {
+            if !data.is_keyframe() {
+                return Forwarded::NeedsKeyframe;
+            }
+            // Until DTLS is up str0m drops what is written; keep waiting
+            // so that the keyframe is not lost with it.
+            if !self.rtc.is_connected() {
+                return Forwarded::NeedsKeyframe;
+            }
+            t.awaiting_keyframe = false;
+        }
         let Some(writer) = self.rtc.writer(mid) else {
-            return false;
+            return Forwarded::Skipped;
         };
         // Payload types differ between browsers (VP8 is 96 in Chromium,
         // 120 in Firefox): map by codec parameters.
         let Some(pt) = writer.match_params(data.params) else {
-            return false;
+            return Forwarded::Skipped;
         };
         // The frame is an Arc: every subscriber shares the one buffer.
         if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
             tracing::debug!(participant = %self.id, "write failed: {e}");
-            return false;
+            return Forwarded::Skipped;
         }
-        true
+        Forwarded::Written
     }
 
     /// Polls str0m until it has nothing more to say; datagrams and signaling

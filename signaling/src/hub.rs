@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use tuxa_protocol::{
     ClientMsg, ErrorCode, IDLE_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, LeaveReason, MediaKind,
-    ParticipantId, ParticipantInfo, ProtocolError, RoomId, RoomInfo, SUPPORTED_VERSIONS, ServerMsg,
+    ParticipantId, ParticipantInfo, ProtocolError, Role, RoomId, RoomInfo, SUPPORTED_VERSIONS,
+    ServerMsg,
 };
 
 use crate::token::{TokenError, TokenKey};
@@ -80,6 +81,27 @@ pub enum RecordEvent {
         room: RoomId,
         code: ErrorCode,
     },
+    /// A patient's consent answers, at join or when changed.
+    Consent {
+        room: RoomId,
+        participant: ParticipantId,
+        consent: Consent,
+    },
+    /// Entered the lobby.
+    Waiting {
+        room: RoomId,
+        participant: ParticipantInfo,
+    },
+    Admitted {
+        room: RoomId,
+        participant: ParticipantId,
+        by: ParticipantId,
+    },
+    Refused {
+        room: RoomId,
+        participant: ParticipantId,
+        by: ParticipantId,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -112,6 +134,11 @@ impl Default for HubConfig {
 enum SessionState {
     AwaitingHello,
     Negotiated,
+    /// In the lobby, waiting for a host to admit them.
+    Waiting {
+        room: RoomId,
+        participant: ParticipantId,
+    },
     Joined {
         room: RoomId,
         participant: ParticipantId,
@@ -124,6 +151,20 @@ enum SessionState {
 struct Session {
     state: SessionState,
     last_heard: Instant,
+    /// The patient's latest consent answers on this session.
+    consent: Option<Consent>,
+}
+
+/// A patient's answers to the consent text, one per purpose (Law 91/2025:
+/// consent is per purpose and never implied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consent {
+    pub text_version: String,
+    pub remote_examination: bool,
+    pub third_parties: bool,
+    pub recording: bool,
+    /// Unix seconds, by the server's clock.
+    pub at: u64,
 }
 
 #[derive(Debug)]
@@ -137,6 +178,8 @@ struct Room {
     info: RoomInfo,
     status: RoomStatus,
     members: BTreeMap<ParticipantId, Member>,
+    /// Waiting to be admitted; ids grow, so this is arrival order.
+    lobby: BTreeMap<ParticipantId, Member>,
 }
 
 pub struct Hub {
@@ -173,15 +216,22 @@ impl Hub {
                     Session {
                         state: SessionState::AwaitingHello,
                         last_heard: now,
+                        consent: None,
                     },
                 );
             }
             Input::Frame(sid, frame) => self.on_frame(now, now_unix, sid, frame),
             Input::Disconnected(sid) => {
-                if let Some(session) = self.sessions.remove(&sid)
-                    && let SessionState::Joined { room, participant } = session.state
-                {
-                    self.remove_member(&room, participant, LeaveReason::Disconnected);
+                if let Some(session) = self.sessions.remove(&sid) {
+                    match session.state {
+                        SessionState::Joined { room, participant } => {
+                            self.remove_member(&room, participant, LeaveReason::Disconnected)
+                        }
+                        SessionState::Waiting { room, participant } => {
+                            self.remove_waiting(&room, participant)
+                        }
+                        _ => {}
+                    }
                 }
             }
             Input::RoomOpened(info, status) => {
@@ -189,6 +239,7 @@ impl Hub {
                     info,
                     status,
                     members: BTreeMap::new(),
+                    lobby: BTreeMap::new(),
                 });
             }
             Input::EndRoom(room_id) => self.end_room(&room_id),
@@ -300,6 +351,14 @@ impl Hub {
         }
     }
 
+    /// Who is waiting to be admitted to a room, oldest first.
+    pub fn waiting_in(&self, room: &RoomId) -> Vec<ParticipantInfo> {
+        self.rooms
+            .get(room)
+            .map(|r| r.lobby.values().map(|m| m.info.clone()).collect())
+            .unwrap_or_default()
+    }
+
     fn session_of(&self, pid: ParticipantId) -> Option<SessionId> {
         let room = self.participants.get(&pid)?;
         self.rooms.get(room)?.members.get(&pid).map(|m| m.session)
@@ -366,10 +425,57 @@ impl Hub {
                 Some(ty),
             ),
             (_, ClientMsg::Ping { seq }) => self.send(sid, ServerMsg::Pong { seq }),
+            (
+                _,
+                ClientMsg::Consent {
+                    text_version,
+                    remote_examination,
+                    third_parties,
+                    recording,
+                },
+            ) => {
+                if text_version.is_empty() || text_version.len() > 64 {
+                    self.reply_error(
+                        sid,
+                        ErrorCode::InvalidMessage,
+                        "text_version must be 1 to 64 characters".into(),
+                        Some(ty),
+                    );
+                    return;
+                }
+                let consent = Consent {
+                    text_version: text_version.clone(),
+                    remote_examination,
+                    third_parties,
+                    recording,
+                    at: now_unix,
+                };
+                session.consent = Some(consent.clone());
+                // Already in a room (or its lobby): a change of mind is recorded now.
+                if let SessionState::Waiting { room, participant }
+                | SessionState::Joined { room, participant } = &session.state
+                {
+                    self.out.push_back(Output::Record(RecordEvent::Consent {
+                        room: room.clone(),
+                        participant: *participant,
+                        consent,
+                    }));
+                }
+                self.send(
+                    sid,
+                    ServerMsg::ConsentRecorded {
+                        text_version,
+                        at: now_unix,
+                    },
+                );
+            }
             (SessionState::Negotiated, ClientMsg::Join { room, token }) => {
                 self.join(now_unix, sid, room, &token)
             }
-            (SessionState::Joined { .. }, ClientMsg::Join { .. }) => self.reply_error(
+            (
+                SessionState::Joined { .. } | SessionState::Waiting { .. },
+                ClientMsg::Join { .. },
+            ) => self.reply_error(
                 sid,
                 ErrorCode::AlreadyJoined,
                 "this session has already joined a room".into(),
@@ -379,6 +485,20 @@ impl Hub {
                 sid,
                 ErrorCode::NotJoined,
                 "join a room first".into(),
+                Some(ty),
+            ),
+            (SessionState::Waiting { room, participant }, ClientMsg::Leave {}) => {
+                let (room, pid) = (room.clone(), *participant);
+                self.remove_waiting(&room, pid);
+                if let Some(s) = self.sessions.get_mut(&sid) {
+                    s.state = SessionState::Closing;
+                }
+                self.out.push_back(Output::Close(sid));
+            }
+            (SessionState::Waiting { .. }, _) => self.reply_error(
+                sid,
+                ErrorCode::NotJoined,
+                "you are waiting to be admitted".into(),
                 Some(ty),
             ),
             (SessionState::Joined { room, participant }, msg) => {
@@ -433,8 +553,39 @@ impl Hub {
             );
             return;
         }
+        if room.members.len() + room.lobby.len() >= self.config.max_participants * 2 {
+            // The lobby is bounded too: a leaked patient link must not let
+            // anyone fill the server's memory with waiting sessions.
+            self.reply_error(
+                sid,
+                ErrorCode::RoomFull,
+                "too many people are waiting for this room".into(),
+                Some("join"),
+            );
+            return;
+        }
+        let consent = self.sessions.get(&sid).and_then(|s| s.consent.clone());
+        if claims.role == Role::Patient && !consent.as_ref().is_some_and(|c| c.remote_examination) {
+            self.reply_error(
+                sid,
+                ErrorCode::ConsentRequired,
+                "remote examination needs the patient's consent: send consent first".into(),
+                Some("join"),
+            );
+            return;
+        }
+        let Some(room) = self.rooms.get_mut(&room_id) else {
+            return;
+        };
         let pid = ParticipantId(self.next_participant);
         self.next_participant += 1;
+        if let Some(consent) = consent {
+            self.out.push_back(Output::Record(RecordEvent::Consent {
+                room: room_id.clone(),
+                participant: pid,
+                consent,
+            }));
+        }
         let info = ParticipantInfo {
             id: pid,
             name: claims.name,
@@ -443,6 +594,46 @@ impl Hub {
             audio_muted: false,
             video_muted: false,
         };
+        self.participants.insert(pid, room_id.clone());
+        if info.role.waits_in_lobby() {
+            room.lobby.insert(
+                pid,
+                Member {
+                    info: info.clone(),
+                    session: sid,
+                },
+            );
+            let room_info = room.info.clone();
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                s.state = SessionState::Waiting {
+                    room: room_id.clone(),
+                    participant: pid,
+                };
+            }
+            self.send(
+                sid,
+                ServerMsg::Waiting {
+                    room: room_info,
+                    you: info.clone(),
+                },
+            );
+            self.out.push_back(Output::Record(RecordEvent::Waiting {
+                room: room_id.clone(),
+                participant: info,
+            }));
+            self.announce_lobby(&room_id);
+        } else {
+            self.enter(sid, &room_id, info);
+        }
+    }
+
+    /// Puts a participant into the room proper: `joined` to them,
+    /// `participant_joined` to the others, and the lobby to a new host.
+    fn enter(&mut self, sid: SessionId, room_id: &RoomId, info: ParticipantInfo) {
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        let pid = info.id;
         let others: Vec<ParticipantInfo> = room.members.values().map(|m| m.info.clone()).collect();
         let others_sids: Vec<SessionId> = room.members.values().map(|m| m.session).collect();
         room.members.insert(
@@ -453,13 +644,14 @@ impl Hub {
             },
         );
         let room_info = room.info.clone();
-        self.participants.insert(pid, room_id.clone());
+        let waiting: Vec<ParticipantInfo> = room.lobby.values().map(|m| m.info.clone()).collect();
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.state = SessionState::Joined {
                 room: room_id.clone(),
                 participant: pid,
             };
         }
+        let is_host = info.role.is_host();
         self.send(
             sid,
             ServerMsg::Joined {
@@ -468,6 +660,9 @@ impl Hub {
                 participants: others,
             },
         );
+        if is_host {
+            self.send(sid, ServerMsg::Lobby { waiting });
+        }
         for other in others_sids {
             self.send(
                 other,
@@ -477,9 +672,115 @@ impl Hub {
             );
         }
         self.out.push_back(Output::Record(RecordEvent::Joined {
-            room: room_id,
+            room: room_id.clone(),
             participant: info,
         }));
+    }
+
+    /// Sends the lobby list to every host in the room.
+    fn announce_lobby(&mut self, room_id: &RoomId) {
+        let Some(room) = self.rooms.get(room_id) else {
+            return;
+        };
+        let waiting: Vec<ParticipantInfo> = room.lobby.values().map(|m| m.info.clone()).collect();
+        let hosts: Vec<SessionId> = room
+            .members
+            .values()
+            .filter(|m| m.info.role.is_host())
+            .map(|m| m.session)
+            .collect();
+        for h in hosts {
+            self.send(
+                h,
+                ServerMsg::Lobby {
+                    waiting: waiting.clone(),
+                },
+            );
+        }
+    }
+
+    fn remove_waiting(&mut self, room_id: &RoomId, pid: ParticipantId) {
+        self.participants.remove(&pid);
+        let removed = self
+            .rooms
+            .get_mut(room_id)
+            .and_then(|r| r.lobby.remove(&pid))
+            .is_some();
+        if removed {
+            self.announce_lobby(room_id);
+        }
+    }
+
+    /// A host's `admit` or `refuse`.
+    fn decide(
+        &mut self,
+        sid: SessionId,
+        room_id: &RoomId,
+        host: ParticipantId,
+        target: ParticipantId,
+        admit: bool,
+    ) {
+        let ty = if admit { "admit" } else { "refuse" };
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        if !room
+            .members
+            .get(&host)
+            .is_some_and(|m| m.info.role.is_host())
+        {
+            self.reply_error(
+                sid,
+                ErrorCode::Forbidden,
+                "only a doctor can admit or refuse people waiting".into(),
+                Some(ty),
+            );
+            return;
+        }
+        if admit && room.members.len() >= self.config.max_participants {
+            let max = self.config.max_participants;
+            self.reply_error(
+                sid,
+                ErrorCode::RoomFull,
+                format!("the room has its maximum of {max} participants"),
+                Some(ty),
+            );
+            return;
+        }
+        let Some(waiting) = room.lobby.remove(&target) else {
+            self.reply_error(
+                sid,
+                ErrorCode::NotWaiting,
+                format!("participant {target} is not waiting"),
+                Some(ty),
+            );
+            return;
+        };
+        if admit {
+            self.out.push_back(Output::Record(RecordEvent::Admitted {
+                room: room_id.clone(),
+                participant: target,
+                by: host,
+            }));
+            self.enter(waiting.session, room_id, waiting.info);
+        } else {
+            self.participants.remove(&target);
+            self.out.push_back(Output::Record(RecordEvent::Refused {
+                room: room_id.clone(),
+                participant: target,
+                by: host,
+            }));
+            self.fail(
+                waiting.session,
+                ErrorCode::Refused,
+                "the doctor did not admit you".into(),
+                None,
+            );
+            if let Some(s) = self.sessions.get_mut(&waiting.session) {
+                s.state = SessionState::Closing;
+            }
+        }
+        self.announce_lobby(room_id);
     }
 
     fn in_room(&mut self, sid: SessionId, room: RoomId, pid: ParticipantId, msg: ClientMsg) {
@@ -524,8 +825,17 @@ impl Hub {
                 self.drop_session(sid, LeaveReason::Left);
                 self.out.push_back(Output::Close(sid));
             }
+            ClientMsg::Admit { participant_id } => {
+                self.decide(sid, &room, pid, participant_id, true)
+            }
+            ClientMsg::Refuse { participant_id } => {
+                self.decide(sid, &room, pid, participant_id, false)
+            }
             // Handled before the room state is consulted.
-            ClientMsg::Hello { .. } | ClientMsg::Ping { .. } | ClientMsg::Join { .. } => {}
+            ClientMsg::Hello { .. }
+            | ClientMsg::Ping { .. }
+            | ClientMsg::Join { .. }
+            | ClientMsg::Consent { .. } => {}
         }
     }
 
@@ -534,7 +844,12 @@ impl Hub {
             return;
         };
         room.status = RoomStatus::Ended;
-        let sids: Vec<SessionId> = room.members.values().map(|m| m.session).collect();
+        let sids: Vec<SessionId> = room
+            .members
+            .values()
+            .chain(room.lobby.values())
+            .map(|m| m.session)
+            .collect();
         for sid in sids {
             self.fail(
                 sid,
@@ -552,8 +867,12 @@ impl Hub {
             return;
         };
         let old = std::mem::replace(&mut session.state, SessionState::Closing);
-        if let SessionState::Joined { room, participant } = old {
-            self.remove_member(&room, participant, reason);
+        match old {
+            SessionState::Joined { room, participant } => {
+                self.remove_member(&room, participant, reason)
+            }
+            SessionState::Waiting { room, participant } => self.remove_waiting(&room, participant),
+            _ => {}
         }
     }
 
@@ -614,8 +933,13 @@ impl Hub {
         in_reply_to: Option<&str>,
     ) {
         self.reply_error(sid, code, message, in_reply_to);
+        // Joined and waiting sessions keep their state so that
+        // `drop_session` can still take them out of the room or lobby.
         if let Some(s) = self.sessions.get_mut(&sid)
-            && !matches!(s.state, SessionState::Joined { .. })
+            && !matches!(
+                s.state,
+                SessionState::Joined { .. } | SessionState::Waiting { .. }
+            )
         {
             s.state = SessionState::Closing;
         }

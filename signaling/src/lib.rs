@@ -9,7 +9,9 @@ mod b64;
 pub mod hub;
 pub mod token;
 
-pub use hub::{Hub, HubConfig, Input, MediaCommand, Output, RecordEvent, RoomStatus, SessionId};
+pub use hub::{
+    Consent, Hub, HubConfig, Input, MediaCommand, Output, RecordEvent, RoomStatus, SessionId,
+};
 pub use token::{Claims, TokenError, TokenKey};
 
 pub use b64::{decode as b64_decode, encode as b64_encode};

@@ -42,6 +42,9 @@ struct World {
     unix: u64,
     nonce: u64,
     next_sid: u64,
+    /// A doctor's session per room, to admit patients and guests from the
+    /// lobby in tests that are not about the lobby.
+    hosts: std::collections::HashMap<RoomId, SessionId>,
 }
 
 impl World {
@@ -64,6 +67,7 @@ impl World {
             unix: UNIX_NOW,
             nonce: 0,
             next_sid: 1,
+            hosts: std::collections::HashMap::new(),
         }
     }
 
@@ -143,6 +147,26 @@ impl World {
         }
     }
 
+    /// Sends the patient's consent answers and checks they were recorded.
+    fn consent(&mut self, sid: SessionId, remote_examination: bool) -> Vec<Output> {
+        let out = self.frame(
+            sid,
+            ClientMsg::Consent {
+                text_version: "vi-test-1".into(),
+                remote_examination,
+                third_parties: false,
+                recording: false,
+            },
+        );
+        assert!(
+            sends_to(&out, sid)
+                .iter()
+                .any(|m| matches!(m, ServerMsg::ConsentRecorded { text_version, at } if text_version == "vi-test-1" && *at == self.unix)),
+            "{out:?}"
+        );
+        out
+    }
+
     /// Connects, says hello and joins; returns the session and who it is.
     fn join(
         &mut self,
@@ -152,14 +176,39 @@ impl World {
     ) -> (SessionId, ParticipantInfo, Vec<Output>) {
         let sid = self.connect();
         self.hello(sid);
+        if role == Role::Patient {
+            self.consent(sid, true);
+        }
         let token = self.token(room, role, name);
-        let out = self.frame(
+        let mut out = self.frame(
             sid,
             ClientMsg::Join {
                 room: room.clone(),
                 token,
             },
         );
+        if role.waits_in_lobby() {
+            let waiting = sends_to(&out, sid)
+                .into_iter()
+                .find_map(|m| match m {
+                    ServerMsg::Waiting { you, .. } => Some(you),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("{name} did not reach the lobby: {out:?}"));
+            let host = *self
+                .hosts
+                .get(room)
+                .unwrap_or_else(|| panic!("no doctor in the room to admit {name}"));
+            out = self.frame(
+                host,
+                ClientMsg::Admit {
+                    participant_id: waiting.id,
+                },
+            );
+        }
+        if role.is_host() {
+            self.hosts.entry(room.clone()).or_insert(sid);
+        }
         let you = sends_to(&out, sid)
             .into_iter()
             .find_map(|m| match m {
@@ -338,7 +387,7 @@ fn messages_before_hello_get_hello_required_and_the_session_survives() {
     let r = room_id(1);
     w.open_room(&r);
     let sid = w.connect();
-    let tok = w.token(&r, Role::Patient, "Nguyễn Văn A");
+    let tok = w.token(&r, Role::Nurse, "Nguyễn Văn A");
     let early = [
         ClientMsg::Ping { seq: 1 },
         ClientMsg::Join {
@@ -415,7 +464,7 @@ fn each_bad_token_gets_its_code_and_the_session_stays_usable() {
     let sid = w.connect();
     w.hello(sid);
 
-    let good = w.token(&r, Role::Patient, "Trần Thị B");
+    let good = w.token(&r, Role::Nurse, "Trần Thị B");
 
     // Forged: minted with another server's key.
     let forged = TokenKey::new(&[0x43; 32]).mint(&w.claims(&r, Role::Doctor, "Mallory"), [1; 12]);
@@ -424,11 +473,11 @@ fn each_bad_token_gets_its_code_and_the_session_stays_usable() {
     raw[15] ^= 0x01;
     let tampered = format!("v1.{}", b64_encode(&raw));
     // Expired: the expiry is now (a token is refused from its expiry second on).
-    let mut c = w.claims(&r, Role::Patient, "Trần Thị B");
+    let mut c = w.claims(&r, Role::Nurse, "Trần Thị B");
     c.expires_at = w.unix;
     let expired = w.mint(&c);
     // For another consultation.
-    let wrong_room = w.token(&other_room, Role::Patient, "Trần Thị B");
+    let wrong_room = w.token(&other_room, Role::Nurse, "Trần Thị B");
 
     let cases: Vec<(&str, String, ErrorCode)> = vec![
         ("empty", String::new(), ErrorCode::TokenMalformed),
@@ -659,7 +708,9 @@ fn join_success_uses_the_token_not_the_client() {
                 you,
                 participants,
             },
+            ServerMsg::Lobby { waiting },
         ] => {
+            assert!(waiting.is_empty(), "a host is told the lobby on joining");
             assert_eq!(room, &room_info(&r));
             assert_eq!(you.name, "BS. Phạm Minh");
             assert_eq!(you.role, Role::Doctor);
@@ -677,13 +728,13 @@ fn join_success_uses_the_token_not_the_client() {
         }]
     );
 
-    // A patient whose token has no facility. The wire has no way to claim a
+    // A nurse whose token has no facility. The wire has no way to claim a
     // name or role; what the hub reports is exactly the token's.
     let sid = w.connect();
     w.hello(sid);
     let claims = Claims {
         room: r.clone(),
-        role: Role::Patient,
+        role: Role::Nurse,
         name: "Hoàng Thị Em".into(),
         facility: None,
         expires_at: UNIX_NOW + 60,
@@ -713,7 +764,7 @@ fn join_success_uses_the_token_not_the_client() {
     };
     assert_eq!(
         (you.name.as_str(), you.role, you.facility.clone()),
-        ("Hoàng Thị Em", Role::Patient, None)
+        ("Hoàng Thị Em", Role::Nurse, None)
     );
     assert_ne!(you.id, doc_info.id, "ids are unique");
     // The doctor hears of the patient, with the same record.
@@ -993,7 +1044,7 @@ fn timeout_deadline_ignores_closing_sessions() {
     let mut w = World::new();
     let r = room_id(1);
     w.open_room(&r);
-    let (silent, _, _) = w.join(&r, Role::Patient, "Bệnh nhân B");
+    let (silent, _, _) = w.join(&r, Role::Nurse, "Bệnh nhân B");
     w.advance(Duration::from_secs(30));
     let (alive, _, _) = w.join(&r, Role::Doctor, "BS. An");
     w.advance(Duration::from_secs(15));
@@ -1122,7 +1173,7 @@ fn messages_from_media_go_to_the_right_session() {
     w.open_room(&r2);
     let (a, a_info, _) = w.join(&r, Role::Doctor, "BS. An");
     let (b, b_info, _) = w.join(&r, Role::Patient, "Bệnh nhân B");
-    let (c, c_info, _) = w.join(&r2, Role::Patient, "Bệnh nhân C");
+    let (c, c_info, _) = w.join(&r2, Role::Nurse, "Bệnh nhân C");
     for (sid, pid) in [(a, a_info.id), (b, b_info.id), (c, c_info.id)] {
         let msg = ServerMsg::Offer {
             sdp: format!("v=0 for {pid}"),
@@ -1210,4 +1261,287 @@ fn shutdown_closes_every_session() {
         assert!(closed(&out, sid));
     }
     assert!(w.hub.participants_in(&r).is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// lobby
+
+/// Connects, says hello and sends a join with a fresh token.
+fn arrive(w: &mut World, r: &RoomId, role: Role, name: &str) -> (SessionId, Vec<Output>) {
+    let sid = w.connect();
+    w.hello(sid);
+    if role == Role::Patient {
+        w.consent(sid, true);
+    }
+    let token = w.token(r, role, name);
+    let out = w.frame(
+        sid,
+        ClientMsg::Join {
+            room: r.clone(),
+            token,
+        },
+    );
+    (sid, out)
+}
+
+fn lobby_of(out: &[Output], sid: SessionId) -> Option<Vec<String>> {
+    sends_to(out, sid).into_iter().rev().find_map(|m| match m {
+        ServerMsg::Lobby { waiting } => Some(waiting.into_iter().map(|p| p.name).collect()),
+        _ => None,
+    })
+}
+
+#[test]
+fn patients_and_guests_wait_until_a_doctor_admits_them() {
+    let mut w = World::new();
+    let r = room_id(1);
+    w.open_room(&r);
+
+    // A patient before any doctor: waits, nobody else is told yet.
+    let (pat, out) = arrive(&mut w, &r, Role::Patient, "Nguyễn Văn A");
+    let pat_info = match sends_to(&out, pat).as_slice() {
+        [ServerMsg::Waiting { room, you }] => {
+            assert_eq!(room, &room_info(&r));
+            assert_eq!(you.role, Role::Patient);
+            you.clone()
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(w.hub.participants_in(&r).is_empty(), "not in the room yet");
+    assert_eq!(w.hub.waiting_in(&r), vec![pat_info.clone()]);
+    // While waiting, media and room messages are refused.
+    let out = w.frame(pat, ClientMsg::Offer { sdp: "v=0".into() });
+    expect_error(&out, pat, ErrorCode::NotJoined);
+    assert!(media_cmds(&out).is_empty());
+
+    // A nurse enters directly and is not a host: no lobby for her.
+    let (nurse, nurse_info, out) = w.join(&r, Role::Nurse, "ĐD. Hoa");
+    assert_eq!(lobby_of(&out, nurse), None);
+    assert!(
+        sends_to(&out, pat).is_empty(),
+        "the waiting patient hears nothing"
+    );
+    // A nurse cannot admit.
+    let out = w.frame(
+        nurse,
+        ClientMsg::Admit {
+            participant_id: pat_info.id,
+        },
+    );
+    expect_error(&out, nurse, ErrorCode::Forbidden);
+
+    // The doctor arrives and sees the patient waiting.
+    let (doc, doc_info, out) = w.join(&r, Role::Doctor, "BS. Lan");
+    assert_eq!(lobby_of(&out, doc), Some(vec!["Nguyễn Văn A".to_owned()]));
+
+    // A guest arrives: the doctor's lobby grows.
+    let (guest, out) = arrive(&mut w, &r, Role::Guest, "Phiên dịch viên");
+    assert!(matches!(
+        sends_to(&out, guest).as_slice(),
+        [ServerMsg::Waiting { .. }]
+    ));
+    assert_eq!(
+        lobby_of(&out, doc),
+        Some(vec![
+            "Nguyễn Văn A".to_owned(),
+            "Phiên dịch viên".to_owned()
+        ])
+    );
+    let guest_id = w.hub.waiting_in(&r)[1].id;
+
+    // Admit the patient: joined with who is there, others told, lobby shrinks.
+    let out = w.frame(
+        doc,
+        ClientMsg::Admit {
+            participant_id: pat_info.id,
+        },
+    );
+    match sends_to(&out, pat).as_slice() {
+        [
+            ServerMsg::Joined {
+                you, participants, ..
+            },
+        ] => {
+            assert_eq!(you, &pat_info);
+            assert_eq!(participants, &vec![nurse_info.clone(), doc_info.clone()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        sends_to(&out, nurse).contains(&ServerMsg::ParticipantJoined {
+            participant: pat_info.clone()
+        })
+    );
+    assert_eq!(
+        lobby_of(&out, doc),
+        Some(vec!["Phiên dịch viên".to_owned()])
+    );
+    assert!(records(&out).contains(&RecordEvent::Admitted {
+        room: r.clone(),
+        participant: pat_info.id,
+        by: doc_info.id
+    }));
+    assert_eq!(w.hub.participants_in(&r).len(), 3);
+
+    // Admitting again, or someone unknown: not_waiting.
+    let out = w.frame(
+        doc,
+        ClientMsg::Admit {
+            participant_id: pat_info.id,
+        },
+    );
+    expect_error(&out, doc, ErrorCode::NotWaiting);
+    // A patient cannot admit.
+    let out = w.frame(
+        pat,
+        ClientMsg::Admit {
+            participant_id: guest_id,
+        },
+    );
+    expect_error(&out, pat, ErrorCode::Forbidden);
+
+    // Refuse the guest: fatal `refused` for them, lobby empty for the doctor.
+    let out = w.frame(
+        doc,
+        ClientMsg::Refuse {
+            participant_id: guest_id,
+        },
+    );
+    assert_eq!(error_codes(&out, guest), vec![ErrorCode::Refused]);
+    assert!(closed(&out, guest));
+    assert_eq!(lobby_of(&out, doc), Some(vec![]));
+    assert!(w.hub.waiting_in(&r).is_empty());
+    // Their disconnect afterwards changes nothing for the room.
+    let out = w.handle(Input::Disconnected(guest));
+    assert!(sends_to(&out, doc).is_empty(), "{out:?}");
+}
+
+#[test]
+fn leaving_or_dropping_out_of_the_lobby_updates_the_hosts() {
+    let mut w = World::new();
+    let r = room_id(2);
+    w.open_room(&r);
+    let (doc, _, _) = w.join(&r, Role::Doctor, "BS. Lan");
+    let (a, _) = arrive(&mut w, &r, Role::Patient, "A");
+    let (b, out) = arrive(&mut w, &r, Role::Patient, "B");
+    assert_eq!(
+        lobby_of(&out, doc),
+        Some(vec!["A".to_owned(), "B".to_owned()])
+    );
+    let out = w.frame(a, ClientMsg::Leave {});
+    assert!(closed(&out, a));
+    assert_eq!(lobby_of(&out, doc), Some(vec!["B".to_owned()]));
+    let out = w.handle(Input::Disconnected(b));
+    assert_eq!(lobby_of(&out, doc), Some(vec![]));
+    // No participant_left for people who never entered.
+    assert!(
+        !sends_to(&out, doc)
+            .iter()
+            .any(|m| matches!(m, ServerMsg::ParticipantLeft { .. }))
+    );
+
+    // A waiting patient who goes silent times out and leaves the lobby.
+    let (_c, out) = arrive(&mut w, &r, Role::Patient, "C");
+    assert_eq!(lobby_of(&out, doc), Some(vec!["C".to_owned()]));
+    for _ in 0..10 {
+        w.advance(IDLE / 8);
+        w.frame(doc, ClientMsg::Ping { seq: 1 });
+    }
+    let (_, out) = w.timeout();
+    assert_eq!(lobby_of(&out, doc), Some(vec![]));
+
+    // Ending the room ends the lobby too.
+    let (d, _) = arrive(&mut w, &r, Role::Patient, "D");
+    let out = w.handle(Input::EndRoom(r.clone()));
+    assert_eq!(error_codes(&out, d), vec![ErrorCode::RoomEnded]);
+    assert!(closed(&out, d));
+    assert!(w.hub.waiting_in(&r).is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// consent
+
+#[test]
+fn a_patient_joins_only_with_consent_to_remote_examination() {
+    let mut w = World::new();
+    let r = room_id(3);
+    w.open_room(&r);
+    let (doc, _, _) = w.join(&r, Role::Doctor, "BS. Lan");
+
+    // No consent at all: refused, not fatal.
+    let sid = w.connect();
+    w.hello(sid);
+    let token = w.token(&r, Role::Patient, "Nguyễn Văn A");
+    let join = ClientMsg::Join {
+        room: r.clone(),
+        token,
+    };
+    let out = w.frame(sid, join.clone());
+    assert_eq!(
+        expect_error(&out, sid, ErrorCode::ConsentRequired).as_deref(),
+        Some("join")
+    );
+    assert!(!closed(&out, sid));
+    // Refusing remote examination: still refused.
+    w.consent(sid, false);
+    let out = w.frame(sid, join.clone());
+    expect_error(&out, sid, ErrorCode::ConsentRequired);
+    assert!(w.hub.waiting_in(&r).is_empty());
+
+    // Consenting to the examination but refusing recording and third
+    // parties does not block care; the answers are recorded at join.
+    w.consent(sid, true);
+    let out = w.frame(sid, join);
+    let pid = match sends_to(&out, sid).as_slice() {
+        [ServerMsg::Waiting { you, .. }] => you.id,
+        other => panic!("{other:?}"),
+    };
+    let recs = records(&out);
+    let consent = recs
+        .iter()
+        .find_map(|rec| match rec {
+            RecordEvent::Consent {
+                room,
+                participant,
+                consent,
+            } if *room == r && *participant == pid => Some(consent.clone()),
+            _ => None,
+        })
+        .expect("consent recorded with the join");
+    assert!(consent.remote_examination && !consent.recording && !consent.third_parties);
+    assert_eq!(consent.text_version, "vi-test-1");
+    assert_eq!(consent.at, w.unix);
+
+    // A change of mind later is recorded against the same participant.
+    w.frame(
+        doc,
+        ClientMsg::Admit {
+            participant_id: pid,
+        },
+    );
+    let out = w.frame(
+        sid,
+        ClientMsg::Consent {
+            text_version: "vi-test-1".into(),
+            remote_examination: true,
+            third_parties: true,
+            recording: false,
+        },
+    );
+    assert!(records(&out).iter().any(|rec| matches!(rec,
+        RecordEvent::Consent { participant, consent, .. } if *participant == pid && consent.third_parties)));
+
+    // Staff need no consent of their own.
+    let (_, _, _) = w.join(&r, Role::Nurse, "ĐD. Hoa");
+    // An empty text version is refused.
+    let out = w.frame(
+        sid,
+        ClientMsg::Consent {
+            text_version: String::new(),
+            remote_examination: true,
+            third_parties: false,
+            recording: false,
+        },
+    );
+    expect_error(&out, sid, ErrorCode::InvalidMessage);
 }

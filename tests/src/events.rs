@@ -89,7 +89,9 @@ impl EventLog {
         entries
             .iter()
             .map(|e| {
-                let t = start.map(|s| e.at.duration_since(s).as_millis()).unwrap_or(0);
+                let t = start
+                    .map(|s| e.at.duration_since(s).as_millis())
+                    .unwrap_or(0);
                 let what = match &e.event {
                     PeerEvent::Msg(ServerMsg::Offer { sdp }) => {
                         format!("offer ({} m-lines)", sdp.matches("\nm=").count())

@@ -37,7 +37,12 @@ pub struct FrameInfo {
 }
 
 /// Builds the frame number `counter` of `sender`. `keyframe` only matters for video.
-pub fn build_frame(kind: MediaKind, sender: ParticipantId, counter: u64, keyframe: bool) -> Vec<u8> {
+pub fn build_frame(
+    kind: MediaKind,
+    sender: ParticipantId,
+    counter: u64,
+    keyframe: bool,
+) -> Vec<u8> {
     let keyframe = keyframe && kind == MediaKind::Video;
     let pattern_len = pattern_len(kind, sender, counter, keyframe);
     let mut out = Vec::with_capacity(pattern_len + 48);
@@ -143,10 +148,15 @@ pub fn parse_frame(kind: MediaKind, data: &[u8]) -> Result<FrameInfo, FrameError
     let len = usize::from(u16::from_be_bytes([b[22], b[23]]));
     let pattern = &b[24..];
     if pattern.len() != len {
-        return err(format!("pattern of {} bytes, header says {len}", pattern.len()));
+        return err(format!(
+            "pattern of {} bytes, header says {len}",
+            pattern.len()
+        ));
     }
     if len != pattern_len(kind, sender, counter, keyframe) {
-        return err(format!("pattern length {len} is not the one frame {counter} of {sender} has"));
+        return err(format!(
+            "pattern length {len} is not the one frame {counter} of {sender} has"
+        ));
     }
     let mut expected = vec![0; len];
     fill_pattern(&mut expected, kind, sender, counter);
@@ -181,9 +191,8 @@ fn pattern_len(kind: MediaKind, sender: ParticipantId, counter: u64, keyframe: b
 }
 
 fn fill_pattern(buf: &mut [u8], kind: MediaKind, sender: ParticipantId, counter: u64) {
-    let mut state = sender.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        ^ counter
-        ^ (u64::from(kind_byte(kind)) << 56);
+    let mut state =
+        sender.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ counter ^ (u64::from(kind_byte(kind)) << 56);
     for chunk in buf.chunks_mut(8) {
         state = splitmix(state);
         chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
@@ -233,14 +242,21 @@ impl Vp8Reassembler {
             self.bad_packets += 1;
             return vec![];
         };
-        let serial = self.pending.values().map(|p| p.first_seen).max().unwrap_or(0) + 1;
-        let frame = self.pending.entry(timestamp).or_insert_with(|| PendingFrame {
-            packets: Default::default(),
-            first_seen: serial,
-        });
-        frame
-            .packets
-            .insert(seq, (start, marker, data.to_vec()));
+        let serial = self
+            .pending
+            .values()
+            .map(|p| p.first_seen)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let frame = self
+            .pending
+            .entry(timestamp)
+            .or_insert_with(|| PendingFrame {
+                packets: Default::default(),
+                first_seen: serial,
+            });
+        frame.packets.insert(seq, (start, marker, data.to_vec()));
         let mut done = vec![];
         if let Some(data) = frame.assemble() {
             self.pending.remove(&timestamp);

@@ -139,7 +139,9 @@ impl ApiClient {
         auth: Auth<'_>,
     ) -> anyhow::Result<(u16, Value)> {
         let body = body.map(|b| serde_json::to_vec(b).expect("JSON serialises"));
-        let r = self.request_raw(method, path, body.as_deref(), auth).await?;
+        let r = self
+            .request_raw(method, path, body.as_deref(), auth)
+            .await?;
         Ok((r.status, r.json))
     }
 
@@ -199,10 +201,7 @@ impl ApiClient {
     /// Mints a join link and returns its token.
     pub async fn mint_link(&self, room: &RoomId, role: Role, name: &str) -> anyhow::Result<String> {
         let (status, body) = self
-            .mint_link_with(
-                room.as_str(),
-                &json!({"role": role.as_str(), "name": name}),
-            )
+            .mint_link_with(room.as_str(), &json!({"role": role.as_str(), "name": name}))
             .await?;
         if status != 201 {
             bail!("mint link: {status} {body}");
@@ -299,7 +298,8 @@ mod tests {
 
     #[test]
     fn parses_plain_and_chunked() {
-        let r = parse_response(b"HTTP/1.1 201 Created\r\ncontent-length: 9\r\n\r\n{\"a\":1}xxxx").unwrap();
+        let r = parse_response(b"HTTP/1.1 201 Created\r\ncontent-length: 9\r\n\r\n{\"a\":1}xxxx")
+            .unwrap();
         assert_eq!(r.status, 201);
         assert_eq!(r.body, "{\"a\":1}xx");
         let r = parse_response(

@@ -187,7 +187,9 @@ impl Peer {
     ) -> anyhow::Result<Peer> {
         let label = label.into();
         let mut ws = server.signal().await?;
-        ws.hello().await.with_context(|| format!("{label}: hello"))?;
+        ws.hello()
+            .await
+            .with_context(|| format!("{label}: hello"))?;
         let joined = ws
             .join(room, token)
             .await
@@ -242,7 +244,15 @@ impl Peer {
         opts: PeerOptions,
     ) -> anyhow::Result<Peer> {
         let token = server.api().mint_link(room, role, name).await?;
-        Peer::join(flavor, server, room, &token, format!("{name} ({flavor})"), opts).await
+        Peer::join(
+            flavor,
+            server,
+            room,
+            &token,
+            format!("{name} ({flavor})"),
+            opts,
+        )
+        .await
     }
 
     pub fn id(&self) -> ParticipantId {
@@ -252,6 +262,46 @@ impl Peer {
     /// Sends a message on this peer's session.
     pub fn send(&self, msg: ClientMsg) {
         let _ = self.cmd.send(PeerCmd::Send(msg));
+    }
+
+    /// As a host: waits until someone named `name` is in the lobby and
+    /// admits them. Run it alongside the waiting peer's `join`.
+    pub async fn admit(&self, name: &str) -> anyhow::Result<ParticipantId> {
+        let (_, id) = self
+            .events
+            .wait_msg(
+                0,
+                crate::signal::ADMIT_TIMEOUT,
+                &format!("{name} in the lobby"),
+                |m| match m {
+                    ServerMsg::Lobby { waiting } => {
+                        waiting.iter().find(|p| p.name == name).map(|p| p.id)
+                    }
+                    _ => None,
+                },
+            )
+            .await?;
+        self.send(ClientMsg::Admit { participant_id: id });
+        Ok(id)
+    }
+
+    /// Mints a link, joins with it, and has `host` admit the new peer from
+    /// the lobby (patients and guests wait there).
+    pub async fn join_admitted(
+        flavor: Flavor,
+        server: &TestServer,
+        room: &RoomId,
+        role: Role,
+        name: &str,
+        opts: PeerOptions,
+        host: &Peer,
+    ) -> anyhow::Result<Peer> {
+        let (peer, admitted) = tokio::join!(
+            Peer::join_new(flavor, server, room, role, name, opts),
+            host.admit(name)
+        );
+        admitted?;
+        peer
     }
 
     /// Sends `leave`; the server then closes the session.
@@ -286,7 +336,15 @@ impl Peer {
         self.rx
             .wait_frames(from, kind, n, timeout)
             .await
-            .with_context(|| format!("{} ({}), sent: {}; events:\n{}", self.label, self.id(), self.tx.summary(), self.events.describe()))
+            .with_context(|| {
+                format!(
+                    "{} ({}), sent: {}; events:\n{}",
+                    self.label,
+                    self.id(),
+                    self.tx.summary(),
+                    self.events.describe()
+                )
+            })
     }
 
     /// Waits until `n` more intact frames of each kind from `from` arrive than have so far.
@@ -299,10 +357,16 @@ impl Peer {
         let a = self.rx.intact(from, MediaKind::Audio);
         let v = self.rx.intact(from, MediaKind::Video);
         let deadline = tokio::time::Instant::now() + timeout;
-        self.wait_frames(from, MediaKind::Audio, a + n, timeout).await?;
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        self.wait_frames(from, MediaKind::Video, v + n, left.max(Duration::from_millis(1)))
+        self.wait_frames(from, MediaKind::Audio, a + n, timeout)
             .await?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.wait_frames(
+            from,
+            MediaKind::Video,
+            v + n,
+            left.max(Duration::from_millis(1)),
+        )
+        .await?;
         Ok(())
     }
 
@@ -371,10 +435,12 @@ impl Peer {
     /// Stops the peer (closes its peer connection and WebSocket) and waits for its task.
     pub async fn close(mut self) {
         let _ = self.cmd.send(PeerCmd::Close);
-        if let Some(task) = self.task.take() {
-            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
-                tracing::warn!("{}: peer task did not stop in 5 s", self.label);
-            }
+        if let Some(task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+        {
+            tracing::warn!("{}: peer task did not stop in 5 s", self.label);
         }
     }
 }

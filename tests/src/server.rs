@@ -57,7 +57,11 @@ impl TestServer {
         let shutdown = async move {
             let _ = rx.await;
         };
-        let task = tokio::spawn(tuxa_server::run(Listeners { http, media }, config, shutdown));
+        let task = tokio::spawn(tuxa_server::run(
+            Listeners { http, media },
+            config,
+            shutdown,
+        ));
 
         let server = TestServer {
             http_addr,
@@ -77,10 +81,10 @@ impl TestServer {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut last = String::new();
         while tokio::time::Instant::now() < deadline {
-            if let Some(task) = &self.task {
-                if task.is_finished() {
-                    bail!("the server stopped while starting (last /healthz: {last})");
-                }
+            if let Some(task) = &self.task
+                && task.is_finished()
+            {
+                bail!("the server stopped while starting (last /healthz: {last})");
             }
             match api.request_raw("GET", "/healthz", None, Auth::None).await {
                 Ok(r) if r.status == 200 => return Ok(()),
@@ -120,7 +124,9 @@ impl TestServer {
             Some(task) => match tokio::time::timeout(Duration::from_secs(15), task).await {
                 Ok(Ok(r)) => r.context("tuxa_server::run returned an error"),
                 Ok(Err(join)) => Err(anyhow::anyhow!("the server task panicked: {join}")),
-                Err(_) => Err(anyhow::anyhow!("the server did not stop within 15 s of shutdown")),
+                Err(_) => Err(anyhow::anyhow!(
+                    "the server did not stop within 15 s of shutdown"
+                )),
             },
             None => Ok(()),
         };

@@ -17,6 +17,8 @@ use crate::tls::insecure_client_config;
 
 /// The default time to wait for a reply.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a patient or guest waits in the lobby for a host in tests.
+pub const ADMIT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// What came over the WebSocket.
 #[derive(Debug, Clone)]
@@ -187,11 +189,18 @@ impl SignalClient {
     }
 
     /// Waits for the server to close the WebSocket, skipping messages; returns the close frame.
-    pub async fn expect_close(&mut self, timeout: Duration) -> anyhow::Result<Option<(u16, String)>> {
+    pub async fn expect_close(
+        &mut self,
+        timeout: Duration,
+    ) -> anyhow::Result<Option<(u16, String)>> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.recv_event(left).await.context("waiting for the close")? {
+            match self
+                .recv_event(left)
+                .await
+                .context("waiting for the close")?
+            {
                 WsEvent::Closed(c) => return Ok(c),
                 WsEvent::Msg(m) => self.skipped.push(m),
                 WsEvent::Unparsable(u) => bail!("waiting for the close: unparsable {u}"),
@@ -211,21 +220,38 @@ impl SignalClient {
             client: Some("tuxa-tests".into()),
         })
         .await?;
-        let m = self.recv(REPLY_TIMEOUT).await.context("waiting for welcome")?;
+        let m = self
+            .recv(REPLY_TIMEOUT)
+            .await
+            .context("waiting for welcome")?;
         match &m {
             ServerMsg::Welcome { version: 1, .. } => Ok(m),
             other => bail!("expected welcome, got {other:?}"),
         }
     }
 
-    /// `join` → `joined` (the next message must be `joined`).
+    /// `join` → `joined` (the next message must be `joined`, or `waiting`
+    /// and then `joined` once a host admits us — see [`crate::peer::Peer::admit`]).
     pub async fn join(&mut self, room: &RoomId, token: &str) -> anyhow::Result<Joined> {
+        // Patients must consent to remote examination before joining; the
+        // harness consents for everyone (staff answers are simply recorded).
+        self.consent().await?;
         self.send(&ClientMsg::Join {
             room: room.clone(),
             token: token.to_owned(),
         })
         .await?;
-        match self.recv(REPLY_TIMEOUT).await.context("waiting for joined")? {
+        let mut reply = self
+            .recv(REPLY_TIMEOUT)
+            .await
+            .context("waiting for joined")?;
+        if let ServerMsg::Waiting { .. } = reply {
+            reply = self
+                .recv(ADMIT_TIMEOUT)
+                .await
+                .context("waiting in the lobby to be admitted")?;
+        }
+        match reply {
             ServerMsg::Joined {
                 room,
                 you,
@@ -236,6 +262,26 @@ impl SignalClient {
                 participants,
             }),
             other => bail!("expected joined, got {other:?}"),
+        }
+    }
+
+    /// Sends the consent answers a patient gives in the browser (yes to the
+    /// examination, no to third parties and recording) and waits for the receipt.
+    pub async fn consent(&mut self) -> anyhow::Result<()> {
+        self.send(&ClientMsg::Consent {
+            text_version: "test-1".into(),
+            remote_examination: true,
+            third_parties: false,
+            recording: false,
+        })
+        .await?;
+        match self
+            .recv(REPLY_TIMEOUT)
+            .await
+            .context("waiting for consent_recorded")?
+        {
+            ServerMsg::ConsentRecorded { .. } => Ok(()),
+            other => bail!("expected consent_recorded, got {other:?}"),
         }
     }
 

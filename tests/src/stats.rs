@@ -18,6 +18,8 @@ pub struct TrackRx {
     pub keyframes: u64,
     /// The first frame received: when, and whether it was a keyframe.
     pub first: Option<(Instant, bool)>,
+    /// The sender's number of the first frame received.
+    pub first_counter: Option<u64>,
     /// The first keyframe received.
     pub first_keyframe_at: Option<Instant>,
     pub last_at: Option<Instant>,
@@ -64,9 +66,10 @@ impl MediaRx {
             Err(e) => {
                 inner.corrupt += 1;
                 if inner.errors.len() < 20 {
-                    inner
-                        .errors
-                        .push(format!("{kind:?} frame of {} bytes on {label:?}: {e}", data.len()));
+                    inner.errors.push(format!(
+                        "{kind:?} frame of {} bytes on {label:?}: {e}",
+                        data.len()
+                    ));
                 }
                 drop(inner);
                 self.changed.send_modify(|v| *v += 1);
@@ -80,6 +83,7 @@ impl MediaRx {
             t.first_keyframe_at.get_or_insert(now);
         }
         t.first.get_or_insert((now, info.keyframe));
+        t.first_counter.get_or_insert(info.counter);
         t.last_at = Some(now);
         match t.last_counter {
             Some(last) if info.counter <= last => t.out_of_order += 1,
@@ -89,10 +93,10 @@ impl MediaRx {
             }
             None => t.last_counter = Some(info.counter),
         }
-        if let Some(label) = label {
-            if label != info.sender.to_string() {
-                t.label_mismatch += 1;
-            }
+        if let Some(label) = label
+            && label != info.sender.to_string()
+        {
+            t.label_mismatch += 1;
         }
         drop(inner);
         self.changed.send_modify(|v| *v += 1);
@@ -153,11 +157,12 @@ impl MediaRx {
         for k in keys {
             let t = &inner.tracks[&k];
             s.push_str(&format!(
-                "[from {} {:?}: {} intact, {} key, first key? {:?}, {} skipped, {} out of order, {} mislabelled] ",
+                "[from {} {:?}: {} intact, {} key, first #{:?} key? {:?}, {} skipped, {} out of order, {} mislabelled] ",
                 k.0,
                 k.1,
                 t.intact,
                 t.keyframes,
+                t.first_counter,
                 t.first.map(|f| f.1),
                 t.skipped,
                 t.out_of_order,

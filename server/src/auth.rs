@@ -1,0 +1,1575 @@
+//! Staff sign-in: passwords (argon2id), a TOTP second factor (RFC 6238:
+//! HMAC-SHA-1, 30-second steps, 6 digits), sessions, and a limit on failed
+//! sign-ins per username.
+//!
+//! - **Passwords** are stored as argon2id PHC strings (19 MiB, 2 passes:
+//!   OWASP's recommendation). Hashing runs on the blocking pool, at most a
+//!   few at a time, never on the async runtime.
+//! - **TOTP** secrets are 20 random bytes, shown once, base32, at
+//!   enrolment (`otpauth://` URI). A code is accepted for the current step
+//!   and one step either side, and never twice: the last accepted step is
+//!   stored, and a code for that step or an earlier one is refused.
+//! - **Sign-in failures look alike**: no such user, wrong password, wrong or
+//!   reused code all give the same answer, and an unknown user costs the
+//!   same argon2 work as a known one. Codes are compared in constant time.
+//! - **Sessions** are 32 random bytes in an `HttpOnly; Secure;
+//!   SameSite=Strict` cookie named `__Host-tuxa_session`; only their
+//!   SHA-256 is stored. They last [`SESSION_TTL_SECS`], and end after
+//!   [`SESSION_IDLE_SECS`] without use, at logout, or when the account is
+//!   disabled.
+//! - **Failed sign-ins** are limited per username ([`MAX_FAILURES`] per
+//!   [`FAILURE_WINDOW_SECS`]) by [`FailureLimiter`], a plain map owned by
+//!   this module's router state. Its lock is taken only inside synchronous
+//!   methods, never across an `.await`, and no task runs for it: entries
+//!   expire when looked at, and the map is pruned when it is full.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use aws_lc_rs::{constant_time, hmac};
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::audit::Action;
+use crate::directory::{self, Error, Profile, Result, StaffId, Username, audit, body};
+use crate::http::AppState;
+use crate::hub_task::unix_now;
+use crate::random_bytes;
+
+/// The session cookie. `__Host-` makes browsers insist on `Secure`,
+/// `Path=/` and no `Domain`, so no other host can set or shadow it.
+pub const SESSION_COOKIE: &str = "__Host-tuxa_session";
+/// A session's longest life: a working shift.
+pub const SESSION_TTL_SECS: i64 = 12 * 3600;
+/// A session unused this long has ended.
+pub const SESSION_IDLE_SECS: i64 = 3600;
+/// `last_seen_at` is written at most this often per session.
+const LAST_SEEN_GRANULARITY_SECS: i64 = 60;
+
+/// Failed sign-ins allowed per username per window.
+pub const MAX_FAILURES: usize = 5;
+pub const FAILURE_WINDOW_SECS: u64 = 300;
+/// Usernames the limiter tracks at most (a bound on its memory).
+const LIMITER_MAX_KEYS: usize = 10_000;
+
+pub const TOTP_STEP_SECS: u64 = 30;
+pub const TOTP_DIGITS: u32 = 6;
+const TOTP_ISSUER: &str = "tuxa";
+
+// ---------------------------------------------------------------------------
+// Passwords
+
+/// A password as given: 10 to 256 characters (the upper bound keeps an
+/// attacker from making argon2 hash megabytes).
+#[derive(Clone)]
+pub struct Password(String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(…)")
+    }
+}
+
+impl Password {
+    pub const MIN_CHARS: usize = 10;
+    pub const MAX_BYTES: usize = 256;
+
+    pub fn parse(s: &str) -> Result<Password> {
+        if s.chars().count() < Self::MIN_CHARS || s.len() > Self::MAX_BYTES {
+            return Err(Error::bad_request(format!(
+                "password must be {} to {} characters",
+                Self::MIN_CHARS,
+                Self::MAX_BYTES
+            )));
+        }
+        Ok(Password(s.to_owned()))
+    }
+
+    /// 16 random characters from an alphabet without look-alikes (80 bits),
+    /// in groups of four: `k7mq-2xha-…`.
+    pub fn generate() -> Password {
+        const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
+        let bytes = random_bytes::<16>();
+        let mut s = String::with_capacity(19);
+        for (i, b) in bytes.iter().enumerate() {
+            if i > 0 && i % 4 == 0 {
+                s.push('-');
+            }
+            s.push(ALPHABET[(b & 31) as usize] as char);
+        }
+        Password(s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// argon2id cost (memory KiB, passes, lanes): OWASP's recommendation.
+/// About 20 ms per hash in a release build (and over a second in a debug
+/// build: prefer `--release`).
+const ARGON2_COST: (u32, u32, u32) = (19 * 1024, 2, 1);
+/// Unit tests use the smallest cost argon2 allows, so that they stay fast.
+/// The cost travels in each PHC string, so verification always uses the
+/// cost a hash was made with.
+const ARGON2_TEST_COST: (u32, u32, u32) = (64, 1, 1);
+
+fn argon2() -> Argon2<'static> {
+    let (m, t, p) = if cfg!(test) {
+        ARGON2_TEST_COST
+    } else {
+        ARGON2_COST
+    };
+    Argon2::new(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        Params::new(m, t, p, None).expect("valid argon2 parameters"),
+    )
+}
+
+/// An argon2id PHC string for `password`, with a fresh random salt.
+pub fn hash_password(password: &str) -> String {
+    let salt = SaltString::encode_b64(&random_bytes::<16>()).expect("16 bytes is a valid salt");
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 with valid parameters")
+        .to_string()
+}
+
+/// Whether `password` matches the PHC string `phc` (false when `phc` is not
+/// one). The final comparison is constant time.
+pub fn verify_password(phc: &str, password: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    argon2()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
+}
+
+/// [`hash_password`] on the blocking pool.
+pub async fn hash_password_off_runtime(password: Password) -> Result<String> {
+    tokio::task::spawn_blocking(move || hash_password(password.as_str()))
+        .await
+        .map_err(Error::internal)
+}
+
+// ---------------------------------------------------------------------------
+// TOTP
+
+/// RFC 4648 base32, upper case, without padding (what authenticator apps
+/// expect in an `otpauth://` URI).
+pub fn base32(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = String::with_capacity(data.len().div_ceil(5) * 8);
+    let (mut buf, mut bits) = (0u64, 0u32);
+    for &b in data {
+        buf = (buf << 8) | u64::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((buf >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buf << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// RFC 4226 HOTP with HMAC-SHA-1: `digits` decimal digits for `counter`.
+pub fn hotp(key: &[u8], counter: u64, digits: u32) -> u32 {
+    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
+    let tag = hmac::sign(&key, &counter.to_be_bytes());
+    let h = tag.as_ref();
+    let offset = usize::from(h[h.len() - 1] & 0x0f);
+    let bin = u32::from_be_bytes([
+        h[offset] & 0x7f,
+        h[offset + 1],
+        h[offset + 2],
+        h[offset + 3],
+    ]);
+    bin % 10u32.pow(digits)
+}
+
+/// RFC 6238 TOTP (SHA-1, 30 s) at Unix time `unix`.
+#[cfg_attr(not(test), allow(dead_code))]
+pub fn totp(key: &[u8], unix: u64, digits: u32) -> u32 {
+    hotp(key, unix / TOTP_STEP_SECS, digits)
+}
+
+/// A TOTP shared secret: 20 random bytes (RFC 4226's recommended length).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TotpSecret([u8; 20]);
+
+impl std::fmt::Debug for TotpSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TotpSecret(…)")
+    }
+}
+
+impl TotpSecret {
+    pub fn generate() -> TotpSecret {
+        TotpSecret(random_bytes())
+    }
+
+    pub fn from_slice(b: &[u8]) -> Option<TotpSecret> {
+        b.try_into().ok().map(TotpSecret)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn base32(&self) -> String {
+        base32(&self.0)
+    }
+
+    /// The enrolment URI authenticator apps read (as text or a QR code).
+    /// `account` is a username, whose characters need no escaping.
+    pub fn otpauth_uri(&self, account: &str) -> String {
+        format!(
+            "otpauth://totp/{TOTP_ISSUER}:{account}?secret={}&issuer={TOTP_ISSUER}&algorithm=SHA1&digits={TOTP_DIGITS}&period={TOTP_STEP_SECS}",
+            self.base32()
+        )
+    }
+
+    /// The code at Unix time `unix` (for tests and tools).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn code_at(&self, unix: u64) -> String {
+        format!(
+            "{:0width$}",
+            totp(&self.0, unix, TOTP_DIGITS),
+            width = TOTP_DIGITS as usize
+        )
+    }
+
+    /// Checks `code` at Unix time `now`: it must be the code of the current
+    /// step or of one step either side, and that step must be later than
+    /// `last_step` (the last one accepted), so that a code is never used
+    /// twice. Returns the step to record. Every candidate is compared, in
+    /// constant time.
+    pub fn verify(&self, code: &str, now: u64, last_step: u64) -> Option<u64> {
+        let code: Vec<u8> = code.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        if code.len() != TOTP_DIGITS as usize || !code.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let step = now / TOTP_STEP_SECS;
+        let mut accepted = None;
+        for s in [step.saturating_sub(1), step, step + 1] {
+            let expected = format!(
+                "{:0width$}",
+                hotp(&self.0, s, TOTP_DIGITS),
+                width = TOTP_DIGITS as usize
+            );
+            let same = constant_time::verify_slices_are_equal(expected.as_bytes(), &code).is_ok();
+            if same && s > last_step && accepted.is_none() {
+                accepted = Some(s);
+            }
+        }
+        accepted
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The failure limiter
+
+/// What [`FailureLimiter::attempt`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    Allowed,
+    /// Refused until `retry_after` seconds have passed. `first` is true for
+    /// the first refusal of a lock-out (the one worth auditing).
+    Refused {
+        retry_after: u64,
+        first: bool,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Failures {
+    /// When each recent failure happened (oldest first), at most `max`.
+    at: VecDeque<u64>,
+    refusal_noted: bool,
+}
+
+/// Failed sign-ins per key (a normalised username), in a sliding window.
+/// Sans-IO: the time is an argument.
+///
+/// An attempt takes a slot *before* the password is checked and gives it
+/// back only on success, so concurrent guesses cannot slip past the limit
+/// while argon2 runs.
+#[derive(Debug)]
+pub struct FailureLimiter {
+    max: usize,
+    window: u64,
+    max_keys: usize,
+    entries: HashMap<String, Failures>,
+}
+
+impl FailureLimiter {
+    pub fn new(max: usize, window_secs: u64, max_keys: usize) -> FailureLimiter {
+        FailureLimiter {
+            max,
+            window: window_secs,
+            max_keys,
+            entries: HashMap::new(),
+        }
+    }
+
+    /// Records an attempt for `key` at `now`, counted as a failure until
+    /// [`FailureLimiter::succeeded`] says otherwise.
+    pub fn attempt(&mut self, key: &str, now: u64) -> Attempt {
+        if !self.entries.contains_key(key) && self.entries.len() >= self.max_keys {
+            self.make_room(now);
+        }
+        let window = self.window;
+        let e = self.entries.entry(key.to_owned()).or_default();
+        while e.at.front().is_some_and(|&t| t + window <= now) {
+            e.at.pop_front();
+        }
+        if e.at.len() >= self.max {
+            let oldest = e.at.front().copied().unwrap_or(now);
+            let first = !e.refusal_noted;
+            e.refusal_noted = true;
+            return Attempt::Refused {
+                retry_after: (oldest + window).saturating_sub(now).max(1),
+                first,
+            };
+        }
+        e.refusal_noted = false;
+        e.at.push_back(now);
+        Attempt::Allowed
+    }
+
+    /// The attempt succeeded: forget `key`'s failures.
+    pub fn succeeded(&mut self, key: &str) {
+        self.entries.remove(key);
+    }
+
+    /// Drops expired entries; if the map is still full, the entry whose
+    /// latest failure is oldest.
+    fn make_room(&mut self, now: u64) {
+        let window = self.window;
+        self.entries
+            .retain(|_, e| e.at.back().is_some_and(|&t| t + window > now));
+        if self.entries.len() >= self.max_keys
+            && let Some(k) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.at.back().copied().unwrap_or(0))
+                .map(|(k, _)| k.clone())
+        {
+            self.entries.remove(&k);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// The limiter key for what was typed as a username: the same
+/// normalisation as [`Username::parse`], bounded in length, applied to
+/// anything (so unknown and malformed names are limited alike).
+fn limiter_key(typed: &str) -> String {
+    typed.trim().to_lowercase().chars().take(64).collect()
+}
+
+/// What the sign-in routes own: the limiter, a bound on concurrent argon2
+/// work, and the hash an unknown username is checked against.
+pub struct AuthState {
+    limiter: Mutex<FailureLimiter>,
+    hashing: tokio::sync::Semaphore,
+    dummy_hash: OnceLock<String>,
+}
+
+impl AuthState {
+    pub fn new() -> AuthState {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        AuthState {
+            limiter: Mutex::new(FailureLimiter::new(
+                MAX_FAILURES,
+                FAILURE_WINDOW_SECS,
+                LIMITER_MAX_KEYS,
+            )),
+            hashing: tokio::sync::Semaphore::new(cores.clamp(1, 8)),
+            dummy_hash: OnceLock::new(),
+        }
+    }
+
+    // The lock is held for one map operation, in these synchronous methods
+    // only: never across an `.await`.
+    fn attempt(&self, key: &str, now: u64) -> Attempt {
+        self.limiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .attempt(key, now)
+    }
+
+    fn succeeded(&self, key: &str) {
+        self.limiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .succeeded(key)
+    }
+
+    fn dummy_hash(&self) -> String {
+        self.dummy_hash
+            .get_or_init(|| hash_password(Password::generate().as_str()))
+            .clone()
+    }
+}
+
+impl Default for AuthState {
+    fn default() -> Self {
+        AuthState::new()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Sessions
+
+/// A signed-in staff member, from their session cookie.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub profile: Profile,
+    pub session_expires_at: i64,
+}
+
+fn session_token(headers: &HeaderMap) -> Option<[u8; 32]> {
+    let value = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.trim())?;
+    let bytes = value.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+fn session_cookie(token: &[u8; 32]) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={}; Path=/; Max-Age={SESSION_TTL_SECS}; HttpOnly; Secure; SameSite=Strict",
+        crate::hex(token)
+    ))
+    .expect("a cookie of ASCII")
+}
+
+fn clear_cookie() -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict"
+    ))
+    .expect("a cookie of ASCII")
+}
+
+/// The session for `token_hash` at `now`, if it is live; touches
+/// `last_seen_at`. An expired or idle session is deleted.
+fn live_session(c: &Connection, token_hash: &[u8], now: i64) -> rusqlite::Result<Option<SignedIn>> {
+    let row: Option<(StaffId, i64, i64)> = c
+        .query_row(
+            "SELECT staff_id, expires_at, last_seen_at FROM staff_sessions WHERE token_hash = ?1",
+            [token_hash],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((staff_id, expires_at, last_seen)) = row else {
+        return Ok(None);
+    };
+    if now >= expires_at || now >= last_seen + SESSION_IDLE_SECS {
+        c.execute(
+            "DELETE FROM staff_sessions WHERE token_hash = ?1",
+            [token_hash],
+        )?;
+        return Ok(None);
+    }
+    let Some(profile) = directory::profile(c, staff_id)? else {
+        return Ok(None);
+    };
+    if profile.staff.disabled {
+        return Ok(None);
+    }
+    if now - last_seen >= LAST_SEEN_GRANULARITY_SECS {
+        c.execute(
+            "UPDATE staff_sessions SET last_seen_at = ?1 WHERE token_hash = ?2",
+            params![now, token_hash],
+        )?;
+    }
+    Ok(Some(SignedIn {
+        profile,
+        session_expires_at: expires_at,
+    }))
+}
+
+/// The staff member whose session cookie `headers` carry, or
+/// `unauthorized` ("sign in first"). For every staff-only route; check
+/// scope with [`Profile::may_see_facility`].
+pub async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<SignedIn> {
+    let token = session_token(headers).ok_or_else(Error::not_signed_in)?;
+    let hash = crate::sha256(&token);
+    let now = unix_now() as i64;
+    state
+        .store
+        .call(move |c| live_session(c, &hash, now))
+        .await
+        .map_err(Error::internal)?
+        .ok_or_else(Error::not_signed_in)
+}
+
+fn profile_json(s: &SignedIn) -> Value {
+    json!({
+        "staff": s.profile.staff,
+        "facility": s.profile.facility,
+        "practitioner": s.profile.practitioner,
+        "session": {"expires_at": s.session_expires_at},
+    })
+}
+
+// ---------------------------------------------------------------------------
+// HTTP
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/me", get(me))
+        .layer(Extension(Arc::new(AuthState::new())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginReq {
+    username: String,
+    password: String,
+    totp: String,
+}
+
+/// What the store knows about a username, for checking a sign-in.
+struct Credentials {
+    id: StaffId,
+    password_hash: String,
+    totp: Option<TotpSecret>,
+    totp_last_step: u64,
+    disabled: bool,
+}
+
+fn credentials(c: &Connection, username: &Username) -> rusqlite::Result<Option<Credentials>> {
+    c.query_row(
+        "SELECT id, password_hash, totp_secret, totp_last_step, disabled FROM staff WHERE username = ?1",
+        [username],
+        |r| {
+            let secret: Vec<u8> = r.get(2)?;
+            let last: i64 = r.get(3)?;
+            Ok(Credentials {
+                id: r.get(0)?,
+                password_hash: r.get(1)?,
+                totp: TotpSecret::from_slice(&secret),
+                totp_last_step: u64::try_from(last).unwrap_or(0),
+                disabled: r.get(4)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// Records the accepted TOTP step and opens a session, in one transaction.
+/// False when the step was taken meanwhile (the same code used twice at
+/// once) or the account was disabled meanwhile.
+fn open_session(
+    c: &mut Connection,
+    staff: StaffId,
+    step: u64,
+    token_hash: &[u8; 32],
+    now: i64,
+) -> rusqlite::Result<Option<SignedIn>> {
+    let tx = c.transaction()?;
+    let step = i64::try_from(step).unwrap_or(i64::MAX);
+    let n = tx.execute(
+        "UPDATE staff SET totp_last_step = ?1 WHERE id = ?2 AND totp_last_step < ?1 AND disabled = 0",
+        params![step, staff],
+    )?;
+    if n == 0 {
+        return Ok(None);
+    }
+    tx.execute(
+        "DELETE FROM staff_sessions WHERE staff_id = ?1 AND (expires_at <= ?2 OR last_seen_at <= ?3)",
+        params![staff, now, now - SESSION_IDLE_SECS],
+    )?;
+    let expires_at = now + SESSION_TTL_SECS;
+    tx.execute(
+        "INSERT INTO staff_sessions(token_hash, staff_id, created_at, expires_at, last_seen_at)
+         VALUES (?1, ?2, ?3, ?4, ?3)",
+        params![&token_hash[..], staff, now, expires_at],
+    )?;
+    let profile = directory::profile(&tx, staff)?;
+    tx.commit()?;
+    Ok(profile.map(|profile| SignedIn {
+        profile,
+        session_expires_at: expires_at,
+    }))
+}
+
+fn login_failed(state: &AppState, who: Option<StaffId>, reason: &str) -> Error {
+    let actor = who.map_or_else(|| "unknown".to_owned(), |id| format!("staff:{id}"));
+    audit(
+        state,
+        Action::LoginFailed,
+        &actor,
+        json!({"reason": reason}),
+    );
+    Error::login_failed()
+}
+
+async fn login(
+    State(state): State<AppState>,
+    Extension(auth): Extension<Arc<AuthState>>,
+    req: Result<Json<LoginReq>, JsonRejection>,
+) -> Result<Response> {
+    let req = body(req)?;
+    let now = unix_now();
+    let key = limiter_key(&req.username);
+    if let Attempt::Refused { retry_after, first } = auth.attempt(&key, now) {
+        if first {
+            // The name typed is not recorded (people type passwords there).
+            audit(
+                &state,
+                Action::LoginFailed,
+                "unknown",
+                json!({"reason": "rate_limited"}),
+            );
+        }
+        return Err(Error::too_many_attempts(retry_after));
+    }
+
+    let known = match Username::parse(&req.username) {
+        Some(u) => state
+            .store
+            .call(move |c| credentials(c, &u))
+            .await
+            .map_err(Error::internal)?,
+        None => None,
+    };
+
+    // The same argon2 work whether or not the user exists.
+    let password_ok = if req.password.len() <= Password::MAX_BYTES {
+        let hash = match &known {
+            Some(k) => k.password_hash.clone(),
+            None => auth.dummy_hash(),
+        };
+        let permit = auth.hashing.acquire().await.map_err(Error::internal)?;
+        let password = req.password;
+        let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+            .await
+            .map_err(Error::internal)?;
+        drop(permit);
+        ok
+    } else {
+        false
+    };
+
+    let Some(k) = known else {
+        return Err(login_failed(&state, None, "unknown_user"));
+    };
+    let step = k
+        .totp
+        .as_ref()
+        .and_then(|t| t.verify(&req.totp, now, k.totp_last_step));
+    if !password_ok {
+        return Err(login_failed(&state, Some(k.id), "wrong_password"));
+    }
+    let Some(step) = step else {
+        // A right code used a second time hints at a shoulder-surfer or a
+        // phishing relay: worth telling apart in the audit log only.
+        let reused = k
+            .totp
+            .as_ref()
+            .is_some_and(|t| t.verify(&req.totp, now, 0).is_some());
+        let reason = if reused { "totp_reused" } else { "wrong_totp" };
+        return Err(login_failed(&state, Some(k.id), reason));
+    };
+    if k.disabled {
+        // They proved who they are: telling them the account is disabled
+        // reveals nothing to anyone else.
+        login_failed(&state, Some(k.id), "disabled");
+        return Err(Error::forbidden(
+            "this account is disabled; ask your facility's administrator",
+        ));
+    }
+
+    let token = random_bytes::<32>();
+    let token_hash = crate::sha256(&token);
+    let id = k.id;
+    let session = state
+        .store
+        .call(move |c| open_session(c, id, step, &token_hash, now as i64))
+        .await
+        .map_err(Error::internal)?;
+    let Some(session) = session else {
+        return Err(login_failed(&state, Some(k.id), "totp_reused"));
+    };
+    auth.succeeded(&key);
+    audit(
+        &state,
+        Action::LoginSucceeded,
+        &format!("staff:{id}"),
+        json!({"role": session.profile.staff.role, "facility_id": session.profile.facility.id}),
+    );
+    let mut res = Json(profile_json(&session)).into_response();
+    res.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&token));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response> {
+    if let Some(token) = session_token(&headers) {
+        let hash = crate::sha256(&token);
+        let ended: Option<StaffId> = state
+            .store
+            .call(move |c| {
+                c.query_row(
+                    "DELETE FROM staff_sessions WHERE token_hash = ?1 RETURNING staff_id",
+                    [&hash[..]],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .await
+            .map_err(Error::internal)?;
+        if let Some(id) = ended {
+            audit(&state, Action::Logout, &format!("staff:{id}"), json!({}));
+        }
+    }
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    res.headers_mut().insert(header::SET_COOKIE, clear_cookie());
+    Ok(res)
+}
+
+async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Response> {
+    let s = signed_in(&state, &headers).await?;
+    let mut res = Json(profile_json(&s)).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RFC_KEY: &[u8] = b"12345678901234567890";
+
+    #[test]
+    fn hotp_rfc4226_vectors() {
+        let expected = [
+            755224, 287082, 359152, 969429, 338314, 254676, 287922, 162583, 399871, 520489,
+        ];
+        for (counter, want) in expected.into_iter().enumerate() {
+            assert_eq!(hotp(RFC_KEY, counter as u64, 6), want, "counter {counter}");
+        }
+    }
+
+    #[test]
+    fn totp_rfc6238_sha1_vectors() {
+        // RFC 6238 Appendix B, SHA-1 column (8 digits); the 6-digit codes are
+        // the same truncation modulo 10^6.
+        let vectors: [(u64, u32); 6] = [
+            (59, 94287082),
+            (1111111109, 7081804),
+            (1111111111, 14050471),
+            (1234567890, 89005924),
+            (2000000000, 69279037),
+            (20000000000, 65353130),
+        ];
+        for (t, want) in vectors {
+            assert_eq!(totp(RFC_KEY, t, 8), want, "T = {t}");
+            assert_eq!(totp(RFC_KEY, t, 6), want % 1_000_000, "T = {t}");
+        }
+        let s = TotpSecret::from_slice(RFC_KEY).unwrap();
+        assert_eq!(s.code_at(59), "287082");
+        assert_eq!(s.code_at(1111111109), "081804", "leading zero kept");
+    }
+
+    #[test]
+    fn totp_window_is_one_step_either_side_and_never_twice() {
+        let s = TotpSecret::from_slice(RFC_KEY).unwrap();
+        let now = 1_111_111_111u64; // step 37037037
+        let step = now / 30;
+        for (offset, accepted) in [(-2i64, false), (-1, true), (0, true), (1, true), (2, false)] {
+            let at = (now as i64 + offset * 30) as u64;
+            let code = s.code_at(at);
+            assert_eq!(
+                s.verify(&code, now, 0).is_some(),
+                accepted,
+                "code from {offset} steps"
+            );
+        }
+        // The step recorded is the code's own step.
+        assert_eq!(s.verify(&s.code_at(now - 30), now, 0), Some(step - 1));
+        // A code whose step was already used is refused, as is an older one.
+        assert_eq!(s.verify(&s.code_at(now), now, step), None);
+        assert_eq!(s.verify(&s.code_at(now - 30), now, step), None);
+        assert_eq!(s.verify(&s.code_at(now + 30), now, step), Some(step + 1));
+        // Format: six digits, spaces tolerated.
+        let code = s.code_at(now);
+        assert!(
+            s.verify(&format!("{} {}", &code[..3], &code[3..]), now, 0)
+                .is_some()
+        );
+        for bad in ["", "12345", "1234567", "abcdef", "１２３４５６"] {
+            assert_eq!(s.verify(bad, now, 0), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn base32_rfc4648_vectors() {
+        for (input, want) in [
+            ("", ""),
+            ("f", "MY"),
+            ("fo", "MZXQ"),
+            ("foo", "MZXW6"),
+            ("foob", "MZXW6YQ"),
+            ("fooba", "MZXW6YTB"),
+            ("foobar", "MZXW6YTBOI"),
+            ("12345678901234567890", "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"),
+        ] {
+            assert_eq!(base32(input.as_bytes()), want, "{input:?}");
+        }
+        let s = TotpSecret::from_slice(RFC_KEY).unwrap();
+        assert_eq!(
+            s.otpauth_uri("bs.minh"),
+            "otpauth://totp/tuxa:bs.minh?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=tuxa&algorithm=SHA1&digits=6&period=30"
+        );
+    }
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let h = hash_password("mật khẩu đúng 123");
+        assert!(h.starts_with("$argon2id$v=19$"), "{h}");
+        assert!(verify_password(&h, "mật khẩu đúng 123"));
+        assert!(!verify_password(&h, "mật khẩu sai 123"));
+        assert!(!verify_password(&h, ""));
+        assert!(!verify_password("not a hash", "mật khẩu đúng 123"));
+        // Salted: the same password hashes differently each time.
+        assert_ne!(h, hash_password("mật khẩu đúng 123"));
+        // A hash made with other parameters verifies with the parameters it
+        // carries (as production-cost hashes do in these tests' build).
+        let other = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(256, 2, 1, None).unwrap(),
+        );
+        let salt = SaltString::encode_b64(&[7u8; 16]).unwrap();
+        let h = other
+            .hash_password(b"Benhvien@2025", &salt)
+            .unwrap()
+            .to_string();
+        assert!(h.contains("m=256,t=2,p=1"), "{h}");
+        assert!(verify_password(&h, "Benhvien@2025"));
+        assert!(!verify_password(&h, "Benhvien@2024"));
+        // The production cost is valid and is OWASP's.
+        let (m, t, p) = ARGON2_COST;
+        assert!(Params::new(m, t, p, None).is_ok());
+        assert_eq!((m, t, p), (19456, 2, 1));
+    }
+
+    #[test]
+    fn password_rules() {
+        assert!(Password::parse("short").is_err());
+        assert!(Password::parse(&"x".repeat(257)).is_err());
+        assert!(Password::parse("đủ mười ký tự").is_ok());
+        let g = Password::generate();
+        assert_eq!(g.as_str().len(), 19);
+        assert!(Password::parse(g.as_str()).is_ok());
+        assert_ne!(g.as_str(), Password::generate().as_str());
+    }
+
+    #[test]
+    fn limiter_allows_five_failures_per_window() {
+        let mut l = FailureLimiter::new(5, 300, 100);
+        for i in 0..5 {
+            assert_eq!(l.attempt("bs.minh", 1000 + i), Attempt::Allowed);
+        }
+        assert_eq!(
+            l.attempt("bs.minh", 1010),
+            Attempt::Refused {
+                retry_after: 290,
+                first: true
+            }
+        );
+        assert_eq!(
+            l.attempt("bs.minh", 1020),
+            Attempt::Refused {
+                retry_after: 280,
+                first: false
+            }
+        );
+        // Other usernames are not affected.
+        assert_eq!(l.attempt("bs.ngoc", 1020), Attempt::Allowed);
+        // The oldest failure leaves the window: one more attempt.
+        assert_eq!(l.attempt("bs.minh", 1300), Attempt::Allowed);
+        assert!(matches!(
+            l.attempt("bs.minh", 1300),
+            Attempt::Refused { first: true, .. }
+        ));
+        // Success forgets the failures.
+        l.succeeded("bs.minh");
+        assert_eq!(l.attempt("bs.minh", 1302), Attempt::Allowed);
+    }
+
+    #[test]
+    fn limiter_memory_is_bounded() {
+        let mut l = FailureLimiter::new(5, 300, 3);
+        for (i, k) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
+            l.attempt(k, 1000 + i as u64);
+            assert!(l.len() <= 3);
+        }
+        // Expired entries go first.
+        let mut l = FailureLimiter::new(5, 300, 2);
+        l.attempt("a", 0);
+        l.attempt("b", 500);
+        l.attempt("c", 501);
+        assert_eq!(l.len(), 2);
+        for _ in 0..4 {
+            l.attempt("b", 502);
+        }
+        assert!(matches!(l.attempt("b", 503), Attempt::Refused { .. }));
+    }
+
+    #[test]
+    fn limiter_keys_normalise_what_was_typed() {
+        assert_eq!(limiter_key("  BS.Minh "), "bs.minh");
+        assert_eq!(limiter_key(&"x".repeat(1000)).len(), 64);
+    }
+
+    #[test]
+    fn session_cookie_round_trips() {
+        let token = [0xabu8; 32];
+        let cookie = session_cookie(&token);
+        let c = cookie.to_str().unwrap();
+        for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+            assert!(c.contains(attr), "{c}");
+        }
+        let pair = c.split(';').next().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("other=1; {pair}; x=y")).unwrap(),
+        );
+        assert_eq!(session_token(&h), Some(token));
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("__Host-tuxa_session=zz"),
+        );
+        assert_eq!(session_token(&h), None);
+    }
+}
+
+/// The sign-in and directory API, through the whole router, in process.
+#[cfg(test)]
+mod api_tests {
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+    use axum::body::Body;
+    use axum::http::{Method, Request};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::store::Store;
+
+    const ADMIN: &str = "test-admin-key";
+    const PASSWORD: &str = "Mật khẩu thử 2025";
+
+    struct Api {
+        app: axum::Router,
+        store: Store,
+        dir: PathBuf,
+        // Kept alive: the router's state holds their other halves.
+        _hub: tokio::sync::mpsc::UnboundedReceiver<crate::hub_task::HubMsg>,
+        _shutdown: tokio::sync::watch::Sender<bool>,
+    }
+
+    impl Drop for Api {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    struct Reply {
+        status: StatusCode,
+        headers: HeaderMap,
+        json: Value,
+    }
+
+    impl Reply {
+        fn code(&self) -> &str {
+            self.json["error"]["code"].as_str().unwrap_or("")
+        }
+
+        /// `name=value` of the Set-Cookie header.
+        fn cookie(&self) -> String {
+            let c = self.headers[header::SET_COOKIE].to_str().unwrap();
+            c.split(';').next().unwrap().to_owned()
+        }
+    }
+
+    fn api() -> Api {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "tuxa-auth-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let store = Store::open(&dir.join("tuxa.sqlite3")).unwrap();
+        let (hub, hub_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+        let state = AppState {
+            hub,
+            store: store.clone(),
+            tokens: Arc::new(tuxa_signaling::TokenKey::new(&[7u8; 32])),
+            admin_key_hash: Arc::new(crate::sha256(ADMIN.as_bytes())),
+            public_url: "https://127.0.0.1:8443".into(),
+            next_session: Arc::new(AtomicU64::new(1)),
+            shutdown,
+        };
+        Api {
+            app: crate::http::router(state),
+            store,
+            dir,
+            _hub: hub_rx,
+            _shutdown: shutdown_tx,
+        }
+    }
+
+    impl Api {
+        async fn send(
+            &self,
+            method: Method,
+            path: &str,
+            headers: &[(&str, &str)],
+            body: Option<Value>,
+        ) -> Reply {
+            let mut req = Request::builder().method(method).uri(path);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let req = match body {
+                Some(b) => req
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(b.to_string())),
+                None => req.body(Body::empty()),
+            }
+            .unwrap();
+            let res = self.app.clone().oneshot(req).await.unwrap();
+            let status = res.status();
+            let headers = res.headers().clone();
+            let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            Reply {
+                status,
+                headers,
+                json,
+            }
+        }
+
+        async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+            let bearer = format!("Bearer {ADMIN}");
+            self.send(method, path, &[("authorization", &bearer)], body)
+                .await
+        }
+
+        async fn login(&self, username: &str, password: &str, totp: &str) -> Reply {
+            self.send(
+                Method::POST,
+                "/api/v1/auth/login",
+                &[],
+                Some(json!({"username": username, "password": password, "totp": totp})),
+            )
+            .await
+        }
+
+        async fn me(&self, cookie: &str) -> Reply {
+            self.send(Method::GET, "/api/v1/me", &[("cookie", cookie)], None)
+                .await
+        }
+
+        async fn audit_actions(&self) -> Vec<(String, String, Value)> {
+            self.store
+                .call(|c| {
+                    let mut st =
+                        c.prepare("SELECT action, actor, detail FROM audit ORDER BY id")?;
+                    st.query_map([], |r| {
+                        let d: String = r.get(2)?;
+                        Ok((r.get(0)?, r.get(1)?, serde_json::from_str(&d).unwrap()))
+                    })?
+                    .collect()
+                })
+                .await
+                .unwrap()
+        }
+
+        /// A provincial hospital, a district centre under it, and a doctor
+        /// account at the district centre. Returns the doctor's TOTP secret.
+        async fn directory(&self) -> (TotpSecret, Value) {
+            let r = self
+                .admin(
+                    Method::POST,
+                    "/api/v1/facilities",
+                    Some(json!({"name": "Bệnh viện Đa khoa tỉnh", "tier": "province"})),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+            let province = r.json["id"].as_i64().unwrap();
+            let r = self
+                .admin(
+                    Method::POST,
+                    "/api/v1/facilities",
+                    Some(json!({"name": "Trung tâm Y tế huyện Tân Lập", "tier": "district", "parent_id": province})),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+            let district = r.json["id"].as_i64().unwrap();
+            let r = self
+                .admin(
+                    Method::POST,
+                    "/api/v1/practitioners",
+                    Some(json!({"name": "Nguyễn Văn An", "title": "BSCKI",
+                                "licence_number": "000733/AH-CCHN", "specialty": "Nội khoa",
+                                "facility_id": district})),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+            let practitioner = r.json["id"].as_i64().unwrap();
+            let r = self
+                .admin(
+                    Method::POST,
+                    "/api/v1/staff",
+                    Some(
+                        json!({"username": "BS.An", "name": "Nguyễn Văn An", "role": "doctor",
+                                "facility_id": district, "practitioner_id": practitioner,
+                                "password": PASSWORD}),
+                    ),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+            assert_eq!(r.json["staff"]["username"], "bs.an");
+            assert!(
+                r.json.get("password").is_none(),
+                "a given password is not echoed"
+            );
+            let uri = r.json["totp"]["otpauth_uri"].as_str().unwrap();
+            let secret = r.json["totp"]["secret"].as_str().unwrap();
+            assert!(
+                uri.starts_with("otpauth://totp/tuxa:bs.an?secret="),
+                "{uri}"
+            );
+            assert!(uri.contains(secret));
+            let bytes: Vec<u8> = self
+                .store
+                .call(|c| {
+                    c.query_row(
+                        "SELECT totp_secret FROM staff WHERE username = 'bs.an'",
+                        [],
+                        |r| r.get(0),
+                    )
+                })
+                .await
+                .unwrap();
+            let totp = TotpSecret::from_slice(&bytes).unwrap();
+            assert_eq!(totp.base32(), secret);
+            (
+                totp,
+                json!({"province": province, "district": district, "practitioner": practitioner, "staff": r.json["staff"]["id"]}),
+            )
+        }
+    }
+
+    fn now() -> u64 {
+        unix_now()
+    }
+
+    #[tokio::test]
+    async fn password_and_totp_sign_in_and_logout_ends_the_session() {
+        let api = api();
+        let (totp, ids) = api.directory().await;
+
+        let r = api.login("bs.an", PASSWORD, &totp.code_at(now())).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        let set = r.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+        for attr in [
+            "__Host-tuxa_session=",
+            "HttpOnly",
+            "Secure",
+            "SameSite=Strict",
+            "Path=/",
+        ] {
+            assert!(set.contains(attr), "{set}");
+        }
+        assert_eq!(r.json["staff"]["username"], "bs.an");
+        assert_eq!(r.json["staff"]["role"], "doctor");
+        assert_eq!(r.json["facility"]["tier"], "district");
+        assert_eq!(r.json["practitioner"]["licence_number"], "000733/AH-CCHN");
+        assert!(r.json["staff"].get("password_hash").is_none());
+        let cookie = r.cookie();
+
+        let me = api.me(&cookie).await;
+        assert_eq!(me.status, StatusCode::OK, "{}", me.json);
+        assert_eq!(me.json["staff"]["id"], ids["staff"]);
+        assert_eq!(me.json["facility"]["id"], ids["district"]);
+
+        // Not signed in, or a made-up session.
+        assert_eq!(api.me("").await.status, StatusCode::UNAUTHORIZED);
+        let forged = format!("{SESSION_COOKIE}={}", "ab".repeat(32));
+        let r = api.me(&forged).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNAUTHORIZED, "unauthorized")
+        );
+
+        let r = api
+            .send(
+                Method::POST,
+                "/api/v1/auth/logout",
+                &[("cookie", &cookie)],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        assert!(
+            r.headers[header::SET_COOKIE]
+                .to_str()
+                .unwrap()
+                .contains("Max-Age=0")
+        );
+        let r = api.me(&cookie).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNAUTHORIZED, "unauthorized")
+        );
+
+        let actions = api.audit_actions().await;
+        let staff_actor = format!("staff:{}", ids["staff"]);
+        for want in ["staff_created", "login_succeeded", "logout"] {
+            assert!(
+                actions.iter().any(|(a, _, _)| a == want),
+                "{want}: {actions:?}"
+            );
+        }
+        assert!(
+            actions
+                .iter()
+                .any(|(a, actor, _)| a == "login_succeeded" && *actor == staff_actor)
+        );
+        let sessions: i64 = api
+            .store
+            .call(|c| c.query_row("SELECT count(*) FROM staff_sessions", [], |r| r.get(0)))
+            .await
+            .unwrap();
+        assert_eq!(sessions, 0);
+    }
+
+    #[tokio::test]
+    async fn wrong_password_wrong_code_and_unknown_user_look_alike() {
+        let api = api();
+        let (totp, _) = api.directory().await;
+        let code = totp.code_at(now());
+        let wrong_code = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+
+        let wrong_totp = api.login("bs.an", PASSWORD, &wrong_code).await;
+        let wrong_password = api.login("bs.an", "Mật khẩu sai 2025", &code).await;
+        let unknown = api.login("bs.khong.co", PASSWORD, &code).await;
+        let malformed = api.login("?", PASSWORD, &code).await;
+        for r in [&wrong_totp, &wrong_password, &unknown, &malformed] {
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+            assert_eq!(r.json, wrong_totp.json, "the same body for every failure");
+            assert!(r.headers.get(header::SET_COOKIE).is_none());
+        }
+        assert_eq!(wrong_totp.code(), "login_failed");
+
+        // The right password and code still work (4 failures so far), and
+        // the same code cannot be used a second time.
+        let ok = api.login("bs.an", PASSWORD, &code).await;
+        assert_eq!(ok.status, StatusCode::OK, "{}", ok.json);
+        let replay = api.login("bs.an", PASSWORD, &code).await;
+        assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(replay.json, wrong_totp.json);
+
+        let reasons: Vec<String> = api
+            .audit_actions()
+            .await
+            .into_iter()
+            .filter(|(a, _, _)| a == "login_failed")
+            .map(|(_, _, d)| d["reason"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "wrong_totp",
+                "wrong_password",
+                "unknown_user",
+                "unknown_user",
+                "totp_reused"
+            ]
+        );
+        // What was typed as a username is never recorded.
+        let all = api.audit_actions().await;
+        assert!(!format!("{all:?}").contains("bs.khong.co"));
+    }
+
+    #[tokio::test]
+    async fn failures_are_limited_per_username() {
+        let api = api();
+        let (totp, _) = api.directory().await;
+        for _ in 0..MAX_FAILURES {
+            let r = api.login("bs.an", "Mật khẩu sai 2025", "000000").await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        }
+        // Now even the right password and code are refused, for a while.
+        let r = api.login("BS.AN ", PASSWORD, &totp.code_at(now())).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.json);
+        assert_eq!(r.code(), "too_many_attempts");
+        let retry: u64 = r.headers[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=FAILURE_WINDOW_SECS).contains(&retry), "{retry}");
+        // Unknown usernames are limited the same way; other users are not
+        // affected.
+        for _ in 0..MAX_FAILURES {
+            api.login("bs.khong.co", PASSWORD, "000000").await;
+        }
+        let r = api.login("bs.khong.co", PASSWORD, "000000").await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+        let limited: usize = api
+            .audit_actions()
+            .await
+            .iter()
+            .filter(|(a, _, d)| a == "login_failed" && d["reason"] == "rate_limited")
+            .count();
+        assert_eq!(limited, 2, "one audit entry per lock-out, not per refusal");
+    }
+
+    #[tokio::test]
+    async fn roles_change_and_disabling_ends_sessions() {
+        let api = api();
+        let (totp, ids) = api.directory().await;
+        let r = api.login("bs.an", PASSWORD, &totp.code_at(now())).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        let cookie = r.cookie();
+        let path = format!("/api/v1/staff/{}", ids["staff"]);
+
+        let r = api
+            .admin(Method::PATCH, &path, Some(json!({"role": "coordinator"})))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        assert_eq!(r.json["role"], "coordinator");
+        // The session sees the new role at once.
+        assert_eq!(api.me(&cookie).await.json["staff"]["role"], "coordinator");
+
+        let r = api
+            .admin(Method::PATCH, &path, Some(json!({"disabled": true})))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        assert_eq!(api.me(&cookie).await.status, StatusCode::UNAUTHORIZED);
+        // Signing in again: right credentials, but disabled.
+        let r = api
+            .login("bs.an", PASSWORD, &totp.code_at(now() + 30))
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.json);
+
+        let actions = api.audit_actions().await;
+        let changed = actions
+            .iter()
+            .find(|(a, _, _)| a == "role_changed")
+            .expect("role_changed audited");
+        assert_eq!(changed.2["from"], "doctor");
+        assert_eq!(changed.2["to"], "coordinator");
+        assert!(actions.iter().any(|(a, _, _)| a == "staff_disabled"));
+
+        // Unknown staff, empty patch.
+        let r = api
+            .admin(
+                Method::PATCH,
+                "/api/v1/staff/999",
+                Some(json!({"role": "nurse"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        let r = api.admin(Method::PATCH, &path, Some(json!({}))).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+        let verdict = api.store.call(|c| crate::audit::verify(c)).await.unwrap();
+        assert!(
+            matches!(verdict, crate::audit::Verdict::Intact { .. }),
+            "{verdict:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn directory_endpoints_need_the_admin_key_and_refuse_bad_input() {
+        let api = api();
+        let (_, ids) = api.directory().await;
+
+        for path in [
+            "/api/v1/facilities",
+            "/api/v1/practitioners",
+            "/api/v1/staff",
+        ] {
+            let r = api.send(Method::GET, path, &[], None).await;
+            assert_eq!(
+                (r.status, r.code()),
+                (StatusCode::UNAUTHORIZED, "unauthorized")
+            );
+            let r = api
+                .send(Method::GET, path, &[("authorization", "Bearer nope")], None)
+                .await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+            let r = api.admin(Method::GET, path, None).await;
+            assert_eq!(r.status, StatusCode::OK);
+        }
+        let list = api.admin(Method::GET, "/api/v1/staff", None).await;
+        let text = list.json.to_string();
+        assert!(text.contains("bs.an"));
+        assert!(
+            !text.contains("password") && !text.contains("totp"),
+            "{text}"
+        );
+
+        let bad = [
+            // A commune station must sit under a district centre.
+            (
+                "/api/v1/facilities",
+                json!({"name": "Trạm Y tế xã A", "tier": "commune_station", "parent_id": ids["province"]}),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/api/v1/facilities",
+                json!({"name": "X", "tier": "hospital"}),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/api/v1/facilities",
+                json!({"name": "  ", "tier": "province"}),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/api/v1/facilities",
+                json!({"name": "Trung tâm Y tế huyện Tân Lập", "tier": "district", "parent_id": ids["province"]}),
+                StatusCode::CONFLICT,
+            ),
+            (
+                "/api/v1/practitioners",
+                json!({"name": "B", "title": "BS", "licence_number": "000733/AH-CCHN", "specialty": "Nhi khoa", "facility_id": ids["district"]}),
+                StatusCode::CONFLICT,
+            ),
+            (
+                "/api/v1/practitioners",
+                json!({"name": "B", "title": "BS", "licence_number": "1/X", "specialty": "Nhi khoa", "facility_id": 999}),
+                StatusCode::BAD_REQUEST,
+            ),
+            // A doctor needs a practitioner record.
+            (
+                "/api/v1/staff",
+                json!({"username": "bs.b", "name": "B", "role": "doctor", "facility_id": ids["district"]}),
+                StatusCode::BAD_REQUEST,
+            ),
+            // That practitioner already has an account.
+            (
+                "/api/v1/staff",
+                json!({"username": "bs.c", "name": "C", "role": "doctor", "facility_id": ids["district"], "practitioner_id": ids["practitioner"]}),
+                StatusCode::CONFLICT,
+            ),
+            // The practitioner works elsewhere.
+            (
+                "/api/v1/staff",
+                json!({"username": "bs.d", "name": "D", "role": "doctor", "facility_id": ids["province"], "practitioner_id": ids["practitioner"]}),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/api/v1/staff",
+                json!({"username": "bs.an", "name": "E", "role": "coordinator", "facility_id": ids["district"]}),
+                StatusCode::CONFLICT,
+            ),
+            (
+                "/api/v1/staff",
+                json!({"username": "x", "name": "E", "role": "coordinator", "facility_id": ids["district"]}),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/api/v1/staff",
+                json!({"username": "dp.e", "name": "E", "role": "patient", "facility_id": ids["district"]}),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/api/v1/staff",
+                json!({"username": "dp.e", "name": "E", "role": "coordinator", "facility_id": ids["district"], "password": "short"}),
+                StatusCode::BAD_REQUEST,
+            ),
+        ];
+        for (path, body, status) in bad {
+            let r = api.admin(Method::POST, path, Some(body.clone())).await;
+            assert_eq!(r.status, status, "{path} {body}: {}", r.json);
+            let code = if status == StatusCode::CONFLICT {
+                "conflict"
+            } else {
+                "bad_request"
+            };
+            assert_eq!(r.code(), code, "{path} {body}: {}", r.json);
+        }
+
+        // A coordinator without a password given gets a generated one, once.
+        let r = api
+            .admin(
+                Method::POST,
+                "/api/v1/staff",
+                Some(json!({"username": "dp.lam", "name": "Trịnh Văn Lâm", "role": "coordinator", "facility_id": ids["district"]})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+        let password = r.json["password"].as_str().unwrap().to_owned();
+        let secret = r.json["totp"]["secret"].as_str().unwrap().to_owned();
+        let bytes: Vec<u8> = api
+            .store
+            .call(|c| {
+                c.query_row(
+                    "SELECT totp_secret FROM staff WHERE username = 'dp.lam'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .await
+            .unwrap();
+        let totp = TotpSecret::from_slice(&bytes).unwrap();
+        assert_eq!(totp.base32(), secret);
+        let r = api.login("dp.lam", &password, &totp.code_at(now())).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        assert_eq!(r.json["practitioner"], Value::Null);
+    }
+}

@@ -1,0 +1,400 @@
+//! The str0m test peer: str0m in client mode (full ICE, not ICE-lite, the offerer and so the
+//! controlling side), one UDP socket on 127.0.0.1 added as a host candidate; the server's
+//! candidate comes in its answer. Frames go out with the frame-level `Writer::write` and come in
+//! as `Event::MediaData` (depacketized by str0m).
+//!
+//! One task owns everything (the `Rtc`, the socket, the WebSocket) and drives the sans-IO
+//! `Rtc` in a `select!` loop.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use anyhow::Context;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::crypto::CryptoProvider;
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind as SMediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tuxa_protocol::{ClientMsg, ErrorCode, MediaKind, ServerMsg};
+
+use crate::events::PeerEvent;
+use crate::peer::{FrameSource, Negotiation, PeerCmd, Shared, send_ping};
+use crate::signal::{SignalClient, WsEvent};
+
+fn crypto() -> Arc<CryptoProvider> {
+    static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    P.get_or_init(|| Arc::new(str0m::crypto::from_feature_flags()))
+        .clone()
+}
+
+struct State {
+    shared: Arc<Shared>,
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    neg: Negotiation,
+    pending: Option<SdpPendingOffer>,
+    /// The mids our offer in flight proposes for (audio, video).
+    proposed: (Option<Mid>, Option<Mid>),
+    /// The mids of our published tracks, once the server accepted them.
+    published: (Option<Mid>, Option<Mid>),
+    connected: bool,
+    src: FrameSource,
+    start: Instant,
+}
+
+impl State {
+    /// Runs `poll_output` until it wants to wait; sends what it transmits, handles its events.
+    fn drive(&mut self) -> anyhow::Result<Instant> {
+        loop {
+            match self.rtc.poll_output().context("str0m poll_output")? {
+                Output::Timeout(t) => return Ok(t),
+                Output::Transmit(t) => {
+                    // UDP: on a full buffer the datagram is lost, as it would be on a network.
+                    if let Err(e) = self.socket.try_send_to(&t.contents, t.destination)
+                        && e.kind() != std::io::ErrorKind::WouldBlock
+                    {
+                        tracing::debug!("{}: send_to {}: {e}", self.shared.label, t.destination);
+                    }
+                }
+                Output::Event(e) => self.on_event(e),
+            }
+        }
+    }
+
+    fn on_event(&mut self, e: Event) {
+        let events = &self.shared.events;
+        match e {
+            Event::Connected => {
+                self.connected = true;
+                events.note("connection state connected");
+                self.shared.media_up.send_replace(true);
+            }
+            Event::IceConnectionStateChange(s) => {
+                events.note(format!("ice state {s:?}"));
+                if s == IceConnectionState::Disconnected {
+                    self.shared.media_up.send_replace(false);
+                } else if self.connected && s == IceConnectionState::Connected {
+                    self.shared.media_up.send_replace(true);
+                }
+            }
+            Event::MediaAdded(m) => {
+                if let Some(media) = self.rtc.media(m.mid) {
+                    events.note(format!(
+                        "media {} ({:?}, {:?}) of stream {}",
+                        m.mid,
+                        m.kind,
+                        m.direction,
+                        media.stream_id()
+                    ));
+                }
+            }
+            Event::MediaData(data) => {
+                let Some(media) = self.rtc.media(data.mid) else {
+                    return;
+                };
+                let kind = match media.kind() {
+                    SMediaKind::Audio => MediaKind::Audio,
+                    SMediaKind::Video => MediaKind::Video,
+                };
+                let label = media.stream_id().to_owned();
+                self.shared.rx.record(kind, Some(&label), &data.data);
+            }
+            Event::KeyframeRequest(req) if Some(req.mid) == self.published.1 => {
+                self.shared.keyframe_requested();
+            }
+            Event::Closed => events.note("str0m: closed"),
+            _ => {}
+        }
+    }
+
+    fn offer_if_wanted(&mut self) -> Option<String> {
+        if !self.neg.want_offer || self.pending.is_some() {
+            return None;
+        }
+        self.neg.want_offer = false;
+        let id = self.shared.id;
+        let opts = self.shared.opts.clone();
+        let mut api = self.rtc.sdp_api();
+        let a = opts.send_audio.then(|| {
+            api.add_media(
+                SMediaKind::Audio,
+                Direction::SendRecv,
+                Some(id.to_string()),
+                Some(format!("{id}-audio")),
+                None,
+            )
+        });
+        let v = opts.send_video.then(|| {
+            api.add_media(
+                SMediaKind::Video,
+                Direction::SendRecv,
+                Some(id.to_string()),
+                Some(format!("{id}-video")),
+                None,
+            )
+        });
+        let (offer, pending) = api.apply()?;
+        self.pending = Some(pending);
+        self.proposed = (a, v);
+        self.neg.offer_pending = true;
+        self.neg.offers_sent += 1;
+        Some(offer.to_sdp_string())
+    }
+
+    fn rollback(&mut self) {
+        // Dropping the pending offer is str0m's rollback: nothing was applied yet.
+        self.pending = None;
+        self.proposed = (None, None);
+        self.neg.offer_pending = false;
+    }
+
+    /// Handles a server message; returns what to send back.
+    fn on_server_msg(&mut self, msg: ServerMsg) -> anyhow::Result<Option<ClientMsg>> {
+        let events = self.shared.events.clone();
+        match msg {
+            ServerMsg::Offer { sdp } => {
+                let offer = SdpOffer::from_sdp_string(&sdp)
+                    .map_err(|e| anyhow::anyhow!("parsing the server's offer: {e}"))?;
+                if self.neg.offer_pending {
+                    self.rollback();
+                    self.neg.expected_glares += 1;
+                    self.neg.want_offer = true;
+                    events.note("rolled back our offer for the server's");
+                }
+                let answer = self
+                    .rtc
+                    .sdp_api()
+                    .accept_offer(offer)
+                    .context("accepting the server's offer")?;
+                self.neg.answers_sent += 1;
+                events.note(format!("answered ({})", self.neg.answers_sent));
+                Ok(Some(ClientMsg::Answer {
+                    sdp: answer.to_sdp_string(),
+                }))
+            }
+            ServerMsg::Answer { sdp } => {
+                let Some(pending) = self.pending.take() else {
+                    events.note("an answer to no offer of ours");
+                    return Ok(None);
+                };
+                let answer = SdpAnswer::from_sdp_string(&sdp)
+                    .map_err(|e| anyhow::anyhow!("parsing the server's answer: {e}"))?;
+                self.rtc
+                    .sdp_api()
+                    .accept_answer(pending, answer)
+                    .context("accepting the server's answer")?;
+                self.neg.offer_pending = false;
+                if self.proposed.0.is_some() {
+                    self.published.0 = self.proposed.0;
+                }
+                if self.proposed.1.is_some() {
+                    self.published.1 = self.proposed.1;
+                }
+                events.note("answer applied");
+                Ok(None)
+            }
+            ServerMsg::Error {
+                code: ErrorCode::NegotiationGlare,
+                ..
+            } => {
+                if self.neg.expected_glares > 0 {
+                    self.neg.expected_glares -= 1;
+                } else if self.neg.offer_pending {
+                    self.rollback();
+                    self.neg.want_offer = true;
+                }
+                Ok(None)
+            }
+            ServerMsg::Error {
+                code: ErrorCode::SdpInvalid,
+                ..
+            } if self.neg.offer_pending => {
+                self.rollback();
+                events.note("the server rejected our offer");
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn write_frame(&mut self, kind: MediaKind) {
+        let (mid, codec, rtp_time) = match kind {
+            MediaKind::Audio => (
+                self.published.0,
+                Codec::Opus,
+                MediaTime::new(
+                    (self.start.elapsed().as_micros() * 48 / 1000) as u64,
+                    Frequency::FORTY_EIGHT_KHZ,
+                ),
+            ),
+            MediaKind::Video => (
+                self.published.1,
+                Codec::Vp8,
+                MediaTime::from_90khz((self.start.elapsed().as_micros() * 90 / 1000) as u64),
+            ),
+        };
+        let Some(mid) = mid else { return };
+        if !self.connected {
+            return;
+        }
+        let Some(writer) = self.rtc.writer(mid) else {
+            return;
+        };
+        let Some(pt) = writer
+            .payload_params()
+            .find(|p| p.spec().codec == codec)
+            .map(|p| p.pt())
+        else {
+            return;
+        };
+        let (data, key) = match kind {
+            MediaKind::Audio => (self.src.audio(), false),
+            MediaKind::Video => self.src.video(),
+        };
+        match writer.write(pt, Instant::now(), rtp_time, data) {
+            Ok(()) => self.src.sent(kind, key),
+            Err(e) => {
+                if key {
+                    self.src.unsent_keyframe();
+                }
+                self.shared
+                    .events
+                    .note(format!("writing a {kind:?} frame failed: {e}"));
+            }
+        }
+    }
+}
+
+enum Step {
+    Udp(std::io::Result<(usize, SocketAddr)>),
+    Timeout,
+    Audio,
+    Video,
+    Ws(WsEvent),
+    Cmd(Option<PeerCmd>),
+    Ping,
+}
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut ws: SignalClient,
+    mut cmds: mpsc::UnboundedReceiver<PeerCmd>,
+) -> anyhow::Result<()> {
+    let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    let local = socket.local_addr()?;
+    let mut rtc = Rtc::builder()
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .set_crypto_provider(crypto())
+        .build(Instant::now());
+    let candidate = Candidate::host(local, "udp").context("host candidate")?;
+    rtc.add_local_candidate(candidate);
+
+    let mut st = State {
+        src: FrameSource::new(shared.clone()),
+        shared: shared.clone(),
+        rtc,
+        socket,
+        local,
+        neg: Negotiation {
+            want_offer: true,
+            ..Default::default()
+        },
+        pending: None,
+        proposed: (None, None),
+        published: (None, None),
+        connected: false,
+        start: Instant::now(),
+    };
+    let events = shared.events.clone();
+    let opts = shared.opts.clone();
+    let mut a_tick = tokio::time::interval(opts.audio_frame_interval);
+    let mut v_tick = tokio::time::interval(opts.video_frame_interval);
+    a_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    v_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ping = tokio::time::interval(opts.ping_interval);
+    ping.tick().await;
+    let mut buf = vec![0u8; 2048];
+
+    let result: anyhow::Result<()> = async {
+        loop {
+            if let Some(sdp) = st.offer_if_wanted() {
+                ws.send(&ClientMsg::Offer { sdp }).await?;
+                events.note("offered");
+            }
+            st.rtc
+                .handle_input(Input::Timeout(Instant::now()))
+                .context("str0m timeout")?;
+            let deadline = st.drive()?;
+            let sending = st.connected;
+            let step = tokio::select! {
+                r = st.socket.recv_from(&mut buf) => Step::Udp(r),
+                _ = tokio::time::sleep_until(deadline.into()) => Step::Timeout,
+                _ = a_tick.tick(), if sending && st.published.0.is_some() => Step::Audio,
+                _ = v_tick.tick(), if sending && st.published.1.is_some() => Step::Video,
+                ev = ws.next_event() => Step::Ws(ev),
+                cmd = cmds.recv() => Step::Cmd(cmd),
+                _ = ping.tick() => Step::Ping,
+            };
+            match step {
+                Step::Udp(r) => {
+                    let (n, source) = r.context("UDP recv")?;
+                    let Ok(contents) = buf[..n].try_into() else {
+                        continue;
+                    };
+                    let input = Input::Receive(
+                        Instant::now(),
+                        Receive {
+                            proto: Protocol::Udp,
+                            source,
+                            destination: st.local,
+                            contents,
+                        },
+                    );
+                    if st.rtc.accepts(&input) {
+                        st.rtc.handle_input(input).context("str0m input")?;
+                    }
+                }
+                Step::Timeout => {}
+                Step::Audio => st.write_frame(MediaKind::Audio),
+                Step::Video => st.write_frame(MediaKind::Video),
+                Step::Ws(WsEvent::Msg(msg)) => {
+                    events.msg(msg.clone());
+                    if let Some(reply) = st.on_server_msg(msg)? {
+                        ws.send(&reply).await?;
+                    }
+                }
+                Step::Ws(WsEvent::Closed(c)) => {
+                    events.push(PeerEvent::Closed(c));
+                    return Ok(());
+                }
+                Step::Ws(WsEvent::Unparsable(u)) => events.note(format!("UNPARSABLE: {u}")),
+                Step::Cmd(Some(PeerCmd::Send(m))) => {
+                    if let Err(e) = ws.send(&m).await {
+                        events.note(format!("sending {}: {e:#}", m.type_name()));
+                    }
+                }
+                Step::Cmd(Some(PeerCmd::Close)) | Step::Cmd(None) => {
+                    return Ok(());
+                }
+                Step::Ping => {
+                    if let Err(e) = send_ping(&mut ws).await {
+                        events.note(format!("sending ping: {e:#}"));
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    shared.stopping.store(true, Ordering::Relaxed);
+    st.rtc.disconnect();
+    ws.close().await;
+    result
+}
