@@ -23,6 +23,8 @@ pub enum Action {
     Left,
     LobbyEntered,
     ConsentRecorded,
+    QueueCreated,
+    RosterChanged,
     Admitted,
     Refused,
     /// A consultation's record was exported (detail: `format`).
@@ -52,6 +54,8 @@ impl Action {
             Action::Left => "left",
             Action::LobbyEntered => "lobby_entered",
             Action::ConsentRecorded => "consent_recorded",
+            Action::QueueCreated => "queue_created",
+            Action::RosterChanged => "roster_changed",
             Action::Admitted => "admitted",
             Action::Refused => "refused",
             Action::RecordExported => "record_exported",

@@ -149,6 +149,8 @@ pub struct Report {
     pub facilities: (usize, usize),
     pub practitioners: (usize, usize),
     pub accounts: (usize, usize),
+    /// On-call queues: (created now, in all).
+    pub queues: (usize, usize),
     /// Facility names, indented by depth, in the order of [`FACILITIES`].
     pub tree: Vec<(usize, String, Tier)>,
     pub staff: Vec<DemoAccount>,
@@ -231,6 +233,9 @@ pub(crate) fn load_into(c: &mut Connection, now: i64) -> anyhow::Result<Report> 
     let mut accounts_new = 0;
     let mut staff = Vec::new();
     let mut to_check = Vec::new();
+    // (facility, specialty, doctor): every doctor is on call for their
+    // specialty's queue at their facility, all day every day (a demo).
+    let mut on_call: Vec<(FacilityId, &str, directory::StaffId)> = Vec::new();
     for p in PEOPLE {
         let (facility_id, facility_name) = ids[p.facility].clone();
         let practitioner: Option<PractitionerId> = match p.practice {
@@ -260,6 +265,7 @@ pub(crate) fn load_into(c: &mut Connection, now: i64) -> anyhow::Result<Report> 
             }
         };
         let username = Username::parse(p.username).context("a demo username")?;
+        let existing_id = directory::staff_by_username(&tx, &username)?.map(|s| s.id);
         let secret = match directory::staff_by_username(&tx, &username)? {
             Some(existing) => {
                 let (hash, secret): (String, Vec<u8>) = tx.query_row(
@@ -285,6 +291,9 @@ pub(crate) fn load_into(c: &mut Connection, now: i64) -> anyhow::Result<Report> 
                 let made =
                     directory::insert_staff(&tx, &new, &hash, &secret, now).map_err(failed)?;
                 accounts_new += 1;
+                if let (Some((_, _, specialty)), StaffRole::Doctor) = (p.practice, p.role) {
+                    on_call.push((facility_id, specialty, made.id));
+                }
                 new_entry(
                     Action::StaffCreated,
                     json!({"staff_id": made.id, "role": made.role, "facility_id": made.facility_id, "via": "load-demo"}),
@@ -292,6 +301,11 @@ pub(crate) fn load_into(c: &mut Connection, now: i64) -> anyhow::Result<Report> 
                 Some(secret)
             }
         };
+        if let (Some(id), Some((_, _, specialty)), StaffRole::Doctor) =
+            (existing_id, p.practice, p.role)
+        {
+            on_call.push((facility_id, specialty, id));
+        }
         staff.push(DemoAccount {
             username: username.to_string(),
             name: match p.practice {
@@ -303,6 +317,30 @@ pub(crate) fn load_into(c: &mut Connection, now: i64) -> anyhow::Result<Report> 
             totp_secret: secret.map(|s| s.base32()),
         });
     }
+    let mut queues_new = 0;
+    for (facility, specialty, doctor) in &on_call {
+        let before: i64 = tx.query_row("SELECT count(*) FROM queues", [], |r| r.get(0))?;
+        let Some(q) = crate::queues::create_queue(&tx, *facility, specialty, None)? else {
+            continue;
+        };
+        let after: i64 = tx.query_row("SELECT count(*) FROM queues", [], |r| r.get(0))?;
+        if after > before {
+            queues_new += 1;
+            new_entry(
+                Action::QueueCreated,
+                json!({"queue": q.id, "facility": q.facility_id, "specialty": q.specialty, "via": "load-demo"}),
+            );
+        }
+        let rostered: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM rosters WHERE queue_id = ?1 AND staff_id = ?2)",
+            rusqlite::params![q.id, doctor],
+            |r| r.get(0),
+        )?;
+        if !rostered {
+            crate::queues::add_roster(&tx, q.id, *doctor, None, 0, 24 * 60)?;
+        }
+    }
+    let queues_total: i64 = tx.query_row("SELECT count(*) FROM queues", [], |r| r.get(0))?;
     tx.commit()?;
     // Secrets of accounts that existed are shown only while they still have
     // the demo password (never a real account's).
@@ -323,6 +361,7 @@ pub(crate) fn load_into(c: &mut Connection, now: i64) -> anyhow::Result<Report> 
         facilities: (facilities_new, FACILITIES.len()),
         practitioners: (practitioners_new, practitioners_total),
         accounts: (accounts_new, PEOPLE.len()),
+        queues: (queues_new, queues_total as usize),
         tree,
         staff,
     })
@@ -334,11 +373,12 @@ impl fmt::Display for Report {
             |(new, total): (usize, usize), what: &str| format!("{total} {what} ({new} new)");
         writeln!(
             f,
-            "Demo province loaded into {}: {}, {}, {}.",
+            "Demo province loaded into {}: {}, {}, {}, {}.",
             self.database.display(),
             count(self.facilities, "facilities"),
             count(self.practitioners, "practitioners"),
             count(self.accounts, "staff accounts"),
+            count(self.queues, "on-call queues"),
         )?;
         writeln!(f)?;
         writeln!(f, "Cơ sở / facilities:")?;
@@ -413,8 +453,28 @@ mod tests {
         assert_eq!(first.facilities, (11, 11));
         assert_eq!(first.accounts, (PEOPLE.len(), PEOPLE.len()));
         assert!(first.staff.iter().all(|a| a.totp_secret.is_some()));
-        let counts =
-            |c: &Connection| ["facilities", "practitioners", "staff", "audit"].map(|t| count(c, t));
+        // A queue per (facility, specialty) with a doctor; every doctor on a roster.
+        assert!(
+            first.queues.0 >= 10 && first.queues.0 == first.queues.1,
+            "{:?}",
+            first.queues
+        );
+        let doctors = PEOPLE
+            .iter()
+            .filter(|p| p.role == StaffRole::Doctor)
+            .count() as i64;
+        assert_eq!(count(&c, "rosters"), doctors);
+        let counts = |c: &Connection| {
+            [
+                "facilities",
+                "practitioners",
+                "staff",
+                "audit",
+                "queues",
+                "rosters",
+            ]
+            .map(|t| count(c, t))
+        };
         let after_first = counts(&c);
         assert_eq!(after_first[0], 11);
         assert_eq!(after_first[2], PEOPLE.len() as i64);
@@ -423,6 +483,7 @@ mod tests {
         assert_eq!(second.facilities, (0, 11));
         assert_eq!(second.practitioners.0, 0);
         assert_eq!(second.accounts, (0, PEOPLE.len()));
+        assert_eq!(second.queues, (0, first.queues.1));
         assert_eq!(
             counts(&c),
             after_first,

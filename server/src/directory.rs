@@ -321,14 +321,8 @@ impl Profile {
 // Errors
 
 /// An API refusal: the JSON shape and codes of `http::ApiError`, with an
-/// HTTP status of its own.
-///
-/// Some refusals want codes `tuxa_protocol::ErrorCode` does not have yet;
-/// until they exist they use the nearest one, and the status tells them
-/// apart: `login_failed` → `unauthorized` 401, `too_many_attempts` →
-/// `unauthorized` 429, `forbidden` → `unauthorized` 403, `conflict` →
-/// `bad_request` 409. Changing the code is a one-line edit in each
-/// constructor below.
+/// HTTP status of its own (`login_failed` 401, `too_many_attempts` 429,
+/// `forbidden` 403, `conflict` 409).
 #[derive(Debug)]
 pub struct Error {
     status: StatusCode,

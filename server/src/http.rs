@@ -50,6 +50,8 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(crate::export::routes())
         // Staff sign-in and the directory (auth.rs, directory.rs).
         .merge(crate::directory::routes())
+        // On-call queues and rosters (queues.rs).
+        .merge(crate::queues::routes())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such page") })
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)

@@ -21,6 +21,7 @@ mod export;
 mod http;
 mod hub_task;
 mod media;
+pub mod queues;
 mod store;
 mod tls;
 mod web;

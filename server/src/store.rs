@@ -124,6 +124,26 @@ const MIGRATIONS: &[&str] = &[
          at INTEGER NOT NULL
      ) STRICT;
      CREATE INDEX consents_by_consultation ON consents(consultation_id);",
+    // 5: on-call queues (a specialty at a facility) and their rosters
+    // (weekday or every day, minutes since local midnight, Vietnam time).
+    "CREATE TABLE queues (
+         id INTEGER PRIMARY KEY,
+         facility_id INTEGER NOT NULL REFERENCES facilities(id),
+         specialty TEXT NOT NULL,
+         name TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         UNIQUE (facility_id, specialty)
+     ) STRICT;
+     CREATE TABLE rosters (
+         id INTEGER PRIMARY KEY,
+         queue_id INTEGER NOT NULL REFERENCES queues(id),
+         staff_id INTEGER NOT NULL REFERENCES staff(id),
+         weekday INTEGER CHECK (weekday BETWEEN 0 AND 6),
+         start_min INTEGER NOT NULL CHECK (start_min BETWEEN 0 AND 1440),
+         end_min INTEGER NOT NULL CHECK (end_min BETWEEN 0 AND 1440),
+         CHECK (start_min < end_min)
+     ) STRICT;
+     CREATE INDEX rosters_by_queue ON rosters(queue_id);",
 ];
 
 impl Store {
