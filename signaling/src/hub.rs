@@ -451,15 +451,25 @@ impl Hub {
                     at: now_unix,
                 };
                 session.consent = Some(consent.clone());
-                // Already in a room (or its lobby): a change of mind is recorded now.
+                // Already in a room (or its lobby): a patient's change of
+                // mind is recorded now. Staff have no consent to give.
                 if let SessionState::Waiting { room, participant }
                 | SessionState::Joined { room, participant } = &session.state
                 {
-                    self.out.push_back(Output::Record(RecordEvent::Consent {
-                        room: room.clone(),
-                        participant: *participant,
-                        consent,
-                    }));
+                    let (room, participant) = (room.clone(), *participant);
+                    let is_patient = self.rooms.get(&room).is_some_and(|r| {
+                        r.members
+                            .get(&participant)
+                            .or_else(|| r.lobby.get(&participant))
+                            .is_some_and(|m| m.info.role == Role::Patient)
+                    });
+                    if is_patient {
+                        self.out.push_back(Output::Record(RecordEvent::Consent {
+                            room,
+                            participant,
+                            consent,
+                        }));
+                    }
                 }
                 self.send(
                     sid,
@@ -579,7 +589,7 @@ impl Hub {
         };
         let pid = ParticipantId(self.next_participant);
         self.next_participant += 1;
-        if let Some(consent) = consent {
+        if let Some(consent) = consent.filter(|_| claims.role == Role::Patient) {
             self.out.push_back(Output::Record(RecordEvent::Consent {
                 room: room_id.clone(),
                 participant: pid,

@@ -7,11 +7,13 @@
 
 mod b64;
 pub mod hub;
+pub mod queue;
 pub mod token;
 
 pub use hub::{
     Consent, Hub, HubConfig, Input, MediaCommand, Output, RecordEvent, RoomStatus, SessionId,
 };
+pub use queue::{QueueBook, QueueConfig, QueueError, QueueEvent, QueueId, QueueInput, QueueOutput};
 pub use token::{Claims, TokenError, TokenKey};
 
 pub use b64::{decode as b64_decode, encode as b64_encode};
