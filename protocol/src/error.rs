@@ -31,6 +31,9 @@ pub enum ErrorCode {
     TokenExpired,
     /// The token is valid but for another room.
     TokenWrongRoom,
+    /// An appointment link used before it opens (15 minutes before the
+    /// appointment).
+    TokenNotYetValid,
     /// The room does not exist.
     RoomNotFound,
     /// The room has been ended.
@@ -90,6 +93,7 @@ impl ErrorCode {
             ErrorCode::TokenInvalid => "token_invalid",
             ErrorCode::TokenExpired => "token_expired",
             ErrorCode::TokenWrongRoom => "token_wrong_room",
+            ErrorCode::TokenNotYetValid => "token_not_yet_valid",
             ErrorCode::RoomNotFound => "room_not_found",
             ErrorCode::RoomEnded => "room_ended",
             ErrorCode::RoomFull => "room_full",

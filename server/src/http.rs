@@ -52,6 +52,8 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(crate::directory::routes())
         // On-call queues and rosters (queues.rs).
         .merge(crate::queues::routes())
+        // Appointments (appointments.rs).
+        .merge(crate::appointments::routes())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such page") })
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
@@ -103,7 +105,9 @@ impl IntoResponse for ApiError {
             ErrorCode::Unauthorized | ErrorCode::TokenInvalid | ErrorCode::TokenExpired => {
                 StatusCode::UNAUTHORIZED
             }
-            ErrorCode::TokenWrongRoom | ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::TokenWrongRoom | ErrorCode::Forbidden | ErrorCode::TokenNotYetValid => {
+                StatusCode::FORBIDDEN
+            }
             ErrorCode::LoginFailed => StatusCode::UNAUTHORIZED,
             ErrorCode::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Conflict => StatusCode::CONFLICT,
@@ -216,6 +220,7 @@ async fn join_check(
         "name": claims.name,
         "facility": claims.facility,
         "expires_at": claims.expires_at,
+        "not_before": claims.not_before,
     })))
 }
 
@@ -421,7 +426,7 @@ async fn mint_link(
         ));
     }
     let room = parse_room(&row.id)?;
-    let link = mint(&state, &room, role, name, facility, ttl).await?;
+    let link = mint(&state, &room, role, name, facility, ttl, None).await?;
     Ok((StatusCode::CREATED, Json(link)))
 }
 
@@ -434,6 +439,7 @@ pub async fn mint(
     name: String,
     facility: Option<String>,
     ttl_secs: u64,
+    not_before: Option<u64>,
 ) -> ApiResult<Value> {
     let now = unix_now();
     let claims = Claims {
@@ -442,6 +448,7 @@ pub async fn mint(
         name,
         facility,
         expires_at: now + ttl_secs,
+        not_before,
     };
     let token = state.tokens.mint(&claims, random_bytes());
     let c = claims.clone();
@@ -475,6 +482,7 @@ pub async fn mint(
         "token": token,
         "role": role,
         "expires_at": claims.expires_at,
+        "not_before": claims.not_before,
     }))
 }
 

@@ -12,6 +12,7 @@
 //!
 //! They talk by message; nothing is shared behind a lock.
 
+pub mod appointments;
 pub mod audit;
 mod auth;
 pub mod config;
@@ -365,6 +366,7 @@ async fn print_demo(state: &http::AppState) {
             "BS. Demo".into(),
             Some("Bệnh viện đa khoa tỉnh".into()),
             86_400,
+            None,
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -375,6 +377,7 @@ async fn print_demo(state: &http::AppState) {
             "Bệnh nhân Demo".into(),
             Some("Trạm y tế xã".into()),
             86_400,
+            None,
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;

@@ -144,6 +144,16 @@ const MIGRATIONS: &[&str] = &[
          CHECK (start_min < end_min)
      ) STRICT;
      CREATE INDEX rosters_by_queue ON rosters(queue_id);",
+    // 6: appointments (a visit at a set time; its links open 15 minutes
+    // before and expire after, see appointments.rs).
+    "CREATE TABLE appointments (
+         id INTEGER PRIMARY KEY,
+         consultation_id TEXT NOT NULL UNIQUE REFERENCES consultations(id),
+         starts_at INTEGER NOT NULL,
+         duration_min INTEGER NOT NULL CHECK (duration_min BETWEEN 5 AND 240),
+         created_at INTEGER NOT NULL
+     ) STRICT;
+     CREATE INDEX appointments_by_start ON appointments(starts_at);",
 ];
 
 impl Store {

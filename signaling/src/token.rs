@@ -35,6 +35,10 @@ pub struct Claims {
     /// Unix seconds after which the token is refused.
     #[serde(rename = "e")]
     pub expires_at: u64,
+    /// Unix seconds before which the token is refused (appointment links
+    /// open shortly before the appointment). Absent: valid at once.
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,6 +51,8 @@ pub enum TokenError {
     Expired(u64),
     #[error("the link is for another consultation")]
     WrongRoom,
+    #[error("the link opens at {0} (Unix time)")]
+    NotYetValid(u64),
 }
 
 impl TokenError {
@@ -56,6 +62,7 @@ impl TokenError {
             TokenError::Invalid => ErrorCode::TokenInvalid,
             TokenError::Expired(_) => ErrorCode::TokenExpired,
             TokenError::WrongRoom => ErrorCode::TokenWrongRoom,
+            TokenError::NotYetValid(_) => ErrorCode::TokenNotYetValid,
         }
     }
 }
@@ -126,6 +133,9 @@ impl TokenKey {
         if now_unix >= claims.expires_at {
             return Err(TokenError::Expired(claims.expires_at));
         }
+        if let Some(nbf) = claims.not_before.filter(|nbf| now_unix < *nbf) {
+            return Err(TokenError::NotYetValid(nbf));
+        }
         Ok(claims)
     }
 
@@ -159,6 +169,7 @@ mod tests {
             name: "Nguyễn Văn A".into(),
             facility: Some("Trạm y tế xã Tân Lập".into()),
             expires_at: 2_000,
+            not_before: None,
         }
     }
 
@@ -168,6 +179,17 @@ mod tests {
         let t = key().mint(&claims(&room), [9; 12]);
         assert!(t.starts_with("v1."));
         assert_eq!(key().open_for_room(&t, &room, 1_000), Ok(claims(&room)));
+    }
+
+    #[test]
+    fn appointment_links_open_at_their_time() {
+        let room = RoomId::from_random([1; 10]);
+        let mut c = claims(&room);
+        c.not_before = Some(1_500);
+        let t = key().mint(&c, [5; 12]);
+        assert_eq!(key().open(&t, 1_499), Err(TokenError::NotYetValid(1_500)));
+        assert_eq!(key().open(&t, 1_500), Ok(c.clone()));
+        assert_eq!(key().open(&t, 2_000), Err(TokenError::Expired(2_000)));
     }
 
     #[test]

@@ -114,6 +114,7 @@ impl World {
             name: name.into(),
             facility: Some(format!("Trạm y tế của {name}")),
             expires_at: UNIX_NOW + 3600,
+            not_before: None,
         }
     }
 
@@ -738,6 +739,7 @@ fn join_success_uses_the_token_not_the_client() {
         name: "Hoàng Thị Em".into(),
         facility: None,
         expires_at: UNIX_NOW + 60,
+        not_before: None,
     };
     let token = w.mint(&claims);
     let out = w.frame(

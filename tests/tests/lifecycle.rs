@@ -412,3 +412,92 @@ async fn the_lobby_over_the_real_websocket() -> anyhow::Result<()> {
     server.shutdown().await?;
     Ok(())
 }
+
+/// Appointment links open 15 minutes before the appointment and expire
+/// after it; before that both the join page check and the WebSocket refuse
+/// them with `token_not_yet_valid`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appointment_links_open_shortly_before_and_not_earlier() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let api = server.api();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let book = |starts_at: u64| {
+        json!({"starts_at": starts_at, "duration_min": 20,
+               "patient": {"name": "Nguyễn Văn A", "facility": "Trạm y tế xã Tân Lập"},
+               "doctor": {"name": "BS. Lan", "facility": "BVĐK tỉnh"}})
+    };
+    let fragment = |link: &serde_json::Value| -> (String, String) {
+        let url = link.as_str().expect("a link");
+        let (path, token) = url.split_once('#').expect("token in the fragment");
+        let room = path.rsplit('/').next().expect("room").to_owned();
+        (room, token.to_owned())
+    };
+
+    // Two hours ahead: the links exist but do not open yet.
+    let (status, later) = api
+        .admin("POST", "/api/v1/appointments", Some(&book(now + 7200)))
+        .await?;
+    assert_eq!(status, 201, "{later}");
+    assert_eq!(later["opens_at"], json!(now + 7200 - 900));
+    assert_eq!(later["expires_at"], json!(now + 7200 + 20 * 60 + 1800));
+    let (room, token) = fragment(&later["patient_link"]);
+    let (status, body) = api.join_check(&room, &token).await?;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (403, &json!("token_not_yet_valid")),
+        "{body}"
+    );
+    let mut s = server.signal().await?;
+    s.hello().await?;
+    s.consent().await?;
+    s.send(&ClientMsg::Join {
+        room: tuxa_protocol::RoomId::parse(&room).expect("room id"),
+        token,
+    })
+    .await?;
+    s.expect_error(ErrorCode::TokenNotYetValid, REPLY_TIMEOUT)
+        .await?;
+
+    // Ten minutes ahead: inside the 15-minute window, the doctor gets in.
+    let (status, soon) = api
+        .admin("POST", "/api/v1/appointments", Some(&book(now + 600)))
+        .await?;
+    assert_eq!(status, 201, "{soon}");
+    let (room, token) = fragment(&soon["doctor_link"]);
+    let (status, body) = api.join_check(&room, &token).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["role"], "doctor");
+    let room_id = tuxa_protocol::RoomId::parse(&room).expect("room id");
+    let mut d = server.signal().await?;
+    d.hello().await?;
+    d.join(&room_id, &token).await?;
+
+    // Listed among the upcoming ones.
+    let (status, list) = api.admin("GET", "/api/v1/appointments", None).await?;
+    assert_eq!(status, 200);
+    assert_eq!(
+        list["appointments"].as_array().map(Vec::len),
+        Some(2),
+        "{list}"
+    );
+
+    // In the past, too long, nameless: refused.
+    for bad in [
+        book(now - 7200),
+        json!({"starts_at": now + 60, "duration_min": 1, "patient": {"name": "A"}, "doctor": {"name": "B"}}),
+        json!({"starts_at": now + 60, "patient": {"name": ""}, "doctor": {"name": "B"}}),
+    ] {
+        let (status, body) = api
+            .admin("POST", "/api/v1/appointments", Some(&bad))
+            .await?;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (400, &json!("bad_request")),
+            "{bad}"
+        );
+    }
+    server.shutdown().await?;
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! Appointments: a visit at a set time. Each gets its own consultation and
+//! links that open 15 minutes before the start and expire after the end,
+//! so a link sent days ahead cannot be used early, nor kept for later.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tuxa_protocol::{ConsultationKind, ErrorCode, Role, RoomId};
+
+use crate::http::{self, ApiError, AppState, check_admin};
+use crate::hub_task::unix_now;
+
+/// Links open this long before the appointment.
+pub const OPENS_BEFORE_SECS: u64 = 15 * 60;
+/// And stay usable this long after its planned end (a visit that runs over).
+pub const GRACE_AFTER_SECS: u64 = 30 * 60;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Person {
+    name: String,
+    #[serde(default)]
+    facility: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAppointment {
+    /// Unix seconds.
+    starts_at: u64,
+    #[serde(default = "default_duration")]
+    duration_min: u64,
+    #[serde(default)]
+    title: Option<String>,
+    patient: Person,
+    doctor: Person,
+}
+
+fn default_duration() -> u64 {
+    30
+}
+
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new().route("/api/v1/appointments", post(create).get(list))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    req: Result<Json<NewAppointment>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    check_admin(&state, &headers)?;
+    let Json(req) = req.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
+    let now = unix_now();
+    if !(5..=240).contains(&req.duration_min) {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "duration_min must be between 5 and 240",
+        ));
+    }
+    let ends_at = req.starts_at + req.duration_min * 60;
+    let expires_at = ends_at + GRACE_AFTER_SECS;
+    if expires_at <= now {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "the appointment is in the past",
+        ));
+    }
+    if req.starts_at > now + 366 * 86_400 {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "the appointment is more than a year ahead",
+        ));
+    }
+    for p in [&req.patient, &req.doctor] {
+        let n = p.name.trim().chars().count();
+        if n == 0 || n > 100 {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "names must be 1 to 100 characters",
+            ));
+        }
+    }
+    let title = req
+        .title
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "Lịch hẹn khám từ xa / remote appointment".to_owned());
+    if title.chars().count() > 200 {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "title must be at most 200 characters",
+        ));
+    }
+    let row = http::create(&state, ConsultationKind::Visit, title).await?;
+    let room = RoomId::parse(&row.id).map_err(|_| ApiError::new(ErrorCode::Internal, "room id"))?;
+    let opens_at = req.starts_at.saturating_sub(OPENS_BEFORE_SECS);
+    let ttl = expires_at - now;
+    let doctor = http::mint(
+        &state,
+        &room,
+        Role::Doctor,
+        req.doctor.name.trim().to_owned(),
+        req.doctor.facility,
+        ttl,
+        Some(opens_at),
+    )
+    .await?;
+    let patient = http::mint(
+        &state,
+        &room,
+        Role::Patient,
+        req.patient.name.trim().to_owned(),
+        req.patient.facility,
+        ttl,
+        Some(opens_at),
+    )
+    .await?;
+    let (starts_at, duration) = (req.starts_at as i64, req.duration_min as i64);
+    let cid = row.id.clone();
+    state
+        .store
+        .call(move |c| {
+            c.execute(
+                "INSERT INTO appointments(consultation_id, starts_at, duration_min, created_at) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![cid, starts_at, duration, now as i64],
+            )
+        })
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "consultation": row.id,
+            "starts_at": req.starts_at,
+            "ends_at": ends_at,
+            "opens_at": opens_at,
+            "expires_at": expires_at,
+            "doctor_link": doctor["url"],
+            "patient_link": patient["url"],
+        })),
+    ))
+}
+
+async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    check_admin(&state, &headers)?;
+    let now = unix_now() as i64;
+    let rows = state
+        .store
+        .call(move |c| {
+            let mut st = c.prepare(
+                "SELECT a.consultation_id, a.starts_at, a.duration_min, k.title, k.status
+                 FROM appointments a JOIN consultations k ON k.id = a.consultation_id
+                 WHERE a.starts_at + a.duration_min * 60 >= ?1 ORDER BY a.starts_at",
+            )?;
+            st.query_map([now], |r| {
+                Ok(json!({
+                    "consultation": r.get::<_, String>(0)?,
+                    "starts_at": r.get::<_, i64>(1)?,
+                    "duration_min": r.get::<_, i64>(2)?,
+                    "title": r.get::<_, String>(3)?,
+                    "status": r.get::<_, String>(4)?,
+                }))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    Ok(Json(json!({ "appointments": rows })))
+}
