@@ -13,7 +13,10 @@ pub mod token;
 pub use hub::{
     Consent, Hub, HubConfig, Input, MediaCommand, Output, RecordEvent, RoomStatus, SessionId,
 };
-pub use queue::{QueueBook, QueueConfig, QueueError, QueueEvent, QueueId, QueueInput, QueueOutput};
+pub use queue::{
+    PatientCard, QueueBook, QueueConfig, QueueError, QueueEvent, QueueId, QueueInput, QueueOutput,
+    StaffRef, Ticket, TransferTarget,
+};
 pub use token::{Claims, TokenError, TokenKey};
 
 pub use b64::{decode as b64_decode, encode as b64_encode};

@@ -7,7 +7,9 @@
 //! feeds it [`QueueInput`]s with the current `Instant`, calls
 //! [`QueueBook::handle_timeout`] when [`QueueBook::next_deadline`] (or its own
 //! once-a-second tick) says so, and drains [`QueueOutput`]s with
-//! [`QueueBook::poll_output`]. It never reads a clock, opens a socket or draws
+//! [`QueueBook::poll_output`]. `handle` also fires timers already due, so a
+//! driver that only ticks once a second still never lets a late `Accept`
+//! beat an expired offer. It never reads a clock, opens a socket or draws
 //! a random number: tickets are made (random) by the caller, time is an
 //! argument. It knows nothing of JSON; the hub maps frames to inputs and
 //! outputs to frames.
@@ -56,8 +58,8 @@
 //! # Transfers
 //!
 //! A doctor on a call transfers the patient (by ticket) to a queue or to a
-//! doctor; the call ends for the doctor (they become free, and the call's
-//! length feeds the average). To a queue: the patient enters its line with
+//! doctor; the call ends for the doctor (they become free, the call's length
+//! feeds the average, and the record gets `CallEnded` then `Transferred`). To a queue: the patient enters its line with
 //! class 0 (at the head, behind earlier transfers). To a doctor: the patient
 //! waits for that doctor ([`PatientStatus::WaitingForDoctor`]) and is offered
 //! to them as soon as they are offerable; if that does not happen within
@@ -972,7 +974,7 @@ impl QueueBook {
                     .filter(|d| d.call.as_ref().is_some_and(|c| c.queue == queue))
                     .count(),
             ),
-            average_call: Duration::from_millis(q.average_ms as u64),
+            average_call: Duration::from_millis(q.average_ms.round() as u64),
         };
         for p in self.patients.values().filter(|p| p.queue == queue) {
             match p.stage {
@@ -1511,7 +1513,7 @@ impl QueueBook {
 
     fn doctor_free(&mut self, now: Instant, session: SessionId) -> Result<(), QueueError> {
         let id = self.doctor_by_session(session)?;
-        if !self.doctors.get(&id).is_some_and(|d| d.call.is_some()) {
+        if self.doctors.get(&id).is_none_or(|d| d.call.is_none()) {
             return Err(QueueError::NotOnCall);
         }
         self.end_call(now, id);
@@ -2145,7 +2147,7 @@ fn estimate_with(
         return None;
     }
     // `as` saturates (and maps NaN to 0): no overflow, no panic.
-    let average = average_ms.max(0.0) as u128;
+    let average = average_ms.max(0.0).round() as u128;
     let ms = average.saturating_mul(u128::from(position)) / doctors as u128;
     let step = step.as_millis();
     let ms = if step == 0 {

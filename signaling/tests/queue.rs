@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use tuxa_signaling::SessionId;
 use tuxa_signaling::queue::{
     DoctorStatus, DropStage, Pairing, PatientCard, PatientStage, PatientStatus, QueueBook,
-    QueueConfig, QueueError, QueueEvent, QueueId, QueueInput, QueueOutput, RemovedReason,
-    StaffRef, Ticket, TransferTarget, WithdrawReason,
+    QueueConfig, QueueError, QueueEvent, QueueId, QueueInput, QueueOutput, RemovedReason, StaffRef,
+    Ticket, TransferTarget, WithdrawReason,
 };
 
 const FACILITY: u64 = 1;
@@ -127,11 +127,7 @@ impl World {
     }
 
     fn line(&self, queue: QueueId) -> Vec<String> {
-        self.book
-            .line(queue)
-            .into_iter()
-            .map(|t| t.0)
-            .collect()
+        self.book.line(queue).into_iter().map(|t| t.0).collect()
     }
 }
 
@@ -242,7 +238,10 @@ fn patients_are_offered_first_come_first_served() {
             estimate: None
         }]
     );
-    assert!(matches!(records(&out).as_slice(), [QueueEvent::Joined { queue: NOI, .. }]));
+    assert!(matches!(
+        records(&out).as_slice(),
+        [QueueEvent::Joined { queue: NOI, .. }]
+    ));
     let (s2, _) = w.join(NOI, "p2");
     let (s3, out) = w.join(NOI, "p3");
     // Only the newcomer hears anything: nobody else's position changed.
@@ -302,10 +301,7 @@ fn the_doctor_idle_longest_is_offered_first() {
         got.push(o[0].clone());
         w.accept(o[0].0, p);
     }
-    assert_eq!(
-        got,
-        [(a, "p1".into()), (b, "p2".into()), (c, "p3".into())]
-    );
+    assert_eq!(got, [(a, "p1".into()), (b, "p2".into()), (c, "p3".into())]);
 
     // B finishes first, then A: B has been idle longer.
     w.advance(MIN);
@@ -340,7 +336,10 @@ fn an_offer_goes_to_one_doctor_and_a_doctor_holds_one_offer() {
     assert_eq!(w.book.doctor(1).unwrap().offer, Some(t("p1")));
     assert_eq!(w.book.doctor(2).unwrap().offer, Some(t("p2")));
     let snap = w.book.snapshot(NOI).unwrap();
-    assert_eq!((snap.waiting, snap.offered, snap.doctors_available), (1, 2, 2));
+    assert_eq!(
+        (snap.waiting, snap.offered, snap.doctors_available),
+        (1, 2, 2)
+    );
 }
 
 #[test]
@@ -388,8 +387,8 @@ fn an_unanswered_offer_expires_and_the_doctor_is_made_unavailable() {
     // A late accept loses.
     let out = w.accept(a, "p1");
     assert_eq!(errors(&out), [(a, QueueError::NoSuchOffer)]);
-    // When B declines p2, p1 (the head) goes to... nobody: B declined p2,
-    // not p1, so B is offered p1.
+    // B declines p2: p2 goes back behind p1 (who is older), and B, free
+    // again, is offered the head, p1.
     let out = w.decline(b, "p2");
     assert_eq!(offers(&out), [(b, "p1".to_owned())]);
     assert_eq!(w.line(NOI), ["p2", "p3"]);
@@ -422,10 +421,13 @@ fn a_declined_patient_goes_to_the_next_doctor() {
     assert_eq!(offers(&out), [(b, "p1".to_owned())]);
     assert!(matches!(
         records(&out).as_slice(),
-        [QueueEvent::Declined { doctor: 1, .. }, QueueEvent::Offered { doctor: 2, .. }]
+        [
+            QueueEvent::Declined { doctor: 1, .. },
+            QueueEvent::Offered { doctor: 2, .. }
+        ]
     ));
-    // B declines too: nobody else, so p1 waits at the head...
-    let declined_by_b = w.now;
+    // B declines too, 10 s later: nobody else, so p1 waits at the head...
+    let declined_by_a = w.now;
     w.advance(10 * SEC);
     let out = w.decline(b, "p1");
     assert!(offers(&out).is_empty(), "{out:?}");
@@ -434,9 +436,9 @@ fn a_declined_patient_goes_to_the_next_doctor() {
     let (_, out) = w.join(NOI, "p2");
     assert_eq!(offers(&out), [(a, "p2".to_owned())]);
     w.accept(a, "p2");
-    // 60 s after A declined, nobody else is free: B (declined 10 s later)
-    // is not eligible yet, A is on a call.
-    let out = w.tick(declined_by_b + Duration::from_secs(50) - w.now);
+    // 60 s after A declined, A is on a call and B (who declined 10 s
+    // later) is not eligible yet.
+    let out = w.tick(declined_by_a + MIN - w.now);
     assert!(offers(&out).is_empty(), "{out:?}");
     // 60 s after B declined, B may have p1 after all.
     let out = w.tick(Duration::from_secs(10));
@@ -497,7 +499,10 @@ fn accept_pairs_and_the_doctor_is_busy_until_the_call_ends() {
     let (_, out) = w.join(NOI, "p2");
     assert!(offers(&out).is_empty(), "a doctor on a call is not offered");
     let snap = w.book.snapshot(NOI).unwrap();
-    assert_eq!((snap.waiting, snap.calls, snap.doctors_available), (1, 1, 1));
+    assert_eq!(
+        (snap.waiting, snap.calls, snap.doctors_available),
+        (1, 1, 1)
+    );
 
     // The room ends after 4 minutes: the doctor is free, p2 is offered,
     // and the average moves towards 4 minutes.
@@ -605,7 +610,10 @@ fn a_patient_transferred_to_a_doctor_is_offered_to_that_doctor() {
             doctor: staff(2)
         }]
     );
-    assert_eq!(w.stage("p1"), Some(PatientStage::WaitingForDoctor { doctor: 2 }));
+    assert_eq!(
+        w.stage("p1"),
+        Some(PatientStage::WaitingForDoctor { doctor: 2 })
+    );
     w.advance(40 * SEC);
     let out = w.handle(QueueInput::DoctorFree { session: d2 });
     assert_eq!(offers(&out), [(d2, "p1".to_owned())]);
@@ -661,8 +669,14 @@ fn a_patient_who_reconnects_within_two_minutes_keeps_their_place() {
     let (s2, _) = w.join(NOI, "p2");
     let (s3, _) = w.join(NOI, "p3");
     let out = w.handle(QueueInput::SessionClosed { session: s2 });
-    assert!(all_statuses(&out).is_empty(), "places do not change: {out:?}");
-    assert!(matches!(records(&out).as_slice(), [QueueEvent::Away { .. }]));
+    assert!(
+        all_statuses(&out).is_empty(),
+        "places do not change: {out:?}"
+    );
+    assert!(matches!(
+        records(&out).as_slice(),
+        [QueueEvent::Away { .. }]
+    ));
     w.advance(Duration::from_secs(119));
     let s2b = w.session();
     let out = w.handle(QueueInput::Resume {
@@ -692,6 +706,7 @@ fn a_patient_who_reconnects_within_two_minutes_keeps_their_place() {
     let out = w.handle(QueueInput::DoctorFree { session: d });
     assert_eq!(offers(&out), [(d, "p3".to_owned())]);
     assert_eq!(w.line(NOI), ["p2"]);
+    w.accept(d, "p3");
     let _ = (s1, s3);
 
     // Two minutes after this second drop, p2 is gone for good.
@@ -782,7 +797,8 @@ fn a_doctor_who_disconnects_loses_their_offer_at_once() {
     let (a, _) = w.doctor(1, &[NOI]);
     let (b, _) = w.doctor(2, &[NOI]);
     let (_, _) = w.join(NOI, "busy");
-    w.accept(a, "busy"); // a is idle longest
+    w.accept(a, "busy"); // a is idle longest (tie broken by staff id)
+    w.advance(SEC);
     w.handle(QueueInput::DoctorFree { session: a });
     // Now b is idle longest.
     let (_, out) = w.join(NOI, "p1");
@@ -790,13 +806,23 @@ fn a_doctor_who_disconnects_loses_their_offer_at_once() {
     let out = w.handle(QueueInput::SessionClosed { session: b });
     assert!(records(&out).iter().any(|e| matches!(
         e,
-        QueueEvent::OfferWithdrawn { doctor: 2, reason: WithdrawReason::DoctorGone, .. }
+        QueueEvent::OfferWithdrawn {
+            doctor: 2,
+            reason: WithdrawReason::DoctorGone,
+            ..
+        }
     )));
     assert_eq!(offers(&out), [(a, "p1".to_owned())]);
-    assert!(w.book.doctor(2).is_none(), "a gone doctor with no call is forgotten");
+    assert!(
+        w.book.doctor(2).is_none(),
+        "a gone doctor with no call is forgotten"
+    );
     assert_eq!(w.book.doctor_of(b), None);
     // No output goes to the closed session.
-    assert!(!out.iter().any(|o| matches!(o, QueueOutput::OfferWithdrawn { session, .. } if *session == b)));
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, QueueOutput::OfferWithdrawn { session, .. } if *session == b))
+    );
 }
 
 #[test]
@@ -894,10 +920,7 @@ fn estimates_follow_position_average_and_doctors() {
     w.accept(d, "q1");
     w.advance(20 * MIN);
     w.handle(QueueInput::DoctorFree { session: d });
-    assert_eq!(
-        w.book.snapshot(NHI).unwrap().average_call,
-        12 * MIN
-    );
+    assert_eq!(w.book.snapshot(NHI).unwrap().average_call, 12 * MIN);
     assert_eq!(w.book.estimate(NHI, 2), Some(24 * MIN));
 }
 
@@ -1019,8 +1042,14 @@ fn bad_inputs_get_reasons_and_change_nothing() {
             },
             QueueError::UnknownTicket,
         ),
-        (QueueInput::Unavailable { session: s }, QueueError::NotADoctor),
-        (QueueInput::DoctorFree { session: s }, QueueError::NotADoctor),
+        (
+            QueueInput::Unavailable { session: s },
+            QueueError::NotADoctor,
+        ),
+        (
+            QueueInput::DoctorFree { session: s },
+            QueueError::NotADoctor,
+        ),
         (
             QueueInput::Accept {
                 session: s,
@@ -1178,7 +1207,10 @@ impl Observed {
                 _ => None,
             };
             if let Some(s) = to {
-                assert!(!self.closed.contains(&s), "output to a closed session: {o:?}");
+                assert!(
+                    !self.closed.contains(&s),
+                    "output to a closed session: {o:?}"
+                );
             }
             match o {
                 QueueOutput::Status {
@@ -1186,9 +1218,14 @@ impl Observed {
                     ticket,
                     status,
                 } => {
-                    self.status.insert(*session, (ticket.clone(), status.clone()));
+                    self.status
+                        .insert(*session, (ticket.clone(), status.clone()));
                 }
-                QueueOutput::Removed { session, .. } => {
+                // (A cancel from another session is answered there too,
+                // naming the ticket: it does not clear that session's own.)
+                QueueOutput::Removed {
+                    session, ticket, ..
+                } if self.status.get(session).is_some_and(|(t, _)| t == ticket) => {
                     self.status.remove(session);
                 }
                 QueueOutput::Doctor { session, status } => {
@@ -1203,7 +1240,9 @@ impl Observed {
                         *self.counts.entry("resumed pairing").or_default() += 1;
                         assert_eq!(
                             book.patient(&p.ticket).map(|v| v.stage),
-                            Some(PatientStage::InCall { doctor: p.doctor.id })
+                            Some(PatientStage::InCall {
+                                doctor: p.doctor.id
+                            })
                         );
                     } else {
                         assert!(
@@ -1346,8 +1385,7 @@ fn check_invariants(book: &QueueBook, seen: &Observed, queues: &[QueueId], now: 
     }
     assert_eq!(book.calls().count(), on_call);
     assert_eq!(
-        seen.offers,
-        offered_to,
+        seen.offers, offered_to,
         "the record's open offers match the book"
     );
     for q in queues {
@@ -1392,7 +1430,7 @@ fn ten_thousand_random_inputs_keep_the_invariants() {
     let tickets: Vec<Ticket> = (0..40).map(|i| Ticket(format!("t{i}"))).collect();
     let mut sessions: Vec<SessionId> = Vec::new();
 
-    let mut drain = |book: &mut QueueBook| {
+    let drain = |book: &mut QueueBook| {
         let mut v = Vec::new();
         while let Some(o) = book.poll_output() {
             v.push(o);
@@ -1473,7 +1511,11 @@ fn ten_thousand_random_inputs_keep_the_invariants() {
                     .filter(|q| {
                         let own = q.0 != 4 && facility(*q) == staff.facility;
                         // Mostly their own facility's queues, sometimes not.
-                        if own { rng.below(3) != 0 } else { rng.below(30) == 0 }
+                        if own {
+                            rng.below(3) != 0
+                        } else {
+                            rng.below(30) == 0
+                        }
                     })
                     .collect();
                 Some(QueueInput::Available {
@@ -1484,7 +1526,17 @@ fn ten_thousand_random_inputs_keep_the_invariants() {
             }
             _ => {
                 // A doctor acts, usually on what they have.
-                let staff = rng.pick(&doctors).unwrap();
+                // Mostly a connected doctor: the others only get errors.
+                let connected: Vec<StaffRef> = doctors
+                    .iter()
+                    .filter(|d| book.doctor(d.id).is_some_and(|v| v.session.is_some()))
+                    .cloned()
+                    .collect();
+                let staff = match rng.below(5) {
+                    0 => rng.pick(&doctors),
+                    _ => rng.pick(&connected).or_else(|| rng.pick(&doctors)),
+                }
+                .unwrap();
                 let view = book.doctor(staff.id);
                 let session = view
                     .as_ref()
@@ -1493,12 +1545,12 @@ fn ten_thousand_random_inputs_keep_the_invariants() {
                     .unwrap_or_else(|| rng.pick(&sessions).unwrap_or(SessionId(0)));
                 let offer = view.as_ref().and_then(|d| d.offer.clone());
                 let call = view.as_ref().and_then(|d| d.call.clone());
-                let mut ticket = |preferred: Option<Ticket>, rng: &mut Lcg| match preferred {
+                let ticket = |preferred: Option<Ticket>, rng: &mut Lcg| match preferred {
                     Some(t) if rng.below(10) != 0 => t,
                     _ => rng.pick(&tickets).unwrap(),
                 };
                 match rng.below(9) {
-                    0 | 1 | 2 => Some(QueueInput::Accept {
+                    0..=2 => Some(QueueInput::Accept {
                         session,
                         ticket: ticket(offer, &mut rng),
                     }),
