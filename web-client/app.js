@@ -9,8 +9,19 @@
 //   offer is outstanding makes us roll back, answer it, and offer again; a
 //   `negotiation_glare` error only means "wait for the server's offer".
 //
-// For tests and kiosks: window.tuxa = {state, pc, participants, error, …} and
-// `?autojoin=1` skips the Join click.
+// Consent: a patient ticks, per purpose, what they agree to on the preview
+// (nothing is ticked in advance); Join needs the remote-examination answer.
+// The answers go in a `consent` message just before `join`.
+//
+// Lobby: patients and guests get `waiting` instead of `joined` and stay on
+// the waiting screen (camera preview, keepalive pings, Leave) until a doctor
+// admits them (`joined` follows, and the call starts as above) or refuses
+// them (the fatal error `refused`). Doctors get `lobby` lists and admit or
+// refuse from the lobby panel of the call screen.
+//
+// For tests and kiosks: window.tuxa = {state, pc, participants, lobby, error, …} and
+// `?autojoin=1` skips the Join click (not for patients: their consent is
+// always an explicit tick and click).
 
 import * as P from './protocol.js';
 import {
@@ -23,17 +34,19 @@ const $ = (id) => document.getElementById(id);
 // State visible to tests.
 
 const tuxa = {
-  state: 'loading', // loading | preview | joining | in-call | left | error
+  state: 'loading', // loading | preview | joining | waiting | in-call | left | error
   history: ['loading'], // every state this page has been in
   pc: null,
   ws: null,
   room: null, // {id, kind, title}
   you: null, // our Participant (after joined) or the join-check identity
   participants: {}, // the others, by id (decimal string keys)
+  lobby: [], // hosts: the latest list of people waiting to be admitted
   error: null, // last error code
   errors: [], // every error code seen, in order
   log: [],
   negotiations: 0, // completed offer/answer exchanges
+  consent: null, // patients: the answers sent, and the server's receipt time
 };
 window.tuxa = tuxa;
 
@@ -70,6 +83,7 @@ const SCREENS = {
   loading: 'screen-loading',
   preview: 'screen-preview',
   joining: 'screen-call',
+  waiting: 'screen-waiting',
   'in-call': 'screen-call',
   left: 'screen-left',
   error: 'screen-error',
@@ -84,6 +98,7 @@ function setState(state) {
   const shown = SCREENS[state];
   for (const id of new Set(Object.values(SCREENS))) $(id).hidden = id !== shown;
   updateCallBanner();
+  updateTitle();
 }
 
 let bannerText = null; // {key} or {code}
@@ -109,7 +124,7 @@ function updateCallBanner() {
 let shownError = null;
 const NO_RETRY = new Set([
   'token_malformed', 'token_invalid', 'token_expired', 'token_wrong_room',
-  'room_not_found', 'room_ended', 'no_token', 'bad_link', 'replaced',
+  'room_not_found', 'room_ended', 'no_token', 'bad_link', 'replaced', 'refused',
 ]);
 
 function fail(code) {
@@ -187,11 +202,13 @@ async function openInitialMedia() {
   rebuildLocalStream();
 }
 
+const LOCAL_VIDEOS = ['preview-video', 'waiting-video', 'self-video'];
+
 function rebuildLocalStream() {
   const tracks = [media.audio, media.video].filter(Boolean);
   media.stream = new MediaStream(tracks);
   const videoOnly = media.video ? new MediaStream([media.video]) : null;
-  for (const id of ['preview-video', 'self-video']) {
+  for (const id of LOCAL_VIDEOS) {
     const v = $(id);
     if (v.srcObject !== videoOnly) v.srcObject = videoOnly;
     if (videoOnly) v.play().catch(() => {});
@@ -308,13 +325,15 @@ function updateLocalUi() {
   const noVideo = media.camOff || !media.video;
   $('preview-off').hidden = !noVideo;
   $('preview-off-text').textContent = media.video ? t('cam_muted') : t('no_camera');
+  $('waiting-off').hidden = !noVideo;
+  $('waiting-off-text').textContent = media.video ? t('cam_muted') : t('no_camera');
   $('self-off').hidden = !noVideo;
   $('media-warning').hidden = !media.unavailable;
 }
 
 function stopLocalMedia() {
   for (const tr of [media.audio, media.video]) if (tr) tr.stop();
-  for (const id of ['preview-video', 'self-video']) $(id).srcObject = null;
+  for (const id of LOCAL_VIDEOS) $(id).srcObject = null;
 }
 
 // ---------------------------------------------------------------------------
@@ -334,8 +353,38 @@ function send(msg) {
   return true;
 }
 
+// ---------------------------------------------------------------------------
+// Consent (patients).
+
+/** Names the consent text shown (its wording per language and date). */
+const CONSENT_TEXT_VERSION = '2026-11';
+
+function needsConsent() {
+  return !!identity && identity.role === 'patient';
+}
+
+function consentAnswers() {
+  return {
+    text_version: `${getLang()}-${CONSENT_TEXT_VERSION}`,
+    remote_examination: $('consent-exam').checked,
+    third_parties: $('consent-third').checked,
+    recording: $('consent-recording').checked,
+  };
+}
+
+function updateJoinButton() {
+  const blocked = needsConsent() && !$('consent-exam').checked;
+  $('consent').hidden = !needsConsent();
+  $('join-btn').disabled = blocked;
+  $('consent-needed').hidden = !blocked;
+}
+
 function connect() {
   if (tuxa.state !== 'preview') return;
+  if (needsConsent() && !$('consent-exam').checked) {
+    updateJoinButton();
+    return;
+  }
   setState('joining');
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   let opened = false;
@@ -394,10 +443,25 @@ function onServerMsg(msg) {
   switch (msg.type) {
     case 'welcome':
       startKeepalive(msg.keepalive_interval_ms);
+      if (needsConsent()) {
+        // The hub handles a session's messages in order: the consent is
+        // recorded before the join is looked at.
+        tuxa.consent = consentAnswers();
+        send(P.consent(tuxa.consent));
+      }
       send(P.join(ROOM, TOKEN));
+      break;
+    case 'consent_recorded':
+      if (tuxa.consent) tuxa.consent.at = msg.at;
+      break;
+    case 'waiting':
+      onWaiting(msg);
       break;
     case 'joined':
       onJoined(msg);
+      break;
+    case 'lobby':
+      onLobby(msg.waiting);
       break;
     case 'participant_joined':
       upsertParticipant(msg.participant);
@@ -440,6 +504,10 @@ function describe(msg) {
       return `${msg.server}, keepalive ${msg.keepalive_interval_ms} ms, idle timeout ${msg.idle_timeout_ms} ms`;
     case 'joined':
       return `as ${msg.you.id} with [${msg.participants.map((p) => p.id).join(', ')}]`;
+    case 'waiting':
+      return `as ${msg.you.id} (${msg.you.role})`;
+    case 'lobby':
+      return `[${msg.waiting.map((p) => p.id).join(', ')}]`;
     default: {
       const { type, ...rest } = msg;
       return safeJson(rest);
@@ -452,6 +520,12 @@ function onServerError(msg) {
   tuxa.errors.push(msg.code);
   if (P.isFatalError(msg.code)) {
     fail(msg.code);
+    return;
+  }
+  if (msg.in_reply_to === 'admit' || msg.in_reply_to === 'refuse') {
+    // forbidden, not_waiting (someone else decided first, or they left),
+    // room_full: the call goes on; say so for a moment.
+    onLobbyActionFailed(msg.code);
     return;
   }
   switch (msg.code) {
@@ -479,6 +553,25 @@ function onServerError(msg) {
   }
 }
 
+function onWaiting(msg) {
+  tuxa.room = msg.room;
+  tuxa.you = msg.you;
+  $('room-title').textContent = msg.room.title;
+  renderWaiting();
+  setState('waiting');
+}
+
+function renderWaiting() {
+  const you = tuxa.you;
+  if (!you) return;
+  $('wait-name').textContent = you.name;
+  $('wait-role').textContent = roleName(you.role);
+  $('wait-facility').textContent = you.facility || '';
+  $('wait-facility').hidden = !you.facility;
+  $('wait-facility-dt').hidden = !you.facility;
+  $('wait-room').textContent = tuxa.room ? tuxa.room.title : '';
+}
+
 function onJoined(msg) {
   tuxa.room = msg.room;
   tuxa.you = msg.you;
@@ -490,6 +583,150 @@ function onJoined(msg) {
   createPeerConnection();
   enqueue('initial offer', sendOffer);
   updateGrid();
+}
+
+// ---------------------------------------------------------------------------
+// Lobby panel (hosts): who is waiting, with Admit and Refuse.
+
+const lobbyPending = new Set(); // ids we sent admit/refuse for, still listed
+let lobbyBannerTimer = null;
+
+function onLobby(waiting) {
+  const before = new Set(tuxa.lobby.map((p) => String(p.id)));
+  tuxa.lobby = waiting.map((p) => ({ ...p }));
+  // A decision sent stays pending until its person leaves the list (or an
+  // error about it comes back): a list sent for someone else's arrival in
+  // between must not re-enable the buttons.
+  const ids = new Set(tuxa.lobby.map((p) => String(p.id)));
+  for (const pid of [...lobbyPending]) if (!ids.has(pid)) lobbyPending.delete(pid);
+  const arrived = tuxa.lobby.filter((p) => !before.has(String(p.id)));
+  renderLobby(new Set(arrived.map((p) => String(p.id))));
+  if (arrived.length) {
+    $('lobby-announce').textContent = arrived.map((p) => `${p.name} ${t('lobby_arrived')}`).join('. ');
+    chime();
+  }
+}
+
+const lobbyEntries = new Map(); // pid → {li, name, meta, buttons}
+
+/** Draws the lobby panel, reusing each person's entry (a button under a finger stays put). */
+function renderLobby(fresh = new Set()) {
+  const list = $('lobby-list');
+  const n = tuxa.lobby.length;
+  $('lobby-panel').hidden = n === 0;
+  $('lobby-count').textContent = String(n);
+  const ids = new Set(tuxa.lobby.map((p) => String(p.id)));
+  for (const [pid, entry] of lobbyEntries) {
+    if (!ids.has(pid)) {
+      entry.li.remove();
+      lobbyEntries.delete(pid);
+    }
+  }
+  for (const p of tuxa.lobby) {
+    const pid = String(p.id);
+    const entry = lobbyEntries.get(pid) || makeLobbyEntry(pid);
+    entry.name.textContent = p.name;
+    entry.meta.textContent = [roleName(p.role), p.facility].filter(Boolean).join(' · ');
+    const pending = lobbyPending.has(pid);
+    for (const b of entry.buttons) {
+      const { key } = b.dataset;
+      b.textContent = t(key);
+      b.setAttribute('aria-label', `${t(key)}: ${p.name}`);
+      b.disabled = pending;
+    }
+    entry.li.toggleAttribute('aria-busy', pending);
+    if (fresh.has(pid)) {
+      // A short highlight (also without animations: prefers-reduced-motion).
+      entry.li.classList.add('is-new');
+      setTimeout(() => entry.li.classList.remove('is-new'), 4000);
+    }
+    list.append(entry.li); // keeps the server's order (oldest first)
+  }
+  updateTitle();
+}
+
+function makeLobbyEntry(pid) {
+  const li = document.createElement('li');
+  li.className = 'lobby-entry';
+  li.dataset.pid = pid;
+  const who = document.createElement('div');
+  who.className = 'lobby-who';
+  const name = document.createElement('span');
+  name.className = 'lobby-name';
+  const meta = document.createElement('span');
+  meta.className = 'lobby-meta';
+  who.append(name, meta);
+  const actions = document.createElement('div');
+  actions.className = 'lobby-actions';
+  const buttons = [
+    { action: 'admit', key: 'admit', cls: 'btn-admit' },
+    { action: 'refuse', key: 'refuse', cls: 'btn-refuse' },
+  ].map(({ action, key, cls }) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = `btn ${cls}`;
+    b.dataset.action = action;
+    b.dataset.key = key;
+    b.addEventListener('click', () => decide(pid, action));
+    return b;
+  });
+  actions.append(...buttons);
+  li.append(who, actions);
+  const entry = { li, name, meta, buttons };
+  lobbyEntries.set(pid, entry);
+  return entry;
+}
+
+function decide(pid, action) {
+  if (lobbyPending.has(pid)) return;
+  const msg = action === 'admit' ? P.admit(pid) : P.refuse(pid);
+  if (!send(msg)) return;
+  lobbyPending.add(pid);
+  renderLobby();
+}
+
+function onLobbyActionFailed(code) {
+  lobbyPending.clear();
+  renderLobby();
+  setBanner({ code });
+  clearTimeout(lobbyBannerTimer);
+  lobbyBannerTimer = setTimeout(() => {
+    if (bannerText && bannerText.code === code) setBanner(null);
+  }, 6000);
+}
+
+/** The page title shows how many wait, for a doctor whose tab is in the background. */
+function updateTitle() {
+  const n = tuxa.state === 'in-call' ? tuxa.lobby.length : 0;
+  document.title = n > 0 ? `(${n}) ${t('app_name')}` : t('app_name');
+}
+
+let audioCtx = null;
+
+/** A soft two-note chime: someone is waiting. */
+function chime() {
+  try {
+    const AC = window.AudioContext || window.webkitAudioContext;
+    if (!AC) return;
+    if (!audioCtx) audioCtx = new AC();
+    if (audioCtx.state === 'suspended') audioCtx.resume().catch(() => {});
+    const now = audioCtx.currentTime;
+    [[660, 0], [880, 0.18]].forEach(([freq, at]) => {
+      const osc = audioCtx.createOscillator();
+      const gain = audioCtx.createGain();
+      osc.type = 'sine';
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.0001, now + at);
+      gain.gain.exponentialRampToValueAtTime(0.15, now + at + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, now + at + 0.35);
+      osc.connect(gain).connect(audioCtx.destination);
+      osc.start(now + at);
+      osc.stop(now + at + 0.4);
+    });
+  } catch (e) {
+    log('chime failed', e);
+  }
+  try { if (navigator.vibrate) navigator.vibrate(150); } catch { /* ignore */ }
 }
 
 // ---------------------------------------------------------------------------
@@ -830,6 +1067,13 @@ function teardown() {
   trackOwner.clear();
   stopLocalMedia();
   setBanner(null);
+  clearLobby();
+}
+
+function clearLobby() {
+  tuxa.lobby = [];
+  lobbyPending.clear();
+  renderLobby();
 }
 
 function leave() {
@@ -846,6 +1090,7 @@ function leave() {
   for (const pid of [...tiles.keys()]) removeTile(pid);
   stopLocalMedia();
   setBanner(null);
+  clearLobby();
   setState('left');
 }
 
@@ -855,7 +1100,6 @@ function leave() {
 function applyLang() {
   const lang = getLang();
   document.documentElement.lang = lang;
-  document.title = t('app_name');
   for (const el of document.querySelectorAll('[data-i18n]')) {
     el.textContent = t(el.dataset.i18n);
   }
@@ -865,11 +1109,14 @@ function applyLang() {
   lb.setAttribute('aria-label', t('lang_switch_label'));
   lb.lang = lang === 'vi' ? 'en' : 'vi';
   renderIdentity();
+  renderWaiting();
+  renderLobby();
   renderError();
   updateLocalUi();
   for (const tile of tiles.values()) renderTile(tile);
   updateCallBanner();
   $('leave-btn').setAttribute('aria-label', t('leave'));
+  updateTitle();
 }
 
 let identity = null; // the join-check answer
@@ -945,11 +1192,12 @@ async function start() {
   tuxa.you = { name: identity.name, role: identity.role, facility: identity.facility };
   if (identity.room && identity.room.title) $('room-title').textContent = identity.room.title;
   renderIdentity();
+  updateJoinButton();
   await openInitialMedia();
   await refreshDevices();
   updateLocalUi();
   setState('preview');
-  if (AUTOJOIN) connect();
+  if (AUTOJOIN && !needsConsent()) connect();
 }
 
 function wireUi() {
@@ -960,7 +1208,9 @@ function wireUi() {
   onLangChange(applyLang);
   // The click is the user gesture that lets remote audio autoplay.
   $('join-btn').addEventListener('click', connect);
+  $('consent-exam').addEventListener('change', updateJoinButton);
   $('leave-btn').addEventListener('click', leave);
+  $('waiting-leave-btn').addEventListener('click', leave);
   $('retry-btn').addEventListener('click', () => location.reload());
   $('rejoin-btn').addEventListener('click', () => location.reload());
   $('sound-btn').addEventListener('click', () => {
@@ -977,7 +1227,7 @@ function wireUi() {
   }
   // Closing the tab: say goodbye so the others see "left", not "disconnected".
   window.addEventListener('pagehide', () => {
-    if (tuxa.state === 'in-call' && ws && ws.readyState === WebSocket.OPEN) {
+    if ((tuxa.state === 'in-call' || tuxa.state === 'waiting') && ws && ws.readyState === WebSocket.OPEN) {
       try { ws.send(P.encode(P.leave())); } catch { /* ignore */ }
     }
   });

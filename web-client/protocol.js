@@ -13,14 +13,18 @@ export const CLIENT_NAME = 'tuxa-web/0.1';
 
 /** Every `type` a client may send. */
 export const CLIENT_TYPES = Object.freeze([
-  'hello', 'join', 'offer', 'answer', 'mute', 'leave', 'ping',
+  'hello', 'join', 'consent', 'offer', 'answer', 'mute', 'leave', 'ping', 'admit', 'refuse',
+  'queue_join', 'queue_resume', 'queue_cancel',
+  'available', 'accept_patient', 'decline_patient', 'transfer', 'doctor_free',
 ]);
 
 /** Every `type` the server may send. */
 export const SERVER_TYPES = Object.freeze([
-  'welcome', 'joined', 'participant_joined', 'participant_left',
+  'welcome', 'joined', 'waiting', 'lobby', 'participant_joined', 'participant_left',
   'track_published', 'track_unpublished', 'mute_changed',
-  'offer', 'answer', 'pong', 'error',
+  'offer', 'answer', 'pong', 'consent_recorded', 'error',
+  'queue_status', 'queue_removed', 'patient_offer', 'patient_offer_withdrawn',
+  'doctor_status', 'call_ready',
 ]);
 
 /** Stable error codes (protocol/src/error.rs). Clients translate them. */
@@ -28,17 +32,19 @@ export const ERROR_CODES = Object.freeze([
   'bad_json', 'unknown_message', 'invalid_message', 'message_too_large',
   'unsupported_version', 'hello_required', 'already_negotiated',
   'not_joined', 'already_joined',
-  'token_malformed', 'token_invalid', 'token_expired', 'token_wrong_room',
+  'token_malformed', 'token_invalid', 'token_expired', 'token_wrong_room', 'token_not_yet_valid',
   'room_not_found', 'room_ended', 'room_full',
   'sdp_invalid', 'negotiation_glare', 'no_pending_offer',
   'idle_timeout', 'replaced',
+  'forbidden', 'not_waiting', 'refused', 'consent_required',
+  'login_failed', 'too_many_attempts', 'conflict', 'queue_refused', 'not_on_call',
   'unauthorized', 'bad_request', 'not_found',
   'server_shutdown', 'internal',
 ]);
 
 /** Errors after which the server closes the session. */
 export const FATAL_ERROR_CODES = Object.freeze([
-  'unsupported_version', 'room_ended', 'idle_timeout', 'replaced', 'server_shutdown',
+  'unsupported_version', 'room_ended', 'idle_timeout', 'replaced', 'refused', 'server_shutdown',
 ]);
 
 export const ROLES = Object.freeze(['patient', 'doctor', 'nurse', 'guest']);
@@ -78,6 +84,23 @@ export function join(room, token) {
   return { type: 'join', room: String(room), token: String(token) };
 }
 
+/**
+ * `consent {text_version, remote_examination, third_parties, recording}` —
+ * the patient's answer, per purpose, to the consent text of that version.
+ * Patients send it before `join`; it may be sent again to change an answer.
+ */
+export function consent({ text_version, remote_examination, third_parties, recording }) {
+  const v = String(text_version ?? '');
+  if (v.length < 1 || v.length > 64) throw new TypeError('consent: text_version must be 1 to 64 characters');
+  return {
+    type: 'consent',
+    text_version: v,
+    remote_examination: Boolean(remote_examination),
+    third_parties: Boolean(third_parties),
+    recording: Boolean(recording),
+  };
+}
+
 /** `offer {sdp}` — what the client publishes. */
 export function offer(sdp) {
   return { type: 'offer', sdp: String(sdp) };
@@ -104,8 +127,90 @@ export function ping(seq = 0) {
   return { type: 'ping', seq: Number(seq) };
 }
 
+// A participant id: a number, or its decimal string (tile and lobby entries
+// keep ids as strings).
+function checkParticipantId(what, id) {
+  const n = typeof id === 'string' && /^\d+$/.test(id) ? Number(id) : id;
+  if (!Number.isSafeInteger(n) || n < 0) throw new TypeError(`${what}: bad participant id ${id}`);
+  return n;
+}
+
+/** `admit {participant_id}` — a host lets a waiting participant in. */
+export function admit(participantId) {
+  return { type: 'admit', participant_id: checkParticipantId('admit', participantId) };
+}
+
+/** `refuse {participant_id}` — a host turns a waiting participant away. */
+export function refuse(participantId) {
+  return { type: 'refuse', participant_id: checkParticipantId('refuse', participantId) };
+}
+
+function checkStr(what, v, max) {
+  if (typeof v !== 'string' || v.length > max) throw new TypeError(`${what}: expected a string of at most ${max}`);
+  return v;
+}
+
+function checkUint(what, v) {
+  if (!Number.isSafeInteger(v) || v < 0) throw new TypeError(`${what}: expected a whole number`);
+  return v;
+}
+
+/** `queue_join` — a patient takes a place in an on-call queue (after `consent`). */
+export function queue_join({ queue, name, phone = '', reason = '' }) {
+  return {
+    type: 'queue_join',
+    queue: checkUint('queue_join', queue),
+    name: checkStr('queue_join name', name, 100),
+    phone: checkStr('queue_join phone', phone, 30),
+    reason: checkStr('queue_join reason', reason, 500),
+  };
+}
+
+/** `queue_resume` — takes a place back after the link dropped (2 minutes). */
+export function queue_resume(ticket) {
+  return { type: 'queue_resume', ticket: checkStr('queue_resume', ticket, 128) };
+}
+
+/** `queue_cancel` — gives the place up. */
+export function queue_cancel(ticket) {
+  return { type: 'queue_cancel', ticket: checkStr('queue_cancel', ticket, 128) };
+}
+
+/** `available` — a signed-in doctor on call takes patients from these queues ([] = stops). */
+export function available(queues) {
+  if (!Array.isArray(queues)) throw new TypeError('available: expected a list of queue ids');
+  return { type: 'available', queues: queues.map((q) => checkUint('available', q)) };
+}
+
+export function accept_patient(ticket) {
+  return { type: 'accept_patient', ticket: checkStr('accept_patient', ticket, 128) };
+}
+
+export function decline_patient(ticket) {
+  return { type: 'decline_patient', ticket: checkStr('decline_patient', ticket, 128) };
+}
+
+/** `transfer` — to a queue ({queue}) or a doctor ({doctor}), exactly one. */
+export function transfer(ticket, { queue, doctor } = {}) {
+  if ((queue === undefined) === (doctor === undefined)) {
+    throw new TypeError('transfer: name exactly one of queue or doctor');
+  }
+  const msg = { type: 'transfer', ticket: checkStr('transfer', ticket, 128) };
+  if (queue !== undefined) msg.queue = checkUint('transfer queue', queue);
+  if (doctor !== undefined) msg.doctor = checkUint('transfer doctor', doctor);
+  return msg;
+}
+
+export function doctor_free() {
+  return { type: 'doctor_free' };
+}
+
 /** The constructors by message type. */
-export const clientMessages = Object.freeze({ hello, join, offer, answer, mute, leave, ping });
+export const clientMessages = Object.freeze({
+  hello, join, consent, offer, answer, mute, leave, ping, admit, refuse,
+  queue_join, queue_resume, queue_cancel,
+  available, accept_patient, decline_patient, transfer, doctor_free,
+});
 
 /** Serialises a client message for the WebSocket. */
 export function encode(msg) {
@@ -151,6 +256,10 @@ const SERVER_SCHEMAS = {
     room: isRoom, you: isParticipant,
     participants: (v) => Array.isArray(v) && v.every(isParticipant),
   },
+  // Patients and guests, instead of `joined`: wait for a host to admit them.
+  waiting: { room: isRoom, you: isParticipant },
+  // To hosts: everyone waiting, oldest first.
+  lobby: { waiting: (v) => Array.isArray(v) && v.every(isParticipant) },
   participant_joined: { participant: isParticipant },
   participant_left: { participant_id: isUint, reason: oneOf(LEAVE_REASONS) },
   track_published: {
@@ -162,6 +271,20 @@ const SERVER_SCHEMAS = {
   offer: { sdp: isStr },
   answer: { sdp: isStr },
   pong: { seq: isUint },
+  consent_recorded: { text_version: isStr, at: isUint },
+  queue_status: {
+    ticket: isStr, queue: isUint, state: oneOf(['queued', 'offered', 'waiting_for_doctor']),
+    position: (v) => v === undefined || isUint(v),
+    estimate_secs: (v) => v === undefined || isUint(v),
+  },
+  queue_removed: { ticket: isStr, reason: isStr },
+  patient_offer: {
+    ticket: isStr, queue: isUint, name: isStr, phone: isStr, reason: isStr,
+    waited_secs: isUint, expires_in_secs: isUint, transferred: isBool,
+  },
+  patient_offer_withdrawn: { ticket: isStr, reason: isStr },
+  doctor_status: { available: isBool, queues: (v) => Array.isArray(v) && v.every(isUint), on_call: isBool },
+  call_ready: { ticket: isStr, url: isStr },
   // An unknown code from a newer server is still an error to show.
   error: { code: isStr, message: isStr, in_reply_to: isOptStr },
 };

@@ -65,6 +65,12 @@ pub enum ErrorCode {
     TooManyAttempts,
     /// A unique name or number is already taken.
     Conflict,
+    /// A queue request was refused; the message says why (`unknown_queue`,
+    /// `queue_closed`, `queue_full`, `unknown_ticket`, `no_such_offer`, …).
+    QueueRefused,
+    /// A doctor-only action from a session that is not a signed-in doctor
+    /// on call for that queue.
+    NotOnCall,
     /// HTTP API: missing or wrong admin key.
     Unauthorized,
     /// HTTP API: the request body or path was not acceptable.
@@ -109,6 +115,8 @@ impl ErrorCode {
             ErrorCode::LoginFailed => "login_failed",
             ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::QueueRefused => "queue_refused",
+            ErrorCode::NotOnCall => "not_on_call",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::NotFound => "not_found",

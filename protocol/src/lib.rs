@@ -13,8 +13,8 @@ mod msg;
 pub use error::{ErrorCode, ProtocolError};
 pub use ids::{ConsultationKind, MediaKind, ParticipantId, Role, RoomId, RoomIdError, TrackId};
 pub use msg::{
-    ClientMsg, LeaveReason, ParticipantInfo, RoomInfo, ServerMsg, TrackInfo, parse_client_msg,
-    parse_server_msg,
+    ClientMsg, LeaveReason, ParticipantInfo, QueueState, RoomInfo, ServerMsg, TrackInfo,
+    parse_client_msg, parse_server_msg,
 };
 
 /// Protocol versions this build speaks, newest last. The client's `hello`

@@ -44,13 +44,58 @@ pub enum ClientMsg {
     Admit { participant_id: ParticipantId },
     /// A host turns a waiting participant away.
     Refuse { participant_id: ParticipantId },
+    /// A patient takes a place in an on-call queue (consent first).
+    QueueJoin {
+        queue: u64,
+        name: String,
+        phone: String,
+        reason: String,
+    },
+    /// A patient whose link dropped takes their place back (within 2 min).
+    QueueResume { ticket: String },
+    /// A patient gives up their place.
+    QueueCancel { ticket: String },
+    /// A signed-in doctor on call is available for these queues (empty: not).
+    Available { queues: Vec<u64> },
+    /// A doctor accepts the patient offered to them.
+    AcceptPatient { ticket: String },
+    /// A doctor passes the offered patient to the next doctor.
+    DeclinePatient { ticket: String },
+    /// A doctor sends the patient of their call to another queue (at its
+    /// head) or another doctor, without the patient queueing again.
+    Transfer {
+        ticket: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queue: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        doctor: Option<u64>,
+    },
+    /// A doctor finished their call and takes patients again.
+    DoctorFree {},
 }
 
 impl ClientMsg {
     /// Every `type` a client may send, for telling unknown types from
     /// malformed known ones.
     pub const TYPES: &'static [&'static str] = &[
-        "hello", "join", "consent", "offer", "answer", "mute", "leave", "ping", "admit", "refuse",
+        "hello",
+        "join",
+        "consent",
+        "offer",
+        "answer",
+        "mute",
+        "leave",
+        "ping",
+        "admit",
+        "refuse",
+        "queue_join",
+        "queue_resume",
+        "queue_cancel",
+        "available",
+        "accept_patient",
+        "decline_patient",
+        "transfer",
+        "doctor_free",
     ];
 
     pub fn type_name(&self) -> &'static str {
@@ -65,6 +110,14 @@ impl ClientMsg {
             ClientMsg::Ping { .. } => "ping",
             ClientMsg::Admit { .. } => "admit",
             ClientMsg::Refuse { .. } => "refuse",
+            ClientMsg::QueueJoin { .. } => "queue_join",
+            ClientMsg::QueueResume { .. } => "queue_resume",
+            ClientMsg::QueueCancel { .. } => "queue_cancel",
+            ClientMsg::Available { .. } => "available",
+            ClientMsg::AcceptPatient { .. } => "accept_patient",
+            ClientMsg::DeclinePatient { .. } => "decline_patient",
+            ClientMsg::Transfer { .. } => "transfer",
+            ClientMsg::DoctorFree {} => "doctor_free",
         }
     }
 }
@@ -92,6 +145,15 @@ pub struct RoomInfo {
 pub struct TrackInfo {
     pub id: TrackId,
     pub kind: MediaKind,
+}
+
+/// Where a patient in a queue stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueState {
+    Queued,
+    Offered,
+    WaitingForDoctor,
 }
 
 /// Why a participant is no longer in the room.
@@ -163,6 +225,51 @@ pub enum ServerMsg {
     },
     Pong {
         seq: u64,
+    },
+    /// To a patient in a queue: where they stand. `state` is `queued` (with
+    /// `position`, 1 = next, and `estimate_secs` when a doctor is on call),
+    /// `offered` (a doctor is reading their card) or `waiting_for_doctor`
+    /// (transferred to a named doctor).
+    QueueStatus {
+        ticket: String,
+        queue: u64,
+        state: QueueState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        position: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        estimate_secs: Option<u64>,
+    },
+    /// To a patient: this session no longer holds the ticket.
+    QueueRemoved {
+        ticket: String,
+        reason: String,
+    },
+    /// To a doctor: a patient to accept or decline within `expires_in_secs`.
+    PatientOffer {
+        ticket: String,
+        queue: u64,
+        name: String,
+        phone: String,
+        reason: String,
+        waited_secs: u64,
+        expires_in_secs: u64,
+        transferred: bool,
+    },
+    /// To a doctor: the offer is gone (`reason`: expired, patient_cancelled, …).
+    PatientOfferWithdrawn {
+        ticket: String,
+        reason: String,
+    },
+    /// To a doctor: their availability as the server sees it.
+    DoctorStatus {
+        available: bool,
+        queues: Vec<u64>,
+        on_call: bool,
+    },
+    /// To both, after an accept: the link into the call.
+    CallReady {
+        ticket: String,
+        url: String,
     },
     /// The consent answers were recorded (with the server's time).
     ConsentRecorded {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tuxa_protocol::{ConsultationKind, ErrorCode, Role, RoomId};
 
-use crate::http::{self, ApiError, AppState, check_admin};
+use crate::http::{self, ApiError, AppState, LinkSpec, check_admin};
 use crate::hub_task::unix_now;
 
 /// Links open this long before the appointment.
@@ -103,21 +103,29 @@ async fn create(
     let doctor = http::mint(
         &state,
         &room,
-        Role::Doctor,
-        req.doctor.name.trim().to_owned(),
-        req.doctor.facility,
-        ttl,
-        Some(opens_at),
+        LinkSpec {
+            not_before: Some(opens_at),
+            ..LinkSpec::new(
+                Role::Doctor,
+                req.doctor.name.trim().to_owned(),
+                req.doctor.facility,
+                ttl,
+            )
+        },
     )
     .await?;
     let patient = http::mint(
         &state,
         &room,
-        Role::Patient,
-        req.patient.name.trim().to_owned(),
-        req.patient.facility,
-        ttl,
-        Some(opens_at),
+        LinkSpec {
+            not_before: Some(opens_at),
+            ..LinkSpec::new(
+                Role::Patient,
+                req.patient.name.trim().to_owned(),
+                req.patient.facility,
+                ttl,
+            )
+        },
     )
     .await?;
     let (starts_at, duration) = (req.starts_at as i64, req.duration_min as i64);

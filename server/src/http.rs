@@ -164,16 +164,52 @@ fn parse_room(id: &str) -> ApiResult<RoomId> {
     RoomId::parse(id).map_err(|_| ApiError::new(ErrorCode::NotFound, "no such consultation"))
 }
 
-async fn ws_upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+async fn ws_upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
     let sid = SessionId(state.next_session.fetch_add(1, Ordering::Relaxed));
     let hub = state.hub.clone();
     let shutdown = state.shutdown.clone();
+    let staff = staff_info(&state, &headers).await;
     // Frames up to 1 MiB are read so that the protocol can answer
     // `message_too_large` for anything over its own 64 KiB limit; beyond
     // 1 MiB the WebSocket layer closes the connection.
     ws.max_message_size(16 * MAX_MESSAGE_BYTES)
         .max_frame_size(16 * MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| crate::ws::session(socket, sid, hub, shutdown))
+        .on_upgrade(move |socket| crate::ws::session(socket, sid, hub, shutdown, staff))
+}
+
+/// A WebSocket opened with a staff sign-in cookie: who it is, and which
+/// queues they are on call for now (rosters are read at connection time; a
+/// shift that starts later needs a reconnect, which the console does).
+async fn staff_info(state: &AppState, headers: &HeaderMap) -> Option<tuxa_signaling::StaffInfo> {
+    let me = crate::auth::signed_in(state, headers).await.ok()?;
+    let staff_id = me.profile.staff.id;
+    let now = unix_now() as i64;
+    let on_call = state
+        .store
+        .call(move |c| {
+            let mut ids = Vec::new();
+            for q in crate::queues::queues(c)? {
+                if crate::queues::on_call(c, q.id, staff_id, now)? {
+                    ids.push(q.id as u64);
+                }
+            }
+            Ok(ids)
+        })
+        .await
+        .ok()?;
+    Some(tuxa_signaling::StaffInfo {
+        staff: tuxa_signaling::queue::StaffRef {
+            id: staff_id.0 as u64,
+            name: me.profile.staff.name.clone(),
+            facility: me.profile.staff.facility_id.0 as u64,
+        },
+        is_doctor: me.profile.staff.role == crate::directory::StaffRole::Doctor,
+        on_call,
+    })
 }
 
 #[derive(Deserialize)]
@@ -426,21 +462,46 @@ async fn mint_link(
         ));
     }
     let room = parse_room(&row.id)?;
-    let link = mint(&state, &room, role, name, facility, ttl, None).await?;
+    let link = mint(&state, &room, LinkSpec::new(role, name, facility, ttl)).await?;
     Ok((StatusCode::CREATED, Json(link)))
 }
 
 /// Mints a token, records that it was minted (not the token itself), and
 /// returns the link.
-pub async fn mint(
-    state: &AppState,
-    room: &RoomId,
-    role: Role,
-    name: String,
-    facility: Option<String>,
-    ttl_secs: u64,
-    not_before: Option<u64>,
-) -> ApiResult<Value> {
+/// What a join link grants.
+pub struct LinkSpec {
+    pub role: Role,
+    pub name: String,
+    pub facility: Option<String>,
+    pub ttl_secs: u64,
+    /// Appointment links open shortly before the appointment.
+    pub not_before: Option<u64>,
+    /// Skips the lobby (a patient a doctor accepted from a queue).
+    pub pre_admitted: bool,
+}
+
+impl LinkSpec {
+    pub fn new(role: Role, name: String, facility: Option<String>, ttl_secs: u64) -> LinkSpec {
+        LinkSpec {
+            role,
+            name,
+            facility,
+            ttl_secs,
+            not_before: None,
+            pre_admitted: false,
+        }
+    }
+}
+
+pub async fn mint(state: &AppState, room: &RoomId, spec: LinkSpec) -> ApiResult<Value> {
+    let LinkSpec {
+        role,
+        name,
+        facility,
+        ttl_secs,
+        not_before,
+        pre_admitted,
+    } = spec;
     let now = unix_now();
     let claims = Claims {
         room: room.clone(),
@@ -449,6 +510,7 @@ pub async fn mint(
         facility,
         expires_at: now + ttl_secs,
         not_before,
+        pre_admitted,
     };
     let token = state.tokens.mint(&claims, random_bytes());
     let c = claims.clone();

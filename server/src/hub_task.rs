@@ -52,6 +52,8 @@ pub struct HubTask {
     pub rx: mpsc::UnboundedReceiver<HubMsg>,
     pub media: mpsc::UnboundedSender<MediaCommand>,
     pub store: Store,
+    /// Accepted queue patients, for the task that creates their rooms.
+    pub pairings: mpsc::UnboundedSender<tuxa_signaling::queue::Pairing>,
 }
 
 impl HubTask {
@@ -125,6 +127,9 @@ impl HubTask {
                     let _ = self.media.send(cmd);
                 }
                 Output::Record(ev) => record(&self.store, ev),
+                Output::Paired(p) => {
+                    let _ = self.pairings.send(p);
+                }
             }
         }
     }
@@ -132,8 +137,14 @@ impl HubTask {
 
 fn record(store: &Store, ev: RecordEvent) {
     let now = unix_now() as i64;
-    store.audit(audit_entry(now, &ev));
+    if let Some(entry) = audit_entry(now, &ev) {
+        store.audit(entry);
+    }
     match ev {
+        RecordEvent::Queue(ev) => {
+            // Operational, not security-relevant: the log, not the audit chain.
+            tracing::info!(?ev, "queue");
+        }
         RecordEvent::Joined { room, participant } => {
             tracing::info!(room = %room, participant = %participant.id, role = participant.role.as_str(), "joined");
             store.spawn("attendance", move |c| {
@@ -214,8 +225,9 @@ fn record(store: &Store, ev: RecordEvent) {
     }
 }
 
-fn audit_entry(now: i64, ev: &RecordEvent) -> Entry {
-    match ev {
+fn audit_entry(now: i64, ev: &RecordEvent) -> Option<Entry> {
+    Some(match ev {
+        RecordEvent::Queue(_) => return None,
         RecordEvent::Joined { room, participant } => Entry {
             at: now,
             action: Action::Joined,
@@ -289,5 +301,5 @@ fn audit_entry(now: i64, ev: &RecordEvent) -> Entry {
             actor: format!("participant:{by}"),
             detail: serde_json::json!({ "participant": participant }),
         },
-    }
+    })
 }

@@ -172,7 +172,8 @@ pub async fn run(
             ..HubConfig::default()
         },
         tokens.clone(),
-    );
+    )
+    .with_ticket_key(random_bytes());
     for r in &rooms {
         let (Ok(id), Some(kind)) = (RoomId::parse(&r.id), ConsultationKind::parse(&r.kind)) else {
             continue;
@@ -195,6 +196,22 @@ pub async fn run(
             ),
         );
     }
+    let open_queues = store
+        .call(|c| queues::queues(c))
+        .await
+        .context("loading the on-call queues")?;
+    for q in open_queues {
+        hub.handle(
+            std::time::Instant::now(),
+            hub_task::unix_now(),
+            Input::QueueOpened {
+                queue: q.id as u64,
+                name: q.name,
+                facility: q.facility_id.0 as u64,
+            },
+        );
+    }
+    let (pairings_tx, pairings_rx) = mpsc::unbounded_channel();
     store.audit(audit::Entry {
         at: hub_task::unix_now() as i64,
         action: audit::Action::ServerStarted,
@@ -208,6 +225,7 @@ pub async fn run(
             rx: hub_rx,
             media: media_tx,
             store: store.clone(),
+            pairings: pairings_tx,
         }
         .run(),
     );
@@ -238,6 +256,7 @@ pub async fn run(
         shutdown: shutdown_rx.clone(),
     };
     let app = http::router(state.clone());
+    tokio::spawn(pairing_task(state.clone(), pairings_rx));
 
     listeners.http.set_nonblocking(true)?;
     let tcp = tokio::net::TcpListener::from_std(listeners.http)?;
@@ -362,22 +381,24 @@ async fn print_demo(state: &http::AppState) {
         let doctor = http::mint(
             state,
             &room,
-            Role::Doctor,
-            "BS. Demo".into(),
-            Some("Bệnh viện đa khoa tỉnh".into()),
-            86_400,
-            None,
+            http::LinkSpec::new(
+                Role::Doctor,
+                "BS. Demo".into(),
+                Some("Bệnh viện đa khoa tỉnh".into()),
+                86_400,
+            ),
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let patient = http::mint(
             state,
             &room,
-            Role::Patient,
-            "Bệnh nhân Demo".into(),
-            Some("Trạm y tế xã".into()),
-            86_400,
-            None,
+            http::LinkSpec::new(
+                Role::Patient,
+                "Bệnh nhân Demo".into(),
+                Some("Trạm y tế xã".into()),
+                86_400,
+            ),
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -422,4 +443,83 @@ pub fn verify_audit(data_dir: &std::path::Path) -> anyhow::Result<(String, bool)
             false,
         ),
     })
+}
+
+/// Makes the room of each queue pairing: a visit, the doctor's link and the
+/// patient's (pre-admitted: the doctor already accepted them), then hands the
+/// links to the hub, which sends each their own.
+async fn pairing_task(
+    state: http::AppState,
+    mut pairings: mpsc::UnboundedReceiver<tuxa_signaling::queue::Pairing>,
+) {
+    while let Some(p) = pairings.recv().await {
+        let queue_id = p.queue.0 as i64;
+        let queue_name = state
+            .store
+            .call(move |c| queues::queue(c, queue_id))
+            .await
+            .ok()
+            .flatten()
+            .map(|q| q.name)
+            .unwrap_or_else(|| "Khám từ xa".into());
+        let made = async {
+            let row = http::create(&state, ConsultationKind::Visit, queue_name).await?;
+            let room = RoomId::parse(&row.id)
+                .map_err(|_| http::ApiError::new(tuxa_protocol::ErrorCode::Internal, "room id"))?;
+            // A consultation from the queue lasts hours at most.
+            let ttl = 4 * 3600;
+            let doctor = http::mint(
+                &state,
+                &room,
+                http::LinkSpec::new(Role::Doctor, p.doctor.name.clone(), None, ttl),
+            )
+            .await?;
+            let patient = http::mint(
+                &state,
+                &room,
+                http::LinkSpec {
+                    pre_admitted: true,
+                    ..http::LinkSpec::new(Role::Patient, p.card.name.clone(), None, ttl)
+                },
+            )
+            .await?;
+            Ok::<_, http::ApiError>(tuxa_signaling::CallLinks {
+                ticket: p.ticket.0.clone(),
+                room,
+                patient_url: patient["url"].as_str().unwrap_or_default().to_owned(),
+                doctor_url: doctor["url"].as_str().unwrap_or_default().to_owned(),
+            })
+        }
+        .await;
+        match made {
+            Ok(links) => {
+                let _ = state.hub.send(hub_task::HubMsg::Input(Input::CallReady {
+                    links,
+                    patient: p.patient_session,
+                    doctor: p.doctor_session,
+                }));
+            }
+            Err(e) => tracing::error!("could not make the room of a queue call: {e:?}"),
+        }
+    }
+}
+
+/// The current code of a TOTP secret given as base32 (as `POST /api/v1/staff`
+/// returns it): what an authenticator app shows. For tests and tooling.
+pub fn totp_code(secret_base32: &str, unix: u64) -> Option<String> {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut bits: u64 = 0;
+    let mut n = 0;
+    let mut key = Vec::new();
+    for c in secret_base32.bytes().filter(|c| *c != b'=' && *c != b' ') {
+        let v = ALPHABET.iter().position(|a| *a == c.to_ascii_uppercase())? as u64;
+        bits = (bits << 5) | v;
+        n += 5;
+        if n >= 8 {
+            n -= 8;
+            key.push((bits >> n) as u8);
+            bits &= (1 << n) - 1;
+        }
+    }
+    Some(format!("{:06}", auth::totp(&key, unix, 6)))
 }

@@ -218,6 +218,13 @@ async fn create(
         .await
         .map_err(internal)?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such facility"))?;
+    let _ = state.hub.send(crate::hub_task::HubMsg::Input(
+        tuxa_signaling::Input::QueueOpened {
+            queue: q.id as u64,
+            name: q.name.clone(),
+            facility: q.facility_id.0 as u64,
+        },
+    ));
     state.store.audit(Entry {
         at: unix_now() as i64,
         action: Action::QueueCreated,

@@ -14,10 +14,14 @@ pub async fn session(
     sid: SessionId,
     hub: mpsc::UnboundedSender<HubMsg>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
+    staff: Option<tuxa_signaling::StaffInfo>,
 ) {
     let (tx, mut rx) = mpsc::channel(SESSION_QUEUE);
     if hub.send(HubMsg::Register(sid, tx)).is_err() {
         return;
+    }
+    if let Some(staff) = staff {
+        let _ = hub.send(HubMsg::Input(Input::Identified(sid, staff)));
     }
     let (mut sink, mut stream) = socket.split();
     loop {

@@ -17,6 +17,8 @@ use tuxa_protocol::{
     ServerMsg,
 };
 
+use crate::hub_queue::{CallLinks, StaffInfo};
+use crate::queue::{Pairing, QueueBook, QueueConfig, QueueEvent, QueueId, QueueInput};
 use crate::token::{TokenError, TokenKey};
 
 /// One WebSocket connection, numbered by the server.
@@ -46,6 +48,20 @@ pub enum Input {
     FromMedia(ParticipantId, ServerMsg),
     /// The media side lost a participant's transport (ICE/DTLS failed).
     MediaGone(ParticipantId),
+    /// The session's WebSocket came with a staff sign-in.
+    Identified(SessionId, StaffInfo),
+    /// An on-call queue exists (from the store, at start or when created).
+    QueueOpened {
+        queue: u64,
+        name: String,
+        facility: u64,
+    },
+    /// The server made the room and links of a pairing.
+    CallReady {
+        links: CallLinks,
+        patient: Option<SessionId>,
+        doctor: Option<SessionId>,
+    },
 }
 
 /// What the SFU must do for the hub.
@@ -81,6 +97,8 @@ pub enum RecordEvent {
         room: RoomId,
         code: ErrorCode,
     },
+    /// Something happened in an on-call queue.
+    Queue(QueueEvent),
     /// A patient's consent answers, at join or when changed.
     Consent {
         room: RoomId,
@@ -107,6 +125,9 @@ pub enum RecordEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     Send(SessionId, ServerMsg),
+    /// A doctor accepted a patient from a queue: create the room, mint both
+    /// links (the patient's pre-admitted) and answer with `Input::CallReady`.
+    Paired(Pairing),
     /// Close the session (after the frames queued before this one).
     Close(SessionId),
     Media(MediaCommand),
@@ -153,6 +174,8 @@ struct Session {
     last_heard: Instant,
     /// The patient's latest consent answers on this session.
     consent: Option<Consent>,
+    /// Set when the WebSocket came with a staff sign-in.
+    staff: Option<StaffInfo>,
 }
 
 /// A patient's answers to the consent text, one per purpose (Law 91/2025:
@@ -191,6 +214,13 @@ pub struct Hub {
     participants: HashMap<ParticipantId, RoomId>,
     next_participant: u64,
     out: VecDeque<Output>,
+    /// The on-call queues (see `hub_queue.rs`).
+    pub(crate) queues: QueueBook,
+    /// Queue calls whose room exists, by ticket, and the ticket of each room.
+    pub(crate) calls: HashMap<String, CallLinks>,
+    pub(crate) room_calls: HashMap<RoomId, String>,
+    pub(crate) ticket_key: aws_lc_rs::hmac::Key,
+    pub(crate) ticket_counter: u64,
 }
 
 impl Hub {
@@ -203,7 +233,47 @@ impl Hub {
             participants: HashMap::new(),
             next_participant: 1,
             out: VecDeque::new(),
+            queues: QueueBook::new(QueueConfig::default()),
+            calls: HashMap::new(),
+            room_calls: HashMap::new(),
+            ticket_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &[0; 32]),
+            ticket_counter: 0,
         }
+    }
+
+    /// Sets the key queue tickets are derived from. The server passes fresh
+    /// random bytes; without it tickets are predictable (fine in tests only).
+    pub fn with_ticket_key(mut self, key: [u8; 32]) -> Hub {
+        self.ticket_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key);
+        self
+    }
+
+    pub(crate) fn session_consents(&self, sid: SessionId) -> bool {
+        self.sessions
+            .get(&sid)
+            .and_then(|s| s.consent.as_ref())
+            .is_some_and(|c| c.remote_examination)
+    }
+
+    pub(crate) fn session_staff(&self, sid: SessionId) -> Option<StaffInfo> {
+        self.sessions.get(&sid).and_then(|s| s.staff.clone())
+    }
+
+    pub(crate) fn reply(&mut self, sid: SessionId, code: ErrorCode, message: &str, ty: &str) {
+        self.reply_error(sid, code, message.to_owned(), Some(ty));
+    }
+
+    pub(crate) fn push_send(&mut self, sid: SessionId, msg: ServerMsg) {
+        self.out.push_back(Output::Send(sid, msg));
+    }
+
+    pub(crate) fn push_output(&mut self, o: Output) {
+        self.out.push_back(o);
+    }
+
+    /// The on-call queues, for the API and the tests.
+    pub fn queue_book(&self) -> &QueueBook {
+        &self.queues
     }
 
     /// Feeds one input. `now` drives timeouts; `now_unix` (seconds) is
@@ -217,11 +287,15 @@ impl Hub {
                         state: SessionState::AwaitingHello,
                         last_heard: now,
                         consent: None,
+                        staff: None,
                     },
                 );
             }
             Input::Frame(sid, frame) => self.on_frame(now, now_unix, sid, frame),
             Input::Disconnected(sid) => {
+                self.queues
+                    .handle(now, QueueInput::SessionClosed { session: sid });
+                self.pump_queues(now);
                 if let Some(session) = self.sessions.remove(&sid) {
                     match session.state {
                         SessionState::Joined { room, participant } => {
@@ -242,7 +316,35 @@ impl Hub {
                     lobby: BTreeMap::new(),
                 });
             }
-            Input::EndRoom(room_id) => self.end_room(&room_id),
+            Input::EndRoom(room_id) => {
+                self.end_room(&room_id);
+                self.queue_room_ended(now, &room_id);
+            }
+            Input::Identified(sid, staff) => {
+                if let Some(s) = self.sessions.get_mut(&sid) {
+                    s.staff = Some(staff);
+                }
+            }
+            Input::QueueOpened {
+                queue,
+                name,
+                facility,
+            } => {
+                self.queues.handle(
+                    now,
+                    QueueInput::OpenQueue {
+                        queue: QueueId(queue),
+                        name,
+                        facility,
+                    },
+                );
+                self.pump_queues(now);
+            }
+            Input::CallReady {
+                links,
+                patient,
+                doctor,
+            } => self.on_call_ready(now, links, patient, doctor),
             Input::FromMedia(pid, msg) => {
                 if let Some(sid) = self.session_of(pid) {
                     self.out.push_back(Output::Send(sid, msg));
@@ -283,10 +385,13 @@ impl Hub {
             // The client never said goodbye: it is "disconnected", not "left".
             self.drop_session(sid, LeaveReason::Disconnected);
         }
+        let queue_deadline = self.queues.handle_timeout(now);
+        self.pump_queues(now);
         self.sessions
             .values()
             .filter(|s| !matches!(s.state, SessionState::Closing))
             .map(|s| s.last_heard + idle)
+            .chain(queue_deadline)
             .min()
     }
 
@@ -425,6 +530,17 @@ impl Hub {
                 Some(ty),
             ),
             (_, ClientMsg::Ping { seq }) => self.send(sid, ServerMsg::Pong { seq }),
+            (
+                _,
+                msg @ (ClientMsg::QueueJoin { .. }
+                | ClientMsg::QueueResume { .. }
+                | ClientMsg::QueueCancel { .. }
+                | ClientMsg::Available { .. }
+                | ClientMsg::AcceptPatient { .. }
+                | ClientMsg::DeclinePatient { .. }
+                | ClientMsg::Transfer { .. }
+                | ClientMsg::DoctorFree {}),
+            ) => self.on_queue_msg(now, sid, msg),
             (
                 _,
                 ClientMsg::Consent {
@@ -596,6 +712,7 @@ impl Hub {
                 consent,
             }));
         }
+        let pre_admitted = claims.pre_admitted;
         let info = ParticipantInfo {
             id: pid,
             name: claims.name,
@@ -605,7 +722,7 @@ impl Hub {
             video_muted: false,
         };
         self.participants.insert(pid, room_id.clone());
-        if info.role.waits_in_lobby() {
+        if info.role.waits_in_lobby() && !pre_admitted {
             room.lobby.insert(
                 pid,
                 Member {
@@ -845,7 +962,15 @@ impl Hub {
             ClientMsg::Hello { .. }
             | ClientMsg::Ping { .. }
             | ClientMsg::Join { .. }
-            | ClientMsg::Consent { .. } => {}
+            | ClientMsg::Consent { .. }
+            | ClientMsg::QueueJoin { .. }
+            | ClientMsg::QueueResume { .. }
+            | ClientMsg::QueueCancel { .. }
+            | ClientMsg::Available { .. }
+            | ClientMsg::AcceptPatient { .. }
+            | ClientMsg::DeclinePatient { .. }
+            | ClientMsg::Transfer { .. }
+            | ClientMsg::DoctorFree {} => {}
         }
     }
 

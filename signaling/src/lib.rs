@@ -7,6 +7,7 @@
 
 mod b64;
 pub mod hub;
+mod hub_queue;
 pub mod queue;
 pub mod token;
 
@@ -20,3 +21,5 @@ pub use queue::{
 pub use token::{Claims, TokenError, TokenKey};
 
 pub use b64::{decode as b64_decode, encode as b64_encode};
+
+pub use hub_queue::{CallLinks, StaffInfo};

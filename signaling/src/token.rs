@@ -39,6 +39,10 @@ pub struct Claims {
     /// open shortly before the appointment). Absent: valid at once.
     #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<u64>,
+    /// Enters without waiting in the lobby: a patient a doctor already
+    /// accepted from the on-call queue.
+    #[serde(rename = "a", default, skip_serializing_if = "std::ops::Not::not")]
+    pub pre_admitted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -170,6 +174,7 @@ mod tests {
             facility: Some("Trạm y tế xã Tân Lập".into()),
             expires_at: 2_000,
             not_before: None,
+            pre_admitted: false,
         }
     }
 

@@ -115,6 +115,7 @@ impl World {
             facility: Some(format!("Trạm y tế của {name}")),
             expires_at: UNIX_NOW + 3600,
             not_before: None,
+            pre_admitted: false,
         }
     }
 
@@ -740,6 +741,7 @@ fn join_success_uses_the_token_not_the_client() {
         facility: None,
         expires_at: UNIX_NOW + 60,
         not_before: None,
+        pre_admitted: false,
     };
     let token = w.mint(&claims);
     let out = w.frame(

@@ -52,6 +52,12 @@ if [[ -z "${TUXA_IN_NETNS:-}" ]]; then
     fi
   fi
   export TUXA_BIN
+  # The server embeds web-client/ at build time: a binary older than the
+  # client's files serves the old client.
+  stale="$(find "$ROOT/web-client" -maxdepth 1 -type f -newer "$TUXA_BIN" -printf '%f ' 2>/dev/null || true)"
+  if [[ -n "$stale" ]]; then
+    log "WARNING: $TUXA_BIN is older than web-client/ ($stale): it serves the old client; rebuild with cargo build --release -p tuxa-server"
+  fi
 
   # Keep every packet on a private loopback: re-run this script in a new
   # network namespace when the kernel lets us make one.

@@ -48,7 +48,20 @@ pub struct SignalClient {
 impl SignalClient {
     /// Opens `wss://addr/ws`.
     pub async fn connect(addr: SocketAddr) -> anyhow::Result<SignalClient> {
+        Self::connect_with_cookie(addr, None).await
+    }
+
+    /// Opens `wss://addr/ws` with a `Cookie` header (a staff sign-in).
+    pub async fn connect_with_cookie(
+        addr: SocketAddr,
+        cookie: Option<&str>,
+    ) -> anyhow::Result<SignalClient> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let url = format!("wss://{addr}/ws");
+        let mut request = url.as_str().into_client_request()?;
+        if let Some(c) = cookie {
+            request.headers_mut().insert("cookie", c.parse()?);
+        }
         let mut config = WebSocketConfig::default();
         // Let the client send frames bigger than the server's limit (for the bad-input tests).
         config.max_frame_size = Some(16 << 20);
@@ -57,7 +70,7 @@ impl SignalClient {
         let (ws, _resp) = tokio::time::timeout(
             Duration::from_secs(10),
             tokio_tungstenite::connect_async_tls_with_config(
-                url.as_str(),
+                request,
                 Some(config),
                 true,
                 Some(connector),

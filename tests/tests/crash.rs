@@ -64,10 +64,10 @@ fn spawn_child(dir: &Path, http: SocketAddr, udp: SocketAddr) -> anyhow::Result<
 
 async fn wait_ready(api: &ApiClient) -> anyhow::Result<()> {
     for _ in 0..100 {
-        if let Ok(r) = api.request_raw("GET", "/healthz", None, Auth::None).await {
-            if r.status == 200 {
-                return Ok(());
-            }
+        if let Ok(r) = api.request_raw("GET", "/healthz", None, Auth::None).await
+            && r.status == 200
+        {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

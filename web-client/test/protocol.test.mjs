@@ -26,11 +26,22 @@ function construct(f) {
   switch (f.type) {
     case 'hello': return P.hello(f.versions, f.client);
     case 'join': return P.join(f.room, f.token);
+    case 'consent': return P.consent(f);
     case 'offer': return P.offer(f.sdp);
     case 'answer': return P.answer(f.sdp);
     case 'mute': return P.mute(f.kind, f.muted);
     case 'leave': return P.leave();
     case 'ping': return P.ping(f.seq);
+    case 'admit': return P.admit(f.participant_id);
+    case 'refuse': return P.refuse(f.participant_id);
+    case 'queue_join': return P.queue_join(f);
+    case 'queue_resume': return P.queue_resume(f.ticket);
+    case 'queue_cancel': return P.queue_cancel(f.ticket);
+    case 'available': return P.available(f.queues);
+    case 'accept_patient': return P.accept_patient(f.ticket);
+    case 'decline_patient': return P.decline_patient(f.ticket);
+    case 'transfer': return P.transfer(f.ticket, { queue: f.queue, doctor: f.doctor });
+    case 'doctor_free': return P.doctor_free();
     default: throw new Error(`no constructor for ${f.type}`);
   }
 }
@@ -68,6 +79,15 @@ test('clientMessages has a constructor for every client type', () => {
 
 test('mute rejects an unknown kind', () => {
   assert.throws(() => P.mute('smell', true), TypeError);
+});
+
+test('admit and refuse take a participant id (number or decimal string)', () => {
+  assert.deepEqual(P.admit('12'), { type: 'admit', participant_id: 12 });
+  assert.deepEqual(P.refuse(3), { type: 'refuse', participant_id: 3 });
+  for (const bad of [undefined, null, '', 'abc', -1, 1.5, '1e3', {}]) {
+    assert.throws(() => P.admit(bad), TypeError, String(bad));
+    assert.throws(() => P.refuse(bad), TypeError, String(bad));
+  }
 });
 
 test('encode refuses non-client messages', () => {
@@ -108,6 +128,11 @@ test('malformed server messages are rejected', () => {
     '{"type":"mute_changed","participant_id":1,"kind":"smell","muted":true}',
     '{"type":"joined","room":{"id":"abcdefghijklmnop","kind":"visit","title":"x"},"you":{"id":1,"name":"a","role":"chief","audio_muted":false,"video_muted":false},"participants":[]}',
     '{"type":"error","message":"no code"}',
+    '{"type":"waiting","room":{"id":"abcdefghijklmnop","kind":"visit","title":"x"}}',
+    '{"type":"waiting","room":{"id":"abcdefghijklmnop","kind":"visit","title":"x"},"you":{"id":1,"name":"a","role":"chief","audio_muted":false,"video_muted":false}}',
+    '{"type":"lobby"}',
+    '{"type":"lobby","waiting":{}}',
+    '{"type":"lobby","waiting":[{"id":"1","name":"a","role":"patient","audio_muted":false,"video_muted":false}]}',
   ]) {
     assert.throws(() => P.parseServerMsg(text), P.ProtocolParseError, text);
   }

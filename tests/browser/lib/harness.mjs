@@ -243,6 +243,8 @@ export class Participant {
           errors: tx.errors,
           you: tx.you,
           participants: tx.participants,
+          lobby: tx.lobby,
+          history: tx.history,
           signalingState: tx.pc && tx.pc.signalingState,
           connectionState: tx.pc && tx.pc.connectionState,
           iceConnectionState: tx.pc && tx.pc.iceConnectionState,
@@ -374,6 +376,69 @@ export async function tiles(who) {
     name: el.querySelector('.name')?.textContent || '',
     meta: el.querySelector('.meta')?.textContent || '',
   })));
+}
+
+// ---------------------------------------------------------------------------
+// Lobby (waiting room): patients and guests wait until a doctor admits them.
+
+/** What a host's lobby panel shows: [{pid, name, meta, admitVisible}], and the count badge. */
+export async function lobbyPanel(host) {
+  return host.page.evaluate(() => {
+    const panel = document.getElementById('lobby-panel');
+    const visible = (el) => !!el && el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden';
+    return {
+      visible: visible(panel),
+      count: document.getElementById('lobby-count').textContent,
+      entries: [...document.querySelectorAll('#lobby-list .lobby-entry')].map((el) => ({
+        pid: el.dataset.pid,
+        name: el.querySelector('.lobby-name')?.textContent || '',
+        meta: el.querySelector('.lobby-meta')?.textContent || '',
+        admitVisible: visible(el.querySelector('[data-action="admit"]')),
+        refuseVisible: visible(el.querySelector('[data-action="refuse"]')),
+      })),
+      lobby: window.tuxa.lobby,
+    };
+  });
+}
+
+/** Waits until `host`'s lobby panel lists someone called `name`; returns that entry. */
+export async function waitInLobby(host, name, timeoutMs = 20_000) {
+  let entry = null;
+  await waitFor(`${host.name}'s lobby panel to list ${name}`, async () => {
+    const panel = await lobbyPanel(host);
+    entry = panel.visible ? panel.entries.find((e) => e.name === name && e.admitVisible) : null;
+    return !!entry;
+  }, timeoutMs);
+  return entry;
+}
+
+/** The host clicks Admit (or Refuse) next to `name` in the lobby panel, as a user would. */
+export async function decideInLobby(host, name, action = 'admit') {
+  const entry = await waitInLobby(host, name);
+  await host.page.click(`#lobby-list .lobby-entry[data-pid="${entry.pid}"] [data-action="${action}"]`);
+  return entry;
+}
+
+/**
+ * Opens the join page for `link` as its holder would: staff and guests with
+ * `?autojoin=1`; a patient on the preview, where they tick their consent to
+ * the remote examination (only that: third parties and recording stay
+ * unticked) and click Join — a patient page never joins by itself.
+ */
+export async function openJoinPage(who, link, { timeoutMs = 30_000 } = {}) {
+  if (link.role !== 'patient') {
+    await who.goto(joinUrl(link));
+    return;
+  }
+  await who.goto(joinUrl(link, { autojoin: false }));
+  await who.waitForState('preview', timeoutMs);
+  await who.page.click('#consent-exam');
+  await who.page.click('#join-btn');
+}
+
+/** The states a page went through (window.tuxa.history). */
+export async function history(who) {
+  return who.page.evaluate(() => window.tuxa.history);
 }
 
 // ---------------------------------------------------------------------------

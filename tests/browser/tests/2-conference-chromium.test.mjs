@@ -1,5 +1,7 @@
-// A 4-participant conference (hội chẩn) in Chromium: every page decodes the
-// three others' video and receives their audio; then one leaves with the
+// A 4-participant conference (hội chẩn) in Chromium: the doctors and the nurse
+// enter directly, the guest waits in the lobby until a doctor admits them;
+// every page decodes the three others' video and receives their audio; then
+// one leaves with the
 // Leave button and the remaining three keep decoding each other, with the
 // leaver's tile gone everywhere.
 
@@ -7,7 +9,8 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   createConsultation, mintLink, joinUrl, launchChromium, openParticipant, closeAllBrowsers,
-  expectReceiving, tiles, withDiagnostics, uniqueTitle, waitFor,
+  expectReceiving, tiles, withDiagnostics, uniqueTitle, waitFor, lobbyPanel, waitInLobby,
+  decideInLobby, history,
 } from '../lib/harness.mjs';
 
 after(closeAllBrowsers);
@@ -29,10 +32,27 @@ test('4-party conference, then one leaves (Chromium)', { timeout: 180_000 }, asy
   for (const [i, p] of PEOPLE.entries()) pages.push(await openParticipant(browser, `p${i + 1} ${p.name}`));
 
   await withDiagnostics(pages, async () => {
-    // Join one after another, each once the previous is in the call.
+    // Join one after another, each once the previous is in the call. Staff
+    // enter directly; the guest waits until the first doctor admits them.
     for (const [i, page] of pages.entries()) {
       await page.goto(joinUrl(links[i]));
+      if (PEOPLE[i].role !== 'guest') {
+        await page.waitForState('in-call');
+        continue;
+      }
+      await page.waitForState('waiting');
+      // Both doctors see the guest waiting; the nurse (not a host) does not.
+      await Promise.all([waitInLobby(pages[0], PEOPLE[i].name), waitInLobby(pages[1], PEOPLE[i].name)]);
+      assert.equal((await lobbyPanel(pages[2])).visible, false, 'the nurse sees the lobby');
+      await decideInLobby(pages[0], PEOPLE[i].name, 'admit');
       await page.waitForState('in-call');
+      for (const host of pages.slice(0, 2)) {
+        await waitFor(`${host.name}'s lobby to empty`, async () => !(await lobbyPanel(host)).visible, 10_000);
+      }
+    }
+    for (const [i, page] of pages.entries()) {
+      const states = await history(page);
+      assert.equal(states.includes('waiting'), PEOPLE[i].role === 'guest', `${page.name} states ${states}`);
     }
     const ids = [];
     for (const page of pages) ids.push(await page.id());

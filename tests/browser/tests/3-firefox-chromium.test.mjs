@@ -1,11 +1,12 @@
 // 1:1 between Firefox ESR (WebDriver BiDi) and Chromium. Firefox has no
-// H.264 here, so the call must work with VP8.
+// H.264 here, so the call must work with VP8. The Firefox patient joins
+// first and waits in the lobby; the Chromium doctor admits them on arrival.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   createConsultation, mintLink, joinUrl, launchChromium, launchFirefox, openParticipant,
-  closeAllBrowsers, expectReceiving, tiles, withDiagnostics, uniqueTitle,
+  closeAllBrowsers, expectReceiving, tiles, withDiagnostics, uniqueTitle, decideInLobby, openJoinPage,
 } from '../lib/harness.mjs';
 
 after(closeAllBrowsers);
@@ -21,10 +22,13 @@ test('1:1 visit between Firefox ESR and Chromium', { timeout: 150_000 }, async (
   const all = [doctor, patient];
 
   await withDiagnostics(all, async () => {
-    await patient.goto(joinUrl(patientLink));
-    await patient.waitForState('in-call', 45_000);
+    await openJoinPage(patient, patientLink, { timeoutMs: 45_000 });
+    await patient.waitForState('waiting', 45_000);
     await doctor.goto(joinUrl(doctorLink));
     await doctor.waitForState('in-call');
+    // The lobby list comes right after the doctor's `joined`.
+    await decideInLobby(doctor, 'Bùi Văn Bình', 'admit');
+    await patient.waitForState('in-call', 45_000);
 
     const doctorId = await doctor.id();
     const patientId = await patient.id();

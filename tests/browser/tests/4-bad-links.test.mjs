@@ -120,6 +120,7 @@ test('an ended consultation: at the link check, and at Join time over the WebSoc
     await page.goto(joinUrl(early, { autojoin: false }));
     await page.waitForState('preview', 20_000);
     await endConsultation(room.id);
+    await page.page.click('#consent-exam'); // a patient: Join needs their consent
     await page.page.click('#join-btn');
     await page.waitForState('error', 20_000);
     const r1 = await page.page.evaluate(() => ({

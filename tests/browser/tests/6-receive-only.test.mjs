@@ -6,7 +6,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   createConsultation, mintLink, joinUrl, launchChromium, openParticipant, closeAllBrowsers,
-  expectReceiving, tiles, withDiagnostics, uniqueTitle,
+  expectReceiving, tiles, withDiagnostics, uniqueTitle, decideInLobby,
 } from '../lib/harness.mjs';
 
 after(closeAllBrowsers);
@@ -30,11 +30,16 @@ test('a participant without camera and microphone receives (Chromium)', { timeou
     await patient.waitForState('preview');
     assert.equal(await patient.page.evaluate(() => document.getElementById('media-warning').hidden), false,
       'no warning about the camera');
+    await patient.page.click('#consent-exam');
     await patient.page.click('#join-btn');
-    await patient.waitForState('in-call');
+    await patient.waitForState('waiting');
+    // Without a camera the waiting screen says so instead of a black picture.
+    assert.equal(await patient.page.evaluate(() => document.getElementById('waiting-off').hidden), false);
 
     await doctor.goto(joinUrl(doctorLink));
     await doctor.waitForState('in-call');
+    await decideInLobby(doctor, 'Lý Thị Mai', 'admit');
+    await patient.waitForState('in-call');
     const doctorId = await doctor.id();
     const patientId = await patient.id();
 

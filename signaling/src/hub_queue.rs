@@ -1,0 +1,369 @@
+//! The hub's side of the on-call queues: wire messages to [`QueueBook`]
+//! inputs, its outputs to wire messages, and the pairing hand-off to the
+//! server (which creates the room and mints the links, since that needs the
+//! store).
+
+use std::time::Instant;
+
+use tuxa_protocol::{ClientMsg, ErrorCode, QueueState, RoomId, ServerMsg};
+
+use crate::hub::{Hub, Output, RecordEvent, SessionId};
+use crate::queue::{
+    PatientCard, PatientStatus, QueueError, QueueId, QueueInput, QueueOutput, RemovedReason,
+    StaffRef, Ticket, TransferTarget, WithdrawReason,
+};
+
+/// Who a staff session belongs to, as the server's directory says at
+/// connection time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffInfo {
+    pub staff: StaffRef,
+    pub is_doctor: bool,
+    /// Queues whose roster has this staff member on call now.
+    pub on_call: Vec<u64>,
+}
+
+/// A call made from the queue, once the server has its room and links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallLinks {
+    pub ticket: String,
+    pub room: RoomId,
+    pub patient_url: String,
+    pub doctor_url: String,
+}
+
+fn removed_reason(r: RemovedReason) -> &'static str {
+    match r {
+        RemovedReason::Cancelled => "cancelled",
+        RemovedReason::QueueClosed => "queue_closed",
+        RemovedReason::Replaced => "replaced",
+        RemovedReason::CallEnded => "call_ended",
+    }
+}
+
+fn withdraw_reason(r: WithdrawReason) -> &'static str {
+    match r {
+        WithdrawReason::PatientCancelled => "patient_cancelled",
+        WithdrawReason::PatientGone => "patient_gone",
+        WithdrawReason::DoctorUnavailable => "doctor_unavailable",
+        WithdrawReason::DoctorGone => "doctor_gone",
+        WithdrawReason::QueueClosed => "queue_closed",
+    }
+}
+
+impl Hub {
+    /// A queue message from a session that has said hello.
+    pub(crate) fn on_queue_msg(&mut self, now: Instant, sid: SessionId, msg: ClientMsg) {
+        let ty = msg.type_name();
+        let input = match msg {
+            ClientMsg::QueueJoin {
+                queue,
+                name,
+                phone,
+                reason,
+            } => {
+                if !self.session_consents(sid) {
+                    self.reply(
+                        sid,
+                        ErrorCode::ConsentRequired,
+                        "remote examination needs the patient's consent: send consent first",
+                        ty,
+                    );
+                    return;
+                }
+                let ticket = self.next_ticket();
+                QueueInput::Join {
+                    session: sid,
+                    ticket,
+                    queue: QueueId(queue),
+                    card: PatientCard {
+                        name,
+                        phone,
+                        reason,
+                    },
+                }
+            }
+            ClientMsg::QueueResume { ticket } => QueueInput::Resume {
+                session: sid,
+                ticket: Ticket(ticket),
+            },
+            ClientMsg::QueueCancel { ticket } => QueueInput::Cancel {
+                session: sid,
+                ticket: Ticket(ticket),
+            },
+            ClientMsg::Available { queues } => {
+                let Some(staff) = self.session_staff(sid).filter(|s| s.is_doctor) else {
+                    self.reply(sid, ErrorCode::NotOnCall, "sign in as a doctor first", ty);
+                    return;
+                };
+                if let Some(q) = queues.iter().find(|q| !staff.on_call.contains(q)) {
+                    self.reply(
+                        sid,
+                        ErrorCode::NotOnCall,
+                        &format!("you are not on the roster of queue {q} now"),
+                        ty,
+                    );
+                    return;
+                }
+                if queues.is_empty() {
+                    QueueInput::Unavailable { session: sid }
+                } else {
+                    QueueInput::Available {
+                        session: sid,
+                        staff: staff.staff.clone(),
+                        queues: queues.into_iter().map(QueueId).collect(),
+                    }
+                }
+            }
+            ClientMsg::AcceptPatient { ticket }
+            | ClientMsg::DeclinePatient { ticket }
+            | ClientMsg::Transfer { ticket, .. }
+                if self.session_staff(sid).is_none_or(|s| !s.is_doctor) =>
+            {
+                let _ = ticket;
+                self.reply(sid, ErrorCode::NotOnCall, "sign in as a doctor first", ty);
+                return;
+            }
+            ClientMsg::DoctorFree {} if self.session_staff(sid).is_none_or(|s| !s.is_doctor) => {
+                self.reply(sid, ErrorCode::NotOnCall, "sign in as a doctor first", ty);
+                return;
+            }
+            ClientMsg::AcceptPatient { ticket } => QueueInput::Accept {
+                session: sid,
+                ticket: Ticket(ticket),
+            },
+            ClientMsg::DeclinePatient { ticket } => QueueInput::Decline {
+                session: sid,
+                ticket: Ticket(ticket),
+            },
+            ClientMsg::Transfer {
+                ticket,
+                queue,
+                doctor,
+            } => {
+                let to = match (queue, doctor) {
+                    (Some(q), None) => TransferTarget::Queue(QueueId(q)),
+                    (None, Some(d)) => match self.queues.doctor(d) {
+                        Some(view) => TransferTarget::Doctor(view.staff.clone()),
+                        None => {
+                            self.reply(
+                                sid,
+                                ErrorCode::QueueRefused,
+                                "that doctor is not known to the queues (never signed in)",
+                                ty,
+                            );
+                            return;
+                        }
+                    },
+                    _ => {
+                        self.reply(
+                            sid,
+                            ErrorCode::InvalidMessage,
+                            "transfer names exactly one of queue or doctor",
+                            ty,
+                        );
+                        return;
+                    }
+                };
+                QueueInput::Transfer {
+                    session: sid,
+                    ticket: Ticket(ticket),
+                    to,
+                }
+            }
+            ClientMsg::DoctorFree {} => QueueInput::DoctorFree { session: sid },
+            _ => return,
+        };
+        self.queues.handle(now, input);
+        self.pump_queues(now);
+    }
+
+    /// Translates everything the queue book has to say.
+    pub(crate) fn pump_queues(&mut self, now: Instant) {
+        while let Some(out) = self.queues.poll_output() {
+            match out {
+                QueueOutput::Status {
+                    session,
+                    ticket,
+                    status,
+                } => {
+                    let (queue, state, position, estimate) = match status {
+                        PatientStatus::Queued {
+                            queue,
+                            position,
+                            estimate,
+                        } => (
+                            queue,
+                            QueueState::Queued,
+                            Some(position),
+                            estimate.map(|d| d.as_secs()),
+                        ),
+                        PatientStatus::Offered { queue } => {
+                            (queue, QueueState::Offered, None, None)
+                        }
+                        PatientStatus::WaitingForDoctor { queue, .. } => {
+                            (queue, QueueState::WaitingForDoctor, None, None)
+                        }
+                    };
+                    self.push_send(
+                        session,
+                        ServerMsg::QueueStatus {
+                            ticket: ticket.0,
+                            queue: queue.0,
+                            state,
+                            position,
+                            estimate_secs: estimate,
+                        },
+                    );
+                }
+                QueueOutput::Removed {
+                    session,
+                    ticket,
+                    reason,
+                } => self.push_send(
+                    session,
+                    ServerMsg::QueueRemoved {
+                        ticket: ticket.0,
+                        reason: removed_reason(reason).into(),
+                    },
+                ),
+                QueueOutput::Offer { session, offer } => self.push_send(
+                    session,
+                    ServerMsg::PatientOffer {
+                        ticket: offer.ticket.0,
+                        queue: offer.queue.0,
+                        name: offer.card.name,
+                        phone: offer.card.phone,
+                        reason: offer.card.reason,
+                        waited_secs: offer.waited.as_secs(),
+                        expires_in_secs: offer.expires_at.saturating_duration_since(now).as_secs(),
+                        transferred: offer.transferred_by.is_some(),
+                    },
+                ),
+                QueueOutput::OfferWithdrawn {
+                    session,
+                    ticket,
+                    reason,
+                } => self.push_send(
+                    session,
+                    ServerMsg::PatientOfferWithdrawn {
+                        ticket: ticket.0,
+                        reason: withdraw_reason(reason).into(),
+                    },
+                ),
+                QueueOutput::OfferExpired { session, ticket } => self.push_send(
+                    session,
+                    ServerMsg::PatientOfferWithdrawn {
+                        ticket: ticket.0,
+                        reason: "expired".into(),
+                    },
+                ),
+                QueueOutput::Doctor { session, status } => self.push_send(
+                    session,
+                    ServerMsg::DoctorStatus {
+                        available: status.available,
+                        queues: status.queues.iter().map(|q| q.0).collect(),
+                        on_call: status.on_call.is_some(),
+                    },
+                ),
+                QueueOutput::DoctorReplaced { session } => self.push_send(
+                    session,
+                    ServerMsg::error(
+                        ErrorCode::Replaced,
+                        "you are taking patients from another window now",
+                    ),
+                ),
+                QueueOutput::Paired(p) => {
+                    // A patient who resumed during the call gets the link again.
+                    if let Some(links) = self.calls.get(&p.ticket.0).cloned() {
+                        if let Some(s) = p.patient_session {
+                            self.push_send(
+                                s,
+                                ServerMsg::CallReady {
+                                    ticket: links.ticket,
+                                    url: links.patient_url,
+                                },
+                            );
+                        }
+                    } else {
+                        self.push_output(Output::Paired(p));
+                    }
+                }
+                QueueOutput::Snapshot(_) => {}
+                QueueOutput::Record(ev) => self.push_output(Output::Record(RecordEvent::Queue(ev))),
+                QueueOutput::Error {
+                    session,
+                    in_reply_to,
+                    reason,
+                } => {
+                    let code = match reason {
+                        QueueError::NotADoctor | QueueError::NotOnCall => ErrorCode::NotOnCall,
+                        _ => ErrorCode::QueueRefused,
+                    };
+                    self.push_send(
+                        session,
+                        ServerMsg::Error {
+                            code,
+                            message: format!("{}: {reason}", reason.as_str()),
+                            in_reply_to: Some(in_reply_to.to_owned()),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// The server created the room of a pairing: both get their link.
+    pub(crate) fn on_call_ready(
+        &mut self,
+        now: Instant,
+        links: CallLinks,
+        patient: Option<SessionId>,
+        doctor: Option<SessionId>,
+    ) {
+        self.room_calls
+            .insert(links.room.clone(), links.ticket.clone());
+        self.calls.insert(links.ticket.clone(), links.clone());
+        if let Some(s) = patient {
+            self.push_send(
+                s,
+                ServerMsg::CallReady {
+                    ticket: links.ticket.clone(),
+                    url: links.patient_url.clone(),
+                },
+            );
+        }
+        if let Some(s) = doctor {
+            self.push_send(
+                s,
+                ServerMsg::CallReady {
+                    ticket: links.ticket.clone(),
+                    url: links.doctor_url,
+                },
+            );
+        }
+        self.pump_queues(now);
+    }
+
+    /// A room ended: if it was a queue call, the call is over.
+    pub(crate) fn queue_room_ended(&mut self, now: Instant, room: &RoomId) {
+        if let Some(ticket) = self.room_calls.remove(room) {
+            self.calls.remove(&ticket);
+            self.queues.handle(
+                now,
+                QueueInput::CallEnded {
+                    ticket: Ticket(ticket),
+                },
+            );
+            self.pump_queues(now);
+        }
+    }
+
+    /// An unguessable ticket: HMAC of a counter under a key the server
+    /// drew at random (the hub itself draws nothing).
+    fn next_ticket(&mut self) -> Ticket {
+        self.ticket_counter += 1;
+        let tag = aws_lc_rs::hmac::sign(&self.ticket_key, &self.ticket_counter.to_be_bytes());
+        Ticket(crate::b64::encode(&tag.as_ref()[..15]))
+    }
+}
