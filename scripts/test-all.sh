@@ -27,4 +27,4 @@ node --test web-client/test/
 
 echo "== browsers: end-to-end calls"
 cargo build --release --locked -p tuxa-server
-TUXA_BIN="$PWD/target/release/tuxa" bash tests/browser/run.sh
+TUXA_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/tuxa" bash tests/browser/run.sh
