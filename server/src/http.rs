@@ -35,6 +35,8 @@ pub fn router(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/", get(web::landing))
         .route("/join/{room}", get(web::join_page))
+        .route("/q/{queue}", get(web::queue_page))
+        .route("/staff", get(web::staff_page))
         .route("/static/{file}", get(web::asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/ws", get(ws_upgrade))

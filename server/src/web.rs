@@ -31,6 +31,25 @@ const ASSETS: &[(&str, &str, &str)] = &[
 
 const INDEX: &str = include_str!("../../web-client/index.html");
 const LANDING: &str = include_str!("../../web-client/landing.html");
+const QUEUE: &str = include_str!("../../web-client/queue.html");
+const STAFF: &str = include_str!("../../web-client/staff.html");
+
+/// A queue's public page: a patient gives name, phone, reason and consent,
+/// and waits for an on-call doctor.
+pub async fn queue_page(Path(_queue): Path<String>) -> Response {
+    no_store(Html(QUEUE).into_response())
+}
+
+/// The staff console: sign in, be available for one's queues, take patients.
+pub async fn staff_page() -> Response {
+    no_store(Html(STAFF).into_response())
+}
+
+fn no_store(mut res: Response) -> Response {
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
 
 pub async fn landing() -> Html<&'static str> {
     Html(LANDING)
