@@ -1,0 +1,15 @@
+//! tuxa's benchmark: a load generator of many str0m peers on one thread, speaking tuxa's
+//! protocol or Janus's VideoRoom API, and the forwarding floor it is compared with.
+//! See `BENCHMARKS.md` and `scripts/bench.sh`.
+
+pub mod api;
+pub mod floor;
+pub mod floor_client;
+pub mod media;
+pub mod peer;
+pub mod procstat;
+pub mod report;
+pub mod run;
+pub mod sig;
+pub mod smoke;
+pub mod tls;

@@ -1,0 +1,325 @@
+//! One str0m client peer (full ICE, controlling when it offers) on its own UDP socket, driven
+//! by a task of the load generator's single-threaded runtime.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use anyhow::Context;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::crypto::CryptoProvider;
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+
+use crate::media::{self, AUDIO_INTERVAL, Kind, Shared, VIDEO_INTERVAL, now_ns};
+use crate::sig::{Sig, SigEvent};
+
+fn crypto() -> Arc<CryptoProvider> {
+    static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    P.get_or_init(|| Arc::new(str0m::crypto::from_feature_flags()))
+        .clone()
+}
+
+#[derive(Clone, Debug)]
+pub struct PeerOpts {
+    /// The publisher number carried in every frame.
+    pub id: u32,
+    /// Publish audio + video.
+    pub publish: bool,
+    /// Send an offer first (tuxa always; Janus publishers). A non-publishing offerer offers a
+    /// receive-only audio section (tuxa needs an offer to create the transport).
+    pub offer: bool,
+    /// When the client started (ns since the epoch), for time to first frame.
+    pub started_ns: u64,
+    /// Leave as soon as the first video frame arrived (join/leave cycles).
+    pub leave_after_first_video: bool,
+}
+
+pub struct PeerReport {
+    pub frames_in: u64,
+    pub connected: bool,
+}
+
+pub fn new_rtc() -> Rtc {
+    Rtc::builder()
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .set_crypto_provider(crypto())
+        .build(Instant::now())
+}
+
+struct P {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    opts: PeerOpts,
+    col: Shared,
+    pending: Option<SdpPendingOffer>,
+    proposed: (Option<Mid>, Option<Mid>),
+    audio: Option<Mid>,
+    video: Option<Mid>,
+    connected: bool,
+    want_key: bool,
+    seq_a: u32,
+    seq_v: u32,
+    got_video: bool,
+    frames_in: u64,
+    start: Instant,
+}
+
+impl P {
+    fn drive(&mut self) -> anyhow::Result<Instant> {
+        loop {
+            match self.rtc.poll_output().context("poll_output")? {
+                Output::Timeout(t) => return Ok(t),
+                Output::Transmit(t) => {
+                    let _ = self.socket.try_send_to(&t.contents, t.destination);
+                }
+                Output::Event(e) => self.on_event(e),
+            }
+        }
+    }
+
+    fn on_event(&mut self, e: Event) {
+        match e {
+            Event::IceConnectionStateChange(s) => {
+                tracing::debug!(peer = self.opts.id, "ICE {s:?}");
+            }
+            Event::Connected => {
+                self.connected = true;
+                self.col.lock().unwrap().connected += 1;
+            }
+            Event::MediaData(d) => {
+                let Some(m) = self.rtc.media(d.mid) else {
+                    return;
+                };
+                let kind = match m.kind() {
+                    MediaKind::Audio => Kind::Audio,
+                    MediaKind::Video => Kind::Video,
+                };
+                self.frames_in += 1;
+                let mut c = self.col.lock().unwrap();
+                if kind == Kind::Video && !self.got_video {
+                    self.got_video = true;
+                    c.first_video += 1;
+                    c.ttff_ms
+                        .push((now_ns() - self.opts.started_ns) as f64 / 1e6);
+                }
+                c.on_frame(kind, &d.data);
+            }
+            Event::KeyframeRequest(r) if Some(r.mid) == self.video => self.want_key = true,
+            _ => {}
+        }
+    }
+
+    fn make_offer(&mut self) -> Option<String> {
+        let mut api = self.rtc.sdp_api();
+        let dir = if self.opts.publish {
+            Direction::SendOnly
+        } else {
+            Direction::RecvOnly
+        };
+        let s = Some(format!("bench{}", self.opts.id));
+        let a = api.add_media(MediaKind::Audio, dir, s.clone(), s.clone(), None);
+        let v = self
+            .opts
+            .publish
+            .then(|| api.add_media(MediaKind::Video, dir, s.clone(), s.clone(), None));
+        let (offer, pending) = api.apply()?;
+        self.pending = Some(pending);
+        self.proposed = (Some(a), v);
+        Some(offer.to_sdp_string())
+    }
+
+    fn write(&mut self, kind: Kind) {
+        let (mid, codec) = match kind {
+            Kind::Audio => (self.audio, Codec::Opus),
+            Kind::Video => (self.video, Codec::Vp8),
+        };
+        let Some(mid) = mid else { return };
+        let us = self.start.elapsed().as_micros() as u64;
+        let rtp_time = match kind {
+            Kind::Audio => MediaTime::new(us * 48 / 1000, Frequency::FORTY_EIGHT_KHZ),
+            Kind::Video => MediaTime::from_90khz(us * 90 / 1000),
+        };
+        let key = kind == Kind::Video && (self.want_key || self.seq_v == 0);
+        let seq = match kind {
+            Kind::Audio => {
+                self.seq_a += 1;
+                self.seq_a
+            }
+            Kind::Video => {
+                self.seq_v += 1;
+                self.seq_v
+            }
+        };
+        let data = media::frame(kind, self.opts.id, seq, key);
+        let Some(w) = self.rtc.writer(mid) else {
+            return;
+        };
+        let Some(pt) = w
+            .payload_params()
+            .find(|p| p.spec().codec == codec)
+            .map(|p| p.pt())
+        else {
+            return;
+        };
+        if w.write(pt, Instant::now(), rtp_time, data).is_ok() {
+            if key {
+                self.want_key = false;
+            }
+            self.col.lock().unwrap().on_sent(kind, self.opts.id, key);
+        }
+    }
+}
+
+enum Step {
+    Udp(std::io::Result<(usize, SocketAddr)>),
+    Timeout,
+    Audio,
+    Video,
+    Sig(SigEvent),
+    Keepalive,
+    Stop,
+}
+
+/// Runs one peer until `stop` turns true (then leaves) or signaling closes.
+pub async fn run(
+    mut sig: Sig,
+    opts: PeerOpts,
+    col: Shared,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<PeerReport> {
+    // Janus skips loopback interfaces when it gathers candidates, so its clients bind to the
+    // address of a veth in the benchmark's private network namespace (scripts/bench.sh).
+    let ip = std::env::var("BENCH_CLIENT_IP").unwrap_or_else(|_| "127.0.0.1".into());
+    let socket = UdpSocket::bind((ip.as_str(), 0)).await?;
+    let local = socket.local_addr()?;
+    let mut rtc = new_rtc();
+    rtc.add_local_candidate(Candidate::host(local, "udp").context("host candidate")?);
+    let mut p = P {
+        rtc,
+        socket,
+        local,
+        opts,
+        col,
+        pending: None,
+        proposed: (None, None),
+        audio: None,
+        video: None,
+        connected: false,
+        want_key: true,
+        seq_a: 0,
+        seq_v: 0,
+        got_video: false,
+        frames_in: 0,
+        start: Instant::now(),
+    };
+    if p.opts.offer
+        && let Some(sdp) = p.make_offer()
+    {
+        sig.send_offer(sdp).await?;
+    }
+    let mut a_tick = tokio::time::interval(AUDIO_INTERVAL);
+    let mut v_tick = tokio::time::interval(VIDEO_INTERVAL);
+    a_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    v_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut ka = tokio::time::interval(sig.keepalive_interval());
+    ka.tick().await;
+    let mut buf = vec![0u8; 2048];
+    let result: anyhow::Result<()> = async {
+        loop {
+            if *stop.borrow() || (p.got_video && p.opts.leave_after_first_video) {
+                return Ok(());
+            }
+            p.rtc.handle_input(Input::Timeout(Instant::now()))?;
+            let deadline = p.drive()?;
+            let sending = p.connected && p.opts.publish;
+            let step = tokio::select! {
+                r = p.socket.recv_from(&mut buf) => Step::Udp(r),
+                _ = tokio::time::sleep_until(deadline.into()) => Step::Timeout,
+                _ = a_tick.tick(), if sending && p.audio.is_some() => Step::Audio,
+                _ = v_tick.tick(), if sending && p.video.is_some() => Step::Video,
+                e = sig.next() => Step::Sig(e),
+                _ = ka.tick() => Step::Keepalive,
+                _ = stop.changed() => Step::Stop,
+            };
+            match step {
+                Step::Udp(r) => {
+                    let (n, source) = r?;
+                    if media::is_rtp(&buf[..n]) {
+                        p.col.lock().unwrap().on_rtp(1);
+                    }
+                    let Ok(contents) = buf[..n].try_into() else {
+                        continue;
+                    };
+                    let input = Input::Receive(
+                        Instant::now(),
+                        Receive {
+                            proto: Protocol::Udp,
+                            source,
+                            destination: p.local,
+                            contents,
+                        },
+                    );
+                    if p.rtc.accepts(&input) {
+                        p.rtc.handle_input(input)?;
+                    }
+                }
+                Step::Timeout => {}
+                Step::Audio => p.write(Kind::Audio),
+                Step::Video => p.write(Kind::Video),
+                Step::Keepalive => sig.keepalive().await?,
+                Step::Stop => return Ok(()),
+                Step::Sig(SigEvent::Offer(sdp)) => {
+                    tracing::debug!(peer = p.opts.id, "remote offer:\n{sdp}");
+                    let offer = SdpOffer::from_sdp_string(&sdp)
+                        .map_err(|e| anyhow::anyhow!("offer: {e}"))?;
+                    // Polite: drop an offer of ours in flight (tuxa answers it with glare).
+                    p.pending = None;
+                    let answer = p.rtc.sdp_api().accept_offer(offer)?;
+                    sig.send_answer(answer.to_sdp_string()).await?;
+                }
+                Step::Sig(SigEvent::Answer(sdp)) => {
+                    tracing::debug!(peer = p.opts.id, "remote answer:\n{sdp}");
+                    if let Some(pending) = p.pending.take() {
+                        let answer = SdpAnswer::from_sdp_string(&sdp)
+                            .map_err(|e| anyhow::anyhow!("answer: {e}"))?;
+                        p.rtc.sdp_api().accept_answer(pending, answer)?;
+                        if p.opts.publish {
+                            p.audio = p.proposed.0;
+                            p.video = p.proposed.1;
+                        }
+                    }
+                }
+                Step::Sig(SigEvent::Candidate(c)) => {
+                    let c = c.strip_prefix("candidate:").map(|_| c.clone()).unwrap_or(c);
+                    if let Ok(c) = Candidate::from_sdp_string(&c) {
+                        p.rtc.add_remote_candidate(c);
+                    }
+                }
+                Step::Sig(SigEvent::Closed(why)) => anyhow::bail!("signaling closed: {why}"),
+                Step::Sig(SigEvent::Nothing) => {}
+            }
+        }
+    }
+    .await;
+    let connected = p.connected;
+    p.rtc.disconnect();
+    sig.leave().await;
+    if let Err(e) = &result {
+        p.col
+            .lock()
+            .unwrap()
+            .error(format!("peer {}: {e:#}", p.opts.id));
+    }
+    result.map(|_| PeerReport {
+        frames_in: p.frames_in,
+        connected,
+    })
+}

@@ -1,0 +1,254 @@
+//! BENCHMARKS.md tables from the JSON lines the runs wrote: median and min–max over runs, and
+//! every figure also as a fraction of the floor measured in the same run.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde_json::Value;
+
+fn stats(v: &mut Vec<f64>) -> Option<(f64, f64, f64)> {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let med = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    Some((med, v[0], v[v.len() - 1]))
+}
+
+fn fmt_num(x: f64) -> String {
+    if x.abs() >= 1000.0 {
+        format!("{:.0}", x)
+    } else if x.abs() >= 10.0 {
+        format!("{:.1}", x)
+    } else {
+        format!("{:.2}", x)
+    }
+}
+
+fn cell(v: &mut Vec<f64>) -> String {
+    match stats(v) {
+        None => "—".into(),
+        Some((m, lo, hi)) if v.len() == 1 || lo == hi => fmt_num(m),
+        Some((m, lo, hi)) => format!("{} ({}–{})", fmt_num(m), fmt_num(lo), fmt_num(hi)),
+    }
+}
+
+type Key = (String, String);
+
+pub fn markdown(jsonl: &str) -> anyhow::Result<String> {
+    let rows: Vec<Value> = jsonl
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut by: BTreeMap<Key, Vec<&Value>> = BTreeMap::new();
+    let mut failed = Vec::new();
+    for r in &rows {
+        let k = (
+            r["scenario"].as_str().unwrap_or("?").to_owned(),
+            r["target"].as_str().unwrap_or("?").to_owned(),
+        );
+        if let Some(f) = r.get("failed") {
+            failed.push(format!(
+                "{} {} run {}: {}",
+                k.1,
+                k.0,
+                r["run"],
+                f.as_str().unwrap_or("")
+            ));
+            continue;
+        }
+        by.entry(k).or_default().push(r);
+    }
+    // Floor's packets per CPU second, per (scenario, run).
+    let floor_of = |scenario: &str, run: &Value| -> Option<f64> {
+        rows.iter()
+            .find(|r| r["scenario"] == scenario && r["target"] == "floor" && &r["run"] == run)
+            .and_then(|r| r["pkts_per_cpu_s"].as_f64())
+            .filter(|x| *x > 0.0)
+    };
+    let janus_of = |scenario: &str, run: &Value| -> Option<f64> {
+        rows.iter()
+            .find(|r| r["scenario"] == scenario && r["target"] == "janus" && &r["run"] == run)
+            .and_then(|r| r["pkts_per_cpu_s"].as_f64())
+            .filter(|x| *x > 0.0)
+    };
+    let col =
+        |rs: &[&Value], f: &str| -> Vec<f64> { rs.iter().filter_map(|r| r[f].as_f64()).collect() };
+    let mut s = String::new();
+    writeln!(s, "### Steady scenarios (S1 1:1, S2 6-party, S3 1 → N)\n")?;
+    writeln!(
+        s,
+        "| scenario | system | runs | participants | forwarded pkt/s | SFU CPU % | pkt per SFU CPU-s | × floor | µs CPU / pkt | latency p50 / p99 / max ms | fan-out skew p99 ms | loss % | first frame p50 / p95 ms | SFU RSS / participant KiB | generator CPU % |"
+    )?;
+    writeln!(
+        s,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )?;
+    for ((sc, t), rs) in &by {
+        if sc == "s6" {
+            continue;
+        }
+        let mut frac: Vec<f64> = rs
+            .iter()
+            .filter_map(|r| Some(r["pkts_per_cpu_s"].as_f64()? / floor_of(sc, &r["run"])?))
+            .collect();
+        writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} | {} | {} | {} / {} | {} | {} |",
+            sc.to_uppercase(),
+            t,
+            rs.len(),
+            rs[0]["participants"],
+            cell(&mut col(rs, "fwd_pps")),
+            cell(&mut col(rs, "sfu_cpu_pct")),
+            cell(&mut col(rs, "pkts_per_cpu_s")),
+            cell(&mut frac),
+            cell(&mut col(rs, "cpu_us_per_pkt")),
+            cell(&mut col(rs, "lat_p50_ms")),
+            cell(&mut col(rs, "lat_p99_ms")),
+            cell(&mut col(rs, "lat_max_ms")),
+            cell(&mut col(rs, "skew_p99_ms")),
+            cell(&mut col(rs, "loss_pct")),
+            cell(&mut col(rs, "ttff_p50_ms")),
+            cell(&mut col(rs, "ttff_p95_ms")),
+            cell(&mut col(rs, "mem_per_participant_kib")),
+            cell(&mut col(rs, "gen_cpu_pct")),
+        )?;
+    }
+    writeln!(
+        s,
+        "\n### S6: join/leave cycles (one publisher stays; subscribers join, get a first frame, leave)\n"
+    )?;
+    writeln!(
+        s,
+        "| system | runs | cycles | cycles with a frame | RSS before → after KiB | RSS growth / cycle KiB | fds before → after | threads after | first frame p95 ms |"
+    )?;
+    writeln!(s, "|---|---|---|---|---|---|---|---|---|")?;
+    for ((sc, t), rs) in &by {
+        if sc != "s6" {
+            continue;
+        }
+        writeln!(
+            s,
+            "| {} | {} | {} | {} | {} → {} | {} | {} → {} | {} | {} |",
+            t,
+            rs.len(),
+            rs[0]["cycles"],
+            cell(&mut col(rs, "cycles_ok")),
+            cell(&mut col(rs, "rss_base_kib")),
+            cell(&mut col(rs, "rss_kib")),
+            cell(&mut col(rs, "mem_per_participant_kib")),
+            cell(&mut col(rs, "fds_base")),
+            cell(&mut col(rs, "fds_after")),
+            cell(&mut col(rs, "threads")),
+            cell(&mut col(rs, "ttff_p95_ms")),
+        )?;
+    }
+
+    // Goals (issue 4), for tuxa.
+    writeln!(s, "\n### Goals\n")?;
+    writeln!(s, "| goal | measured (median over runs) | result |")?;
+    writeln!(s, "|---|---|---|")?;
+    let verdict = |ok: Option<bool>| match ok {
+        Some(true) => "**pass**",
+        Some(false) => "**fail**",
+        None => "not measured",
+    };
+    let tuxa = |sc: &str| by.get(&(sc.to_owned(), "tuxa".to_owned()));
+    if let Some(rs) = tuxa("s3") {
+        let pps = stats(&mut col(rs, "pkts_per_cpu_s")).map(|x| x.0);
+        let mut f: Vec<f64> = rs
+            .iter()
+            .filter_map(|r| Some(r["pkts_per_cpu_s"].as_f64()? / floor_of("s3", &r["run"])?))
+            .collect();
+        let frac = stats(&mut f).map(|x| x.0);
+        let mut j: Vec<f64> = rs
+            .iter()
+            .filter_map(|r| Some(r["pkts_per_cpu_s"].as_f64()? / janus_of("s3", &r["run"])?))
+            .collect();
+        let vj = stats(&mut j).map(|x| x.0);
+        writeln!(
+            s,
+            "| S3 ≥ 250,000 forwarded pkt/s per core of SFU CPU | {} | {} |",
+            pps.map(fmt_num).unwrap_or("—".into()),
+            verdict(pps.map(|x| x >= 250_000.0))
+        )?;
+        writeln!(
+            s,
+            "| S3 ≥ 50 % of the floor | {} | {} |",
+            frac.map(|x| format!("{:.1} %", 100.0 * x))
+                .unwrap_or("—".into()),
+            verdict(frac.map(|x| x >= 0.5))
+        )?;
+        writeln!(
+            s,
+            "| S3 ≥ 2× Janus (same run) | {} | {} |",
+            vj.map(|x| format!("{x:.2}×")).unwrap_or("—".into()),
+            verdict(vj.map(|x| x >= 2.0))
+        )?;
+    }
+    let mut worst_p99: Option<f64> = None;
+    let mut worst_ttff: Option<f64> = None;
+    for sc in ["s1", "s2", "s3"] {
+        if let Some(rs) = tuxa(sc) {
+            if let Some((m, _, _)) = stats(&mut col(rs, "lat_p99_ms")) {
+                worst_p99 = Some(worst_p99.map_or(m, |w: f64| w.max(m)));
+            }
+            if let Some((m, _, _)) = stats(&mut col(rs, "ttff_p95_ms")) {
+                worst_ttff = Some(worst_ttff.map_or(m, |w: f64| w.max(m)));
+            }
+        }
+    }
+    writeln!(
+        s,
+        "| added latency p99 ≤ 2 ms in S1–S3 (worst scenario) | {} | {} |",
+        worst_p99
+            .map(|x| format!("{x:.2} ms"))
+            .unwrap_or("—".into()),
+        verdict(worst_p99.map(|x| x <= 2.0))
+    )?;
+    writeln!(
+        s,
+        "| S4 ≥ 150 rooms of two per core | — | not measured (S4 not implemented yet) |"
+    )?;
+    if let Some(rs) = tuxa("s6") {
+        let growth = stats(&mut col(rs, "mem_per_participant_kib")).map(|x| x.0);
+        let mut fd: Vec<f64> = rs
+            .iter()
+            .filter_map(|r| Some(r["fds_after"].as_f64()? - r["fds_base"].as_f64()?))
+            .collect();
+        let fdg = stats(&mut fd).map(|x| x.0);
+        let ok = match (growth, fdg) {
+            (Some(g), Some(f)) => Some(g < 1.0 && f <= 0.0),
+            _ => None,
+        };
+        writeln!(
+            s,
+            "| S6 no growth (fds back to baseline, RSS growth < 1 KiB per cycle) | {} KiB/cycle, fds {:+} | {} |",
+            growth.map(fmt_num).unwrap_or("—".into()),
+            fdg.unwrap_or(f64::NAN),
+            verdict(ok)
+        )?;
+    }
+    writeln!(
+        s,
+        "| time to first frame p95 ≤ 200 ms on loopback (worst of S1–S3) | {} | {} |",
+        worst_ttff
+            .map(|x| format!("{x:.0} ms"))
+            .unwrap_or("—".into()),
+        verdict(worst_ttff.map(|x| x <= 200.0))
+    )?;
+    if !failed.is_empty() {
+        writeln!(s, "\n### Runs that failed\n")?;
+        for f in failed {
+            writeln!(s, "- {f}")?;
+        }
+    }
+    Ok(s)
+}
