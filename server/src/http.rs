@@ -56,6 +56,8 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(crate::queues::routes())
         // Appointments (appointments.rs).
         .merge(crate::appointments::routes())
+        // The activity report (reports.rs).
+        .merge(crate::reports::routes())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such page") })
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)

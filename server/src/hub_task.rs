@@ -142,8 +142,14 @@ fn record(store: &Store, ev: RecordEvent) {
     }
     match ev {
         RecordEvent::Queue(ev) => {
-            // Operational, not security-relevant: the log, not the audit chain.
+            // Operational, not security-relevant: the log and the activity
+            // report, not the audit chain.
             tracing::info!(?ev, "queue");
+            if let Some(stored) = crate::reports::to_stored(&ev) {
+                store.spawn("queue event", move |c| {
+                    crate::reports::insert(c, now, &stored)
+                });
+            }
         }
         RecordEvent::Joined { room, participant } => {
             tracing::info!(room = %room, participant = %participant.id, role = participant.role.as_str(), "joined");

@@ -23,6 +23,7 @@ mod http;
 mod hub_task;
 mod media;
 pub mod queues;
+mod reports;
 mod store;
 mod tls;
 mod web;

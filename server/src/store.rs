@@ -154,6 +154,17 @@ const MIGRATIONS: &[&str] = &[
          created_at INTEGER NOT NULL
      ) STRICT;
      CREATE INDEX appointments_by_start ON appointments(starts_at);",
+    // 7: queue events for the activity report (reports.rs): aggregates
+    // only, so a ticket is kept as a short hash and nothing names a patient.
+    "CREATE TABLE queue_events (
+         id INTEGER PRIMARY KEY,
+         at INTEGER NOT NULL,
+         queue_id INTEGER NOT NULL REFERENCES queues(id),
+         kind TEXT NOT NULL,
+         ticket_hash TEXT NOT NULL,
+         waited_secs INTEGER
+     ) STRICT;
+     CREATE INDEX queue_events_by_time ON queue_events(at);",
 ];
 
 impl Store {

@@ -233,6 +233,29 @@ async fn a_patient_queues_a_doctor_accepts_and_both_are_in_the_call() -> anyhow:
             _ => None,
         })
         .await?;
+
+    // The activity report counts it, with no patient identifiers.
+    let (status, report) = api.admin("GET", "/api/v1/reports/activity", None).await?;
+    assert_eq!(status, 200, "{report}");
+    let queue_row = report["rows"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["kind"] == "queue"))
+        .cloned()
+        .expect("a queue row");
+    assert_eq!(queue_row["facility"], "BVĐK tỉnh");
+    assert_eq!(queue_row["count"], 2, "{queue_row}");
+    assert_eq!(queue_row["served"], 1, "{queue_row}");
+    let csv = api
+        .request_raw(
+            "GET",
+            "/api/v1/reports/activity?format=csv",
+            None,
+            Auth::Bearer(tuxa_tests::TEST_ADMIN_KEY),
+        )
+        .await?;
+    assert_eq!(csv.status, 200);
+    assert!(csv.body.contains("BVĐK tỉnh,queue,2,1,0"), "{}", csv.body);
+    assert!(!csv.body.contains("Nguyễn Văn A") && !csv.body.contains("0912345678"));
     server.shutdown().await?;
     Ok(())
 }
