@@ -98,6 +98,21 @@ impl ClientMsg {
         "doctor_free",
     ];
 
+    /// Whether this is an on-call queue message (patients' or doctors').
+    pub fn is_queue(&self) -> bool {
+        matches!(
+            self,
+            ClientMsg::QueueJoin { .. }
+                | ClientMsg::QueueResume { .. }
+                | ClientMsg::QueueCancel { .. }
+                | ClientMsg::Available { .. }
+                | ClientMsg::AcceptPatient { .. }
+                | ClientMsg::DeclinePatient { .. }
+                | ClientMsg::Transfer { .. }
+                | ClientMsg::DoctorFree {}
+        )
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             ClientMsg::Hello { .. } => "hello",

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tuxa_protocol::{ConsultationKind, ErrorCode, Role, RoomId};
 
-use crate::http::{self, ApiError, AppState, LinkSpec, check_admin};
+use crate::http::{self, ApiError, AppState, LinkSpec, check_admin, optional_text, required_text};
 use crate::hub_task::unix_now;
 
 /// Links open this long before the appointment.
@@ -76,26 +76,10 @@ async fn create(
             "the appointment is more than a year ahead",
         ));
     }
-    for p in [&req.patient, &req.doctor] {
-        let n = p.name.trim().chars().count();
-        if n == 0 || n > 100 {
-            return Err(ApiError::new(
-                ErrorCode::BadRequest,
-                "names must be 1 to 100 characters",
-            ));
-        }
-    }
-    let title = req
-        .title
-        .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty())
+    let patient_name = required_text("patient name", &req.patient.name, 100)?;
+    let doctor_name = required_text("doctor name", &req.doctor.name, 100)?;
+    let title = optional_text("title", req.title, 200)?
         .unwrap_or_else(|| "Lịch hẹn khám từ xa / remote appointment".to_owned());
-    if title.chars().count() > 200 {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "title must be at most 200 characters",
-        ));
-    }
     let row = http::create(&state, ConsultationKind::Visit, title).await?;
     let room = RoomId::parse(&row.id).map_err(|_| ApiError::new(ErrorCode::Internal, "room id"))?;
     let opens_at = req.starts_at.saturating_sub(OPENS_BEFORE_SECS);
@@ -105,12 +89,7 @@ async fn create(
         &room,
         LinkSpec {
             not_before: Some(opens_at),
-            ..LinkSpec::new(
-                Role::Doctor,
-                req.doctor.name.trim().to_owned(),
-                req.doctor.facility,
-                ttl,
-            )
+            ..LinkSpec::new(Role::Doctor, doctor_name, req.doctor.facility, ttl)
         },
     )
     .await?;
@@ -119,12 +98,7 @@ async fn create(
         &room,
         LinkSpec {
             not_before: Some(opens_at),
-            ..LinkSpec::new(
-                Role::Patient,
-                req.patient.name.trim().to_owned(),
-                req.patient.facility,
-                ttl,
-            )
+            ..LinkSpec::new(Role::Patient, patient_name, req.patient.facility, ttl)
         },
     )
     .await?;

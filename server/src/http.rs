@@ -126,7 +126,35 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
+
+/// A required text field: trimmed, 1 to `max` characters.
+pub(crate) fn required_text(field: &str, value: &str, max: usize) -> ApiResult<String> {
+    let v = value.trim();
+    if v.is_empty() || v.chars().count() > max {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("{field} must be 1 to {max} characters"),
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+/// An optional text field: trimmed, empty means absent, at most `max` characters.
+pub(crate) fn optional_text(
+    field: &str,
+    value: Option<String>,
+    max: usize,
+) -> ApiResult<Option<String>> {
+    match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) if v.chars().count() > max => Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("{field} must be at most {max} characters"),
+        )),
+        Some(v) => Ok(Some(v.to_owned())),
+    }
+}
 
 fn body<T>(r: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
     r.map(|Json(v)| v)
@@ -284,13 +312,7 @@ async fn create_consultation(
             "kind must be \"visit\" or \"conference\"",
         )
     })?;
-    let title = req.title.trim().to_owned();
-    if title.is_empty() || title.chars().count() > 200 {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "title must be 1 to 200 characters",
-        ));
-    }
+    let title = required_text("title", &req.title, 200)?;
     let row = create(&state, kind, title).await?;
     Ok((StatusCode::CREATED, Json(consultation_json(&row, None))))
 }
@@ -441,23 +463,8 @@ async fn mint_link(
             "role must be patient, doctor, nurse or guest",
         )
     })?;
-    let name = req.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "name must be 1 to 100 characters",
-        ));
-    }
-    let facility = req
-        .facility
-        .map(|f| f.trim().to_owned())
-        .filter(|f| !f.is_empty());
-    if facility.as_ref().is_some_and(|f| f.chars().count() > 200) {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "facility must be at most 200 characters",
-        ));
-    }
+    let name = required_text("name", &req.name, 100)?;
+    let facility = optional_text("facility", req.facility, 200)?;
     let ttl = req.expires_in_secs.unwrap_or(86_400);
     if !(60..=2_592_000).contains(&ttl) {
         return Err(ApiError::new(

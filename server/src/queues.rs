@@ -15,7 +15,7 @@ use tuxa_protocol::ErrorCode;
 
 use crate::audit::{Action, Entry};
 use crate::directory::{self, FacilityId, StaffId};
-use crate::http::{ApiError, AppState, check_admin};
+use crate::http::{ApiError, AppState, check_admin, optional_text, required_text};
 use crate::hub_task::unix_now;
 
 /// Vietnam has one time zone and no daylight saving: rosters are in UTC+7.
@@ -194,23 +194,8 @@ async fn create(
 ) -> Result<(StatusCode, Json<Queue>), ApiError> {
     check_admin(&state, &headers)?;
     let req = body(req)?;
-    let specialty = req.specialty.trim().to_owned();
-    if specialty.is_empty() || specialty.chars().count() > 100 {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "specialty must be 1 to 100 characters",
-        ));
-    }
-    let name = req
-        .name
-        .map(|n| n.trim().to_owned())
-        .filter(|n| !n.is_empty());
-    if name.as_ref().is_some_and(|n| n.chars().count() > 200) {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "name must be at most 200 characters",
-        ));
-    }
+    let specialty = required_text("specialty", &req.specialty, 100)?;
+    let name = optional_text("name", req.name, 200)?;
     let facility = FacilityId(req.facility_id);
     let q = state
         .store

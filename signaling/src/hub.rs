@@ -530,17 +530,7 @@ impl Hub {
                 Some(ty),
             ),
             (_, ClientMsg::Ping { seq }) => self.send(sid, ServerMsg::Pong { seq }),
-            (
-                _,
-                msg @ (ClientMsg::QueueJoin { .. }
-                | ClientMsg::QueueResume { .. }
-                | ClientMsg::QueueCancel { .. }
-                | ClientMsg::Available { .. }
-                | ClientMsg::AcceptPatient { .. }
-                | ClientMsg::DeclinePatient { .. }
-                | ClientMsg::Transfer { .. }
-                | ClientMsg::DoctorFree {}),
-            ) => self.on_queue_msg(now, sid, msg),
+            (_, msg) if msg.is_queue() => self.on_queue_msg(now, sid, msg),
             (
                 _,
                 ClientMsg::Consent {
@@ -958,19 +948,8 @@ impl Hub {
             ClientMsg::Refuse { participant_id } => {
                 self.decide(sid, &room, pid, participant_id, false)
             }
-            // Handled before the room state is consulted.
-            ClientMsg::Hello { .. }
-            | ClientMsg::Ping { .. }
-            | ClientMsg::Join { .. }
-            | ClientMsg::Consent { .. }
-            | ClientMsg::QueueJoin { .. }
-            | ClientMsg::QueueResume { .. }
-            | ClientMsg::QueueCancel { .. }
-            | ClientMsg::Available { .. }
-            | ClientMsg::AcceptPatient { .. }
-            | ClientMsg::DeclinePatient { .. }
-            | ClientMsg::Transfer { .. }
-            | ClientMsg::DoctorFree {} => {}
+            // Handled before the room state is consulted (see `on_frame`).
+            _ => {}
         }
     }
 
