@@ -86,6 +86,41 @@ async fn join(
     Ok(s)
 }
 
+/// A patient consents, joins, waits in the lobby and is admitted by `doctor`.
+async fn admit_patient(
+    http: SocketAddr,
+    room: &tuxa_protocol::RoomId,
+    token: &str,
+    doctor: &mut SignalClient,
+) -> anyhow::Result<SignalClient> {
+    let mut patient = SignalClient::connect(http).await?;
+    patient.hello().await?;
+    patient.consent().await?;
+    patient
+        .send(&ClientMsg::Join {
+            room: room.clone(),
+            token: token.to_owned(),
+        })
+        .await?;
+    let waiting_id = doctor
+        .recv_until(REPLY_TIMEOUT, "the patient in the lobby", |m| match m {
+            tuxa_protocol::ServerMsg::Lobby { waiting } => waiting.first().map(|p| p.id),
+            _ => None,
+        })
+        .await?;
+    doctor
+        .send(&ClientMsg::Admit {
+            participant_id: waiting_id,
+        })
+        .await?;
+    patient
+        .recv_until(REPLY_TIMEOUT, "joined", |m| {
+            matches!(m, tuxa_protocol::ServerMsg::Joined { .. }).then_some(())
+        })
+        .await?;
+    Ok(patient)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_nothing() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("tuxa-crash-{}", std::process::id()));
@@ -106,31 +141,7 @@ async fn kill_9_loses_nothing() -> anyhow::Result<()> {
     let mut doctor = join(http, &room, &doctor_link).await?;
     let _nurse = join(http, &room, &nurse_link).await?;
     // The patient consents, waits, and is admitted.
-    let mut patient = SignalClient::connect(http).await?;
-    patient.hello().await?;
-    patient.consent().await?;
-    patient
-        .send(&ClientMsg::Join {
-            room: room.clone(),
-            token: patient_link.clone(),
-        })
-        .await?;
-    let waiting_id = doctor
-        .recv_until(REPLY_TIMEOUT, "the patient in the lobby", |m| match m {
-            tuxa_protocol::ServerMsg::Lobby { waiting } => waiting.first().map(|p| p.id),
-            _ => None,
-        })
-        .await?;
-    doctor
-        .send(&ClientMsg::Admit {
-            participant_id: waiting_id,
-        })
-        .await?;
-    patient
-        .recv_until(REPLY_TIMEOUT, "joined", |m| {
-            matches!(m, tuxa_protocol::ServerMsg::Joined { .. }).then_some(())
-        })
-        .await?;
+    let _patient = admit_patient(http, &room, &patient_link, &mut doctor).await?;
     // What the record holds now must survive the crash.
     let (status, before) = api
         .admin(
@@ -208,35 +219,7 @@ async fn kill_9_loses_nothing() -> anyhow::Result<()> {
         assert_eq!(status, 200, "{body}");
         let mut doctor = join(http, &room, &doctor_link).await?;
         let _nurse = join(http, &room, &nurse_link).await?;
-        let mut patient = SignalClient::connect(http).await?;
-        patient.hello().await?;
-        patient.consent().await?;
-        patient
-            .send(&ClientMsg::Join {
-                room: room.clone(),
-                token: patient_link.clone(),
-            })
-            .await?;
-        let waiting_id = doctor
-            .recv_until(
-                REPLY_TIMEOUT,
-                "the patient in the lobby again",
-                |m| match m {
-                    tuxa_protocol::ServerMsg::Lobby { waiting } => waiting.first().map(|p| p.id),
-                    _ => None,
-                },
-            )
-            .await?;
-        doctor
-            .send(&ClientMsg::Admit {
-                participant_id: waiting_id,
-            })
-            .await?;
-        patient
-            .recv_until(REPLY_TIMEOUT, "joined again", |m| {
-                matches!(m, tuxa_protocol::ServerMsg::Joined { .. }).then_some(())
-            })
-            .await?;
+        let _patient = admit_patient(http, &room, &patient_link, &mut doctor).await?;
         anyhow::Ok(())
     }
     .await;
