@@ -1,1 +1,912 @@
-<!-- being written -->
+// tuxa staff console: /staff.
+//
+// Sign-in (username, password, the authenticator's 6-digit code) →
+// POST /api/v1/auth/login (the server sets the session cookie) → who is
+// signed in (GET /api/v1/me), the queues they may see (GET /api/v1/queues),
+// and, for doctors, a WebSocket /ws (the cookie identifies them; the server
+// reads their rosters when it opens): hello → one switch per queue
+// ("Sẵn sàng nhận bệnh nhân") sends `available {queues}`; `doctor_status`
+// is the server's word on the switches. A `patient_offer` shows a card with
+// a countdown and Accept / Decline; `call_ready {url}` opens the call in a
+// new tab (the console stays) and shows "Đang khám" with a button that
+// sends `doctor_free` for the next patient.
+//
+// For tests: window.tuxaStaff = {state, offer, available, error, callUrl, …};
+// `?noopen=1` keeps the call from opening (read callUrl instead).
+
+import * as P from './protocol.js';
+import {
+  t, tf, errorText, roleName, getLang, setLang, onLangChange, LANGS,
+} from './i18n.js';
+
+const $ = (id) => document.getElementById(id);
+
+const params = new URLSearchParams(location.search);
+const NOOPEN = params.get('noopen') === '1';
+
+/** How often an open console shows the server it is still in use. */
+const SESSION_CHECK_MS = 10 * 60_000;
+
+// ---------------------------------------------------------------------------
+// State visible to tests.
+
+const ts = {
+  // loading | signed-out | signing-in | connecting | ready | available |
+  // offered | accepting | in-call | error
+  state: 'loading',
+  history: ['loading'],
+  me: null, // the /api/v1/me answer
+  queues: [], // the queues this account may see
+  available: false, // the server says we take patients …
+  availableQueues: [], // … from these queues
+  onCall: false,
+  offer: null, // the patient_offer being shown
+  callUrl: null, // the latest call's link
+  popupBlocked: false,
+  connection: 'closed', // open | connecting | closed
+  notice: null, // a key of STRINGS shown above the queues
+  error: null,
+  errors: [],
+  log: [],
+};
+window.tuxaStaff = ts;
+
+function log(...args) {
+  const line = args.map((a) => (typeof a === 'string' ? a : safeJson(a))).join(' ');
+  ts.log.push(`${(performance.now() / 1000).toFixed(2)} ${line}`);
+  if (ts.log.length > 300) ts.log.shift();
+  console.log('[tuxa-staff]', line);
+}
+
+function safeJson(v) {
+  if (v instanceof Error) return `${v.name}: ${v.message}`;
+  try { return JSON.stringify(v); } catch { return String(v); }
+}
+
+const isDoctor = () => !!(ts.me && ts.me.staff && ts.me.staff.role === 'doctor');
+
+// ---------------------------------------------------------------------------
+// State and screens.
+
+let fatal = null; // {code, key}: replaced by another window, …
+let accepting = false;
+
+function deriveState() {
+  if (fatal) return 'error';
+  if (!ts.me) {
+    if (!checked) return 'loading';
+    return signingIn ? 'signing-in' : 'signed-out';
+  }
+  if (!isDoctor()) return 'ready';
+  if (ts.connection !== 'open') return 'connecting';
+  if (accepting) return 'accepting';
+  if (ts.offer) return 'offered';
+  if (ts.onCall) return 'in-call';
+  if (ts.available) return 'available';
+  return 'ready';
+}
+
+const SCREEN_OF = (state) => {
+  if (state === 'loading') return 'screen-loading';
+  if (state === 'signed-out' || state === 'signing-in') return 'screen-signin';
+  if (state === 'error') return 'screen-error';
+  return 'screen-console';
+};
+
+function update() {
+  const state = deriveState();
+  if (state !== ts.state) {
+    log('state', ts.state, '→', state);
+    ts.state = state;
+    ts.history.push(state);
+    document.body.dataset.state = state;
+  }
+  const shown = SCREEN_OF(state);
+  for (const id of ['screen-loading', 'screen-signin', 'screen-console', 'screen-error']) $(id).hidden = id !== shown;
+  render();
+}
+
+// ---------------------------------------------------------------------------
+// Rendering.
+
+function staffRoleName(role) {
+  if (role === 'coordinator' || role === 'admin') return t(`st_role_${role}`);
+  return roleName(role);
+}
+
+function render() {
+  renderSignin();
+  renderWho();
+  renderQueues();
+  renderOffer();
+  renderCall();
+  renderError();
+  const banner = $('conn-banner');
+  const showConn = !!ts.me && isDoctor() && ts.connection !== 'open' && !fatal;
+  banner.hidden = !showConn;
+  banner.textContent = showConn ? t(everConnected ? 'st_reconnecting' : 'st_connecting') : '';
+  $('notice').hidden = !ts.notice;
+  $('notice').textContent = ts.notice ? t(ts.notice) : '';
+  document.title = ts.offer ? `(!) ${t('st_offer_title')} — tuxa` : `${t('st_title')} — tuxa`;
+}
+
+function renderWho() {
+  if (!ts.me) return;
+  const s = ts.me.staff || {};
+  const p = ts.me.practitioner;
+  $('who-name').textContent = [p && p.title, s.name].filter(Boolean).join(' ');
+  $('who-meta').textContent = [
+    `${t('st_signed_in_as')}: ${s.username || ''}`,
+    staffRoleName(s.role),
+    ts.me.facility && ts.me.facility.name,
+  ].filter(Boolean).join(' · ');
+}
+
+const queueRows = new Map(); // queue id → {li, input, name, label}
+
+function renderQueues() {
+  const list = $('queue-list');
+  const ids = new Set(ts.queues.map((q) => q.id));
+  for (const [id, row] of queueRows) {
+    if (!ids.has(id)) {
+      row.li.remove();
+      queueRows.delete(id);
+    }
+  }
+  const doctor = isDoctor();
+  const connected = ts.connection === 'open';
+  for (const q of ts.queues) {
+    let row = queueRows.get(q.id);
+    if (!row) {
+      const li = document.createElement('li');
+      li.className = 'st-queue';
+      li.dataset.queue = String(q.id);
+      const name = document.createElement('p');
+      name.className = 'st-queue-name';
+      const label = document.createElement('label');
+      label.className = 'st-switch';
+      const input = document.createElement('input');
+      input.type = 'checkbox';
+      input.setAttribute('role', 'switch');
+      input.dataset.queue = String(q.id);
+      input.addEventListener('change', onSwitch);
+      const text = document.createElement('span');
+      label.append(input, text);
+      li.append(name, label);
+      row = { li, input, name, text };
+      queueRows.set(q.id, row);
+    }
+    row.name.textContent = q.name;
+    row.text.textContent = t('st_available');
+    const on = pendingAvailable ? pendingAvailable.queues.includes(q.id)
+      : ts.available && ts.availableQueues.includes(q.id);
+    row.input.checked = on;
+    row.input.setAttribute('aria-checked', String(on));
+    row.input.disabled = !doctor || !connected || !!pendingAvailable;
+    row.li.classList.toggle('is-on', ts.available && ts.availableQueues.includes(q.id));
+    list.append(row.li);
+  }
+  $('no-queues').hidden = !ts.me || ts.queues.length > 0 || !queuesLoaded;
+  $('doctors-only').hidden = !ts.me || doctor;
+  const status = $('avail-status');
+  status.hidden = !doctor || ts.queues.length === 0;
+  status.textContent = ts.available ? t('st_status_available') : t('st_status_unavailable');
+  status.classList.toggle('is-on', ts.available);
+  $('queues-error').hidden = !queuesError;
+  $('queues-error').textContent = queuesError || '';
+}
+
+function queueName(id) {
+  const q = ts.queues.find((x) => x.id === id);
+  return q ? q.name : `#${id}`;
+}
+
+function fmtDuration(secs) {
+  return secs >= 60 ? tf('st_minutes', { n: Math.floor(secs / 60) }) : tf('st_seconds', { n: secs });
+}
+
+let offerDeadline = 0; // performance.now() ms
+let offerTotal = 0;
+let offerTimer = null;
+
+function offerLeftSecs() {
+  return Math.max(0, Math.ceil((offerDeadline - performance.now()) / 1000));
+}
+
+function renderOffer() {
+  const o = ts.offer;
+  $('offer-card').hidden = !o;
+  if (!o) return;
+  $('offer-name').textContent = o.name;
+  $('offer-reason').textContent = o.reason || '—';
+  const phone = $('offer-phone');
+  phone.textContent = o.phone || '—';
+  if (o.phone) phone.href = `tel:${o.phone.replace(/[^0-9+]/g, '')}`;
+  else phone.removeAttribute('href');
+  const waitedNow = o.waited_secs + Math.max(0, Math.floor((performance.now() - o.receivedAt) / 1000));
+  $('offer-waited').textContent = fmtDuration(waitedNow);
+  $('offer-queue').textContent = queueName(o.queue);
+  $('offer-transferred').hidden = !o.transferred;
+  const left = offerLeftSecs();
+  ts.offer.leftSecs = left;
+  $('offer-countdown').textContent = accepting ? t('st_accepting')
+    : left > 0 ? tf('st_expires', { n: left }) : t('st_expired');
+  $('offer-bar').style.width = `${offerTotal > 0 ? Math.max(0, Math.min(100, ((offerDeadline - performance.now()) / offerTotal) * 100)) : 0}%`;
+  $('accept-btn').disabled = accepting || left <= 0;
+  $('decline-btn').disabled = accepting || left <= 0;
+}
+
+function renderCall() {
+  $('call-panel').hidden = !ts.onCall;
+  const link = $('open-call');
+  link.hidden = !ts.callUrl;
+  if (ts.callUrl) link.href = ts.callUrl;
+  $('popup-blocked').hidden = !ts.popupBlocked;
+  $('done-btn').disabled = pendingFree;
+}
+
+function renderError() {
+  if (!fatal) return;
+  $('error-text').textContent = fatal.key ? t(fatal.key) : errorText(fatal.code);
+  $('error-code').textContent = `(${fatal.code})`;
+  $('retry-btn').textContent = fatal.code === 'replaced' ? t('st_use_here') : t('retry');
+}
+
+let signinError = null; // {key} | {code, retryAfter}
+let signinNote = null; // a key
+
+function renderSignin() {
+  const el = $('signin-error');
+  if (signinError) {
+    let text = signinError.key ? t(signinError.key) : errorText(signinError.code);
+    if (signinError.retryAfter) text += ` ${tf('st_retry_after', { n: signinError.retryAfter })}`;
+    el.textContent = text;
+  }
+  el.hidden = !signinError;
+  $('signin-note').hidden = !signinNote;
+  $('signin-note').textContent = signinNote ? t(signinNote) : '';
+  $('signin-btn').disabled = signingIn;
+  $('signin-btn').textContent = signingIn ? t('st_signing_in') : t('st_signin');
+}
+
+function applyLang() {
+  const lang = getLang();
+  document.documentElement.lang = lang;
+  for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+  const lb = $('lang-btn');
+  lb.textContent = t('lang_switch');
+  lb.setAttribute('aria-label', t('lang_switch_label'));
+  lb.lang = lang === 'vi' ? 'en' : 'vi';
+  if (lastQueuesErr) queuesError = describeQueuesError(lastQueuesErr);
+  render();
+}
+
+// ---------------------------------------------------------------------------
+// HTTP.
+
+async function api(method, path, body) {
+  const init = { method, cache: 'no-store', credentials: 'same-origin', headers: { Accept: 'application/json' } };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch (e) {
+    log(method, path, 'failed', e);
+    return { status: 0, json: null, headers: null };
+  }
+  let json = null;
+  try { json = await res.json(); } catch { /* not JSON (e.g. 204) */ }
+  return { status: res.status, json, headers: res.headers };
+}
+
+let checked = false;
+
+/** Who is signed in (null: nobody), or undefined when the server cannot be reached. */
+async function fetchMe() {
+  const r = await api('GET', '/api/v1/me');
+  if (r.status === 200 && r.json && r.json.staff) return r.json;
+  if (r.status === 401 || r.status === 403) return null;
+  return undefined;
+}
+
+let queuesLoaded = false;
+
+async function loadQueues() {
+  const r = await api('GET', '/api/v1/queues');
+  if (r.status === 200 && r.json && Array.isArray(r.json.queues)) {
+    ts.queues = r.json.queues.filter((q) => q && Number.isSafeInteger(q.id));
+    queuesLoaded = true;
+    return true;
+  }
+  if (r.status === 401) sessionExpired();
+  return false;
+}
+
+// ---------------------------------------------------------------------------
+// Signing in and out.
+
+let signingIn = false;
+
+async function onSignin(ev) {
+  ev.preventDefault();
+  if (signingIn) return;
+  const username = $('username').value.trim().toLowerCase();
+  const password = $('password').value;
+  const code = $('totp').value.replace(/\s+/g, '');
+  signinNote = null;
+  if (!username || !password || !code) {
+    signinError = { key: 'st_fields_needed' };
+    update();
+    (!username ? $('username') : !password ? $('password') : $('totp')).focus();
+    return;
+  }
+  if (!/^\d{6}$/.test(code)) {
+    signinError = { key: 'st_code_invalid' };
+    update();
+    $('totp').focus();
+    return;
+  }
+  signinError = null;
+  signingIn = true;
+  update();
+  const r = await api('POST', '/api/v1/auth/login', { username, password, totp: code });
+  signingIn = false;
+  if (r.status === 200 && r.json && r.json.staff) {
+    log('signed in as', r.json.staff.username);
+    $('password').value = '';
+    $('totp').value = '';
+    await enterConsole(r.json);
+    return;
+  }
+  if (r.status === 0) signinError = { code: 'network_error' };
+  else if (r.status === 429) {
+    const after = Number(r.headers && r.headers.get('Retry-After'));
+    signinError = { code: 'too_many_attempts', retryAfter: Number.isFinite(after) && after > 0 ? Math.ceil(after) : null };
+  } else if (r.status === 403) signinError = { code: 'account_disabled' };
+  else if (r.status === 401) signinError = { code: 'login_failed' };
+  else if (r.status === 400) signinError = { code: 'login_failed' };
+  else signinError = { code: r.json && r.json.error && r.json.error.code ? r.json.error.code : 'internal' };
+  log('sign-in failed', r.status, signinError.code || signinError.key);
+  $('totp').value = '';
+  update();
+  $('totp').focus();
+}
+
+let sessionTimer = null;
+
+async function enterConsole(me) {
+  ts.me = me;
+  ts.error = null;
+  fatal = null;
+  update();
+  await loadQueues();
+  if (!ts.me) return; // the session ended meanwhile
+  update();
+  clearInterval(sessionTimer);
+  sessionTimer = setInterval(checkSession, SESSION_CHECK_MS);
+  if (isDoctor()) connect();
+}
+
+/**
+ * While on duty (taking patients, offered one, or in a call) the console
+ * keeps the sign-in alive and notices when it ends; off duty it lets the
+ * server's one-hour idle rule apply.
+ */
+async function checkSession() {
+  if (!ts.me || !isDoctor()) return;
+  if (!ts.available && !ts.onCall && !ts.offer) return;
+  const me = await fetchMe();
+  if (me === null) sessionExpired();
+}
+
+function sessionExpired() {
+  if (!ts.me) return;
+  log('session expired');
+  resetConsole();
+  signinNote = 'st_session_expired';
+  update();
+}
+
+function resetConsole() {
+  clearInterval(sessionTimer);
+  sessionTimer = null;
+  closeSocket();
+  clearOffer();
+  ts.me = null;
+  ts.queues = [];
+  queuesLoaded = false;
+  ts.available = false;
+  ts.availableQueues = [];
+  ts.onCall = false;
+  ts.notice = null;
+  ts.popupBlocked = false;
+  wantAvailable = [];
+  pendingAvailable = null;
+  pendingFree = false;
+  queuesError = null;
+  lastQueuesErr = null;
+  everConnected = false;
+}
+
+async function signOut() {
+  log('signing out');
+  resetConsole();
+  update();
+  await api('POST', '/api/v1/auth/logout', {});
+  $('username').focus();
+}
+
+// ---------------------------------------------------------------------------
+// Signaling.
+
+let ws = null;
+let keepaliveTimer = null;
+let pingSeq = 0;
+let reconnectTimer = null;
+let reconnectAttempt = 0;
+let everConnected = false;
+let connectedAt = 0;
+let wantAvailable = []; // queues to be available for again after a reconnect
+let pendingAvailable = null; // {queues, retried}: sent, no answer yet
+let pendingFree = false;
+let queuesError = null; // text shown above the switches
+let lastQueuesErr = null; // {code, queue}: to translate again on a language switch
+
+function send(msg) {
+  if (!ws || ws.readyState !== WebSocket.OPEN) {
+    log('not sent (socket closed):', msg.type);
+    return false;
+  }
+  if (msg.type !== 'ping') log('→', msg.type, msg.type === 'available' ? msg.queues : '');
+  ws.send(P.encode(msg));
+  return true;
+}
+
+function connect() {
+  closeSocket();
+  if (!ts.me || fatal) return;
+  ts.connection = 'connecting';
+  update();
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  let sock;
+  try {
+    sock = new WebSocket(`${scheme}://${location.host}/ws`);
+  } catch (e) {
+    log('WebSocket failed', e);
+    scheduleReconnect();
+    return;
+  }
+  ws = sock;
+  sock.onopen = () => {
+    if (sock !== ws) return;
+    log('socket open');
+    send(P.hello());
+  };
+  sock.onmessage = (ev) => {
+    if (sock !== ws) return;
+    let msg;
+    try {
+      msg = P.parseServerMsg(ev.data);
+    } catch (e) {
+      log('bad server message:', e.message, String(ev.data).slice(0, 200));
+      return;
+    }
+    try {
+      onServerMsg(msg);
+    } catch (e) {
+      log('handling', msg.type, 'failed', e);
+    }
+  };
+  sock.onerror = () => log('socket error');
+  sock.onclose = (ev) => {
+    log('socket closed', ev.code, ev.reason || '');
+    if (sock !== ws) return;
+    ws = null;
+    onSocketGone();
+  };
+}
+
+function closeSocket() {
+  stopKeepalive();
+  clearTimeout(reconnectTimer);
+  reconnectTimer = null;
+  if (ws) {
+    const w = ws;
+    ws = null;
+    try { w.close(1000); } catch { /* ignore */ }
+  }
+  ts.connection = 'closed';
+}
+
+function onSocketGone() {
+  stopKeepalive();
+  ts.connection = 'closed';
+  // The server withdrew a pending offer and made us unavailable; a call in
+  // progress stays ours.
+  clearOffer();
+  accepting = false;
+  pendingFree = false;
+  if (pendingAvailable) {
+    wantAvailable = pendingAvailable.queues;
+    pendingAvailable = null;
+  }
+  update();
+  if (!ts.me || fatal) return;
+  scheduleReconnect();
+}
+
+function scheduleReconnect() {
+  ts.connection = 'closed';
+  const delay = Math.min(15_000, 1000 * 2 ** reconnectAttempt);
+  reconnectAttempt += 1;
+  clearTimeout(reconnectTimer);
+  reconnectTimer = setTimeout(async () => {
+    // A dead sign-in would connect as a stranger: check it first.
+    const me = await fetchMe();
+    if (me === null) {
+      sessionExpired();
+      return;
+    }
+    if (me) ts.me = me;
+    connect();
+  }, delay);
+  update();
+}
+
+function startKeepalive(ms) {
+  stopKeepalive();
+  const every = Number.isFinite(ms) && ms >= 1000 ? ms : P.KEEPALIVE_INTERVAL_MS;
+  keepaliveTimer = setInterval(() => send(P.ping(++pingSeq)), every);
+}
+
+function stopKeepalive() {
+  if (keepaliveTimer) clearInterval(keepaliveTimer);
+  keepaliveTimer = null;
+}
+
+function onServerMsg(msg) {
+  if (msg.type !== 'pong') log('←', msg.type, describe(msg));
+  switch (msg.type) {
+    case 'welcome':
+      ts.connection = 'open';
+      everConnected = true;
+      connectedAt = performance.now();
+      reconnectAttempt = 0;
+      startKeepalive(msg.keepalive_interval_ms);
+      if (retryAfterReconnect) {
+        const queues = retryAfterReconnect;
+        retryAfterReconnect = null;
+        requestAvailable(queues, true);
+      } else if (wantAvailable.length) {
+        // Back after a dropped connection: take patients again as before.
+        requestAvailable(wantAvailable, false);
+      }
+      update();
+      break;
+    case 'doctor_status':
+      onDoctorStatus(msg);
+      break;
+    case 'patient_offer':
+      onOffer(msg);
+      break;
+    case 'patient_offer_withdrawn':
+      onOfferWithdrawn(msg);
+      break;
+    case 'call_ready':
+      onCallReady(msg);
+      break;
+    case 'pong':
+      ts.lastPong = msg.seq;
+      break;
+    case 'error':
+      onServerError(msg);
+      break;
+    default:
+      break;
+  }
+}
+
+function describe(msg) {
+  const { type, ticket, phone, reason, name, url, ...rest } = msg;
+  // Patient details, tickets and link tokens stay out of the log.
+  if (ticket) rest.ticket = `${ticket.slice(0, 4)}…`;
+  if (url) rest.url = `${url.split('#')[0]}#…`;
+  return safeJson(rest);
+}
+
+// ---------------------------------------------------------------------------
+// Availability.
+
+let retryAfterReconnect = null; // queues to ask for again on the next session
+
+function onSwitch() {
+  primeAudio();
+  const queues = [...queueRows.entries()].filter(([, row]) => row.input.checked).map(([id]) => id);
+  requestAvailable(queues, false);
+}
+
+let pendingTimer = null;
+
+function requestAvailable(queues, retried) {
+  queuesError = null;
+  lastQueuesErr = null;
+  const req = { queues, retried };
+  pendingAvailable = req;
+  if (!send(P.available(queues))) {
+    pendingAvailable = null;
+    wantAvailable = queues;
+  }
+  // The server answers with doctor_status (or an error) at once; should
+  // neither come, show its last word rather than a switch stuck disabled.
+  clearTimeout(pendingTimer);
+  pendingTimer = setTimeout(() => {
+    if (pendingAvailable === req) {
+      log('no answer to available');
+      pendingAvailable = null;
+      update();
+    }
+  }, 5000);
+  update();
+}
+
+function onDoctorStatus(msg) {
+  ts.available = msg.available;
+  ts.availableQueues = [...msg.queues];
+  if (!msg.on_call) pendingFree = false;
+  ts.onCall = msg.on_call;
+  pendingAvailable = null;
+  wantAvailable = msg.available ? [...msg.queues] : [];
+  update();
+}
+
+function describeQueuesError({ code, queue }) {
+  const text = errorText(code);
+  return queue != null ? `${queueName(queue)}: ${text}` : text;
+}
+
+async function onAvailableRefused(msg) {
+  const sent = pendingAvailable;
+  pendingAvailable = null;
+  const m = /queue (\d+)/.exec(msg.message || '');
+  const queue = m ? Number(m[1]) : null;
+  if (msg.code === 'not_on_call' && sent && !sent.retried && /roster/.test(msg.message || '')
+      && performance.now() - connectedAt > 20_000 && !ts.offer && !ts.onCall && !accepting) {
+    // Rosters are read when the connection opens: a shift that started
+    // since needs a fresh one. Reconnect once and ask again.
+    log('not on call: reconnecting to read the rosters again');
+    retryAfterReconnect = sent.queues;
+    connect();
+    return;
+  }
+  if (msg.code === 'not_on_call' && /sign in/.test(msg.message || '')) {
+    const me = await fetchMe();
+    if (me === null) {
+      sessionExpired();
+      return;
+    }
+  }
+  lastQueuesErr = { code: msg.code, queue };
+  queuesError = describeQueuesError(lastQueuesErr);
+  update();
+}
+
+// ---------------------------------------------------------------------------
+// Offers and calls.
+
+function onOffer(msg) {
+  clearOffer();
+  ts.offer = { ...msg, receivedAt: performance.now(), leftSecs: msg.expires_in_secs };
+  offerTotal = msg.expires_in_secs * 1000;
+  offerDeadline = performance.now() + offerTotal;
+  accepting = false;
+  ts.notice = null;
+  offerTimer = setInterval(() => {
+    if (!ts.offer) return;
+    renderOffer();
+  }, 250);
+  $('offer-announce').textContent = `${t('st_offer_title')}: ${msg.name}. ${msg.reason}`;
+  chime();
+  update();
+  $('accept-btn').focus({ preventScroll: true });
+  $('offer-card').scrollIntoView({ block: 'nearest' });
+}
+
+function clearOffer() {
+  clearInterval(offerTimer);
+  offerTimer = null;
+  ts.offer = null;
+  $('offer-announce').textContent = '';
+}
+
+function accept() {
+  if (!ts.offer || accepting) return;
+  primeAudio();
+  if (send(P.accept_patient(ts.offer.ticket))) {
+    accepting = true;
+    update();
+  }
+}
+
+function decline() {
+  if (!ts.offer || accepting) return;
+  if (send(P.decline_patient(ts.offer.ticket))) {
+    clearOffer();
+    update();
+  }
+}
+
+const WITHDRAW_REASONS = new Set([
+  'expired', 'patient_cancelled', 'patient_gone', 'doctor_unavailable', 'doctor_gone', 'queue_closed',
+]);
+
+function onOfferWithdrawn(msg) {
+  if (ts.offer && ts.offer.ticket !== msg.ticket) return;
+  clearOffer();
+  accepting = false;
+  ts.notice = WITHDRAW_REASONS.has(msg.reason) ? `st_withdrawn_${msg.reason}` : 'st_withdrawn_other';
+  update();
+}
+
+/** The call's link, on the origin this console came from (it answers for it). */
+function sameOriginUrl(url) {
+  try {
+    const u = new URL(url, location.href);
+    if (/^\/join\//.test(u.pathname)) return `${location.origin}${u.pathname}${u.search}${u.hash}`;
+    return u.href;
+  } catch {
+    return url;
+  }
+}
+
+function onCallReady(msg) {
+  const url = sameOriginUrl(msg.url);
+  clearOffer();
+  accepting = false;
+  ts.callUrl = url;
+  ts.onCall = true;
+  ts.notice = null;
+  ts.popupBlocked = false;
+  if (!NOOPEN) {
+    let w = null;
+    try { w = window.open(url, '_blank'); } catch (e) { log('window.open failed', e); }
+    ts.popupBlocked = !w;
+    if (!w) log('the new window was blocked');
+  }
+  update();
+}
+
+function doctorFree() {
+  if (pendingFree) return;
+  if (send(P.doctor_free())) {
+    pendingFree = true;
+    ts.notice = null;
+    update();
+  }
+}
+
+function onServerError(msg) {
+  ts.error = msg.code;
+  ts.errors.push(msg.code);
+  const about = msg.in_reply_to;
+  if (msg.code === 'replaced') {
+    fatal = { code: 'replaced', key: 'st_replaced' };
+    clearOffer();
+    closeSocket();
+    update();
+    return;
+  }
+  if (P.isFatalError(msg.code)) {
+    // idle_timeout, server_shutdown, …: the close that follows reconnects.
+    if (msg.code === 'unsupported_version') {
+      fatal = { code: msg.code };
+      closeSocket();
+      update();
+    }
+    return;
+  }
+  if (about === 'available' || about === 'unavailable') {
+    onAvailableRefused(msg);
+    return;
+  }
+  if (about === 'accept' || about === 'accept_patient' || about === 'decline' || about === 'decline_patient') {
+    // The offer is gone (expired, the patient left, …).
+    clearOffer();
+    accepting = false;
+    ts.notice = 'st_offer_gone';
+    update();
+    return;
+  }
+  if (about === 'doctor_free') {
+    // Not on a call any more (the consultation ended meanwhile).
+    pendingFree = false;
+    ts.onCall = false;
+    update();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// A short chime for a new patient.
+
+let audioCtx = null;
+
+/** Creates the audio context during a click, so that a later chime may play. */
+function primeAudio() {
+  try {
+    const AC = window.AudioContext || window.webkitAudioContext;
+    if (!AC) return;
+    if (!audioCtx) audioCtx = new AC();
+    if (audioCtx.state === 'suspended') audioCtx.resume().catch(() => {});
+  } catch { /* ignore */ }
+}
+
+function chime() {
+  try {
+    primeAudio();
+    if (!audioCtx) return;
+    const now = audioCtx.currentTime;
+    [[660, 0], [880, 0.18], [990, 0.36]].forEach(([freq, at]) => {
+      const osc = audioCtx.createOscillator();
+      const gain = audioCtx.createGain();
+      osc.type = 'sine';
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.0001, now + at);
+      gain.gain.exponentialRampToValueAtTime(0.2, now + at + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, now + at + 0.35);
+      osc.connect(gain).connect(audioCtx.destination);
+      osc.start(now + at);
+      osc.stop(now + at + 0.4);
+    });
+  } catch (e) {
+    log('chime failed', e);
+  }
+  try { if (navigator.vibrate) navigator.vibrate([150, 80, 150]); } catch { /* ignore */ }
+}
+
+// ---------------------------------------------------------------------------
+// Start.
+
+async function start() {
+  applyLang();
+  document.body.dataset.state = ts.state;
+  const me = await fetchMe();
+  checked = true;
+  if (me) {
+    await enterConsole(me);
+    return;
+  }
+  if (me === undefined) signinError = { code: 'network_error' };
+  update();
+  $('username').focus();
+}
+
+function wireUi() {
+  $('lang-btn').addEventListener('click', () => {
+    const i = LANGS.indexOf(getLang());
+    setLang(LANGS[(i + 1) % LANGS.length]);
+  });
+  onLangChange(applyLang);
+  $('signin-form').addEventListener('submit', onSignin);
+  $('signout-btn').addEventListener('click', signOut);
+  $('accept-btn').addEventListener('click', accept);
+  $('decline-btn').addEventListener('click', decline);
+  $('done-btn').addEventListener('click', doctorFree);
+  $('open-call').addEventListener('click', () => { ts.popupBlocked = false; render(); });
+  $('retry-btn').addEventListener('click', () => location.reload());
+}
+
+// For tests and debugging: drop the connection as a flaky network would.
+ts.debug = {
+  dropConnection() {
+    if (ws) ws.close(4000, 'dropped for a test');
+  },
+};
+
+wireUi();
+start().catch((e) => {
+  log('start failed', e);
+  fatal = { code: 'unknown_error' };
+  update();
+});

@@ -27,6 +27,16 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/css; charset=utf-8",
         include_str!("../../web-client/style.css"),
     ),
+    (
+        "queue.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web-client/queue.js"),
+    ),
+    (
+        "staff.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web-client/staff.js"),
+    ),
 ];
 
 const INDEX: &str = include_str!("../../web-client/index.html");

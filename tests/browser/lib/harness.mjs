@@ -487,3 +487,103 @@ export async function withDiagnostics(participants, fn) {
 export function uniqueTitle(prefix) {
   return `${prefix} ${new Date().toISOString().slice(11, 19)} ${Math.random().toString(36).slice(2, 6)}`;
 }
+
+// ---------------------------------------------------------------------------
+// Directory, on-call queues and staff sign-in (docs/api.md "Staff and
+// directory", "On-call queues and rosters"), for the queue page and the
+// staff console.
+
+import { createHmac } from 'node:crypto'; // (imports are hoisted)
+
+/** POST with the admin key; returns the JSON body, or throws with the answer. */
+export async function adminPost(path, body, status = 201) {
+  const res = await request('POST', path, body);
+  return expectStatus(res, status, `POST ${path}`);
+}
+
+/** Decodes RFC 4648 base32 (as `POST /api/v1/staff` returns the TOTP secret). */
+export function base32Decode(text) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = 0;
+  let value = 0;
+  const out = [];
+  for (const ch of String(text).toUpperCase().replace(/[\s=]/g, '')) {
+    const v = alphabet.indexOf(ch);
+    if (v < 0) throw new Error(`not base32: ${ch}`);
+    value = (value << 5) | v;
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push((value >>> bits) & 0xff);
+    }
+  }
+  return Buffer.from(out);
+}
+
+/**
+ * The 6-digit code an authenticator app shows (RFC 6238: HMAC-SHA1 over the
+ * 8-byte big-endian count of 30-second steps, dynamic truncation).
+ */
+export function totpCode(secretBase32, unixSecs = Date.now() / 1000, { step = 30, digits = 6 } = {}) {
+  const counter = Math.floor(unixSecs / step);
+  const msg = Buffer.alloc(8);
+  msg.writeUInt32BE(Math.floor(counter / 2 ** 32), 0);
+  msg.writeUInt32BE(counter >>> 0, 4);
+  const mac = createHmac('sha1', base32Decode(secretBase32)).update(msg).digest();
+  const offset = mac[mac.length - 1] & 0x0f;
+  const bin = ((mac[offset] & 0x7f) << 24) | (mac[offset + 1] << 16) | (mac[offset + 2] << 8) | mac[offset + 3];
+  return String(bin % 10 ** digits).padStart(digits, '0');
+}
+
+/**
+ * A facility with a doctor (practitioner, staff account with a password) on
+ * call all day for a new queue of that facility. Names are made unique, so
+ * that tests sharing a server do not collide.
+ * Returns {facility, practitioner, staff, username, password, secret, queue}.
+ */
+export async function setupOnCallDoctor({
+  facilityName = 'BVĐK tỉnh', specialty = 'Nội khoa', doctorName = 'BS. Lê Hoàng Minh',
+} = {}) {
+  const tag = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+  const facility = await adminPost('/api/v1/facilities', { name: `${facilityName} ${tag}`, tier: 'province' });
+  const practitioner = await adminPost('/api/v1/practitioners', {
+    name: doctorName, title: 'BSCKII', licence_number: `${tag.toUpperCase()}/AH-CCHN`,
+    specialty, facility_id: facility.id,
+  });
+  const username = `bs.${tag}`.slice(0, 32);
+  const password = `mat-khau-${tag}`;
+  const created = await adminPost('/api/v1/staff', {
+    username, name: doctorName, role: 'doctor', facility_id: facility.id,
+    practitioner_id: practitioner.id, password,
+  });
+  const queue = await adminPost('/api/v1/queues', { facility_id: facility.id, specialty });
+  await adminPost(`/api/v1/queues/${queue.id}/roster`, { staff_id: created.staff.id, start: '00:00', end: '24:00' });
+  return {
+    facility, practitioner, staff: created.staff, username, password, secret: created.totp.secret, queue,
+  };
+}
+
+/**
+ * Waits until a page's test global (`tuxaQueue`, `tuxaStaff`) is in `state`;
+ * fails at once if it went to `error` instead.
+ */
+export async function waitForPageState(who, global, state, timeoutMs = 30_000) {
+  await waitFor(`${who.name} (${global}) in state ${state}`, async () => {
+    const r = await who.page.evaluate((g) => {
+      const o = window[g];
+      return o ? { state: o.state, error: o.error } : { state: `no ${g}` };
+    }, global);
+    if (r.state === 'error' && state !== 'error') throw new Error(`${who.name} went to error: ${r.error}`);
+    return r.state === state;
+  }, timeoutMs);
+}
+
+/** What a page's test global holds, with its log, for diagnostics. */
+export async function pageGlobal(who, global) {
+  return who.page.evaluate((g) => {
+    const o = window[g];
+    if (!o) return null;
+    const { log, ...rest } = o;
+    return { ...JSON.parse(JSON.stringify(rest)), log: (log || []).slice(-60), url: location.href };
+  }, global);
+}
