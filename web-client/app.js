@@ -404,18 +404,7 @@ function connect() {
   };
   ws.onmessage = (ev) => {
     if (mine !== ws) return;
-    let msg;
-    try {
-      msg = P.parseServerMsg(ev.data);
-    } catch (e) {
-      log('bad server message:', e.message, String(ev.data).slice(0, 200));
-      return;
-    }
-    try {
-      onServerMsg(msg);
-    } catch (e) {
-      log('handling', msg.type, 'failed', e);
-    }
+    P.dispatchServerFrame(ev.data, onServerMsg, log);
   };
   ws.onerror = () => log('socket error');
   ws.onclose = (ev) => {

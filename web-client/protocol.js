@@ -316,3 +316,23 @@ export function parseServerMsg(text) {
   }
   return value;
 }
+
+/**
+ * Parses one server frame and hands it to `handle`. A malformed frame or a
+ * handler that throws is logged, never thrown on: one bad message must not
+ * stop the page.
+ */
+export function dispatchServerFrame(data, handle, log) {
+  let msg;
+  try {
+    msg = parseServerMsg(data);
+  } catch (e) {
+    log('bad server message:', e.message, String(data).slice(0, 200));
+    return;
+  }
+  try {
+    handle(msg);
+  } catch (e) {
+    log('handling', msg.type, 'failed', e);
+  }
+}

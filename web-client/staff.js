@@ -487,18 +487,7 @@ function connect() {
   };
   sock.onmessage = (ev) => {
     if (sock !== ws) return;
-    let msg;
-    try {
-      msg = P.parseServerMsg(ev.data);
-    } catch (e) {
-      log('bad server message:', e.message, String(ev.data).slice(0, 200));
-      return;
-    }
-    try {
-      onServerMsg(msg);
-    } catch (e) {
-      log('handling', msg.type, 'failed', e);
-    }
+    P.dispatchServerFrame(ev.data, onServerMsg, log);
   };
   sock.onerror = () => log('socket error');
   sock.onclose = (ev) => {
