@@ -760,6 +760,10 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
             .map_err(Error::internal)?;
         if let Some(id) = ended {
             audit(&state, Action::Logout, &format!("staff:{id}"), json!({}));
+            // Consoles opened with this sign-in must not keep taking patients.
+            let _ = state.hub.send(crate::hub_task::HubMsg::Input(
+                tuxa_signaling::Input::StaffRevoked(id.0 as u64),
+            ));
         }
     }
     let mut res = StatusCode::NO_CONTENT.into_response();

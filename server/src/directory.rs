@@ -1070,6 +1070,12 @@ async fn update_staff(
             json!({"staff_id": id, "from": before.role, "to": after.role}),
         );
     }
+    if before.role != after.role || (after.disabled && !before.disabled) {
+        // Open WebSockets were identified with the old role (or account).
+        let _ = state.hub.send(crate::hub_task::HubMsg::Input(
+            tuxa_signaling::Input::StaffRevoked(id.0 as u64),
+        ));
+    }
     if before.disabled != after.disabled {
         let action = if after.disabled {
             Action::StaffDisabled

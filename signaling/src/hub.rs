@@ -50,6 +50,10 @@ pub enum Input {
     MediaGone(ParticipantId),
     /// The session's WebSocket came with a staff sign-in.
     Identified(SessionId, StaffInfo),
+    /// A staff member signed out, was disabled or changed role: their open
+    /// WebSockets lose the identity they were opened with (and are closed,
+    /// so that a console reconnects and signs in again).
+    StaffRevoked(u64),
     /// An on-call queue exists (from the store, at start or when created).
     QueueOpened {
         queue: u64,
@@ -319,6 +323,29 @@ impl Hub {
             Input::EndRoom(room_id) => {
                 self.end_room(&room_id);
                 self.queue_room_ended(now, &room_id);
+            }
+            Input::StaffRevoked(staff_id) => {
+                let sids: Vec<SessionId> = self
+                    .sessions
+                    .iter()
+                    .filter(|(_, s)| s.staff.as_ref().is_some_and(|i| i.staff.id == staff_id))
+                    .map(|(sid, _)| *sid)
+                    .collect();
+                for sid in sids {
+                    if let Some(s) = self.sessions.get_mut(&sid) {
+                        s.staff = None;
+                    }
+                    self.queues
+                        .handle(now, QueueInput::SessionClosed { session: sid });
+                    self.reply_error(
+                        sid,
+                        ErrorCode::Unauthorized,
+                        "signed out: sign in again".into(),
+                        None,
+                    );
+                    self.out.push_back(Output::Close(sid));
+                }
+                self.pump_queues(now);
             }
             Input::Identified(sid, staff) => {
                 if let Some(s) = self.sessions.get_mut(&sid) {

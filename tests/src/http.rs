@@ -24,6 +24,8 @@ pub enum Auth<'a> {
     Bearer(&'a str),
     /// An `Authorization` header given verbatim.
     Raw(&'a str),
+    /// A `Cookie` header (a staff sign-in), given verbatim.
+    Cookie(&'a str),
 }
 
 /// A response: status, headers (lower-cased names), body, and the body as JSON when it is JSON
@@ -104,6 +106,7 @@ impl ApiClient {
             Auth::None => {}
             Auth::Bearer(key) => req.push_str(&format!("Authorization: Bearer {key}\r\n")),
             Auth::Raw(v) => req.push_str(&format!("Authorization: {v}\r\n")),
+            Auth::Cookie(c) => req.push_str(&format!("Cookie: {c}\r\n")),
         }
         if let Some(body) = body {
             req.push_str(&format!(

@@ -234,6 +234,31 @@ async fn a_patient_queues_a_doctor_accepts_and_both_are_in_the_call() -> anyhow:
         })
         .await?;
 
+    // Signing out ends the console's doctor identity at once: its socket is
+    // told and closed, and the offer it had goes back to the line.
+    let r = api
+        .request_raw("POST", "/api/v1/auth/logout", None, Auth::Cookie(&cookie))
+        .await?;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let code = doctor
+        .recv_until(REPLY_TIMEOUT, "signed out", |m| match m {
+            ServerMsg::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(code, ErrorCode::Unauthorized);
+    doctor.expect_close(REPLY_TIMEOUT).await?;
+    second
+        .recv_until(REPLY_TIMEOUT, "back in line", |m| match m {
+            ServerMsg::QueueStatus {
+                state: QueueState::Queued,
+                position: Some(1),
+                ..
+            } => Some(()),
+            _ => None,
+        })
+        .await?;
+
     // The activity report counts it, with no patient identifiers.
     let (status, report) = api.admin("GET", "/api/v1/reports/activity", None).await?;
     assert_eq!(status, 200, "{report}");
