@@ -1197,6 +1197,8 @@ function wireUi() {
   onLangChange(applyLang);
   // The click is the user gesture that lets remote audio autoplay.
   $('join-btn').addEventListener('click', connect);
+  // Consent is never implied: not even by a browser restoring ticked boxes.
+  for (const id of ['consent-exam', 'consent-third', 'consent-recording']) $(id).checked = false;
   $('consent-exam').addEventListener('change', updateJoinButton);
   $('leave-btn').addEventListener('click', leave);
   $('waiting-leave-btn').addEventListener('click', leave);
