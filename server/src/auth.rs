@@ -996,7 +996,7 @@ mod tests {
 #[cfg(test)]
 mod api_tests {
     use std::path::PathBuf;
-    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use axum::body::Body;
     use axum::http::{Method, Request};
@@ -1048,18 +1048,8 @@ mod api_tests {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
-        let store = Store::open(&dir.join("tuxa.sqlite3")).unwrap();
-        let (hub, hub_rx) = tokio::sync::mpsc::unbounded_channel();
-        let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
-        let state = AppState {
-            hub,
-            store: store.clone(),
-            tokens: Arc::new(tuxa_signaling::TokenKey::new(&[7u8; 32])),
-            admin_key_hash: Arc::new(crate::sha256(ADMIN.as_bytes())),
-            public_url: "https://127.0.0.1:8443".into(),
-            next_session: Arc::new(AtomicU64::new(1)),
-            shutdown,
-        };
+        let (state, hub_rx, shutdown_tx) = crate::http::test_state(&dir, ADMIN);
+        let store = state.store.clone();
         Api {
             app: crate::http::router(state),
             store,

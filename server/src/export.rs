@@ -978,18 +978,14 @@ fn vn_datetime(unix: i64) -> String {
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicU64;
 
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use tokio::sync::{mpsc, watch};
     use tower::ServiceExt;
-    use tuxa_signaling::TokenKey;
 
     use super::*;
     use crate::hub_task::HubMsg;
-    use crate::store::Store;
 
     const KEY: &str = "tuxa_export_test_key";
     /// 2025-11-25 08:40:00 UTC = 15:40 in Vietnam.
@@ -1006,6 +1002,7 @@ mod tests {
     struct Server {
         _dir: Scratch,
         _hub: mpsc::UnboundedReceiver<HubMsg>,
+        _shutdown: watch::Sender<bool>,
         state: AppState,
         app: axum::Router,
     }
@@ -1017,20 +1014,11 @@ mod tests {
             std::process::id(),
             crate::hex(&crate::random_bytes::<6>())
         ));
-        let store = Store::open(&dir.join("tuxa.sqlite3")).unwrap();
-        let (hub, hub_rx) = mpsc::unbounded_channel();
-        let state = AppState {
-            hub,
-            store,
-            tokens: Arc::new(TokenKey::new(&[7u8; 32])),
-            admin_key_hash: Arc::new(crate::sha256(KEY.as_bytes())),
-            public_url: "https://127.0.0.1:8443".into(),
-            next_session: Arc::new(AtomicU64::new(1)),
-            shutdown: watch::channel(false).1,
-        };
+        let (state, hub, shutdown) = crate::http::test_state(&dir, KEY);
         Server {
             _dir: Scratch(dir),
-            _hub: hub_rx,
+            _hub: hub,
+            _shutdown: shutdown,
             app: crate::http::router(state.clone()),
             state,
         }

@@ -31,6 +31,32 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
 }
 
+/// An [`AppState`] over a real SQLite file in `data_dir`, for in-process
+/// router tests; keep the returned channel ends alive as long as the state.
+#[cfg(test)]
+pub(crate) fn test_state(
+    data_dir: &std::path::Path,
+    admin_key: &str,
+) -> (
+    AppState,
+    mpsc::UnboundedReceiver<HubMsg>,
+    watch::Sender<bool>,
+) {
+    let store = Store::open(&data_dir.join("tuxa.sqlite3")).expect("a test store");
+    let (hub, hub_rx) = mpsc::unbounded_channel();
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let state = AppState {
+        hub,
+        store,
+        tokens: Arc::new(TokenKey::new(&[7u8; 32])),
+        admin_key_hash: Arc::new(crate::sha256(admin_key.as_bytes())),
+        public_url: "https://127.0.0.1:8443".into(),
+        next_session: Arc::new(AtomicU64::new(1)),
+        shutdown,
+    };
+    (state, hub_rx, shutdown_tx)
+}
+
 pub fn router(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/", get(web::landing))
