@@ -24,6 +24,7 @@
 // always an explicit tick and click).
 
 import * as P from './protocol.js';
+import { Keepalive, pageLog, safeJson } from './session.js';
 import {
   t, errorText, roleName, getLang, setLang, onLangChange, locale, LANGS,
 } from './i18n.js';
@@ -50,17 +51,7 @@ const tuxa = {
 };
 window.tuxa = tuxa;
 
-function log(...args) {
-  const line = args.map((a) => (typeof a === 'string' ? a : safeJson(a))).join(' ');
-  tuxa.log.push(`${(performance.now() / 1000).toFixed(2)} ${line}`);
-  if (tuxa.log.length > 300) tuxa.log.shift();
-  console.log('[tuxa]', line);
-}
-
-function safeJson(v) {
-  if (v instanceof Error) return `${v.name}: ${v.message}`;
-  try { return JSON.stringify(v); } catch { return String(v); }
-}
+const log = pageLog(tuxa.log, '[tuxa]');
 
 // ---------------------------------------------------------------------------
 // Link.
@@ -340,8 +331,7 @@ function stopLocalMedia() {
 // Signaling.
 
 let ws = null;
-let keepaliveTimer = null;
-let pingSeq = 0;
+const keepalive = new Keepalive((seq) => send(P.ping(seq)));
 
 function send(msg) {
   if (!ws || ws.readyState !== WebSocket.OPEN) {
@@ -410,28 +400,17 @@ function connect() {
   ws.onclose = (ev) => {
     log('socket closed', ev.code, ev.reason || '');
     if (mine !== ws) return;
-    stopKeepalive();
+    keepalive.stop();
     if (tuxa.state === 'left' || tuxa.state === 'error') return;
     fail(opened ? 'connection_lost' : 'network_error');
   };
-}
-
-function startKeepalive(ms) {
-  stopKeepalive();
-  const every = Number.isFinite(ms) && ms >= 1000 ? ms : P.KEEPALIVE_INTERVAL_MS;
-  keepaliveTimer = setInterval(() => send(P.ping(++pingSeq)), every);
-}
-
-function stopKeepalive() {
-  if (keepaliveTimer) clearInterval(keepaliveTimer);
-  keepaliveTimer = null;
 }
 
 function onServerMsg(msg) {
   if (msg.type !== 'pong') log('←', msg.type, describe(msg));
   switch (msg.type) {
     case 'welcome':
-      startKeepalive(msg.keepalive_interval_ms);
+      keepalive.start(msg.keepalive_interval_ms, P.KEEPALIVE_INTERVAL_MS);
       if (needsConsent()) {
         // The hub handles a session's messages in order: the consent is
         // recorded before the join is looked at.
@@ -1043,7 +1022,7 @@ function updateGrid() {
 // Leaving and tearing down.
 
 function teardown() {
-  stopKeepalive();
+  keepalive.stop();
   if (pc) {
     try { pc.close(); } catch { /* ignore */ }
   }
@@ -1071,7 +1050,7 @@ function leave() {
   // Let the leave frame go out before the close.
   const w = ws;
   ws = null;
-  stopKeepalive();
+  keepalive.stop();
   if (pc) {
     try { pc.close(); } catch { /* ignore */ }
   }

@@ -14,6 +14,7 @@
 // For tests: window.tuxaQueue = {state, position, estimateSecs, ticket, error, …}.
 
 import * as P from './protocol.js';
+import { Keepalive, pageLog, safeJson } from './session.js';
 import {
   t, tf, errorText, getLang, setLang, onLangChange, LANGS,
 } from './i18n.js';
@@ -51,17 +52,7 @@ const tq = {
 };
 window.tuxaQueue = tq;
 
-function log(...args) {
-  const line = args.map((a) => (typeof a === 'string' ? a : safeJson(a))).join(' ');
-  tq.log.push(`${(performance.now() / 1000).toFixed(2)} ${line}`);
-  if (tq.log.length > 300) tq.log.shift();
-  console.log('[tuxa-queue]', line);
-}
-
-function safeJson(v) {
-  if (v instanceof Error) return `${v.name}: ${v.message}`;
-  try { return JSON.stringify(v); } catch { return String(v); }
-}
+const log = pageLog(tq.log, '[tuxa-queue]');
 
 // ---------------------------------------------------------------------------
 // Screens.
@@ -315,8 +306,7 @@ function onSubmit(ev) {
 
 let ws = null;
 let mode = 'join'; // join | resume: what the next welcome leads to
-let keepaliveTimer = null;
-let pingSeq = 0;
+const keepalive = new Keepalive((seq) => send(P.ping(seq)));
 let reconnectTimer = null;
 let reconnectAttempt = 0;
 let lostSince = 0; // when the connection holding our ticket dropped
@@ -366,7 +356,7 @@ function connect(how) {
 }
 
 function closeSocket() {
-  stopKeepalive();
+  keepalive.stop();
   clearTimeout(reconnectTimer);
   reconnectTimer = null;
   if (ws) {
@@ -381,7 +371,7 @@ const isWaitingState = (s) => s === 'queued' || s === 'offered' || s === 'waitin
 
 /** The socket closed without us asking. */
 function onSocketGone(opened) {
-  stopKeepalive();
+  keepalive.stop();
   tq.connection = 'closed';
   if (tq.state === 'left' || tq.state === 'error' || tq.state === 'call_ready' || tq.state === 'form') return;
   if (tq.ticket) {
@@ -408,23 +398,12 @@ function onSocketGone(opened) {
   fail(opened ? 'connection_lost' : 'network_error');
 }
 
-function startKeepalive(ms) {
-  stopKeepalive();
-  const every = Number.isFinite(ms) && ms >= 1000 ? ms : P.KEEPALIVE_INTERVAL_MS;
-  keepaliveTimer = setInterval(() => send(P.ping(++pingSeq)), every);
-}
-
-function stopKeepalive() {
-  if (keepaliveTimer) clearInterval(keepaliveTimer);
-  keepaliveTimer = null;
-}
-
 function onServerMsg(msg) {
   if (msg.type !== 'pong') log('←', msg.type, describe(msg));
   switch (msg.type) {
     case 'welcome':
       tq.connection = 'open';
-      startKeepalive(msg.keepalive_interval_ms);
+      keepalive.start(msg.keepalive_interval_ms, P.KEEPALIVE_INTERVAL_MS);
       if (mode === 'resume' && tq.ticket) {
         send(P.queue_resume(tq.ticket));
       } else {

@@ -15,6 +15,7 @@
 // `?noopen=1` keeps the call from opening (read callUrl instead).
 
 import * as P from './protocol.js';
+import { Keepalive, pageLog, safeJson } from './session.js';
 import {
   t, tf, errorText, roleName, getLang, setLang, onLangChange, LANGS,
 } from './i18n.js';
@@ -51,17 +52,7 @@ const ts = {
 };
 window.tuxaStaff = ts;
 
-function log(...args) {
-  const line = args.map((a) => (typeof a === 'string' ? a : safeJson(a))).join(' ');
-  ts.log.push(`${(performance.now() / 1000).toFixed(2)} ${line}`);
-  if (ts.log.length > 300) ts.log.shift();
-  console.log('[tuxa-staff]', line);
-}
-
-function safeJson(v) {
-  if (v instanceof Error) return `${v.name}: ${v.message}`;
-  try { return JSON.stringify(v); } catch { return String(v); }
-}
+const log = pageLog(ts.log, '[tuxa-staff]');
 
 const isDoctor = () => !!(ts.me && ts.me.staff && ts.me.staff.role === 'doctor');
 
@@ -443,8 +434,7 @@ async function signOut() {
 // Signaling.
 
 let ws = null;
-let keepaliveTimer = null;
-let pingSeq = 0;
+const keepalive = new Keepalive((seq) => send(P.ping(seq)));
 let reconnectTimer = null;
 let reconnectAttempt = 0;
 let everConnected = false;
@@ -499,7 +489,7 @@ function connect() {
 }
 
 function closeSocket() {
-  stopKeepalive();
+  keepalive.stop();
   clearTimeout(reconnectTimer);
   reconnectTimer = null;
   if (ws) {
@@ -511,7 +501,7 @@ function closeSocket() {
 }
 
 function onSocketGone() {
-  stopKeepalive();
+  keepalive.stop();
   ts.connection = 'closed';
   // The server withdrew a pending offer and made us unavailable; a call in
   // progress stays ours.
@@ -545,17 +535,6 @@ function scheduleReconnect() {
   update();
 }
 
-function startKeepalive(ms) {
-  stopKeepalive();
-  const every = Number.isFinite(ms) && ms >= 1000 ? ms : P.KEEPALIVE_INTERVAL_MS;
-  keepaliveTimer = setInterval(() => send(P.ping(++pingSeq)), every);
-}
-
-function stopKeepalive() {
-  if (keepaliveTimer) clearInterval(keepaliveTimer);
-  keepaliveTimer = null;
-}
-
 function onServerMsg(msg) {
   if (msg.type !== 'pong') log('←', msg.type, describe(msg));
   switch (msg.type) {
@@ -564,7 +543,7 @@ function onServerMsg(msg) {
       everConnected = true;
       connectedAt = performance.now();
       reconnectAttempt = 0;
-      startKeepalive(msg.keepalive_interval_ms);
+      keepalive.start(msg.keepalive_interval_ms, P.KEEPALIVE_INTERVAL_MS);
       if (retryAfterReconnect) {
         const queues = retryAfterReconnect;
         retryAfterReconnect = null;

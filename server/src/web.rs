@@ -28,6 +28,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../web-client/style.css"),
     ),
     (
+        "session.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web-client/session.js"),
+    ),
+    (
         "queue.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web-client/queue.js"),
