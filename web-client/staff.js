@@ -871,7 +871,7 @@ function setupTabs() {
   const role = ts.me && ts.me.staff && ts.me.staff.role;
   ts.tabs = tabsForRole(role);
   let stored = null;
-  try { stored = sessionStorage.getItem(TAB_STORE); } catch { /* ignore */ }
+  try { stored = sessionStorage.getItem(`${TAB_STORE}.${ts.me.staff.username}`); } catch { /* ignore */ }
   const wanted = params.get('tab') || stored;
   const byRole = role === 'doctor' ? 'oncall' : role === 'coordinator' || role === 'admin' ? 'coord' : 'conf';
   selectTab(ts.tabs.includes(wanted) ? wanted : byRole, false);
@@ -881,7 +881,7 @@ function selectTab(tab, focus) {
   if (!ts.tabs.includes(tab)) return;
   const before = ts.tab;
   ts.tab = tab;
-  try { sessionStorage.setItem(TAB_STORE, tab); } catch { /* ignore */ }
+  try { sessionStorage.setItem(`${TAB_STORE}.${ts.me.staff.username}`, tab); } catch { /* ignore */ }
   renderTabs();
   if (before !== tab) {
     if (tab === 'conf') conferences.show(); else conferences.hide();
