@@ -515,6 +515,12 @@ pub struct LinkSpec {
     pub not_before: Option<u64>,
     /// Skips the lobby (a patient a doctor accepted from a queue).
     pub pre_admitted: bool,
+    /// The staff account it is minted for (conference invitees).
+    pub staff_id: Option<u64>,
+    pub licence_number: Option<String>,
+    pub chair: bool,
+    /// Who minted it, for the audit log (`admin`, `staff:<id>`, `system`).
+    pub actor: String,
 }
 
 impl LinkSpec {
@@ -526,6 +532,10 @@ impl LinkSpec {
             ttl_secs,
             not_before: None,
             pre_admitted: false,
+            staff_id: None,
+            licence_number: None,
+            chair: false,
+            actor: "admin".into(),
         }
     }
 }
@@ -538,6 +548,10 @@ pub async fn mint(state: &AppState, room: &RoomId, spec: LinkSpec) -> ApiResult<
         ttl_secs,
         not_before,
         pre_admitted,
+        staff_id,
+        licence_number,
+        chair,
+        actor,
     } = spec;
     let now = unix_now();
     let claims = Claims {
@@ -548,6 +562,9 @@ pub async fn mint(state: &AppState, room: &RoomId, spec: LinkSpec) -> ApiResult<
         expires_at: now + ttl_secs,
         not_before,
         pre_admitted,
+        staff_id,
+        licence_number,
+        chair,
     };
     let token = state.tokens.mint(&claims, random_bytes());
     let c = claims.clone();
@@ -573,8 +590,8 @@ pub async fn mint(state: &AppState, room: &RoomId, spec: LinkSpec) -> ApiResult<
         state,
         Action::LinkMinted,
         Some(room.as_str()),
-        "admin",
-        json!({"role": role, "expires_at": claims.expires_at}),
+        &actor,
+        json!({"role": role, "expires_at": claims.expires_at, "chair": chair, "staff_id": staff_id}),
     );
     Ok(json!({
         "url": format!("{}/join/{}#{}", state.public_url, room, token),
