@@ -466,6 +466,11 @@ struct NewLink {
     facility: Option<String>,
     #[serde(default)]
     expires_in_secs: Option<u64>,
+    /// Chairs the room (a doctor or nurse).
+    #[serde(default)]
+    chair: bool,
+    #[serde(default)]
+    licence_number: Option<String>,
 }
 
 async fn mint_link(
@@ -498,8 +503,20 @@ async fn mint_link(
             "expires_in_secs must be between 60 and 2592000 (30 days)",
         ));
     }
+    if req.chair && !matches!(role, Role::Doctor | Role::Nurse) {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "only a doctor or nurse can chair",
+        ));
+    }
+    let licence_number = optional_text("licence_number", req.licence_number, 40)?;
     let room = parse_room(&row.id)?;
-    let link = mint(&state, &room, LinkSpec::new(role, name, facility, ttl)).await?;
+    let spec = LinkSpec {
+        chair: req.chair,
+        licence_number,
+        ..LinkSpec::new(role, name, facility, ttl)
+    };
+    let link = mint(&state, &room, spec).await?;
     Ok((StatusCode::CREATED, Json(link)))
 }
 
