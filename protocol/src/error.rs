@@ -57,6 +57,11 @@ pub enum ErrorCode {
     NotWaiting,
     /// A host turned this participant away from the lobby.
     Refused,
+    /// The chair removed this participant from the room; their link no
+    /// longer enters it.
+    Removed,
+    /// The chair locked the room: nobody new may enter until it is unlocked.
+    RoomLocked,
     /// A patient joined without consenting to remote examination.
     ConsentRequired,
     /// Staff sign-in: wrong username, password or code (never says which).
@@ -111,6 +116,8 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotWaiting => "not_waiting",
             ErrorCode::Refused => "refused",
+            ErrorCode::Removed => "removed",
+            ErrorCode::RoomLocked => "room_locked",
             ErrorCode::ConsentRequired => "consent_required",
             ErrorCode::LoginFailed => "login_failed",
             ErrorCode::TooManyAttempts => "too_many_attempts",
@@ -136,6 +143,7 @@ impl ErrorCode {
                 | ErrorCode::IdleTimeout
                 | ErrorCode::Replaced
                 | ErrorCode::Refused
+                | ErrorCode::Removed
                 | ErrorCode::ServerShutdown
         )
     }

@@ -139,6 +139,25 @@ impl Role {
     }
 }
 
+/// What a published video track shows. A participant publishes one camera
+/// and one microphone, and may add a screen and a second camera (e.g. an
+/// ultrasound capture card) — each forwarded as a track of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackSource {
+    #[default]
+    Camera,
+    Microphone,
+    Screen,
+    SecondCamera,
+}
+
+impl TrackSource {
+    pub fn is_default(&self) -> bool {
+        matches!(self, TrackSource::Camera | TrackSource::Microphone)
+    }
+}
+
 /// A one-to-one visit (patient and doctor) or a multi-site case conference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

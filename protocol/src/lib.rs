@@ -11,7 +11,9 @@ mod ids;
 mod msg;
 
 pub use error::{ErrorCode, ProtocolError};
-pub use ids::{ConsultationKind, MediaKind, ParticipantId, Role, RoomId, RoomIdError, TrackId};
+pub use ids::{
+    ConsultationKind, MediaKind, ParticipantId, Role, RoomId, RoomIdError, TrackId, TrackSource,
+};
 pub use msg::{
     ClientMsg, LeaveReason, ParticipantInfo, QueueState, RoomInfo, ServerMsg, TrackInfo,
     parse_client_msg, parse_server_msg,

@@ -1,8 +1,10 @@
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{
     ConsultationKind, ErrorCode, MAX_MESSAGE_BYTES, MediaKind, ParticipantId, ProtocolError, Role,
-    RoomId, TrackId,
+    RoomId, TrackId, TrackSource,
 };
 
 /// What a client says. The first message of a session is always `hello`.
@@ -72,6 +74,29 @@ pub enum ClientMsg {
     },
     /// A doctor finished their call and takes patients again.
     DoctorFree {},
+    /// What each of the client's sending m-lines carries, by `mid`
+    /// (`camera`, `microphone`, `screen`, `second_camera`). Sent before the
+    /// offer that adds a screen or second camera; m-lines not named are
+    /// `camera` (video) or `microphone` (audio).
+    Sources {
+        sources: BTreeMap<String, TrackSource>,
+    },
+    /// A message to everyone in the room (1–2000 characters).
+    Chat { text: String },
+    /// The chair asks a participant to mute their microphone or camera.
+    MuteParticipant {
+        participant_id: ParticipantId,
+        kind: MediaKind,
+    },
+    /// The chair removes a participant; their link no longer enters.
+    RemoveParticipant { participant_id: ParticipantId },
+    /// The chair locks (or unlocks) the room: nobody new enters.
+    LockRoom { locked: bool },
+    /// The chair names the secretary (a doctor or nurse in the room), or
+    /// nobody (`null`).
+    SetSecretary {
+        participant_id: Option<ParticipantId>,
+    },
 }
 
 impl ClientMsg {
@@ -96,6 +121,12 @@ impl ClientMsg {
         "decline_patient",
         "transfer",
         "doctor_free",
+        "sources",
+        "chat",
+        "mute_participant",
+        "remove_participant",
+        "lock_room",
+        "set_secretary",
     ];
 
     /// Whether this is an on-call queue message (patients' or doctors').
@@ -133,6 +164,12 @@ impl ClientMsg {
             ClientMsg::DeclinePatient { .. } => "decline_patient",
             ClientMsg::Transfer { .. } => "transfer",
             ClientMsg::DoctorFree {} => "doctor_free",
+            ClientMsg::Sources { .. } => "sources",
+            ClientMsg::Chat { .. } => "chat",
+            ClientMsg::MuteParticipant { .. } => "mute_participant",
+            ClientMsg::RemoveParticipant { .. } => "remove_participant",
+            ClientMsg::LockRoom { .. } => "lock_room",
+            ClientMsg::SetSecretary { .. } => "set_secretary",
         }
     }
 }
@@ -145,6 +182,10 @@ pub struct ParticipantInfo {
     pub role: Role,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facility: Option<String>,
+    /// The practitioner's licence number (chứng chỉ hành nghề), for staff
+    /// who joined from their console.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licence_number: Option<String>,
     pub audio_muted: bool,
     pub video_muted: bool,
 }
@@ -160,6 +201,9 @@ pub struct RoomInfo {
 pub struct TrackInfo {
     pub id: TrackId,
     pub kind: MediaKind,
+    /// Absent: the participant's camera or microphone.
+    #[serde(default, skip_serializing_if = "TrackSource::is_default")]
+    pub source: TrackSource,
 }
 
 /// Where a patient in a queue stands.
@@ -178,6 +222,8 @@ pub enum LeaveReason {
     Left,
     Disconnected,
     Ended,
+    /// The chair removed them.
+    Removed,
 }
 
 /// What the server says.
@@ -285,6 +331,26 @@ pub enum ServerMsg {
     CallReady {
         ticket: String,
         url: String,
+    },
+    /// A chat message from `from` (server time `at`, Unix seconds). In a
+    /// conference chat is kept with the record; in a visit it is not.
+    Chat {
+        from: ParticipantId,
+        name: String,
+        text: String,
+        at: u64,
+    },
+    /// The chair asks you to mute (the client mutes and sends `mute`).
+    MuteRequested {
+        kind: MediaKind,
+        by: ParticipantId,
+    },
+    /// Who chairs, who takes the minutes and whether the room is locked.
+    /// Sent after `joined` and whenever one of them changes.
+    RoomState {
+        locked: bool,
+        chair: Option<ParticipantId>,
+        secretary: Option<ParticipantId>,
     },
     /// The consent answers were recorded (with the server's time).
     ConsentRecorded {

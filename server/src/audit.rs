@@ -39,6 +39,18 @@ pub enum Action {
     StaffEnabled,
     FacilityCreated,
     PractitionerCreated,
+    // In-call moderation (hub.rs) and case conferences (conferences.rs).
+    MuteRequested,
+    ParticipantRemoved,
+    RoomLocked,
+    RoomUnlocked,
+    SecretaryNamed,
+    ConferenceRequested,
+    ConferenceScheduled,
+    ConferenceDeclined,
+    AttachmentAdded,
+    AttachmentRead,
+    ConclusionEntered,
 }
 
 impl Action {
@@ -68,6 +80,17 @@ impl Action {
             Action::StaffEnabled => "staff_enabled",
             Action::FacilityCreated => "facility_created",
             Action::PractitionerCreated => "practitioner_created",
+            Action::MuteRequested => "mute_requested",
+            Action::ParticipantRemoved => "participant_removed",
+            Action::RoomLocked => "room_locked",
+            Action::RoomUnlocked => "room_unlocked",
+            Action::SecretaryNamed => "secretary_named",
+            Action::ConferenceRequested => "conference_requested",
+            Action::ConferenceScheduled => "conference_scheduled",
+            Action::ConferenceDeclined => "conference_declined",
+            Action::AttachmentAdded => "attachment_added",
+            Action::AttachmentRead => "attachment_read",
+            Action::ConclusionEntered => "conclusion_entered",
         }
     }
 }

@@ -466,6 +466,11 @@ struct NewLink {
     facility: Option<String>,
     #[serde(default)]
     expires_in_secs: Option<u64>,
+    /// Chairs the room (a doctor or nurse).
+    #[serde(default)]
+    chair: bool,
+    #[serde(default)]
+    licence_number: Option<String>,
 }
 
 async fn mint_link(
@@ -498,8 +503,20 @@ async fn mint_link(
             "expires_in_secs must be between 60 and 2592000 (30 days)",
         ));
     }
+    if req.chair && !matches!(role, Role::Doctor | Role::Nurse) {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "only a doctor or nurse can chair",
+        ));
+    }
+    let licence_number = optional_text("licence_number", req.licence_number, 40)?;
     let room = parse_room(&row.id)?;
-    let link = mint(&state, &room, LinkSpec::new(role, name, facility, ttl)).await?;
+    let spec = LinkSpec {
+        chair: req.chair,
+        licence_number,
+        ..LinkSpec::new(role, name, facility, ttl)
+    };
+    let link = mint(&state, &room, spec).await?;
     Ok((StatusCode::CREATED, Json(link)))
 }
 
@@ -515,6 +532,12 @@ pub struct LinkSpec {
     pub not_before: Option<u64>,
     /// Skips the lobby (a patient a doctor accepted from a queue).
     pub pre_admitted: bool,
+    /// The staff account it is minted for (conference invitees).
+    pub staff_id: Option<u64>,
+    pub licence_number: Option<String>,
+    pub chair: bool,
+    /// Who minted it, for the audit log (`admin`, `staff:<id>`, `system`).
+    pub actor: String,
 }
 
 impl LinkSpec {
@@ -526,6 +549,10 @@ impl LinkSpec {
             ttl_secs,
             not_before: None,
             pre_admitted: false,
+            staff_id: None,
+            licence_number: None,
+            chair: false,
+            actor: "admin".into(),
         }
     }
 }
@@ -538,6 +565,10 @@ pub async fn mint(state: &AppState, room: &RoomId, spec: LinkSpec) -> ApiResult<
         ttl_secs,
         not_before,
         pre_admitted,
+        staff_id,
+        licence_number,
+        chair,
+        actor,
     } = spec;
     let now = unix_now();
     let claims = Claims {
@@ -548,6 +579,9 @@ pub async fn mint(state: &AppState, room: &RoomId, spec: LinkSpec) -> ApiResult<
         expires_at: now + ttl_secs,
         not_before,
         pre_admitted,
+        staff_id,
+        licence_number,
+        chair,
     };
     let token = state.tokens.mint(&claims, random_bytes());
     let c = claims.clone();
@@ -573,8 +607,8 @@ pub async fn mint(state: &AppState, room: &RoomId, spec: LinkSpec) -> ApiResult<
         state,
         Action::LinkMinted,
         Some(room.as_str()),
-        "admin",
-        json!({"role": role, "expires_at": claims.expires_at}),
+        &actor,
+        json!({"role": role, "expires_at": claims.expires_at, "chair": chair, "staff_id": staff_id}),
     );
     Ok(json!({
         "url": format!("{}/join/{}#{}", state.public_url, room, token),

@@ -155,14 +155,16 @@ fn record(store: &Store, ev: RecordEvent) {
             tracing::info!(room = %room, participant = %participant.id, role = participant.role.as_str(), "joined");
             store.spawn("attendance", move |c| {
                 c.execute(
-                    "INSERT INTO attendance(consultation_id, participant_id, name, role, facility, joined_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO attendance(consultation_id, participant_id, name, role, facility,
+                         licence_number, joined_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     rusqlite::params![
                         room.as_str(),
                         participant.id.0 as i64,
                         participant.name,
                         participant.role.as_str(),
                         participant.facility,
+                        participant.licence_number,
                         now
                     ],
                 )?;
@@ -228,6 +230,35 @@ fn record(store: &Store, ev: RecordEvent) {
         } => {
             tracing::info!(room = %room, participant = %participant, by = %by, "refused");
         }
+        RecordEvent::Chat {
+            room,
+            participant,
+            name,
+            text,
+            at,
+        } => {
+            store.spawn("chat", move |c| {
+                c.execute(
+                    "INSERT INTO chat_messages(consultation_id, participant_id, name, text, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    rusqlite::params![room.as_str(), participant.0 as i64, name, text, at as i64],
+                )?;
+                Ok(())
+            });
+        }
+        RecordEvent::SecretaryNamed { room, staff_id, .. } => {
+            // The secretary may enter the conclusion after the call.
+            store.spawn("secretary", move |c| {
+                c.execute(
+                    "UPDATE conference_requests SET secretary_staff_id = ?1 WHERE consultation_id = ?2",
+                    rusqlite::params![staff_id.map(|s| s as i64), room.as_str()],
+                )?;
+                Ok(())
+            });
+        }
+        RecordEvent::Removed { .. }
+        | RecordEvent::Locked { .. }
+        | RecordEvent::MuteRequested { .. } => {}
     }
 }
 
@@ -242,6 +273,7 @@ fn audit_entry(now: i64, ev: &RecordEvent) -> Option<Entry> {
             detail: serde_json::json!({
                 "role": participant.role,
                 "facility": participant.facility,
+                "licence_number": participant.licence_number,
             }),
         },
         RecordEvent::Left {
@@ -306,6 +338,54 @@ fn audit_entry(now: i64, ev: &RecordEvent) -> Option<Entry> {
             consultation: Some(room.to_string()),
             actor: format!("participant:{by}"),
             detail: serde_json::json!({ "participant": participant }),
+        },
+        // Chat is kept in its own table (conferences only), not the audit log.
+        RecordEvent::Chat { .. } => return None,
+        RecordEvent::SecretaryNamed {
+            room,
+            participant,
+            staff_id,
+            by,
+        } => Entry {
+            at: now,
+            action: Action::SecretaryNamed,
+            consultation: Some(room.to_string()),
+            actor: format!("participant:{by}"),
+            detail: serde_json::json!({ "participant": participant, "staff_id": staff_id }),
+        },
+        RecordEvent::Removed {
+            room,
+            participant,
+            by,
+        } => Entry {
+            at: now,
+            action: Action::ParticipantRemoved,
+            consultation: Some(room.to_string()),
+            actor: format!("participant:{by}"),
+            detail: serde_json::json!({ "participant": participant }),
+        },
+        RecordEvent::Locked { room, locked, by } => Entry {
+            at: now,
+            action: if *locked {
+                Action::RoomLocked
+            } else {
+                Action::RoomUnlocked
+            },
+            consultation: Some(room.to_string()),
+            actor: format!("participant:{by}"),
+            detail: serde_json::json!({}),
+        },
+        RecordEvent::MuteRequested {
+            room,
+            participant,
+            kind,
+            by,
+        } => Entry {
+            at: now,
+            action: Action::MuteRequested,
+            consultation: Some(room.to_string()),
+            actor: format!("participant:{by}"),
+            detail: serde_json::json!({ "participant": participant, "kind": kind }),
         },
     })
 }

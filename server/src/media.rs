@@ -71,6 +71,9 @@ impl MediaTask {
                             self.sfu.handle_answer(now, participant, &sdp)
                         }
                         MediaCommand::Remove { participant } => self.sfu.remove(now, participant),
+                        MediaCommand::Sources { participant, sources } => {
+                            self.sfu.set_sources(participant, sources)
+                        }
                     }
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => {

@@ -165,6 +165,67 @@ const MIGRATIONS: &[&str] = &[
          waited_secs INTEGER
      ) STRICT;
      CREATE INDEX queue_events_by_time ON queue_events(at);",
+    // 8: case conferences (conferences.rs), the facility a consultation
+    // belongs to (who may see it), licence numbers on attendance, and chat
+    // kept with a conference's record.
+    "ALTER TABLE consultations ADD COLUMN facility_id INTEGER REFERENCES facilities(id);
+     ALTER TABLE attendance ADD COLUMN licence_number TEXT;
+     CREATE TABLE chat_messages (
+         id INTEGER PRIMARY KEY,
+         consultation_id TEXT NOT NULL REFERENCES consultations(id),
+         participant_id INTEGER NOT NULL,
+         name TEXT NOT NULL,
+         text TEXT NOT NULL,
+         at INTEGER NOT NULL
+     ) STRICT;
+     CREATE INDEX chat_by_consultation ON chat_messages(consultation_id);
+     CREATE TABLE conference_requests (
+         id INTEGER PRIMARY KEY,
+         urgency TEXT NOT NULL CHECK (urgency IN ('routine', 'urgent', 'emergency')),
+         from_facility_id INTEGER NOT NULL REFERENCES facilities(id),
+         to_facility_id INTEGER NOT NULL REFERENCES facilities(id),
+         specialty TEXT NOT NULL,
+         patient_name TEXT NOT NULL,
+         patient_birth_year INTEGER,
+         patient_sex TEXT CHECK (patient_sex IN ('male', 'female', 'other')),
+         summary TEXT NOT NULL,
+         question TEXT NOT NULL,
+         requested_by INTEGER NOT NULL REFERENCES staff(id),
+         created_at INTEGER NOT NULL,
+         consent_text_version TEXT NOT NULL,
+         consent_remote_examination INTEGER NOT NULL CHECK (consent_remote_examination = 1),
+         consent_third_parties INTEGER NOT NULL CHECK (consent_third_parties IN (0, 1)),
+         consent_recording INTEGER NOT NULL CHECK (consent_recording IN (0, 1)),
+         declined_at INTEGER,
+         decline_reason TEXT,
+         consultation_id TEXT UNIQUE REFERENCES consultations(id),
+         starts_at INTEGER,
+         duration_min INTEGER,
+         chair_staff_id INTEGER REFERENCES staff(id),
+         scheduled_by TEXT,
+         secretary_staff_id INTEGER REFERENCES staff(id),
+         conclusion TEXT,
+         conclusion_by INTEGER REFERENCES staff(id),
+         conclusion_at INTEGER
+     ) STRICT;
+     CREATE TABLE conference_invitees (
+         request_id INTEGER NOT NULL REFERENCES conference_requests(id),
+         staff_id INTEGER NOT NULL REFERENCES staff(id),
+         PRIMARY KEY (request_id, staff_id)
+     ) STRICT;
+     CREATE INDEX invitees_by_staff ON conference_invitees(staff_id);
+     CREATE TABLE conference_attachments (
+         id INTEGER PRIMARY KEY,
+         request_id INTEGER NOT NULL REFERENCES conference_requests(id),
+         name TEXT NOT NULL,
+         content_type TEXT NOT NULL,
+         size INTEGER NOT NULL,
+         sha256 TEXT NOT NULL,
+         data BLOB NOT NULL,
+         uploaded_by TEXT NOT NULL,
+         uploaded_at INTEGER NOT NULL
+     ) STRICT;
+     CREATE INDEX attachments_by_request ON conference_attachments(request_id);",
 ];
 
 impl Store {

@@ -74,6 +74,9 @@ pub struct Sfu {
     dirty: Vec<ParticipantId>,
     out: VecDeque<SfuOutput>,
     stats: SfuStats,
+    /// Sources announced before the participant's first offer.
+    early_sources:
+        HashMap<ParticipantId, std::collections::BTreeMap<String, tuxa_protocol::TrackSource>>,
 }
 
 impl Sfu {
@@ -86,6 +89,7 @@ impl Sfu {
             dirty: Vec::new(),
             out: VecDeque::new(),
             stats: SfuStats::default(),
+            early_sources: HashMap::new(),
         }
     }
 
@@ -107,7 +111,10 @@ impl Sfu {
         let created = !self.peers.contains_key(&pid);
         if created {
             match Peer::new(now, pid, room.clone(), &self.config) {
-                Ok(peer) => {
+                Ok(mut peer) => {
+                    if let Some(sources) = self.early_sources.remove(&pid) {
+                        peer.set_sources(sources);
+                    }
                     self.peers.insert(pid, peer);
                     let members = self.rooms.entry(room.clone()).or_default();
                     members.push(pid);
@@ -189,8 +196,25 @@ impl Sfu {
         self.drain(now);
     }
 
+    /// What a participant's sending m-lines carry (camera, screen, second
+    /// camera), by mid; subscribers see it with each track. Applies to
+    /// m-lines negotiated after it, so clients send it before their offer.
+    pub fn set_sources(
+        &mut self,
+        pid: ParticipantId,
+        sources: std::collections::BTreeMap<String, tuxa_protocol::TrackSource>,
+    ) {
+        match self.peers.get_mut(&pid) {
+            Some(peer) => peer.set_sources(sources),
+            None => {
+                self.early_sources.insert(pid, sources);
+            }
+        }
+    }
+
     /// Takes a participant out: its tracks are withdrawn from everyone else.
     pub fn remove(&mut self, now: Instant, pid: ParticipantId) {
+        self.early_sources.remove(&pid);
         let Some(mut peer) = self.peers.remove(&pid) else {
             return;
         };

@@ -3,10 +3,12 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use std::collections::BTreeMap;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid, Rid};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
-use tuxa_protocol::{ParticipantId, RoomId, ServerMsg, TrackId, TrackInfo};
+
+use tuxa_protocol::{ParticipantId, RoomId, ServerMsg, TrackId, TrackInfo, TrackSource};
 
 use crate::{KEYFRAME_REQUEST_INTERVAL, SfuConfig, SfuError, SfuOutput, host_candidates};
 
@@ -17,6 +19,7 @@ pub(crate) struct Published {
     pub mid: Mid,
     pub kind: MediaKind,
     pub id: TrackId,
+    pub source: TrackSource,
 }
 
 /// What a peer's poll produced that concerns other peers.
@@ -39,6 +42,7 @@ struct TrackIn {
     mid: Mid,
     kind: MediaKind,
     id: TrackId,
+    source: TrackSource,
     last_keyframe_request: Option<Instant>,
     /// A request that arrived inside the throttle window, sent when it ends.
     keyframe_pending: Option<Option<Rid>>,
@@ -100,6 +104,8 @@ pub(crate) struct Peer {
     next_timeout: Instant,
     published_count: u32,
     gone: bool,
+    /// What the client said each of its sending m-lines carries, by mid.
+    sources: BTreeMap<String, TrackSource>,
 }
 
 fn from_str0m(kind: MediaKind) -> tuxa_protocol::MediaKind {
@@ -139,7 +145,12 @@ impl Peer {
             next_timeout: now,
             published_count: 0,
             gone: false,
+            sources: BTreeMap::new(),
         })
+    }
+
+    pub fn set_sources(&mut self, sources: BTreeMap<String, TrackSource>) {
+        self.sources = sources;
     }
 
     pub fn room(&self) -> &RoomId {
@@ -175,6 +186,7 @@ impl Peer {
             mid: t.mid,
             kind: t.kind,
             id: t.id.clone(),
+            source: t.source,
         })
     }
 
@@ -406,11 +418,17 @@ impl Peer {
             Event::Connected => tracing::debug!(participant = %self.id, "DTLS connected"),
             Event::MediaAdded(m) if m.direction.is_receiving() => {
                 let id = TrackId::new(self.id, self.published_count);
+                let source = match (self.sources.get(&*m.mid), m.kind) {
+                    (Some(s), _) => *s,
+                    (None, MediaKind::Audio) => TrackSource::Microphone,
+                    (None, MediaKind::Video) => TrackSource::Camera,
+                };
                 self.published_count += 1;
                 self.tracks_in.push(TrackIn {
                     mid: m.mid,
                     kind: m.kind,
                     id: id.clone(),
+                    source,
                     last_keyframe_request: None,
                     keyframe_pending: None,
                 });
@@ -419,6 +437,7 @@ impl Peer {
                     mid: m.mid,
                     kind: m.kind,
                     id,
+                    source,
                 }));
             }
             Event::MediaData(data) => events.push(PeerEvent::Media(data)),
@@ -460,6 +479,7 @@ impl Peer {
                         track: TrackInfo {
                             id: t.source.id.clone(),
                             kind: from_str0m(t.source.kind),
+                            source: t.source.source,
                         },
                     });
                 }

@@ -7,14 +7,14 @@
 //! socket or reads a clock, which is what lets the tests below run a whole
 //! consultation in simulated time.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tuxa_protocol::{
-    ClientMsg, ErrorCode, IDLE_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, LeaveReason, MediaKind,
-    ParticipantId, ParticipantInfo, ProtocolError, Role, RoomId, RoomInfo, SUPPORTED_VERSIONS,
-    ServerMsg,
+    ClientMsg, ConsultationKind, ErrorCode, IDLE_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, LeaveReason,
+    MediaKind, ParticipantId, ParticipantInfo, ProtocolError, Role, RoomId, RoomInfo,
+    SUPPORTED_VERSIONS, ServerMsg, TrackSource,
 };
 
 use crate::hub_queue::{CallLinks, StaffInfo};
@@ -83,6 +83,11 @@ pub enum MediaCommand {
     Remove {
         participant: ParticipantId,
     },
+    /// What the participant's sending m-lines carry, by mid.
+    Sources {
+        participant: ParticipantId,
+        sources: BTreeMap<String, TrackSource>,
+    },
 }
 
 /// Facts for the consultation record.
@@ -122,6 +127,41 @@ pub enum RecordEvent {
     Refused {
         room: RoomId,
         participant: ParticipantId,
+        by: ParticipantId,
+    },
+    /// A chat message, kept with the record of a conference (not of a visit).
+    Chat {
+        room: RoomId,
+        participant: ParticipantId,
+        name: String,
+        text: String,
+        at: u64,
+    },
+    /// The chair named a secretary (`staff_id` of the account the link was
+    /// minted for), or nobody.
+    SecretaryNamed {
+        room: RoomId,
+        participant: Option<ParticipantId>,
+        staff_id: Option<u64>,
+        by: ParticipantId,
+    },
+    /// The chair removed a participant (or someone waiting).
+    Removed {
+        room: RoomId,
+        participant: ParticipantId,
+        by: ParticipantId,
+    },
+    /// The chair locked or unlocked the room.
+    Locked {
+        room: RoomId,
+        locked: bool,
+        by: ParticipantId,
+    },
+    /// The chair asked a participant to mute.
+    MuteRequested {
+        room: RoomId,
+        participant: ParticipantId,
+        kind: MediaKind,
         by: ParticipantId,
     },
 }
@@ -198,7 +238,24 @@ pub struct Consent {
 struct Member {
     info: ParticipantInfo,
     session: SessionId,
+    /// Holds the chair's rights (from the link).
+    chair: bool,
+    /// The staff account the link was minted for.
+    staff_id: Option<u64>,
+    /// SHA-256 of the link's token: a removed participant's link is barred.
+    token_digest: [u8; 32],
 }
+
+impl Member {
+    /// May admit, refuse, mute, remove, lock and name the secretary — when
+    /// no chair is in the room (see `Room::moderator`).
+    fn may_host(&self) -> bool {
+        self.chair || self.info.role.is_host()
+    }
+}
+
+/// The longest chat message, in characters.
+pub const MAX_CHAT_CHARS: usize = 2000;
 
 #[derive(Debug)]
 struct Room {
@@ -207,6 +264,47 @@ struct Room {
     members: BTreeMap<ParticipantId, Member>,
     /// Waiting to be admitted; ids grow, so this is arrival order.
     lobby: BTreeMap<ParticipantId, Member>,
+    locked: bool,
+    secretary: Option<ParticipantId>,
+    /// Tokens of participants the chair removed.
+    barred: HashSet<[u8; 32]>,
+}
+
+impl Room {
+    fn new(info: RoomInfo, status: RoomStatus) -> Room {
+        Room {
+            info,
+            status,
+            members: BTreeMap::new(),
+            lobby: BTreeMap::new(),
+            locked: false,
+            secretary: None,
+            barred: HashSet::new(),
+        }
+    }
+
+    /// The chair, when one is in the room.
+    fn chair(&self) -> Option<ParticipantId> {
+        self.members.values().find(|m| m.chair).map(|m| m.info.id)
+    }
+
+    /// Whether `pid` may moderate: the chair when present, otherwise any
+    /// doctor (so that a visit, or a conference whose chair dropped, can
+    /// still admit the patient).
+    fn may_moderate(&self, pid: ParticipantId) -> bool {
+        match self.chair() {
+            Some(chair) => chair == pid,
+            None => self.members.get(&pid).is_some_and(Member::may_host),
+        }
+    }
+
+    fn state_msg(&self) -> ServerMsg {
+        ServerMsg::RoomState {
+            locked: self.locked,
+            chair: self.chair(),
+            secretary: self.secretary,
+        }
+    }
 }
 
 pub struct Hub {
@@ -313,12 +411,9 @@ impl Hub {
                 }
             }
             Input::RoomOpened(info, status) => {
-                self.rooms.entry(info.id.clone()).or_insert(Room {
-                    info,
-                    status,
-                    members: BTreeMap::new(),
-                    lobby: BTreeMap::new(),
-                });
+                self.rooms
+                    .entry(info.id.clone())
+                    .or_insert_with(|| Room::new(info, status));
             }
             Input::EndRoom(room_id) => {
                 self.end_room(&room_id);
@@ -646,7 +741,7 @@ impl Hub {
             ),
             (SessionState::Joined { room, participant }, msg) => {
                 let (room, pid) = (room.clone(), *participant);
-                self.in_room(sid, room, pid, msg);
+                self.in_room(now_unix, sid, room, pid, msg);
             }
         }
     }
@@ -682,6 +777,25 @@ impl Hub {
                 sid,
                 ErrorCode::RoomEnded,
                 "the consultation has ended".into(),
+                Some("join"),
+            );
+            return;
+        }
+        let token_digest = sha256(token.as_bytes());
+        if room.barred.contains(&token_digest) {
+            self.fail(
+                sid,
+                ErrorCode::Removed,
+                "the chair removed you from this consultation".into(),
+                Some("join"),
+            );
+            return;
+        }
+        if room.locked && !claims.chair {
+            self.reply_error(
+                sid,
+                ErrorCode::RoomLocked,
+                "the chair has locked the room; try again later".into(),
                 Some("join"),
             );
             return;
@@ -735,18 +849,20 @@ impl Hub {
             name: claims.name,
             role: claims.role,
             facility: claims.facility,
+            licence_number: claims.licence_number,
             audio_muted: false,
             video_muted: false,
         };
+        let member = Member {
+            info: info.clone(),
+            session: sid,
+            chair: claims.chair,
+            staff_id: claims.staff_id,
+            token_digest,
+        };
         self.participants.insert(pid, room_id.clone());
-        if info.role.waits_in_lobby() && !pre_admitted {
-            room.lobby.insert(
-                pid,
-                Member {
-                    info: info.clone(),
-                    session: sid,
-                },
-            );
+        if info.role.waits_in_lobby() && !pre_admitted && !claims.chair {
+            room.lobby.insert(pid, member);
             let room_info = room.info.clone();
             if let Some(s) = self.sessions.get_mut(&sid) {
                 s.state = SessionState::Waiting {
@@ -767,26 +883,25 @@ impl Hub {
             }));
             self.announce_lobby(&room_id);
         } else {
-            self.enter(sid, &room_id, info);
+            self.enter(&room_id, member);
         }
     }
 
     /// Puts a participant into the room proper: `joined` to them,
     /// `participant_joined` to the others, and the lobby to a new host.
-    fn enter(&mut self, sid: SessionId, room_id: &RoomId, info: ParticipantInfo) {
+    fn enter(&mut self, room_id: &RoomId, member: Member) {
         let Some(room) = self.rooms.get_mut(room_id) else {
             return;
         };
+        let (sid, info) = (member.session, member.info.clone());
         let pid = info.id;
+        let chair_before = room.chair();
         let others: Vec<ParticipantInfo> = room.members.values().map(|m| m.info.clone()).collect();
         let others_sids: Vec<SessionId> = room.members.values().map(|m| m.session).collect();
-        room.members.insert(
-            pid,
-            Member {
-                info: info.clone(),
-                session: sid,
-            },
-        );
+        let is_host = member.may_host();
+        room.members.insert(pid, member);
+        let state = room.state_msg();
+        let chair_changed = room.chair() != chair_before;
         let room_info = room.info.clone();
         let waiting: Vec<ParticipantInfo> = room.lobby.values().map(|m| m.info.clone()).collect();
         if let Some(s) = self.sessions.get_mut(&sid) {
@@ -795,7 +910,6 @@ impl Hub {
                 participant: pid,
             };
         }
-        let is_host = info.role.is_host();
         self.send(
             sid,
             ServerMsg::Joined {
@@ -804,6 +918,17 @@ impl Hub {
                 participants: others,
             },
         );
+        // Clients start from "unlocked, no chair, no secretary": only a
+        // room that differs says so.
+        if state
+            != (ServerMsg::RoomState {
+                locked: false,
+                chair: None,
+                secretary: None,
+            })
+        {
+            self.send(sid, state.clone());
+        }
         if is_host {
             self.send(sid, ServerMsg::Lobby { waiting });
         }
@@ -814,6 +939,9 @@ impl Hub {
                     participant: info.clone(),
                 },
             );
+            if chair_changed {
+                self.send(other, state.clone());
+            }
         }
         self.out.push_back(Output::Record(RecordEvent::Joined {
             room: room_id.clone(),
@@ -830,7 +958,7 @@ impl Hub {
         let hosts: Vec<SessionId> = room
             .members
             .values()
-            .filter(|m| m.info.role.is_host())
+            .filter(|m| m.may_host())
             .map(|m| m.session)
             .collect();
         for h in hosts {
@@ -868,15 +996,11 @@ impl Hub {
         let Some(room) = self.rooms.get_mut(room_id) else {
             return;
         };
-        if !room
-            .members
-            .get(&host)
-            .is_some_and(|m| m.info.role.is_host())
-        {
+        if !room.may_moderate(host) {
             self.reply_error(
                 sid,
                 ErrorCode::Forbidden,
-                "only a doctor can admit or refuse people waiting".into(),
+                "only the chair, or a doctor when no chair is present, can admit or refuse".into(),
                 Some(ty),
             );
             return;
@@ -906,7 +1030,7 @@ impl Hub {
                 participant: target,
                 by: host,
             }));
-            self.enter(waiting.session, room_id, waiting.info);
+            self.enter(room_id, waiting);
         } else {
             self.participants.remove(&target);
             self.out.push_back(Output::Record(RecordEvent::Refused {
@@ -927,7 +1051,14 @@ impl Hub {
         self.announce_lobby(room_id);
     }
 
-    fn in_room(&mut self, sid: SessionId, room: RoomId, pid: ParticipantId, msg: ClientMsg) {
+    fn in_room(
+        &mut self,
+        now_unix: u64,
+        sid: SessionId,
+        room: RoomId,
+        pid: ParticipantId,
+        msg: ClientMsg,
+    ) {
         match msg {
             ClientMsg::Offer { sdp } => self.out.push_back(Output::Media(MediaCommand::Offer {
                 room,
@@ -975,9 +1106,296 @@ impl Hub {
             ClientMsg::Refuse { participant_id } => {
                 self.decide(sid, &room, pid, participant_id, false)
             }
-            // Handled before the room state is consulted (see `on_frame`).
-            _ => {}
+            ClientMsg::Sources { sources } => {
+                let bad =
+                    sources.len() > 16 || sources.keys().any(|m| m.is_empty() || m.len() > 32);
+                if bad {
+                    self.reply_error(
+                        sid,
+                        ErrorCode::InvalidMessage,
+                        "at most 16 sources, each mid 1 to 32 characters".into(),
+                        Some("sources"),
+                    );
+                    return;
+                }
+                self.out.push_back(Output::Media(MediaCommand::Sources {
+                    participant: pid,
+                    sources,
+                }));
+            }
+            ClientMsg::Chat { text } => self.chat(now_unix, sid, &room, pid, text),
+            ClientMsg::MuteParticipant {
+                participant_id,
+                kind,
+            } => self.mute_other(sid, &room, pid, participant_id, kind),
+            ClientMsg::RemoveParticipant { participant_id } => {
+                self.remove_other(sid, &room, pid, participant_id)
+            }
+            ClientMsg::LockRoom { locked } => {
+                let Some(r) = self.rooms.get_mut(&room) else {
+                    return;
+                };
+                if !r.may_moderate(pid) {
+                    self.reply_error(
+                        sid,
+                        ErrorCode::Forbidden,
+                        "only the chair can lock the room".into(),
+                        Some("lock_room"),
+                    );
+                    return;
+                }
+                if r.locked != locked {
+                    r.locked = locked;
+                    self.out.push_back(Output::Record(RecordEvent::Locked {
+                        room: room.clone(),
+                        locked,
+                        by: pid,
+                    }));
+                }
+                self.broadcast_state(&room);
+            }
+            ClientMsg::SetSecretary { participant_id } => {
+                self.set_secretary(sid, &room, pid, participant_id)
+            }
+            // Answered in `on_frame` whatever the session's state.
+            ClientMsg::Hello { .. } | ClientMsg::Ping { .. } | ClientMsg::Consent { .. } => {}
+            ClientMsg::Join { .. } => self.reply_error(
+                sid,
+                ErrorCode::AlreadyJoined,
+                "this session has already joined a room".into(),
+                Some("join"),
+            ),
+            ClientMsg::QueueJoin { .. }
+            | ClientMsg::QueueResume { .. }
+            | ClientMsg::QueueCancel { .. }
+            | ClientMsg::Available { .. }
+            | ClientMsg::AcceptPatient { .. }
+            | ClientMsg::DeclinePatient { .. }
+            | ClientMsg::Transfer { .. }
+            | ClientMsg::DoctorFree {} => {}
         }
+    }
+
+    /// Sends the room's state (chair, secretary, lock) to everyone in it.
+    fn broadcast_state(&mut self, room_id: &RoomId) {
+        let Some(r) = self.rooms.get(room_id) else {
+            return;
+        };
+        let msg = r.state_msg();
+        let sids: Vec<SessionId> = r.members.values().map(|m| m.session).collect();
+        for other in sids {
+            self.send(other, msg.clone());
+        }
+    }
+
+    fn chat(
+        &mut self,
+        now_unix: u64,
+        sid: SessionId,
+        room_id: &RoomId,
+        pid: ParticipantId,
+        text: String,
+    ) {
+        let text = text.trim().to_owned();
+        let chars = text.chars().count();
+        if chars == 0 || chars > MAX_CHAT_CHARS {
+            self.reply_error(
+                sid,
+                ErrorCode::InvalidMessage,
+                format!("a chat message is 1 to {MAX_CHAT_CHARS} characters"),
+                Some("chat"),
+            );
+            return;
+        }
+        let Some(r) = self.rooms.get(room_id) else {
+            return;
+        };
+        let Some(me) = r.members.get(&pid) else {
+            return;
+        };
+        let name = me.info.name.clone();
+        let kept = r.info.kind == ConsultationKind::Conference;
+        let sids: Vec<SessionId> = r.members.values().map(|m| m.session).collect();
+        let msg = ServerMsg::Chat {
+            from: pid,
+            name: name.clone(),
+            text: text.clone(),
+            at: now_unix,
+        };
+        for other in sids {
+            self.send(other, msg.clone());
+        }
+        if kept {
+            self.out.push_back(Output::Record(RecordEvent::Chat {
+                room: room_id.clone(),
+                participant: pid,
+                name,
+                text,
+                at: now_unix,
+            }));
+        }
+    }
+
+    /// Checks that `by` may moderate and `target` is someone else in the
+    /// room; answers the error otherwise.
+    fn check_moderation(
+        &mut self,
+        sid: SessionId,
+        room_id: &RoomId,
+        by: ParticipantId,
+        target: ParticipantId,
+        ty: &str,
+        in_lobby_too: bool,
+    ) -> bool {
+        let Some(r) = self.rooms.get(room_id) else {
+            return false;
+        };
+        if !r.may_moderate(by) {
+            self.reply(sid, ErrorCode::Forbidden, "only the chair can do this", ty);
+            return false;
+        }
+        if target == by {
+            self.reply(sid, ErrorCode::InvalidMessage, "not to yourself", ty);
+            return false;
+        }
+        let present =
+            r.members.contains_key(&target) || (in_lobby_too && r.lobby.contains_key(&target));
+        if !present {
+            self.reply(
+                sid,
+                ErrorCode::NotFound,
+                "no such participant in the room",
+                ty,
+            );
+            return false;
+        }
+        true
+    }
+
+    fn mute_other(
+        &mut self,
+        sid: SessionId,
+        room_id: &RoomId,
+        by: ParticipantId,
+        target: ParticipantId,
+        kind: MediaKind,
+    ) {
+        if !self.check_moderation(sid, room_id, by, target, "mute_participant", false) {
+            return;
+        }
+        let Some(r) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        let Some(m) = r.members.get_mut(&target) else {
+            return;
+        };
+        match kind {
+            MediaKind::Audio => m.info.audio_muted = true,
+            MediaKind::Video => m.info.video_muted = true,
+        }
+        let target_sid = m.session;
+        let sids: Vec<SessionId> = r.members.values().map(|m| m.session).collect();
+        self.send(target_sid, ServerMsg::MuteRequested { kind, by });
+        for other in sids.into_iter().filter(|s| *s != target_sid) {
+            self.send(
+                other,
+                ServerMsg::MuteChanged {
+                    participant_id: target,
+                    kind,
+                    muted: true,
+                },
+            );
+        }
+        self.out
+            .push_back(Output::Record(RecordEvent::MuteRequested {
+                room: room_id.clone(),
+                participant: target,
+                kind,
+                by,
+            }));
+    }
+
+    fn remove_other(
+        &mut self,
+        sid: SessionId,
+        room_id: &RoomId,
+        by: ParticipantId,
+        target: ParticipantId,
+    ) {
+        if !self.check_moderation(sid, room_id, by, target, "remove_participant", true) {
+            return;
+        }
+        let Some(r) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        let Some(m) = r.members.get(&target).or_else(|| r.lobby.get(&target)) else {
+            return;
+        };
+        let (target_sid, digest) = (m.session, m.token_digest);
+        r.barred.insert(digest);
+        self.out.push_back(Output::Record(RecordEvent::Removed {
+            room: room_id.clone(),
+            participant: target,
+            by,
+        }));
+        self.fail(
+            target_sid,
+            ErrorCode::Removed,
+            "the chair removed you from this consultation".into(),
+            None,
+        );
+        self.drop_session(target_sid, LeaveReason::Removed);
+    }
+
+    fn set_secretary(
+        &mut self,
+        sid: SessionId,
+        room_id: &RoomId,
+        by: ParticipantId,
+        target: Option<ParticipantId>,
+    ) {
+        let ty = "set_secretary";
+        if let Some(t) = target {
+            // Naming oneself is allowed: a chair may keep the minutes.
+            let ok = self.rooms.get(room_id).is_some_and(|r| {
+                r.members
+                    .get(&t)
+                    .is_some_and(|m| matches!(m.info.role, Role::Doctor | Role::Nurse))
+            });
+            if !ok {
+                self.reply(
+                    sid,
+                    ErrorCode::InvalidMessage,
+                    "the secretary must be a doctor or nurse in the room",
+                    ty,
+                );
+                return;
+            }
+        }
+        let Some(r) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        if !r.may_moderate(by) {
+            self.reply(
+                sid,
+                ErrorCode::Forbidden,
+                "only the chair names the secretary",
+                ty,
+            );
+            return;
+        }
+        r.secretary = target;
+        let staff_id = target
+            .and_then(|t| r.members.get(&t))
+            .and_then(|m| m.staff_id);
+        self.out
+            .push_back(Output::Record(RecordEvent::SecretaryNamed {
+                room: room_id.clone(),
+                participant: target,
+                staff_id,
+                by,
+            }));
+        self.broadcast_state(room_id);
     }
 
     fn end_room(&mut self, room_id: &RoomId) {
@@ -1022,8 +1440,13 @@ impl Hub {
         let Some(room) = self.rooms.get_mut(room_id) else {
             return;
         };
-        if room.members.remove(&pid).is_none() {
+        let Some(gone) = room.members.remove(&pid) else {
             return;
+        };
+        let mut state_changed = gone.chair;
+        if room.secretary == Some(pid) {
+            room.secretary = None;
+            state_changed = true;
         }
         let sids: Vec<SessionId> = room.members.values().map(|m| m.session).collect();
         for other in sids {
@@ -1042,6 +1465,11 @@ impl Hub {
             participant: pid,
             reason,
         }));
+        if state_changed {
+            self.broadcast_state(room_id);
+            // Without its chair the room's doctors moderate: they need the lobby.
+            self.announce_lobby(room_id);
+        }
     }
 
     fn send(&mut self, sid: SessionId, msg: ServerMsg) {
@@ -1086,4 +1514,11 @@ impl Hub {
         }
         self.out.push_back(Output::Close(sid));
     }
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
 }

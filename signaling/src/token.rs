@@ -43,6 +43,16 @@ pub struct Claims {
     /// accepted from the on-call queue.
     #[serde(rename = "a", default, skip_serializing_if = "std::ops::Not::not")]
     pub pre_admitted: bool,
+    /// The staff account the link was minted for (conference invitees).
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    pub staff_id: Option<u64>,
+    /// The practitioner's licence number, shown to the others in the room.
+    #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
+    pub licence_number: Option<String>,
+    /// Chairs the room: admits, mutes, removes, locks, names the secretary.
+    /// A room with a chair in it takes those orders from the chair only.
+    #[serde(rename = "c", default, skip_serializing_if = "std::ops::Not::not")]
+    pub chair: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -175,6 +185,9 @@ mod tests {
             expires_at: 2_000,
             not_before: None,
             pre_admitted: false,
+            staff_id: None,
+            licence_number: None,
+            chair: false,
         }
     }
 

@@ -116,6 +116,9 @@ impl World {
             expires_at: UNIX_NOW + 3600,
             not_before: None,
             pre_admitted: false,
+            staff_id: None,
+            licence_number: None,
+            chair: false,
         }
     }
 
@@ -742,6 +745,9 @@ fn join_success_uses_the_token_not_the_client() {
         expires_at: UNIX_NOW + 60,
         not_before: None,
         pre_admitted: false,
+        staff_id: None,
+        licence_number: None,
+        chair: false,
     };
     let token = w.mint(&claims);
     let out = w.frame(
@@ -1548,4 +1554,409 @@ fn a_patient_joins_only_with_consent_to_remote_examination() {
         },
     );
     expect_error(&out, sid, ErrorCode::InvalidMessage);
+}
+
+// ---------------------------------------------------------------------------
+// Case conferences: the chair, the secretary, moderation and chat
+
+/// A conference room, its chair (a provincial doctor) and a district doctor
+/// in it, and the chair's and district doctor's sessions and ids.
+struct Conference {
+    room: RoomId,
+    chair: (SessionId, ParticipantId),
+    district: (SessionId, ParticipantId),
+}
+
+/// Joins with a token carrying the staff claims of a conference invitee.
+fn join_as(
+    w: &mut World,
+    room: &RoomId,
+    role: Role,
+    name: &str,
+    chair: bool,
+    staff_id: Option<u64>,
+) -> (SessionId, Vec<Output>, String) {
+    let sid = w.connect();
+    w.hello(sid);
+    if role == Role::Patient {
+        w.consent(sid, true);
+    }
+    let claims = Claims {
+        chair,
+        staff_id,
+        licence_number: staff_id.map(|s| format!("{s:06}/AH-CCHN")),
+        ..w.claims(room, role, name)
+    };
+    let token = w.mint(&claims);
+    let out = w.frame(
+        sid,
+        ClientMsg::Join {
+            room: room.clone(),
+            token: token.clone(),
+        },
+    );
+    (sid, out, token)
+}
+
+fn joined_id(out: &[Output], sid: SessionId) -> ParticipantId {
+    sends_to(out, sid)
+        .into_iter()
+        .find_map(|m| match m {
+            ServerMsg::Joined { you, .. } | ServerMsg::Waiting { you, .. } => Some(you.id),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no joined/waiting for {sid:?} in {out:?}"))
+}
+
+fn room_state(
+    out: &[Output],
+    sid: SessionId,
+) -> Option<(bool, Option<ParticipantId>, Option<ParticipantId>)> {
+    sends_to(out, sid).into_iter().rev().find_map(|m| match m {
+        ServerMsg::RoomState {
+            locked,
+            chair,
+            secretary,
+        } => Some((locked, chair, secretary)),
+        _ => None,
+    })
+}
+
+fn conference(w: &mut World) -> Conference {
+    let room = room_id(9);
+    let out = w.handle(Input::RoomOpened(
+        RoomInfo {
+            id: room.clone(),
+            kind: ConsultationKind::Conference,
+            title: "Hội chẩn — Nội khoa".into(),
+        },
+        RoomStatus::Open,
+    ));
+    assert!(out.is_empty());
+    let (d_sid, out, _) = join_as(w, &room, Role::Doctor, "BS. Huyện", false, Some(10));
+    let d_id = joined_id(&out, d_sid);
+    assert_eq!(
+        room_state(&out, d_sid),
+        None,
+        "a plain room says nothing of its state"
+    );
+    let (c_sid, out, _) = join_as(w, &room, Role::Doctor, "BS. Tỉnh", true, Some(3));
+    let c_id = joined_id(&out, c_sid);
+    // Both learn who chairs; the chair's licence number is shown to the others.
+    assert_eq!(room_state(&out, c_sid), Some((false, Some(c_id), None)));
+    assert_eq!(room_state(&out, d_sid), Some((false, Some(c_id), None)));
+    let shown = sends_to(&out, d_sid).into_iter().find_map(|m| match m {
+        ServerMsg::ParticipantJoined { participant } => participant.licence_number,
+        _ => None,
+    });
+    assert_eq!(shown.as_deref(), Some("000003/AH-CCHN"));
+    Conference {
+        room,
+        chair: (c_sid, c_id),
+        district: (d_sid, d_id),
+    }
+}
+
+#[test]
+fn with_a_chair_present_only_the_chair_admits_and_others_are_refused() {
+    let mut w = World::new();
+    let c = conference(&mut w);
+    let (p_sid, out, _) = join_as(&mut w, &c.room, Role::Patient, "Trần Thị B", false, None);
+    let p_id = joined_id(&out, p_sid);
+    // Both doctors see the lobby, but the district doctor may not decide.
+    assert_eq!(
+        lobby_of(&out, c.chair.0),
+        Some(vec!["Trần Thị B".to_owned()])
+    );
+    let out = w.frame(
+        c.district.0,
+        ClientMsg::Admit {
+            participant_id: p_id,
+        },
+    );
+    assert_eq!(
+        expect_error(&out, c.district.0, ErrorCode::Forbidden).as_deref(),
+        Some("admit")
+    );
+    // The patient cannot admit themselves (they are not in the room yet)…
+    let out = w.frame(
+        p_sid,
+        ClientMsg::Admit {
+            participant_id: p_id,
+        },
+    );
+    expect_error(&out, p_sid, ErrorCode::NotJoined);
+    // …the chair can.
+    let out = w.frame(
+        c.chair.0,
+        ClientMsg::Admit {
+            participant_id: p_id,
+        },
+    );
+    assert!(
+        sends_to(&out, p_sid)
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Joined { .. }))
+    );
+    assert!(records(&out).contains(&RecordEvent::Admitted {
+        room: c.room.clone(),
+        participant: p_id,
+        by: c.chair.1,
+    }));
+    // A joined patient has no moderation rights either.
+    for msg in [
+        ClientMsg::LockRoom { locked: true },
+        ClientMsg::MuteParticipant {
+            participant_id: c.chair.1,
+            kind: MediaKind::Audio,
+        },
+        ClientMsg::RemoveParticipant {
+            participant_id: c.district.1,
+        },
+        ClientMsg::SetSecretary {
+            participant_id: Some(c.district.1),
+        },
+    ] {
+        let ty = msg.type_name();
+        let out = w.frame(p_sid, msg);
+        assert_eq!(
+            expect_error(&out, p_sid, ErrorCode::Forbidden).as_deref(),
+            Some(ty)
+        );
+    }
+    // When the chair leaves, the room's doctors moderate again.
+    let out = w.frame(c.chair.0, ClientMsg::Leave {});
+    assert_eq!(room_state(&out, c.district.0), Some((false, None, None)));
+    let (g_sid, out, _) = join_as(&mut w, &c.room, Role::Guest, "Phiên dịch", false, None);
+    let g_id = joined_id(&out, g_sid);
+    let out = w.frame(
+        c.district.0,
+        ClientMsg::Admit {
+            participant_id: g_id,
+        },
+    );
+    assert!(
+        sends_to(&out, g_sid)
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Joined { .. }))
+    );
+}
+
+#[test]
+fn the_chair_names_a_secretary_mutes_and_locks() {
+    let mut w = World::new();
+    let c = conference(&mut w);
+    // The secretary must be staff in the room.
+    let out = w.frame(
+        c.chair.0,
+        ClientMsg::SetSecretary {
+            participant_id: Some(ParticipantId(999)),
+        },
+    );
+    expect_error(&out, c.chair.0, ErrorCode::InvalidMessage);
+    let out = w.frame(
+        c.chair.0,
+        ClientMsg::SetSecretary {
+            participant_id: Some(c.district.1),
+        },
+    );
+    for sid in [c.chair.0, c.district.0] {
+        assert_eq!(
+            room_state(&out, sid),
+            Some((false, Some(c.chair.1), Some(c.district.1)))
+        );
+    }
+    assert!(records(&out).contains(&RecordEvent::SecretaryNamed {
+        room: c.room.clone(),
+        participant: Some(c.district.1),
+        staff_id: Some(10),
+        by: c.chair.1,
+    }));
+
+    // Mute: the target is asked, the others see it muted at once.
+    let out = w.frame(
+        c.chair.0,
+        ClientMsg::MuteParticipant {
+            participant_id: c.district.1,
+            kind: MediaKind::Audio,
+        },
+    );
+    assert_eq!(
+        sends_to(&out, c.district.0),
+        vec![ServerMsg::MuteRequested {
+            kind: MediaKind::Audio,
+            by: c.chair.1
+        }]
+    );
+    assert_eq!(
+        sends_to(&out, c.chair.0),
+        vec![ServerMsg::MuteChanged {
+            participant_id: c.district.1,
+            kind: MediaKind::Audio,
+            muted: true
+        }]
+    );
+    // Not oneself, not someone absent.
+    let out = w.frame(
+        c.chair.0,
+        ClientMsg::MuteParticipant {
+            participant_id: c.chair.1,
+            kind: MediaKind::Video,
+        },
+    );
+    expect_error(&out, c.chair.0, ErrorCode::InvalidMessage);
+    let out = w.frame(
+        c.chair.0,
+        ClientMsg::RemoveParticipant {
+            participant_id: ParticipantId(777),
+        },
+    );
+    expect_error(&out, c.chair.0, ErrorCode::NotFound);
+
+    // Lock: nobody new gets in, not even into the lobby; unlocking lets them.
+    let out = w.frame(c.chair.0, ClientMsg::LockRoom { locked: true });
+    assert_eq!(
+        room_state(&out, c.district.0),
+        Some((true, Some(c.chair.1), Some(c.district.1)))
+    );
+    assert!(records(&out).contains(&RecordEvent::Locked {
+        room: c.room.clone(),
+        locked: true,
+        by: c.chair.1
+    }));
+    let (late, out, token) = join_as(&mut w, &c.room, Role::Doctor, "BS. Muộn", false, Some(20));
+    assert_eq!(
+        expect_error(&out, late, ErrorCode::RoomLocked).as_deref(),
+        Some("join")
+    );
+    assert!(
+        !closed(&out, late),
+        "a locked room is not fatal: the client may retry"
+    );
+    w.frame(c.chair.0, ClientMsg::LockRoom { locked: false });
+    let out = w.frame(
+        late,
+        ClientMsg::Join {
+            room: c.room.clone(),
+            token,
+        },
+    );
+    assert!(
+        sends_to(&out, late)
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Joined { .. }))
+    );
+}
+
+#[test]
+fn a_removed_participant_is_closed_and_their_link_is_barred() {
+    let mut w = World::new();
+    let c = conference(&mut w);
+    let (g_sid, out, token) = join_as(&mut w, &c.room, Role::Guest, "Khách", false, None);
+    let g_id = joined_id(&out, g_sid);
+    w.frame(
+        c.chair.0,
+        ClientMsg::Admit {
+            participant_id: g_id,
+        },
+    );
+    let out = w.frame(
+        c.chair.0,
+        ClientMsg::RemoveParticipant {
+            participant_id: g_id,
+        },
+    );
+    assert_eq!(error_codes(&out, g_sid), vec![ErrorCode::Removed]);
+    assert!(closed(&out, g_sid));
+    assert!(
+        sends_to(&out, c.district.0).contains(&ServerMsg::ParticipantLeft {
+            participant_id: g_id,
+            reason: LeaveReason::Removed,
+        })
+    );
+    assert!(media_cmds(&out).contains(&MediaCommand::Remove { participant: g_id }));
+    assert!(records(&out).contains(&RecordEvent::Removed {
+        room: c.room.clone(),
+        participant: g_id,
+        by: c.chair.1
+    }));
+    // The same link, on a new connection, is refused for good.
+    let again = w.connect();
+    w.hello(again);
+    let out = w.frame(
+        again,
+        ClientMsg::Join {
+            room: c.room.clone(),
+            token,
+        },
+    );
+    assert_eq!(error_codes(&out, again), vec![ErrorCode::Removed]);
+    assert!(closed(&out, again));
+}
+
+#[test]
+fn chat_reaches_everyone_and_is_kept_only_for_conferences() {
+    let mut w = World::new();
+    let c = conference(&mut w);
+    let out = w.frame(
+        c.district.0,
+        ClientMsg::Chat {
+            text: "  Xin chào hội đồng  ".into(),
+        },
+    );
+    let expected = ServerMsg::Chat {
+        from: c.district.1,
+        name: "BS. Huyện".into(),
+        text: "Xin chào hội đồng".into(),
+        at: w.unix,
+    };
+    for sid in [c.chair.0, c.district.0] {
+        assert_eq!(sends_to(&out, sid), vec![expected.clone()]);
+    }
+    assert!(
+        matches!(records(&out).as_slice(), [RecordEvent::Chat { text, .. }] if text == "Xin chào hội đồng")
+    );
+    for bad in ["   ".to_owned(), "x".repeat(2001)] {
+        let out = w.frame(c.district.0, ClientMsg::Chat { text: bad });
+        expect_error(&out, c.district.0, ErrorCode::InvalidMessage);
+    }
+    // A visit's chat goes to the room but not into the record.
+    let r = room_id(3);
+    w.open_room(&r);
+    let (d, out, _) = join_as(&mut w, &r, Role::Doctor, "BS. An", false, None);
+    let _ = joined_id(&out, d);
+    let out = w.frame(
+        d,
+        ClientMsg::Chat {
+            text: "ghi chú".into(),
+        },
+    );
+    assert_eq!(sends_to(&out, d).len(), 1);
+    assert!(records(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn sources_go_to_the_media_side_and_are_bounded() {
+    let mut w = World::new();
+    let c = conference(&mut w);
+    let sources: std::collections::BTreeMap<String, tuxa_protocol::TrackSource> =
+        [("2".to_owned(), tuxa_protocol::TrackSource::Screen)].into();
+    let out = w.frame(
+        c.district.0,
+        ClientMsg::Sources {
+            sources: sources.clone(),
+        },
+    );
+    assert_eq!(
+        media_cmds(&out),
+        vec![MediaCommand::Sources {
+            participant: c.district.1,
+            sources
+        }]
+    );
+    let many = (0..17)
+        .map(|i| (i.to_string(), tuxa_protocol::TrackSource::Camera))
+        .collect();
+    let out = w.frame(c.district.0, ClientMsg::Sources { sources: many });
+    expect_error(&out, c.district.0, ErrorCode::InvalidMessage);
 }
