@@ -287,7 +287,9 @@ export function createConferences(ctx) {
     setFormError('conf-join-error', null);
     // Open the window during the click (popup blockers), then send it to the call.
     let w = null;
-    if (!ctx.noopen) {
+    const sched = cs.open && cs.open.id === id ? cs.open.schedule : null;
+    const early = sched && Number.isFinite(sched.starts_at) && Date.now() / 1000 < sched.starts_at - 15 * 60;
+    if (!ctx.noopen && !early) {
       try { w = window.open('', '_blank'); } catch { w = null; }
     }
     const r = await ctx.api('POST', `/api/v1/conferences/${id}/join`, {});
