@@ -18,69 +18,15 @@ import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  BASE, launchChromium, openParticipant, closeAllBrowsers, withDiagnostics, waitFor, sleep, adminPost,
-  totpCode, waitForPageState, pageGlobal, request, Participant,
+  launchChromium, closeAllBrowsers, withDiagnostics, waitFor, sleep, request,
 } from '../lib/harness.mjs';
+import {
+  facility, account, consolePage, signIn, staffState, visible, joinFromConsole,
+} from '../lib/console.mjs';
 import { STRINGS } from '../../../web-client/i18n.js';
 import { toVnInputValue } from '../../../web-client/console-util.js';
 
 after(closeAllBrowsers);
-
-const tag = () => `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-
-/** A facility of the given tier (names made unique: tests share a server). */
-async function facility(name, tier, parent_id) {
-  const body = { name: `${name} ${tag()}`, tier };
-  if (parent_id != null) body.parent_id = parent_id;
-  return adminPost('/api/v1/facilities', body);
-}
-
-/** A staff account with a known password; doctors and nurses get a practitioner record. */
-async function account(fac, role, name, specialty = 'Nội khoa') {
-  const t = tag();
-  const body = { username: `${role.slice(0, 4)}.${t}`.slice(0, 32), name, role, facility_id: fac.id, password: `mat-khau-${t}` };
-  if (role === 'doctor' || role === 'nurse') {
-    const p = await adminPost('/api/v1/practitioners', {
-      name, title: role === 'doctor' ? 'BSCKI' : 'ĐD', licence_number: `${t.toUpperCase()}/AH-CCHN`, specialty, facility_id: fac.id,
-    });
-    body.practitioner_id = p.id;
-  }
-  const made = await adminPost('/api/v1/staff', body);
-  return { ...made.staff, password: body.password, secret: made.totp.secret };
-}
-
-/** A console page in its own window, with the console's state in its diagnostics. */
-async function consolePage(browser, name) {
-  const p = await openParticipant(browser, name);
-  return {
-    ...p,
-    page: p.page,
-    name,
-    goto: (u) => p.goto(u),
-    async diagnostics() {
-      let extra;
-      try { extra = JSON.stringify(await pageGlobal(p, 'tuxaStaff'), null, 2); } catch (e) { extra = String(e); }
-      return `${await p.diagnostics()}\n--- window.tuxaStaff ---\n${extra}`;
-    },
-  };
-}
-
-async function signIn(who, acct) {
-  await who.goto(`${BASE}/staff`);
-  await waitForPageState(who, 'tuxaStaff', 'signed-out');
-  await who.page.type('#username', acct.username);
-  await who.page.type('#password', acct.password);
-  if (Date.now() / 1000 % 30 > 27) await sleep(3_500); // a fresh code, not about to roll over
-  await who.page.type('#totp', totpCode(acct.secret));
-  await who.page.click('#signin-btn');
-  await waitFor(`${who.name} signed in`, async () => who.page.evaluate(() => !!window.tuxaStaff.me), 20_000);
-}
-
-const staffState = (who, fn) => who.page.evaluate(fn);
-const visible = (who, sel) => who.page.evaluate((s) => {
-  const el = document.querySelector(s);
-  return !!el && !el.closest('[hidden]') && el.getClientRects().length > 0;
-}, sel);
 
 test('console: a coordinator sees the live panel, creates a queue and a roster window, downloads the report CSV', { timeout: 120_000 }, async () => {
   const prov = await facility('BVĐK tỉnh An Hòa', 'province');
@@ -275,22 +221,9 @@ test('console: a district doctor requests a conference with an attachment, the c
     assert.equal(await visible(k, '#conf-join-btn'), false, 'the coordinator is not invited');
 
     // ---- The requester joins: the call opens in a new window.
-    async function joinFrom(who, label) {
-      await who.page.click('#conf-refresh-btn');
-      await waitFor(`${label}: the Join button`, async () => visible(who, '#conf-join-btn'), 15_000);
-      const popup = who.page.browserContext().waitForTarget((t) => /\/join\/[a-z2-7]{16}/.test(t.url()), { timeout: 20_000 });
-      await who.page.click('#conf-join-btn');
-      const target = await popup;
-      const callPage = new Participant(`${label} call`, await target.page(), 'chromium');
-      all.push(callPage);
-      await callPage.waitForState('preview');
-      await callPage.page.click('#join-btn');
-      await callPage.waitForState('in-call');
-      return callPage;
-    }
     await d.page.click('.cs-back');
     await d.page.click(`#conf-list li[data-id="${filed.id}"] button`);
-    const requesterCall = await joinFrom(d, 'requester');
+    const requesterCall = await joinFromConsole(d, 'requester', all);
     const you = await requesterCall.page.evaluate(() => window.tuxa.you);
     assert.equal(you.role, 'doctor');
 
@@ -299,7 +232,7 @@ test('console: a district doctor requests a conference with an attachment, the c
     await ch.page.click('#tab-btn-conf');
     await waitFor('the request in the chair\'s list', async () => staffState(ch, (id) => !!document.querySelector(`#conf-list li[data-id="${id}"]`), filed.id), 15_000);
     await ch.page.click(`#conf-list li[data-id="${filed.id}"] button`);
-    const chairCall = await joinFrom(ch, 'chair');
+    const chairCall = await joinFromConsole(ch, 'chair', all);
     await waitFor('both in the call', async () => (await chairCall.page.evaluate(() => Object.keys(window.tuxa.participants || {}).length)) >= 1, 20_000);
     assert.equal(await visible(ch, '#conf-guest-form'), true);
     await ch.page.type('#cg-name', 'Trần Thị B');
