@@ -428,7 +428,9 @@ export function createConferences(ctx) {
     fill(chair, tx('option', 'conf_pick_chair', { value: '' }), doctors.map((s) => h('option', { value: String(s.id) }, staffLabel(s))));
     if (keep) chair.value = keep;
     const checked = new Set([...box.querySelectorAll('input:checked')].map((i) => i.value));
-    fill(box, cs.staff.filter((s) => s.role === 'doctor' || s.role === 'nurse' || s.role === 'coordinator').map((s) => h('label', { class: 'check cs-invitee', dataset: { name: `${s.name} ${s.username}`.toLowerCase() } },
+    const requester = cs.open && cs.open.requested_by ? cs.open.requested_by.staff_id : null;
+    const invitable = cs.staff.filter((s) => (s.role === 'doctor' || s.role === 'nurse' || s.role === 'coordinator') && s.id !== requester);
+    fill(box, invitable.map((s) => h('label', { class: 'check cs-invitee', dataset: { name: `${s.name} ${s.username}`.toLowerCase() } },
       h('input', { type: 'checkbox', value: String(s.id), checked: checked.has(String(s.id)), autocomplete: 'off' }),
       h('span', {}, staffLabel(s)))));
   }
