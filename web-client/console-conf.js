@@ -424,7 +424,8 @@ export function createConferences(ctx) {
     }
     if (!cs.staff) return;
     const keep = chair.value;
-    const doctors = cs.staff.filter((s) => s.role === 'doctor');
+    // The chair is a doctor or a nurse (the server's rule); doctors first.
+    const doctors = [...cs.staff.filter((s) => s.role === 'doctor'), ...cs.staff.filter((s) => s.role === 'nurse')];
     fill(chair, tx('option', 'conf_pick_chair', { value: '' }), doctors.map((s) => h('option', { value: String(s.id) }, staffLabel(s))));
     if (keep) chair.value = keep;
     const checked = new Set([...box.querySelectorAll('input:checked')].map((i) => i.value));

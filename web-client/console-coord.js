@@ -98,9 +98,9 @@ export function createCoordination(ctx) {
     const qs = [...l.queues].sort((a, b) => (b.waiting || 0) - (a.waiting || 0) || String(a.name).localeCompare(String(b.name)));
     fill($('live-queues').tBodies[0], qs.length ? qs.map((q) => h('tr', {
       class: (q.waiting > 0 && !q.doctors_available) ? 'cs-alert' : null, dataset: { queue: q.id },
-    }, h('th', { scope: 'row' }, q.name), td(q.waiting, 'num'), td(q.offered, 'num'), td(q.doctors_available, 'num'),
+    }, h('th', { scope: 'row' }, q.name), td(q.waiting, 'num'), td(q.offered, 'num'), td(q.calls, 'num'), td(q.doctors_available, 'num'),
     td(q.waiting > 0 ? fmtSecs(q.longest_wait_secs) : '—', 'num')))
-      : h('tr', {}, h('td', { colspan: '5', class: 'muted-text' }, t('console_none'))));
+      : h('tr', {}, h('td', { colspan: '6', class: 'muted-text' }, t('console_none'))));
     fill($('live-rooms').tBodies[0], l.rooms.length ? l.rooms.map((r) => h('tr', { class: r.waiting > 0 ? 'cs-alert' : null, dataset: { room: r.id } },
       h('th', { scope: 'row' }, r.title || r.id, h('span', { class: 'cs-sub' }, facilityName(r.facility_id))),
       td(t(`console_kind_${r.kind}`)), td(r.in_room, 'num'), td(r.waiting, 'num'), td(t(r.locked ? 'conf_yes' : 'conf_no'))))

@@ -141,7 +141,7 @@ export function conferenceRights(conf, me) {
   const mayDecide = (coordinatorLike && scopeHasTo) || (staff.role === 'doctor' && facility.id === toId);
   const isChair = !!(sched && sched.chair && sched.chair.staff_id === myId);
   const invited = !!(sched && (isChair || (sched.invitees || []).some((i) => i.staff_id === myId)));
-  const isSecretary = !!(sched && sched.secretary && sched.secretary.staff_id === myId);
+  const isSecretary = !!(sched && myId != null && conf.secretary_staff_id === myId);
   const open = conf && (conf.status === 'requested' || conf.status === 'scheduled');
   const sideOf = (id) => facility.tier === 'province' && coordinatorLike ? true : facility.id === id;
   return {

@@ -121,6 +121,9 @@ test('what a role may do with a request', () => {
   assert.equal(conferenceRights(held, docP).conclusion, true);
   assert.equal(conferenceRights(held, docD).conclusion, false);
   assert.equal(conferenceRights(held, docD).attach, false, 'no attachments once held');
+  // The secretary the chair named in the call enters the conclusion too.
+  assert.equal(conferenceRights({ ...held, secretary_staff_id: 10 }, docD).conclusion, true);
+  assert.equal(conferenceRights({ ...held, secretary_staff_id: 10 }, coordP).conclusion, false);
 });
 
 test('attachments: type by content type or extension, at most 10 MiB', () => {

@@ -64,7 +64,7 @@ test('console: a coordinator sees the live panel, creates a queue and a roster w
     }));
     assert.equal(live.error, null);
     assert.match(live.updated, /^Cập nhật lúc \d\d:\d\d:\d\d/);
-    assert.deepEqual(live.heads, ['Hàng chờ', 'Đang chờ', 'Đang mời', 'Bác sĩ sẵn sàng', 'Chờ lâu nhất']);
+    assert.deepEqual(live.heads, ['Hàng chờ', 'Đang chờ', 'Đang mời', 'Đang khám', 'Bác sĩ sẵn sàng', 'Chờ lâu nhất']);
     // Closing the live section stops the polling.
     await c.page.click('#coord-live > summary');
     const polls = await staffState(c, () => window.tuxaStaff.coord.livePolls);
