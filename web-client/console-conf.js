@@ -38,6 +38,7 @@ export function createConferences(ctx) {
     guestUrl: null,
     error: null,
     busy: false,
+    renders: 0, // times the open request was drawn (tests wait for a refresh)
   };
   ctx.ts.conf = cs;
   let listTimer = null;
@@ -180,6 +181,7 @@ export function createConferences(ctx) {
   }
 
   function renderDetail() {
+    cs.renders += 1;
     const c = cs.open;
     const el = $('conf-detail');
     if (!c) {
@@ -277,6 +279,7 @@ export function createConferences(ctx) {
     return h('div', { class: 'cs-join' },
       tx('button', 'conf_join', { type: 'button', class: 'btn btn-primary btn-big btn-block', id: 'conf-join-btn', onclick: () => join(c.id) }),
       notYet ? h('p', { class: 'st-notice', id: 'conf-join-note', role: 'status' }, tf('conf_join_not_yet', { at: fmtVnDateTime(nb) })) : null,
+      cs.joinFor === c.id && cs.popupBlocked && !notYet ? tx('p', 'conf_popup_blocked', { class: 'st-notice', role: 'status' }) : null,
       cs.joinFor === c.id && cs.joinUrl && !notYet
         ? h('a', { class: 'btn btn-secondary btn-block', id: 'conf-join-link', href: cs.joinUrl, target: '_blank', rel: 'noopener' }, t('conf_open_call'))
         : null,
@@ -285,16 +288,8 @@ export function createConferences(ctx) {
 
   async function join(id) {
     setFormError('conf-join-error', null);
-    // Open the window during the click (popup blockers), then send it to the call.
-    let w = null;
-    const sched = cs.open && cs.open.id === id ? cs.open.schedule : null;
-    const early = sched && Number.isFinite(sched.starts_at) && Date.now() / 1000 < sched.starts_at - 15 * 60;
-    if (!ctx.noopen && !early) {
-      try { w = window.open('', '_blank'); } catch { w = null; }
-    }
     const r = await ctx.api('POST', `/api/v1/conferences/${id}/join`, {});
     if (r.status !== 200 || !r.json || !r.json.url) {
-      if (w) w.close();
       if (r.status !== 401) setFormError('conf-join-error', { code: r.code });
       return;
     }
@@ -303,11 +298,17 @@ export function createConferences(ctx) {
     cs.joinNotBefore = Number.isFinite(r.json.not_before) ? r.json.not_before : null;
     ctx.log('join link for conference', id, 'not before', cs.joinNotBefore);
     const notYet = cs.joinNotBefore && cs.joinNotBefore * 1000 > Date.now();
-    if (w) {
-      if (notYet) w.close();
-      else {
+    cs.popupBlocked = false;
+    if (!notYet && !ctx.noopen) {
+      // Still within the click's user activation (the answer is quick); a
+      // blocked window leaves the "Mở phòng hội chẩn" link below the button.
+      let w = null;
+      try { w = window.open(cs.joinUrl, '_blank'); } catch (e) { ctx.log('window.open failed', e); }
+      if (w) {
         try { w.opener = null; } catch { /* ignore */ }
-        w.location.replace(cs.joinUrl);
+      } else {
+        cs.popupBlocked = true;
+        ctx.log('the new window was blocked');
       }
     }
     renderDetail();

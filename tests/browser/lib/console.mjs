@@ -56,7 +56,7 @@ export async function signIn(who, acct) {
   await waitFor(`${who.name} signed in`, async () => who.page.evaluate(() => !!window.tuxaStaff.me), 20_000);
 }
 
-export const staffState = (who, fn) => who.page.evaluate(fn);
+export const staffState = (who, fn, ...args) => who.page.evaluate(fn, ...args);
 export const visible = (who, sel) => who.page.evaluate((s) => {
   const el = document.querySelector(s);
   return !!el && !el.closest('[hidden]') && el.getClientRects().length > 0;
@@ -69,7 +69,7 @@ export const visible = (who, sel) => who.page.evaluate((s) => {
  * Participant, added to `all` for diagnostics) once it is `in-call`.
  */
 export async function joinFromConsole(who, label, all) {
-  await who.page.click('#conf-refresh-btn');
+  await refreshRequest(who);
   await waitFor(`${label}: the Join button`, async () => visible(who, '#conf-join-btn'), 15_000);
   const popup = who.page.browserContext().waitForTarget((t) => /\/join\/[a-z2-7]{16}/.test(t.url()), { timeout: 20_000 });
   await who.page.click('#conf-join-btn');
@@ -82,14 +82,28 @@ export async function joinFromConsole(who, label, all) {
   return callPage;
 }
 
+// The call opens in a new tab of the console's window: the console is then a
+// background tab, where clicks and typing wait for frames that do not come.
+// Whatever acts on a console brings it to the front first.
+
 /** Opens a request from the list of a console on the conference tab. */
 export async function openRequest(who, id) {
+  await who.page.bringToFront();
   if (!(await who.page.evaluate(() => window.tuxaStaff.tab === 'conf'))) await who.page.click('#tab-btn-conf');
   await waitFor(`${who.name}: request ${id} in the list`, async () => who.page.evaluate(
     (x) => !!document.querySelector(`#conf-list li[data-id="${x}"]`), id,
   ), 15_000);
-  await who.page.click(`#conf-list li[data-id="${id}"] button`);
+  // In one step: the list may be redrawn (refreshed) between a look-up and a click.
+  await who.page.evaluate((x) => document.querySelector(`#conf-list li[data-id="${x}"] button`).click(), id);
   await waitFor(`${who.name}: request ${id} open`, async () => who.page.evaluate(
     (x) => window.tuxaStaff.conf.view === 'detail' && window.tuxaStaff.conf.openId === x, id,
   ), 10_000);
+}
+
+/** Presses "Làm mới" on an open request and waits until it is drawn again. */
+export async function refreshRequest(who) {
+  await who.page.bringToFront();
+  const renders = await who.page.evaluate(() => window.tuxaStaff.conf.renders);
+  await who.page.click('#conf-refresh-btn');
+  await waitFor(`${who.name}: the request refreshed`, async () => who.page.evaluate((n) => window.tuxaStaff.conf.renders > n, renders), 15_000);
 }

@@ -15,7 +15,7 @@ import {
   decideInLobby, history, request,
 } from '../lib/harness.mjs';
 import {
-  facility, account, consolePage, signIn, staffState, visible, joinFromConsole, openRequest,
+  facility, account, consolePage, signIn, staffState, visible, joinFromConsole, openRequest, refreshRequest,
 } from '../lib/console.mjs';
 
 after(closeAllBrowsers);
@@ -81,6 +81,7 @@ test('conference call: three sites join from their consoles, the chair admits th
 
     // ---- The chair invites the patient, who waits until admitted.
     assert.equal(await visible(ch, '#conf-guest-form'), true);
+    await ch.page.bringToFront(); // the call took the front tab
     await ch.page.select('#cg-role', 'patient');
     await ch.page.type('#cg-name', 'Trần Thị B');
     await ch.page.click('#cg-submit');
@@ -96,6 +97,7 @@ test('conference call: three sites join from their consoles, the chair admits th
     await patient.page.click('#consent-exam');
     await patient.page.click('#join-btn');
     await patient.waitForState('waiting');
+    await chairCall.page.bringToFront();
     await decideInLobby(chairCall, 'Trần Thị B', 'admit');
     await patient.waitForState('in-call');
     assert.ok((await history(patient)).includes('waiting'));
@@ -110,7 +112,7 @@ test('conference call: three sites join from their consoles, the chair admits th
     // ---- The call ends; the chair enters the conclusion; the minutes carry it.
     const ended = await request('POST', `/api/v1/consultations/${consultation}/end`, {});
     assert.equal(ended.status, 200, ended.text);
-    await ch.page.click('#conf-refresh-btn');
+    await refreshRequest(ch);
     await waitFor('the conclusion form', async () => visible(ch, '#conf-concl-form'), 15_000);
     const conclusion = 'Viêm phổi nặng. Thở oxy, kháng sinh phổ rộng; chuyển tuyến tỉnh khi ổn định.';
     await ch.page.type('#cc-text', conclusion);

@@ -21,7 +21,7 @@ import {
   launchChromium, closeAllBrowsers, withDiagnostics, waitFor, sleep, request,
 } from '../lib/harness.mjs';
 import {
-  facility, account, consolePage, signIn, staffState, visible, joinFromConsole,
+  facility, account, consolePage, signIn, staffState, visible, joinFromConsole, openRequest,
 } from '../lib/console.mjs';
 import { STRINGS } from '../../../web-client/i18n.js';
 import { toVnInputValue } from '../../../web-client/console-util.js';
@@ -46,7 +46,7 @@ test('console: a coordinator sees the live panel, creates a queue and a roster w
     const tabs = await staffState(c, () => ({
       tab: window.tuxaStaff.tab, tabs: window.tuxaStaff.tabs,
       oncallHidden: document.getElementById('tab-btn-oncall').hidden,
-      labels: [...document.querySelectorAll('#console-tabs [role=tab]:not([hidden])')].map((b) => b.textContent.trim()),
+      labels: [...document.querySelectorAll('#console-tabs [role=tab]:not([hidden]) [data-i18n]')].map((b) => b.textContent.trim()),
       selected: document.querySelector('#console-tabs [aria-selected=true]').id,
     }));
     assert.equal(tabs.tab, 'coord');
@@ -193,7 +193,7 @@ test('console: a district doctor requests a conference with an attachment, the c
     assert.match(item, /Khẩn/);
     assert.match(item, /Chờ xếp lịch/);
     assert.match(item, /Trần Thị B/);
-    await k.page.click(`#conf-list li[data-id="${filed.id}"] button`);
+    await openRequest(k, filed.id);
     await waitFor('the schedule form', async () => visible(k, '#conf-schedule-form'), 10_000);
     // The attachment downloads, byte for byte.
     const att = await staffState(k, async () => {
@@ -222,7 +222,7 @@ test('console: a district doctor requests a conference with an attachment, the c
 
     // ---- The requester joins: the call opens in a new window.
     await d.page.click('.cs-back');
-    await d.page.click(`#conf-list li[data-id="${filed.id}"] button`);
+    await openRequest(d, filed.id);
     const requesterCall = await joinFromConsole(d, 'requester', all);
     const you = await requesterCall.page.evaluate(() => window.tuxa.you);
     assert.equal(you.role, 'doctor');
@@ -230,11 +230,11 @@ test('console: a district doctor requests a conference with an attachment, the c
     // ---- The chair joins too, and makes a guest link for the patient.
     await signIn(ch, chair);
     await ch.page.click('#tab-btn-conf');
-    await waitFor('the request in the chair\'s list', async () => staffState(ch, (id) => !!document.querySelector(`#conf-list li[data-id="${id}"]`), filed.id), 15_000);
-    await ch.page.click(`#conf-list li[data-id="${filed.id}"] button`);
+    await openRequest(ch, filed.id);
     const chairCall = await joinFromConsole(ch, 'chair', all);
     await waitFor('both in the call', async () => (await chairCall.page.evaluate(() => Object.keys(window.tuxa.participants || {}).length)) >= 1, 20_000);
     assert.equal(await visible(ch, '#conf-guest-form'), true);
+    await ch.page.bringToFront(); // the call took the front tab
     await ch.page.type('#cg-name', 'Trần Thị B');
     await ch.page.click('#cg-submit');
     await waitFor('the guest link', async () => staffState(ch, () => !!window.tuxaStaff.conf.guestUrl), 10_000);
