@@ -1166,9 +1166,11 @@ function updateGrid() {
     if (!tile.extra) n += 1;
     else if (!tile.stalled) shown += 1;
   }
-  for (const lt of Object.values(outgoing)) if (lt.tile && !lt.tile.hidden) shown += 1;
+  let local = 0; // our own screen or second camera: a small preview
+  for (const lt of Object.values(outgoing)) if (lt.tile && !lt.tile.hidden) local += 1;
   grid.dataset.count = String(n);
-  $('stage').dataset.count = String(shown);
+  $('stage').dataset.count = String(shown + local);
+  // Others' screens and second cameras take the room; the camera tiles shrink.
   $('screen-call').classList.toggle('has-stage', shown > 0);
   $('waiting').hidden = n > 0 || tuxa.state !== 'in-call';
   $('people-count').textContent = String(n + (tuxa.state === 'in-call' ? 1 : 0));
@@ -1908,8 +1910,7 @@ function wireUi() {
   $('chat-form').addEventListener('submit', sendChat);
   $('chat-input').addEventListener('input', renderChatCount);
   $('chat-input').addEventListener('keydown', (e) => {
-    // Enter sends; Shift+Enter is a new line (and phones' keyboards, whose
-    // Enter is a new line, have the Send button).
+    // Enter sends; Shift+Enter is a new line.
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) sendChat(e);
   });
   $('lock-btn').addEventListener('click', () => send(P.lock_room(!tuxa.roomState.locked)));
