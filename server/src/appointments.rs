@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tuxa_protocol::{ConsultationKind, ErrorCode, Role, RoomId};
 
-use crate::http::{self, ApiError, AppState, LinkSpec, check_admin, optional_text, required_text};
+use crate::authz::{self, Actor};
+use crate::http::{self, ApiError, AppState, LinkSpec, optional_text, required_text};
 use crate::hub_task::unix_now;
 
 /// Links open this long before the appointment.
@@ -53,7 +54,8 @@ async fn create(
     headers: HeaderMap,
     req: Result<Json<NewAppointment>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    check_admin(&state, &headers)?;
+    let actor = Actor::from_headers(&state, &headers).await?;
+    actor.require(authz::CARE, "make appointments")?;
     let Json(req) = req.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
     let now = unix_now();
     if !(5..=240).contains(&req.duration_min) {
@@ -80,7 +82,14 @@ async fn create(
     let doctor_name = required_text("doctor name", &req.doctor.name, 100)?;
     let title = optional_text("title", req.title, 200)?
         .unwrap_or_else(|| "Lịch hẹn khám từ xa / remote appointment".to_owned());
-    let row = http::create(&state, ConsultationKind::Visit, title).await?;
+    let row = http::create(
+        &state,
+        ConsultationKind::Visit,
+        title,
+        actor.facility(),
+        &actor.audit_name(),
+    )
+    .await?;
     let room = RoomId::parse(&row.id).map_err(|_| ApiError::new(ErrorCode::Internal, "room id"))?;
     let opens_at = req.starts_at.saturating_sub(OPENS_BEFORE_SECS);
     let ttl = expires_at - now;
@@ -89,6 +98,7 @@ async fn create(
         &room,
         LinkSpec {
             not_before: Some(opens_at),
+            actor: actor.audit_name(),
             ..LinkSpec::new(Role::Doctor, doctor_name, req.doctor.facility, ttl)
         },
     )
@@ -98,6 +108,7 @@ async fn create(
         &room,
         LinkSpec {
             not_before: Some(opens_at),
+            actor: actor.audit_name(),
             ..LinkSpec::new(Role::Patient, patient_name, req.patient.facility, ttl)
         },
     )
@@ -129,28 +140,35 @@ async fn create(
 }
 
 async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    check_admin(&state, &headers)?;
+    let actor = Actor::from_headers(&state, &headers).await?;
+    actor.require(authz::CARE, "list appointments")?;
     let now = unix_now() as i64;
     let rows = state
         .store
         .call(move |c| {
             let mut st = c.prepare(
-                "SELECT a.consultation_id, a.starts_at, a.duration_min, k.title, k.status
+                "SELECT a.consultation_id, a.starts_at, a.duration_min, k.title, k.status, k.facility_id
                  FROM appointments a JOIN consultations k ON k.id = a.consultation_id
                  WHERE a.starts_at + a.duration_min * 60 >= ?1 ORDER BY a.starts_at",
             )?;
             st.query_map([now], |r| {
-                Ok(json!({
+                let facility: Option<crate::directory::FacilityId> = r.get(5)?;
+                Ok((facility, json!({
                     "consultation": r.get::<_, String>(0)?,
                     "starts_at": r.get::<_, i64>(1)?,
                     "duration_min": r.get::<_, i64>(2)?,
                     "title": r.get::<_, String>(3)?,
                     "status": r.get::<_, String>(4)?,
-                }))
+                })))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()
         })
         .await
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .filter(|(f, _)| actor.sees(*f))
+        .map(|(_, v)| v)
+        .collect();
     Ok(Json(json!({ "appointments": rows })))
 }

@@ -16,7 +16,7 @@ use std::fmt;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{patch, post};
@@ -28,6 +28,7 @@ use tuxa_protocol::ErrorCode;
 
 use crate::audit::{Action, Entry};
 use crate::auth::{self, TotpSecret};
+use crate::authz::{self, Actor};
 use crate::http::AppState;
 use crate::hub_task::unix_now;
 
@@ -829,30 +830,31 @@ pub(crate) fn audit(state: &AppState, action: Action, actor: &str, detail: Value
     });
 }
 
-/// The admin key, as `http.rs` checks it for the consultation endpoints.
-fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<()> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            Error::new(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::Unauthorized,
-                "send the admin key as Authorization: Bearer <key>",
-            )
-        })?;
-    let hash = crate::sha256(presented.trim().as_bytes());
-    if aws_lc_rs::constant_time::verify_slices_are_equal(&hash, &state.admin_key_hash[..]).is_err()
-    {
-        audit(state, Action::AdminAuthFailed, "unknown", json!({}));
-        return Err(Error::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Unauthorized,
-            "wrong admin key",
-        ));
+/// The caller (admin key or staff session), refused unless their role is
+/// one of `roles` and their scope includes `facility`.
+async fn actor_for(
+    state: &AppState,
+    headers: &HeaderMap,
+    roles: &[StaffRole],
+    facility: Option<FacilityId>,
+    what: &str,
+) -> Result<Actor> {
+    let actor = Actor::from_headers(state, headers).await?;
+    actor.require_in(roles, facility, what)?;
+    Ok(actor)
+}
+
+impl From<crate::http::ApiError> for Error {
+    fn from(e: crate::http::ApiError) -> Error {
+        let status = match e.code() {
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Error::new(status, e.code(), e.message())
     }
-    Ok(())
 }
 
 async fn on_store<R: Send + 'static>(
@@ -880,8 +882,16 @@ async fn create_facility(
     headers: HeaderMap,
     req: Result<Json<FacilityReq>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Facility>)> {
-    require_admin(&state, &headers)?;
     let req = body(req)?;
+    // A new top-level facility needs the whole network in one's scope.
+    let actor = actor_for(
+        &state,
+        &headers,
+        authz::ADMINISTRATION,
+        req.parent_id,
+        "create facilities",
+    )
+    .await?;
     let new = NewFacility {
         name: text("name", &req.name, 200)?,
         tier: req.tier,
@@ -892,15 +902,41 @@ async fn create_facility(
     audit(
         &state,
         Action::FacilityCreated,
-        "admin",
+        &actor.audit_name(),
         json!({"facility_id": f.id, "tier": f.tier, "parent_id": f.parent_id}),
     );
     Ok((StatusCode::CREATED, Json(f)))
 }
 
-async fn list_facilities(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>> {
-    require_admin(&state, &headers)?;
+#[derive(Deserialize)]
+struct FacilityQuery {
+    /// Only the facilities a conference can be asked of (any staff member
+    /// may list those, to address a request).
+    #[serde(default)]
+    upper: Option<u8>,
+}
+
+async fn list_facilities(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<FacilityQuery>,
+) -> Result<Json<Value>> {
+    let actor = Actor::from_headers(&state, &headers).await?;
+    let upper = q.upper.unwrap_or(0) != 0;
+    if !upper {
+        actor.require(authz::COORDINATION, "list facilities")?;
+    }
     let list = on_store(&state, |c| Ok(facilities(c)?)).await?;
+    let list: Vec<Facility> = list
+        .into_iter()
+        .filter(|f| {
+            if upper {
+                matches!(f.tier, Tier::Province | Tier::Cdc)
+            } else {
+                actor.sees(Some(f.id))
+            }
+        })
+        .collect();
     Ok(Json(json!({ "facilities": list })))
 }
 
@@ -919,8 +955,15 @@ async fn create_practitioner(
     headers: HeaderMap,
     req: Result<Json<PractitionerReq>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Practitioner>)> {
-    require_admin(&state, &headers)?;
     let req = body(req)?;
+    let actor = actor_for(
+        &state,
+        &headers,
+        authz::ADMINISTRATION,
+        Some(req.facility_id),
+        "create practitioners",
+    )
+    .await?;
     let new = NewPractitioner {
         name: text("name", &req.name, 100)?,
         title: text("title", &req.title, 40)?,
@@ -933,7 +976,7 @@ async fn create_practitioner(
     audit(
         &state,
         Action::PractitionerCreated,
-        "admin",
+        &actor.audit_name(),
         json!({"practitioner_id": p.id, "facility_id": p.facility_id}),
     );
     Ok((StatusCode::CREATED, Json(p)))
@@ -943,8 +986,13 @@ async fn list_practitioners(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>> {
-    require_admin(&state, &headers)?;
+    let actor = Actor::from_headers(&state, &headers).await?;
+    actor.require(authz::COORDINATION, "list practitioners")?;
     let list = on_store(&state, |c| Ok(practitioners(c)?)).await?;
+    let list: Vec<Practitioner> = list
+        .into_iter()
+        .filter(|p| actor.sees(Some(p.facility_id)))
+        .collect();
     Ok(Json(json!({ "practitioners": list })))
 }
 
@@ -967,8 +1015,15 @@ async fn create_staff(
     headers: HeaderMap,
     req: Result<Json<StaffReq>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    require_admin(&state, &headers)?;
     let req = body(req)?;
+    let actor = actor_for(
+        &state,
+        &headers,
+        authz::ADMINISTRATION,
+        Some(req.facility_id),
+        "create staff accounts",
+    )
+    .await?;
     let username = Username::parse(&req.username).ok_or_else(|| {
         Error::bad_request(
             "username must be 3 to 32 of a-z 0-9 . _ -, starting with a letter or digit",
@@ -993,7 +1048,7 @@ async fn create_staff(
     audit(
         &state,
         Action::StaffCreated,
-        "admin",
+        &actor.audit_name(),
         json!({"staff_id": s.id, "role": s.role, "facility_id": s.facility_id}),
     );
     let mut out = json!({
@@ -1010,8 +1065,13 @@ async fn create_staff(
 }
 
 async fn list_staff(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>> {
-    require_admin(&state, &headers)?;
+    let actor = Actor::from_headers(&state, &headers).await?;
+    actor.require(authz::COORDINATION, "list staff")?;
     let list = on_store(&state, |c| Ok(staff_list(c)?)).await?;
+    let list: Vec<Staff> = list
+        .into_iter()
+        .filter(|s| actor.sees(Some(s.facility_id)))
+        .collect();
     Ok(Json(json!({ "staff": list })))
 }
 
@@ -1030,11 +1090,21 @@ async fn update_staff(
     Path(id): Path<String>,
     req: Result<Json<StaffPatch>, JsonRejection>,
 ) -> Result<Json<Staff>> {
-    require_admin(&state, &headers)?;
     let id = id
         .parse::<i64>()
         .map(StaffId)
         .map_err(|_| Error::not_found("no such staff member"))?;
+    let target = on_store(&state, move |c| Ok(staff(c, id)?))
+        .await?
+        .ok_or_else(|| Error::not_found("no such staff member"))?;
+    let actor = actor_for(
+        &state,
+        &headers,
+        authz::ADMINISTRATION,
+        Some(target.facility_id),
+        "change staff accounts",
+    )
+    .await?;
     let req = body(req)?;
     if req.role.is_none() && req.disabled.is_none() {
         return Err(Error::bad_request("give role, disabled, or both"));
@@ -1061,7 +1131,7 @@ async fn update_staff(
         }
     })
     .await?;
-    let actor = "admin";
+    let actor = &actor.audit_name();
     if before.role != after.role {
         audit(
             &state,

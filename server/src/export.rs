@@ -63,17 +63,18 @@ pub struct Requester {
     pub actor: String,
 }
 
-/// Decides whether this request may export this consultation's record.
-/// Today: the admin key. The staff-permission check replaces this body
-/// (it gets the consultation id to check facility or invitation).
-fn authorize(
+/// Decides whether this request may export this consultation's record:
+/// the admin key, staff whose scope includes the consultation's facility,
+/// and those invited to (or asking for) the conference held in it.
+async fn authorize(
     state: &AppState,
     headers: &HeaderMap,
-    _consultation: &str,
+    consultation: &str,
 ) -> Result<Requester, ApiError> {
-    crate::http::check_admin(state, headers)?;
+    let actor = crate::authz::Actor::from_headers(state, headers).await?;
+    crate::http::load_visible(state, &actor, consultation).await?;
     Ok(Requester {
-        actor: "admin".into(),
+        actor: actor.audit_name(),
     })
 }
 
@@ -162,6 +163,11 @@ pub struct Record {
     pub chain_head: Option<(i64, String)>,
     pub exported_at: i64,
     pub exported_by: String,
+    /// The conference request held in this consultation (summary, question,
+    /// consent given on the patient's behalf, schedule, conclusion).
+    pub conference: Option<Value>,
+    /// Chat, kept for conferences only.
+    pub chat: Vec<Value>,
 }
 
 impl Record {
@@ -200,7 +206,8 @@ pub fn read_record(
     };
     let participants = c
         .prepare(
-            "SELECT participant_id, name, role, facility, joined_at, left_at, leave_reason
+            "SELECT participant_id, name, role, facility, joined_at, left_at, leave_reason,
+                    licence_number
              FROM attendance WHERE consultation_id = ?1 ORDER BY joined_at, id",
         )?
         .query_map([id], |r| {
@@ -209,7 +216,7 @@ pub fn read_record(
                 name: r.get(1)?,
                 role: r.get(2)?,
                 facility: r.get(3)?,
-                licence_number: None,
+                licence_number: r.get(7)?,
                 joined_at: r.get(4)?,
                 left_at: r.get(5)?,
                 leave_reason: r.get(6)?,
@@ -275,6 +282,21 @@ pub fn read_record(
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
+    let conference = crate::conferences::for_consultation(c, id)?;
+    let chat = c
+        .prepare(
+            "SELECT participant_id, name, text, at FROM chat_messages
+             WHERE consultation_id = ?1 ORDER BY id",
+        )?
+        .query_map([id], |r| {
+            Ok(json!({
+                "participant_id": r.get::<_, i64>(0)?,
+                "name": r.get::<_, String>(1)?,
+                "text": r.get::<_, String>(2)?,
+                "at": r.get::<_, i64>(3)?,
+            }))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(Some(Record {
         consultation,
         participants,
@@ -284,6 +306,8 @@ pub fn read_record(
         chain_head,
         exported_at,
         exported_by: exported_by.to_owned(),
+        conference,
+        chat,
     }))
 }
 
@@ -304,7 +328,7 @@ async fn export(
     id: &str,
     format: Format,
 ) -> Result<Record, ApiError> {
-    let who = authorize(state, headers, id)?;
+    let who = authorize(state, headers, id).await?;
     let room = RoomId::parse(id).map_err(|_| not_found())?;
     let now = unix_now() as i64;
     state
@@ -404,6 +428,8 @@ pub fn record_to_json(r: &Record) -> Value {
         "links": r.links,
         "consents": r.consents,
         "audit": r.audit,
+        "conference": r.conference,
+        "chat": r.chat,
         "audit_chain": {
             "head_id": r.chain_head.as_ref().map(|h| h.0),
             "head_hash": r.chain_head.as_ref().map(|h| h.1.clone()),
@@ -922,7 +948,61 @@ pub fn render_minutes(r: &Record) -> String {
             ("place_date", format!("ngày {d:02} tháng {m:02} năm {y}")),
             ("exported_at", vn_datetime(r.exported_at)),
             ("audit_ref", audit_ref),
+            ("summary", minutes_summary(r)),
+            ("conclusion", minutes_conclusion(r)),
         ],
+    )
+}
+
+/// Blank lines to write on, for what the record does not hold.
+const BLANK_LINES: &str =
+    "<div class=\"lines\"><div></div><div></div><div></div><div></div><div></div></div>";
+
+fn paragraphs(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("<p>{}</p>", html_escape(l)))
+        .collect()
+}
+
+/// Section III from the conference request, when there is one.
+fn minutes_summary(r: &Record) -> String {
+    let Some(conf) = &r.conference else {
+        return BLANK_LINES.to_owned();
+    };
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let patient = &conf["patient"];
+    let mut who = text(&patient["name"]);
+    if let Some(y) = patient["birth_year"].as_i64() {
+        who.push_str(&format!(", sinh năm {y}"));
+    }
+    format!(
+        "<p><b>Người bệnh:</b> {}</p>\n<p><b>Cơ sở đề nghị:</b> {} — <b>chuyên khoa:</b> {}</p>\n         <p><b>Tóm tắt:</b></p>{}\n<p><b>Câu hỏi hội chẩn:</b></p>{}",
+        html_escape(&who),
+        html_escape(&text(&conf["from_facility"]["name"])),
+        html_escape(&text(&conf["specialty"])),
+        paragraphs(&text(&conf["summary"])),
+        paragraphs(&text(&conf["question"])),
+    )
+}
+
+/// Section IV: the conclusion the chair or secretary entered.
+fn minutes_conclusion(r: &Record) -> String {
+    let Some(c) = r
+        .conference
+        .as_ref()
+        .map(|c| &c["conclusion"])
+        .filter(|c| !c.is_null())
+    else {
+        return BLANK_LINES.to_owned();
+    };
+    let by = c["by"]["name"].as_str().unwrap_or_default();
+    let at = c["at"].as_i64().map(vn_datetime).unwrap_or_default();
+    format!(
+        "{}\n<p class=\"by\">({} — {})</p>",
+        paragraphs(c["text"].as_str().unwrap_or_default()),
+        html_escape(by),
+        at
     )
 }
 

@@ -16,6 +16,8 @@ use tuxa_protocol::{ConsultationKind, ErrorCode, MAX_MESSAGE_BYTES, Role, RoomId
 use tuxa_signaling::{Claims, Input, RoomStatus, SessionId, TokenKey};
 
 use crate::audit::{Action, Entry};
+use crate::authz::{self, Actor};
+use crate::directory::FacilityId;
 use crate::hub_task::{HubMsg, unix_now};
 use crate::store::{self, ConsultationRow, Store};
 use crate::{random_bytes, web};
@@ -84,6 +86,7 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(crate::appointments::routes())
         // The activity report (reports.rs).
         .merge(crate::reports::routes())
+        .merge(crate::conferences::routes())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such page") })
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
@@ -121,6 +124,14 @@ impl ApiError {
             code,
             message: message.into(),
         }
+    }
+
+    pub(crate) fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
 
     fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -330,7 +341,8 @@ async fn create_consultation(
     headers: HeaderMap,
     req: Result<Json<NewConsultation>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    check_admin(&state, &headers)?;
+    let actor = Actor::from_headers(&state, &headers).await?;
+    actor.require(authz::CARE, "create consultations")?;
     let req = body(req)?;
     let kind = ConsultationKind::parse(&req.kind).ok_or_else(|| {
         ApiError::new(
@@ -339,7 +351,7 @@ async fn create_consultation(
         )
     })?;
     let title = required_text("title", &req.title, 200)?;
-    let row = create(&state, kind, title).await?;
+    let row = create(&state, kind, title, actor.facility(), &actor.audit_name()).await?;
     Ok((StatusCode::CREATED, Json(consultation_json(&row, None))))
 }
 
@@ -348,6 +360,8 @@ pub async fn create(
     state: &AppState,
     kind: ConsultationKind,
     title: String,
+    facility_id: Option<FacilityId>,
+    actor: &str,
 ) -> ApiResult<ConsultationRow> {
     let id = RoomId::from_random(random_bytes());
     let row = ConsultationRow {
@@ -357,14 +371,16 @@ pub async fn create(
         status: "open".into(),
         created_at: unix_now() as i64,
         ended_at: None,
+        facility_id,
     };
     let r = row.clone();
     state
         .store
         .call(move |c| {
             c.execute(
-                "INSERT INTO consultations(id, kind, title, status, created_at) VALUES (?1, ?2, ?3, 'open', ?4)",
-                rusqlite::params![r.id, r.kind, r.title, r.created_at],
+                "INSERT INTO consultations(id, kind, title, status, created_at, facility_id)
+                 VALUES (?1, ?2, ?3, 'open', ?4, ?5)",
+                rusqlite::params![r.id, r.kind, r.title, r.created_at, r.facility_id],
             )
         })
         .await
@@ -377,8 +393,8 @@ pub async fn create(
         state,
         Action::ConsultationCreated,
         Some(&row.id),
-        "admin",
-        json!({"kind": row.kind}),
+        actor,
+        json!({"kind": row.kind, "facility_id": row.facility_id}),
     );
     Ok(row)
 }
@@ -393,6 +409,7 @@ fn consultation_json(
         "title": row.title,
         "status": row.status,
         "created_at": row.created_at,
+        "facility_id": row.facility_id,
     });
     if let Some(t) = row.ended_at {
         v["ended_at"] = json!(t);
@@ -422,7 +439,7 @@ async fn list_consultations(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    check_admin(&state, &headers)?;
+    let actor = Actor::from_headers(&state, &headers).await?;
     let rows = state
         .store
         .call(|c| store::consultations(c))
@@ -430,10 +447,51 @@ async fn list_consultations(
         .map_err(ApiError::internal)?;
     let mut list = Vec::new();
     for row in rows.iter().filter(|r| r.status == "open") {
+        if !may_see(&state, &actor, row).await? {
+            continue;
+        }
         let p = participants(&state, &row.id).await;
         list.push(consultation_json(row, Some(p)));
     }
     Ok(Json(json!({ "consultations": list })))
+}
+
+/// Whether `actor` may see a consultation: their scope includes its
+/// facility, or it is a conference they are invited to or asked for.
+pub(crate) async fn may_see(
+    state: &AppState,
+    actor: &Actor,
+    row: &ConsultationRow,
+) -> ApiResult<bool> {
+    if actor.sees(row.facility_id) {
+        return Ok(true);
+    }
+    let Some(p) = actor.profile() else {
+        return Ok(false);
+    };
+    let (staff, facility, id) = (p.staff.id, p.facility.id, row.id.clone());
+    state
+        .store
+        .call(move |c| crate::conferences::involved_in(c, &id, staff, facility))
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// Loads a consultation the actor may see (`forbidden` otherwise).
+pub(crate) async fn load_visible(
+    state: &AppState,
+    actor: &Actor,
+    id: &str,
+) -> ApiResult<ConsultationRow> {
+    let row = load(state, id).await?;
+    if may_see(state, actor, &row).await? {
+        Ok(row)
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "this consultation is not one of your facility's, nor one you are invited to",
+        ))
+    }
 }
 
 async fn load(state: &AppState, id: &str) -> ApiResult<ConsultationRow> {
@@ -451,8 +509,8 @@ async fn get_consultation(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    check_admin(&state, &headers)?;
-    let row = load(&state, &id).await?;
+    let actor = Actor::from_headers(&state, &headers).await?;
+    let row = load_visible(&state, &actor, &id).await?;
     let p = participants(&state, &row.id).await;
     Ok(Json(consultation_json(&row, Some(p))))
 }
@@ -479,9 +537,10 @@ async fn mint_link(
     Path(id): Path<String>,
     req: Result<Json<NewLink>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    check_admin(&state, &headers)?;
+    let actor = Actor::from_headers(&state, &headers).await?;
+    actor.require(authz::CARE, "mint links")?;
     let req = body(req)?;
-    let row = load(&state, &id).await?;
+    let row = load_visible(&state, &actor, &id).await?;
     if row.status != "open" {
         return Err(ApiError::new(
             ErrorCode::RoomEnded,
@@ -514,6 +573,7 @@ async fn mint_link(
     let spec = LinkSpec {
         chair: req.chair,
         licence_number,
+        actor: actor.audit_name(),
         ..LinkSpec::new(role, name, facility, ttl)
     };
     let link = mint(&state, &room, spec).await?;
@@ -624,8 +684,9 @@ async fn end_consultation(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    check_admin(&state, &headers)?;
-    let row = load(&state, &id).await?;
+    let actor = Actor::from_headers(&state, &headers).await?;
+    actor.require(authz::CARE, "end consultations")?;
+    let row = load_visible(&state, &actor, &id).await?;
     let now = unix_now() as i64;
     let rid = row.id.clone();
     state
@@ -644,7 +705,7 @@ async fn end_consultation(
         &state,
         Action::ConsultationEnded,
         Some(&row.id),
-        "admin",
+        &actor.audit_name(),
         json!({}),
     );
     let row = load(&state, &id).await?;

@@ -37,6 +37,7 @@ pub enum HubMsg {
         room: RoomId,
         reply: oneshot::Sender<Vec<ParticipantInfo>>,
     },
+    Live(oneshot::Sender<tuxa_signaling::Live>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -93,6 +94,9 @@ impl HubTask {
                 }
                 HubMsg::Participants { room, reply } => {
                     let _ = reply.send(self.hub.participants_in(&room));
+                }
+                HubMsg::Live(reply) => {
+                    let _ = reply.send(self.hub.live(Instant::now()));
                 }
                 HubMsg::Shutdown(done) => {
                     self.hub.shutdown();

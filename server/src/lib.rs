@@ -15,6 +15,8 @@
 pub mod appointments;
 pub mod audit;
 mod auth;
+mod authz;
+mod conferences;
 pub mod config;
 pub mod demo;
 mod directory;
@@ -375,6 +377,8 @@ async fn print_demo(state: &http::AppState) {
             state,
             ConsultationKind::Visit,
             "Demo — khám từ xa / remote visit".into(),
+            None,
+            "system",
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -455,16 +459,23 @@ async fn pairing_task(
 ) {
     while let Some(p) = pairings.recv().await {
         let queue_id = p.queue.0 as i64;
-        let queue_name = state
+        let queue = state
             .store
             .call(move |c| queues::queue(c, queue_id))
             .await
             .ok()
-            .flatten()
-            .map(|q| q.name)
-            .unwrap_or_else(|| "Khám từ xa".into());
+            .flatten();
+        let facility = queue.as_ref().map(|q| q.facility_id);
+        let queue_name = queue.map(|q| q.name).unwrap_or_else(|| "Khám từ xa".into());
         let made = async {
-            let row = http::create(&state, ConsultationKind::Visit, queue_name).await?;
+            let row = http::create(
+                &state,
+                ConsultationKind::Visit,
+                queue_name,
+                facility,
+                "system",
+            )
+            .await?;
             let room = RoomId::parse(&row.id)
                 .map_err(|_| http::ApiError::new(tuxa_protocol::ErrorCode::Internal, "room id"))?;
             // A consultation from the queue lasts hours at most.

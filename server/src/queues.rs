@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tuxa_protocol::ErrorCode;
 
 use crate::audit::{Action, Entry};
+use crate::authz::{self, Actor};
 use crate::directory::{self, FacilityId, StaffId};
 use crate::http::{ApiError, AppState, check_admin, optional_text, required_text};
 use crate::hub_task::unix_now;
@@ -192,11 +193,12 @@ async fn create(
     headers: HeaderMap,
     req: Result<Json<NewQueue>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Queue>), ApiError> {
-    check_admin(&state, &headers)?;
     let req = body(req)?;
+    let facility = FacilityId(req.facility_id);
+    let actor = Actor::from_headers(&state, &headers).await?;
+    actor.require_in(authz::COORDINATION, Some(facility), "create queues")?;
     let specialty = required_text("specialty", &req.specialty, 100)?;
     let name = optional_text("name", req.name, 200)?;
-    let facility = FacilityId(req.facility_id);
     let q = state
         .store
         .call(move |c| create_queue(c, facility, &specialty, name.as_deref()))
@@ -214,7 +216,7 @@ async fn create(
         at: unix_now() as i64,
         action: Action::QueueCreated,
         consultation: None,
-        actor: "admin".into(),
+        actor: actor.audit_name(),
         detail: json!({"queue": q.id, "facility": q.facility_id, "specialty": q.specialty}),
     });
     Ok((StatusCode::CREATED, Json(q)))
@@ -256,7 +258,15 @@ async fn add_window(
     Path(id): Path<i64>,
     req: Result<Json<NewWindow>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    check_admin(&state, &headers)?;
+    let actor = Actor::from_headers(&state, &headers).await?;
+    actor.require(authz::COORDINATION, "change rosters")?;
+    let q = state
+        .store
+        .call(move |c| queue(c, id))
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such queue"))?;
+    actor.require_in(authz::COORDINATION, Some(q.facility_id), "change rosters")?;
     let req = body(req)?;
     if req.weekday.is_some_and(|w| w > 6) {
         return Err(ApiError::new(
@@ -305,7 +315,7 @@ async fn add_window(
         at: unix_now() as i64,
         action: Action::RosterChanged,
         consultation: None,
-        actor: "admin".into(),
+        actor: actor.audit_name(),
         detail: json!({"queue": id, "staff": staff, "weekday": weekday, "start": start, "end": end}),
     });
     Ok((StatusCode::CREATED, Json(json!({"id": result}))))
@@ -316,7 +326,14 @@ async fn get_roster(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    check_admin(&state, &headers)?;
+    let actor = Actor::from_headers(&state, &headers).await?;
+    let q = state
+        .store
+        .call(move |c| queue(c, id))
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such queue"))?;
+    actor.require_in(authz::COORDINATION, Some(q.facility_id), "read rosters")?;
     let entries = state
         .store
         .call(move |c| roster(c, id))

@@ -332,18 +332,20 @@ pub struct ConsultationRow {
     pub status: String,
     pub created_at: i64,
     pub ended_at: Option<i64>,
+    /// Whose it is (who may see it); none when made with the admin key.
+    pub facility_id: Option<crate::directory::FacilityId>,
 }
 
 pub fn consultations(c: &Connection) -> rusqlite::Result<Vec<ConsultationRow>> {
     let mut st = c.prepare(
-        "SELECT id, kind, title, status, created_at, ended_at FROM consultations ORDER BY created_at",
+        "SELECT id, kind, title, status, created_at, ended_at, facility_id FROM consultations ORDER BY created_at",
     )?;
     st.query_map([], row_to_consultation)?.collect()
 }
 
 pub fn consultation(c: &Connection, id: &str) -> rusqlite::Result<Option<ConsultationRow>> {
     c.query_row(
-        "SELECT id, kind, title, status, created_at, ended_at FROM consultations WHERE id = ?1",
+        "SELECT id, kind, title, status, created_at, ended_at, facility_id FROM consultations WHERE id = ?1",
         [id],
         row_to_consultation,
     )
@@ -358,5 +360,6 @@ fn row_to_consultation(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsultationRo
         status: r.get(3)?,
         created_at: r.get(4)?,
         ended_at: r.get(5)?,
+        facility_id: r.get(6)?,
     })
 }

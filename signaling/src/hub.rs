@@ -254,6 +254,34 @@ impl Member {
     }
 }
 
+/// A snapshot for the coordinator's console ([`Hub::live`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Live {
+    pub queues: Vec<LiveQueue>,
+    /// Open rooms with someone in them or waiting.
+    pub rooms: Vec<LiveRoom>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveQueue {
+    pub id: u64,
+    pub name: String,
+    pub facility: u64,
+    pub waiting: u32,
+    pub offered: u32,
+    pub calls: u32,
+    pub doctors_available: u32,
+    pub longest_wait: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveRoom {
+    pub info: RoomInfo,
+    pub in_room: usize,
+    pub waiting: usize,
+    pub locked: bool,
+}
+
 /// The longest chat message, in characters.
 pub const MAX_CHAT_CHARS: usize = 2000;
 
@@ -551,6 +579,50 @@ impl Hub {
                 r.members.values().map(|m| m.info.clone()).collect(),
             )
         })
+    }
+
+    /// What a coordinator's console shows: every queue's line and every
+    /// open room's occupancy, without names.
+    pub fn live(&self, now: Instant) -> Live {
+        let queues = self
+            .queues
+            .snapshots()
+            .into_iter()
+            .map(|s| {
+                let longest = self
+                    .queues
+                    .line(s.queue)
+                    .iter()
+                    .filter_map(|t| self.queues.patient(t))
+                    .map(|p| now.saturating_duration_since(p.joined_at))
+                    .max()
+                    .unwrap_or_default();
+                LiveQueue {
+                    id: s.queue.0,
+                    name: s.name,
+                    facility: s.facility,
+                    waiting: s.waiting,
+                    offered: s.offered,
+                    calls: s.calls,
+                    doctors_available: s.doctors_available,
+                    longest_wait: longest,
+                }
+            })
+            .collect();
+        let rooms = self
+            .rooms
+            .values()
+            .filter(|r| {
+                r.status == RoomStatus::Open && !(r.members.is_empty() && r.lobby.is_empty())
+            })
+            .map(|r| LiveRoom {
+                info: r.info.clone(),
+                in_room: r.members.len(),
+                waiting: r.lobby.len(),
+                locked: r.locked,
+            })
+            .collect();
+        Live { queues, rooms }
     }
 
     pub fn participants_in(&self, room: &RoomId) -> Vec<ParticipantInfo> {

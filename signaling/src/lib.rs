@@ -12,7 +12,8 @@ pub mod queue;
 pub mod token;
 
 pub use hub::{
-    Consent, Hub, HubConfig, Input, MediaCommand, Output, RecordEvent, RoomStatus, SessionId,
+    Consent, Hub, HubConfig, Input, Live, LiveQueue, LiveRoom, MediaCommand, Output, RecordEvent,
+    RoomStatus, SessionId,
 };
 pub use queue::{
     PatientCard, QueueBook, QueueConfig, QueueError, QueueEvent, QueueId, QueueInput, QueueOutput,
