@@ -19,6 +19,13 @@
 // them (the fatal error `refused`). Doctors get `lobby` lists and admit or
 // refuse from the lobby panel of the call screen.
 //
+// In the call (conferences above all): a participant list with the chair's
+// and secretary's badges and licence numbers; whoever may moderate (the
+// chair while present, otherwise any doctor: P.mayModerate) mutes, removes,
+// names the secretary and locks the room from it; a chat panel; a screen
+// share and a second camera, each its own sending transceiver (`sources`
+// names them before the offer), shown to the others on a tile of its own.
+//
 // For tests and kiosks: window.tuxa = {state, pc, participants, lobby, error, …} and
 // `?autojoin=1` skips the Join click (not for patients: their consent is
 // always an explicit tick and click).
@@ -26,7 +33,7 @@
 import * as P from './protocol.js';
 import { Keepalive, pageLog, safeJson } from './session.js';
 import {
-  t, errorText, roleName, getLang, setLang, onLangChange, locale, LANGS,
+  t, tf, errorText, roleName, getLang, setLang, onLangChange, locale, LANGS,
 } from './i18n.js';
 
 const $ = (id) => document.getElementById(id);
@@ -48,6 +55,10 @@ const tuxa = {
   log: [],
   negotiations: 0, // completed offer/answer exchanges
   consent: null, // patients: the answers sent, and the server's receipt time
+  roomState: { ...P.DEFAULT_ROOM_STATE }, // {locked, chair, secretary} (room_state)
+  chat: [], // every chat message received: {from, name, text, at}
+  chatUnread: 0,
+  notices: [], // every in-call notice shown (mute requests, removals), for tests
 };
 window.tuxa = tuxa;
 
@@ -90,6 +101,7 @@ function setState(state) {
   for (const id of new Set(Object.values(SCREENS))) $(id).hidden = id !== shown;
   updateCallBanner();
   updateTitle();
+  if ($('screen-btn')) updateExtraButtons();
 }
 
 let bannerText = null; // {key} or {code}
@@ -115,8 +127,11 @@ function updateCallBanner() {
 let shownError = null;
 const NO_RETRY = new Set([
   'token_malformed', 'token_invalid', 'token_expired', 'token_wrong_room',
-  'room_not_found', 'room_ended', 'no_token', 'bad_link', 'replaced', 'refused',
+  'room_not_found', 'room_ended', 'no_token', 'bad_link', 'replaced', 'refused', 'removed',
 ]);
+
+/** Error screens with a title of their own (the default: "cannot join"). */
+const ERROR_TITLES = { removed: 'call_removed_title', room_locked: 'call_locked_title' };
 
 function fail(code) {
   log('fatal', code);
@@ -129,6 +144,7 @@ function fail(code) {
 
 function renderError() {
   if (!shownError) return;
+  $('error-title').textContent = t(ERROR_TITLES[shownError] || 'error_title');
   $('error-text').textContent = errorText(shownError);
   $('error-code').textContent = `(${shownError})`;
   $('retry-btn').hidden = NO_RETRY.has(shownError);
@@ -221,6 +237,7 @@ async function refreshDevices() {
   fillSelect($('mic-select'), devices.filter((d) => d.kind === 'audioinput'), media.audio, 'microphone');
   cameraCount = devices.filter((d) => d.kind === 'videoinput').length;
   $('flip-btn').hidden = cameraCount < 2 || !media.video;
+  updateExtraButtons();
 }
 let cameraCount = 0;
 
@@ -320,6 +337,7 @@ function updateLocalUi() {
   $('waiting-off-text').textContent = media.video ? t('cam_muted') : t('no_camera');
   $('self-off').hidden = !noVideo;
   $('media-warning').hidden = !media.unavailable;
+  if (tuxa.state === 'in-call') renderPeople();
 }
 
 function stopLocalMedia() {
@@ -435,10 +453,25 @@ function onServerMsg(msg) {
       upsertParticipant(msg.participant);
       break;
     case 'participant_left':
+      if (msg.reason === 'removed') {
+        const gone = tuxa.participants[String(msg.participant_id)];
+        if (gone) showNotice(tf('call_left_removed', { name: gone.name }));
+      }
       removeParticipant(String(msg.participant_id));
       break;
     case 'track_published':
-      publishedTracks.set(msg.track.id, { pid: String(msg.participant_id), kind: msg.track.kind });
+      publishedTracks.set(msg.track.id, {
+        pid: String(msg.participant_id), kind: msg.track.kind, source: msg.track.source,
+      });
+      break;
+    case 'room_state':
+      onRoomState(msg);
+      break;
+    case 'chat':
+      onChat(msg);
+      break;
+    case 'mute_requested':
+      onMuteRequested(msg);
       break;
     case 'track_unpublished':
       publishedTracks.delete(msg.track_id);
@@ -496,6 +529,12 @@ function onServerError(msg) {
     onLobbyActionFailed(msg.code);
     return;
   }
+  if (MODERATION_TYPES.has(msg.in_reply_to) || msg.in_reply_to === 'chat' || msg.in_reply_to === 'sources') {
+    // forbidden (the chair came back), not_found (they left), invalid_message:
+    // the call goes on; say so for a moment.
+    flashBanner(msg.code);
+    return;
+  }
   switch (msg.code) {
     case 'negotiation_glare':
       // The server had an offer outstanding and ignored ours. Its offer is
@@ -546,6 +585,9 @@ function onJoined(msg) {
   $('room-title').textContent = msg.room.title;
   for (const p of msg.participants) upsertParticipant(p);
   setState('in-call');
+  renderChatKept();
+  renderPeople();
+  updateExtraButtons();
   if (media.micMuted) send(P.mute('audio', true));
   if (media.camOff) send(P.mute('video', true));
   createPeerConnection();
@@ -584,6 +626,11 @@ function renderLobby(fresh = new Set()) {
   $('lobby-panel').hidden = n === 0;
   $('lobby-count').textContent = String(n);
   const ids = new Set(tuxa.lobby.map((p) => String(p.id)));
+  // Every doctor sees who waits; while the chair is in the room only the
+  // chair decides (the others' buttons would only get `forbidden`).
+  const decides = canModerate();
+  $('lobby-panel').classList.toggle('is-readonly', !decides);
+  $('lobby-note').hidden = decides || n === 0;
   for (const [pid, entry] of lobbyEntries) {
     if (!ids.has(pid)) {
       entry.li.remove();
@@ -601,6 +648,7 @@ function renderLobby(fresh = new Set()) {
       b.textContent = t(key);
       b.setAttribute('aria-label', `${t(key)}: ${p.name}`);
       b.disabled = pending;
+      b.hidden = !decides;
     }
     entry.li.toggleAttribute('aria-busy', pending);
     if (fresh.has(pid)) {
@@ -656,6 +704,11 @@ function decide(pid, action) {
 function onLobbyActionFailed(code) {
   lobbyPending.clear();
   renderLobby();
+  flashBanner(code);
+}
+
+/** Shows an error code's text in the call banner for a few seconds. */
+function flashBanner(code) {
   setBanner({ code });
   clearTimeout(lobbyBannerTimer);
   lobbyBannerTimer = setTimeout(() => {
@@ -766,9 +819,30 @@ function onConnectionState() {
 }
 
 async function sendOffer() {
+  offerWanted = false;
   const offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
+  // The mids are known once the offer is set: name the screen share and the
+  // second camera before the offer that carries them (every offer, as a
+  // rollback may have renumbered them). Nothing to name: nothing sent.
+  const map = {};
+  for (const [source, out] of Object.entries(outgoing)) {
+    if (out.transceiver && out.transceiver.mid != null) map[out.transceiver.mid] = source;
+  }
+  if (Object.keys(map).length) send(P.sources(map));
   send(P.offer(pc.localDescription.sdp));
+}
+
+let offerWanted = false; // an offer of ours waits for the signaling state to be stable
+
+/** Offers now if nothing is outstanding, or as soon as the exchange under way ends. */
+async function requestOffer() {
+  if (pc.signalingState === 'stable') await sendOffer();
+  else offerWanted = true;
+}
+
+async function offerIfWanted() {
+  if (offerWanted && pc && pc.signalingState === 'stable') await sendOffer();
 }
 
 async function onServerOffer(sdp) {
@@ -786,6 +860,7 @@ async function onServerOffer(sdp) {
   tuxa.negotiations += 1;
   reconcileRemoteTracks();
   if (reoffer) await sendOffer();
+  else await offerIfWanted();
 }
 
 async function onServerAnswer(sdp) {
@@ -796,14 +871,20 @@ async function onServerAnswer(sdp) {
   await pc.setRemoteDescription({ type: 'answer', sdp });
   tuxa.negotiations += 1;
   reconcileRemoteTracks();
+  await offerIfWanted();
 }
 
 // ---------------------------------------------------------------------------
 // Remote participants and their media.
 
-const publishedTracks = new Map(); // track id (protocol) → {pid, kind}
-const trackOwner = new Map(); // MediaStreamTrack → pid
-const tiles = new Map(); // pid → tile
+const publishedTracks = new Map(); // track id (protocol) → {pid, kind, source}
+// Every remote track we show → the key of its tile: the participant id for
+// their camera and microphone, `${pid}:${source}` for a screen share or a
+// second camera (each of those has its own tile, on the stage).
+const trackOwner = new Map();
+const tiles = new Map(); // tile key → tile
+
+const tileKey = (pid, source) => (P.isExtraSource(source) ? `${pid}:${source}` : pid);
 
 function upsertParticipant(p) {
   const pid = String(p.id);
@@ -811,17 +892,20 @@ function upsertParticipant(p) {
   tuxa.participants[pid] = { ...p };
   const tile = ensureTile(pid);
   renderTile(tile);
+  for (const tl of tiles.values()) if (tl.pid === pid && tl !== tile) renderTile(tl);
   updateGrid();
+  renderPeople();
 }
 
 function removeParticipant(pid) {
   delete tuxa.participants[pid];
-  const tile = tiles.get(pid);
-  if (tile) {
+  for (const tile of [...tiles.values()]) {
+    if (tile.pid !== pid) continue;
     for (const tr of [...tile.tracks]) detachTrack(tr, false);
-    removeTile(pid);
+    removeTile(tile.key);
   }
   updateGrid();
+  renderPeople();
 }
 
 function onMuteChanged(msg) {
@@ -832,6 +916,26 @@ function onMuteChanged(msg) {
   else p.video_muted = msg.muted;
   const tile = tiles.get(pid);
   if (tile) renderTile(tile);
+  renderPeople();
+}
+
+/**
+ * What a received track carries: `track_published` names it by track id;
+ * when the browser does not keep the sender's track id (older Firefox), the
+ * msid of its m-line in the server's offer does.
+ */
+function sourceOf(track, transceiver) {
+  let info = publishedTracks.get(track.id);
+  if (!info && transceiver && transceiver.mid != null && pc && pc.remoteDescription) {
+    const sections = pc.remoteDescription.sdp.split(/\r?\nm=/);
+    for (const sec of sections) {
+      if (!new RegExp(`\\r?\\na=mid:${transceiver.mid}\\r?(\\n|$)`).test(`\n${sec}`)) continue;
+      const m = sec.match(/\na=msid:(\S+) (\S+)/);
+      if (m) info = publishedTracks.get(m[2]);
+      break;
+    }
+  }
+  return info ? info.source : undefined;
 }
 
 function onTrack(ev) {
@@ -844,41 +948,45 @@ function onTrack(ev) {
     log('ignoring a track without a participant stream id:', pid || '(none)', track.kind);
     return;
   }
-  log('remote track', track.kind, 'from', pid);
-  attachTrack(track, pid);
+  const source = sourceOf(track, ev.transceiver);
+  log('remote track', track.kind, 'from', pid, source || '');
+  attachTrack(track, pid, source);
   track.addEventListener('ended', () => detachTrack(track, true));
   track.addEventListener('mute', () => { const tl = tiles.get(trackOwner.get(track)); if (tl) renderTile(tl); });
   track.addEventListener('unmute', () => { const tl = tiles.get(trackOwner.get(track)); if (tl) renderTile(tl); });
   if (stream && !stream.tuxaWatched) {
     stream.tuxaWatched = true;
     stream.addEventListener('removetrack', (e) => {
-      if (trackOwner.get(e.track) === stream.id) detachTrack(e.track, true);
+      const tl = tiles.get(trackOwner.get(e.track));
+      if (tl && tl.pid === stream.id) detachTrack(e.track, true);
     });
   }
 }
 
-function attachTrack(track, pid) {
+function attachTrack(track, pid, source) {
+  const key = tileKey(pid, source);
   const prev = trackOwner.get(track);
-  if (prev === pid) return;
+  if (prev === key) return;
   if (prev !== undefined) detachTrack(track, true);
-  trackOwner.set(track, pid);
-  const tile = ensureTile(pid);
+  trackOwner.set(track, key);
+  const tile = ensureTile(pid, source);
   tile.tracks.add(track);
   refreshTileMedia(tile);
   updateGrid();
 }
 
 function detachTrack(track, maybeRemoveTile) {
-  const pid = trackOwner.get(track);
-  if (pid === undefined) return;
+  const key = trackOwner.get(track);
+  if (key === undefined) return;
   trackOwner.delete(track);
-  const tile = tiles.get(pid);
+  const tile = tiles.get(key);
   if (!tile) return;
   tile.tracks.delete(track);
-  // A tile with no media left stays while its participant is in the room
-  // (it shows their initials); otherwise it goes.
-  if (maybeRemoveTile && tile.tracks.size === 0 && !tuxa.participants[pid]) {
-    removeTile(pid);
+  // A camera tile with no media left stays while its participant is in the
+  // room (it shows their initials); otherwise it goes. A screen or second
+  // camera tile goes with its track.
+  if (maybeRemoveTile && tile.tracks.size === 0 && (tile.extra || !tuxa.participants[tile.pid])) {
+    removeTile(key);
   } else {
     refreshTileMedia(tile);
   }
@@ -907,12 +1015,15 @@ function initials(name) {
   return (first + words[words.length - 1][0]).toUpperCase();
 }
 
-function ensureTile(pid) {
-  let tile = tiles.get(pid);
+function ensureTile(pid, source) {
+  const key = tileKey(pid, source);
+  let tile = tiles.get(key);
   if (tile) return tile;
+  const extra = P.isExtraSource(source);
   const el = document.createElement('div');
-  el.className = 'tile';
+  el.className = extra ? 'tile tile-extra' : 'tile';
   el.dataset.pid = pid;
+  if (extra) el.dataset.source = source;
   const video = document.createElement('video');
   video.autoplay = true;
   video.playsInline = true;
@@ -928,9 +1039,13 @@ function ensureTile(pid) {
   label.className = 'label';
   const name = document.createElement('span');
   name.className = 'name';
+  const roles = document.createElement('span');
+  roles.className = 'role-badges';
   const meta = document.createElement('span');
   meta.className = 'meta';
-  label.append(name, meta);
+  const licence = document.createElement('span');
+  licence.className = 'meta licence';
+  label.append(name, roles, meta, licence);
   const badges = document.createElement('div');
   badges.className = 'badges';
   const micBadge = document.createElement('span');
@@ -941,23 +1056,27 @@ function ensureTile(pid) {
   camBadge.innerHTML = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M21 6.5l-4 4V7a1 1 0 0 0-1-1H9.8L21 17.2zM3.3 2 2 3.3 4.7 6H4a1 1 0 0 0-1 1v10a1 1 0 0 0 1 1h12c.2 0 .4-.1.5-.2l3.2 3.2 1.3-1.3z"/></svg>';
   badges.append(micBadge, camBadge);
   el.append(video, avatar, audio, label, badges);
-  $('grid').append(el);
+  $(extra ? 'stage' : 'grid').append(el);
   tile = {
-    pid, el, video, audio, avatarText, name, meta, micBadge, camBadge,
-    tracks: new Set(), videoStream: null, audioStream: null,
+    key, pid, source: extra ? source : undefined, extra, el, video, audio, avatarText, name, roles, meta, licence,
+    micBadge, camBadge, tracks: new Set(), videoStream: null, audioStream: null,
+    // Screen and second camera: frames decoded at the last check, and when
+    // they last grew (see checkExtraTiles).
+    frames: 0, framesAt: performance.now(), stalled: false,
   };
-  tiles.set(pid, tile);
+  tiles.set(key, tile);
   renderTile(tile);
+  if (extra) startExtraWatch();
   return tile;
 }
 
-function removeTile(pid) {
-  const tile = tiles.get(pid);
+function removeTile(key) {
+  const tile = tiles.get(key);
   if (!tile) return;
   tile.video.srcObject = null;
   tile.audio.srcObject = null;
   tile.el.remove();
-  tiles.delete(pid);
+  tiles.delete(key);
   updateGrid();
 }
 
@@ -993,10 +1112,23 @@ function playAudio(el) {
 function renderTile(tile) {
   const p = tuxa.participants[tile.pid];
   const name = p ? p.name : t('unknown_participant');
+  const vt = tile.videoStream && tile.videoStream.getVideoTracks()[0];
+  tile.avatarText.textContent = p ? initials(p.name) : '?';
+  if (tile.extra) {
+    tile.name.textContent = tf('call_tile_extra', { name, source: t(`call_source_${tile.source}`) });
+    tile.meta.textContent = p && p.facility ? p.facility : '';
+    tile.licence.textContent = '';
+    tile.roles.textContent = '';
+    tile.el.classList.toggle('no-video', !vt || vt.muted);
+    tile.el.hidden = tile.stalled;
+    tile.micBadge.hidden = true;
+    tile.camBadge.hidden = true;
+    return;
+  }
   tile.name.textContent = name;
   tile.meta.textContent = p ? [roleName(p.role), p.facility].filter(Boolean).join(' · ') : '';
-  tile.avatarText.textContent = p ? initials(p.name) : '?';
-  const vt = tile.videoStream && tile.videoStream.getVideoTracks()[0];
+  tile.licence.textContent = p && p.licence_number ? `${t('call_licence')}: ${p.licence_number}` : '';
+  renderRoleBadges(tile.roles, tile.pid);
   // A remote track is `muted` until its first frames arrive: show the
   // initials rather than a black picture until then.
   const videoOff = !vt || vt.muted || (p && p.video_muted);
@@ -1011,11 +1143,566 @@ function renderTile(tile) {
   if (p) tile.el.dataset.role = p.role;
 }
 
+/** The chair and secretary badges of a participant (tile label, list entry). */
+function renderRoleBadges(el, pid) {
+  el.textContent = '';
+  const st = tuxa.roomState;
+  const add = (key, cls) => {
+    const b = document.createElement('span');
+    b.className = `role-badge ${cls}`;
+    b.textContent = t(key);
+    el.append(b);
+  };
+  if (st.chair != null && String(st.chair) === String(pid)) add('call_chair', 'is-chair');
+  if (st.secretary != null && String(st.secretary) === String(pid)) add('call_secretary', 'is-secretary');
+  el.hidden = el.childElementCount === 0;
+}
+
 function updateGrid() {
   const grid = $('grid');
-  const n = tiles.size;
+  let n = 0;
+  let shown = 0;
+  for (const tile of tiles.values()) {
+    if (!tile.extra) n += 1;
+    else if (!tile.stalled) shown += 1;
+  }
+  let local = 0; // our own screen or second camera: a small preview
+  for (const lt of Object.values(outgoing)) if (lt.tile && !lt.tile.hidden) local += 1;
   grid.dataset.count = String(n);
+  $('stage').dataset.count = String(shown + local);
+  // Others' screens and second cameras take the room; the camera tiles shrink.
+  $('screen-call').classList.toggle('has-stage', shown > 0);
   $('waiting').hidden = n > 0 || tuxa.state !== 'in-call';
+  $('people-count').textContent = String(n + (tuxa.state === 'in-call' ? 1 : 0));
+}
+
+// ---------------------------------------------------------------------------
+// Room state: chair, secretary, lock — and who may moderate.
+
+const MODERATION_TYPES = new Set(['mute_participant', 'remove_participant', 'lock_room', 'set_secretary']);
+
+/** Whether we may moderate now (the server's rule, P.mayModerate). */
+function canModerate() {
+  return tuxa.state === 'in-call' && P.mayModerate(tuxa.roomState, tuxa.you);
+}
+
+function onRoomState(msg) {
+  tuxa.roomState = { locked: msg.locked, chair: msg.chair ?? null, secretary: msg.secretary ?? null };
+  renderRoomState();
+}
+
+function renderRoomState() {
+  $('lock-strip').hidden = !(tuxa.state === 'in-call' && tuxa.roomState.locked);
+  for (const tile of tiles.values()) renderTile(tile);
+  renderLobby();
+  renderPeople();
+}
+
+/** The chair's request: mute that track here, say so, and tell the others. */
+function onMuteRequested(msg) {
+  const by = tuxa.participants[String(msg.by)];
+  const name = by ? by.name : t('call_chair');
+  if (msg.kind === 'audio') {
+    media.micMuted = true;
+  } else {
+    media.camOff = true;
+  }
+  applyTrackEnabled();
+  updateLocalUi();
+  send(P.mute(msg.kind, true));
+  showNotice(tf(msg.kind === 'audio' ? 'call_muted_by' : 'call_cam_off_by', { name }));
+}
+
+let noticeTimer = null;
+
+/** A short notice on the call screen (read out by screen readers). */
+function showNotice(text) {
+  tuxa.notices.push(text);
+  const el = $('call-notice');
+  el.textContent = text;
+  el.hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => { el.hidden = true; }, 10_000);
+}
+
+// ---------------------------------------------------------------------------
+// Participants panel: everyone with role, facility, licence number and
+// badges; the moderator's buttons per person; the lock toggle.
+
+const peopleEntries = new Map(); // pid → entry
+
+function renderPeople() {
+  const list = $('people-list');
+  if (!list) return;
+  const moderate = canModerate();
+  $('mod-bar').hidden = !moderate;
+  const lock = $('lock-btn');
+  lock.textContent = t(tuxa.roomState.locked ? 'call_unlock' : 'call_lock');
+  lock.setAttribute('aria-pressed', String(!!tuxa.roomState.locked));
+  const people = [];
+  if (tuxa.you && tuxa.you.id != null && tuxa.state === 'in-call') people.push({ ...tuxa.you, self: true });
+  for (const p of Object.values(tuxa.participants)) people.push(p);
+  const ids = new Set(people.map((p) => String(p.id)));
+  for (const [pid, entry] of peopleEntries) {
+    if (!ids.has(pid)) {
+      entry.li.remove();
+      peopleEntries.delete(pid);
+    }
+  }
+  for (const p of people) {
+    const pid = String(p.id);
+    const entry = peopleEntries.get(pid) || makePeopleEntry(pid);
+    entry.name.textContent = p.self ? `${p.name} (${t('you')})` : p.name;
+    renderRoleBadges(entry.roles, pid);
+    entry.meta.textContent = [roleName(p.role), p.facility].filter(Boolean).join(' · ');
+    entry.licence.textContent = p.licence_number ? `${t('call_licence')}: ${p.licence_number}` : '';
+    entry.licence.hidden = !p.licence_number;
+    const muted = p.self ? { audio: media.micMuted || !media.audio, video: media.camOff || !media.video }
+      : { audio: p.audio_muted, video: p.video_muted };
+    entry.state.textContent = [muted.audio ? t('mic_muted') : '', muted.video ? t('cam_muted') : '']
+      .filter(Boolean).join(' · ');
+    const isSecretary = tuxa.roomState.secretary != null && String(tuxa.roomState.secretary) === pid;
+    const b = entry.buttons;
+    entry.actions.hidden = !moderate;
+    b.mic.hidden = p.self;
+    b.mic.disabled = !!p.audio_muted;
+    b.cam.hidden = p.self;
+    b.cam.disabled = !!p.video_muted;
+    b.remove.hidden = p.self;
+    b.secretary.hidden = !P.maySecretary(p);
+    const labels = {
+      mic: 'call_mute_mic_of', cam: 'call_mute_cam_of', remove: 'call_remove',
+      secretary: isSecretary ? 'call_unmake_secretary' : 'call_make_secretary',
+    };
+    for (const [k, key] of Object.entries(labels)) {
+      b[k].textContent = t(key);
+      b[k].setAttribute('aria-label', `${t(key)}: ${p.name}`);
+    }
+    b.secretary.dataset.on = String(isSecretary);
+    list.append(entry.li); // keeps our order: us first, then by arrival
+  }
+}
+
+function makePeopleEntry(pid) {
+  const li = document.createElement('li');
+  li.className = 'people-entry';
+  li.dataset.pid = pid;
+  const who = document.createElement('div');
+  who.className = 'people-who';
+  const name = document.createElement('span');
+  name.className = 'people-name';
+  const roles = document.createElement('span');
+  roles.className = 'role-badges';
+  const meta = document.createElement('span');
+  meta.className = 'people-meta';
+  const licence = document.createElement('span');
+  licence.className = 'people-meta people-licence';
+  const state = document.createElement('span');
+  state.className = 'people-state';
+  who.append(name, roles, meta, licence, state);
+  const actions = document.createElement('div');
+  actions.className = 'people-actions';
+  const mk = (action, cls, fn) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = `btn btn-small ${cls}`;
+    b.dataset.action = action;
+    b.addEventListener('click', fn);
+    actions.append(b);
+    return b;
+  };
+  const buttons = {
+    mic: mk('mute-audio', 'btn-secondary', () => send(P.mute_participant(pid, 'audio'))),
+    cam: mk('mute-video', 'btn-secondary', () => send(P.mute_participant(pid, 'video'))),
+    secretary: mk('secretary', 'btn-secondary', () => {
+      const on = tuxa.roomState.secretary != null && String(tuxa.roomState.secretary) === pid;
+      send(P.set_secretary(on ? null : pid));
+    }),
+    remove: mk('remove', 'btn-refuse', () => confirmRemove(pid)),
+  };
+  li.append(who, actions);
+  const entry = { li, name, roles, meta, licence, state, actions, buttons };
+  peopleEntries.set(pid, entry);
+  return entry;
+}
+
+let confirmAction = null;
+
+function confirmRemove(pid) {
+  const p = tuxa.participants[pid];
+  if (!p) return;
+  $('confirm-text').textContent = tf('call_remove_confirm', { name: p.name });
+  $('confirm-yes').textContent = t('call_remove_yes');
+  confirmAction = () => send(P.remove_participant(pid));
+  openModal('confirm', 'confirm-no');
+}
+
+let modalReturn = null; // the element that had focus before a modal opened
+
+function openModal(id, focusId) {
+  modalReturn = document.activeElement;
+  $(id).hidden = false;
+  $(focusId).focus();
+}
+
+function closeModal(id) {
+  $(id).hidden = true;
+  if (modalReturn && modalReturn.focus) modalReturn.focus();
+  modalReturn = null;
+}
+
+// ---------------------------------------------------------------------------
+// Side panels (participants, chat): one open at a time; an overlay sheet on
+// phones, a column on wide screens.
+
+function openPanel(which) {
+  for (const [name, ids] of Object.entries(PANELS)) {
+    const open = name === which && $(ids.panel).hidden;
+    $(ids.panel).hidden = !open;
+    $(ids.button).setAttribute('aria-expanded', String(open));
+    $(ids.button).classList.toggle('is-active', open);
+  }
+  const chatOpen = !$('chat-panel').hidden;
+  document.body.classList.toggle('side-open', chatOpen || !$('people-panel').hidden);
+  if (chatOpen) {
+    tuxa.chatUnread = 0;
+    renderUnread();
+    scrollChat();
+  }
+}
+
+const PANELS = {
+  people: { panel: 'people-panel', button: 'people-btn' },
+  chat: { panel: 'chat-panel', button: 'chat-btn' },
+};
+
+// ---------------------------------------------------------------------------
+// Chat.
+
+function renderChatKept() {
+  const kept = tuxa.room && tuxa.room.kind === 'conference';
+  $('chat-kept').textContent = t(kept ? 'call_chat_kept' : 'call_chat_not_kept');
+  $('chat-kept').classList.toggle('is-kept', !!kept);
+}
+
+function onChat(msg) {
+  tuxa.chat.push({ from: msg.from, name: msg.name, text: msg.text, at: msg.at });
+  appendChat(msg);
+  const mine = tuxa.you && String(msg.from) === String(tuxa.you.id);
+  if (!mine && $('chat-panel').hidden) {
+    tuxa.chatUnread += 1;
+    renderUnread();
+  }
+}
+
+function appendChat(msg) {
+  const mine = tuxa.you && String(msg.from) === String(tuxa.you.id);
+  const li = document.createElement('li');
+  li.className = mine ? 'chat-msg is-mine' : 'chat-msg';
+  li.dataset.from = String(msg.from);
+  const head = document.createElement('div');
+  head.className = 'chat-head';
+  const name = document.createElement('span');
+  name.className = 'chat-name';
+  name.textContent = mine ? t('you') : msg.name;
+  const time = document.createElement('time');
+  time.className = 'chat-time';
+  time.dateTime = new Date(msg.at * 1000).toISOString();
+  time.dataset.at = String(msg.at);
+  time.textContent = P.formatChatTime(msg.at, locale());
+  head.append(name, time);
+  const text = document.createElement('p');
+  text.className = 'chat-text';
+  text.textContent = msg.text; // text, never markup
+  li.append(head, text);
+  $('chat-list').append(li);
+  $('chat-empty').hidden = true;
+  scrollChat();
+}
+
+function scrollChat() {
+  const list = $('chat-list');
+  list.scrollTop = list.scrollHeight;
+}
+
+function renderUnread() {
+  const n = tuxa.chatUnread;
+  const badge = $('chat-unread');
+  badge.hidden = n === 0;
+  badge.textContent = n > 99 ? '99+' : String(n);
+  $('chat-btn').setAttribute('aria-label', n ? `${t('call_chat')}: ${tf('call_chat_unread', { n })}` : t('call_chat'));
+}
+
+function renderChatCount() {
+  const input = $('chat-input');
+  const left = P.MAX_CHAT_CHARS - P.charCount(input.value.trim());
+  const el = $('chat-count');
+  el.hidden = left > 200;
+  el.classList.toggle('is-over', left < 0);
+  el.textContent = left < 0 ? tf('call_chat_too_long', { max: P.MAX_CHAT_CHARS }) : tf('call_chat_chars_left', { n: left });
+  $('chat-send').disabled = P.chatTextProblem(input.value) !== null;
+}
+
+function sendChat(ev) {
+  if (ev) ev.preventDefault();
+  const input = $('chat-input');
+  if (P.chatTextProblem(input.value) !== null) {
+    renderChatCount();
+    return;
+  }
+  if (send(P.chat(input.value))) {
+    input.value = '';
+    renderChatCount();
+  }
+}
+
+function renderChatTimes() {
+  for (const el of document.querySelectorAll('#chat-list .chat-time')) {
+    el.textContent = P.formatChatTime(Number(el.dataset.at), locale());
+  }
+  for (const li of document.querySelectorAll('#chat-list .chat-msg.is-mine .chat-name')) li.textContent = t('you');
+}
+
+// ---------------------------------------------------------------------------
+// Screen share and second camera: each its own sending transceiver. Started
+// once, then stopped and restarted with replaceTrack (no renegotiation).
+
+const outgoing = {
+  screen: { track: null, transceiver: null, tile: null },
+  second_camera: { track: null, transceiver: null, tile: null },
+};
+
+async function startExtra(source, track) {
+  const out = outgoing[source];
+  if (out.track) out.track.stop();
+  out.track = track;
+  track.addEventListener('ended', () => {
+    // The browser's own "Stop sharing", or the device went away.
+    if (out.track === track) stopExtra(source);
+  });
+  showLocalExtra(source);
+  updateExtraButtons();
+  await enqueue(`start ${source}`, async () => {
+    if (out.track !== track) return;
+    if (out.transceiver && !out.transceiver.stopped) {
+      await out.transceiver.sender.replaceTrack(track);
+      if (out.transceiver.direction !== 'sendonly') {
+        out.transceiver.direction = 'sendonly';
+        await requestOffer();
+      }
+      return;
+    }
+    const init = {
+      direction: 'sendonly',
+      streams: [new MediaStream([track])],
+      sendEncodings: [{ maxBitrate: source === 'screen' ? 1_000_000 : 800_000 }],
+    };
+    try {
+      out.transceiver = pc.addTransceiver(track, init);
+    } catch (e) {
+      log('addTransceiver with encodings failed, retrying plain', e);
+      delete init.sendEncodings;
+      out.transceiver = pc.addTransceiver(track, init);
+    }
+    await requestOffer();
+  });
+}
+
+function stopExtra(source) {
+  const out = outgoing[source];
+  const track = out.track;
+  if (!track) return;
+  out.track = null;
+  track.stop();
+  // Keep the transceiver (and its m-line): a later start reuses it.
+  if (out.transceiver && pc && pc.signalingState !== 'closed') {
+    out.transceiver.sender.replaceTrack(null).catch((e) => log('replaceTrack(null) failed', e));
+  }
+  showLocalExtra(source);
+  updateExtraButtons();
+}
+
+async function toggleScreen() {
+  if (outgoing.screen.track) {
+    stopExtra('screen');
+    return;
+  }
+  let track;
+  try {
+    const s = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 10, max: 15 } }, audio: false });
+    track = s.getVideoTracks()[0];
+  } catch (e) {
+    log('getDisplayMedia failed', e);
+    if (!(e && e.name === 'NotAllowedError')) showNotice(t('call_screen_failed'));
+    return;
+  }
+  if (!track || tuxa.state !== 'in-call') {
+    if (track) track.stop();
+    return;
+  }
+  try { track.contentHint = 'detail'; } catch { /* ignore */ }
+  await startExtra('screen', track);
+}
+
+async function openCam2Picker() {
+  if (outgoing.second_camera.track) {
+    stopExtra('second_camera');
+    return;
+  }
+  const select = $('cam2-select');
+  select.textContent = '';
+  let cams = [];
+  try {
+    cams = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'videoinput');
+  } catch (e) { log('enumerateDevices failed', e); }
+  const main = media.video ? media.video.getSettings().deviceId : '';
+  // Another device first; the main camera last (some capture cards show as
+  // the same device in a second mode, and a fake or virtual camera may too).
+  cams.sort((a, b) => (a.deviceId === main) - (b.deviceId === main));
+  cams.forEach((d, i) => {
+    const o = document.createElement('option');
+    o.value = d.deviceId;
+    o.textContent = d.label || `${t('camera')} ${i + 1}`;
+    select.append(o);
+  });
+  $('cam2-note').hidden = cams.some((d) => d.deviceId !== main);
+  $('cam2-note').textContent = t('call_no_second_camera');
+  $('cam2-start').disabled = cams.length === 0;
+  openModal('cam2-picker', 'cam2-select');
+}
+
+async function startCam2() {
+  const deviceId = $('cam2-select').value;
+  closeModal('cam2-picker');
+  if (!deviceId) return;
+  let track;
+  try {
+    const s = await navigator.mediaDevices.getUserMedia({
+      video: { deviceId: { exact: deviceId }, width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { max: 30 } },
+    });
+    track = s.getVideoTracks()[0];
+  } catch (e) {
+    log('second camera failed', e);
+    showNotice(t('call_camera2_failed'));
+    return;
+  }
+  if (!track || tuxa.state !== 'in-call') {
+    if (track) track.stop();
+    return;
+  }
+  await startExtra('second_camera', track);
+}
+
+function updateExtraButtons() {
+  const inCall = tuxa.state === 'in-call';
+  const md = navigator.mediaDevices;
+  const sb = $('screen-btn');
+  sb.hidden = !inCall || !md || typeof md.getDisplayMedia !== 'function';
+  const sharing = !!outgoing.screen.track;
+  sb.classList.toggle('is-active', sharing);
+  sb.setAttribute('aria-pressed', String(sharing));
+  $('screen-label').textContent = t(sharing ? 'call_stop_screen' : 'call_share_screen');
+  const cb = $('cam2-btn');
+  cb.hidden = !inCall || !md || !md.getUserMedia || cameraCount < 1;
+  const cam2 = !!outgoing.second_camera.track;
+  cb.classList.toggle('is-active', cam2);
+  cb.setAttribute('aria-pressed', String(cam2));
+  $('cam2-label').textContent = t(cam2 ? 'call_stop_second_camera' : 'call_second_camera');
+}
+
+/** Our own screen share or second camera, as the others see it, on the stage. */
+function showLocalExtra(source) {
+  const out = outgoing[source];
+  if (!out.tile) {
+    const el = document.createElement('div');
+    el.className = 'tile tile-extra tile-local';
+    el.dataset.source = source;
+    const video = document.createElement('video');
+    video.autoplay = true;
+    video.playsInline = true;
+    video.muted = true;
+    const label = document.createElement('div');
+    label.className = 'label';
+    const name = document.createElement('span');
+    name.className = 'name';
+    label.append(name);
+    el.append(video, label);
+    $('stage').append(el);
+    out.tile = el;
+  }
+  const el = out.tile;
+  const video = el.querySelector('video');
+  el.hidden = !out.track;
+  el.querySelector('.name').textContent = tf('call_tile_extra', { name: t('you'), source: t(`call_source_${source}`) });
+  const want = out.track ? out.track : null;
+  const cur = video.srcObject && video.srcObject.getVideoTracks()[0];
+  if (cur !== want) {
+    video.srcObject = want ? new MediaStream([want]) : null;
+    if (want) video.play().catch(() => {});
+  }
+  updateGrid();
+}
+
+function stopAllExtras() {
+  for (const source of Object.keys(outgoing)) {
+    const out = outgoing[source];
+    if (out.track) out.track.stop();
+    out.track = null;
+    out.transceiver = null;
+    if (out.tile) {
+      out.tile.querySelector('video').srcObject = null;
+      out.tile.remove();
+      out.tile = null;
+    }
+  }
+  stopExtraWatch();
+}
+
+// A stopped screen share or second camera is not unpublished (the server
+// only withdraws a participant's tracks when they leave): its tile here is
+// hidden while its track decodes nothing, and comes back with the frames.
+let extraWatch = null;
+const STALL_MS = 6000;
+
+function startExtraWatch() {
+  if (!extraWatch) extraWatch = setInterval(() => { checkExtraTiles().catch((e) => log('extra watch', e)); }, 2000);
+}
+
+function stopExtraWatch() {
+  clearInterval(extraWatch);
+  extraWatch = null;
+}
+
+async function checkExtraTiles() {
+  const extras = [...tiles.values()].filter((tl) => tl.extra);
+  if (extras.length === 0) {
+    stopExtraWatch();
+    return;
+  }
+  if (!pc || pc.signalingState === 'closed') return;
+  const now = performance.now();
+  let changed = false;
+  for (const tile of extras) {
+    const track = [...tile.tracks].find((tr) => tr.kind === 'video');
+    const receiver = track && pc.getReceivers().find((r) => r.track === track);
+    let frames = 0;
+    if (receiver) {
+      const stats = await receiver.getStats();
+      stats.forEach((r) => { if (r.type === 'inbound-rtp') frames = Math.max(frames, r.framesDecoded || 0); });
+    }
+    if (frames > tile.frames) {
+      tile.frames = frames;
+      tile.framesAt = now;
+    }
+    const stalled = now - tile.framesAt > STALL_MS;
+    if (stalled !== tile.stalled) {
+      tile.stalled = stalled;
+      log(`${tile.key}`, stalled ? 'stalled: hidden' : 'decoding again: shown');
+      renderTile(tile);
+      changed = true;
+    }
+  }
+  if (changed) updateGrid();
 }
 
 // ---------------------------------------------------------------------------
@@ -1033,9 +1720,18 @@ function teardown() {
   }
   for (const pid of [...tiles.keys()]) removeTile(pid);
   trackOwner.clear();
+  stopAllExtras();
   stopLocalMedia();
   setBanner(null);
   clearLobby();
+  closeCallUi();
+}
+
+/** Panels, dialogs and strips of the call screen go with the call. */
+function closeCallUi() {
+  for (const id of ['people-panel', 'chat-panel', 'cam2-picker', 'confirm', 'lock-strip', 'call-notice']) $(id).hidden = true;
+  document.body.classList.remove('side-open');
+  updateExtraButtons();
 }
 
 function clearLobby() {
@@ -1056,9 +1752,11 @@ function leave() {
   }
   if (w) setTimeout(() => { try { w.close(1000); } catch { /* ignore */ } }, 200);
   for (const pid of [...tiles.keys()]) removeTile(pid);
+  stopAllExtras();
   stopLocalMedia();
   setBanner(null);
   clearLobby();
+  closeCallUi();
   setState('left');
 }
 
@@ -1071,6 +1769,8 @@ function applyLang() {
   for (const el of document.querySelectorAll('[data-i18n]')) {
     el.textContent = t(el.dataset.i18n);
   }
+  for (const el of document.querySelectorAll('[data-i18n-label]')) el.setAttribute('aria-label', t(el.dataset.i18nLabel));
+  for (const el of document.querySelectorAll('[data-i18n-placeholder]')) el.placeholder = t(el.dataset.i18nPlaceholder);
   if (tuxa.room) $('room-title').textContent = tuxa.room.title;
   const lb = $('lang-btn');
   lb.textContent = t('lang_switch');
@@ -1082,6 +1782,13 @@ function applyLang() {
   renderError();
   updateLocalUi();
   for (const tile of tiles.values()) renderTile(tile);
+  for (const source of Object.keys(outgoing)) if (outgoing[source].tile) showLocalExtra(source);
+  renderPeople();
+  renderChatKept();
+  renderChatTimes();
+  renderUnread();
+  renderChatCount();
+  updateExtraButtons();
   updateCallBanner();
   $('leave-btn').setAttribute('aria-label', t('leave'));
   updateTitle();
@@ -1192,6 +1899,36 @@ function wireUi() {
   $('camera-select').addEventListener('change', (e) => switchDevice('video', e.target.value));
   $('mic-select').addEventListener('change', (e) => switchDevice('audio', e.target.value));
   $('flip-btn').addEventListener('click', () => nextCamera());
+  // In the call: panels, chat, chairing, screen share and second camera.
+  $('people-btn').addEventListener('click', () => openPanel('people'));
+  $('people-close').addEventListener('click', () => openPanel(null));
+  $('chat-btn').addEventListener('click', () => {
+    openPanel('chat');
+    if (!$('chat-panel').hidden) $('chat-input').focus();
+  });
+  $('chat-close').addEventListener('click', () => openPanel(null));
+  $('chat-form').addEventListener('submit', sendChat);
+  $('chat-input').addEventListener('input', renderChatCount);
+  $('chat-input').addEventListener('keydown', (e) => {
+    // Enter sends; Shift+Enter is a new line.
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) sendChat(e);
+  });
+  $('lock-btn').addEventListener('click', () => send(P.lock_room(!tuxa.roomState.locked)));
+  $('confirm-no').addEventListener('click', () => { confirmAction = null; closeModal('confirm'); });
+  $('confirm-yes').addEventListener('click', () => {
+    const act = confirmAction;
+    confirmAction = null;
+    closeModal('confirm');
+    if (act) act();
+  });
+  $('screen-btn').addEventListener('click', () => { toggleScreen().catch((e) => log('screen share failed', e)); });
+  $('cam2-btn').addEventListener('click', () => { openCam2Picker().catch((e) => log('camera 2 failed', e)); });
+  $('cam2-cancel').addEventListener('click', () => closeModal('cam2-picker'));
+  $('cam2-start').addEventListener('click', () => { startCam2().catch((e) => log('camera 2 failed', e)); });
+  document.addEventListener('keydown', (e) => {
+    if (e.key !== 'Escape') return;
+    if (!$('confirm').hidden) { confirmAction = null; closeModal('confirm'); } else if (!$('cam2-picker').hidden) closeModal('cam2-picker');
+  });
   if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
     navigator.mediaDevices.addEventListener('devicechange', () => refreshDevices());
   }
@@ -1215,10 +1952,15 @@ tuxa.remoteTracks = () => {
   if (pc && pc.signalingState !== 'closed') {
     for (const tr of pc.getTransceivers()) if (tr.receiver && tr.receiver.track) mids.set(tr.receiver.track, tr.mid);
   }
-  return [...trackOwner].map(([track, pid]) => ({
-    pid, kind: track.kind, trackId: track.id, mid: mids.get(track) ?? null, readyState: track.readyState,
-  }));
+  return [...trackOwner].map(([track, key]) => {
+    const tile = tiles.get(key);
+    return {
+      pid: tile ? tile.pid : String(key).split(':')[0],
+      source: tile && tile.source ? tile.source : undefined,
+      kind: track.kind, trackId: track.id, mid: mids.get(track) ?? null, readyState: track.readyState,
+    };
+  });
 };
 
 // For debugging in the console.
-tuxa.debug = { media, tiles, publishedTracks };
+tuxa.debug = { media, tiles, publishedTracks, outgoing };

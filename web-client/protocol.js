@@ -16,6 +16,7 @@ export const CLIENT_TYPES = Object.freeze([
   'hello', 'join', 'consent', 'offer', 'answer', 'mute', 'leave', 'ping', 'admit', 'refuse',
   'queue_join', 'queue_resume', 'queue_cancel',
   'available', 'accept_patient', 'decline_patient', 'transfer', 'doctor_free',
+  'sources', 'chat', 'mute_participant', 'remove_participant', 'lock_room', 'set_secretary',
 ]);
 
 /** Every `type` the server may send. */
@@ -25,6 +26,7 @@ export const SERVER_TYPES = Object.freeze([
   'offer', 'answer', 'pong', 'consent_recorded', 'error',
   'queue_status', 'queue_removed', 'patient_offer', 'patient_offer_withdrawn',
   'doctor_status', 'call_ready',
+  'chat', 'mute_requested', 'room_state',
 ]);
 
 /** Stable error codes (protocol/src/error.rs). Clients translate them. */
@@ -36,7 +38,7 @@ export const ERROR_CODES = Object.freeze([
   'room_not_found', 'room_ended', 'room_full',
   'sdp_invalid', 'negotiation_glare', 'no_pending_offer',
   'idle_timeout', 'replaced',
-  'forbidden', 'not_waiting', 'refused', 'consent_required',
+  'forbidden', 'not_waiting', 'refused', 'removed', 'room_locked', 'consent_required',
   'login_failed', 'too_many_attempts', 'conflict', 'queue_refused', 'not_on_call',
   'unauthorized', 'bad_request', 'not_found',
   'server_shutdown', 'internal',
@@ -44,13 +46,18 @@ export const ERROR_CODES = Object.freeze([
 
 /** Errors after which the server closes the session. */
 export const FATAL_ERROR_CODES = Object.freeze([
-  'unsupported_version', 'room_ended', 'idle_timeout', 'replaced', 'refused', 'server_shutdown',
+  'unsupported_version', 'room_ended', 'idle_timeout', 'replaced', 'refused', 'removed',
+  'server_shutdown',
 ]);
 
 export const ROLES = Object.freeze(['patient', 'doctor', 'nurse', 'guest']);
 export const MEDIA_KINDS = Object.freeze(['audio', 'video']);
 export const CONSULTATION_KINDS = Object.freeze(['visit', 'conference']);
-export const LEAVE_REASONS = Object.freeze(['left', 'disconnected', 'ended']);
+export const LEAVE_REASONS = Object.freeze(['left', 'disconnected', 'ended', 'removed']);
+/** What a published track carries (`track.source`; absent = camera or microphone). */
+export const TRACK_SOURCES = Object.freeze(['camera', 'microphone', 'screen', 'second_camera']);
+/** The longest chat message, in characters (Unicode code points, as the server counts). */
+export const MAX_CHAT_CHARS = 2000;
 
 /** Largest frame the server accepts (bytes). */
 export const MAX_MESSAGE_BYTES = 64 * 1024;
@@ -205,11 +212,64 @@ export function doctor_free() {
   return { type: 'doctor_free' };
 }
 
+/**
+ * `sources {sources: {mid: source}}` — what each of our sending m-lines
+ * carries. Sent before the offer that adds a screen share or second camera;
+ * m-lines not named are the camera (video) or microphone (audio).
+ */
+export function sources(map) {
+  if (!map || typeof map !== 'object' || Array.isArray(map)) throw new TypeError('sources: expected {mid: source}');
+  const out = {};
+  for (const [mid, src] of Object.entries(map)) {
+    if (mid.length < 1 || mid.length > 32) throw new TypeError(`sources: bad mid ${mid}`);
+    if (!TRACK_SOURCES.includes(src)) throw new TypeError(`sources: bad source ${src}`);
+    out[mid] = src;
+  }
+  if (Object.keys(out).length > 16) throw new TypeError('sources: at most 16');
+  return { type: 'sources', sources: out };
+}
+
+/**
+ * `chat {text}` — a message to everyone in the room. The text is trimmed
+ * (as the server does) and must then be 1 to MAX_CHAT_CHARS characters.
+ */
+export function chat(text) {
+  const v = chatTextProblem(text);
+  if (v) throw new TypeError(`chat: ${v}`);
+  return { type: 'chat', text: String(text).trim() };
+}
+
+/** `mute_participant {participant_id, kind}` — the chair asks someone to mute. */
+export function mute_participant(participantId, kind) {
+  if (!MEDIA_KINDS.includes(kind)) throw new TypeError(`mute_participant: bad kind ${kind}`);
+  return { type: 'mute_participant', participant_id: checkParticipantId('mute_participant', participantId), kind };
+}
+
+/** `remove_participant {participant_id}` — the chair removes someone (their link is barred). */
+export function remove_participant(participantId) {
+  return { type: 'remove_participant', participant_id: checkParticipantId('remove_participant', participantId) };
+}
+
+/** `lock_room {locked}` — nobody new enters while locked. */
+export function lock_room(locked) {
+  return { type: 'lock_room', locked: Boolean(locked) };
+}
+
+/** `set_secretary {participant_id | null}` — a doctor or nurse in the room, or nobody. */
+export function set_secretary(participantId) {
+  return {
+    type: 'set_secretary',
+    participant_id: participantId === null || participantId === undefined
+      ? null : checkParticipantId('set_secretary', participantId),
+  };
+}
+
 /** The constructors by message type. */
 export const clientMessages = Object.freeze({
   hello, join, consent, offer, answer, mute, leave, ping, admit, refuse,
   queue_join, queue_resume, queue_cancel,
   available, accept_patient, decline_patient, transfer, doctor_free,
+  sources, chat, mute_participant, remove_participant, lock_room, set_secretary,
 });
 
 /** Serialises a client message for the WebSocket. */
@@ -239,8 +299,11 @@ const oneOf = (list) => (v) => list.includes(v);
 
 function isParticipant(p) {
   return isObj(p) && isUint(p.id) && isStr(p.name) && ROLES.includes(p.role)
-    && isOptStr(p.facility) && isBool(p.audio_muted) && isBool(p.video_muted);
+    && isOptStr(p.facility) && isOptStr(p.licence_number)
+    && isBool(p.audio_muted) && isBool(p.video_muted);
 }
+
+const isOptId = (v) => v === undefined || v === null || isUint(v);
 
 function isRoom(r) {
   return isObj(r) && isStr(r.id) && CONSULTATION_KINDS.includes(r.kind) && isStr(r.title);
@@ -264,7 +327,8 @@ const SERVER_SCHEMAS = {
   participant_left: { participant_id: isUint, reason: oneOf(LEAVE_REASONS) },
   track_published: {
     participant_id: isUint,
-    track: (t) => isObj(t) && isStr(t.id) && MEDIA_KINDS.includes(t.kind),
+    track: (t) => isObj(t) && isStr(t.id) && MEDIA_KINDS.includes(t.kind)
+      && (t.source === undefined || TRACK_SOURCES.includes(t.source)),
   },
   track_unpublished: { participant_id: isUint, track_id: isStr },
   mute_changed: { participant_id: isUint, kind: oneOf(MEDIA_KINDS), muted: isBool },
@@ -285,6 +349,11 @@ const SERVER_SCHEMAS = {
   patient_offer_withdrawn: { ticket: isStr, reason: isStr },
   doctor_status: { available: isBool, queues: (v) => Array.isArray(v) && v.every(isUint), on_call: isBool },
   call_ready: { ticket: isStr, url: isStr },
+  // In the room: chat (to everyone, the sender too), the chair's mute
+  // request (to its target), and who chairs / takes minutes / whether locked.
+  chat: { from: isUint, name: isStr, text: isStr, at: isUint },
+  mute_requested: { kind: oneOf(MEDIA_KINDS), by: isUint },
+  room_state: { locked: isBool, chair: isOptId, secretary: isOptId },
   // An unknown code from a newer server is still an error to show.
   error: { code: isStr, message: isStr, in_reply_to: isOptStr },
 };
@@ -335,4 +404,68 @@ export function dispatchServerFrame(data, handle, log) {
   } catch (e) {
     log('handling', msg.type, 'failed', e);
   }
+}
+
+// ---------------------------------------------------------------------------
+// In-call helpers (pure, tested under Node): who may moderate, chat limits,
+// chat times.
+
+/** The room state a client assumes until `room_state` says otherwise. */
+export const DEFAULT_ROOM_STATE = Object.freeze({ locked: false, chair: null, secretary: null });
+
+/**
+ * Whether `you` may moderate (admit, refuse, mute others, remove, lock, name
+ * the secretary) — the server's rule: the chair, while a chair is in the
+ * room; otherwise any doctor. `you` is our participant record (`id`, `role`).
+ */
+export function mayModerate(roomState, you) {
+  if (!you || you.id === undefined || you.id === null) return false;
+  const chair = roomState && roomState.chair !== undefined ? roomState.chair : null;
+  if (chair !== null) return String(chair) === String(you.id);
+  return you.role === 'doctor';
+}
+
+/** Who may be named secretary: a doctor or nurse in the room. */
+export function maySecretary(participant) {
+  return !!participant && (participant.role === 'doctor' || participant.role === 'nurse');
+}
+
+/** Characters as the server counts them (Unicode scalar values, not UTF-16 units). */
+export function charCount(text) {
+  let n = 0;
+  for (const _ of String(text)) n += 1; // eslint-disable-line no-unused-vars
+  return n;
+}
+
+/** Why a chat text cannot be sent ('empty' | 'too_long'), or null if it can. */
+export function chatTextProblem(text) {
+  if (typeof text !== 'string') return 'empty';
+  const n = charCount(text.trim());
+  if (n === 0) return 'empty';
+  if (n > MAX_CHAT_CHARS) return 'too_long';
+  return null;
+}
+
+/** The time zone chat times are shown in (the province's). */
+export const CHAT_TIME_ZONE = 'Asia/Ho_Chi_Minh';
+
+/**
+ * A chat message's time (`at`, Unix seconds) in Vietnam time: "14:05", or
+ * "24/11 14:05" when it is not the same Vietnam day as `nowSecs`.
+ */
+export function formatChatTime(at, localeTag = 'vi-VN', nowSecs = Date.now() / 1000) {
+  const d = new Date(at * 1000);
+  const day = (x) => new Intl.DateTimeFormat('en-CA', { timeZone: CHAT_TIME_ZONE, year: 'numeric', month: '2-digit', day: '2-digit' }).format(x);
+  const hm = new Intl.DateTimeFormat(localeTag, {
+    timeZone: CHAT_TIME_ZONE, hour: '2-digit', minute: '2-digit', hourCycle: 'h23',
+  }).format(d);
+  if (day(d) === day(new Date(nowSecs * 1000))) return hm;
+  // Day/month (both languages write the day first; ICU's vi pattern is 25-11).
+  const [y, m, dd] = day(d).split('-'); // eslint-disable-line no-unused-vars
+  return `${dd}/${m} ${hm}`;
+}
+
+/** Sources that get their own tile (not the participant's camera or microphone). */
+export function isExtraSource(source) {
+  return source === 'screen' || source === 'second_camera';
 }

@@ -114,3 +114,88 @@ pub const COORDINATION: &[StaffRole] = &[StaffRole::Admin, StaffRole::Coordinato
 pub const CARE: &[StaffRole] = &[StaffRole::Admin, StaffRole::Coordinator, StaffRole::Doctor];
 /// Roles that manage the directory.
 pub const ADMINISTRATION: &[StaffRole] = &[StaffRole::Admin];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::{Facility, Staff, StaffId, Username};
+
+    const PROVINCE: FacilityId = FacilityId(1);
+    const DISTRICT: FacilityId = FacilityId(2);
+    const OTHER: FacilityId = FacilityId(3);
+
+    fn actor(role: StaffRole, facility: FacilityId, disabled: bool) -> Actor {
+        let tier = if facility == PROVINCE {
+            Tier::Province
+        } else {
+            Tier::District
+        };
+        Actor::Staff(Box::new(Profile {
+            staff: Staff {
+                id: StaffId(7),
+                username: Username::parse("someone").expect("a username"),
+                name: "Someone".into(),
+                role,
+                facility_id: facility,
+                practitioner_id: None,
+                disabled,
+                created_at: 0,
+            },
+            facility: Facility {
+                id: facility,
+                name: "F".into(),
+                tier,
+                parent_id: (facility != PROVINCE).then_some(PROVINCE),
+            },
+            practitioner: None,
+        }))
+    }
+
+    /// Every role against every kind of action, at home and elsewhere.
+    #[test]
+    fn each_role_may_do_what_the_table_says_and_no_more() {
+        use StaffRole::*;
+        let cases: &[(StaffRole, FacilityId, &[StaffRole], Option<FacilityId>, bool)] = &[
+            // Directory changes: administrators, in scope.
+            (Admin, PROVINCE, ADMINISTRATION, Some(OTHER), true),
+            (Admin, DISTRICT, ADMINISTRATION, Some(DISTRICT), true),
+            (Admin, DISTRICT, ADMINISTRATION, Some(OTHER), false),
+            (Admin, DISTRICT, ADMINISTRATION, None, false),
+            (Coordinator, PROVINCE, ADMINISTRATION, Some(DISTRICT), false),
+            (Doctor, DISTRICT, ADMINISTRATION, Some(DISTRICT), false),
+            // Queues and rosters: coordinators and administrators, in scope.
+            (Coordinator, PROVINCE, COORDINATION, Some(OTHER), true),
+            (Coordinator, PROVINCE, COORDINATION, None, true),
+            (Coordinator, DISTRICT, COORDINATION, Some(DISTRICT), true),
+            (Coordinator, DISTRICT, COORDINATION, Some(OTHER), false),
+            (Doctor, PROVINCE, COORDINATION, Some(PROVINCE), false),
+            (Nurse, DISTRICT, COORDINATION, Some(DISTRICT), false),
+            // Consultations and links: doctors too, at their own facility only.
+            (Doctor, DISTRICT, CARE, Some(DISTRICT), true),
+            (Doctor, DISTRICT, CARE, Some(OTHER), false),
+            (Doctor, PROVINCE, CARE, Some(DISTRICT), false),
+            (Doctor, PROVINCE, CARE, None, false),
+            (Nurse, DISTRICT, CARE, Some(DISTRICT), false),
+        ];
+        for (role, home, roles, target, allowed) in cases {
+            let a = actor(*role, *home, false);
+            assert_eq!(
+                a.require_in(roles, *target, "act").is_ok(),
+                *allowed,
+                "{role:?} of {home:?} on {target:?} with {roles:?}"
+            );
+        }
+        // A disabled account may do nothing, not even at home.
+        let gone = actor(Admin, PROVINCE, true);
+        assert!(!gone.sees(Some(PROVINCE)));
+        assert!(!gone.sees(None));
+        // The admin key may do everything, and is named so in the audit log.
+        assert!(Actor::Admin.require_in(ADMINISTRATION, None, "act").is_ok());
+        assert_eq!(Actor::Admin.audit_name(), "admin");
+        assert_eq!(actor(Nurse, DISTRICT, false).audit_name(), "staff:7");
+        let refused = actor(Nurse, DISTRICT, false)
+            .require(CARE, "mint links")
+            .expect_err("a nurse may not");
+        assert_eq!(refused.code(), ErrorCode::Forbidden);
+    }
+}

@@ -82,9 +82,25 @@ impl ApiClient {
         body: Option<&[u8]>,
         auth: Auth<'_>,
     ) -> anyhow::Result<Response> {
-        tokio::time::timeout(self.timeout, self.request_inner(method, path, body, auth))
+        self.request_typed(method, path, body, "application/json", auth)
             .await
-            .with_context(|| format!("{method} {path}: no response in {:?}", self.timeout))?
+    }
+
+    /// One request whose body has its own `Content-Type` (file uploads).
+    pub async fn request_typed(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        content_type: &str,
+        auth: Auth<'_>,
+    ) -> anyhow::Result<Response> {
+        tokio::time::timeout(
+            self.timeout,
+            self.request_inner(method, path, body, content_type, auth),
+        )
+        .await
+        .with_context(|| format!("{method} {path}: no response in {:?}", self.timeout))?
     }
 
     async fn request_inner(
@@ -92,6 +108,7 @@ impl ApiClient {
         method: &str,
         path: &str,
         body: Option<&[u8]>,
+        content_type: &str,
         auth: Auth<'_>,
     ) -> anyhow::Result<Response> {
         let tcp = TcpStream::connect(self.addr).await.context("connect")?;
@@ -110,7 +127,7 @@ impl ApiClient {
         }
         if let Some(body) = body {
             req.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
                 body.len()
             ));
         } else if method != "GET" && method != "HEAD" {

@@ -42,6 +42,12 @@ function construct(f) {
     case 'decline_patient': return P.decline_patient(f.ticket);
     case 'transfer': return P.transfer(f.ticket, { queue: f.queue, doctor: f.doctor });
     case 'doctor_free': return P.doctor_free();
+    case 'sources': return P.sources(f.sources);
+    case 'chat': return P.chat(f.text);
+    case 'mute_participant': return P.mute_participant(f.participant_id, f.kind);
+    case 'remove_participant': return P.remove_participant(f.participant_id);
+    case 'lock_room': return P.lock_room(f.locked);
+    case 'set_secretary': return P.set_secretary(f.participant_id);
     default: throw new Error(`no constructor for ${f.type}`);
   }
 }

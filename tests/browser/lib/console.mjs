@@ -1,4 +1,4 @@
-// Helpers for the staff console's browser tests (tests/9-…, tests/10-…):
+// Helpers for the staff console's browser tests (tests/11-…, tests/12-…):
 // directory set-up through the admin API, console pages, sign-in with the
 // authenticator's code computed here.
 

@@ -1,0 +1,533 @@
+//! A case conference end to end, over the real API and WebSocket: a district
+//! doctor asks the provincial hospital for help (with the patient's consent
+//! and an attachment), the provincial coordinator schedules it with a
+//! provincial doctor in the chair, both join from their sign-ins, the chair
+//! admits the patient from the lobby and names the secretary, the secretary
+//! enters the conclusion, and the record carries it — while staff of
+//! another district see none of it, and roles that may not act are refused.
+
+use serde_json::{Value, json};
+use tuxa_protocol::{ClientMsg, ErrorCode, RoomId, ServerMsg};
+use tuxa_tests::{ApiClient, Auth, REPLY_TIMEOUT, TestServer};
+
+const PASSWORD: &str = "mat-khau-rat-dai";
+
+fn link_parts(url: &str) -> (RoomId, String) {
+    let (path, token) = url.split_once('#').expect("a token after #");
+    let room = RoomId::parse(path.rsplit('/').next().expect("room")).expect("room id");
+    (room, token.to_owned())
+}
+
+async fn created(api: &ApiClient, path: &str, body: Value) -> anyhow::Result<Value> {
+    let (status, v) = api.admin("POST", path, Some(&body)).await?;
+    anyhow::ensure!(status == 201, "{path}: {status} {v}");
+    Ok(v)
+}
+
+/// A practitioner with an account at `facility`; returns the staff JSON
+/// (with its one-time TOTP secret).
+async fn staff(
+    api: &ApiClient,
+    facility: &Value,
+    username: &str,
+    name: &str,
+    role: &str,
+    licence: Option<&str>,
+) -> anyhow::Result<Value> {
+    let practitioner = match licence {
+        Some(l) => Some(
+            created(
+                api,
+                "/api/v1/practitioners",
+                json!({"name": name, "title": "BS", "licence_number": l,
+                       "specialty": "Nội khoa", "facility_id": facility["id"]}),
+            )
+            .await?["id"]
+                .clone(),
+        ),
+        None => None,
+    };
+    created(
+        api,
+        "/api/v1/staff",
+        json!({"username": username, "name": name, "role": role, "facility_id": facility["id"],
+               "practitioner_id": practitioner, "password": PASSWORD}),
+    )
+    .await
+}
+
+/// Signs in with password and TOTP; returns the `Cookie` header value.
+async fn sign_in(api: &ApiClient, s: &Value) -> anyhow::Result<String> {
+    let secret = s["totp"]["secret"].as_str().expect("secret");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let code = tuxa_server::totp_code(secret, now).expect("a code");
+    let body = serde_json::to_vec(
+        &json!({"username": s["staff"]["username"], "password": PASSWORD, "totp": code}),
+    )?;
+    let r = api
+        .request_raw("POST", "/api/v1/auth/login", Some(&body), Auth::None)
+        .await?;
+    anyhow::ensure!(r.status == 200, "login: {} {}", r.status, r.body);
+    Ok(r.header("set-cookie")
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_owned())
+}
+
+async fn as_staff(
+    api: &ApiClient,
+    cookie: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<(u16, Value)> {
+    api.request(method, path, body.as_ref(), Auth::Cookie(cookie))
+        .await
+}
+
+fn code(v: &Value) -> &str {
+    v.pointer("/error/code")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_district_asks_the_province_and_the_conference_is_held_and_recorded() -> anyhow::Result<()>
+{
+    let server = TestServer::start().await?;
+    let api = server.api();
+
+    let province = created(
+        &api,
+        "/api/v1/facilities",
+        json!({"name": "BVĐK tỉnh An Hòa", "tier": "province"}),
+    )
+    .await?;
+    let district = created(
+        &api,
+        "/api/v1/facilities",
+        json!({"name": "TTYT huyện Tân Lập", "tier": "district", "parent_id": province["id"]}),
+    )
+    .await?;
+    let other = created(
+        &api,
+        "/api/v1/facilities",
+        json!({"name": "TTYT huyện Sơn Hà", "tier": "district", "parent_id": province["id"]}),
+    )
+    .await?;
+    let chair = staff(
+        &api,
+        &province,
+        "bs.tinh",
+        "Lê Hoàng Minh",
+        "doctor",
+        Some("000125/AH-CCHN"),
+    )
+    .await?;
+    let coord = staff(
+        &api,
+        &province,
+        "dp.tinh",
+        "Phạm Thu Hà",
+        "coordinator",
+        None,
+    )
+    .await?;
+    let asker = staff(
+        &api,
+        &district,
+        "bs.huyen",
+        "Nguyễn Văn An",
+        "doctor",
+        Some("000733/AH-CCHN"),
+    )
+    .await?;
+    let outsider = staff(
+        &api,
+        &other,
+        "dd.sonha",
+        "Đỗ Thị Hoa",
+        "nurse",
+        Some("004410/AH-CCHN"),
+    )
+    .await?;
+    let queue = created(
+        &api,
+        "/api/v1/queues",
+        json!({"facility_id": district["id"], "specialty": "Nội khoa"}),
+    )
+    .await?;
+    let c_chair = sign_in(&api, &chair).await?;
+    let c_coord = sign_in(&api, &coord).await?;
+    let c_asker = sign_in(&api, &asker).await?;
+    let c_out = sign_in(&api, &outsider).await?;
+
+    // Scope: a nurse of another district sees neither the queue nor its roster.
+    let (s, v) = as_staff(&api, &c_out, "GET", "/api/v1/queues", None).await?;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["queues"],
+        json!([]),
+        "another facility's queue is not listed"
+    );
+    let roster = format!("/api/v1/queues/{}/roster", queue["id"]);
+    let (s, v) = as_staff(&api, &c_out, "GET", &roster, None).await?;
+    assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
+    // Role: a doctor may not list staff or create facilities; a coordinator lists staff.
+    let (s, v) = as_staff(&api, &c_asker, "GET", "/api/v1/staff", None).await?;
+    assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
+    let (s, v) = as_staff(
+        &api,
+        &c_asker,
+        "POST",
+        "/api/v1/facilities",
+        Some(json!({"name": "X", "tier": "province"})),
+    )
+    .await?;
+    assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
+    let (s, v) = as_staff(&api, &c_coord, "GET", "/api/v1/staff", None).await?;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["staff"].as_array().map(Vec::len), Some(4));
+    // Any staff member may list where a conference can be asked.
+    let (s, v) = as_staff(&api, &c_asker, "GET", "/api/v1/facilities?upper=1", None).await?;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["facilities"].as_array().map(Vec::len), Some(1), "{v}");
+
+    // The request: consent to remote examination is required, and it goes upward.
+    let request = |to: &Value, exam: bool| {
+        json!({"to_facility_id": to["id"], "specialty": "Nội khoa", "urgency": "urgent",
+               "patient": {"name": "Trần Thị B", "birth_year": 1958, "sex": "female"},
+               "summary": "Khó thở tăng dần 3 ngày.\nSpO2 89 %.", "question": "Có cần chuyển tuyến?",
+               "consent": {"text_version": "vi-2026-11", "remote_examination": exam,
+                           "third_parties": true, "recording": false}})
+    };
+    let (s, v) = as_staff(
+        &api,
+        &c_asker,
+        "POST",
+        "/api/v1/conferences",
+        Some(request(&province, false)),
+    )
+    .await?;
+    assert_eq!((s, code(&v)), (400, "consent_required"), "{v}");
+    let (s, v) = as_staff(
+        &api,
+        &c_asker,
+        "POST",
+        "/api/v1/conferences",
+        Some(request(&other, true)),
+    )
+    .await?;
+    assert_eq!((s, code(&v)), (400, "bad_request"), "{v}");
+    let (s, v) = api
+        .admin(
+            "POST",
+            "/api/v1/conferences",
+            Some(&request(&province, true)),
+        )
+        .await?;
+    assert_eq!(
+        (s, code(&v)),
+        (403, "forbidden"),
+        "a request has a person behind it: {v}"
+    );
+    let (s, req) = as_staff(
+        &api,
+        &c_asker,
+        "POST",
+        "/api/v1/conferences",
+        Some(request(&province, true)),
+    )
+    .await?;
+    assert_eq!(s, 201, "{req}");
+    assert_eq!(req["status"], "requested");
+    assert_eq!(req["requested_by"]["licence_number"], "000733/AH-CCHN");
+    let id = req["id"].as_i64().expect("id");
+    let base = format!("/api/v1/conferences/{id}");
+
+    // An attachment: the accepted types only; read back intact.
+    let pdf = b"%PDF-1.4\n% phim X quang nguc\n";
+    let r = api
+        .request_typed(
+            "POST",
+            &format!("{base}/attachments?name=xquang.pdf"),
+            Some(pdf),
+            "application/pdf",
+            Auth::Cookie(&c_asker),
+        )
+        .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let aid = r.json["id"].as_i64().expect("attachment id");
+    let r = api
+        .request_typed(
+            "POST",
+            &format!("{base}/attachments?name=a.exe"),
+            Some(b"MZ"),
+            "application/x-msdownload",
+            Auth::Cookie(&c_asker),
+        )
+        .await?;
+    assert_eq!((r.status, r.error_code()), (400, Some("bad_request")));
+    let r = api
+        .request_raw(
+            "GET",
+            &format!("{base}/attachments/{aid}"),
+            None,
+            Auth::Cookie(&c_chair),
+        )
+        .await?;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.as_bytes(), pdf);
+    assert!(
+        r.header("content-disposition")
+            .is_some_and(|d| d.contains("xquang.pdf"))
+    );
+
+    // The other district sees nothing of it.
+    let (s, v) = as_staff(&api, &c_out, "GET", &base, None).await?;
+    assert_eq!((s, code(&v)), (404, "not_found"), "{v}");
+    let (s, v) = as_staff(&api, &c_out, "GET", "/api/v1/conferences", None).await?;
+    assert_eq!((s, v["conferences"].clone()), (200, json!([])));
+
+    // Scheduling: not by the asker; by the province's coordinator.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let plan =
+        json!({"starts_at": now, "duration_min": 60, "chair_staff_id": chair["staff"]["id"]});
+    let (s, v) = as_staff(
+        &api,
+        &c_asker,
+        "POST",
+        &format!("{base}/schedule"),
+        Some(plan.clone()),
+    )
+    .await?;
+    assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
+    let (s, v) = as_staff(
+        &api,
+        &c_coord,
+        "POST",
+        &format!("{base}/schedule"),
+        Some(plan.clone()),
+    )
+    .await?;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "scheduled");
+    assert_eq!(v["schedule"]["invitees"].as_array().map(Vec::len), Some(2));
+    let (s, v) = as_staff(
+        &api,
+        &c_coord,
+        "POST",
+        &format!("{base}/schedule"),
+        Some(plan),
+    )
+    .await?;
+    assert_eq!((s, code(&v)), (409, "conflict"), "scheduled only once: {v}");
+
+    // Links: each invitee their own; the chair's carries the chair.
+    let (s, v) = as_staff(&api, &c_out, "POST", &format!("{base}/join"), None).await?;
+    assert_eq!(s, 404, "{v}");
+    let (s, chair_link) = as_staff(&api, &c_chair, "POST", &format!("{base}/join"), None).await?;
+    assert_eq!(s, 200, "{chair_link}");
+    let (s, asker_link) = as_staff(&api, &c_asker, "POST", &format!("{base}/join"), None).await?;
+    assert_eq!(s, 200, "{asker_link}");
+    let (s, v) = as_staff(
+        &api,
+        &c_asker,
+        "POST",
+        &format!("{base}/guest-link"),
+        Some(json!({"role": "patient", "name": "Trần Thị B"})),
+    )
+    .await?;
+    assert_eq!(
+        (s, code(&v)),
+        (403, "forbidden"),
+        "guest links are the chair's: {v}"
+    );
+    let (s, patient_link) = as_staff(
+        &api,
+        &c_chair,
+        "POST",
+        &format!("{base}/guest-link"),
+        Some(json!({"role": "patient", "name": "Trần Thị B"})),
+    )
+    .await?;
+    assert_eq!(s, 201, "{patient_link}");
+
+    let (room, chair_token) = link_parts(chair_link["url"].as_str().expect("url"));
+    let mut c = server.signal().await?;
+    c.hello().await?;
+    let cj = c.join(&room, &chair_token).await?;
+    assert_eq!(cj.you.licence_number.as_deref(), Some("000125/AH-CCHN"));
+    let (_, asker_token) = link_parts(asker_link["url"].as_str().expect("url"));
+    let mut a = server.signal().await?;
+    a.hello().await?;
+    let aj = a.join(&room, &asker_token).await?;
+    assert!(
+        aj.participants
+            .iter()
+            .any(|p| p.licence_number.as_deref() == Some("000125/AH-CCHN"))
+    );
+    a.recv_until(REPLY_TIMEOUT, "room state", |m| match m {
+        ServerMsg::RoomState {
+            chair: Some(ch), ..
+        } if *ch == cj.you.id => Some(()),
+        _ => None,
+    })
+    .await?;
+
+    // The patient waits; the district doctor may not admit while the chair is there.
+    let (_, patient_token) = link_parts(patient_link["url"].as_str().expect("url"));
+    let mut p = server.signal().await?;
+    p.hello().await?;
+    p.consent().await?;
+    p.send(&ClientMsg::Join {
+        room: room.clone(),
+        token: patient_token,
+    })
+    .await?;
+    let pid = p
+        .recv_until(REPLY_TIMEOUT, "waiting", |m| match m {
+            ServerMsg::Waiting { you, .. } => Some(you.id),
+            _ => None,
+        })
+        .await?;
+    a.send(&ClientMsg::Admit {
+        participant_id: pid,
+    })
+    .await?;
+    a.recv_until(REPLY_TIMEOUT, "forbidden", |m| match m {
+        ServerMsg::Error {
+            code: ErrorCode::Forbidden,
+            ..
+        } => Some(()),
+        _ => None,
+    })
+    .await?;
+    c.send(&ClientMsg::Admit {
+        participant_id: pid,
+    })
+    .await?;
+    p.recv_until(REPLY_TIMEOUT, "admitted", |m| {
+        matches!(m, ServerMsg::Joined { .. }).then_some(())
+    })
+    .await?;
+
+    // The chair names the district doctor secretary; a chat line is kept.
+    c.send(&ClientMsg::SetSecretary {
+        participant_id: Some(aj.you.id),
+    })
+    .await?;
+    a.recv_until(REPLY_TIMEOUT, "secretary", |m| match m {
+        ServerMsg::RoomState {
+            secretary: Some(s), ..
+        } if *s == aj.you.id => Some(()),
+        _ => None,
+    })
+    .await?;
+    a.send(&ClientMsg::Chat {
+        text: "SpO2 hiện 91 %".into(),
+    })
+    .await?;
+    c.recv_until(REPLY_TIMEOUT, "chat", |m| match m {
+        ServerMsg::Chat { text, .. } if text == "SpO2 hiện 91 %" => Some(()),
+        _ => None,
+    })
+    .await?;
+    // The conclusion is not the patient's or an outsider's to write.
+    let concl = json!({"text": "Viêm phổi nặng. Chuyển tuyến tỉnh."});
+    let (s, v) = as_staff(
+        &api,
+        &c_coord,
+        "POST",
+        &format!("{base}/conclusion"),
+        Some(concl.clone()),
+    )
+    .await?;
+    assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
+
+    // The coordinator ends it; the secretary enters the conclusion afterwards.
+    let (s, v) = as_staff(
+        &api,
+        &c_coord,
+        "POST",
+        &format!("/api/v1/consultations/{room}/end"),
+        None,
+    )
+    .await?;
+    assert_eq!(s, 200, "{v}");
+    let mut conclusion_saved = None;
+    for _ in 0..50 {
+        let (s, v) = as_staff(
+            &api,
+            &c_asker,
+            "POST",
+            &format!("{base}/conclusion"),
+            Some(concl.clone()),
+        )
+        .await?;
+        assert_eq!(s, 200, "{v}");
+        if v["status"] == "held" {
+            conclusion_saved = Some(v);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let v = conclusion_saved.expect("the request shows as held once ended");
+    assert_eq!(
+        v["conclusion"]["text"],
+        "Viêm phổi nặng. Chuyển tuyến tỉnh."
+    );
+    assert_eq!(v["secretary_staff_id"], asker["staff"]["id"]);
+
+    // The record: the asker's side may export it; it carries the request,
+    // the conclusion, the chat and the licence numbers.
+    let (s, rec) = as_staff(
+        &api,
+        &c_asker,
+        "GET",
+        &format!("/api/v1/consultations/{room}/record.json"),
+        None,
+    )
+    .await?;
+    assert_eq!(s, 200, "{rec}");
+    assert_eq!(
+        rec["conference"]["conclusion"]["text"],
+        "Viêm phổi nặng. Chuyển tuyến tỉnh."
+    );
+    assert_eq!(rec["chat"][0]["text"], "SpO2 hiện 91 %");
+    assert!(
+        rec["participants"]
+            .as_array()
+            .expect("participants")
+            .iter()
+            .any(|p| p["licence_number"] == "000733/AH-CCHN")
+    );
+    let (s, v) = as_staff(
+        &api,
+        &c_out,
+        "GET",
+        &format!("/api/v1/consultations/{room}/record.json"),
+        None,
+    )
+    .await?;
+    assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
+    let r = api
+        .request_raw(
+            "GET",
+            &format!("/consultations/{room}/minutes"),
+            None,
+            Auth::Cookie(&c_chair),
+        )
+        .await?;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.contains("Chuyển tuyến tỉnh."),
+        "the minutes carry the conclusion"
+    );
+    assert!(r.body.contains("Có cần chuyển tuyến?"), "and the question");
+    server.shutdown().await
+}
