@@ -119,6 +119,23 @@ test('console: a coordinator sees the live panel, creates a queue and a roster w
     assert.equal(await staffState(c, () => document.getElementById('tab-btn-coord').textContent.trim()), 'Coordination');
     assert.equal(await staffState(c, () => document.querySelector('#coord-report summary h2').textContent), 'Activity report');
     await c.page.click('#lang-btn');
+
+    // ---- The session ends elsewhere: the next answer (401) returns to the sign-in form.
+    const out = await staffState(c, async () => (await fetch('/api/v1/auth/logout', { method: 'POST' })).status);
+    assert.equal(out, 204);
+    await c.page.click('#rp-submit');
+    await waitFor('the sign-in form', async () => staffState(c, () => window.tuxaStaff.state === 'signed-out'), 10_000);
+    const note = await staffState(c, () => ({
+      note: document.getElementById('signin-note').textContent,
+      console: document.getElementById('screen-console').hidden,
+      live: window.tuxaStaff.coord.live,
+    }));
+    assert.equal(note.note, STRINGS.vi.st_session_expired);
+    assert.equal(note.console, true);
+    assert.equal(note.live, null, 'the coordination data is cleared at sign-out');
+    const pollsOut = await staffState(c, () => window.tuxaStaff.coord.livePolls);
+    await sleep(6_000);
+    assert.equal(await staffState(c, () => window.tuxaStaff.coord.livePolls), pollsOut, 'the live view still polls after sign-out');
   });
 });
 
