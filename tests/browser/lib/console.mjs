@@ -72,7 +72,17 @@ export async function joinFromConsole(who, label, all) {
   await refreshRequest(who);
   await waitFor(`${label}: the Join button`, async () => visible(who, '#conf-join-btn'), 15_000);
   const popup = who.page.browserContext().waitForTarget((t) => /\/join\/[a-z2-7]{16}/.test(t.url()), { timeout: 20_000 });
-  await who.page.click('#conf-join-btn');
+  // A real click (the call opens in a new window, which needs the user's
+  // gesture); tried again if the button was redrawn under the pointer.
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      await who.page.click('#conf-join-btn');
+      break;
+    } catch (e) {
+      if (attempt >= 3 || !/detached|not clickable/.test(String(e && e.message))) throw e;
+      await sleep(300);
+    }
+  }
   const target = await popup;
   const callPage = new Participant(`${label} call`, await target.page(), 'chromium');
   all.push(callPage);
