@@ -680,8 +680,15 @@ async fn upload(
     headers: HeaderMap,
     Path(id): Path<i64>,
     query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
-    data: Bytes,
+    data: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    // Over the limit, axum answers in plain text; the API answers in JSON.
+    let data = data.map_err(|_| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!("a file is 1 byte to {} MiB", MAX_ATTACHMENT_BYTES >> 20),
+        )
+    })?;
     let actor = Actor::from_headers(&state, &headers).await?;
     let r = visible(&state, &actor, id).await?;
     let from_side = actor
