@@ -6,19 +6,23 @@
 #   bash scripts/bench.sh                 # all scenarios, all systems, 3 runs
 #   RUNS=1 SCENARIOS="s1 s3" SYSTEMS="tuxa floor" bash scripts/bench.sh
 #
-# Environment: RUNS (3), SCENARIOS ("s1 s2 s3 s6"), SYSTEMS ("floor tuxa janus"), DURATION (10 s
-# window), SUBSCRIBERS (99: S3 is one publisher and 99 subscribers in one room, tuxa's maximum
-# of 100 participants), CYCLES (1000), OUT (BENCHMARKS.md), CARGO_TARGET_DIR (target), NICE (0).
-# Needs root (unshare --net, ip link), taskset, curl, python3; Janus from `apt-get install janus`.
+# Environment: RUNS (3), SCENARIOS ("s1 s2 s3 s4 s6"), SYSTEMS ("floor tuxa janus"), DURATION
+# (10 s window), SUBSCRIBERS (199: S3 is one publisher and 199 subscribers in one room), CYCLES
+# (1000), S4_CAP (0.25: S4's server runs in a cgroup capped at this many cores), S4_ROOMS (300:
+# S4 stops there at the latest), OUT (BENCHMARKS.md), CARGO_TARGET_DIR (target), NICE (0).
+# Needs root (unshare --net, ip link, the cgroup v1 cpu controller at /sys/fs/cgroup/cpu for
+# S4), taskset, curl, python3; Janus from `apt-get install janus`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 RUNS=${RUNS:-3}
-SCENARIOS=${SCENARIOS:-"s1 s2 s3 s6"}
+SCENARIOS=${SCENARIOS:-"s1 s2 s3 s4 s6"}
 SYSTEMS=${SYSTEMS:-"floor tuxa janus"}
 DURATION=${DURATION:-10}
-SUBSCRIBERS=${SUBSCRIBERS:-99}
+SUBSCRIBERS=${SUBSCRIBERS:-199}
 CYCLES=${CYCLES:-1000}
+S4_CAP=${S4_CAP:-0.25}
+S4_ROOMS=${S4_ROOMS:-300}
 OUT=${OUT:-$ROOT/BENCHMARKS.md}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -26,7 +30,7 @@ GEN_CPU=${GEN_CPU:-1}
 # NICE=-5 gives the server and the generator priority over other work on a shared machine.
 NICE=${NICE:-0}
 COMMAND="$0 $*"
-ENVLINE="NICE=$NICE RUNS=$RUNS SCENARIOS=\"$SCENARIOS\" SYSTEMS=\"$SYSTEMS\" DURATION=$DURATION SUBSCRIBERS=$SUBSCRIBERS CYCLES=$CYCLES"
+ENVLINE="NICE=$NICE RUNS=$RUNS SCENARIOS=\"$SCENARIOS\" SYSTEMS=\"$SYSTEMS\" DURATION=$DURATION SUBSCRIBERS=$SUBSCRIBERS CYCLES=$CYCLES S4_CAP=$S4_CAP S4_ROOMS=$S4_ROOMS"
 
 if [[ -z "${BENCH_NETNS:-}" ]]; then
   cargo build --release -p tuxa-server -p tuxa-bench
@@ -52,11 +56,23 @@ fi
 WORK=$(mktemp -d /tmp/tuxa-bench.XXXXXX)
 RESULTS=$WORK/results.jsonl
 SERVER_PID=
+SERVER_LOG=
+# S4's CPU cap: a cgroup (v1 cpu controller) with a 10 ms period and S4_CAP cores of quota.
+CGROUP=/sys/fs/cgroup/cpu/tuxa-bench-$$
 cleanup() {
   if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
   fi
+  if [[ -d $CGROUP ]]; then rmdir "$CGROUP" 2>/dev/null || true; fi
+}
+cap_server() { # cap_server PID: moves the server into the capped cgroup
+  mkdir -p "$CGROUP"
+  echo 10000 >"$CGROUP/cpu.cfs_period_us"
+  local quota
+  quota=$(python3 -c "print(int($S4_CAP * 10000))")
+  echo "$quota" >"$CGROUP/cpu.cfs_quota_us"
+  echo "$1" >"$CGROUP/cgroup.procs"
 }
 trap cleanup EXIT
 
@@ -106,10 +122,12 @@ start_server() { # start_server SYSTEM: sets SERVER_PID and ADDR
     tuxa)
       local p u
       p=$(port); u=$(port)
+      # tuxa::sfu_counts: the SFU's table sizes, which S6 compares before and after.
       TUXA_ADMIN_KEY=bench-admin-key nice -n "$NICE" taskset -c "$SERVER_CPU" "$TUXA" --listen 127.0.0.1:$p \
         --media-listen 127.0.0.1:$u --announce 127.0.0.1 --data-dir "$d" --cert-dir "$d/certs" \
-        --no-demo --max-participants 100 --log warn >"$d/log" 2>&1 &
+        --no-demo --max-participants 250 --log warn,tuxa::sfu_counts=debug >"$d/log" 2>&1 &
       SERVER_PID=$!
+      SERVER_LOG=$d/log
       ADDR=127.0.0.1:$p
       wait_for curl -skf "https://$ADDR/healthz"
       ;;
@@ -138,11 +156,17 @@ for run in $(seq "$RUNS"); do
     for sys in $SYSTEMS; do
       echo "== run $run: $sys $sc" >&2
       start_server "$sys"
+      extra=()
+      if [[ $sc == s4 ]]; then
+        cap_server "$SERVER_PID"
+        extra=(--cpu-cap "$S4_CAP" --rooms "$S4_ROOMS")
+      fi
+      [[ $sys == tuxa ]] && extra+=(--server-log "$SERVER_LOG")
       client_ip=127.0.0.1
       [[ $sys == janus ]] && client_ip=10.77.0.1
       BENCH_CLIENT_IP=$client_ip TUXA_ADMIN_KEY=bench-admin-key nice -n "$NICE" taskset -c "$GEN_CPU" "$BENCH" run --target "$sys" \
         --addr "$ADDR" --pid "$SERVER_PID" --scenario "$sc" --run "$run" --duration "$DURATION" \
-        --subscribers "$SUBSCRIBERS" --cycles "$CYCLES" --out "$RESULTS" >&2 || true
+        --subscribers "$SUBSCRIBERS" --cycles "$CYCLES" "${extra[@]}" --out "$RESULTS" >&2 || true
       cleanup
       SERVER_PID=
     done

@@ -23,6 +23,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let started = now_ns();
     let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    crate::rxts::enable(&socket)?;
     let mut join = vec![0x01];
     join.extend_from_slice(&room.to_be_bytes());
     let mut buf = vec![0u8; 2048];
@@ -62,8 +63,8 @@ pub async fn run(
                 send_frame(&socket, server, &k_in, ssrc, &mut seq, 96, &f, &mut pkt).await;
                 col.lock().unwrap().on_sent(Kind::Video, id, key);
             }
-            r = socket.recv_from(&mut buf) => {
-                let Ok((n, _)) = r else { continue };
+            r = crate::rxts::recv(&socket, &mut buf) => {
+                let Ok((n, _, arrived)) = r else { continue };
                 if n < HDR + TAG || !media::is_rtp(&buf[..n]) {
                     continue;
                 }
@@ -83,7 +84,7 @@ pub async fn run(
                         c.first_video += 1;
                         c.ttff_ms.push((now_ns() - started) as f64 / 1e6);
                     }
-                    c.on_frame(kind, &plain[4..]);
+                    c.on_frame(kind, &plain[4..], arrived);
                 }
             }
         }

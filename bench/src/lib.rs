@@ -10,6 +10,7 @@ pub mod peer;
 pub mod procstat;
 pub mod report;
 pub mod run;
+pub mod rxts;
 pub mod sig;
 pub mod smoke;
 pub mod tls;

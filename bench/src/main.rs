@@ -1,9 +1,10 @@
 //! `tuxa-bench`: the load generator, the floor forwarder and the report writer.
 //!
 //! ```text
-//! tuxa-bench run --target tuxa|janus|floor --addr ADDR [--key KEY] --scenario s1|s2|s3|s6
+//! tuxa-bench run --target tuxa|janus|floor --addr ADDR [--key KEY] --scenario s1|s2|s3|s4|s6
 //!                [--pid PID] [--run N] [--duration S] [--warmup S] [--subscribers N]
-//!                [--cycles N] [--out FILE.jsonl]
+//!                [--cycles N] [--rooms N] [--cpu-cap CORES] [--server-log FILE]
+//!                [--out FILE.jsonl]
 //! tuxa-bench floor-server --listen ADDR
 //! tuxa-bench report FILE.jsonl          # markdown tables and goals on stdout
 //! tuxa-bench smoke                      # a few seconds of S1 against an in-process tuxa
@@ -87,6 +88,13 @@ fn main() -> anyhow::Result<()> {
                 run: arg(&args, "--run")
                     .and_then(|x| x.parse().ok())
                     .unwrap_or(1),
+                max_rooms: arg(&args, "--rooms")
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or(300),
+                cpu_cap: arg(&args, "--cpu-cap")
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or(1.0),
+                server_log: arg(&args, "--server-log"),
             };
             // The generator: one thread drives every peer.
             let rt = tokio::runtime::Builder::new_current_thread()

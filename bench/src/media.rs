@@ -94,6 +94,9 @@ pub struct Collector {
     pub received: HashMap<(u32, Kind), u64>,
     /// Added latency of each frame received (send → complete at the receiver), µs.
     pub latency_us: Vec<u32>,
+    /// Send → arrival at the receiver's socket (kernel stamp) of the datagram that completed
+    /// each frame, µs: the server's share without the generator's queueing.
+    pub sock_latency_us: Vec<u32>,
     /// Video frames: first and last arrival over all receivers, and how many.
     pub fanout: HashMap<(u32, u32), (u64, u64, u32)>,
     /// RTP packets that arrived at subscribers in the window (what the SFU forwarded).
@@ -122,7 +125,8 @@ impl Collector {
         }
     }
 
-    pub fn on_frame(&mut self, kind: Kind, f: &[u8]) {
+    /// A complete frame; `arrived` is when its last datagram reached the receiver's socket.
+    pub fn on_frame(&mut self, kind: Kind, f: &[u8], arrived: u64) {
         let now = now_ns();
         let Some((publisher, seq, sent)) = parse_mark(kind, f) else {
             return;
@@ -134,6 +138,8 @@ impl Collector {
         *self.received.entry((publisher, kind)).or_default() += 1;
         self.latency_us
             .push((now.saturating_sub(sent) / 1000) as u32);
+        self.sock_latency_us
+            .push((arrived.min(now).saturating_sub(sent) / 1000) as u32);
         if kind == Kind::Video {
             let e = self.fanout.entry((publisher, seq)).or_insert((now, now, 0));
             e.0 = e.0.min(now);
@@ -146,6 +152,17 @@ impl Collector {
         if self.in_window(now_ns()) {
             self.rtp_in += n;
         }
+    }
+
+    /// Starts a new measurement window (S4 measures one per step).
+    pub fn start_window(&mut self, window: (u64, u64)) {
+        self.window = Some(window);
+        self.sent.clear();
+        self.received.clear();
+        self.latency_us.clear();
+        self.sock_latency_us.clear();
+        self.fanout.clear();
+        self.rtp_in = 0;
     }
 
     pub fn error(&mut self, e: String) {

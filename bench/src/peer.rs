@@ -70,6 +70,8 @@ struct P {
     got_video: bool,
     frames_in: u64,
     start: Instant,
+    /// Kernel arrival stamp of the datagram handled last (ns since the media epoch).
+    last_arrival: u64,
 }
 
 impl P {
@@ -110,7 +112,7 @@ impl P {
                     c.ttff_ms
                         .push((now_ns() - self.opts.started_ns) as f64 / 1e6);
                 }
-                c.on_frame(kind, &d.data);
+                c.on_frame(kind, &d.data, self.last_arrival);
             }
             Event::KeyframeRequest(r) if Some(r.mid) == self.video => self.want_key = true,
             _ => {}
@@ -179,7 +181,7 @@ impl P {
 }
 
 enum Step {
-    Udp(std::io::Result<(usize, SocketAddr)>),
+    Udp(std::io::Result<(usize, SocketAddr, u64)>),
     Timeout,
     Audio,
     Video,
@@ -199,6 +201,7 @@ pub async fn run(
     // address of a veth in the benchmark's private network namespace (scripts/bench.sh).
     let ip = std::env::var("BENCH_CLIENT_IP").unwrap_or_else(|_| "127.0.0.1".into());
     let socket = UdpSocket::bind((ip.as_str(), 0)).await?;
+    crate::rxts::enable(&socket)?;
     let local = socket.local_addr()?;
     let mut rtc = new_rtc();
     rtc.add_local_candidate(Candidate::host(local, "udp").context("host candidate")?);
@@ -219,6 +222,7 @@ pub async fn run(
         got_video: false,
         frames_in: 0,
         start: Instant::now(),
+        last_arrival: 0,
     };
     if p.opts.offer
         && let Some(sdp) = p.make_offer()
@@ -241,7 +245,7 @@ pub async fn run(
             let deadline = p.drive()?;
             let sending = p.connected && p.opts.publish;
             let step = tokio::select! {
-                r = p.socket.recv_from(&mut buf) => Step::Udp(r),
+                r = crate::rxts::recv(&p.socket, &mut buf) => Step::Udp(r),
                 _ = tokio::time::sleep_until(deadline.into()) => Step::Timeout,
                 _ = a_tick.tick(), if sending && p.audio.is_some() => Step::Audio,
                 _ = v_tick.tick(), if sending && p.video.is_some() => Step::Video,
@@ -251,7 +255,8 @@ pub async fn run(
             };
             match step {
                 Step::Udp(r) => {
-                    let (n, source) = r?;
+                    let (n, source, arrived) = r?;
+                    p.last_arrival = arrived;
                     if media::is_rtp(&buf[..n]) {
                         p.col.lock().unwrap().on_rtp(1);
                     }

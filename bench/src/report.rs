@@ -84,14 +84,14 @@ pub fn markdown(jsonl: &str) -> anyhow::Result<String> {
     writeln!(s, "### Steady scenarios (S1 1:1, S2 6-party, S3 1 → N)\n")?;
     writeln!(
         s,
-        "| scenario | system | runs | participants | forwarded pkt/s | SFU CPU % | pkt per SFU CPU-s | × floor | µs CPU / pkt | latency p50 / p99 / max ms | fan-out skew p99 ms | loss % | first frame p50 / p95 ms | SFU RSS / participant KiB | generator CPU % |"
+        "| scenario | system | runs | participants | forwarded pkt/s | SFU CPU % | pkt per SFU CPU-s | × floor | µs CPU / pkt | added latency (socket arrival) p50 / p99 / max ms | frame complete at receiver p50 / p99 / max ms | fan-out skew p99 ms | loss % | first frame p50 / p95 ms | SFU RSS / participant KiB | generator CPU % |"
     )?;
     writeln!(
         s,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )?;
     for ((sc, t), rs) in &by {
-        if sc == "s6" {
+        if sc == "s6" || sc == "s4" {
             continue;
         }
         let mut frac: Vec<f64> = rs
@@ -100,7 +100,7 @@ pub fn markdown(jsonl: &str) -> anyhow::Result<String> {
             .collect();
         writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} | {} | {} | {} / {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} | {} | {} | {} / {} | {} | {} |",
             sc.to_uppercase(),
             t,
             rs.len(),
@@ -110,6 +110,9 @@ pub fn markdown(jsonl: &str) -> anyhow::Result<String> {
             cell(&mut col(rs, "pkts_per_cpu_s")),
             cell(&mut frac),
             cell(&mut col(rs, "cpu_us_per_pkt")),
+            cell(&mut col(rs, "lat_sock_p50_ms")),
+            cell(&mut col(rs, "lat_sock_p99_ms")),
+            cell(&mut col(rs, "lat_sock_max_ms")),
             cell(&mut col(rs, "lat_p50_ms")),
             cell(&mut col(rs, "lat_p99_ms")),
             cell(&mut col(rs, "lat_max_ms")),
@@ -127,16 +130,16 @@ pub fn markdown(jsonl: &str) -> anyhow::Result<String> {
     )?;
     writeln!(
         s,
-        "| system | runs | cycles | cycles with a frame | RSS before → after KiB | RSS growth / cycle KiB | fds before → after | threads after | first frame p95 ms |"
+        "| system | runs | cycles | cycles with a frame | RSS before → after KiB | RSS growth / cycle KiB | fds before → after | threads after | first frame p95 ms | SFU tables before → after (per run) |"
     )?;
-    writeln!(s, "|---|---|---|---|---|---|---|---|---|")?;
+    writeln!(s, "|---|---|---|---|---|---|---|---|---|---|")?;
     for ((sc, t), rs) in &by {
         if sc != "s6" {
             continue;
         }
         writeln!(
             s,
-            "| {} | {} | {} | {} | {} → {} | {} | {} → {} | {} | {} |",
+            "| {} | {} | {} | {} | {} → {} | {} | {} → {} | {} | {} | {} |",
             t,
             rs.len(),
             rs[0]["cycles"],
@@ -148,7 +151,84 @@ pub fn markdown(jsonl: &str) -> anyhow::Result<String> {
             cell(&mut col(rs, "fds_after")),
             cell(&mut col(rs, "threads")),
             cell(&mut col(rs, "ttff_p95_ms")),
+            rs.iter()
+                .map(|r| format!(
+                    "`{}` → `{}`",
+                    r["sfu_counts_base"].as_str().unwrap_or("—"),
+                    r["sfu_counts_after"].as_str().unwrap_or("—")
+                ))
+                .collect::<Vec<_>>()
+                .join("<br>"),
         )?;
+    }
+
+    // S4: rooms of two under a CPU cap.
+    let s4: Vec<_> = by.iter().filter(|((sc, _), _)| sc == "s4").collect();
+    if !s4.is_empty() {
+        writeln!(
+            s,
+            "\n### S4: rooms of two (both publish), added until a limit breaks, server under a CPU cap\n"
+        )?;
+        writeln!(
+            s,
+            "| system | runs | CPU cap (cores) | rooms within limits | rooms per core | what broke | µs CPU / pkt at ≈25 / 50 / 75 % of capacity | rooms per core by CPU alone (extrapolated) | generator CPU % at the limit |"
+        )?;
+        writeln!(s, "|---|---|---|---|---|---|---|---|---|")?;
+        for ((_, t), rs) in &s4 {
+            let at = |frac: f64| -> Vec<f64> {
+                rs.iter()
+                    .filter_map(|r| {
+                        let ok = r["s4_rooms_ok"].as_f64()?;
+                        let steps = r["s4_steps"].as_array()?;
+                        let target = ok * frac;
+                        steps
+                            .iter()
+                            .filter(|st| st["ok"].as_bool() == Some(true))
+                            .min_by(|a, b| {
+                                let da = (a["rooms"].as_f64().unwrap_or(0.0) - target).abs();
+                                let db = (b["rooms"].as_f64().unwrap_or(0.0) - target).abs();
+                                da.total_cmp(&db)
+                            })
+                            .and_then(|st| st["cpu_us_per_pkt"].as_f64())
+                    })
+                    .collect()
+            };
+            // Rooms per core if only CPU counted: the largest step's rooms over its CPU share.
+            let mut by_cpu: Vec<f64> = rs
+                .iter()
+                .filter_map(|r| {
+                    let st = r["s4_steps"]
+                        .as_array()?
+                        .iter()
+                        .max_by_key(|st| st["rooms"].as_u64().unwrap_or(0))?;
+                    let cpu = st["sfu_cpu_pct"].as_f64()? / 100.0;
+                    (cpu > 0.0).then(|| st["rooms"].as_f64().unwrap_or(0.0) / cpu)
+                })
+                .collect();
+            let gen_at_limit: Vec<f64> = rs
+                .iter()
+                .filter_map(|r| r["s4_steps"].as_array()?.last()?["gen_cpu_pct"].as_f64())
+                .collect();
+            let limits: Vec<String> = rs
+                .iter()
+                .map(|r| r["s4_limit"].as_str().unwrap_or("?").to_owned())
+                .collect();
+            writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} / {} / {} | {} | {} |",
+                t,
+                rs.len(),
+                cell(&mut col(rs, "s4_cpu_cap")),
+                cell(&mut col(rs, "s4_rooms_ok")),
+                cell(&mut col(rs, "s4_rooms_per_core")),
+                limits.join("; "),
+                cell(&mut at(0.25)),
+                cell(&mut at(0.5)),
+                cell(&mut at(0.75)),
+                cell(&mut by_cpu),
+                cell(&mut gen_at_limit.clone()),
+            )?;
+        }
     }
 
     // Goals (issue 4), for tuxa.
@@ -197,7 +277,7 @@ pub fn markdown(jsonl: &str) -> anyhow::Result<String> {
     let mut worst_ttff: Option<f64> = None;
     for sc in ["s1", "s2", "s3"] {
         if let Some(rs) = tuxa(sc) {
-            if let Some((m, _, _)) = stats(&mut col(rs, "lat_p99_ms")) {
+            if let Some((m, _, _)) = stats(&mut col(rs, "lat_sock_p99_ms")) {
                 worst_p99 = Some(worst_p99.map_or(m, |w: f64| w.max(m)));
             }
             if let Some((m, _, _)) = stats(&mut col(rs, "ttff_p95_ms")) {
@@ -207,16 +287,24 @@ pub fn markdown(jsonl: &str) -> anyhow::Result<String> {
     }
     writeln!(
         s,
-        "| added latency p99 ≤ 2 ms in S1–S3 (worst scenario) | {} | {} |",
+        "| added latency p99 ≤ 2 ms in S1–S3 (worst scenario; send → arrival at the receiver's socket) | {} | {} |",
         worst_p99
             .map(|x| format!("{x:.2} ms"))
             .unwrap_or("—".into()),
         verdict(worst_p99.map(|x| x <= 2.0))
     )?;
-    writeln!(
-        s,
-        "| S4 ≥ 150 rooms of two per core | — | not measured (S4 not implemented yet) |"
-    )?;
+    match tuxa("s4") {
+        Some(rs) => {
+            let per_core = stats(&mut col(rs, "s4_rooms_per_core")).map(|x| x.0);
+            writeln!(
+                s,
+                "| S4 ≥ 150 rooms of two per core | {} | {} |",
+                per_core.map(fmt_num).unwrap_or("—".into()),
+                verdict(per_core.map(|x| x >= 150.0))
+            )?;
+        }
+        None => writeln!(s, "| S4 ≥ 150 rooms of two per core | — | not measured |")?,
+    }
     if let Some(rs) = tuxa("s6") {
         let growth = stats(&mut col(rs, "mem_per_participant_kib")).map(|x| x.0);
         let mut fd: Vec<f64> = rs
@@ -224,15 +312,32 @@ pub fn markdown(jsonl: &str) -> anyhow::Result<String> {
             .filter_map(|r| Some(r["fds_after"].as_f64()? - r["fds_base"].as_f64()?))
             .collect();
         let fdg = stats(&mut fd).map(|x| x.0);
-        let ok = match (growth, fdg) {
-            (Some(g), Some(f)) => Some(g < 1.0 && f <= 0.0),
+        // The SFU's tables after the cycles, as before them (every run that logged them).
+        let tables: Vec<bool> = rs
+            .iter()
+            .filter_map(|r| {
+                let (b, a) = (
+                    r["sfu_counts_base"].as_str()?,
+                    r["sfu_counts_after"].as_str()?,
+                );
+                Some(b == a)
+            })
+            .collect();
+        let tables_ok = (!tables.is_empty()).then(|| tables.iter().all(|x| *x));
+        let ok = match (growth, fdg, tables_ok) {
+            (Some(g), Some(f), Some(t)) => Some(g < 1.0 && f <= 0.0 && t),
             _ => None,
         };
         writeln!(
             s,
-            "| S6 no growth (fds back to baseline, RSS growth < 1 KiB per cycle) | {} KiB/cycle, fds {:+} | {} |",
+            "| S6 no growth (fds and SFU tables back to baseline, RSS growth < 1 KiB per cycle) | {} KiB/cycle, fds {:+}, SFU tables {} | {} |",
             growth.map(fmt_num).unwrap_or("—".into()),
             fdg.unwrap_or(f64::NAN),
+            match tables_ok {
+                Some(true) => "at baseline",
+                Some(false) => "NOT at baseline",
+                None => "not logged",
+            },
             verdict(ok)
         )?;
     }

@@ -46,6 +46,13 @@ pub struct Params {
     /// S6's join/leave cycles.
     pub cycles: usize,
     pub run: u32,
+    /// S4: at most this many rooms of two.
+    pub max_rooms: usize,
+    /// S4: the server's CPU cap in cores (set by the caller, e.g. a cgroup), to turn rooms at
+    /// the limit into rooms per core.
+    pub cpu_cap: f64,
+    /// S4: the server's log file, where tuxa writes its SFU's table sizes (S6 reads it too).
+    pub server_log: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Clone)]
@@ -67,6 +74,10 @@ pub struct Report {
     pub lat_p50_ms: f64,
     pub lat_p99_ms: f64,
     pub lat_max_ms: f64,
+    /// Send → arrival at the receiver's socket (kernel stamp): the server's share.
+    pub lat_sock_p50_ms: f64,
+    pub lat_sock_p99_ms: f64,
+    pub lat_sock_max_ms: f64,
     pub skew_p50_ms: f64,
     pub skew_p99_ms: f64,
     pub loss_pct: f64,
@@ -83,6 +94,33 @@ pub struct Report {
     pub frames_received: u64,
     pub keyframes_sent: u64,
     pub errors: Vec<String>,
+    /// S6 (tuxa): the SFU's table sizes logged before the cycles and at the end.
+    pub sfu_counts_base: Option<String>,
+    pub sfu_counts_after: Option<String>,
+    /// S4: the steps, the largest room count within every limit, what ended the climb.
+    pub s4_steps: Vec<S4Step>,
+    pub s4_rooms_ok: usize,
+    pub s4_cpu_cap: f64,
+    pub s4_rooms_per_core: f64,
+    pub s4_limit: String,
+}
+
+/// One S4 step: `rooms` rooms of two, measured over the window.
+#[derive(Debug, Default, Serialize, Clone)]
+pub struct S4Step {
+    pub rooms: usize,
+    pub fwd_pps: f64,
+    /// SFU CPU as a share of one core, and of the cap.
+    pub sfu_cpu_pct: f64,
+    pub cap_used_pct: f64,
+    pub cpu_us_per_pkt: f64,
+    pub lat_sock_p99_ms: f64,
+    pub lat_p99_ms: f64,
+    pub loss_pct: f64,
+    pub gen_cpu_pct: f64,
+    pub ok: bool,
+    /// Which limits broke (empty when `ok`).
+    pub broke: String,
 }
 
 struct Running {
@@ -356,6 +394,14 @@ pub async fn steady(target: &Target, p: &Params) -> anyhow::Result<Report> {
     rep.lat_p50_ms = percentile(&mut lat, 0.5);
     rep.lat_p99_ms = percentile(&mut lat, 0.99);
     rep.lat_max_ms = lat.last().copied().unwrap_or(f64::NAN);
+    let mut sl: Vec<f64> = c
+        .sock_latency_us
+        .iter()
+        .map(|x| *x as f64 / 1000.0)
+        .collect();
+    rep.lat_sock_p50_ms = percentile(&mut sl, 0.5);
+    rep.lat_sock_p99_ms = percentile(&mut sl, 0.99);
+    rep.lat_sock_max_ms = sl.last().copied().unwrap_or(f64::NAN);
     let receivers = participants as u32 - 1;
     let mut skew: Vec<f64> = c
         .fanout
@@ -448,6 +494,7 @@ pub async fn churn(target: &Target, p: &Params) -> anyhow::Result<Report> {
             tokio::time::sleep(Duration::from_secs(2)).await;
             rep.rss_base_kib = p.pid.and_then(|x| procstat::rss_kib(x).ok()).unwrap_or(0);
             rep.fds_base = p.pid.and_then(|x| procstat::fd_count(x).ok()).unwrap_or(0);
+            rep.sfu_counts_base = last_sfu_counts(p);
             ok = 0;
         }
     }
@@ -456,6 +503,7 @@ pub async fn churn(target: &Target, p: &Params) -> anyhow::Result<Report> {
     rep.rss_kib = p.pid.and_then(|x| procstat::rss_kib(x).ok()).unwrap_or(0);
     rep.fds_after = p.pid.and_then(|x| procstat::fd_count(x).ok()).unwrap_or(0);
     rep.threads = p.pid.map(procstat::threads).unwrap_or(0);
+    rep.sfu_counts_after = last_sfu_counts(p);
     rep.cycles_ok = ok;
     let col = r.col.clone();
     r.stop().await;
@@ -469,9 +517,210 @@ pub async fn churn(target: &Target, p: &Params) -> anyhow::Result<Report> {
     Ok(rep)
 }
 
+/// The last table sizes tuxa logged (`tuxa::sfu_counts` at debug), as "peers=… rooms=…".
+fn last_sfu_counts(p: &Params) -> Option<String> {
+    let log = std::fs::read_to_string(p.server_log.as_ref()?).ok()?;
+    let line = log.lines().rev().find(|l| l.contains("sfu counts"))?;
+    let fields = line.split_once("sfu counts")?.1;
+    // The log may be coloured: drop ANSI escape sequences.
+    let mut out = String::new();
+    let mut esc = false;
+    for ch in fields.chars() {
+        match (esc, ch) {
+            (false, '\u{1b}') => esc = true,
+            (true, 'm') => esc = false,
+            (true, _) => {}
+            (false, c) => out.push(c),
+        }
+    }
+    Some(out.trim().to_owned())
+}
+
+/// S4: rooms of two (both publish) added a few at a time until a limit breaks: added latency
+/// p99 (socket arrival) over 10 ms, loss over 0.1 %, or the server's CPU at its cap.
+pub async fn rooms_of_two(target: &Target, p: &Params) -> anyhow::Result<Report> {
+    let cap = if p.cpu_cap > 0.0 { p.cpu_cap } else { 1.0 };
+    let mut r = Running::new();
+    let mut rep = Report {
+        target: target.name().into(),
+        scenario: p.scenario.clone(),
+        run: p.run,
+        s4_cpu_cap: cap,
+        ..Default::default()
+    };
+    let rss_base = p.pid.and_then(|x| procstat::rss_kib(x).ok()).unwrap_or(0);
+    rep.rss_base_kib = rss_base;
+    let mut rooms = 0usize;
+    let mut limit = String::from("max rooms reached");
+    while rooms < p.max_rooms {
+        // Small steps near the start, then an eighth of what runs already.
+        let step = (rooms / 8).clamp(2, 16).min(p.max_rooms - rooms);
+        let want = rooms + step;
+        let first0 = r.col.lock().unwrap().first_video;
+        for n in rooms..want {
+            let room = make_room(target, 2, u64::from(p.run) * 1000 + 100 + n as u64).await?;
+            let base = 2 * n as u32;
+            let connected = r.col.lock().unwrap().connected;
+            add(&mut r, target, &room, base, true, false).await?;
+            add(&mut r, target, &room, base + 1, true, false).await?;
+            if let (Target::Janus { url }, RoomRef::Janus { id, feeds }) = (target, &room) {
+                // Janus offers a feed to subscribers once its publisher is up.
+                let col = r.col.clone();
+                wait_until("Janus publishers", Duration::from_secs(20), || {
+                    col.lock().unwrap().connected >= connected + 2
+                })
+                .await?;
+                let feeds = feeds.lock().unwrap().clone();
+                for (me, _) in &feeds {
+                    let others: Vec<u64> =
+                        feeds.iter().filter(|f| f.0 != *me).map(|f| f.1).collect();
+                    // `connected` counts every client, so a publisher of this room may not be
+                    // configured yet ("No such feed"): retry for up to 5 s.
+                    let mut tries = 0;
+                    loop {
+                        let res = add_janus_subscriber(
+                            &mut r,
+                            url,
+                            *id,
+                            others.clone(),
+                            100_000 + me,
+                            false,
+                        )
+                        .await;
+                        match res {
+                            Err(e) if tries < 50 && format!("{e:#}").contains("No such feed") => {
+                                tries += 1;
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                            other => break other?,
+                        }
+                    }
+                }
+            }
+        }
+        let col = r.col.clone();
+        let expect = first0 + 2 * step as u64;
+        if let Err(e) = wait_until("S4 first frames", Duration::from_secs(30), || {
+            col.lock().unwrap().first_video >= expect
+        })
+        .await
+        {
+            limit = format!("{want} rooms did not all get a picture: {e}");
+            break;
+        }
+        rooms = want;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        // One stall of this shared machine can break a 3-second window: a step fails only if
+        // it fails twice in a row (both measurements are kept).
+        let mut st = measure_s4(&r, p, cap, rooms).await;
+        if !st.ok {
+            let again = measure_s4(&r, p, cap, rooms).await;
+            rep.s4_steps.push(st);
+            st = again;
+        }
+        let broke = st.broke.clone();
+        let ok = st.ok;
+        rep.s4_steps.push(st);
+        if ok {
+            rep.s4_rooms_ok = rooms;
+        } else {
+            limit = broke;
+            break;
+        }
+    }
+    rep.s4_limit = limit;
+    rep.s4_rooms_per_core = rep.s4_rooms_ok as f64 / cap;
+    rep.participants = 2 * rooms;
+    rep.publishers = 2 * rooms;
+    rep.rss_kib = p.pid.and_then(|x| procstat::rss_kib(x).ok()).unwrap_or(0);
+    rep.threads = p.pid.map(procstat::threads).unwrap_or(0);
+    let col = r.col.clone();
+    r.stop().await;
+    rep.errors = col.lock().unwrap().errors.clone();
+    Ok(rep)
+}
+
+/// One S4 measurement: a 3-second window over the rooms running.
+async fn measure_s4(r: &Running, p: &Params, cap: f64, rooms: usize) -> S4Step {
+    const LAT_LIMIT_MS: f64 = 10.0;
+    const LOSS_LIMIT_PCT: f64 = 0.1;
+    const CAP_LIMIT: f64 = 0.95;
+    let window = Duration::from_secs(3);
+    let (cpu0, gen0) = (pid_cpu(p.pid), pid_cpu(Some(std::process::id())));
+    let t0 = now_ns();
+    r.col
+        .lock()
+        .unwrap()
+        .start_window((t0, t0 + window.as_nanos() as u64));
+    tokio::time::sleep(window).await;
+    let (cpu1, gen1) = (pid_cpu(p.pid), pid_cpu(Some(std::process::id())));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let c = r.col.lock().unwrap();
+    let w = window.as_secs_f64();
+    let mut st = S4Step {
+        rooms,
+        fwd_pps: c.rtp_in as f64 / w,
+        sfu_cpu_pct: 100.0 * (cpu1 - cpu0) / w,
+        gen_cpu_pct: 100.0 * (gen1 - gen0) / w,
+        ..Default::default()
+    };
+    st.cap_used_pct = st.sfu_cpu_pct / cap;
+    st.cpu_us_per_pkt = 1e6 * (cpu1 - cpu0) / (c.rtp_in.max(1) as f64);
+    let mut sl: Vec<f64> = c
+        .sock_latency_us
+        .iter()
+        .map(|x| *x as f64 / 1000.0)
+        .collect();
+    st.lat_sock_p99_ms = percentile(&mut sl, 0.99);
+    let mut l: Vec<f64> = c.latency_us.iter().map(|x| *x as f64 / 1000.0).collect();
+    st.lat_p99_ms = percentile(&mut l, 0.99);
+    let (mut expected, mut got) = (0u64, 0u64);
+    for (key, sent) in &c.sent {
+        expected += sent;
+        got += c.received.get(key).copied().unwrap_or(0);
+    }
+    st.loss_pct = if expected > 0 {
+        100.0 * expected.saturating_sub(got) as f64 / expected as f64
+    } else {
+        f64::NAN
+    };
+    let errors = c.errors.len();
+    drop(c);
+    let mut broke: Vec<String> = Vec::new();
+    // NaN (nothing measured) counts as broken.
+    if st.lat_sock_p99_ms.is_nan() || st.lat_sock_p99_ms > LAT_LIMIT_MS {
+        broke.push(format!("latency p99 {:.1} ms", st.lat_sock_p99_ms));
+    }
+    if st.loss_pct.is_nan() || st.loss_pct > LOSS_LIMIT_PCT {
+        broke.push(format!("loss {:.2} %", st.loss_pct));
+    }
+    if p.pid.is_some() && st.sfu_cpu_pct >= 100.0 * cap * CAP_LIMIT {
+        broke.push(format!("CPU {:.0} % of the cap", st.cap_used_pct));
+    }
+    if errors > 0 {
+        broke.push("client errors".into());
+    }
+    st.ok = broke.is_empty();
+    st.broke = broke.join(", ");
+    eprintln!(
+        "S4 {:>3} rooms: {:>7.0} pkt/s, CPU {:>5.1} % ({:>3.0} % of cap), {:>5.1} µs/pkt, p99 {:.2} ms, loss {:.2} %, gen {:.0} % {}",
+        rooms,
+        st.fwd_pps,
+        st.sfu_cpu_pct,
+        st.cap_used_pct,
+        st.cpu_us_per_pkt,
+        st.lat_sock_p99_ms,
+        st.loss_pct,
+        st.gen_cpu_pct,
+        st.broke
+    );
+    st
+}
+
 pub async fn scenario(target: &Target, p: &Params) -> anyhow::Result<Report> {
     match p.scenario.as_str() {
         "s6" => churn(target, p).await,
+        "s4" => rooms_of_two(target, p).await,
         _ => steady(target, p).await,
     }
     .with_context(|| format!("{} {}", target.name(), p.scenario))

@@ -53,6 +53,9 @@ pub async fn smoke(window: Duration) -> anyhow::Result<Report> {
         subscribers: 0,
         cycles: 0,
         run: 0,
+        max_rooms: 0,
+        cpu_cap: 1.0,
+        server_log: None,
     };
     let mut result = Err(anyhow::anyhow!("the server did not come up"));
     for _ in 0..50 {

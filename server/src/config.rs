@@ -19,6 +19,9 @@ pub enum TlsSource {
     InMemory,
 }
 
+/// The largest room `--max-participants` accepts.
+pub const MAX_PARTICIPANTS_LIMIT: usize = 250;
+
 /// What `server::run` needs besides its sockets.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -97,7 +100,7 @@ OPTIONS (each also as an environment variable, and as a key in the TOML file):
   --data-dir DIR          SQLite file and keys [data]                 TUXA_DATA_DIR
   --cert-dir DIR          where the self-signed dev cert is kept [certs]  TUXA_CERT_DIR
   --cert FILE --key FILE  a real certificate chain and key (PEM)      TUXA_CERT, TUXA_KEY
-  --max-participants N    per room [16]                               TUXA_MAX_PARTICIPANTS
+  --max-participants N    per room, at most 250 [16]                  TUXA_MAX_PARTICIPANTS
   --no-demo               do not create and print a demo consultation TUXA_DEMO=0
   --log FILTER            log filter [info]                           TUXA_LOG
   TUXA_ADMIN_KEY          set the admin API key instead of generating one
@@ -184,8 +187,11 @@ impl Settings {
                 .context("--max-participants must be a whole number")?,
             None => file.max_participants.unwrap_or(16),
         };
-        if !(2..=100).contains(&max_participants) {
-            bail!("--max-participants must be between 2 and 100");
+        // 16 suits a consultation; a teaching session or a hospital-wide
+        // briefing may need a few hundred receivers (the SFU's benchmark S3
+        // runs one publisher and 199 subscribers in one room).
+        if !(2..=MAX_PARTICIPANTS_LIMIT).contains(&max_participants) {
+            bail!("--max-participants must be between 2 and {MAX_PARTICIPANTS_LIMIT}");
         }
         let demo = if flags.iter().any(|(k, _)| k == "no-demo") {
             false

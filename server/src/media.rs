@@ -2,11 +2,21 @@
 //! from the socket into the SFU and out again in the same task — no channel
 //! and no lock per packet. Only control messages (SDP, removal) arrive over
 //! a channel, and only signaling leaves by one.
+//!
+//! Datagrams are read in batches (`recvmmsg`: one system call per batch
+//! instead of per datagram) and written in batches of `sendto` calls (see
+//! `send_batch` for why not `sendmmsg`). A batch read is fed to the
+//! SFU whole before its output is drained, so each subscriber is polled once
+//! per batch (see `tuxa_sfu`'s cost model).
 
-use std::io::ErrorKind;
-use std::net::SocketAddr;
+use std::io::{ErrorKind, IoSliceMut};
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendto};
+use str0m::net::Transmit;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tuxa_sfu::{Sfu, SfuOutput};
@@ -14,8 +24,21 @@ use tuxa_signaling::{Input, MediaCommand};
 
 use crate::hub_task::HubMsg;
 
-/// Datagrams handled per wake-up before commands and timers get a turn.
-const RECV_BATCH: usize = 64;
+/// Datagrams per `recvmmsg`.
+const RECV_BATCH: usize = 32;
+/// `recvmmsg` calls per wake-up before commands and timers get a turn.
+const RECV_ROUNDS: usize = 4;
+/// Datagrams per `sendmmsg`.
+const SEND_BATCH: usize = 64;
+/// Larger than any datagram str0m accepts or sends (its MTU is 1150 bytes
+/// of RTP payload); a longer one is truncated, then refused by the SFU.
+const DATAGRAM_MAX: usize = 2048;
+
+/// How often the SFU's table sizes are checked; they are logged (target
+/// `tuxa::sfu_counts`, level debug) when they changed, so that a benchmark or
+/// an operator (`--log warn,tuxa::sfu_counts=debug`) can see them return to
+/// their baseline once participants leave.
+const COUNTS_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct MediaTask {
     pub socket: UdpSocket,
@@ -29,26 +52,72 @@ pub struct MediaTask {
 
 impl MediaTask {
     pub async fn run(mut self) {
-        let mut buf = vec![0u8; 2048];
+        let mut bufs = vec![[0u8; DATAGRAM_MAX]; RECV_BATCH];
+        let mut got: Vec<(usize, Option<SocketAddr>)> = Vec::with_capacity(RECV_BATCH);
+        let mut batch: Vec<Transmit> = Vec::with_capacity(SEND_BATCH);
+        let mut next_counts = Instant::now();
+        let mut last_counts = None;
         loop {
-            self.flush().await;
+            self.flush(&mut batch).await;
+            let now = Instant::now();
+            if now >= next_counts {
+                next_counts = now + COUNTS_LOG_INTERVAL;
+                let c = self.sfu.counts();
+                if last_counts != Some(c) {
+                    last_counts = Some(c);
+                    tracing::debug!(
+                        target: "tuxa::sfu_counts",
+                        peers = c.peers,
+                        rooms = c.rooms,
+                        addresses = c.addresses,
+                        timers = c.timers,
+                        dirty = c.dirty,
+                        queued = c.queued_outputs,
+                        "sfu counts"
+                    );
+                }
+            }
             let deadline = self
                 .sfu
                 .poll_timeout()
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+                .unwrap_or(now + Duration::from_secs(1))
+                .min(next_counts);
+            // A deadline already passed is served now: tokio's timer rounds
+            // up to the next millisecond, which would add up to 1 ms.
+            if deadline <= now {
+                self.sfu.handle_timeout(now);
+                continue;
+            }
             tokio::select! {
                 biased;
                 _ = self.shutdown.changed() => break,
+                // Timers before the socket: a socket that is always readable
+                // must not starve retransmissions and reports.
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    self.sfu.handle_timeout(Instant::now());
+                }
                 r = self.socket.readable() => {
                     if r.is_err() {
                         continue;
                     }
-                    for _ in 0..RECV_BATCH {
-                        match self.socket.try_recv_from(&mut buf) {
-                            Ok((n, source)) => {
-                                let dest = self.local_for(source);
-                                self.sfu.handle_receive(Instant::now(), source, dest, &buf[..n]);
-                                self.flush().await;
+                    for _ in 0..RECV_ROUNDS {
+                        let fd = self.socket.as_raw_fd();
+                        let r = self
+                            .socket
+                            .try_io(Interest::READABLE, || recv_batch(fd, &mut bufs, &mut got));
+                        match r {
+                            Ok(n) => {
+                                let now = Instant::now();
+                                for (i, &(len, source)) in got.iter().enumerate() {
+                                    // A datagram without a usable source
+                                    // cannot be answered.
+                                    let Some(source) = source else { continue };
+                                    let dest = self.local_for(source);
+                                    self.sfu.handle_receive(now, source, dest, &bufs[i][..len]);
+                                }
+                                if n < RECV_BATCH {
+                                    break;
+                                }
                             }
                             Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                             // ICMP port unreachable from a peer that went away
@@ -76,23 +145,19 @@ impl MediaTask {
                         }
                     }
                 }
-                _ = tokio::time::sleep_until(deadline.into()) => {
-                    self.sfu.handle_timeout(Instant::now());
-                }
             }
         }
     }
 
-    async fn flush(&mut self) {
+    /// Sends everything the SFU has to say: datagrams in batches, signaling
+    /// to the hub.
+    async fn flush(&mut self, batch: &mut Vec<Transmit>) {
         while let Some(out) = self.sfu.poll_output() {
             match out {
                 SfuOutput::Transmit(t) => {
-                    match self.socket.try_send_to(&t.contents, t.destination) {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                            let _ = self.socket.send_to(&t.contents, t.destination).await;
-                        }
-                        Err(e) => tracing::debug!("media send to {}: {e}", t.destination),
+                    batch.push(t);
+                    if batch.len() == SEND_BATCH {
+                        self.send(batch).await;
                     }
                 }
                 SfuOutput::Signal(pid, msg) => {
@@ -103,6 +168,33 @@ impl MediaTask {
                 }
             }
         }
+        self.send(batch).await;
+    }
+
+    async fn send(&self, batch: &mut Vec<Transmit>) {
+        let fd = self.socket.as_raw_fd();
+        let mut done = 0;
+        while done < batch.len() {
+            let rest = &batch[done..];
+            match self
+                .socket
+                .try_io(Interest::WRITABLE, || send_batch(fd, rest))
+            {
+                Ok(n) => done += n.max(1),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if self.socket.writable().await.is_err() {
+                        break;
+                    }
+                }
+                // The first datagram of the batch was refused (an unroutable
+                // address, say): skip it, send the rest.
+                Err(e) => {
+                    tracing::debug!("media send to {}: {e}", rest[0].destination);
+                    done += 1;
+                }
+            }
+        }
+        batch.clear();
     }
 
     /// Which of our announced addresses a datagram from `source` was sent to.
@@ -122,4 +214,67 @@ impl MediaTask {
             .copied()
             .unwrap_or(source)
     }
+}
+
+/// One `recvmmsg` into `bufs`; `got` gets (length, source) per datagram.
+/// The headers are made per call: the kernel shortens each one's address
+/// length to the address it wrote, so reused headers could truncate a
+/// longer (IPv6) address later.
+fn recv_batch(
+    fd: i32,
+    bufs: &mut [[u8; DATAGRAM_MAX]],
+    got: &mut Vec<(usize, Option<SocketAddr>)>,
+) -> std::io::Result<usize> {
+    got.clear();
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(bufs.len(), None);
+    let mut slices: Vec<[IoSliceMut<'_>; 1]> = bufs
+        .iter_mut()
+        .map(|b| [IoSliceMut::new(&mut b[..])])
+        .collect();
+    let results = recvmmsg(
+        fd,
+        &mut headers,
+        slices.iter_mut(),
+        MsgFlags::MSG_DONTWAIT,
+        None,
+    )
+    .map_err(std::io::Error::from)?;
+    for r in results {
+        got.push((
+            r.bytes.min(DATAGRAM_MAX),
+            r.address.as_ref().and_then(to_std),
+        ));
+    }
+    Ok(got.len())
+}
+
+/// Sends (a prefix of) `batch`, one `sendto` each; returns how many were
+/// sent before the socket refused one (the caller retries or skips it).
+///
+/// Not `sendmmsg`: nix 0.31's `sendmmsg` reports how many were sent only
+/// through an iterator that reads its (for sends, never written) address
+/// slots with `assume_init` — undefined behaviour in the dependency. The
+/// benchmark figures measured with `sendmmsg` are marked so in BENCHMARKS.md.
+fn send_batch(fd: i32, batch: &[Transmit]) -> std::io::Result<usize> {
+    let batch = &batch[..batch.len().min(SEND_BATCH)];
+    for (i, t) in batch.iter().enumerate() {
+        let to = SockaddrStorage::from(t.destination);
+        if let Err(e) = sendto(fd, &t.contents, &to, MsgFlags::MSG_DONTWAIT) {
+            if i == 0 {
+                return Err(std::io::Error::from(e));
+            }
+            return Ok(i);
+        }
+    }
+    Ok(batch.len())
+}
+
+fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
+    }
+    if let Some(v6) = a.as_sockaddr_in6() {
+        return Some(SocketAddr::V6(SocketAddrV6::from(*v6)));
+    }
+    None
 }

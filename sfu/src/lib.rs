@@ -1,22 +1,35 @@
 //! tuxa's media plane, sans IO: a selective forwarding unit over str0m.
 //!
-//! Every participant has one [`str0m::Rtc`] (ICE-lite, DTLS-SRTP). Media a
-//! participant publishes arrives as [`Event::MediaData`] and is written, as the
-//! same shared buffer, into the outgoing track of every other participant in
-//! the room. Nothing is decoded or mixed.
+//! Every participant has one [`str0m::Rtc`] (ICE-lite, DTLS-SRTP) in RTP
+//! mode. An RTP packet a participant publishes arrives as
+//! [`str0m::Event::RtpPacket`] and is written, as the same shared payload,
+//! into the outgoing stream of every other participant in the room, with
+//! that subscriber's sequence numbers, timestamps and payload type. Nothing
+//! is decoded, mixed or re-packetized.
 //!
 //! The owner of the UDP socket feeds datagrams ([`Sfu::handle_receive`]) and
 //! time ([`Sfu::handle_timeout`]) and drains [`SfuOutput`]s: datagrams to
 //! send, signaling messages for a participant, and the next time to wake.
 //! No clock is read and no socket is touched here, so the tests drive whole
 //! calls between str0m clients in simulated time.
+//!
+//! Cost model: a datagram is handed to its own peer at once (str0m keeps
+//! only one received RTP packet for the next poll), and what it forwards is
+//! written into the subscribers' send queues; the subscribers themselves are
+//! polled (encrypting and emitting the datagrams) when the owner next asks
+//! for output. An owner that feeds a batch of datagrams before draining thus
+//! polls each subscriber once per batch, not once per packet. Timers are a
+//! heap keyed by each peer's next wake-up, so a wake-up touches only the
+//! peers that are due.
 
 mod peer;
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use str0m::media::MediaKind;
 use str0m::net::{DatagramRecv, Protocol, Receive, Transmit};
 use str0m::{Candidate, Input};
 use tuxa_protocol::{ErrorCode, ParticipantId, RoomId, ServerMsg};
@@ -58,6 +71,10 @@ pub enum SfuError {
 /// Counters for tests, the log and (later) metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SfuStats {
+    /// RTP packets written to subscribers.
+    pub packets_forwarded: u64,
+    /// Of those, the packets that end a media unit: every audio packet and
+    /// the last packet (marker bit) of each video frame.
     pub frames_forwarded: u64,
     pub keyframe_requests_sent: u64,
     pub keyframe_requests_throttled: u64,
@@ -70,13 +87,33 @@ pub struct Sfu {
     rooms: HashMap<RoomId, Vec<ParticipantId>>,
     /// Which peer a remote address belongs to, learnt from its first STUN.
     by_addr: HashMap<SocketAddr, ParticipantId>,
-    /// Peers that were given input or media since they were last polled.
+    /// Peers that were given input or media since they were last polled
+    /// (each flagged `dirty`, so it is listed once).
     dirty: Vec<ParticipantId>,
+    /// Peers' wake-ups, earliest first. An entry whose time is not its
+    /// peer's `scheduled` is stale and skipped when it comes up.
+    timers: BinaryHeap<Reverse<(Instant, ParticipantId)>>,
+    /// The latest time an input carried (for draining in `poll_output`).
+    now: Option<Instant>,
     out: VecDeque<SfuOutput>,
+    /// Reused buffer for one peer's events.
+    events: Vec<PeerEvent>,
     stats: SfuStats,
     /// Sources announced before the participant's first offer.
     early_sources:
         HashMap<ParticipantId, std::collections::BTreeMap<String, tuxa_protocol::TrackSource>>,
+}
+
+/// Sizes of the SFU's internal tables, to check that they return to their
+/// baseline once participants leave (benchmark S6).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SfuCounts {
+    pub peers: usize,
+    pub rooms: usize,
+    pub addresses: usize,
+    pub timers: usize,
+    pub dirty: usize,
+    pub queued_outputs: usize,
 }
 
 impl Sfu {
@@ -87,7 +124,10 @@ impl Sfu {
             rooms: HashMap::new(),
             by_addr: HashMap::new(),
             dirty: Vec::new(),
+            timers: BinaryHeap::new(),
+            now: None,
             out: VecDeque::new(),
+            events: Vec::new(),
             stats: SfuStats::default(),
             early_sources: HashMap::new(),
         }
@@ -95,6 +135,17 @@ impl Sfu {
 
     pub fn stats(&self) -> SfuStats {
         self.stats
+    }
+
+    pub fn counts(&self) -> SfuCounts {
+        SfuCounts {
+            peers: self.peers.len(),
+            rooms: self.rooms.len(),
+            addresses: self.by_addr.len(),
+            timers: self.timers.len(),
+            dirty: self.dirty.len(),
+            queued_outputs: self.out.len(),
+        }
     }
 
     pub fn peer_count(&self) -> usize {
@@ -108,6 +159,7 @@ impl Sfu {
     /// A client's SDP offer. The first one creates the participant's
     /// transport; the answer (or an error) comes out as a `Signal`.
     pub fn handle_offer(&mut self, now: Instant, room: &RoomId, pid: ParticipantId, sdp: &str) {
+        self.now = Some(now);
         let created = !self.peers.contains_key(&pid);
         if created {
             match Peer::new(now, pid, room.clone(), &self.config) {
@@ -163,6 +215,7 @@ impl Sfu {
 
     /// A client's answer to a server offer.
     pub fn handle_answer(&mut self, now: Instant, pid: ParticipantId, sdp: &str) {
+        self.now = Some(now);
         let Some(peer) = self.peers.get_mut(&pid) else {
             self.signal_error(
                 pid,
@@ -221,6 +274,9 @@ impl Sfu {
         peer.close();
         self.by_addr.retain(|_, p| *p != pid);
         self.dirty.retain(|p| *p != pid);
+        // Its heap entries would only be skipped when they come up; a peer
+        // that leaves must not leave anything behind.
+        self.timers.retain(|Reverse((_, p))| *p != pid);
         if let Some(members) = self.rooms.get_mut(peer.room()) {
             members.retain(|p| *p != pid);
             let members = members.clone();
@@ -230,8 +286,8 @@ impl Sfu {
             for other in members {
                 if let Some(o) = self.peers.get_mut(&other) {
                     o.unsubscribe_from(pid);
-                    self.dirty.push(other);
                 }
+                self.mark(other);
             }
         }
         self.drain(now);
@@ -245,6 +301,7 @@ impl Sfu {
         destination: SocketAddr,
         data: &[u8],
     ) {
+        self.now = Some(now);
         let Ok(contents) = DatagramRecv::try_from(data) else {
             self.stats.datagrams_unmatched += 1;
             return;
@@ -284,43 +341,82 @@ impl Sfu {
         if let Some(peer) = self.peers.get_mut(&pid) {
             peer.handle_input(input);
         }
-        self.mark(pid);
-        self.drain(now);
+        // Only this peer now: str0m holds one received RTP packet until the
+        // next poll. The subscribers it wrote to wait for `poll_output`.
+        self.poll_peer(now, pid);
     }
 
     /// Drives time. Call when [`Sfu::poll_timeout`] says so (or earlier).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<ParticipantId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.next_timeout() <= now)
-            .map(|(pid, _)| *pid)
-            .collect();
-        for pid in due {
-            if let Some(peer) = self.peers.get_mut(&pid) {
-                peer.handle_input(Input::Timeout(now));
-                if let Some(req) = peer.due_keyframe_requests(now) {
-                    self.stats.keyframe_requests_sent += req;
-                }
+        self.now = Some(now);
+        while let Some(Reverse((at, pid))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(peer) = self.peers.get_mut(&pid) else {
+                continue;
+            };
+            if peer.scheduled != Some(at) {
+                continue;
+            }
+            peer.scheduled = None;
+            if peer.next_timeout() > now {
+                // Woken early (the peer's timer moved later since): sleep on.
+                let next = peer.next_timeout();
+                self.schedule(pid, next);
+                continue;
+            }
+            peer.handle_input(Input::Timeout(now));
+            if let Some(req) = peer.due_keyframe_requests(now) {
+                self.stats.keyframe_requests_sent += req;
             }
             self.mark(pid);
         }
         self.drain(now);
     }
 
-    /// When [`Sfu::handle_timeout`] must next be called.
+    /// When [`Sfu::handle_timeout`] must next be called. It may be early
+    /// (a peer's timer can move later without the heap knowing); never late.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers.values().map(|p| p.next_timeout()).min()
+        if !self.dirty.is_empty() {
+            // Output is waiting to be drained: that is due now.
+            return self.now;
+        }
+        self.timers.peek().map(|Reverse((at, _))| *at)
     }
 
+    /// The next output. Subscribers written to since the last call are
+    /// polled first (see the crate docs on batching).
     pub fn poll_output(&mut self) -> Option<SfuOutput> {
+        if self.out.is_empty()
+            && !self.dirty.is_empty()
+            && let Some(now) = self.now
+        {
+            self.drain(now);
+        }
         self.out.pop_front()
     }
 
     fn mark(&mut self, pid: ParticipantId) {
-        if !self.dirty.contains(&pid) {
+        if let Some(p) = self.peers.get_mut(&pid)
+            && !p.dirty
+        {
+            p.dirty = true;
             self.dirty.push(pid);
         }
+    }
+
+    /// Puts a peer's next wake-up in the heap unless an earlier one is there.
+    fn schedule(&mut self, pid: ParticipantId, at: Instant) {
+        let Some(p) = self.peers.get_mut(&pid) else {
+            return;
+        };
+        if p.scheduled.is_some_and(|s| s <= at) {
+            return;
+        }
+        p.scheduled = Some(at);
+        self.timers.push(Reverse((at, pid)));
     }
 
     fn signal_error(&mut self, pid: ParticipantId, code: ErrorCode, message: String) {
@@ -337,16 +433,24 @@ impl Sfu {
     /// Polls every dirty peer until it has nothing more to say, carrying
     /// media and keyframe requests between peers (which dirties them in turn).
     fn drain(&mut self, now: Instant) {
-        let mut events = Vec::new();
         while let Some(pid) = self.dirty.pop() {
-            let Some(peer) = self.peers.get_mut(&pid) else {
-                continue;
-            };
-            peer.poll(now, &mut self.out, &mut events);
-            for ev in events.drain(..) {
-                self.on_event(now, pid, ev);
-            }
+            self.poll_peer(now, pid);
         }
+    }
+
+    fn poll_peer(&mut self, now: Instant, pid: ParticipantId) {
+        let Some(peer) = self.peers.get_mut(&pid) else {
+            return;
+        };
+        let mut events = std::mem::take(&mut self.events);
+        peer.dirty = false;
+        peer.poll(now, &mut self.out, &mut events);
+        let next = peer.next_timeout();
+        self.schedule(pid, next);
+        for ev in events.drain(..) {
+            self.on_event(now, pid, ev);
+        }
+        self.events = events;
     }
 
     fn on_event(&mut self, now: Instant, from: ParticipantId, ev: PeerEvent) {
@@ -361,17 +465,19 @@ impl Sfu {
                     }
                     if let Some(o) = self.peers.get_mut(other) {
                         o.subscribe(track.clone());
-                        if !self.dirty.contains(other) {
+                        if !o.dirty {
+                            o.dirty = true;
                             self.dirty.push(*other);
                         }
                     }
                 }
             }
-            PeerEvent::Media(data) => {
+            PeerEvent::Rtp(pkt) => {
                 let mut want_keyframe = false;
                 let Some(room) = self.peers.get(&from).map(|p| p.room().clone()) else {
                     return;
                 };
+                let ends_unit = pkt.kind == MediaKind::Audio || pkt.marker;
                 for other in self.rooms.get(&room).into_iter().flatten() {
                     if *other == from {
                         continue;
@@ -379,10 +485,12 @@ impl Sfu {
                     let Some(o) = self.peers.get_mut(other) else {
                         continue;
                     };
-                    match o.forward(from, &data) {
+                    match o.forward(from, &pkt) {
                         Forwarded::Written => {
-                            self.stats.frames_forwarded += 1;
-                            if !self.dirty.contains(other) {
+                            self.stats.packets_forwarded += 1;
+                            self.stats.frames_forwarded += u64::from(ends_unit);
+                            if !o.dirty {
+                                o.dirty = true;
                                 self.dirty.push(*other);
                             }
                         }
@@ -391,15 +499,15 @@ impl Sfu {
                     }
                 }
                 // A subscriber is waiting for a picture: ask the publisher
-                // (throttled per track, so a frame-by-frame ask is cheap).
+                // (throttled per track, so a packet-by-packet ask is cheap).
                 if want_keyframe {
                     self.on_event(
                         now,
                         from,
                         PeerEvent::WantKeyframe {
                             publisher: from,
-                            mid: data.mid,
-                            rid: data.rid,
+                            mid: pkt.mid,
+                            rid: pkt.rid,
                         },
                     );
                 }
@@ -410,13 +518,15 @@ impl Sfu {
                 rid,
             } => {
                 if let Some(p) = self.peers.get_mut(&publisher) {
-                    if p.request_keyframe(now, mid, rid) {
+                    let sent = p.request_keyframe(now, mid, rid);
+                    let next = p.next_timeout();
+                    if sent {
                         self.stats.keyframe_requests_sent += 1;
-                        if !self.dirty.contains(&publisher) {
-                            self.dirty.push(publisher);
-                        }
+                        self.mark(publisher);
                     } else {
                         self.stats.keyframe_requests_throttled += 1;
+                        // The deferred request wakes the publisher.
+                        self.schedule(publisher, next);
                     }
                 }
             }

@@ -1,11 +1,22 @@
 //! One participant's transport and the tracks it publishes and receives.
+//!
+//! Media is forwarded as RTP (str0m's RTP mode): a packet a publisher sends is
+//! decrypted once, and for every subscriber only its header is rewritten
+//! (SSRC by str0m, sequence number, timestamp and payload type by us) before
+//! str0m encrypts and sends it. The payload is one `Arc<[u8]>` shared by all
+//! subscribers and their retransmission caches. The rewriting state is per
+//! subscriber and per track ([`Rewrite`]), so that choosing a different
+//! simulcast layer (or source) for one subscriber only moves its offsets.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use std::collections::BTreeMap;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid, Rid};
+use str0m::format::{Codec, PayloadParams};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
 use tuxa_protocol::{ParticipantId, RoomId, ServerMsg, TrackId, TrackInfo, TrackSource};
@@ -22,13 +33,37 @@ pub(crate) struct Published {
     pub source: TrackSource,
 }
 
+/// One RTP packet a publisher sent, as every subscriber gets it: parsed and
+/// classified once, whatever the fan-out.
+#[derive(Debug, Clone)]
+pub(crate) struct Packet {
+    pub mid: Mid,
+    pub rid: Option<Rid>,
+    pub kind: MediaKind,
+    /// The publisher's payload type and what it stands for (subscribers may
+    /// number the same codec differently).
+    pub pt: Pt,
+    pub params: PayloadParams,
+    /// Extended (rollover-free) sequence number of the publisher's stream.
+    pub seq: u64,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub arrived: Instant,
+    /// The first packet of a keyframe: where a new subscriber can start.
+    pub keyframe_start: bool,
+    /// Header extensions worth passing on (audio level, orientation); the
+    /// transport ones (MID, RID, transport-cc) are each subscriber's own.
+    pub ext: ExtensionValues,
+    pub payload: Arc<[u8]>,
+}
+
 /// What a peer's poll produced that concerns other peers.
-// Boxing MediaData would cost an allocation per frame; the events Vec is
-// reused, so the size does not matter.
+// Packet is the large variant; boxing it would allocate per packet, and the
+// events Vec is reused, so the size does not matter.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum PeerEvent {
     Published(Published),
-    Media(MediaData),
+    Rtp(Packet),
     WantKeyframe {
         publisher: ParticipantId,
         mid: Mid,
@@ -59,6 +94,57 @@ enum OutState {
     NegotiatingStop(Mid),
 }
 
+/// How one subscriber's copy of a track is renumbered. Sequence numbers must
+/// be gapless in what the subscriber sees from its start (a gap is a loss it
+/// NACKs), and continue across a change of source; timestamps must keep
+/// their spacing. Both are `publisher value + offset`, the offsets chosen
+/// when forwarding (re)starts.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Rewrite {
+    /// Added (wrapping) to the publisher's extended sequence number.
+    seq_offset: u64,
+    /// Added (wrapping) to the publisher's RTP timestamp.
+    ts_offset: u32,
+    /// Publisher sequence numbers below this predate the start: dropped.
+    first_in: u64,
+    last_out_seq: u64,
+    last_out_ts: u32,
+    started: bool,
+}
+
+impl Rewrite {
+    /// Starts (or restarts, after a change of source) at this packet.
+    fn start(&mut self, seq: u64, timestamp: u32) {
+        // The first outgoing sequence number is 1 (rollover counter 0, so
+        // the subscriber needs no out-of-band rollover state); a restart
+        // continues after the last one sent.
+        let next = self.last_out_seq.wrapping_add(1);
+        self.seq_offset = next.wrapping_sub(seq);
+        self.ts_offset = if self.started {
+            self.last_out_ts.wrapping_add(1).wrapping_sub(timestamp)
+        } else {
+            0
+        };
+        self.first_in = seq;
+        self.started = true;
+    }
+
+    /// The subscriber's (sequence number, timestamp), or None for a packet
+    /// from before the start.
+    fn map(&mut self, seq: u64, timestamp: u32) -> Option<(u64, u32)> {
+        if !self.started || seq < self.first_in {
+            return None;
+        }
+        let out = seq.wrapping_add(self.seq_offset);
+        let ts = timestamp.wrapping_add(self.ts_offset);
+        if out > self.last_out_seq {
+            self.last_out_seq = out;
+            self.last_out_ts = ts;
+        }
+        Some((out, ts))
+    }
+}
+
 #[derive(Debug)]
 struct TrackOut {
     source: Published,
@@ -70,9 +156,14 @@ struct TrackOut {
     /// Video only: nothing is forwarded until a keyframe, because a decoder
     /// given interframes first shows garbage or nothing.
     awaiting_keyframe: bool,
+    rewrite: Rewrite,
+    /// Our outgoing stream for this track, once str0m made it.
+    ssrc: Option<Ssrc>,
+    /// Publisher payload type → ours, learnt on first use (a handful at most).
+    pts: Vec<(Pt, Pt)>,
 }
 
-/// What became of one frame offered to a subscriber.
+/// What became of one packet offered to a subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Forwarded {
     Written,
@@ -106,6 +197,13 @@ pub(crate) struct Peer {
     gone: bool,
     /// What the client said each of its sending m-lines carries, by mid.
     sources: BTreeMap<String, TrackSource>,
+    /// Incoming SSRC → (index in `tracks_in`, simulcast layer), learnt from
+    /// str0m's receive streams on the first packet of each.
+    rx_ssrcs: Vec<(Ssrc, usize, Option<Rid>)>,
+    /// In the SFU's list of peers to poll.
+    pub(crate) dirty: bool,
+    /// The earliest wake-up of this peer in the SFU's timer heap.
+    pub(crate) scheduled: Option<Instant>,
 }
 
 fn from_str0m(kind: MediaKind) -> tuxa_protocol::MediaKind {
@@ -127,6 +225,7 @@ impl Peer {
         // (Firefox on Debian has no H.264, so VP8 is the common ground).
         let mut rtc = Rtc::builder()
             .set_ice_lite(true)
+            .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
@@ -146,6 +245,9 @@ impl Peer {
             published_count: 0,
             gone: false,
             sources: BTreeMap::new(),
+            rx_ssrcs: Vec::new(),
+            dirty: false,
+            scheduled: None,
         })
     }
 
@@ -197,6 +299,9 @@ impl Peer {
             state: OutState::ToOpen,
             layer: None,
             awaiting_keyframe,
+            rewrite: Rewrite::default(),
+            ssrc: None,
+            pts: Vec::new(),
         });
     }
 
@@ -249,10 +354,15 @@ impl Peer {
             .accept_answer(pending, answer)
             .map_err(|e| SfuError::Sdp(e.to_string()))?;
         let mut opened = Vec::new();
+        // Before DTLS is up nothing can be forwarded: a keyframe asked for
+        // now would arrive too early and be wasted, and the throttle would
+        // hold back the next request for half a second. Then the request
+        // goes out when the transport connects (see `on_event`).
+        let connected = self.rtc.is_connected();
         for t in &mut self.tracks_out {
             if let OutState::Negotiating(m) = t.state {
                 t.state = OutState::Open(m);
-                if t.source.kind == MediaKind::Video {
+                if t.source.kind == MediaKind::Video && connected {
                     opened.push((t.source.owner, t.source.mid));
                 }
             }
@@ -283,10 +393,9 @@ impl Peer {
         }
         t.last_keyframe_request = Some(now);
         t.keyframe_pending = None;
-        if let Some(mut w) = self.rtc.writer(mid)
-            && let Err(e) = w.request_keyframe(rid, KeyframeRequestKind::Pli)
-        {
-            tracing::debug!(participant = %self.id, "keyframe request: {e}");
+        match self.rtc.direct_api().stream_rx_by_mid(mid, rid) {
+            Some(rx) => rx.request_keyframe(KeyframeRequestKind::Pli),
+            None => tracing::debug!(participant = %self.id, "keyframe request: no stream yet"),
         }
         true
     }
@@ -314,50 +423,86 @@ impl Peer {
         Some(sent)
     }
 
-    /// Writes another participant's media into the matching outgoing track.
-    pub fn forward(&mut self, from: ParticipantId, data: &MediaData) -> Forwarded {
+    /// Writes another participant's RTP packet into the matching outgoing
+    /// track, renumbered for this subscriber.
+    pub fn forward(&mut self, from: ParticipantId, pkt: &Packet) -> Forwarded {
         let Some(t) = self
             .tracks_out
             .iter_mut()
-            .find(|t| t.source.owner == from && t.source.mid == data.mid)
+            .find(|t| t.source.owner == from && t.source.mid == pkt.mid)
         else {
             return Forwarded::Skipped;
         };
         let OutState::Open(mid) = t.state else {
             return Forwarded::Skipped;
         };
-        if data.rid.is_some() {
+        if pkt.rid.is_some() {
             if t.layer.is_none() {
-                t.layer = data.rid;
+                t.layer = pkt.rid;
             }
-            if t.layer != data.rid {
+            if t.layer != pkt.rid {
                 return Forwarded::Skipped;
             }
         }
-        if t.awaiting_keyframe {
-            if !data.is_keyframe() {
+        if !t.rewrite.started {
+            if t.awaiting_keyframe && !pkt.keyframe_start {
                 return Forwarded::NeedsKeyframe;
             }
             // Until DTLS is up str0m drops what is written; keep waiting
             // so that the keyframe is not lost with it.
             if !self.rtc.is_connected() {
-                return Forwarded::NeedsKeyframe;
+                return if t.awaiting_keyframe {
+                    Forwarded::NeedsKeyframe
+                } else {
+                    Forwarded::Skipped
+                };
             }
             t.awaiting_keyframe = false;
+            t.rewrite.start(pkt.seq, pkt.timestamp);
         }
-        let Some(writer) = self.rtc.writer(mid) else {
+        let Some((seq, timestamp)) = t.rewrite.map(pkt.seq, pkt.timestamp) else {
             return Forwarded::Skipped;
         };
         // Payload types differ between browsers (VP8 is 96 in Chromium,
-        // 120 in Firefox): map by codec parameters.
-        let Some(pt) = writer.match_params(data.params) else {
+        // 120 in Firefox): map by codec parameters, once per payload type.
+        let pt = match t.pts.iter().find(|(i, _)| *i == pkt.pt) {
+            Some((_, o)) => *o,
+            None => {
+                let Some(o) = self
+                    .rtc
+                    .codec_config()
+                    .match_params(pkt.params)
+                    .map(|p| p.pt())
+                else {
+                    return Forwarded::Skipped;
+                };
+                t.pts.push((pkt.pt, o));
+                o
+            }
+        };
+        let mut api = self.rtc.direct_api();
+        let tx = match t.ssrc {
+            Some(ssrc) => api.stream_tx(&ssrc),
+            None => api.stream_tx_by_mid(mid, None),
+        };
+        let Some(tx) = tx else {
             return Forwarded::Skipped;
         };
-        // The frame is an Arc: every subscriber shares the one buffer.
-        if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
-            tracing::debug!(participant = %self.id, "write failed: {e}");
-            return Forwarded::Skipped;
-        }
+        t.ssrc = Some(tx.ssrc());
+        // The payload is an Arc: every subscriber shares the one buffer.
+        tx.write_rtp(
+            RtpWrite::new(
+                pt,
+                SeqNo::from(seq),
+                timestamp,
+                pkt.arrived,
+                pkt.payload.clone(),
+            )
+            .marker(pkt.marker)
+            .ext_vals(pkt.ext.clone())
+            // Lost video is worth resending; lost audio is better skipped.
+            .nackable(pkt.kind == MediaKind::Video),
+        );
         Forwarded::Written
     }
 
@@ -373,6 +518,7 @@ impl Peer {
             return;
         }
         self.negotiate(out);
+        let mut timed_out = false;
         loop {
             if !self.rtc.is_alive() {
                 self.gone = true;
@@ -380,6 +526,15 @@ impl Peer {
                 return;
             }
             match self.rtc.poll_output() {
+                // str0m sends what was written only after a timeout (it
+                // stamps its send queues then), and says so by asking for one
+                // at once: give it here rather than in another wake-up of the
+                // media task. Once per poll, so a timer str0m keeps due
+                // cannot spin.
+                Ok(Output::Timeout(t)) if t <= now && !timed_out => {
+                    timed_out = true;
+                    self.handle_input(Input::Timeout(now));
+                }
                 Ok(Output::Timeout(t)) => {
                     self.next_timeout = t;
                     // A throttled keyframe request wakes us at its own time.
@@ -415,7 +570,19 @@ impl Peer {
                 tracing::info!(participant = %self.id, "ICE disconnected");
                 self.rtc.disconnect();
             }
-            Event::Connected => tracing::debug!(participant = %self.id, "DTLS connected"),
+            Event::Connected => {
+                tracing::debug!(participant = %self.id, "DTLS connected");
+                // The tracks that opened while the transport was coming up.
+                for t in &self.tracks_out {
+                    if matches!(t.state, OutState::Open(_)) && t.awaiting_keyframe {
+                        events.push(PeerEvent::WantKeyframe {
+                            publisher: t.source.owner,
+                            mid: t.source.mid,
+                            rid: t.layer,
+                        });
+                    }
+                }
+            }
             Event::MediaAdded(m) if m.direction.is_receiving() => {
                 let id = TrackId::new(self.id, self.published_count);
                 let source = match (self.sources.get(&*m.mid), m.kind) {
@@ -440,7 +607,11 @@ impl Peer {
                     source,
                 }));
             }
-            Event::MediaData(data) => events.push(PeerEvent::Media(data)),
+            Event::RtpPacket(p) => {
+                if let Some(pkt) = self.classify(p) {
+                    events.push(PeerEvent::Rtp(pkt));
+                }
+            }
             Event::KeyframeRequest(req) => {
                 if let Some(t) = self.tracks_out.iter().find(|t| t.mid() == Some(req.mid)) {
                     events.push(PeerEvent::WantKeyframe {
@@ -452,6 +623,59 @@ impl Peer {
             }
             _ => {}
         }
+    }
+
+    /// Which published track an incoming packet belongs to, its codec, and
+    /// whether a subscriber can start with it. None for packets of streams
+    /// we do not forward (unknown SSRC or payload type).
+    fn classify(&mut self, p: RtpPacket) -> Option<Packet> {
+        let ssrc = p.header.ssrc;
+        let (index, rid) = match self.rx_ssrcs.iter().find(|(s, ..)| *s == ssrc) {
+            Some((_, i, r)) => (*i, *r),
+            None => {
+                let (mid, rid) = {
+                    let mut api = self.rtc.direct_api();
+                    let rx = api.stream_rx(&ssrc)?;
+                    (rx.mid(), rx.rid())
+                };
+                let index = self.tracks_in.iter().position(|t| t.mid == mid)?;
+                // A participant has a handful of streams; a client that
+                // churns SSRCs must not grow this without bound.
+                if self.rx_ssrcs.len() >= 32 {
+                    self.rx_ssrcs.remove(0);
+                }
+                self.rx_ssrcs.push((ssrc, index, rid));
+                (index, rid)
+            }
+        };
+        let track = self.tracks_in.get(index)?;
+        let pt = p.header.payload_type;
+        let params = *self.rtc.codec_config().find(|c| c.pt() == pt)?;
+        let keyframe_start = match params.spec().codec {
+            Codec::Vp8 => vp8_keyframe_start(&p.payload),
+            Codec::H264 => h264_keyframe_start(&p.payload),
+            _ => false,
+        };
+        let ext = ExtensionValues {
+            audio_level: p.header.ext_vals.audio_level,
+            voice_activity: p.header.ext_vals.voice_activity,
+            video_orientation: p.header.ext_vals.video_orientation,
+            ..ExtensionValues::default()
+        };
+        Some(Packet {
+            mid: track.mid,
+            rid,
+            kind: track.kind,
+            pt,
+            params,
+            seq: *p.seq_no,
+            timestamp: p.header.timestamp,
+            marker: p.header.marker,
+            arrived: p.timestamp,
+            keyframe_start,
+            ext,
+            payload: p.payload,
+        })
     }
 
     /// Sends a server offer when tracks must be added or removed and no
@@ -510,5 +734,138 @@ impl Peer {
                 sdp: offer.to_sdp_string(),
             },
         ));
+    }
+}
+
+/// Whether a VP8 RTP payload (RFC 7741) starts a keyframe: the first packet
+/// of a frame (S=1, partition 0) whose VP8 header has P=0.
+pub(crate) fn vp8_keyframe_start(payload: &[u8]) -> bool {
+    let Some(&b0) = payload.first() else {
+        return false;
+    };
+    if b0 & 0x10 == 0 || b0 & 0x07 != 0 {
+        return false;
+    }
+    let mut i = 1;
+    if b0 & 0x80 != 0 {
+        let Some(&x) = payload.get(i) else {
+            return false;
+        };
+        i += 1;
+        if x & 0x80 != 0 {
+            // PictureID: 7 or 15 bits.
+            let Some(&pid) = payload.get(i) else {
+                return false;
+            };
+            i += if pid & 0x80 != 0 { 2 } else { 1 };
+        }
+        if x & 0x40 != 0 {
+            i += 1; // TL0PICIDX
+        }
+        if x & 0x30 != 0 {
+            i += 1; // TID/Y/KEYIDX
+        }
+    }
+    payload.get(i).is_some_and(|h| h & 0x01 == 0)
+}
+
+/// Whether an H.264 RTP payload (RFC 6184) starts a keyframe: it carries a
+/// sequence parameter set (which browsers send just before each IDR, and
+/// without which the IDR cannot be decoded) or the start of an IDR slice.
+pub(crate) fn h264_keyframe_start(payload: &[u8]) -> bool {
+    const SPS: u8 = 7;
+    const IDR: u8 = 5;
+    let Some(&b0) = payload.first() else {
+        return false;
+    };
+    match b0 & 0x1f {
+        t @ 1..=23 => t == SPS || t == IDR,
+        // STAP-A: 2-byte sizes, then the NAL units.
+        24 => {
+            let mut i = 1;
+            while let (Some(&hi), Some(&lo)) = (payload.get(i), payload.get(i + 1)) {
+                let len = usize::from(hi) << 8 | usize::from(lo);
+                i += 2;
+                match payload.get(i) {
+                    Some(&n) if len > 0 => {
+                        if matches!(n & 0x1f, SPS | IDR) {
+                            return true;
+                        }
+                    }
+                    _ => return false,
+                }
+                i += len;
+            }
+            false
+        }
+        // FU-A: the start fragment names the NAL type.
+        28 => payload
+            .get(1)
+            .is_some_and(|fu| fu & 0x80 != 0 && matches!(fu & 0x1f, SPS | IDR)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vp8_keyframe_starts_are_recognised() {
+        // S=1, PID=0, no extension; P=0 in the payload header.
+        assert!(vp8_keyframe_start(&[0x10, 0x10, 0x02, 0x00, 0x9d]));
+        // P=1: an interframe.
+        assert!(!vp8_keyframe_start(&[0x10, 0x11]));
+        // Not the start of a partition.
+        assert!(!vp8_keyframe_start(&[0x00, 0x10]));
+        // X=1, I=1 with a 15-bit picture id, L=1, T/K=1: header at 6.
+        assert!(vp8_keyframe_start(&[
+            0x90, 0xf0, 0x81, 0x23, 0x05, 0x40, 0x10
+        ]));
+        assert!(!vp8_keyframe_start(&[
+            0x90, 0xf0, 0x81, 0x23, 0x05, 0x40, 0x11
+        ]));
+        // Truncated: never a panic, never a keyframe.
+        for cut in 0..6 {
+            assert!(!vp8_keyframe_start(
+                &[0x90, 0xf0, 0x81, 0x23, 0x05, 0x40][..cut]
+            ));
+        }
+    }
+
+    #[test]
+    fn h264_keyframe_starts_are_recognised() {
+        assert!(h264_keyframe_start(&[0x67, 0x42])); // SPS
+        assert!(h264_keyframe_start(&[0x65, 0x88])); // IDR
+        assert!(!h264_keyframe_start(&[0x41, 0x9a])); // non-IDR slice
+        // STAP-A with SPS and PPS.
+        assert!(h264_keyframe_start(&[0x78, 0, 2, 0x67, 0x42, 0, 1, 0x68]));
+        assert!(!h264_keyframe_start(&[0x78, 0, 1, 0x68]));
+        // STAP-A whose size runs past the end.
+        assert!(!h264_keyframe_start(&[0x78, 0, 9, 0x68]));
+        assert!(!h264_keyframe_start(&[0x78, 0]));
+        // FU-A: start of an IDR; a middle fragment; a non-IDR start.
+        assert!(h264_keyframe_start(&[0x7c, 0x85]));
+        assert!(!h264_keyframe_start(&[0x7c, 0x05]));
+        assert!(!h264_keyframe_start(&[0x7c, 0x81]));
+        assert!(!h264_keyframe_start(&[]));
+    }
+
+    #[test]
+    fn rewriting_starts_at_one_and_continues_across_a_new_source() {
+        let mut r = Rewrite::default();
+        assert_eq!(r.map(70_000, 5), None, "nothing before the start");
+        r.start(70_000, 123_456);
+        assert_eq!(r.map(70_000, 123_456), Some((1, 123_456)));
+        assert_eq!(r.map(70_001, 126_456), Some((2, 126_456)));
+        // Late packets from before the start are dropped, reordered ones kept.
+        assert_eq!(r.map(69_999, 120_456), None);
+        assert_eq!(r.map(70_003, 132_456), Some((4, 132_456)));
+        assert_eq!(r.map(70_002, 129_456), Some((3, 129_456)));
+        // Another source (another layer) with other numbering: the
+        // subscriber's numbers carry on.
+        r.start(10, u32::MAX - 1);
+        assert_eq!(r.map(10, u32::MAX - 1), Some((5, 132_457)));
+        assert_eq!(r.map(11, 2_999), Some((6, 132_457 + 3_001)));
     }
 }

@@ -580,6 +580,17 @@ impl Sim {
             .collect()
     }
 
+    /// Takes the datagrams in flight that `drop` picks off the wire (a
+    /// loss); returns how many.
+    pub fn drop_in_flight(
+        &mut self,
+        mut drop: impl FnMut(std::net::SocketAddr, std::net::SocketAddr, &[u8]) -> bool,
+    ) -> usize {
+        let before = self.wire.len();
+        self.wire.retain(|(_, s, d, b)| !drop(*s, *d, b));
+        before - self.wire.len()
+    }
+
     pub fn all_connected(&self) -> bool {
         self.clients.iter().all(|c| c.connected)
     }
