@@ -155,7 +155,13 @@ mod tests {
     #[test]
     fn each_role_may_do_what_the_table_says_and_no_more() {
         use StaffRole::*;
-        let cases: &[(StaffRole, FacilityId, &[StaffRole], Option<FacilityId>, bool)] = &[
+        let cases: &[(
+            StaffRole,
+            FacilityId,
+            &[StaffRole],
+            Option<FacilityId>,
+            bool,
+        )] = &[
             // Directory changes: administrators, in scope.
             (Admin, PROVINCE, ADMINISTRATION, Some(OTHER), true),
             (Admin, DISTRICT, ADMINISTRATION, Some(DISTRICT), true),
