@@ -610,7 +610,7 @@ impl Hub {
                 if let Some(sid) = self.media_session_of(pid) {
                     self.out.push_back(Output::Send(
                         sid,
-                        ServerMsg::error(ErrorCode::Internal, "media transport failed"),
+                        ServerMsg::error(ErrorCode::MediaFailed, "media transport failed"),
                     ));
                 }
             }

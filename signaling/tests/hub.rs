@@ -1215,7 +1215,7 @@ fn messages_from_media_go_to_the_right_session() {
     );
     // A failed transport is told to its owner only, and is not fatal.
     let out = w.handle(Input::MediaGone(b_info.id));
-    assert_eq!(error_codes(&out, b), vec![ErrorCode::Internal]);
+    assert_eq!(error_codes(&out, b), vec![ErrorCode::MediaFailed]);
     assert_eq!(out.len(), 1);
 }
 
