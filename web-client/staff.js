@@ -11,14 +11,22 @@
 // new tab (the console stays) and shows "Đang khám" with a button that
 // sends `doctor_free` for the next patient.
 //
-// For tests: window.tuxaStaff = {state, offer, available, error, callUrl, …};
+// After sign-in the console shows tabs by role (`tab`): "Trực" (on call,
+// above; doctors and nurses), "Hội chẩn" (case conferences, everyone:
+// console-conf.js) and "Điều phối" (coordination: coordinators and
+// administrators, console-coord.js). Any API answer 401 returns to sign-in.
+//
+// For tests: window.tuxaStaff = {state, tab, tabs, offer, available, error, callUrl, conf, coord, …};
 // `?noopen=1` keeps the call from opening (read callUrl instead).
 
 import * as P from './protocol.js';
 import { Keepalive, pageLog, safeJson } from './session.js';
 import {
-  t, tf, errorText, roleName, getLang, setLang, onLangChange, LANGS,
+  t, tf, errorText, roleName, getLang, setLang, onLangChange, LANGS, STRINGS,
 } from './i18n.js';
+import { apiErrorCode } from './console-util.js';
+import { createConferences } from './console-conf.js';
+import { createCoordination } from './console-coord.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -48,6 +56,8 @@ const ts = {
   notice: null, // a key of STRINGS shown above the queues
   error: null,
   errors: [],
+  tab: null, // oncall | conf | coord
+  tabs: [], // the tabs this role has
   log: [],
 };
 window.tuxaStaff = ts;
@@ -108,6 +118,7 @@ function staffRoleName(role) {
 function render() {
   renderSignin();
   renderWho();
+  renderTabs();
   renderQueues();
   renderOffer();
   renderCall();
@@ -268,7 +279,12 @@ function applyLang() {
   lb.textContent = t('lang_switch');
   lb.setAttribute('aria-label', t('lang_switch_label'));
   lb.lang = lang === 'vi' ? 'en' : 'vi';
+  for (const el of document.querySelectorAll('[data-i18n-label]')) el.setAttribute('aria-label', t(el.dataset.i18nLabel));
   if (lastQueuesErr) queuesError = describeQueuesError(lastQueuesErr);
+  if (ts.me) {
+    conferences.relabel();
+    if (ts.tabs.includes('coord')) coordination.relabel();
+  }
   render();
 }
 
@@ -372,7 +388,9 @@ async function enterConsole(me) {
   ts.me = me;
   ts.error = null;
   fatal = null;
+  setupTabs();
   update();
+  conferences.enter();
   await loadQueues();
   if (!ts.me) return; // the session ended meanwhile
   update();
@@ -402,6 +420,10 @@ function sessionExpired() {
 }
 
 function resetConsole() {
+  conferences.reset();
+  coordination.reset();
+  ts.tab = null;
+  ts.tabs = [];
   clearInterval(sessionTimer);
   sessionTimer = null;
   closeSocket();
@@ -834,6 +856,96 @@ function chime() {
 }
 
 // ---------------------------------------------------------------------------
+// Tabs by role, and what the tabs' modules share.
+
+const TAB_ORDER = ['oncall', 'conf', 'coord'];
+const TAB_STORE = 'tuxa.staff.tab';
+
+function tabsForRole(role) {
+  if (role === 'doctor' || role === 'nurse') return ['oncall', 'conf'];
+  if (role === 'coordinator' || role === 'admin') return ['conf', 'coord'];
+  return ['conf'];
+}
+
+function setupTabs() {
+  const role = ts.me && ts.me.staff && ts.me.staff.role;
+  ts.tabs = tabsForRole(role);
+  let stored = null;
+  try { stored = sessionStorage.getItem(`${TAB_STORE}.${ts.me.staff.username}`); } catch { /* ignore */ }
+  const wanted = params.get('tab') || stored;
+  const byRole = role === 'doctor' ? 'oncall' : role === 'coordinator' || role === 'admin' ? 'coord' : 'conf';
+  selectTab(ts.tabs.includes(wanted) ? wanted : byRole, false);
+}
+
+function selectTab(tab, focus) {
+  if (!ts.tabs.includes(tab)) return;
+  const before = ts.tab;
+  ts.tab = tab;
+  try { sessionStorage.setItem(`${TAB_STORE}.${ts.me.staff.username}`, tab); } catch { /* ignore */ }
+  renderTabs();
+  if (before !== tab) {
+    if (tab === 'conf') conferences.show(); else conferences.hide();
+    if (tab === 'coord') coordination.show(); else coordination.hide();
+  }
+  if (focus) $(`tab-btn-${tab}`).focus();
+}
+
+function renderTabs() {
+  for (const tab of TAB_ORDER) {
+    const btn = $(`tab-btn-${tab}`);
+    const has = !!ts.me && ts.tabs.includes(tab);
+    btn.hidden = !has;
+    const on = has && ts.tab === tab;
+    btn.setAttribute('aria-selected', String(on));
+    btn.tabIndex = on ? 0 : -1;
+    $(`tab-${tab}`).hidden = !on;
+  }
+  $('console-tabs').hidden = !ts.me || ts.tabs.length < 2;
+  if (ts.me) conferences.render();
+}
+
+function onTabKey(ev) {
+  const i = ts.tabs.indexOf(ts.tab);
+  let next = null;
+  if (ev.key === 'ArrowRight') next = ts.tabs[(i + 1) % ts.tabs.length];
+  else if (ev.key === 'ArrowLeft') next = ts.tabs[(i - 1 + ts.tabs.length) % ts.tabs.length];
+  else if (ev.key === 'Home') next = ts.tabs[0];
+  else if (ev.key === 'End') next = ts.tabs[ts.tabs.length - 1];
+  if (!next) return;
+  ev.preventDefault();
+  selectTab(next, true);
+}
+
+/** An API error for the console: its translation, then its code. */
+function consoleErrorText(code) {
+  const own = STRINGS[getLang()]?.[`console_err_${code}`] ?? STRINGS.vi[`console_err_${code}`];
+  return `${own || errorText(code)} (${code})`;
+}
+
+/** The tabs' API calls: `code` is the error to show; a 401 ends the sign-in. */
+async function consoleApi(method, path, body) {
+  const r = await api(method, path, body);
+  r.code = r.status >= 200 && r.status < 300 ? null : apiErrorCode(r.status, r.json);
+  if (r.status === 401) sessionExpired();
+  else if (r.code) log(method, path.split('?')[0], '→', r.status, r.code);
+  return r;
+}
+
+const ctx = {
+  ts,
+  me: () => ts.me,
+  api: consoleApi,
+  codeOf: apiErrorCode,
+  errorText: consoleErrorText,
+  unauthorized: () => sessionExpired(),
+  sameOriginUrl: (url) => sameOriginUrl(url),
+  noopen: NOOPEN,
+  log: (...a) => log(...a),
+};
+const conferences = createConferences(ctx);
+const coordination = createCoordination(ctx);
+
+// ---------------------------------------------------------------------------
 // Start.
 
 async function start() {
@@ -863,6 +975,8 @@ function wireUi() {
   $('done-btn').addEventListener('click', doctorFree);
   $('open-call').addEventListener('click', () => { ts.popupBlocked = false; render(); });
   $('retry-btn').addEventListener('click', () => location.reload());
+  for (const tab of TAB_ORDER) $(`tab-btn-${tab}`).addEventListener('click', () => selectTab(tab, false));
+  $('console-tabs').addEventListener('keydown', onTabKey);
 }
 
 // For tests and debugging: drop the connection as a flaky network would.

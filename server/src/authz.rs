@@ -155,13 +155,15 @@ mod tests {
     #[test]
     fn each_role_may_do_what_the_table_says_and_no_more() {
         use StaffRole::*;
-        let cases: &[(
+        /// (role, home facility, roles allowed, target facility, allowed?)
+        type Case = (
             StaffRole,
             FacilityId,
-            &[StaffRole],
+            &'static [StaffRole],
             Option<FacilityId>,
             bool,
-        )] = &[
+        );
+        let cases: &[Case] = &[
             // Directory changes: administrators, in scope.
             (Admin, PROVINCE, ADMINISTRATION, Some(OTHER), true),
             (Admin, DISTRICT, ADMINISTRATION, Some(DISTRICT), true),

@@ -680,8 +680,15 @@ async fn upload(
     headers: HeaderMap,
     Path(id): Path<i64>,
     query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
-    data: Bytes,
+    data: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    // Over the limit, axum answers in plain text; the API answers in JSON.
+    let data = data.map_err(|_| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!("a file is 1 byte to {} MiB", MAX_ATTACHMENT_BYTES >> 20),
+        )
+    })?;
     let actor = Actor::from_headers(&state, &headers).await?;
     let r = visible(&state, &actor, id).await?;
     let from_side = actor
@@ -1063,6 +1070,18 @@ fn window(r: &Request, now: u64) -> Option<(Option<u64>, u64)> {
     Some(((opens > now).then_some(opens), ends - now))
 }
 
+/// The room of a scheduled conference and the window its links get now.
+fn link_window(r: &Request) -> ApiResult<(RoomId, Option<u64>, u64)> {
+    let room = open_room(r)?;
+    let Some((not_before, ttl)) = window(r, unix_now()) else {
+        return Err(ApiError::new(
+            ErrorCode::TokenExpired,
+            "the conference's time is over",
+        ));
+    };
+    Ok((room, not_before, ttl))
+}
+
 fn open_room(r: &Request) -> ApiResult<RoomId> {
     if r.status != Status::Scheduled {
         return Err(ApiError::new(
@@ -1087,13 +1106,7 @@ async fn join(
     if !r.invitees.contains(&profile.staff.id) {
         return Err(forbidden("you are not invited to this conference"));
     }
-    let room = open_room(&r)?;
-    let Some((not_before, ttl)) = window(&r, unix_now()) else {
-        return Err(ApiError::new(
-            ErrorCode::TokenExpired,
-            "the conference's time is over",
-        ));
-    };
+    let (room, not_before, ttl) = link_window(&r)?;
     let role = match profile.staff.role {
         StaffRole::Doctor => Role::Doctor,
         StaffRole::Nurse => Role::Nurse,
@@ -1153,13 +1166,7 @@ async fn guest_link(
     };
     let name = required_text("name", &req.name, 100)?;
     let facility = optional_text("facility", req.facility, 200)?;
-    let room = open_room(&r)?;
-    let Some((not_before, ttl)) = window(&r, unix_now()) else {
-        return Err(ApiError::new(
-            ErrorCode::TokenExpired,
-            "the conference's time is over",
-        ));
-    };
+    let (room, not_before, ttl) = link_window(&r)?;
     let spec = LinkSpec {
         not_before,
         actor: actor.audit_name(),

@@ -254,8 +254,7 @@ async fn ws_upgrade(
 }
 
 /// A WebSocket opened with a staff sign-in cookie: who it is, and which
-/// queues they are on call for now (rosters are read at connection time; a
-/// shift that starts later needs a reconnect, which the console does).
+/// queues they are on call for now (read again every 30 s by `roster_task`).
 async fn staff_info(state: &AppState, headers: &HeaderMap) -> Option<tuxa_signaling::StaffInfo> {
     let me = crate::auth::signed_in(state, headers).await.ok()?;
     let staff_id = me.profile.staff.id;

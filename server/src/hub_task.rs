@@ -38,6 +38,8 @@ pub enum HubMsg {
         reply: oneshot::Sender<Vec<ParticipantInfo>>,
     },
     Live(oneshot::Sender<tuxa_signaling::Live>),
+    /// Staff with a signed-in WebSocket open (for the roster refresh).
+    StaffOnline(oneshot::Sender<Vec<u64>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -97,6 +99,9 @@ impl HubTask {
                 }
                 HubMsg::Live(reply) => {
                     let _ = reply.send(self.hub.live(Instant::now()));
+                }
+                HubMsg::StaffOnline(reply) => {
+                    let _ = reply.send(self.hub.staff_online());
                 }
                 HubMsg::Shutdown(done) => {
                     self.hub.shutdown();

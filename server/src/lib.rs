@@ -36,6 +36,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -263,6 +264,7 @@ pub async fn run(
     };
     let app = http::router(state.clone());
     tokio::spawn(pairing_task(state.clone(), pairings_rx));
+    tokio::spawn(roster_task(state.clone()));
 
     listeners.http.set_nonblocking(true)?;
     let tcp = tokio::net::TcpListener::from_std(listeners.http)?;
@@ -456,6 +458,54 @@ pub fn verify_audit(data_dir: &std::path::Path) -> anyhow::Result<(String, bool)
 /// Makes the room of each queue pairing: a visit, the doctor's link and the
 /// patient's (pre-admitted: the doctor already accepted them), then hands the
 /// links to the hub, which sends each their own.
+/// Shifts start and end while doctors are signed in: every 30 seconds the
+/// rosters of the staff who are online are read again and the hub told, so
+/// that nobody has to reconnect to go on call, and availability ends with
+/// the shift.
+async fn roster_task(state: http::AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if state.hub.send(hub_task::HubMsg::StaffOnline(tx)).is_err() {
+            return;
+        }
+        let Ok(online) = rx.await else { return };
+        if online.is_empty() {
+            continue;
+        }
+        let now = hub_task::unix_now() as i64;
+        let changes = state
+            .store
+            .call(move |c| {
+                let queues = queues::queues(c)?;
+                let mut out = Vec::new();
+                for staff in online {
+                    let mut on_call = Vec::new();
+                    for q in &queues {
+                        if queues::on_call(c, q.id, directory::StaffId(staff as i64), now)? {
+                            on_call.push(q.id as u64);
+                        }
+                    }
+                    out.push((staff, on_call));
+                }
+                Ok(out)
+            })
+            .await;
+        match changes {
+            Ok(changes) => {
+                for (staff, on_call) in changes {
+                    let _ = state.hub.send(hub_task::HubMsg::Input(
+                        tuxa_signaling::Input::OnCallChanged { staff, on_call },
+                    ));
+                }
+            }
+            Err(e) => tracing::warn!("roster refresh: {e}"),
+        }
+    }
+}
+
 async fn pairing_task(
     state: http::AppState,
     mut pairings: mpsc::UnboundedReceiver<tuxa_signaling::queue::Pairing>,
@@ -470,6 +520,14 @@ async fn pairing_task(
             .flatten();
         let facility = queue.as_ref().map(|q| q.facility_id);
         let queue_name = queue.map(|q| q.name).unwrap_or_else(|| "Khám từ xa".into());
+        // The doctor is shown to the patient with facility and licence number.
+        let doctor_id = directory::StaffId(p.doctor.id as i64);
+        let doctor_profile = state
+            .store
+            .call(move |c| directory::profile(c, doctor_id))
+            .await
+            .ok()
+            .flatten();
         let made = async {
             let row = http::create(
                 &state,
@@ -486,7 +544,20 @@ async fn pairing_task(
             let doctor = http::mint(
                 &state,
                 &room,
-                http::LinkSpec::new(Role::Doctor, p.doctor.name.clone(), None, ttl),
+                http::LinkSpec {
+                    staff_id: Some(p.doctor.id),
+                    licence_number: doctor_profile
+                        .as_ref()
+                        .and_then(|d| d.practitioner.as_ref())
+                        .map(|pr| pr.licence_number.clone()),
+                    actor: "system".into(),
+                    ..http::LinkSpec::new(
+                        Role::Doctor,
+                        p.doctor.name.clone(),
+                        doctor_profile.as_ref().map(|d| d.facility.name.clone()),
+                        ttl,
+                    )
+                },
             )
             .await?;
             let patient = http::mint(
@@ -494,6 +565,7 @@ async fn pairing_task(
                 &room,
                 http::LinkSpec {
                     pre_admitted: true,
+                    actor: "system".into(),
                     ..http::LinkSpec::new(Role::Patient, p.card.name.clone(), None, ttl)
                 },
             )

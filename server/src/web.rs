@@ -42,6 +42,21 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../web-client/staff.js"),
     ),
+    (
+        "console-util.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web-client/console-util.js"),
+    ),
+    (
+        "console-conf.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web-client/console-conf.js"),
+    ),
+    (
+        "console-coord.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web-client/console-coord.js"),
+    ),
 ];
 
 const INDEX: &str = include_str!("../../web-client/index.html");

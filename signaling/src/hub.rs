@@ -54,6 +54,10 @@ pub enum Input {
     /// WebSockets lose the identity they were opened with (and are closed,
     /// so that a console reconnects and signs in again).
     StaffRevoked(u64),
+    /// The queues a staff member is on call for now (rosters are re-read by
+    /// the server as shifts start and end). Their open sessions take it
+    /// over; availability for a queue whose shift ended is withdrawn.
+    OnCallChanged { staff: u64, on_call: Vec<u64> },
     /// An on-call queue exists (from the store, at start or when created).
     QueueOpened {
         queue: u64,
@@ -488,6 +492,18 @@ impl Hub {
             .is_some_and(|c| c.remote_examination)
     }
 
+    /// Sets `on_call` on every session of `staff`; returns those sessions.
+    pub(crate) fn set_on_call(&mut self, staff: u64, on_call: &[u64]) -> Vec<SessionId> {
+        let mut sids = Vec::new();
+        for (sid, s) in self.sessions.iter_mut() {
+            if let Some(info) = s.staff.as_mut().filter(|i| i.staff.id == staff) {
+                info.on_call = on_call.to_vec();
+                sids.push(*sid);
+            }
+        }
+        sids
+    }
+
     pub(crate) fn session_staff(&self, sid: SessionId) -> Option<StaffInfo> {
         self.sessions.get(&sid).and_then(|s| s.staff.clone())
     }
@@ -573,6 +589,7 @@ impl Hub {
                 }
                 self.pump_queues(now);
             }
+            Input::OnCallChanged { staff, on_call } => self.on_call_changed(now, staff, on_call),
             Input::Identified(sid, staff) => {
                 if let Some(s) = self.sessions.get_mut(&sid) {
                     s.staff = Some(staff);
@@ -705,6 +722,19 @@ impl Hub {
             return Err((ErrorCode::RoomEnded, "the consultation has ended".into()));
         }
         Ok((claims, r.info.clone()))
+    }
+
+    /// The staff members with a signed-in WebSocket open, for the server's
+    /// roster refresh.
+    pub fn staff_online(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .sessions
+            .values()
+            .filter_map(|s| s.staff.as_ref().map(|i| i.staff.id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     /// Who is in each open room, for the API.

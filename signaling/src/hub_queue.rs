@@ -179,6 +179,37 @@ impl Hub {
     }
 
     /// Translates everything the queue book has to say.
+    /// A staff member's shifts changed (see [`Input::OnCallChanged`]).
+    pub(crate) fn on_call_changed(&mut self, now: Instant, staff: u64, on_call: Vec<u64>) {
+        let sids = self.set_on_call(staff, &on_call);
+        let Some(view) = self.queues.doctor(staff) else {
+            return;
+        };
+        let still: Vec<QueueId> = view
+            .queues
+            .iter()
+            .copied()
+            .filter(|q| on_call.contains(&q.0))
+            .collect();
+        if !view.available || still.len() == view.queues.len() {
+            return;
+        }
+        let Some(session) = view.session.filter(|s| sids.contains(s)) else {
+            return;
+        };
+        let input = if still.is_empty() {
+            QueueInput::Unavailable { session }
+        } else {
+            QueueInput::Available {
+                session,
+                staff: view.staff.clone(),
+                queues: still,
+            }
+        };
+        self.queues.handle(now, input);
+        self.pump_queues(now);
+    }
+
     pub(crate) fn pump_queues(&mut self, now: Instant) {
         while let Some(out) = self.queues.poll_output() {
             match out {

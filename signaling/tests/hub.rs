@@ -2556,3 +2556,71 @@ fn stats_are_kept_in_windows_of_ten_seconds() {
         RecordEvent::LinkQuality { participant, .. } if *participant == p_info.id
     )));
 }
+
+// ---------------------------------------------------------------------------
+// Rosters that change while a doctor is signed in
+
+#[test]
+fn a_shift_that_ends_withdraws_availability_and_one_that_starts_allows_it() {
+    use tuxa_signaling::StaffInfo;
+    use tuxa_signaling::queue::StaffRef;
+    let mut w = World::new();
+    for q in [1, 2] {
+        w.handle(Input::QueueOpened {
+            queue: q,
+            name: format!("Hàng {q}"),
+            facility: 1,
+        });
+    }
+    let sid = w.connect();
+    w.hello(sid);
+    w.handle(Input::Identified(
+        sid,
+        StaffInfo {
+            staff: StaffRef {
+                id: 42,
+                name: "BS. Trực".into(),
+                facility: 1,
+            },
+            is_doctor: true,
+            on_call: vec![1],
+        },
+    ));
+    assert_eq!(w.hub.staff_online(), vec![42]);
+    let status = |out: &[Output]| {
+        sends_to(out, sid).into_iter().rev().find_map(|m| match m {
+            ServerMsg::DoctorStatus {
+                available, queues, ..
+            } => Some((available, queues)),
+            _ => None,
+        })
+    };
+    // Queue 2's shift has not started: refused.
+    let out = w.frame(sid, ClientMsg::Available { queues: vec![1, 2] });
+    expect_error(&out, sid, ErrorCode::NotOnCall);
+    // It starts: now allowed, without reconnecting.
+    w.handle(Input::OnCallChanged {
+        staff: 42,
+        on_call: vec![1, 2],
+    });
+    let out = w.frame(sid, ClientMsg::Available { queues: vec![1, 2] });
+    assert_eq!(status(&out), Some((true, vec![1, 2])));
+    // Queue 1's shift ends: the doctor stays available for queue 2 only.
+    let out = w.handle(Input::OnCallChanged {
+        staff: 42,
+        on_call: vec![2],
+    });
+    assert_eq!(status(&out), Some((true, vec![2])));
+    // Every shift ends: not available any more.
+    let out = w.handle(Input::OnCallChanged {
+        staff: 42,
+        on_call: vec![],
+    });
+    assert_eq!(status(&out).map(|s| s.0), Some(false));
+    // Another staff member's change touches nobody here.
+    let out = w.handle(Input::OnCallChanged {
+        staff: 7,
+        on_call: vec![1],
+    });
+    assert!(out.is_empty(), "{out:?}");
+}

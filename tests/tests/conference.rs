@@ -270,6 +270,21 @@ async fn a_district_asks_the_province_and_the_conference_is_held_and_recorded() 
         )
         .await?;
     assert_eq!((r.status, r.error_code()), (400, Some("bad_request")));
+    let big = vec![b'%'; 10 * 1024 * 1024 + 1];
+    let r = api
+        .request_typed(
+            "POST",
+            &format!("{base}/attachments?name=big.pdf"),
+            Some(&big),
+            "application/pdf",
+            Auth::Cookie(&c_asker),
+        )
+        .await?;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (400, Some("bad_request")),
+        "over 10 MiB, in JSON"
+    );
     let r = api
         .request_raw(
             "GET",
