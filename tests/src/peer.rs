@@ -47,6 +47,8 @@ pub struct PeerOptions {
     pub video_frame_interval: Duration,
     pub audio_frame_interval: Duration,
     pub ping_interval: Duration,
+    /// The address of the peer's UDP socket (its one host candidate).
+    pub local_ip: std::net::IpAddr,
 }
 
 impl Default for PeerOptions {
@@ -58,6 +60,7 @@ impl Default for PeerOptions {
             video_frame_interval: Duration::from_millis(33),
             audio_frame_interval: Duration::from_millis(20),
             ping_interval: Duration::from_secs(10),
+            local_ip: std::net::IpAddr::from([127, 0, 0, 1]),
         }
     }
 }

@@ -286,7 +286,7 @@ pub(crate) async fn run(
     mut ws: SignalClient,
     mut cmds: mpsc::UnboundedReceiver<PeerCmd>,
 ) -> anyhow::Result<()> {
-    let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    let socket = UdpSocket::bind((shared.opts.local_ip, 0)).await?;
     let local = socket.local_addr()?;
     let mut rtc = Rtc::builder()
         .clear_codecs()

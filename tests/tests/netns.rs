@@ -30,6 +30,7 @@ const OUTAGE: Duration = Duration::from_secs(10);
 /// an SDP exchange, ICE, DTLS and a keyframe over a 2 Mbit/s link.
 const BACK_WITHIN: Duration = Duration::from_secs(20);
 const SERVER_IP: [u8; 4] = [10, 231, 2, 2];
+const CLIENT_IP: [u8; 4] = [10, 231, 1, 2];
 
 fn unix_ms() -> u128 {
     SystemTime::now()
@@ -365,7 +366,10 @@ async fn server_role() -> anyhow::Result<()> {
         &room,
         Role::Doctor,
         "BS. Trạm huyện",
-        PeerOptions::default(),
+        PeerOptions {
+            local_ip: SERVER_IP.into(),
+            ..PeerOptions::default()
+        },
     )
     .await?;
     let token = api.mint_link(&room, Role::Nurse, "YT. Bản Phìn").await?;
@@ -421,7 +425,10 @@ async fn client_role() -> anyhow::Result<()> {
                 &room,
                 &token,
                 "nurse (str0m)",
-                PeerOptions::default(),
+                PeerOptions {
+                    local_ip: CLIENT_IP.into(),
+                    ..PeerOptions::default()
+                },
             ),
         )
         .await
