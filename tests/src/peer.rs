@@ -67,6 +67,8 @@ impl Default for PeerOptions {
 
 pub(crate) enum PeerCmd {
     Send(ClientMsg),
+    /// Offer new ICE credentials (str0m peers only; webrtc-rs ignores it).
+    IceRestart,
     Close,
 }
 
@@ -305,6 +307,12 @@ impl Peer {
         );
         admitted?;
         peer
+    }
+
+    /// Offers an ICE restart (new ufrag and password) on the live session,
+    /// as a browser's `pc.restartIce()` does. str0m peers only.
+    pub fn ice_restart(&self) {
+        let _ = self.cmd.send(PeerCmd::IceRestart);
     }
 
     /// Sends `leave`; the server then closes the session.

@@ -381,6 +381,24 @@ pub(crate) async fn run(
                         events.note(format!("sending {}: {e:#}", m.type_name()));
                     }
                 }
+                Step::Cmd(Some(PeerCmd::IceRestart)) => {
+                    if st.pending.is_some() {
+                        events.note("ICE restart skipped: an offer is outstanding");
+                        continue;
+                    }
+                    let mut api = st.rtc.sdp_api();
+                    let creds = api.ice_restart(true);
+                    if let Some((offer, pending)) = api.apply() {
+                        st.pending = Some(pending);
+                        st.neg.offer_pending = true;
+                        st.neg.offers_sent += 1;
+                        events.note(format!("ICE restart offered (ufrag {})", creds.ufrag));
+                        ws.send(&ClientMsg::Offer {
+                            sdp: offer.to_sdp_string(),
+                        })
+                        .await?;
+                    }
+                }
                 Step::Cmd(Some(PeerCmd::Close)) | Step::Cmd(None) => {
                     return Ok(());
                 }

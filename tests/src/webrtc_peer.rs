@@ -569,6 +569,9 @@ async fn signaling_loop(
                     events.note(format!("sending {}: {e:#}", m.type_name()));
                 }
             }
+            Step::Cmd(Some(PeerCmd::IceRestart)) => {
+                events.note("ICE restart is not implemented for webrtc-rs peers");
+            }
             Step::Cmd(Some(PeerCmd::Close)) | Step::Cmd(None) => {
                 ws.close().await;
                 return Ok(());

@@ -209,3 +209,92 @@ async fn join_check_hands_out_turn_credentials_when_configured() -> anyhow::Resu
     server.shutdown().await?;
     Ok(())
 }
+
+/// The `a=ice-ufrag` of an SDP.
+fn ufrag(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_accepts_an_ice_restart_in_a_client_offer() -> anyhow::Result<()> {
+    let _serial = serial().await;
+    let server = TestServer::start().await?;
+    let api = server.api();
+    let room = api
+        .create_consultation(ConsultationKind::Visit, "Khám từ xa")
+        .await?;
+    let doctor = Peer::join_new(
+        Flavor::WebrtcRs,
+        &server,
+        &room,
+        Role::Doctor,
+        "BS. An",
+        PeerOptions::default(),
+    )
+    .await?;
+    let nurse = Peer::join_new(
+        Flavor::Str0m,
+        &server,
+        &room,
+        Role::Nurse,
+        "YT. Bình",
+        PeerOptions::default(),
+    )
+    .await?;
+    for (rx, from) in [(&doctor, &nurse), (&nurse, &doctor)] {
+        for kind in [MediaKind::Audio, MediaKind::Video] {
+            rx.wait_frames(from.id(), kind, FRAMES, MEDIA_TIMEOUT)
+                .await?;
+        }
+    }
+    let answers = |p: &Peer| -> Vec<String> {
+        p.events
+            .messages()
+            .into_iter()
+            .filter_map(|m| match m {
+                ServerMsg::Answer { sdp } => ufrag(&sdp),
+                _ => None,
+            })
+            .collect()
+    };
+    let before = answers(&nurse);
+    let first = before
+        .first()
+        .cloned()
+        .expect("an answer to the first offer");
+    // The network changed under a live WebSocket: new ICE credentials, same session.
+    let mark = nurse.events.len();
+    nurse.ice_restart();
+    nurse
+        .wait_msg(mark, MSG_TIMEOUT, "the answer to the restart", |m| {
+            matches!(m, ServerMsg::Answer { .. }).then_some(())
+        })
+        .await?;
+    let after = answers(&nurse);
+    let last = after.last().cloned().expect("an answer to the restart");
+    assert_ne!(
+        last, first,
+        "str0m (ICE-lite) answers an ICE restart with new credentials of its own"
+    );
+    // Media keeps flowing both ways over the restarted ICE (same DTLS).
+    nurse
+        .wait_more_media(doctor.id(), FRAMES, MEDIA_TIMEOUT)
+        .await?;
+    doctor
+        .wait_more_media(nurse.id(), FRAMES, MEDIA_TIMEOUT)
+        .await?;
+    let errors: Vec<ServerMsg> = nurse
+        .events
+        .messages()
+        .into_iter()
+        .filter(|m| matches!(m, ServerMsg::Error { .. }))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(nurse.failures().is_empty(), "{}", nurse.describe());
+    doctor.close().await;
+    nurse.close().await;
+    server.shutdown().await?;
+    Ok(())
+}
