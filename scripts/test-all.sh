@@ -12,6 +12,9 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 [ -x /usr/bin/firefox-esr ] || missing+=(firefox-esr)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+# The netns outage test (tests/tests/netns.rs): ip netns, tc tbf, sysctl.
+command -v tc >/dev/null 2>&1 || missing+=(iproute2)
+command -v sysctl >/dev/null 2>&1 || missing+=(procps)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing: ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi

@@ -26,12 +26,25 @@
 // share and a second camera, each its own sending transceiver (`sources`
 // names them before the offer), shown to the others on a tile of its own.
 //
+// Bad networks: a dropped WebSocket, a server silent for too long, an ICE
+// connection that failed, or the server's `media_failed` make the page
+// rejoin by itself (state `reconnecting`, "Đang kết nối lại…"): it checks
+// its link again (fresh TURN credentials), opens a new WebSocket with the
+// same token (a patient re-sends the consent answers given) and starts its
+// media afresh; the server gives the same place back (`joined` with
+// `resumed`). Attempts back off from 0.5 s to 10 s. An ICE connection that
+// goes `disconnected` while the WebSocket lives gets an ICE restart first.
+// Every 5 s the page sends `stats` (its link as getStats() sees it);
+// moderators get everyone's `link_quality` and see it on tiles.
+//
 // For tests and kiosks: window.tuxa = {state, pc, participants, lobby, error, …} and
 // `?autojoin=1` skips the Join click (not for patients: their consent is
 // always an explicit tick and click).
 
 import * as P from './protocol.js';
-import { Keepalive, pageLog, safeJson } from './session.js';
+import {
+  Keepalive, backoffMs, pageLog, safeJson, summarizeStats,
+} from './session.js';
 import {
   t, tf, errorText, roleName, getLang, setLang, onLangChange, locale, LANGS,
 } from './i18n.js';
@@ -42,7 +55,7 @@ const $ = (id) => document.getElementById(id);
 // State visible to tests.
 
 const tuxa = {
-  state: 'loading', // loading | preview | joining | waiting | in-call | left | error
+  state: 'loading', // loading | preview | joining | waiting | in-call | reconnecting | left | error
   history: ['loading'], // every state this page has been in
   pc: null,
   ws: null,
@@ -59,6 +72,12 @@ const tuxa = {
   chat: [], // every chat message received: {from, name, text, at}
   chatUnread: 0,
   notices: [], // every in-call notice shown (mute requests, removals), for tests
+  reconnects: 0, // times this page lost its call and started rejoining
+  iceRestarts: 0,
+  reconnectingPeers: {}, // ids of others whose connection dropped (participant_reconnecting)
+  linkQuality: {}, // moderators: the latest link_quality per participant id
+  statsSent: 0,
+  lastStats: null, // the last telemetry sample sent
 };
 window.tuxa = tuxa;
 
@@ -87,6 +106,7 @@ const SCREENS = {
   joining: 'screen-call',
   waiting: 'screen-waiting',
   'in-call': 'screen-call',
+  reconnecting: 'screen-call',
   left: 'screen-left',
   error: 'screen-error',
 };
@@ -115,6 +135,7 @@ function updateCallBanner() {
   if (!el) return;
   let text = null;
   if (tuxa.state === 'joining') text = t('connecting');
+  else if (tuxa.state === 'reconnecting') text = t('reconnecting');
   else if (bannerText && bannerText.code) text = errorText(bannerText.code);
   else if (bannerText && bannerText.key) text = t(bannerText.key);
   el.hidden = !text;
@@ -394,45 +415,162 @@ function connect() {
     return;
   }
   setState('joining');
+  openSocket();
+}
+
+let lastHeard = 0; // performance.now() of the last frame from the server
+let silenceLimitMs = 2 * P.KEEPALIVE_INTERVAL_MS + 5000;
+
+function openSocket() {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   let opened = false;
+  let sock;
   try {
-    ws = new WebSocket(`${scheme}://${location.host}/ws`);
+    sock = new WebSocket(`${scheme}://${location.host}/ws`);
   } catch (e) {
     log('WebSocket failed', e);
-    fail('network_error');
+    onSocketLost(false);
     return;
   }
-  tuxa.ws = ws;
-  const mine = ws;
-  ws.onopen = () => {
+  ws = sock;
+  tuxa.ws = sock;
+  sock.onopen = () => {
+    if (sock !== ws) return;
     opened = true;
+    lastHeard = performance.now();
     log('socket open');
     send(P.hello());
   };
-  ws.onmessage = (ev) => {
-    if (mine !== ws) return;
+  sock.onmessage = (ev) => {
+    if (sock !== ws) return;
+    lastHeard = performance.now();
     P.dispatchServerFrame(ev.data, onServerMsg, log);
   };
-  ws.onerror = () => log('socket error');
-  ws.onclose = (ev) => {
+  sock.onerror = () => log('socket error');
+  sock.onclose = (ev) => {
     log('socket closed', ev.code, ev.reason || '');
-    if (mine !== ws) return;
+    if (sock !== ws) return;
     keepalive.stop();
     if (tuxa.state === 'left' || tuxa.state === 'error') return;
-    fail(opened ? 'connection_lost' : 'network_error');
+    onSocketLost(opened);
   };
 }
+
+/** The WebSocket closed or could not open. In a call (or the lobby): rejoin. */
+function onSocketLost(opened) {
+  if (['in-call', 'waiting', 'reconnecting'].includes(tuxa.state)) {
+    startReconnect(opened ? 'socket closed' : 'socket did not open');
+    return;
+  }
+  fail(opened ? 'connection_lost' : 'network_error');
+}
+
+// ---------------------------------------------------------------------------
+// Reconnecting (docs/protocol.md, "Reconnecting"): the server keeps our place
+// for its grace window; a join with the same token takes it back.
+
+const rc = { attempt: 0, timer: null };
+
+function startReconnect(reason) {
+  if (tuxa.state === 'left' || tuxa.state === 'error') return;
+  log('reconnecting:', reason);
+  dropCall();
+  if (tuxa.state !== 'reconnecting') {
+    tuxa.reconnects += 1;
+    rc.attempt = 0;
+    setState('reconnecting');
+  }
+  scheduleRetry();
+}
+
+function scheduleRetry() {
+  clearTimeout(rc.timer);
+  const delay = backoffMs(rc.attempt);
+  rc.attempt += 1;
+  log('next attempt in', delay, 'ms');
+  rc.timer = setTimeout(() => { retry().catch((e) => { log('retry failed', e); scheduleRetry(); }); }, delay);
+}
+
+async function retry() {
+  rc.timer = null;
+  if (tuxa.state !== 'reconnecting') return;
+  // The link again: the consultation may have ended or the link expired
+  // meanwhile (then there is nothing to retry), and TURN credentials renew.
+  const check = await joinCheck();
+  if (tuxa.state !== 'reconnecting') return;
+  if (check.error) {
+    if (NO_RETRY.has(check.error)) {
+      fail(check.error);
+      return;
+    }
+    scheduleRetry();
+    return;
+  }
+  identity = check.ok;
+  openSocket();
+}
+
+/** Closes the WebSocket and the peer connection, keeping camera and microphone. */
+function dropCall() {
+  keepalive.stop();
+  stopStats();
+  clearTimeout(iceTimer);
+  iceTimer = null;
+  if (ws) {
+    const w = ws;
+    ws = null;
+    try { w.close(1000); } catch { /* ignore */ }
+  }
+  if (pc) {
+    try { pc.close(); } catch { /* ignore */ }
+  }
+  senders.audio = null;
+  senders.video = null;
+  offerWanted = false;
+  for (const pid of Object.keys(tuxa.participants)) removeParticipant(pid);
+  for (const key of [...tiles.keys()]) removeTile(key);
+  trackOwner.clear();
+  publishedTracks.clear();
+  stopAllExtras();
+  clearLobby();
+  tuxa.reconnectingPeers = {};
+  tuxa.linkQuality = {};
+  setBanner(null);
+}
+
+// A WebSocket can die without a close (a NAT forgets it, the phone changes
+// network): the server answers every ping, so a long silence means it is gone.
+setInterval(() => {
+  if (!['in-call', 'waiting'].includes(tuxa.state) || !ws || ws.readyState !== WebSocket.OPEN) return;
+  if (performance.now() - lastHeard > silenceLimitMs) startReconnect('server silent');
+}, 2000);
+
+window.addEventListener('online', () => {
+  if (tuxa.state === 'reconnecting' && rc.timer) {
+    clearTimeout(rc.timer);
+    rc.timer = null;
+    log('network back: retrying now');
+    retry().catch((e) => { log('retry failed', e); scheduleRetry(); });
+  }
+});
 
 function onServerMsg(msg) {
   if (msg.type !== 'pong') log('←', msg.type, describe(msg));
   switch (msg.type) {
     case 'welcome':
       keepalive.start(msg.keepalive_interval_ms, P.KEEPALIVE_INTERVAL_MS);
+      if (msg.keepalive_interval_ms >= 1000) silenceLimitMs = 2 * msg.keepalive_interval_ms + 5000;
       if (needsConsent()) {
         // The hub handles a session's messages in order: the consent is
-        // recorded before the join is looked at.
-        tuxa.consent = consentAnswers();
+        // recorded before the join is looked at. On a rejoin the answers
+        // the patient gave are sent again, as given.
+        const given = tuxa.consent;
+        tuxa.consent = given ? {
+          text_version: given.text_version,
+          remote_examination: given.remote_examination,
+          third_parties: given.third_parties,
+          recording: given.recording,
+        } : consentAnswers();
         send(P.consent(tuxa.consent));
       }
       send(P.join(ROOM, TOKEN));
@@ -452,7 +590,21 @@ function onServerMsg(msg) {
     case 'participant_joined':
       upsertParticipant(msg.participant);
       break;
+    case 'participant_reconnecting':
+      tuxa.reconnectingPeers[String(msg.participant_id)] = true;
+      onPeerLinkChanged(String(msg.participant_id));
+      break;
+    case 'participant_reconnected':
+      delete tuxa.reconnectingPeers[String(msg.participant_id)];
+      onPeerLinkChanged(String(msg.participant_id));
+      break;
+    case 'link_quality':
+      tuxa.linkQuality[String(msg.participant_id)] = { stats: msg.stats, grade: msg.grade, at: Date.now() };
+      onPeerLinkChanged(String(msg.participant_id));
+      break;
     case 'participant_left':
+      delete tuxa.reconnectingPeers[String(msg.participant_id)];
+      delete tuxa.linkQuality[String(msg.participant_id)];
       if (msg.reason === 'removed') {
         const gone = tuxa.participants[String(msg.participant_id)];
         if (gone) showNotice(tf('call_left_removed', { name: gone.name }));
@@ -519,6 +671,11 @@ function describe(msg) {
 function onServerError(msg) {
   tuxa.error = msg.code;
   tuxa.errors.push(msg.code);
+  if (msg.code === 'media_failed' && tuxa.state === 'in-call') {
+    // The server dropped our transport: a new session brings a new one.
+    startReconnect('media transport failed on the server');
+    return;
+  }
   if (P.isFatalError(msg.code)) {
     fail(msg.code);
     return;
@@ -580,6 +737,12 @@ function renderWaiting() {
 }
 
 function onJoined(msg) {
+  if (tuxa.state === 'reconnecting') {
+    clearTimeout(rc.timer);
+    rc.timer = null;
+    rc.attempt = 0;
+    log(msg.resumed ? 'reconnected: our place was kept' : 'reconnected as a new participant');
+  }
   tuxa.room = msg.room;
   tuxa.you = msg.you;
   $('room-title').textContent = msg.room.title;
@@ -593,6 +756,52 @@ function onJoined(msg) {
   createPeerConnection();
   enqueue('initial offer', sendOffer);
   updateGrid();
+  startStats();
+}
+
+// ---------------------------------------------------------------------------
+// Link telemetry: our link every 5 s (`stats`); moderators see everyone's.
+
+const STATS_EVERY_MS = 5000;
+let statsTimer = null;
+let statsPrev = null;
+
+function startStats() {
+  stopStats();
+  statsTimer = setInterval(() => { sendStats().catch((e) => log('stats failed', e)); }, STATS_EVERY_MS);
+}
+
+function stopStats() {
+  clearInterval(statsTimer);
+  statsTimer = null;
+  statsPrev = null;
+}
+
+async function sendStats() {
+  if (tuxa.state !== 'in-call' || !pc || pc.signalingState === 'closed') return;
+  const report = await pc.getStats();
+  const { sample, state } = summarizeStats(report, statsPrev);
+  statsPrev = state;
+  tuxa.lastStats = sample;
+  if (send(P.stats(sample))) tuxa.statsSent += 1;
+}
+
+/** A link figure for people: "Kết nối kém · 900 ms · 12 % mất gói". */
+function linkText(pid) {
+  if (tuxa.reconnectingPeers[pid]) return t('peer_reconnecting');
+  const q = tuxa.linkQuality[pid];
+  // A figure older than three samples says nothing about now.
+  if (!q || Date.now() - q.at > 3 * STATS_EVERY_MS + 2000) return '';
+  const parts = [t(`link_${q.grade}`)];
+  if (q.stats.rtt_ms != null) parts.push(`${q.stats.rtt_ms} ms`);
+  if (q.stats.loss_pct != null && q.stats.loss_pct >= 1) parts.push(tf('link_loss', { pct: Math.round(q.stats.loss_pct) }));
+  if (q.stats.audio_only) parts.push(t('link_audio_only'));
+  return parts.join(' · ');
+}
+
+function onPeerLinkChanged(pid) {
+  for (const tile of tiles.values()) if (tile.pid === pid) renderTile(tile);
+  renderPeople();
 }
 
 // ---------------------------------------------------------------------------
@@ -770,8 +979,10 @@ function enqueue(what, fn) {
 }
 
 function createPeerConnection() {
-  // No iceServers: the server is ICE-lite and offers its host candidates.
-  pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+  // The server is ICE-lite and offers its host candidates; a TURN server,
+  // when tuxa has one, is for networks that block UDP to them.
+  const iceServers = identity && Array.isArray(identity.ice_servers) ? identity.ice_servers : [];
+  pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceServers });
   tuxa.pc = pc;
   for (const kind of ['audio', 'video']) {
     const track = media[kind];
@@ -807,15 +1018,47 @@ function createPeerConnection() {
 }
 
 function onConnectionState() {
-  if (!pc) return;
+  if (!pc || tuxa.state !== 'in-call') return;
   const s = pc.connectionState || pc.iceConnectionState;
+  const ice = pc.iceConnectionState;
   if (s === 'connected' || s === 'completed') {
+    clearTimeout(iceTimer);
+    iceTimer = null;
     if (bannerText && (bannerText.key === 'reconnecting_media' || bannerText.code === 'media_failed')) setBanner(null);
-  } else if (s === 'disconnected') {
+  } else if (s === 'failed' || ice === 'failed') {
+    startReconnect('ICE failed');
+  } else if (s === 'disconnected' || ice === 'disconnected') {
     setBanner({ key: 'reconnecting_media' });
-  } else if (s === 'failed') {
-    setBanner({ code: 'media_failed' });
+    armIceRecovery();
   }
+}
+
+// The network changed or blinked under a live WebSocket: after 2 s still
+// disconnected, an ICE restart (str0m, ICE-lite, accepts the new ufrag in
+// our offer while it still has our transport); 8 s later still not back,
+// or the WebSocket gone too: a full rejoin.
+let iceTimer = null;
+
+function armIceRecovery() {
+  if (iceTimer) return;
+  iceTimer = setTimeout(() => {
+    iceTimer = null;
+    if (tuxa.state !== 'in-call' || !pc || ['connected', 'completed'].includes(pc.iceConnectionState)) return;
+    if (!ws || ws.readyState !== WebSocket.OPEN || typeof pc.restartIce !== 'function') {
+      startReconnect('ICE disconnected');
+      return;
+    }
+    log('ICE restart');
+    tuxa.iceRestarts += 1;
+    pc.restartIce();
+    enqueue('ICE restart', requestOffer);
+    iceTimer = setTimeout(() => {
+      iceTimer = null;
+      if (tuxa.state === 'in-call' && pc && !['connected', 'completed'].includes(pc.iceConnectionState)) {
+        startReconnect('ICE restart did not bring the media back');
+      }
+    }, 8000);
+  }, 2000);
 }
 
 async function sendOffer() {
@@ -1045,7 +1288,9 @@ function ensureTile(pid, source) {
   meta.className = 'meta';
   const licence = document.createElement('span');
   licence.className = 'meta licence';
-  label.append(name, roles, meta, licence);
+  const link = document.createElement('span');
+  link.className = 'meta link';
+  label.append(name, roles, meta, licence, link);
   const badges = document.createElement('div');
   badges.className = 'badges';
   const micBadge = document.createElement('span');
@@ -1058,7 +1303,7 @@ function ensureTile(pid, source) {
   el.append(video, avatar, audio, label, badges);
   $(extra ? 'stage' : 'grid').append(el);
   tile = {
-    key, pid, source: extra ? source : undefined, extra, el, video, audio, avatarText, name, roles, meta, licence,
+    key, pid, source: extra ? source : undefined, extra, el, video, audio, avatarText, name, roles, meta, licence, link,
     micBadge, camBadge, tracks: new Set(), videoStream: null, audioStream: null,
     // Screen and second camera: frames decoded at the last check, and when
     // they last grew (see checkExtraTiles).
@@ -1118,6 +1363,7 @@ function renderTile(tile) {
     tile.name.textContent = tf('call_tile_extra', { name, source: t(`call_source_${tile.source}`) });
     tile.meta.textContent = p && p.facility ? p.facility : '';
     tile.licence.textContent = '';
+    tile.link.textContent = '';
     tile.roles.textContent = '';
     tile.el.classList.toggle('no-video', !vt || vt.muted);
     tile.el.hidden = tile.stalled;
@@ -1129,6 +1375,13 @@ function renderTile(tile) {
   tile.meta.textContent = p ? [roleName(p.role), p.facility].filter(Boolean).join(' · ') : '';
   tile.licence.textContent = p && p.licence_number ? `${t('call_licence')}: ${p.licence_number}` : '';
   renderRoleBadges(tile.roles, tile.pid);
+  const lt = linkText(tile.pid);
+  tile.link.textContent = lt;
+  tile.link.hidden = !lt;
+  tile.el.classList.toggle('reconnecting', !!tuxa.reconnectingPeers[tile.pid]);
+  const grade = tuxa.linkQuality[tile.pid] && lt ? tuxa.linkQuality[tile.pid].grade : '';
+  if (grade) tile.el.dataset.link = grade;
+  else delete tile.el.dataset.link;
   // A remote track is `muted` until its first frames arrive: show the
   // initials rather than a black picture until then.
   const videoOff = !vt || vt.muted || (p && p.video_muted);
@@ -1259,7 +1512,8 @@ function renderPeople() {
     entry.licence.hidden = !p.licence_number;
     const muted = p.self ? { audio: media.micMuted || !media.audio, video: media.camOff || !media.video }
       : { audio: p.audio_muted, video: p.video_muted };
-    entry.state.textContent = [muted.audio ? t('mic_muted') : '', muted.video ? t('cam_muted') : '']
+    entry.state.textContent = [muted.audio ? t('mic_muted') : '', muted.video ? t('cam_muted') : '',
+      p.self ? '' : linkText(pid)]
       .filter(Boolean).join(' · ');
     const isSecretary = tuxa.roomState.secretary != null && String(tuxa.roomState.secretary) === pid;
     const b = entry.buttons;
@@ -1710,6 +1964,9 @@ async function checkExtraTiles() {
 
 function teardown() {
   keepalive.stop();
+  stopStats();
+  clearTimeout(rc.timer);
+  clearTimeout(iceTimer);
   if (pc) {
     try { pc.close(); } catch { /* ignore */ }
   }
@@ -1742,6 +1999,9 @@ function clearLobby() {
 
 function leave() {
   log('leaving');
+  stopStats();
+  clearTimeout(rc.timer);
+  clearTimeout(iceTimer);
   if (ws && ws.readyState === WebSocket.OPEN) send(P.leave());
   // Let the leave frame go out before the close.
   const w = ws;

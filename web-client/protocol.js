@@ -17,6 +17,7 @@ export const CLIENT_TYPES = Object.freeze([
   'queue_join', 'queue_resume', 'queue_cancel',
   'available', 'accept_patient', 'decline_patient', 'transfer', 'doctor_free',
   'sources', 'chat', 'mute_participant', 'remove_participant', 'lock_room', 'set_secretary',
+  'stats',
 ]);
 
 /** Every `type` the server may send. */
@@ -27,6 +28,7 @@ export const SERVER_TYPES = Object.freeze([
   'queue_status', 'queue_removed', 'patient_offer', 'patient_offer_withdrawn',
   'doctor_status', 'call_ready',
   'chat', 'mute_requested', 'room_state',
+  'participant_reconnecting', 'participant_reconnected', 'link_quality',
 ]);
 
 /** Stable error codes (protocol/src/error.rs). Clients translate them. */
@@ -37,7 +39,7 @@ export const ERROR_CODES = Object.freeze([
   'token_malformed', 'token_invalid', 'token_expired', 'token_wrong_room', 'token_not_yet_valid',
   'room_not_found', 'room_ended', 'room_full',
   'sdp_invalid', 'negotiation_glare', 'no_pending_offer',
-  'idle_timeout', 'replaced',
+  'idle_timeout', 'replaced', 'media_failed',
   'forbidden', 'not_waiting', 'refused', 'removed', 'room_locked', 'consent_required',
   'login_failed', 'too_many_attempts', 'conflict', 'queue_refused', 'not_on_call',
   'unauthorized', 'bad_request', 'not_found',
@@ -264,12 +266,34 @@ export function set_secretary(participantId) {
   };
 }
 
+/** Bounds the server enforces on `stats` (protocol/src/msg.rs, LinkStats). */
+export const STATS_LIMITS = Object.freeze({ rtt_ms: 60000, jitter_ms: 60000, frame_height: 4320 });
+export const LINK_GRADES = Object.freeze(['good', 'fair', 'poor']);
+
+/**
+ * `stats {stats: {rtt_ms?, loss_pct?, jitter_ms?, frame_height?, audio_only}}`
+ * — what the client measures of its link. Figures the browser did not give
+ * (undefined, NaN) are left out; figures are clamped to the server's bounds
+ * and rounded (integers but loss, a percentage).
+ */
+export function stats({ rtt_ms, loss_pct, jitter_ms, frame_height, audio_only } = {}) {
+  const out = {};
+  const int = (v, max) => Math.min(max, Math.max(0, Math.round(v)));
+  if (Number.isFinite(rtt_ms)) out.rtt_ms = int(rtt_ms, STATS_LIMITS.rtt_ms);
+  if (Number.isFinite(loss_pct)) out.loss_pct = Math.min(100, Math.max(0, Math.round(loss_pct * 10) / 10));
+  if (Number.isFinite(jitter_ms)) out.jitter_ms = int(jitter_ms, STATS_LIMITS.jitter_ms);
+  if (Number.isFinite(frame_height)) out.frame_height = int(frame_height, STATS_LIMITS.frame_height);
+  out.audio_only = Boolean(audio_only);
+  return { type: 'stats', stats: out };
+}
+
 /** The constructors by message type. */
 export const clientMessages = Object.freeze({
   hello, join, consent, offer, answer, mute, leave, ping, admit, refuse,
   queue_join, queue_resume, queue_cancel,
   available, accept_patient, decline_patient, transfer, doctor_free,
   sources, chat, mute_participant, remove_participant, lock_room, set_secretary,
+  stats,
 });
 
 /** Serialises a client message for the WebSocket. */
@@ -354,6 +378,17 @@ const SERVER_SCHEMAS = {
   chat: { from: isUint, name: isStr, text: isStr, at: isUint },
   mute_requested: { kind: oneOf(MEDIA_KINDS), by: isUint },
   room_state: { locked: isBool, chair: isOptId, secretary: isOptId },
+  // A participant's connection dropped (their place is kept for a while),
+  // and came back; to moderators, a participant's link as they measure it.
+  participant_reconnecting: { participant_id: isUint },
+  participant_reconnected: { participant_id: isUint },
+  link_quality: {
+    participant_id: isUint,
+    stats: (v) => isObj(v) && isBool(v.audio_only)
+      && ['rtt_ms', 'jitter_ms', 'frame_height'].every((k) => v[k] === undefined || isUint(v[k]))
+      && (v.loss_pct === undefined || (typeof v.loss_pct === 'number' && v.loss_pct >= 0 && v.loss_pct <= 100)),
+    grade: oneOf(LINK_GRADES),
+  },
   // An unknown code from a newer server is still an error to show.
   error: { code: isStr, message: isStr, in_reply_to: isOptStr },
 };

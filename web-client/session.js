@@ -40,3 +40,64 @@ export class Keepalive {
     this.timer = null;
   }
 }
+
+/**
+ * How long to wait before reconnect attempt number `attempt` (0-based):
+ * 0.5 s, 1 s, 2 s, 4 s, 8 s, then every 10 s, each ±20 % so that phones
+ * cut off by the same tower do not all come back in the same instant.
+ * `rand` is Math.random or a stand-in (tests).
+ */
+export function backoffMs(attempt, rand = Math.random) {
+  const base = Math.min(10_000, 500 * 2 ** Math.max(0, Math.min(attempt, 10)));
+  return Math.round(base * (0.8 + 0.4 * rand()));
+}
+
+/**
+ * One telemetry sample from an RTCStatsReport (anything with `values()` or
+ * `forEach`): round-trip time of the selected candidate pair, the loss of
+ * received packets since `prev` (the `state` this function returned last
+ * time), the worst receive jitter, the tallest picture decoded since then,
+ * and whether no video went either way since then. Returns
+ * `{sample, state}`; fields the browser did not give are left undefined.
+ */
+export function summarizeStats(report, prev = null) {
+  const list = [];
+  if (report && typeof report.forEach === 'function') report.forEach((r) => list.push(r));
+  const state = { inbound: {}, outboundFrames: 0 };
+  let rtt;
+  let jitter;
+  let height;
+  let lostDelta = 0;
+  let recvDelta = 0;
+  let videoIn = false;
+  for (const r of list) {
+    if (r.type === 'candidate-pair' && r.state === 'succeeded' && (r.nominated || r.selected)
+        && Number.isFinite(r.currentRoundTripTime)) {
+      rtt = Math.max(rtt ?? 0, r.currentRoundTripTime * 1000);
+    } else if (r.type === 'inbound-rtp') {
+      const lost = Math.max(0, r.packetsLost || 0);
+      const received = r.packetsReceived || 0;
+      const frames = r.framesDecoded || 0;
+      state.inbound[r.id] = { lost, received, frames };
+      const before = prev && prev.inbound[r.id];
+      lostDelta += Math.max(0, lost - (before ? before.lost : 0));
+      recvDelta += Math.max(0, received - (before ? before.received : 0));
+      if (Number.isFinite(r.jitter)) jitter = Math.max(jitter ?? 0, r.jitter * 1000);
+      if (r.kind === 'video' && frames > (before ? before.frames : 0)) {
+        videoIn = true;
+        if (Number.isFinite(r.frameHeight)) height = Math.max(height ?? 0, r.frameHeight);
+      }
+    } else if (r.type === 'outbound-rtp' && r.kind === 'video') {
+      state.outboundFrames += r.framesEncoded || r.framesSent || 0;
+    }
+  }
+  const videoOut = state.outboundFrames > (prev ? prev.outboundFrames : 0);
+  const loss = lostDelta + recvDelta > 0 ? (100 * lostDelta) / (lostDelta + recvDelta) : undefined;
+  return {
+    sample: {
+      rtt_ms: rtt, loss_pct: loss, jitter_ms: jitter, frame_height: height,
+      audio_only: !videoIn && !videoOut,
+    },
+    state,
+  };
+}

@@ -51,6 +51,9 @@ pub enum ErrorCode {
     IdleTimeout,
     /// The same participant joined again from another session.
     Replaced,
+    /// The media transport (ICE/DTLS) of this session failed and the SFU
+    /// dropped it: the client rejoins with its link to get a new one.
+    MediaFailed,
     /// The participant's role may not do this (e.g. a patient admitting).
     Forbidden,
     /// `admit` or `refuse` named nobody who is waiting.
@@ -113,6 +116,7 @@ impl ErrorCode {
             ErrorCode::NoPendingOffer => "no_pending_offer",
             ErrorCode::IdleTimeout => "idle_timeout",
             ErrorCode::Replaced => "replaced",
+            ErrorCode::MediaFailed => "media_failed",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotWaiting => "not_waiting",
             ErrorCode::Refused => "refused",

@@ -97,6 +97,89 @@ pub enum ClientMsg {
     SetSecretary {
         participant_id: Option<ParticipantId>,
     },
+    /// The client's view of its own link, every few seconds while in the
+    /// room (see [`LinkStats`]): forwarded to the room's moderators and kept,
+    /// aggregated, with the consultation's record.
+    Stats { stats: LinkStats },
+}
+
+/// What a client measures of its link (WebRTC `getStats()`), all optional
+/// but `audio_only`: a browser does not always know every figure.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkStats {
+    /// Round-trip time to the server (ICE candidate pair), milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<u32>,
+    /// Packets lost of those expected on what the client receives, in per
+    /// cent (0–100), since its previous `stats`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_pct: Option<f32>,
+    /// Receive jitter (the worst of its inbound streams), milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter_ms: Option<u32>,
+    /// Height of the largest video frame the client decodes, pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_height: Option<u32>,
+    /// The client sends and receives no video (by choice or by fallback).
+    pub audio_only: bool,
+}
+
+impl LinkStats {
+    /// The largest values a client may report; anything above is a bug or a
+    /// lie, refused with `invalid_message` so it never reaches the record.
+    pub const MAX_RTT_MS: u32 = 60_000;
+    pub const MAX_JITTER_MS: u32 = 60_000;
+    pub const MAX_FRAME_HEIGHT: u32 = 4320;
+
+    /// Checks the bounds; the error names the first field out of them.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if self.rtt_ms.is_some_and(|v| v > Self::MAX_RTT_MS) {
+            return Err("rtt_ms must be at most 60000");
+        }
+        if self
+            .loss_pct
+            .is_some_and(|v| !v.is_finite() || !(0.0..=100.0).contains(&v))
+        {
+            return Err("loss_pct must be between 0 and 100");
+        }
+        if self.jitter_ms.is_some_and(|v| v > Self::MAX_JITTER_MS) {
+            return Err("jitter_ms must be at most 60000");
+        }
+        if self
+            .frame_height
+            .is_some_and(|v| v > Self::MAX_FRAME_HEIGHT)
+        {
+            return Err("frame_height must be at most 4320");
+        }
+        Ok(())
+    }
+
+    /// A grade for people: `poor` when a call is hard to hold (audio
+    /// breaks up), `fair` when video suffers, `good` otherwise. Thresholds
+    /// follow ITU-T G.114 (one-way delay under 150 ms is good, over 400 ms
+    /// unusable) and the usual Opus/VP8 tolerance to loss.
+    pub fn grade(&self) -> LinkGrade {
+        let rtt = self.rtt_ms.unwrap_or(0);
+        let loss = self.loss_pct.unwrap_or(0.0);
+        let jitter = self.jitter_ms.unwrap_or(0);
+        if rtt > 800 || loss > 10.0 || jitter > 100 {
+            LinkGrade::Poor
+        } else if rtt > 300 || loss > 3.0 || jitter > 40 || self.audio_only {
+            LinkGrade::Fair
+        } else {
+            LinkGrade::Good
+        }
+    }
+}
+
+/// How a participant's link looks to a moderator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkGrade {
+    Good,
+    Fair,
+    Poor,
 }
 
 impl ClientMsg {
@@ -127,6 +210,7 @@ impl ClientMsg {
         "remove_participant",
         "lock_room",
         "set_secretary",
+        "stats",
     ];
 
     /// Whether this is an on-call queue message (patients' or doctors').
@@ -170,6 +254,7 @@ impl ClientMsg {
             ClientMsg::RemoveParticipant { .. } => "remove_participant",
             ClientMsg::LockRoom { .. } => "lock_room",
             ClientMsg::SetSecretary { .. } => "set_secretary",
+            ClientMsg::Stats { .. } => "stats",
         }
     }
 }
@@ -242,6 +327,11 @@ pub enum ServerMsg {
         room: RoomInfo,
         you: ParticipantInfo,
         participants: Vec<ParticipantInfo>,
+        /// This session took back a place kept since its connection dropped
+        /// (same participant id, role, chair and mute state). The client
+        /// starts its media afresh, as at a first join.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resumed: bool,
     },
     /// Reply to `join` for those who wait to be admitted (patients and
     /// guests): the room and who you are. `joined` follows on admission.
@@ -260,6 +350,24 @@ pub enum ServerMsg {
     ParticipantLeft {
         participant_id: ParticipantId,
         reason: LeaveReason,
+    },
+    /// A participant's connection dropped; their place is kept for the
+    /// reconnect grace window. `participant_reconnected` or
+    /// `participant_left {reason: "disconnected"}` follows.
+    ParticipantReconnecting {
+        participant_id: ParticipantId,
+    },
+    /// A participant who was `reconnecting` is back (their tracks are
+    /// published again as they offer them).
+    ParticipantReconnected {
+        participant_id: ParticipantId,
+    },
+    /// To the room's moderators: a participant's link, as their client
+    /// measured it (see `stats`), with a grade.
+    LinkQuality {
+        participant_id: ParticipantId,
+        stats: LinkStats,
+        grade: LinkGrade,
     },
     /// Another participant's track is now being sent to you; it arrives with
     /// MediaStream id = `participant_id` and track id = `track.id`.

@@ -51,6 +51,10 @@ pub enum Action {
     AttachmentAdded,
     AttachmentRead,
     ConclusionEntered,
+    // Bad networks (hub.rs): a participant's connection dropped (their
+    // place kept for the grace window), and came back.
+    ConnectionLost,
+    Reconnected,
 }
 
 impl Action {
@@ -91,6 +95,8 @@ impl Action {
             Action::AttachmentAdded => "attachment_added",
             Action::AttachmentRead => "attachment_read",
             Action::ConclusionEntered => "conclusion_entered",
+            Action::ConnectionLost => "connection_lost",
+            Action::Reconnected => "reconnected",
         }
     }
 }

@@ -40,6 +40,10 @@ pub struct Config {
     /// Create a demo consultation at start and print its links.
     pub demo: bool,
     pub max_participants: usize,
+    /// How long a dropped participant keeps their place for a reconnect.
+    pub reconnect_grace: std::time::Duration,
+    /// A TURN server to hand out credentials for (networks without UDP).
+    pub turn: Option<crate::turn::TurnConfig>,
 }
 
 impl Config {
@@ -54,6 +58,8 @@ impl Config {
             admin_key: Some("test-admin-key".to_owned()),
             demo: false,
             max_participants: 16,
+            reconnect_grace: tuxa_signaling::DEFAULT_RECONNECT_GRACE,
+            turn: None,
         }
     }
 }
@@ -81,6 +87,10 @@ struct FileConfig {
     max_participants: Option<usize>,
     log: Option<String>,
     demo: Option<bool>,
+    reconnect_grace: Option<u64>,
+    turn_url: Option<Vec<String>>,
+    turn_secret: Option<String>,
+    turn_ttl: Option<u64>,
 }
 
 pub const USAGE: &str = "\
@@ -101,6 +111,11 @@ OPTIONS (each also as an environment variable, and as a key in the TOML file):
   --cert-dir DIR          where the self-signed dev cert is kept [certs]  TUXA_CERT_DIR
   --cert FILE --key FILE  a real certificate chain and key (PEM)      TUXA_CERT, TUXA_KEY
   --max-participants N    per room, at most 250 [16]                  TUXA_MAX_PARTICIPANTS
+  --reconnect-grace SECS  a dropped participant's place is kept [30]  TUXA_RECONNECT_GRACE
+  --turn-url URL[,URL…]   TURN server(s) for networks without UDP,    TUXA_TURN_URL
+                          e.g. turns:turn.example.vn:443?transport=tcp (docs/turn.md)
+  --turn-secret SECRET    coturn's static-auth-secret                 TUXA_TURN_SECRET
+  --turn-ttl SECS         lifetime of TURN credentials [21600]        TUXA_TURN_TTL
   --no-demo               do not create and print a demo consultation TUXA_DEMO=0
   --log FILTER            log filter [info]                           TUXA_LOG
   TUXA_ADMIN_KEY          set the admin API key instead of generating one
@@ -200,6 +215,51 @@ impl Settings {
         } else {
             file.demo.unwrap_or(true)
         };
+        let reconnect_grace = match pick("reconnect-grace", "TUXA_RECONNECT_GRACE") {
+            Some(n) => n
+                .parse()
+                .context("--reconnect-grace must be a whole number of seconds")?,
+            None => file
+                .reconnect_grace
+                .unwrap_or(tuxa_signaling::DEFAULT_RECONNECT_GRACE.as_secs()),
+        };
+        if reconnect_grace > 600 {
+            bail!("--reconnect-grace must be at most 600 seconds");
+        }
+        let turn_urls: Vec<String> = match pick("turn-url", "TUXA_TURN_URL") {
+            Some(list) => list.split(',').map(|s| s.trim().to_owned()).collect(),
+            None => file.turn_url.unwrap_or_default(),
+        }
+        .into_iter()
+        .filter(|u| !u.is_empty())
+        .collect();
+        if let Some(bad) = turn_urls
+            .iter()
+            .find(|u| !(u.starts_with("turn:") || u.starts_with("turns:")))
+        {
+            bail!("--turn-url: {bad:?} must start with turn: or turns:");
+        }
+        let turn_secret = pick("turn-secret", "TUXA_TURN_SECRET")
+            .or(file.turn_secret)
+            .filter(|s| !s.is_empty());
+        let turn_ttl = match pick("turn-ttl", "TUXA_TURN_TTL") {
+            Some(n) => n
+                .parse()
+                .context("--turn-ttl must be a whole number of seconds")?,
+            None => file.turn_ttl.unwrap_or(crate::turn::DEFAULT_TTL.as_secs()),
+        };
+        if !(60..=7 * 86400).contains(&turn_ttl) {
+            bail!("--turn-ttl must be between 60 seconds and 7 days");
+        }
+        let turn = match (turn_urls.is_empty(), turn_secret) {
+            (true, None) => None,
+            (false, Some(secret)) => Some(crate::turn::TurnConfig {
+                urls: turn_urls,
+                secret,
+                ttl: std::time::Duration::from_secs(turn_ttl),
+            }),
+            _ => bail!("--turn-url and --turn-secret go together"),
+        };
         let log = pick("log", "TUXA_LOG")
             .or(file.log)
             .unwrap_or_else(|| "info".into());
@@ -215,6 +275,8 @@ impl Settings {
                 admin_key: env("TUXA_ADMIN_KEY").filter(|k| !k.is_empty()),
                 demo,
                 max_participants,
+                reconnect_grace: std::time::Duration::from_secs(reconnect_grace),
+                turn,
             },
         })
     }
@@ -233,6 +295,10 @@ fn parse_flags(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
         "key",
         "max-participants",
         "log",
+        "reconnect-grace",
+        "turn-url",
+        "turn-secret",
+        "turn-ttl",
     ];
     let mut out = Vec::new();
     let mut it = args.iter();
@@ -297,6 +363,10 @@ mod tests {
             &["--frobnicate"],
             &["--listen"],
             &["--max-participants", "1"],
+            &["--turn-url", "turns:t.example.vn:443"],
+            &["--turn-secret", "s"],
+            &["--turn-url", "https://t.example.vn", "--turn-secret", "s"],
+            &["--reconnect-grace", "soon"],
         ] {
             assert!(Settings::resolve(&args(bad), |_| None).is_err(), "{bad:?}");
         }
@@ -318,6 +388,16 @@ mod tests {
             s.config.announce,
             vec!["192.168.1.10".parse::<IpAddr>().unwrap()]
         );
+        std::fs::write(
+            &path,
+            "turn_url = [\"turns:turn.example.vn:443?transport=tcp\"]\nturn_secret = \"x\"\nreconnect_grace = 20\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(&args(&["--config", path.to_str().unwrap()]), |_| None).unwrap();
+        let turn = s.config.turn.expect("TURN from the file");
+        assert_eq!(turn.urls, ["turns:turn.example.vn:443?transport=tcp"]);
+        assert_eq!(turn.ttl, crate::turn::DEFAULT_TTL);
+        assert_eq!(s.config.reconnect_grace.as_secs(), 20);
         std::fs::write(&path, "lisen = 1\n").unwrap();
         assert!(Settings::resolve(&args(&["--config", path.to_str().unwrap()]), |_| None).is_err());
     }

@@ -168,6 +168,9 @@ pub struct Record {
     pub conference: Option<Value>,
     /// Chat, kept for conferences only.
     pub chat: Vec<Value>,
+    /// Evidence of the connection's continuity: per participant, their link
+    /// telemetry summed up and every gap (see [`read_continuity`]).
+    pub continuity: Value,
 }
 
 impl Record {
@@ -297,7 +300,9 @@ pub fn read_record(
             }))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    let continuity = read_continuity(c, id)?;
     Ok(Some(Record {
+        continuity,
         consultation,
         participants,
         links,
@@ -308,6 +313,104 @@ pub fn read_record(
         exported_by: exported_by.to_owned(),
         conference,
         chat,
+    }))
+}
+
+/// The link telemetry (windows of ~10 s, see `signaling::QualityWindow`)
+/// and connection gaps of a consultation, summed up per participant: how
+/// long their samples covered, how much of it audio-only, the worst loss,
+/// round trip and jitter, the smallest picture, and each gap with how it
+/// ended (`resumed`, `left`, or `null` while still open).
+pub fn read_continuity(c: &Connection, id: &str) -> rusqlite::Result<Value> {
+    let windows = c
+        .prepare(
+            "SELECT participant_id, from_at, to_at, samples, rtt_ms_avg, rtt_ms_max, loss_pct_max,
+                    jitter_ms_max, frame_height_min, covered_ms, audio_only_ms
+             FROM link_quality WHERE consultation_id = ?1 ORDER BY participant_id, from_at, id",
+        )?
+        .query_map([id], |r| {
+            Ok(json!({
+                "participant_id": r.get::<_, i64>(0)?,
+                "from": r.get::<_, i64>(1)?,
+                "to": r.get::<_, i64>(2)?,
+                "samples": r.get::<_, i64>(3)?,
+                "rtt_ms_avg": r.get::<_, Option<i64>>(4)?,
+                "rtt_ms_max": r.get::<_, Option<i64>>(5)?,
+                "loss_pct_max": r.get::<_, Option<f64>>(6)?,
+                "jitter_ms_max": r.get::<_, Option<i64>>(7)?,
+                "frame_height_min": r.get::<_, Option<i64>>(8)?,
+                "covered_ms": r.get::<_, i64>(9)?,
+                "audio_only_ms": r.get::<_, i64>(10)?,
+            }))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let gaps = c
+        .prepare(
+            "SELECT participant_id, started_at, ended_at, outcome
+             FROM link_gaps WHERE consultation_id = ?1 ORDER BY started_at, id",
+        )?
+        .query_map([id], |r| {
+            Ok(json!({
+                "participant_id": r.get::<_, i64>(0)?,
+                "started_at": r.get::<_, i64>(1)?,
+                "ended_at": r.get::<_, Option<i64>>(2)?,
+                "outcome": r.get::<_, Option<String>>(3)?,
+            }))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut ids: Vec<i64> = windows
+        .iter()
+        .chain(&gaps)
+        .filter_map(|v| v["participant_id"].as_i64())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let max_of = |ws: &[&Value], key: &str| {
+        ws.iter()
+            .filter_map(|w| w[key].as_f64())
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+    };
+    let participants: Vec<Value> = ids
+        .iter()
+        .map(|pid| {
+            let ws: Vec<&Value> = windows
+                .iter()
+                .filter(|w| w["participant_id"].as_i64() == Some(*pid))
+                .collect();
+            let sum = |key: &str| ws.iter().filter_map(|w| w[key].as_i64()).sum::<i64>();
+            let min_height = ws
+                .iter()
+                .filter_map(|w| w["frame_height_min"].as_i64())
+                .min();
+            let my_gaps: Vec<Value> = gaps
+                .iter()
+                .filter(|g| g["participant_id"].as_i64() == Some(*pid))
+                .map(|g| {
+                    json!({
+                        "started_at": g["started_at"],
+                        "ended_at": g["ended_at"],
+                        "secs": g["ended_at"].as_i64().map(|e| e - g["started_at"].as_i64().unwrap_or(e)),
+                        "outcome": g["outcome"],
+                    })
+                })
+                .collect();
+            json!({
+                "participant_id": pid,
+                "samples": sum("samples"),
+                "covered_secs": sum("covered_ms") / 1000,
+                "audio_only_secs": sum("audio_only_ms") / 1000,
+                "loss_pct_max": max_of(&ws, "loss_pct_max"),
+                "rtt_ms_max": max_of(&ws, "rtt_ms_max").map(|v| v as i64),
+                "jitter_ms_max": max_of(&ws, "jitter_ms_max").map(|v| v as i64),
+                "frame_height_min": min_height,
+                "gaps": my_gaps,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "window_secs": tuxa_signaling::QUALITY_WINDOW_SECS,
+        "participants": participants,
+        "windows": windows,
     }))
 }
 
@@ -430,6 +533,7 @@ pub fn record_to_json(r: &Record) -> Value {
         "audit": r.audit,
         "conference": r.conference,
         "chat": r.chat,
+        "continuity": r.continuity,
         "audit_chain": {
             "head_id": r.chain_head.as_ref().map(|h| h.0),
             "head_hash": r.chain_head.as_ref().map(|h| h.1.clone()),
@@ -1258,6 +1362,70 @@ mod tests {
             buf.extend_from_slice(field.as_bytes());
         }
         crate::hex(&crate::sha256(&buf))
+    }
+
+    #[tokio::test]
+    async fn record_json_sums_up_link_quality_and_gaps() {
+        let s = server();
+        let id = fixture(&s).await;
+        let room = id.clone();
+        s.state
+            .store
+            .call(move |c| {
+                // As the hub task records them: the patient (2) on 3G, two
+                // windows, the second audio-only, and one gap they came back from.
+                type W = (i64, i64, i64, Option<i64>, Option<f64>, Option<i64>, i64, i64);
+                let windows: [W; 2] = [
+                    (T0 + 60, T0 + 65, 2, Some(240), Some(1.5), Some(360), 5000, 0),
+                    (T0 + 70, T0 + 75, 2, Some(900), Some(14.0), None, 10_000, 10_000),
+                ];
+                for (from, to, n, rtt, loss, h, cov, ao) in windows {
+                    c.execute(
+                        "INSERT INTO link_quality(consultation_id, participant_id, from_at, to_at,
+                             samples, rtt_ms_avg, rtt_ms_max, loss_pct_max, jitter_ms_max,
+                             frame_height_min, covered_ms, audio_only_ms)
+                         VALUES (?1, 2, ?2, ?3, ?4, ?5, ?5, ?6, 30, ?7, ?8, ?9)",
+                        rusqlite::params![room, from, to, n, rtt, loss, h, cov, ao],
+                    )?;
+                }
+                c.execute(
+                    "INSERT INTO link_gaps(consultation_id, participant_id, started_at, ended_at, outcome)
+                     VALUES (?1, 2, ?2, ?3, 'resumed')",
+                    rusqlite::params![room, T0 + 80, T0 + 92],
+                )?;
+                c.execute(
+                    "INSERT INTO link_gaps(consultation_id, participant_id, started_at)
+                     VALUES (?1, 3, ?2)",
+                    rusqlite::params![room, T0 + 1790],
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let r = send(
+            &s,
+            "GET",
+            &format!("/api/v1/consultations/{id}/record.json"),
+            Some(KEY),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let v = r.json();
+        let c = &v["continuity"];
+        assert_eq!(c["window_secs"], 10);
+        assert_eq!(c["windows"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            c["participants"],
+            json!([
+                {"participant_id": 2, "samples": 4, "covered_secs": 15, "audio_only_secs": 10,
+                 "loss_pct_max": 14.0, "rtt_ms_max": 900, "jitter_ms_max": 30, "frame_height_min": 360,
+                 "gaps": [{"started_at": T0 + 80, "ended_at": T0 + 92, "secs": 12, "outcome": "resumed"}]},
+                {"participant_id": 3, "samples": 0, "covered_secs": 0, "audio_only_secs": 0,
+                 "loss_pct_max": null, "rtt_ms_max": null, "jitter_ms_max": null, "frame_height_min": null,
+                 "gaps": [{"started_at": T0 + 1790, "ended_at": null, "secs": null, "outcome": null}]},
+            ])
+        );
     }
 
     #[tokio::test]

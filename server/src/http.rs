@@ -31,6 +31,8 @@ pub struct AppState {
     pub public_url: Arc<str>,
     pub next_session: Arc<AtomicU64>,
     pub shutdown: watch::Receiver<bool>,
+    /// Set when a TURN server is configured (credentials in `join-check`).
+    pub turn: Option<Arc<crate::turn::TurnConfig>>,
 }
 
 /// An [`AppState`] over a real SQLite file in `data_dir`, for in-process
@@ -54,6 +56,7 @@ pub(crate) fn test_state(
         admin_key_hash: Arc::new(crate::sha256(admin_key.as_bytes())),
         public_url: "https://127.0.0.1:8443".into(),
         next_session: Arc::new(AtomicU64::new(1)),
+        turn: None,
         shutdown,
     };
     (state, hub_rx, shutdown_tx)
@@ -318,6 +321,20 @@ async fn join_check(
             return Err(ApiError::new(code, msg));
         }
     };
+    // TURN credentials go only to holders of a valid link: a TURN relay is
+    // bandwidth anyone could otherwise borrow.
+    let ice_servers: Vec<crate::turn::IceServer> = state
+        .turn
+        .as_deref()
+        .map(|t| {
+            let label = crate::hex(&crate::sha256(req.token.as_bytes())[..4]);
+            vec![crate::turn::credentials(
+                t,
+                crate::hub_task::unix_now(),
+                &label,
+            )]
+        })
+        .unwrap_or_default();
     Ok(Json(json!({
         "room": room,
         "role": claims.role,
@@ -325,6 +342,7 @@ async fn join_check(
         "facility": claims.facility,
         "expires_at": claims.expires_at,
         "not_before": claims.not_before,
+        "ice_servers": ice_servers,
     })))
 }
 

@@ -186,6 +186,8 @@ fn record(store: &Store, ev: RecordEvent) {
             reason,
         } => {
             tracing::info!(room = %room, participant = %participant, ?reason, "left");
+            // Gone while away (grace over, room ended, removed): the gap ends here.
+            close_gap(store, room.clone(), participant, now, "left");
             let reason = format!("{reason:?}").to_lowercase();
             store.spawn("attendance", move |c| {
                 c.execute(
@@ -265,10 +267,76 @@ fn record(store: &Store, ev: RecordEvent) {
                 Ok(())
             });
         }
+        RecordEvent::LinkLost { room, participant } => {
+            tracing::info!(room = %room, participant = %participant, "connection lost; place kept");
+            store.spawn("link gap", move |c| {
+                c.execute(
+                    "INSERT INTO link_gaps(consultation_id, participant_id, started_at)
+                     VALUES (?1, ?2, ?3)",
+                    rusqlite::params![room.as_str(), participant.0 as i64, now],
+                )?;
+                Ok(())
+            });
+        }
+        RecordEvent::LinkBack {
+            room,
+            participant,
+            replaced,
+        } => {
+            tracing::info!(room = %room, participant = %participant, replaced, "reconnected");
+            close_gap(store, room, participant, now, "resumed");
+        }
+        RecordEvent::LinkQuality {
+            room,
+            participant,
+            window: w,
+        } => {
+            store.spawn("link quality", move |c| {
+                c.execute(
+                    "INSERT INTO link_quality(consultation_id, participant_id, from_at, to_at,
+                         samples, rtt_ms_avg, rtt_ms_max, loss_pct_max, jitter_ms_max,
+                         frame_height_min, covered_ms, audio_only_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                    rusqlite::params![
+                        room.as_str(),
+                        participant.0 as i64,
+                        w.from as i64,
+                        w.to as i64,
+                        w.samples,
+                        w.rtt_ms_avg,
+                        w.rtt_ms_max,
+                        w.loss_pct_max.map(f64::from),
+                        w.jitter_ms_max,
+                        w.frame_height_min,
+                        w.covered_ms as i64,
+                        w.audio_only_ms as i64
+                    ],
+                )?;
+                Ok(())
+            });
+        }
         RecordEvent::Removed { .. }
         | RecordEvent::Locked { .. }
         | RecordEvent::MuteRequested { .. } => {}
     }
+}
+
+/// Ends a participant's open connection gap, if any.
+fn close_gap(
+    store: &Store,
+    room: tuxa_protocol::RoomId,
+    participant: tuxa_protocol::ParticipantId,
+    now: i64,
+    outcome: &'static str,
+) {
+    store.spawn("link gap", move |c| {
+        c.execute(
+            "UPDATE link_gaps SET ended_at = ?1, outcome = ?2
+             WHERE consultation_id = ?3 AND participant_id = ?4 AND ended_at IS NULL",
+            rusqlite::params![now, outcome, room.as_str(), participant.0 as i64],
+        )?;
+        Ok(())
+    });
 }
 
 fn audit_entry(now: i64, ev: &RecordEvent) -> Option<Entry> {
@@ -350,6 +418,26 @@ fn audit_entry(now: i64, ev: &RecordEvent) -> Option<Entry> {
         },
         // Chat is kept in its own table (conferences only), not the audit log.
         RecordEvent::Chat { .. } => return None,
+        // Telemetry is evidence of quality, not of who did what.
+        RecordEvent::LinkQuality { .. } => return None,
+        RecordEvent::LinkLost { room, participant } => Entry {
+            at: now,
+            action: Action::ConnectionLost,
+            consultation: Some(room.to_string()),
+            actor: format!("participant:{participant}"),
+            detail: serde_json::json!({}),
+        },
+        RecordEvent::LinkBack {
+            room,
+            participant,
+            replaced,
+        } => Entry {
+            at: now,
+            action: Action::Reconnected,
+            consultation: Some(room.to_string()),
+            actor: format!("participant:{participant}"),
+            detail: serde_json::json!({ "replaced": replaced }),
+        },
         RecordEvent::SecretaryNamed {
             room,
             participant,

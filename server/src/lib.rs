@@ -28,6 +28,7 @@ pub mod queues;
 mod reports;
 mod store;
 mod tls;
+pub mod turn;
 mod web;
 mod ws;
 
@@ -173,6 +174,7 @@ pub async fn run(
     let mut hub = Hub::new(
         HubConfig {
             max_participants: config.max_participants,
+            reconnect_grace: config.reconnect_grace,
             ..HubConfig::default()
         },
         tokens.clone(),
@@ -258,6 +260,7 @@ pub async fn run(
         public_url: public_url.clone().into(),
         next_session: Arc::new(AtomicU64::new(1)),
         shutdown: shutdown_rx.clone(),
+        turn: config.turn.clone().map(Arc::new),
     };
     let app = http::router(state.clone());
     tokio::spawn(pairing_task(state.clone(), pairings_rx));

@@ -226,6 +226,36 @@ const MIGRATIONS: &[&str] = &[
          uploaded_at INTEGER NOT NULL
      ) STRICT;
      CREATE INDEX attachments_by_request ON conference_attachments(request_id);",
+    // 9: continuity evidence (Circular 49/2017 asks for an unbroken
+    // connection): each participant's link telemetry, aggregated per window
+    // of ~10 s (hub.rs, QualityWindow), and every gap in their connection
+    // (dropped, then back with the same link or gone at the end of the
+    // reconnect grace window).
+    "CREATE TABLE link_quality (
+         id INTEGER PRIMARY KEY,
+         consultation_id TEXT NOT NULL REFERENCES consultations(id),
+         participant_id INTEGER NOT NULL,
+         from_at INTEGER NOT NULL,
+         to_at INTEGER NOT NULL,
+         samples INTEGER NOT NULL,
+         rtt_ms_avg INTEGER,
+         rtt_ms_max INTEGER,
+         loss_pct_max REAL,
+         jitter_ms_max INTEGER,
+         frame_height_min INTEGER,
+         covered_ms INTEGER NOT NULL,
+         audio_only_ms INTEGER NOT NULL
+     ) STRICT;
+     CREATE INDEX link_quality_by_consultation ON link_quality(consultation_id);
+     CREATE TABLE link_gaps (
+         id INTEGER PRIMARY KEY,
+         consultation_id TEXT NOT NULL REFERENCES consultations(id),
+         participant_id INTEGER NOT NULL,
+         started_at INTEGER NOT NULL,
+         ended_at INTEGER,
+         outcome TEXT CHECK (outcome IN ('resumed', 'left'))
+     ) STRICT;
+     CREATE INDEX link_gaps_by_consultation ON link_gaps(consultation_id);",
 ];
 
 impl Store {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tuxa_protocol::{
     ClientMsg, ConsultationKind, ErrorCode, IDLE_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, LeaveReason,
-    MediaKind, ParticipantId, ParticipantInfo, ProtocolError, Role, RoomId, RoomInfo,
+    LinkStats, MediaKind, ParticipantId, ParticipantInfo, ProtocolError, Role, RoomId, RoomInfo,
     SUPPORTED_VERSIONS, ServerMsg, TrackSource,
 };
 
@@ -168,7 +168,90 @@ pub enum RecordEvent {
         kind: MediaKind,
         by: ParticipantId,
     },
+    /// A participant's connection dropped; their place is kept for the
+    /// reconnect grace window. `LinkBack` or `Left` closes the gap.
+    LinkLost {
+        room: RoomId,
+        participant: ParticipantId,
+    },
+    /// The participant took their place back after `LinkLost` (a new
+    /// session with the same link), or a second session replaced a live one
+    /// (`replaced`: no gap was open).
+    LinkBack {
+        room: RoomId,
+        participant: ParticipantId,
+        replaced: bool,
+    },
+    /// One window of a participant's link telemetry (see [`QualityWindow`]).
+    LinkQuality {
+        room: RoomId,
+        participant: ParticipantId,
+        window: QualityWindow,
+    },
 }
+
+/// A participant's `stats` samples over one window of at most
+/// [`QUALITY_WINDOW_SECS`], aggregated for the record: the worst figures,
+/// and how much of the time the samples covered was audio-only.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct QualityWindow {
+    /// Unix seconds of the window's first and last sample.
+    pub from: u64,
+    pub to: u64,
+    pub samples: u32,
+    pub rtt_ms_avg: Option<u32>,
+    pub rtt_ms_max: Option<u32>,
+    pub loss_pct_max: Option<f32>,
+    pub jitter_ms_max: Option<u32>,
+    pub frame_height_min: Option<u32>,
+    /// Time the samples speak for: each covers the time since the one
+    /// before it, at most [`STATS_MAX_SPAN`] (a sample after a silence says
+    /// nothing about the silence); a participant's first sample covers none.
+    pub covered_ms: u64,
+    /// The part of `covered_ms` whose sample said audio-only.
+    pub audio_only_ms: u64,
+    rtt_sum: u64,
+    rtt_n: u32,
+}
+
+impl QualityWindow {
+    fn add(&mut self, unix: u64, span: Duration, s: &LinkStats) {
+        if self.samples == 0 {
+            self.from = unix;
+        }
+        self.to = unix;
+        self.samples += 1;
+        if let Some(r) = s.rtt_ms {
+            self.rtt_sum += u64::from(r);
+            self.rtt_n += 1;
+            self.rtt_ms_avg = Some((self.rtt_sum / u64::from(self.rtt_n)) as u32);
+            self.rtt_ms_max = Some(self.rtt_ms_max.map_or(r, |m| m.max(r)));
+        }
+        if let Some(l) = s.loss_pct {
+            self.loss_pct_max = Some(self.loss_pct_max.map_or(l, |m| m.max(l)));
+        }
+        if let Some(j) = s.jitter_ms {
+            self.jitter_ms_max = Some(self.jitter_ms_max.map_or(j, |m| m.max(j)));
+        }
+        if let Some(h) = s.frame_height {
+            self.frame_height_min = Some(self.frame_height_min.map_or(h, |m| m.min(h)));
+        }
+        let ms = span.as_millis() as u64;
+        self.covered_ms += ms;
+        if s.audio_only {
+            self.audio_only_ms += ms;
+        }
+    }
+}
+
+/// Telemetry is aggregated into windows of this many seconds for the record.
+pub const QUALITY_WINDOW_SECS: u64 = 10;
+/// `stats` closer together than this are ignored (not forwarded, not
+/// recorded): clients send every 5 s; a faster one must not flood the
+/// moderators or the record.
+pub const STATS_MIN_INTERVAL: Duration = Duration::from_secs(2);
+/// The most time one sample speaks for.
+pub const STATS_MAX_SPAN: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
@@ -187,7 +270,15 @@ pub struct HubConfig {
     pub server_name: String,
     pub max_participants: usize,
     pub idle_timeout: Duration,
+    /// How long a participant whose connection dropped (WebSocket closed or
+    /// broken, or silent until `idle_timeout`) keeps their place for a
+    /// reconnect with the same link. Zero: they leave at once.
+    pub reconnect_grace: Duration,
 }
+
+/// Long enough for a phone to notice a dead link, back off and come back on
+/// 3G; short enough that the others do not wait on a tile for long.
+pub const DEFAULT_RECONNECT_GRACE: Duration = Duration::from_secs(30);
 
 impl Default for HubConfig {
     fn default() -> Self {
@@ -195,6 +286,7 @@ impl Default for HubConfig {
             server_name: concat!("tuxa/", env!("CARGO_PKG_VERSION")).to_owned(),
             max_participants: 16,
             idle_timeout: Duration::from_millis(IDLE_TIMEOUT_MS),
+            reconnect_grace: DEFAULT_RECONNECT_GRACE,
         }
     }
 }
@@ -246,8 +338,19 @@ struct Member {
     chair: bool,
     /// The staff account the link was minted for.
     staff_id: Option<u64>,
-    /// SHA-256 of the link's token: a removed participant's link is barred.
+    /// SHA-256 of the link's token: a removed participant's link is barred,
+    /// and a join with the same link takes this place back (reconnect).
     token_digest: [u8; 32],
+    /// Since when the connection is gone (the place is kept for the grace
+    /// window); `session` is then the dead one, and sends to it are dropped.
+    away_since: Option<Instant>,
+    /// After a reconnect, until the client's first `offer`: what the media
+    /// side still says about the old transport (in flight when it was
+    /// removed) must not reach the new session.
+    awaiting_offer: bool,
+    /// The last `stats` accepted, and the window being aggregated.
+    last_stats: Option<Instant>,
+    quality: QualityWindow,
 }
 
 impl Member {
@@ -445,7 +548,7 @@ impl Hub {
                 if let Some(session) = self.sessions.remove(&sid) {
                     match session.state {
                         SessionState::Joined { room, participant } => {
-                            self.remove_member(&room, participant, LeaveReason::Disconnected)
+                            self.hold_place(now, &room, participant)
                         }
                         SessionState::Waiting { room, participant } => {
                             self.remove_waiting(&room, participant)
@@ -513,18 +616,18 @@ impl Hub {
                 doctor,
             } => self.on_call_ready(now, links, patient, doctor),
             Input::FromMedia(pid, msg) => {
-                if let Some(sid) = self.session_of(pid) {
+                if let Some(sid) = self.media_session_of(pid) {
                     self.out.push_back(Output::Send(sid, msg));
                 }
             }
             Input::MediaGone(pid) => {
-                // The transport died but the WebSocket may live on: the client
-                // will see its connection fail and can offer again (ICE restart
-                // comes with reconnect). Tell the others now, not at idle timeout.
-                if let Some(sid) = self.session_of(pid) {
+                // The transport died (the SFU has dropped it) but the WebSocket
+                // lives on: the client rejoins (a new session with its link
+                // takes its place back, with a fresh transport).
+                if let Some(sid) = self.media_session_of(pid) {
                     self.out.push_back(Output::Send(
                         sid,
-                        ServerMsg::error(ErrorCode::Internal, "media transport failed"),
+                        ServerMsg::error(ErrorCode::MediaFailed, "media transport failed"),
                     ));
                 }
             }
@@ -549,16 +652,50 @@ impl Hub {
                 format!("nothing heard for {} s", idle.as_secs()),
                 None,
             );
-            // The client never said goodbye: it is "disconnected", not "left".
-            self.drop_session(sid, LeaveReason::Disconnected);
+            // The client never said goodbye: its place is kept for a
+            // reconnect, then it is "disconnected", not "left".
+            let old = self
+                .sessions
+                .get_mut(&sid)
+                .map(|s| std::mem::replace(&mut s.state, SessionState::Closing));
+            match old {
+                Some(SessionState::Joined { room, participant }) => {
+                    self.hold_place(now, &room, participant)
+                }
+                Some(SessionState::Waiting { room, participant }) => {
+                    self.remove_waiting(&room, participant)
+                }
+                _ => {}
+            }
+        }
+        let grace = self.config.reconnect_grace;
+        let expired: Vec<(RoomId, ParticipantId)> = self
+            .rooms
+            .iter()
+            .flat_map(|(id, r)| {
+                r.members
+                    .values()
+                    .filter(|m| m.away_since.is_some_and(|t| now >= t + grace))
+                    .map(move |m| (id.clone(), m.info.id))
+            })
+            .collect();
+        for (room, pid) in expired {
+            self.remove_member(&room, pid, LeaveReason::Disconnected);
         }
         let queue_deadline = self.queues.handle_timeout(now);
         self.pump_queues(now);
+        let away_deadline = self
+            .rooms
+            .values()
+            .flat_map(|r| r.members.values())
+            .filter_map(|m| m.away_since.map(|t| t + grace))
+            .min();
         self.sessions
             .values()
             .filter(|s| !matches!(s.state, SessionState::Closing))
             .map(|s| s.last_heard + idle)
             .chain(queue_deadline)
+            .chain(away_deadline)
             .min()
     }
 
@@ -688,9 +825,261 @@ impl Hub {
             .unwrap_or_default()
     }
 
-    fn session_of(&self, pid: ParticipantId) -> Option<SessionId> {
+    /// The session that should hear what the media side says about `pid`:
+    /// none while the participant is away or, after a reconnect, before
+    /// their new transport exists.
+    fn media_session_of(&self, pid: ParticipantId) -> Option<SessionId> {
         let room = self.participants.get(&pid)?;
-        self.rooms.get(room)?.members.get(&pid).map(|m| m.session)
+        let m = self.rooms.get(room)?.members.get(&pid)?;
+        (m.away_since.is_none() && !m.awaiting_offer).then_some(m.session)
+    }
+
+    /// Whether a participant is in a room but their connection is gone.
+    pub fn is_reconnecting(&self, pid: ParticipantId) -> bool {
+        self.participants
+            .get(&pid)
+            .and_then(|room| self.rooms.get(room))
+            .and_then(|r| r.members.get(&pid))
+            .is_some_and(|m| m.away_since.is_some())
+    }
+
+    /// A joined participant's connection is gone without a `leave`: keep
+    /// their place for the grace window (tell the others they are
+    /// reconnecting), or, with no grace, take them out now.
+    fn hold_place(&mut self, now: Instant, room_id: &RoomId, pid: ParticipantId) {
+        let grace = !self.config.reconnect_grace.is_zero();
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        let open = room.status == RoomStatus::Open;
+        let Some(member) = room.members.get_mut(&pid) else {
+            return;
+        };
+        if !grace || !open {
+            self.remove_member(room_id, pid, LeaveReason::Disconnected);
+            return;
+        }
+        if member.away_since.is_some() {
+            return;
+        }
+        member.away_since = Some(now);
+        // The transport is left to the SFU: if only the WebSocket broke, the
+        // others keep hearing them until the reconnect replaces it; if the
+        // network is gone, ICE times out there on its own.
+        let others: Vec<SessionId> = room
+            .members
+            .values()
+            .filter(|m| m.info.id != pid)
+            .map(|m| m.session)
+            .collect();
+        for other in others {
+            self.send(
+                other,
+                ServerMsg::ParticipantReconnecting {
+                    participant_id: pid,
+                },
+            );
+        }
+        self.out.push_back(Output::Record(RecordEvent::LinkLost {
+            room: room_id.clone(),
+            participant: pid,
+        }));
+    }
+
+    /// A join whose link is that of someone in the room: the new session
+    /// takes the place back (same id, role, chair, mute state). A live old
+    /// session is told `replaced` and closed.
+    fn resume(&mut self, sid: SessionId, room_id: &RoomId, pid: ParticipantId) {
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        let Some(member) = room.members.get_mut(&pid) else {
+            return;
+        };
+        let old_sid = std::mem::replace(&mut member.session, sid);
+        let was_away = member.away_since.take().is_some();
+        member.awaiting_offer = true;
+        let info = member.info.clone();
+        let is_host = member.may_host();
+        let others: Vec<ParticipantInfo> = room
+            .members
+            .values()
+            .filter(|m| m.info.id != pid)
+            .map(|m| m.info.clone())
+            .collect();
+        let others_sids: Vec<SessionId> = room
+            .members
+            .values()
+            .filter(|m| m.info.id != pid)
+            .map(|m| m.session)
+            .collect();
+        let still_away: Vec<ParticipantId> = room
+            .members
+            .values()
+            .filter(|m| m.away_since.is_some())
+            .map(|m| m.info.id)
+            .collect();
+        let state = room.state_msg();
+        let room_info = room.info.clone();
+        let waiting: Vec<ParticipantInfo> = room.lobby.values().map(|m| m.info.clone()).collect();
+        if !was_away && old_sid != sid {
+            self.fail(
+                old_sid,
+                ErrorCode::Replaced,
+                "this link was opened in another session".into(),
+                None,
+            );
+            if let Some(s) = self.sessions.get_mut(&old_sid) {
+                s.state = SessionState::Closing;
+            }
+        }
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.state = SessionState::Joined {
+                room: room_id.clone(),
+                participant: pid,
+            };
+        }
+        // The old transport goes; the client's first offer makes a new one.
+        self.out
+            .push_back(Output::Media(MediaCommand::Remove { participant: pid }));
+        self.send(
+            sid,
+            ServerMsg::Joined {
+                room: room_info,
+                you: info,
+                participants: others,
+                resumed: true,
+            },
+        );
+        if state
+            != (ServerMsg::RoomState {
+                locked: false,
+                chair: None,
+                secretary: None,
+            })
+        {
+            self.send(sid, state);
+        }
+        for away in still_away {
+            self.send(
+                sid,
+                ServerMsg::ParticipantReconnecting {
+                    participant_id: away,
+                },
+            );
+        }
+        if is_host {
+            self.send(sid, ServerMsg::Lobby { waiting });
+        }
+        if was_away {
+            for other in others_sids {
+                self.send(
+                    other,
+                    ServerMsg::ParticipantReconnected {
+                        participant_id: pid,
+                    },
+                );
+            }
+        }
+        self.out.push_back(Output::Record(RecordEvent::LinkBack {
+            room: room_id.clone(),
+            participant: pid,
+            replaced: !was_away,
+        }));
+    }
+
+    /// A second session with the link of someone waiting in the lobby takes
+    /// their place in the line; the first is told `replaced`.
+    fn resume_waiting(&mut self, sid: SessionId, room_id: &RoomId, pid: ParticipantId) {
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        let Some(member) = room.lobby.get_mut(&pid) else {
+            return;
+        };
+        let old_sid = std::mem::replace(&mut member.session, sid);
+        let (info, room_info) = (member.info.clone(), room.info.clone());
+        self.fail(
+            old_sid,
+            ErrorCode::Replaced,
+            "this link was opened in another session".into(),
+            None,
+        );
+        if let Some(s) = self.sessions.get_mut(&old_sid) {
+            s.state = SessionState::Closing;
+        }
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.state = SessionState::Waiting {
+                room: room_id.clone(),
+                participant: pid,
+            };
+        }
+        self.send(
+            sid,
+            ServerMsg::Waiting {
+                room: room_info,
+                you: info,
+            },
+        );
+    }
+
+    /// A participant's `stats`: checked, forwarded to the room's moderators
+    /// (the chair and doctors) with a grade, and aggregated for the record.
+    fn on_stats(
+        &mut self,
+        now: Instant,
+        now_unix: u64,
+        sid: SessionId,
+        room_id: &RoomId,
+        pid: ParticipantId,
+        stats: LinkStats,
+    ) {
+        if let Err(why) = stats.validate() {
+            self.reply(sid, ErrorCode::InvalidMessage, why, "stats");
+            return;
+        }
+        let Some(r) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        let Some(m) = r.members.get_mut(&pid) else {
+            return;
+        };
+        if m.last_stats
+            .is_some_and(|t| now.saturating_duration_since(t) < STATS_MIN_INTERVAL)
+        {
+            return;
+        }
+        let span = m
+            .last_stats
+            .map(|t| now.saturating_duration_since(t).min(STATS_MAX_SPAN))
+            .unwrap_or_default();
+        m.last_stats = Some(now);
+        let mut flushed = None;
+        if m.quality.samples > 0 && now_unix >= m.quality.from + QUALITY_WINDOW_SECS {
+            flushed = Some(std::mem::take(&mut m.quality));
+        }
+        m.quality.add(now_unix, span, &stats);
+        let hosts: Vec<SessionId> = r
+            .members
+            .values()
+            .filter(|m| m.may_host() && m.away_since.is_none())
+            .map(|m| m.session)
+            .collect();
+        let msg = ServerMsg::LinkQuality {
+            participant_id: pid,
+            stats,
+            grade: stats.grade(),
+        };
+        for h in hosts {
+            self.send(h, msg.clone());
+        }
+        if let Some(window) = flushed {
+            self.out.push_back(Output::Record(RecordEvent::LinkQuality {
+                room: room_id.clone(),
+                participant: pid,
+                window,
+            }));
+        }
     }
 
     fn on_frame(
@@ -843,7 +1232,7 @@ impl Hub {
             ),
             (SessionState::Joined { room, participant }, msg) => {
                 let (room, pid) = (room.clone(), *participant);
-                self.in_room(now_unix, sid, room, pid, msg);
+                self.in_room(now, now_unix, sid, room, pid, msg);
             }
         }
     }
@@ -893,7 +1282,21 @@ impl Hub {
             );
             return;
         }
-        if room.locked && !claims.chair {
+        // The same link as someone in the room (or its lobby): a reconnect,
+        // or the link opened a second time. Their place is theirs: neither a
+        // lock nor a full room keeps them out.
+        let returning = room
+            .members
+            .values()
+            .find(|m| m.token_digest == token_digest)
+            .map(|m| (m.info.id, true))
+            .or_else(|| {
+                room.lobby
+                    .values()
+                    .find(|m| m.token_digest == token_digest)
+                    .map(|m| (m.info.id, false))
+            });
+        if room.locked && !claims.chair && returning.is_none() {
             self.reply_error(
                 sid,
                 ErrorCode::RoomLocked,
@@ -902,7 +1305,7 @@ impl Hub {
             );
             return;
         }
-        if room.members.len() >= self.config.max_participants {
+        if room.members.len() >= self.config.max_participants && returning.is_none() {
             let max = self.config.max_participants;
             self.reply_error(
                 sid,
@@ -912,7 +1315,9 @@ impl Hub {
             );
             return;
         }
-        if room.members.len() + room.lobby.len() >= self.config.max_participants * 2 {
+        if room.members.len() + room.lobby.len() >= self.config.max_participants * 2
+            && returning.is_none()
+        {
             // The lobby is bounded too: a leaked patient link must not let
             // anyone fill the server's memory with waiting sessions.
             self.reply_error(
@@ -931,6 +1336,21 @@ impl Hub {
                 "remote examination needs the patient's consent: send consent first".into(),
                 Some("join"),
             );
+            return;
+        }
+        if let Some((pid, in_room)) = returning {
+            if let Some(consent) = consent.filter(|_| claims.role == Role::Patient) {
+                self.out.push_back(Output::Record(RecordEvent::Consent {
+                    room: room_id.clone(),
+                    participant: pid,
+                    consent,
+                }));
+            }
+            if in_room {
+                self.resume(sid, &room_id, pid);
+            } else {
+                self.resume_waiting(sid, &room_id, pid);
+            }
             return;
         }
         let Some(room) = self.rooms.get_mut(&room_id) else {
@@ -961,6 +1381,10 @@ impl Hub {
             chair: claims.chair,
             staff_id: claims.staff_id,
             token_digest,
+            away_since: None,
+            awaiting_offer: false,
+            last_stats: None,
+            quality: QualityWindow::default(),
         };
         self.participants.insert(pid, room_id.clone());
         if info.role.waits_in_lobby() && !pre_admitted && !claims.chair {
@@ -1000,6 +1424,12 @@ impl Hub {
         let chair_before = room.chair();
         let others: Vec<ParticipantInfo> = room.members.values().map(|m| m.info.clone()).collect();
         let others_sids: Vec<SessionId> = room.members.values().map(|m| m.session).collect();
+        let away_ids: Vec<ParticipantId> = room
+            .members
+            .values()
+            .filter(|m| m.away_since.is_some())
+            .map(|m| m.info.id)
+            .collect();
         let is_host = member.may_host();
         room.members.insert(pid, member);
         let state = room.state_msg();
@@ -1018,6 +1448,7 @@ impl Hub {
                 room: room_info,
                 you: info.clone(),
                 participants: others,
+                resumed: false,
             },
         );
         // Clients start from "unlocked, no chair, no secretary": only a
@@ -1030,6 +1461,14 @@ impl Hub {
             })
         {
             self.send(sid, state.clone());
+        }
+        for away in away_ids {
+            self.send(
+                sid,
+                ServerMsg::ParticipantReconnecting {
+                    participant_id: away,
+                },
+            );
         }
         if is_host {
             self.send(sid, ServerMsg::Lobby { waiting });
@@ -1155,6 +1594,7 @@ impl Hub {
 
     fn in_room(
         &mut self,
+        now: Instant,
         now_unix: u64,
         sid: SessionId,
         room: RoomId,
@@ -1162,11 +1602,22 @@ impl Hub {
         msg: ClientMsg,
     ) {
         match msg {
-            ClientMsg::Offer { sdp } => self.out.push_back(Output::Media(MediaCommand::Offer {
-                room,
-                participant: pid,
-                sdp,
-            })),
+            ClientMsg::Offer { sdp } => {
+                // The client's transport after a reconnect is this offer's.
+                if let Some(m) = self
+                    .rooms
+                    .get_mut(&room)
+                    .and_then(|r| r.members.get_mut(&pid))
+                {
+                    m.awaiting_offer = false;
+                }
+                self.out.push_back(Output::Media(MediaCommand::Offer {
+                    room,
+                    participant: pid,
+                    sdp,
+                }))
+            }
+            ClientMsg::Stats { stats } => self.on_stats(now, now_unix, sid, &room, pid, stats),
             ClientMsg::Answer { sdp } => self.out.push_back(Output::Media(MediaCommand::Answer {
                 participant: pid,
                 sdp,
@@ -1447,6 +1898,8 @@ impl Hub {
             None,
         );
         self.drop_session(target_sid, LeaveReason::Removed);
+        // Someone away has no live session for `drop_session` to act on.
+        self.remove_member(room_id, target, LeaveReason::Removed);
     }
 
     fn set_secretary(
@@ -1520,6 +1973,15 @@ impl Hub {
             );
             self.drop_session(sid, LeaveReason::Ended);
         }
+        // Those away have no session to drop.
+        let away: Vec<ParticipantId> = self
+            .rooms
+            .get(room_id)
+            .map(|r| r.members.keys().copied().collect())
+            .unwrap_or_default();
+        for pid in away {
+            self.remove_member(room_id, pid, LeaveReason::Ended);
+        }
     }
 
     /// Takes a session out of its room (if any) and marks it closing.
@@ -1543,6 +2005,16 @@ impl Hub {
             return;
         };
         let Some(gone) = room.members.remove(&pid) else {
+            return;
+        };
+        if gone.quality.samples > 0 {
+            self.out.push_back(Output::Record(RecordEvent::LinkQuality {
+                room: room_id.clone(),
+                participant: pid,
+                window: gone.quality,
+            }));
+        }
+        let Some(room) = self.rooms.get_mut(room_id) else {
             return;
         };
         let mut state_changed = gone.chair;
@@ -1575,7 +2047,10 @@ impl Hub {
     }
 
     fn send(&mut self, sid: SessionId, msg: ServerMsg) {
-        self.out.push_back(Output::Send(sid, msg));
+        // A session already gone (an away member's old one) hears nothing.
+        if self.sessions.contains_key(&sid) {
+            self.out.push_back(Output::Send(sid, msg));
+        }
     }
 
     fn reply_error(

@@ -12,8 +12,9 @@ pub mod queue;
 pub mod token;
 
 pub use hub::{
-    Consent, Hub, HubConfig, Input, Live, LiveQueue, LiveRoom, MediaCommand, Output, RecordEvent,
-    RoomStatus, SessionId,
+    Consent, DEFAULT_RECONNECT_GRACE, Hub, HubConfig, Input, Live, LiveQueue, LiveRoom,
+    MediaCommand, Output, QUALITY_WINDOW_SECS, QualityWindow, RecordEvent, RoomStatus,
+    STATS_MIN_INTERVAL, SessionId,
 };
 pub use queue::{
     PatientCard, QueueBook, QueueConfig, QueueError, QueueEvent, QueueId, QueueInput, QueueOutput,

@@ -7,19 +7,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tuxa_protocol::{
-    ClientMsg, ConsultationKind, ErrorCode, KEEPALIVE_INTERVAL_MS, LeaveReason, MediaKind,
-    ParticipantId, ParticipantInfo, ProtocolError, Role, RoomId, RoomInfo, SUPPORTED_VERSIONS,
-    ServerMsg,
+    ClientMsg, ConsultationKind, ErrorCode, KEEPALIVE_INTERVAL_MS, LeaveReason, LinkGrade,
+    LinkStats, MediaKind, ParticipantId, ParticipantInfo, ProtocolError, Role, RoomId, RoomInfo,
+    SUPPORTED_VERSIONS, ServerMsg,
 };
 use tuxa_signaling::{
-    Claims, Hub, HubConfig, Input, MediaCommand, Output, RecordEvent, RoomStatus, SessionId,
-    TokenError, TokenKey, b64_decode, b64_encode,
+    Claims, Hub, HubConfig, Input, MediaCommand, Output, QualityWindow, RecordEvent, RoomStatus,
+    SessionId, TokenError, TokenKey, b64_decode, b64_encode,
 };
 
 const KEY: [u8; 32] = [0x42; 32];
 /// "Now" on the Unix clock, in seconds.
 const UNIX_NOW: u64 = 1_750_000_000;
 const IDLE: Duration = Duration::from_secs(45);
+const GRACE: Duration = Duration::from_secs(30);
 
 fn room_id(n: u8) -> RoomId {
     RoomId::from_random([n; 10])
@@ -53,6 +54,17 @@ impl World {
             server_name: "tuxa-test".into(),
             max_participants: 16,
             idle_timeout: IDLE,
+            reconnect_grace: Duration::ZERO,
+        })
+    }
+
+    /// A hub that keeps a dropped participant's place for [`GRACE`].
+    fn with_grace() -> World {
+        World::with_config(HubConfig {
+            server_name: "tuxa-test".into(),
+            max_participants: 16,
+            idle_timeout: IDLE,
+            reconnect_grace: GRACE,
         })
     }
 
@@ -584,6 +596,7 @@ fn join_errors_for_rooms() {
         server_name: "tuxa-test".into(),
         max_participants: 2,
         idle_timeout: IDLE,
+        reconnect_grace: Duration::ZERO,
     });
     let r = room_id(1);
     let unknown = room_id(9);
@@ -712,6 +725,7 @@ fn join_success_uses_the_token_not_the_client() {
                 room,
                 you,
                 participants,
+                resumed: false,
             },
             ServerMsg::Lobby { waiting },
         ] => {
@@ -1201,7 +1215,7 @@ fn messages_from_media_go_to_the_right_session() {
     );
     // A failed transport is told to its owner only, and is not fatal.
     let out = w.handle(Input::MediaGone(b_info.id));
-    assert_eq!(error_codes(&out, b), vec![ErrorCode::Internal]);
+    assert_eq!(error_codes(&out, b), vec![ErrorCode::MediaFailed]);
     assert_eq!(out.len(), 1);
 }
 
@@ -1959,6 +1973,588 @@ fn sources_go_to_the_media_side_and_are_bounded() {
         .collect();
     let out = w.frame(c.district.0, ClientMsg::Sources { sources: many });
     expect_error(&out, c.district.0, ErrorCode::InvalidMessage);
+}
+
+// ---------------------------------------------------------------------------
+// Reconnect within the grace window
+
+/// A new session, with hello (and consent for a patient), joining with `token`.
+fn rejoin(w: &mut World, room: &RoomId, token: &str, patient: bool) -> (SessionId, Vec<Output>) {
+    let sid = w.connect();
+    w.hello(sid);
+    if patient {
+        w.consent(sid, true);
+    }
+    let out = w.frame(
+        sid,
+        ClientMsg::Join {
+            room: room.clone(),
+            token: token.to_owned(),
+        },
+    );
+    (sid, out)
+}
+
+fn left_msgs(out: &[Output]) -> Vec<&Output> {
+    out.iter()
+        .filter(|o| matches!(o, Output::Send(_, ServerMsg::ParticipantLeft { .. })))
+        .collect()
+}
+
+#[test]
+fn a_dropped_chair_keeps_their_place_and_takes_it_back_with_the_same_link() {
+    let mut w = World::with_grace();
+    let room = room_id(9);
+    w.handle(Input::RoomOpened(
+        RoomInfo {
+            id: room.clone(),
+            kind: ConsultationKind::Conference,
+            title: "Hội chẩn".into(),
+        },
+        RoomStatus::Open,
+    ));
+    let (d_sid, out, _) = join_as(&mut w, &room, Role::Doctor, "BS. Huyện", false, Some(10));
+    let d_id = joined_id(&out, d_sid);
+    let (c_sid, out, c_token) = join_as(&mut w, &room, Role::Doctor, "BS. Tỉnh", true, Some(3));
+    let c_id = joined_id(&out, c_sid);
+    w.frame(
+        c_sid,
+        ClientMsg::SetSecretary {
+            participant_id: Some(d_id),
+        },
+    );
+    w.frame(c_sid, ClientMsg::LockRoom { locked: true });
+    w.frame(
+        c_sid,
+        ClientMsg::Mute {
+            kind: MediaKind::Video,
+            muted: true,
+        },
+    );
+
+    // The chair's WebSocket breaks: the others hear "reconnecting", not "left".
+    let out = w.handle(Input::Disconnected(c_sid));
+    assert_eq!(
+        sends_to(&out, d_sid),
+        vec![ServerMsg::ParticipantReconnecting {
+            participant_id: c_id
+        }]
+    );
+    assert!(left_msgs(&out).is_empty(), "{out:?}");
+    assert!(
+        media_cmds(&out).is_empty(),
+        "the transport is left to the SFU"
+    );
+    assert_eq!(
+        records(&out),
+        vec![RecordEvent::LinkLost {
+            room: room.clone(),
+            participant: c_id
+        }]
+    );
+    assert!(w.hub.is_reconnecting(c_id));
+    // Nothing is sent to the dead session, whatever happens meanwhile.
+    let out = w.frame(
+        d_sid,
+        ClientMsg::Chat {
+            text: "Chờ BS. Tỉnh".into(),
+        },
+    );
+    assert!(sends_to(&out, c_sid).is_empty());
+    w.advance(Duration::from_secs(20));
+    let (_, out) = w.timeout();
+    assert!(
+        left_msgs(&out).is_empty(),
+        "still inside the window: {out:?}"
+    );
+
+    // Back with the same link, 20 s later, into a locked room: same id,
+    // still chair, the secretary and the mute kept.
+    let (c2, out) = rejoin(&mut w, &room, &c_token, false);
+    let joined = sends_to(&out, c2)
+        .into_iter()
+        .find_map(|m| match m {
+            ServerMsg::Joined {
+                you,
+                participants,
+                resumed,
+                ..
+            } => Some((you, participants, resumed)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no joined: {out:?}"));
+    assert_eq!(joined.0.id, c_id);
+    assert!(joined.0.video_muted);
+    assert!(joined.2, "joined says resumed");
+    assert_eq!(
+        joined.1.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![d_id]
+    );
+    assert_eq!(room_state(&out, c2), Some((true, Some(c_id), Some(d_id))));
+    assert_eq!(
+        sends_to(&out, d_sid),
+        vec![ServerMsg::ParticipantReconnected {
+            participant_id: c_id
+        }]
+    );
+    assert_eq!(
+        media_cmds(&out),
+        vec![MediaCommand::Remove { participant: c_id }],
+        "the old transport goes; the new offer makes a new one"
+    );
+    assert!(records(&out).contains(&RecordEvent::LinkBack {
+        room: room.clone(),
+        participant: c_id,
+        replaced: false
+    }));
+    assert!(!w.hub.is_reconnecting(c_id));
+    // Still the chair: only they may lock.
+    let out = w.frame(d_sid, ClientMsg::LockRoom { locked: false });
+    assert_eq!(error_codes(&out, d_sid), vec![ErrorCode::Forbidden]);
+    let out = w.frame(c2, ClientMsg::LockRoom { locked: false });
+    assert_eq!(
+        room_state(&out, d_sid),
+        Some((false, Some(c_id), Some(d_id)))
+    );
+
+    // What the media side says of the old transport (in flight when it
+    // was removed) does not reach the new session; after its offer it does.
+    let stale = ServerMsg::Offer { sdp: "old".into() };
+    let out = w.handle(Input::FromMedia(c_id, stale));
+    assert!(out.is_empty(), "{out:?}");
+    assert!(w.handle(Input::MediaGone(c_id)).is_empty());
+    let out = w.frame(
+        c2,
+        ClientMsg::Offer {
+            sdp: "v=0 new".into(),
+        },
+    );
+    assert_eq!(
+        media_cmds(&out),
+        vec![MediaCommand::Offer {
+            room: room.clone(),
+            participant: c_id,
+            sdp: "v=0 new".into()
+        }]
+    );
+    let fresh = ServerMsg::Answer { sdp: "new".into() };
+    let out = w.handle(Input::FromMedia(c_id, fresh.clone()));
+    assert_eq!(out, vec![Output::Send(c2, fresh)]);
+
+    // Much later nothing leaves: the window closed with the reconnect.
+    w.advance(Duration::from_secs(60));
+    w.frame(d_sid, ClientMsg::Ping { seq: 1 });
+    w.frame(c2, ClientMsg::Ping { seq: 1 });
+    let (_, out) = w.timeout();
+    assert!(left_msgs(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn after_the_grace_window_the_participant_leaves_disconnected() {
+    let mut w = World::with_grace();
+    let r = room_id(1);
+    w.open_room(&r);
+    let (a, _, _) = w.join(&r, Role::Doctor, "BS. An");
+    let (b, b_info, _) = w.join(&r, Role::Nurse, "YT. Bình");
+    let out = w.handle(Input::Disconnected(b));
+    assert!(left_msgs(&out).is_empty());
+    let dropped_at = w.now;
+    w.advance(Duration::from_secs(29));
+    w.frame(a, ClientMsg::Ping { seq: 1 });
+    let (next, out) = w.timeout();
+    assert!(left_msgs(&out).is_empty(), "{out:?}");
+    assert_eq!(next, Some(dropped_at + GRACE), "woken when the window ends");
+    w.advance(Duration::from_secs(1));
+    let (_, out) = w.timeout();
+    assert_eq!(
+        sends_to(&out, a),
+        vec![ServerMsg::ParticipantLeft {
+            participant_id: b_info.id,
+            reason: LeaveReason::Disconnected
+        }]
+    );
+    assert_eq!(
+        media_cmds(&out),
+        vec![MediaCommand::Remove {
+            participant: b_info.id
+        }]
+    );
+    assert!(records(&out).contains(&RecordEvent::Left {
+        room: r.clone(),
+        participant: b_info.id,
+        reason: LeaveReason::Disconnected
+    }));
+    assert!(w.hub.participants_in(&r).iter().all(|p| p.id != b_info.id));
+}
+
+#[test]
+fn after_the_window_the_same_link_joins_as_a_new_participant() {
+    let mut w = World::with_grace();
+    let r = room_id(1);
+    w.open_room(&r);
+    let (_a, _, _) = w.join(&r, Role::Doctor, "BS. An");
+    let b_token = w.token(&r, Role::Nurse, "YT. Bình");
+    let (b, out) = rejoin(&mut w, &r, &b_token, false);
+    let b_id = joined_id(&out, b);
+    w.handle(Input::Disconnected(b));
+    w.advance(GRACE);
+    w.timeout();
+    let (b2, out) = rejoin(&mut w, &r, &b_token, false);
+    let b2_id = joined_id(&out, b2);
+    assert_ne!(b2_id, b_id, "the place was given up: a new participant");
+    assert!(
+        sends_to(&out, b2)
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Joined { resumed, .. } if !resumed))
+    );
+}
+
+#[test]
+fn a_second_session_with_the_same_link_replaces_the_first() {
+    let mut w = World::with_grace();
+    let r = room_id(1);
+    w.open_room(&r);
+    let (a, a_info, _) = w.join(&r, Role::Doctor, "BS. An");
+    let p_token = w.token(&r, Role::Patient, "Bệnh nhân B");
+    let (p, out) = rejoin(&mut w, &r, &p_token, true);
+    let p_id = joined_id(&out, p);
+    w.frame(
+        a,
+        ClientMsg::Admit {
+            participant_id: p_id,
+        },
+    );
+    // The phone opens the link again (new tab, or a reconnect the server
+    // has not noticed the old connection of yet).
+    let (p2, out) = rejoin(&mut w, &r, &p_token, true);
+    assert_eq!(error_codes(&out, p), vec![ErrorCode::Replaced]);
+    assert!(closed(&out, p));
+    assert_eq!(joined_id(&out, p2), p_id, "the same participant, no lobby");
+    assert!(
+        sends_to(&out, a).is_empty(),
+        "the others see nothing: {out:?}"
+    );
+    assert_eq!(
+        media_cmds(&out),
+        vec![MediaCommand::Remove { participant: p_id }]
+    );
+    assert!(records(&out).contains(&RecordEvent::LinkBack {
+        room: r.clone(),
+        participant: p_id,
+        replaced: true
+    }));
+    // Consent was given again on the new session, and recorded.
+    assert!(
+        records(&out)
+            .iter()
+            .any(|e| matches!(e, RecordEvent::Consent { participant, .. } if *participant == p_id))
+    );
+    // The old session's disconnect, arriving later, changes nothing.
+    let out = w.handle(Input::Disconnected(p));
+    assert!(out.is_empty(), "{out:?}");
+    assert!(!w.hub.is_reconnecting(p_id));
+    // The new one is live: its mute reaches the doctor.
+    let out = w.frame(
+        p2,
+        ClientMsg::Mute {
+            kind: MediaKind::Audio,
+            muted: true,
+        },
+    );
+    assert_eq!(sends_to(&out, a).len(), 1);
+    let _ = a_info;
+}
+
+#[test]
+fn a_second_session_in_the_lobby_keeps_the_place_in_line() {
+    let mut w = World::with_grace();
+    let r = room_id(1);
+    w.open_room(&r);
+    let (a, _, _) = w.join(&r, Role::Doctor, "BS. An");
+    let p_token = w.token(&r, Role::Patient, "Bệnh nhân B");
+    let (p, out) = rejoin(&mut w, &r, &p_token, true);
+    let p_id = joined_id(&out, p);
+    let (_q, out) = arrive(&mut w, &r, Role::Patient, "Bệnh nhân C");
+    let _ = out;
+    let (p2, out) = rejoin(&mut w, &r, &p_token, true);
+    assert_eq!(error_codes(&out, p), vec![ErrorCode::Replaced]);
+    assert_eq!(joined_id(&out, p2), p_id);
+    assert_eq!(w.hub.waiting_in(&r)[0].id, p_id, "still first in line");
+    let out = w.frame(
+        a,
+        ClientMsg::Admit {
+            participant_id: p_id,
+        },
+    );
+    assert!(
+        sends_to(&out, p2)
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Joined { .. })),
+        "the new session is admitted: {out:?}"
+    );
+}
+
+#[test]
+fn an_idle_session_keeps_its_place_for_the_window_too() {
+    let mut w = World::with_grace();
+    let r = room_id(1);
+    w.open_room(&r);
+    let (a, _, _) = w.join(&r, Role::Doctor, "BS. An");
+    let b_token = w.token(&r, Role::Doctor, "BS. Bình");
+    let (b, out) = rejoin(&mut w, &r, &b_token, false);
+    let b_id = joined_id(&out, b);
+    // b goes silent (a dead 3G link sends no FIN); a keeps pinging.
+    for _ in 0..3 {
+        w.advance(IDLE / 3);
+        w.frame(a, ClientMsg::Ping { seq: 1 });
+    }
+    let (_, out) = w.timeout();
+    assert_eq!(error_codes(&out, b), vec![ErrorCode::IdleTimeout]);
+    assert!(closed(&out, b));
+    assert_eq!(
+        sends_to(&out, a),
+        vec![ServerMsg::ParticipantReconnecting {
+            participant_id: b_id
+        }]
+    );
+    // The socket's end, reported later, changes nothing.
+    assert!(w.handle(Input::Disconnected(b)).is_empty());
+    w.advance(Duration::from_secs(10));
+    let (b2, out) = rejoin(&mut w, &r, &b_token, false);
+    assert_eq!(joined_id(&out, b2), b_id);
+    assert_eq!(
+        sends_to(&out, a),
+        vec![ServerMsg::ParticipantReconnected {
+            participant_id: b_id
+        }]
+    );
+}
+
+#[test]
+fn someone_away_can_be_removed_and_the_room_ended_without_them() {
+    let mut w = World::with_grace();
+    let c = conference(&mut w);
+    let (g_sid, out, g_token) = join_as(&mut w, &c.room, Role::Guest, "Khách", false, None);
+    let g_id = joined_id(&out, g_sid);
+    w.frame(
+        c.chair.0,
+        ClientMsg::Admit {
+            participant_id: g_id,
+        },
+    );
+    w.handle(Input::Disconnected(g_sid));
+    let out = w.frame(
+        c.chair.0,
+        ClientMsg::RemoveParticipant {
+            participant_id: g_id,
+        },
+    );
+    assert!(
+        sends_to(&out, c.district.0).contains(&ServerMsg::ParticipantLeft {
+            participant_id: g_id,
+            reason: LeaveReason::Removed,
+        })
+    );
+    assert!(media_cmds(&out).contains(&MediaCommand::Remove { participant: g_id }));
+    // The link is barred: no taking the place back.
+    let (g2, out) = rejoin(&mut w, &c.room, &g_token, false);
+    assert_eq!(error_codes(&out, g2), vec![ErrorCode::Removed]);
+
+    // The district doctor drops; then the room ends: they are out with "ended".
+    w.handle(Input::Disconnected(c.district.0));
+    let out = w.handle(Input::EndRoom(c.room.clone()));
+    assert!(records(&out).contains(&RecordEvent::Left {
+        room: c.room.clone(),
+        participant: c.district.1,
+        reason: LeaveReason::Ended
+    }));
+    assert!(w.hub.participants_in(&c.room).is_empty());
+}
+
+#[test]
+fn a_newcomer_learns_who_is_reconnecting() {
+    let mut w = World::with_grace();
+    let r = room_id(1);
+    w.open_room(&r);
+    let (_a, a_info, _) = w.join(&r, Role::Doctor, "BS. An");
+    let (a2, _, _) = w.join(&r, Role::Doctor, "BS. Hai");
+    w.handle(Input::Disconnected(a2));
+    let (n, _, out) = w.join(&r, Role::Nurse, "YT. Ba");
+    let msgs = sends_to(&out, n);
+    let away: Vec<ParticipantId> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            ServerMsg::ParticipantReconnecting { participant_id } => Some(*participant_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(away.len(), 1);
+    assert_ne!(away[0], a_info.id);
+}
+
+// ---------------------------------------------------------------------------
+// Link telemetry
+
+fn stats(rtt: u32, loss: f32, audio_only: bool) -> ClientMsg {
+    ClientMsg::Stats {
+        stats: LinkStats {
+            rtt_ms: Some(rtt),
+            loss_pct: Some(loss),
+            jitter_ms: Some(12),
+            frame_height: (!audio_only).then_some(360),
+            audio_only,
+        },
+    }
+}
+
+fn quality_windows(out: &[Output]) -> Vec<QualityWindow> {
+    records(out)
+        .into_iter()
+        .filter_map(|r| match r {
+            RecordEvent::LinkQuality { window, .. } => Some(window),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn stats_reach_the_moderators_only_with_a_grade() {
+    let mut w = World::with_grace();
+    let r = room_id(1);
+    w.open_room(&r);
+    let (d, _, _) = w.join(&r, Role::Doctor, "BS. An");
+    let (n, _, _) = w.join(&r, Role::Nurse, "YT. Bình");
+    let (p, p_info, _) = w.join(&r, Role::Patient, "Bệnh nhân C");
+    let out = w.frame(p, stats(950, 12.5, true));
+    let want = ServerMsg::LinkQuality {
+        participant_id: p_info.id,
+        stats: LinkStats {
+            rtt_ms: Some(950),
+            loss_pct: Some(12.5),
+            jitter_ms: Some(12),
+            frame_height: None,
+            audio_only: true,
+        },
+        grade: LinkGrade::Poor,
+    };
+    assert_eq!(sends_to(&out, d), vec![want]);
+    assert!(sends_to(&out, n).is_empty(), "a nurse is not a moderator");
+    assert!(sends_to(&out, p).is_empty());
+    // Too soon after the last one: ignored, without an error.
+    w.advance(Duration::from_secs(1));
+    assert!(w.frame(p, stats(100, 0.0, false)).is_empty());
+    w.advance(Duration::from_secs(4));
+    let out = w.frame(p, stats(100, 0.0, false));
+    assert!(matches!(
+        sends_to(&out, d).as_slice(),
+        [ServerMsg::LinkQuality {
+            grade: LinkGrade::Good,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn stats_out_of_bounds_are_refused_and_lobby_stats_are_not_joined() {
+    let mut w = World::with_grace();
+    let r = room_id(1);
+    w.open_room(&r);
+    let (d, _, _) = w.join(&r, Role::Doctor, "BS. An");
+    let (p, _, _) = w.join(&r, Role::Nurse, "YT. Bình");
+    let bad = [
+        LinkStats {
+            loss_pct: Some(100.5),
+            ..LinkStats::default()
+        },
+        LinkStats {
+            loss_pct: Some(-1.0),
+            ..LinkStats::default()
+        },
+        LinkStats {
+            rtt_ms: Some(60_001),
+            ..LinkStats::default()
+        },
+        LinkStats {
+            jitter_ms: Some(u32::MAX),
+            ..LinkStats::default()
+        },
+        LinkStats {
+            frame_height: Some(10_000),
+            ..LinkStats::default()
+        },
+    ];
+    for s in bad {
+        let out = w.frame(p, ClientMsg::Stats { stats: s });
+        assert_eq!(
+            expect_error(&out, p, ErrorCode::InvalidMessage).as_deref(),
+            Some("stats"),
+            "{s:?}"
+        );
+        assert!(sends_to(&out, d).is_empty());
+        assert!(records(&out).is_empty());
+    }
+    let (q, _) = arrive(&mut w, &r, Role::Patient, "Bệnh nhân C");
+    let out = w.frame(q, stats(100, 0.0, false));
+    assert_eq!(
+        expect_error(&out, q, ErrorCode::NotJoined).as_deref(),
+        Some("stats")
+    );
+    // Malformed on the wire: the parser's invalid_message, not a panic.
+    for text in [
+        r#"{"type":"stats","stats":{"audio_only":true,"rtt_ms":-5}}"#,
+        r#"{"type":"stats","stats":{"audio_only":true,"loss_pct":"much"}}"#,
+        r#"{"type":"stats","stats":{"rtt_ms":5}}"#,
+        r#"{"type":"stats","stats":{"audio_only":false,"mos":4}}"#,
+        r#"{"type":"stats"}"#,
+    ] {
+        let e = tuxa_protocol::parse_client_msg(text).expect_err(text);
+        assert_eq!(e.code, ErrorCode::InvalidMessage, "{text}");
+    }
+}
+
+#[test]
+fn stats_are_kept_in_windows_of_ten_seconds() {
+    let mut w = World::with_grace();
+    let r = room_id(1);
+    w.open_room(&r);
+    let (_d, _, _) = w.join(&r, Role::Doctor, "BS. An");
+    let (p, p_info, _) = w.join(&r, Role::Nurse, "YT. Bình");
+    let t0 = w.unix;
+    // Samples every 5 s: at 0 (covers nothing), 5 (audio-only), 10 (new window).
+    assert!(quality_windows(&w.frame(p, stats(100, 1.0, false))).is_empty());
+    w.advance(Duration::from_secs(5));
+    assert!(quality_windows(&w.frame(p, stats(300, 4.0, true))).is_empty());
+    w.advance(Duration::from_secs(5));
+    let out = w.frame(p, stats(200, 0.5, false));
+    let first = quality_windows(&out);
+    assert_eq!(first.len(), 1, "{out:?}");
+    let f = first[0];
+    assert_eq!((f.from, f.to, f.samples), (t0, t0 + 5, 2));
+    assert_eq!(f.rtt_ms_max, Some(300));
+    assert_eq!(f.rtt_ms_avg, Some(200));
+    assert_eq!(f.loss_pct_max, Some(4.0));
+    assert_eq!(f.frame_height_min, Some(360));
+    assert_eq!((f.covered_ms, f.audio_only_ms), (5000, 5000));
+    // A silence of a minute: the window of the sample at 10 s closes, and
+    // the next sample speaks for 15 s at most.
+    w.advance(Duration::from_secs(60));
+    let second = quality_windows(&w.frame(p, stats(200, 0.0, true)));
+    assert_eq!(second.len(), 1);
+    assert_eq!((second[0].from, second[0].samples), (t0 + 10, 1));
+    assert_eq!((second[0].covered_ms, second[0].audio_only_ms), (5000, 0));
+    // Leaving flushes the window in progress.
+    let out = w.frame(p, ClientMsg::Leave {});
+    let last = quality_windows(&out);
+    assert_eq!(last.len(), 1);
+    assert_eq!((last[0].from, last[0].samples), (t0 + 70, 1));
+    assert_eq!(
+        (last[0].covered_ms, last[0].audio_only_ms),
+        (15_000, 15_000)
+    );
+    assert!(records(&out).iter().any(|e| matches!(
+        e,
+        RecordEvent::LinkQuality { participant, .. } if *participant == p_info.id
+    )));
 }
 
 // ---------------------------------------------------------------------------

@@ -47,6 +47,8 @@ pub struct PeerOptions {
     pub video_frame_interval: Duration,
     pub audio_frame_interval: Duration,
     pub ping_interval: Duration,
+    /// The address of the peer's UDP socket (its one host candidate).
+    pub local_ip: std::net::IpAddr,
 }
 
 impl Default for PeerOptions {
@@ -58,12 +60,15 @@ impl Default for PeerOptions {
             video_frame_interval: Duration::from_millis(33),
             audio_frame_interval: Duration::from_millis(20),
             ping_interval: Duration::from_secs(10),
+            local_ip: std::net::IpAddr::from([127, 0, 0, 1]),
         }
     }
 }
 
 pub(crate) enum PeerCmd {
     Send(ClientMsg),
+    /// Offer new ICE credentials (str0m peers only; webrtc-rs ignores it).
+    IceRestart,
     Close,
 }
 
@@ -302,6 +307,12 @@ impl Peer {
         );
         admitted?;
         peer
+    }
+
+    /// Offers an ICE restart (new ufrag and password) on the live session,
+    /// as a browser's `pc.restartIce()` does. str0m peers only.
+    pub fn ice_restart(&self) {
+        let _ = self.cmd.send(PeerCmd::IceRestart);
     }
 
     /// Sends `leave`; the server then closes the session.

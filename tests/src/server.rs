@@ -36,17 +36,27 @@ impl TestServer {
 
     /// Starts a server, letting the test change the configuration first.
     pub async fn start_with(configure: impl FnOnce(&mut Config)) -> anyhow::Result<TestServer> {
+        Self::start_on(std::net::IpAddr::from([127, 0, 0, 1]), configure).await
+    }
+
+    /// Starts a server on `ip` (port 0), announcing `ip` as its media
+    /// candidate (the netns tests run it on a veth address).
+    pub async fn start_on(
+        ip: std::net::IpAddr,
+        configure: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<TestServer> {
         crate::init_tracing();
         let data_dir = unique_temp_dir()?;
 
-        let http = std::net::TcpListener::bind("127.0.0.1:0").context("binding TCP")?;
+        let http = std::net::TcpListener::bind((ip, 0)).context("binding TCP")?;
         http.set_nonblocking(true)?;
-        let media = std::net::UdpSocket::bind("127.0.0.1:0").context("binding UDP")?;
+        let media = std::net::UdpSocket::bind((ip, 0)).context("binding UDP")?;
         media.set_nonblocking(true)?;
         let http_addr = http.local_addr()?;
         let media_addr = media.local_addr()?;
 
         let mut config = Config::for_tests(data_dir.clone());
+        config.announce = vec![ip];
         configure(&mut config);
         let admin_key = config
             .admin_key
@@ -74,6 +84,20 @@ impl TestServer {
         server.wait_healthy(Duration::from_secs(15)).await?;
         tracing::info!(%http_addr, %media_addr, "test server up");
         Ok(server)
+    }
+
+    /// A handle on a server run elsewhere (another process or network
+    /// namespace): for API clients and peers; stopping it stops nothing.
+    pub fn remote(http_addr: SocketAddr, media_addr: SocketAddr) -> TestServer {
+        crate::init_tracing();
+        TestServer {
+            http_addr,
+            media_addr,
+            admin_key: TEST_ADMIN_KEY.to_owned(),
+            data_dir: PathBuf::new(),
+            shutdown: None,
+            task: None,
+        }
     }
 
     async fn wait_healthy(&self, timeout: Duration) -> anyhow::Result<()> {
@@ -130,7 +154,9 @@ impl TestServer {
             },
             None => Ok(()),
         };
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if !self.data_dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
         result
     }
 }
@@ -143,7 +169,9 @@ impl Drop for TestServer {
         if let Some(task) = self.task.take() {
             task.abort();
         }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if !self.data_dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 

@@ -36,6 +36,8 @@ pub struct Joined {
     pub room: RoomInfo,
     pub you: ParticipantInfo,
     pub participants: Vec<ParticipantInfo>,
+    /// The server gave back a place kept since this link's connection dropped.
+    pub resumed: bool,
 }
 
 pub struct SignalClient {
@@ -269,10 +271,12 @@ impl SignalClient {
                 room,
                 you,
                 participants,
+                resumed,
             } => Ok(Joined {
                 room,
                 you,
                 participants,
+                resumed,
             }),
             other => bail!("expected joined, got {other:?}"),
         }

@@ -286,7 +286,7 @@ pub(crate) async fn run(
     mut ws: SignalClient,
     mut cmds: mpsc::UnboundedReceiver<PeerCmd>,
 ) -> anyhow::Result<()> {
-    let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    let socket = UdpSocket::bind((shared.opts.local_ip, 0)).await?;
     let local = socket.local_addr()?;
     let mut rtc = Rtc::builder()
         .clear_codecs()
@@ -379,6 +379,24 @@ pub(crate) async fn run(
                 Step::Cmd(Some(PeerCmd::Send(m))) => {
                     if let Err(e) = ws.send(&m).await {
                         events.note(format!("sending {}: {e:#}", m.type_name()));
+                    }
+                }
+                Step::Cmd(Some(PeerCmd::IceRestart)) => {
+                    if st.pending.is_some() {
+                        events.note("ICE restart skipped: an offer is outstanding");
+                        continue;
+                    }
+                    let mut api = st.rtc.sdp_api();
+                    let creds = api.ice_restart(true);
+                    if let Some((offer, pending)) = api.apply() {
+                        st.pending = Some(pending);
+                        st.neg.offer_pending = true;
+                        st.neg.offers_sent += 1;
+                        events.note(format!("ICE restart offered (ufrag {})", creds.ufrag));
+                        ws.send(&ClientMsg::Offer {
+                            sdp: offer.to_sdp_string(),
+                        })
+                        .await?;
                     }
                 }
                 Step::Cmd(Some(PeerCmd::Close)) | Step::Cmd(None) => {

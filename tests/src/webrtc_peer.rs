@@ -441,7 +441,7 @@ pub(crate) async fn run(
             .with_media_engine(media_engine)
             .with_interceptor_registry(registry)
             .with_handler(handler)
-            .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+            .with_udp_addrs(vec![format!("{}:0", shared.opts.local_ip)])
             .build()
             .await
             .context("building the webrtc-rs peer connection")?,
@@ -568,6 +568,9 @@ async fn signaling_loop(
                 if let Err(e) = ws.send(&m).await {
                     events.note(format!("sending {}: {e:#}", m.type_name()));
                 }
+            }
+            Step::Cmd(Some(PeerCmd::IceRestart)) => {
+                events.note("ICE restart is not implemented for webrtc-rs peers");
             }
             Step::Cmd(Some(PeerCmd::Close)) | Step::Cmd(None) => {
                 ws.close().await;

@@ -108,7 +108,10 @@ impl Sessions<'_> {
 fn is_presence(m: &ServerMsg) -> bool {
     matches!(
         m,
-        ServerMsg::ParticipantJoined { .. } | ServerMsg::ParticipantLeft { .. }
+        ServerMsg::ParticipantJoined { .. }
+            | ServerMsg::ParticipantLeft { .. }
+            | ServerMsg::ParticipantReconnecting { .. }
+            | ServerMsg::ParticipantReconnected { .. }
     )
 }
 
@@ -599,7 +602,11 @@ async fn every_bad_message_gets_its_code_and_harms_no_one() -> anyhow::Result<()
         assert!(
             matches!(
                 m,
-                ServerMsg::ParticipantJoined { .. } | ServerMsg::ParticipantLeft { .. }
+                // A session closed without `leave` keeps its place for the
+                // reconnect grace window: "reconnecting" is coming and going too.
+                ServerMsg::ParticipantJoined { .. }
+                    | ServerMsg::ParticipantLeft { .. }
+                    | ServerMsg::ParticipantReconnecting { .. }
             ),
             "the healthy session got {m:?}"
         );

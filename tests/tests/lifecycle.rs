@@ -80,7 +80,13 @@ async fn ending_a_consultation_closes_its_sessions() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_room_refuses_and_others_are_told_who_left_how() -> anyhow::Result<()> {
-    let server = TestServer::start_with(|c| c.max_participants = 2).await?;
+    // Without a reconnect grace window (`--reconnect-grace 0`) a dropped
+    // connection leaves at once; tests/tests/reconnect.rs has the window.
+    let server = TestServer::start_with(|c| {
+        c.max_participants = 2;
+        c.reconnect_grace = std::time::Duration::ZERO;
+    })
+    .await?;
     let api = server.api();
     let room = api
         .create_consultation(ConsultationKind::Visit, "Khám")

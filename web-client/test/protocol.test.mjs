@@ -48,6 +48,7 @@ function construct(f) {
     case 'remove_participant': return P.remove_participant(f.participant_id);
     case 'lock_room': return P.lock_room(f.locked);
     case 'set_secretary': return P.set_secretary(f.participant_id);
+    case 'stats': return P.stats(f.stats);
     default: throw new Error(`no constructor for ${f.type}`);
   }
 }
@@ -94,6 +95,16 @@ test('admit and refuse take a participant id (number or decimal string)', () => 
     assert.throws(() => P.admit(bad), TypeError, String(bad));
     assert.throws(() => P.refuse(bad), TypeError, String(bad));
   }
+});
+
+test('stats leaves out what the browser did not measure and clamps the rest', () => {
+  assert.deepEqual(P.stats({ rtt_ms: 123.6, loss_pct: NaN, audio_only: 0 }), {
+    type: 'stats', stats: { rtt_ms: 124, audio_only: false },
+  });
+  assert.deepEqual(P.stats({ rtt_ms: 1e9, loss_pct: 104.2, jitter_ms: -3, frame_height: 9999, audio_only: true }), {
+    type: 'stats', stats: { rtt_ms: 60000, loss_pct: 100, jitter_ms: 0, frame_height: 4320, audio_only: true },
+  });
+  assert.deepEqual(P.stats({ loss_pct: 2.345 }).stats, { loss_pct: 2.3, audio_only: false });
 });
 
 test('encode refuses non-client messages', () => {
