@@ -871,17 +871,18 @@ fn default_duration() -> u64 {
     60
 }
 
-async fn schedule(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-    req: Result<Json<ScheduleReq>, JsonRejection>,
-) -> ApiResult<Json<Value>> {
-    let actor = Actor::from_headers(&state, &headers).await?;
-    let r = visible(&state, &actor, id).await?;
+/// The caller and the request, when the caller may schedule or decline it
+/// and it still waits for that decision.
+async fn awaiting_decision(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: i64,
+) -> ApiResult<(Actor, Request)> {
+    let actor = Actor::from_headers(state, headers).await?;
+    let r = visible(state, &actor, id).await?;
     if !may_schedule(&actor, &r) {
         return Err(forbidden(
-            "conferences are scheduled by the asked facility's coordinators and doctors",
+            "conferences are scheduled or declined by the asked facility's coordinators and doctors",
         ));
     }
     if r.status != Status::Requested {
@@ -893,6 +894,16 @@ async fn schedule(
             ),
         ));
     }
+    Ok((actor, r))
+}
+
+async fn schedule(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    req: Result<Json<ScheduleReq>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let (actor, r) = awaiting_decision(&state, &headers, id).await?;
     let req = body(req)?;
     if !(15..=240).contains(&req.duration_min) {
         return Err(ApiError::new(
@@ -1018,19 +1029,7 @@ async fn decline(
     Path(id): Path<i64>,
     req: Result<Json<DeclineReq>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    let actor = Actor::from_headers(&state, &headers).await?;
-    let r = visible(&state, &actor, id).await?;
-    if !may_schedule(&actor, &r) {
-        return Err(forbidden(
-            "requests are declined by the asked facility's coordinators and doctors",
-        ));
-    }
-    if r.status != Status::Requested {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("the request is {}", r.status.as_str()),
-        ));
-    }
+    let (actor, _) = awaiting_decision(&state, &headers, id).await?;
     let reason = required_text("reason", &body(req)?.reason, 1000)?;
     let now = unix_now() as i64;
     let rs = reason.clone();

@@ -923,15 +923,7 @@ impl Hub {
         let room_info = room.info.clone();
         let waiting: Vec<ParticipantInfo> = room.lobby.values().map(|m| m.info.clone()).collect();
         if !was_away && old_sid != sid {
-            self.fail(
-                old_sid,
-                ErrorCode::Replaced,
-                "this link was opened in another session".into(),
-                None,
-            );
-            if let Some(s) = self.sessions.get_mut(&old_sid) {
-                s.state = SessionState::Closing;
-            }
+            self.close_replaced(old_sid);
         }
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.state = SessionState::Joined {
@@ -999,15 +991,7 @@ impl Hub {
         };
         let old_sid = std::mem::replace(&mut member.session, sid);
         let (info, room_info) = (member.info.clone(), room.info.clone());
-        self.fail(
-            old_sid,
-            ErrorCode::Replaced,
-            "this link was opened in another session".into(),
-            None,
-        );
-        if let Some(s) = self.sessions.get_mut(&old_sid) {
-            s.state = SessionState::Closing;
-        }
+        self.close_replaced(old_sid);
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.state = SessionState::Waiting {
                 room: room_id.clone(),
@@ -2068,6 +2052,20 @@ impl Hub {
                 in_reply_to: in_reply_to.map(str::to_owned),
             },
         );
+    }
+
+    /// Closes a session whose link was opened again elsewhere: the new
+    /// session holds the place now, so the old one leaves nothing behind.
+    fn close_replaced(&mut self, old_sid: SessionId) {
+        self.fail(
+            old_sid,
+            ErrorCode::Replaced,
+            "this link was opened in another session".into(),
+            None,
+        );
+        if let Some(s) = self.sessions.get_mut(&old_sid) {
+            s.state = SessionState::Closing;
+        }
     }
 
     /// Sends a fatal error and closes the session.
