@@ -101,6 +101,20 @@ pub enum ClientMsg {
     /// room (see [`LinkStats`]): forwarded to the room's moderators and kept,
     /// aggregated, with the consultation's record.
     Stats { stats: LinkStats },
+    /// The participant chooses audio only (`on`) or video again: the server
+    /// stops (or resumes) sending them video; the client stops (or resumes)
+    /// sending its own.
+    AudioOnly { on: bool },
+}
+
+/// Why a subscriber receives no video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AudioOnlyReason {
+    /// The link to them cannot carry the lowest video layer with audio.
+    WeakNetwork,
+    /// They asked for it (`audio_only`).
+    Requested,
 }
 
 /// What a client measures of its link (WebRTC `getStats()`), all optional
@@ -211,6 +225,7 @@ impl ClientMsg {
         "lock_room",
         "set_secretary",
         "stats",
+        "audio_only",
     ];
 
     /// Whether this is an on-call queue message (patients' or doctors').
@@ -255,6 +270,7 @@ impl ClientMsg {
             ClientMsg::LockRoom { .. } => "lock_room",
             ClientMsg::SetSecretary { .. } => "set_secretary",
             ClientMsg::Stats { .. } => "stats",
+            ClientMsg::AudioOnly { .. } => "audio_only",
         }
     }
 }
@@ -459,6 +475,20 @@ pub enum ServerMsg {
         locked: bool,
         chair: Option<ParticipantId>,
         secretary: Option<ParticipantId>,
+    },
+    /// To a subscriber: the server stopped (`on`) or resumed sending them
+    /// video, and why. Audio keeps flowing either way.
+    AudioOnly {
+        on: bool,
+        reason: AudioOnlyReason,
+    },
+    /// To a publisher: of the simulcast layers of its m-line `mid`, only
+    /// `active` (by rid) are received by anyone; the client pauses the
+    /// others (`RTCRtpSender.setParameters`, `active: false`) and resumes
+    /// them when they are listed again.
+    PublishLayers {
+        mid: String,
+        active: Vec<String>,
     },
     /// The consent answers were recorded (with the server's time).
     ConsentRecorded {

@@ -143,6 +143,9 @@ impl MediaTask {
                         MediaCommand::Sources { participant, sources } => {
                             self.sfu.set_sources(participant, sources)
                         }
+                        MediaCommand::AudioOnly { participant, on } => {
+                            self.sfu.set_audio_only(now, participant, on)
+                        }
                     }
                 }
             }

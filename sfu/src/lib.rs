@@ -265,6 +265,29 @@ impl Sfu {
         }
     }
 
+    /// The participant chose audio only (`on`) or video again: video to them
+    /// stops, or resumes at the next keyframe (asked for at once).
+    pub fn set_audio_only(&mut self, now: Instant, pid: ParticipantId, on: bool) {
+        self.now = Some(now);
+        let Some(peer) = self.peers.get_mut(&pid) else {
+            return;
+        };
+        let owed = peer.set_audio_only(on, &mut self.out);
+        for (publisher, mid, rid) in owed {
+            self.on_event(
+                now,
+                pid,
+                PeerEvent::WantKeyframe {
+                    publisher,
+                    mid,
+                    rid,
+                },
+            );
+        }
+        self.mark(pid);
+        self.drain(now);
+    }
+
     /// Takes a participant out: its tracks are withdrawn from everyone else.
     pub fn remove(&mut self, now: Instant, pid: ParticipantId) {
         self.early_sources.remove(&pid);

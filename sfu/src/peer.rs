@@ -19,7 +19,9 @@ use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
-use tuxa_protocol::{ParticipantId, RoomId, ServerMsg, TrackId, TrackInfo, TrackSource};
+use tuxa_protocol::{
+    AudioOnlyReason, ParticipantId, RoomId, ServerMsg, TrackId, TrackInfo, TrackSource,
+};
 
 use crate::{KEYFRAME_REQUEST_INTERVAL, SfuConfig, SfuError, SfuOutput, host_candidates};
 
@@ -200,6 +202,10 @@ pub(crate) struct Peer {
     /// Incoming SSRC → (index in `tracks_in`, simulcast layer), learnt from
     /// str0m's receive streams on the first packet of each.
     rx_ssrcs: Vec<(Ssrc, usize, Option<Rid>)>,
+    /// The participant asked for audio only: no video is forwarded to them.
+    audio_only_requested: bool,
+    /// What the participant was last told about their video (`audio_only`).
+    audio_only_told: Option<AudioOnlyReason>,
     /// In the SFU's list of peers to poll.
     pub(crate) dirty: bool,
     /// The earliest wake-up of this peer in the SFU's timer heap.
@@ -246,6 +252,8 @@ impl Peer {
             gone: false,
             sources: BTreeMap::new(),
             rx_ssrcs: Vec::new(),
+            audio_only_requested: false,
+            audio_only_told: None,
             dirty: false,
             scheduled: None,
         })
@@ -253,6 +261,51 @@ impl Peer {
 
     pub fn set_sources(&mut self, sources: BTreeMap<String, TrackSource>) {
         self.sources = sources;
+    }
+
+    /// The participant chose audio only (or video again). Returns the video
+    /// tracks whose publishers owe this subscriber a keyframe (video resumes
+    /// at one).
+    pub fn set_audio_only(
+        &mut self,
+        on: bool,
+        out: &mut VecDeque<SfuOutput>,
+    ) -> Vec<(ParticipantId, Mid, Option<Rid>)> {
+        self.audio_only_requested = on;
+        let mut owed = Vec::new();
+        if !on {
+            for t in &mut self.tracks_out {
+                if t.source.kind == MediaKind::Video {
+                    t.awaiting_keyframe = true;
+                    if matches!(t.state, OutState::Open(_)) {
+                        owed.push((t.source.owner, t.source.mid, t.layer));
+                    }
+                }
+            }
+        }
+        self.tell_video_state(out);
+        owed
+    }
+
+    /// Why no video is forwarded to this subscriber, if none is.
+    fn video_off(&self) -> Option<AudioOnlyReason> {
+        self.audio_only_requested
+            .then_some(AudioOnlyReason::Requested)
+    }
+
+    /// Sends `audio_only` when what the subscriber was told is no longer true.
+    fn tell_video_state(&mut self, out: &mut VecDeque<SfuOutput>) {
+        let now = self.video_off();
+        if now == self.audio_only_told {
+            return;
+        }
+        let msg = match (now, self.audio_only_told) {
+            (Some(reason), _) => ServerMsg::AudioOnly { on: true, reason },
+            (None, Some(reason)) => ServerMsg::AudioOnly { on: false, reason },
+            (None, None) => return,
+        };
+        self.audio_only_told = now;
+        out.push_back(SfuOutput::Signal(self.id, msg));
     }
 
     pub fn room(&self) -> &RoomId {
@@ -436,6 +489,9 @@ impl Peer {
         let OutState::Open(mid) = t.state else {
             return Forwarded::Skipped;
         };
+        if pkt.kind == MediaKind::Video && self.audio_only_requested {
+            return Forwarded::Skipped;
+        }
         if pkt.rid.is_some() {
             if t.layer.is_none() {
                 t.layer = pkt.rid;
@@ -444,7 +500,7 @@ impl Peer {
                 return Forwarded::Skipped;
             }
         }
-        if !t.rewrite.started {
+        if !t.rewrite.started || t.awaiting_keyframe {
             if t.awaiting_keyframe && !pkt.keyframe_start {
                 return Forwarded::NeedsKeyframe;
             }

@@ -92,6 +92,11 @@ pub enum MediaCommand {
         participant: ParticipantId,
         sources: BTreeMap<String, TrackSource>,
     },
+    /// The participant chose audio only (or video again).
+    AudioOnly {
+        participant: ParticipantId,
+        on: bool,
+    },
 }
 
 /// Facts for the consultation record.
@@ -1602,6 +1607,12 @@ impl Hub {
                 }))
             }
             ClientMsg::Stats { stats } => self.on_stats(now, now_unix, sid, &room, pid, stats),
+            ClientMsg::AudioOnly { on } => {
+                self.out.push_back(Output::Media(MediaCommand::AudioOnly {
+                    participant: pid,
+                    on,
+                }))
+            }
             ClientMsg::Answer { sdp } => self.out.push_back(Output::Media(MediaCommand::Answer {
                 participant: pid,
                 sdp,
