@@ -462,6 +462,72 @@ fn simulcast_publisher_sends_three_layers_and_subscribers_negotiate_twcc() {
     m.done();
 }
 
+/// The link model against str0m's own estimator: a publisher whose str0m
+/// runs BWE on TWCC feedback from the SFU sees its uplink's bottleneck
+/// (good: well above what it sends; rural_3g: near 300 kbit/s). If this
+/// fails, what the SFU's estimator does on these links means nothing.
+#[test]
+fn str0m_estimator_sees_the_simulated_bottleneck() {
+    let mut m = Misses::default();
+    let mut sim = Sim::new();
+    sim.step = ms(1);
+    let p = sim.add_simulcast_publisher_with_bwe("doctor", 1);
+    sim.set_links(p, LinkConfig::good());
+    sim.publish_simulcast(p);
+    let s = sim.add_client("patient", 2, Codecs::Default);
+    sim.set_links(s, LinkConfig::good());
+    sim.publish_audio_only(s);
+    sim.run(15 * SEC);
+    let last = |sim: &Sim| sim.clients[p].bwe.last().map(|(_, b)| *b);
+    let good = last(&sim);
+    figure(
+        "selftest",
+        "str0m_estimate_good_bps",
+        good.map_or("none".into(), |b| b.to_string()),
+    );
+    m.check(
+        good.is_some_and(|b| b >= 1_000_000),
+        format!("good uplink estimate {good:?}"),
+    );
+
+    sim.set_link(p, Dir::Up, LinkConfig::rural_3g());
+    let t1 = sim.now;
+    // Like a browser, the sender adapts: below 400 kbit/s it sends only q.
+    let first_below = sim.run_until(15 * SEC, |s| {
+        s.clients[p]
+            .bwe
+            .last()
+            .is_some_and(|(t, b)| *t >= t1 && *b <= 400_000)
+    });
+    for l in &mut sim.clients[p].simulcast.as_mut().unwrap().layers[1..] {
+        l.active = false;
+    }
+    sim.run(20 * SEC);
+    let weak = last(&sim);
+    let settled: Vec<u64> = sim.clients[p]
+        .bwe
+        .iter()
+        .filter(|(t, _)| *t >= sim.now - 10 * SEC)
+        .map(|(_, b)| *b)
+        .collect();
+    println!("estimates over the last 10 s: {settled:?}");
+    figure(
+        "selftest",
+        "str0m_estimate_rural_3g_bps",
+        weak.map_or("none".into(), |b| b.to_string()),
+    );
+    figure(
+        "selftest",
+        "str0m_estimate_below_400k_after_ms",
+        first_below.map_or("never".into(), |d| millis(d).to_string()),
+    );
+    m.check(
+        weak.is_some_and(|b| (100_000..=450_000).contains(&b)),
+        format!("rural_3g uplink estimate {weak:?}"),
+    );
+    m.done();
+}
+
 // ---------------------------------------------------------------------------
 // Step down.
 

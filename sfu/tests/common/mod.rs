@@ -305,6 +305,8 @@ pub struct Client {
     pub offers_made: u32,
     /// RTP packets received in RTP mode (a simulcast publisher hears others).
     pub rtp_received: u64,
+    /// Our own str0m's send-side estimates (TWCC), when BWE is enabled.
+    pub bwe: Vec<(Instant, u64)>,
 }
 
 impl Client {
@@ -545,6 +547,9 @@ impl Client {
                 });
             }
             Event::RtpPacket(_) => self.rtp_received += 1,
+            Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. }) => {
+                self.bwe.push((now, estimate.as_u64()));
+            }
             Event::KeyframeRequest(req) => {
                 self.keyframe_requests.push((now, req.mid));
                 if Some(req.mid) == self.video {
@@ -616,13 +621,21 @@ impl Sim {
 
     /// A new client (not yet in the room).
     pub fn add_client(&mut self, name: &'static str, pid: u64, codecs: Codecs) -> usize {
-        self.add_client_cfg(name, pid, codecs, false)
+        self.add_client_cfg(name, pid, codecs, false, false)
     }
 
     /// A new simulcast publisher (not yet in the room): str0m in RTP mode;
     /// publish with [`Sim::publish_simulcast`].
     pub fn add_simulcast_publisher(&mut self, name: &'static str, pid: u64) -> usize {
-        let i = self.add_client_cfg(name, pid, Codecs::Default, true);
+        let i = self.add_client_cfg(name, pid, Codecs::Default, true, false);
+        self.clients[i].simulcast = Some(SimulcastPub::new());
+        i
+    }
+
+    /// A simulcast publisher whose str0m estimates its uplink (TWCC from
+    /// the SFU): for checking the link model against str0m's estimator.
+    pub fn add_simulcast_publisher_with_bwe(&mut self, name: &'static str, pid: u64) -> usize {
+        let i = self.add_client_cfg(name, pid, Codecs::Default, true, true);
         self.clients[i].simulcast = Some(SimulcastPub::new());
         i
     }
@@ -633,10 +646,14 @@ impl Sim {
         pid: u64,
         codecs: Codecs,
         rtp_mode: bool,
+        bwe: bool,
     ) -> usize {
         let n = self.clients.len() as u8 + 2;
         let addr = client_addr(n);
         let mut cfg = RtcConfig::new().clear_codecs().set_rtp_mode(rtp_mode);
+        if bwe {
+            cfg = cfg.enable_bwe(Some(str0m::bwe::Bitrate::kbps(300)));
+        }
         match codecs {
             Codecs::Default => {
                 cfg = cfg.enable_opus(true, false).enable_vp8(true);
@@ -700,6 +717,7 @@ impl Sim {
             answers: Vec::new(),
             offers_made: 0,
             rtp_received: 0,
+            bwe: Vec::new(),
         });
         self.clients.len() - 1
     }
