@@ -272,8 +272,9 @@ fn audio_loss(call: &Call, sub: usize, from: Instant, to: Instant) -> f64 {
     lost as f64 / sent.len().max(1) as f64
 }
 
-/// A doctor publishing three layers, `n` patients (audio-only publishers,
-/// str0m defaults: TWCC negotiated), every link `good`.
+/// A doctor publishing three layers, `n` patients (str0m defaults, so TWCC
+/// is negotiated; each offers a microphone but sends nothing unless a test
+/// turns `media_on` back on), every link `good`.
 fn call(n: usize) -> Call {
     let mut sim = Sim::new();
     sim.step = ms(1);
@@ -285,6 +286,9 @@ fn call(n: usize) -> Call {
     for k in 0..n {
         let i = sim.add_client(names[k], 2 + k as u64, Codecs::Default);
         sim.set_links(i, LinkConfig::good());
+        // They negotiate a microphone but stay quiet unless a test wants
+        // their audio: a patient's downlink carries the doctor only.
+        sim.clients[i].media_on = false;
         sim.publish_audio_only(i);
         subs.push(i);
     }
@@ -309,14 +313,19 @@ fn call(n: usize) -> Call {
     call
 }
 
-/// Runs until every subscriber in `subs` has been on the top layer for 10
-/// frames; returns how long that took, or None after `max`.
+/// Runs until every subscriber in `subs` has received 10 frames of the top
+/// layer in a row, all from now on; returns how long that took, or None
+/// after `max`.
 fn reach_top(c: &mut Call, subs: &[usize], max: Duration) -> Option<Duration> {
     let pubp = c.pub_pid();
+    let since = c.sim.now;
     c.sim.run_until(max, |s| {
         subs.iter().all(|i| {
             let v = s.clients[*i].frames_from(pubp, MediaKind::Video);
-            v.len() >= 10 && v[v.len() - 10..].iter().all(|f| f.layer() == Some(F))
+            v.len() >= 10
+                && v[v.len() - 10..]
+                    .iter()
+                    .all(|f| f.layer() == Some(F) && f.at > since)
         })
     })
 }
@@ -755,6 +764,8 @@ fn a_ten_second_outage_resumes_without_a_new_offer() {
     let mut c = call(2);
     let (out, other) = (c.subs[0], c.subs[1]);
     let mut m = Misses::default();
+    // This patient talks: their audio must reach the others again too.
+    c.sim.clients[out].media_on = true;
     c.sim.run(3 * SEC);
     let offers = c.sim.clients[out].offers_made;
     let out_pid = c.sim.clients[out].pid;
@@ -784,6 +795,12 @@ fn a_ten_second_outage_resumes_without_a_new_offer() {
             format!("{what} resumed: {d:?}"),
         );
     }
+    let ice: Vec<String> = c.sim.clients[out]
+        .ice
+        .iter()
+        .map(|s| format!("{s:?}"))
+        .collect();
+    println!("client ICE states: {ice:?}");
     let gone = c.sim.gone.contains(&out_pid);
     m.check(
         !gone,
