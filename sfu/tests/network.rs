@@ -289,6 +289,8 @@ fn call(n: usize) -> Call {
         // They negotiate a microphone but stay quiet unless a test wants
         // their audio: a patient's downlink carries the doctor only.
         sim.clients[i].media_on = false;
+        // A browser asks for a keyframe when it cannot decode.
+        sim.clients[i].auto_pli = true;
         sim.publish_audio_only(i);
         subs.push(i);
     }
@@ -330,6 +332,68 @@ fn reach_top(c: &mut Call, subs: &[usize], max: Duration) -> Option<Duration> {
     })
 }
 
+/// Prints, per second from `from` to `to`, the video frames `sub` got by
+/// layer, its audio frames, the signals it got and its downlink's drops.
+fn timeline(c: &Call, sub: usize, from: Instant, to: Instant) {
+    let v = c.video(sub);
+    let a = c.audio(sub);
+    let mut t = from;
+    while t < to {
+        let n = t + SEC;
+        let mut per = [0; 3];
+        for f in v.iter().filter(|f| f.at >= t && f.at < n) {
+            if let Some(l) = f.layer() {
+                per[usize::from(l)] += 1;
+            }
+        }
+        let audio = a.iter().filter(|f| f.at >= t && f.at < n).count();
+        let sigs: Vec<String> = c.sim.clients[sub]
+            .signals
+            .iter()
+            .filter(|(at, _)| *at >= t && *at < n)
+            .filter(|(_, m)| !matches!(m, ServerMsg::Offer { .. } | ServerMsg::Answer { .. }))
+            .map(|(_, m)| format!("{m:?}"))
+            .collect();
+        let (kbps, qdrop, lost, _) = c.sim.clients[sub].down.window(t, n);
+        println!(
+            "  {} +{:>2}s q={:>2} h={:>2} f={:>2} audio={:>2} down={:>4}kbit/s queue_drops={:>3} lost={:>2} {}",
+            c.sim.clients[sub].name,
+            (t - from).as_secs(),
+            per[0],
+            per[1],
+            per[2],
+            audio,
+            kbps / 1000,
+            qdrop,
+            lost,
+            sigs.join(" ")
+        );
+        t = n;
+    }
+    println!(
+        "  {} downlink: {:?}",
+        c.sim.clients[sub].name, c.sim.clients[sub].down.stats
+    );
+    if std::env::var_os("NETSIM_DETAIL").is_some() {
+        for f in v.iter().filter(|f| f.at >= from && f.at < to) {
+            println!(
+                "    video +{} ms {} key={} contiguous={} pic={:?} frame={:?}",
+                millis(f.at - from),
+                layer_name(f.layer()),
+                f.keyframe,
+                f.contiguous,
+                f.picture_id.map(|p| p & 0x7fff),
+                common::frame_layer(&f.data).map(|x| x.1)
+            );
+        }
+        for (at, m) in &c.sim.clients[sub].signals {
+            if *at >= from && *at < to {
+                println!("    signal +{} ms {m:?}", millis(*at - from));
+            }
+        }
+    }
+}
+
 fn layer_name(l: Option<u8>) -> &'static str {
     l.map_or("?", |l| LAYERS[usize::from(l)].0)
 }
@@ -343,6 +407,13 @@ fn layer_name(l: Option<u8>) -> &'static str {
 #[test]
 fn simulcast_publisher_sends_three_layers_and_subscribers_negotiate_twcc() {
     let mut c = call(1);
+    // Every layer all the time, whatever the SFU asks: the rates are the
+    // publisher's own.
+    c.sim.clients[c.publisher]
+        .simulcast
+        .as_mut()
+        .unwrap()
+        .honour_publish_layers = false;
     let s = c.subs[0];
     let t0 = c.sim.now;
     c.sim.run(5 * SEC);
@@ -481,6 +552,12 @@ fn str0m_estimator_sees_the_simulated_bottleneck() {
     let mut sim = Sim::new();
     sim.step = ms(1);
     let p = sim.add_simulcast_publisher_with_bwe("doctor", 1);
+    // The test alone decides what is sent.
+    sim.clients[p]
+        .simulcast
+        .as_mut()
+        .unwrap()
+        .honour_publish_layers = false;
     sim.set_links(p, LinkConfig::good());
     sim.publish_simulcast(p);
     let s = sim.add_client("patient", 2, Codecs::Default);
@@ -571,6 +648,7 @@ fn step_down_to_the_lowest_layer_on_rural_3g() {
     let t1 = c.sim.now;
     c.sim.run(15 * SEC);
     let end = c.sim.now;
+    timeline(&c, weak, t1 - 2 * SEC, end);
 
     let q_since = c.final_run_of(weak, Q, t1);
     let q_after = q_since.map(|t| t - t1);
@@ -675,6 +753,7 @@ fn very_weak_goes_audio_only_and_recovers() {
     let t1 = c.sim.now;
     c.sim.run(20 * SEC);
     let t2 = c.sim.now;
+    timeline(&c, s, t1 - 2 * SEC, t2);
 
     let told = c
         .signals_after(s, t1)

@@ -307,7 +307,20 @@ pub struct Client {
     pub rtp_received: u64,
     /// Our own str0m's send-side estimates (TWCC), when BWE is enabled.
     pub bwe: Vec<(Instant, u64)>,
+    /// Like a browser's decoder: a video frame that cannot be decoded (str0m
+    /// says something before it is missing) makes us send a PLI, at most
+    /// every [`AUTO_PLI_INTERVAL`], until a keyframe comes. Off by default
+    /// (the tests in `sim.rs` count keyframe requests).
+    pub auto_pli: bool,
+    /// Per receiving mid: waiting for a keyframe since a broken frame, and
+    /// when we last asked.
+    broken: Vec<(Mid, Option<Instant>)>,
+    /// The PLIs `auto_pli` sent.
+    pub auto_plis: Vec<(Instant, Mid)>,
 }
+
+/// How often a receiver waiting for a keyframe asks again.
+pub const AUTO_PLI_INTERVAL: Duration = Duration::from_millis(500);
 
 impl Client {
     /// The payload type this client's str0m uses for `codec`.
@@ -534,6 +547,33 @@ impl Client {
                     CodecExtra::Vp8(x) => (x.picture_id, x.is_keyframe),
                     _ => (None, false),
                 };
+                if media.kind() == MediaKind::Video && self.auto_pli {
+                    let mid = d.mid;
+                    let pos = match self.broken.iter().position(|(m, _)| *m == mid) {
+                        Some(p) => p,
+                        None => {
+                            self.broken.push((mid, None));
+                            self.broken.len() - 1
+                        }
+                    };
+                    let waiting = !keyframe && (!d.contiguous || self.broken[pos].1.is_some());
+                    if keyframe {
+                        self.broken[pos].1 = None;
+                    }
+                    let due = self.broken[pos]
+                        .1
+                        .is_none_or(|t| now >= t + AUTO_PLI_INTERVAL);
+                    if waiting && due {
+                        self.broken[pos].1 = Some(now);
+                        if let Some(mut w) = self.rtc.writer(mid)
+                            && w.request_keyframe(None, str0m::media::KeyframeRequestKind::Pli)
+                                .is_ok()
+                        {
+                            self.auto_plis.push((now, mid));
+                        }
+                    }
+                }
+                let media = self.rtc.media(d.mid).expect("media of received data");
                 self.received.push(Rx {
                     at: now,
                     stream: media.stream_id().to_owned(),
@@ -718,6 +758,9 @@ impl Sim {
             offers_made: 0,
             rtp_received: 0,
             bwe: Vec::new(),
+            auto_pli: false,
+            broken: Vec::new(),
+            auto_plis: Vec::new(),
         });
         self.clients.len() - 1
     }

@@ -179,6 +179,15 @@ pub struct LinkStats {
     pub last_delivery: Option<Instant>,
 }
 
+/// What became of one datagram offered to a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    Delivered,
+    LostRandom,
+    DroppedQueue,
+    LostOutage,
+}
+
 /// One direction of a client's link: configuration and bottleneck state.
 #[derive(Debug, Clone)]
 pub struct Link {
@@ -187,6 +196,9 @@ pub struct Link {
     busy_until: Option<Instant>,
     rng: Prng,
     pub stats: LinkStats,
+    /// Every datagram's fate: (when it was sent or lost, wire bytes, fate);
+    /// a delivered one is logged at its arrival.
+    pub log: Vec<(Instant, u32, Fate)>,
 }
 
 impl Link {
@@ -196,6 +208,7 @@ impl Link {
             busy_until: None,
             rng: Prng::new(seed),
             stats: LinkStats::default(),
+            log: Vec::new(),
         }
     }
 
@@ -220,8 +233,10 @@ impl Link {
         let c = self.config;
         self.stats.offered += 1;
         self.stats.offered_bytes += len as u64;
+        let wire = len + UDP_IP_OVERHEAD;
         if c.outage {
             self.stats.lost_outage += 1;
+            self.log.push((now, wire as u32, Fate::LostOutage));
             return None;
         }
         // Drawn for every datagram, so the loss pattern does not depend on
@@ -229,10 +244,10 @@ impl Link {
         let draw = self.rng.next_f64();
         if draw < c.loss {
             self.stats.lost_random += 1;
+            self.log.push((now, wire as u32, Fate::LostRandom));
             return None;
         }
         let delay = c.delay.unwrap_or(default_delay);
-        let wire = len + UDP_IP_OVERHEAD;
         let at = match c.rate_bps {
             None => now + delay,
             Some(rate) => {
@@ -244,6 +259,7 @@ impl Link {
                 };
                 if full {
                     self.stats.dropped_queue += 1;
+                    self.log.push((now, wire as u32, Fate::DroppedQueue));
                     return None;
                 }
                 let tx = Duration::from_nanos((wire as u64 * 8 * 1_000_000_000) / rate.max(1));
@@ -261,14 +277,38 @@ impl Link {
     /// A datagram scheduled on this link arrives at `now`: whether it gets
     /// through (an outage since it was sent takes it).
     pub fn arrive(&mut self, now: Instant, len: usize) -> bool {
+        let wire = len + UDP_IP_OVERHEAD;
         if self.config.outage {
             self.stats.lost_outage += 1;
+            self.log.push((now, wire as u32, Fate::LostOutage));
             return false;
         }
+        self.log.push((now, wire as u32, Fate::Delivered));
         self.stats.delivered += 1;
         self.stats.delivered_bytes += (len + UDP_IP_OVERHEAD) as u64;
         self.stats.first_delivery.get_or_insert(now);
         self.stats.last_delivery = Some(now);
         true
+    }
+}
+
+impl Link {
+    /// Delivered bits/s and datagrams dropped (queue, random, outage) in
+    /// [from, to).
+    pub fn window(&self, from: Instant, to: Instant) -> (u64, u64, u64, u64) {
+        let (mut bytes, mut q, mut r, mut o) = (0u64, 0, 0, 0);
+        for (at, len, fate) in &self.log {
+            if *at < from || *at >= to {
+                continue;
+            }
+            match fate {
+                Fate::Delivered => bytes += u64::from(*len),
+                Fate::DroppedQueue => q += 1,
+                Fate::LostRandom => r += 1,
+                Fate::LostOutage => o += 1,
+            }
+        }
+        let secs = (to - from).as_secs_f64().max(1e-9);
+        ((bytes as f64 * 8.0 / secs) as u64, q, r, o)
     }
 }
