@@ -285,8 +285,8 @@ fn call(n: usize) -> Call {
     sim.publish_simulcast(publisher);
     let names = ["patient", "nurse", "family"];
     let mut subs = Vec::new();
-    for k in 0..n {
-        let i = sim.add_client(names[k], 2 + k as u64, Codecs::Default);
+    for (k, name) in names.into_iter().enumerate().take(n) {
+        let i = sim.add_client(name, 2 + k as u64, Codecs::Default);
         sim.set_links(i, LinkConfig::good());
         // They negotiate a microphone but stay quiet unless a test wants
         // their audio: a patient's downlink carries the doctor only.

@@ -580,7 +580,7 @@ impl Client {
                     kind: media.kind(),
                     mid: d.mid,
                     pt: d.pt,
-                    data: d.data.into(),
+                    data: d.data,
                     picture_id,
                     keyframe,
                     contiguous: d.contiguous,
