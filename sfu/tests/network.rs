@@ -230,9 +230,10 @@ impl Call {
             .collect();
         let last_other = v.iter().rposition(|f| f.layer() != Some(layer));
         let start = last_other.map_or(0, |i| i + 1);
-        // At least a second of frames: a few stale frames before video
-        // stops are no run.
-        (v.len() - start >= 30).then(|| v[start].at)
+        // At least a second of frames, still coming: a few stale frames
+        // before video stops are no run.
+        let flowing = v.last().is_some_and(|f| self.sim.now - f.at <= SEC);
+        (v.len() - start >= 30 && flowing).then(|| v[start].at)
     }
 
     fn signals_after(&self, i: usize, t: Instant) -> Vec<(Instant, ServerMsg)> {
@@ -720,6 +721,94 @@ fn step_down_to_the_lowest_layer_on_rural_3g() {
     );
 
     picture_ids_continue(&c, weak, sc, &mut m);
+    m.done();
+}
+
+/// A patient who joins on rural_3g (not one whose link worsens): video
+/// within a few seconds, on `q`, and it stays; audio clean. The SFU's
+/// starting estimate is above this link, so the first seconds overshoot.
+#[test]
+fn joining_on_rural_3g_gets_the_lowest_layer() {
+    join_on("join_rural_3g", LinkConfig::rural_3g());
+}
+
+/// The same link without its random loss: tells a reaction to loss from a
+/// reaction to the rate.
+#[test]
+fn joining_on_rural_3g_without_loss_gets_the_lowest_layer() {
+    join_on(
+        "join_rural_3g_no_loss",
+        LinkConfig::rural_3g().with_loss(0.0),
+    );
+}
+
+fn join_on(sc: &str, down: LinkConfig) {
+    let mut sim = Sim::new();
+    sim.step = ms(1);
+    let publisher = sim.add_simulcast_publisher("doctor", 1);
+    sim.set_links(publisher, LinkConfig::good());
+    sim.publish_simulcast(publisher);
+    let s = sim.add_client("patient", 2, Codecs::Default);
+    sim.set_links(s, LinkConfig::good());
+    sim.set_link(s, Dir::Down, down);
+    sim.clients[s].media_on = false;
+    sim.clients[s].auto_pli = true;
+    sim.publish_audio_only(s);
+    let t0 = sim.now;
+    sim.run(20 * SEC);
+    let c = Call {
+        sim,
+        publisher,
+        subs: vec![s],
+    };
+    let mut m = Misses::default();
+    timeline(&c, s, t0, c.sim.now);
+    let first_video = c.video(s).first().map(|f| f.at - t0);
+    figure(
+        sc,
+        "first_video_ms",
+        first_video.map_or("never".into(), |d| millis(d).to_string()),
+    );
+    let q_since = c.final_run_of(s, Q, t0).map(|t| t - t0);
+    figure(
+        sc,
+        "only_q_from_ms",
+        q_since.map_or("never".into(), |d| millis(d).to_string()),
+    );
+    m.check(
+        q_since.is_some_and(|d| d <= 10 * SEC),
+        format!("on q for good within 10 s: {q_since:?}"),
+    );
+    let end = c.sim.now;
+    let q_frames = c.video(s).iter().filter(|f| f.at > end - 5 * SEC).count();
+    figure(sc, "q_fps_last_5s", format!("{:.1}", q_frames as f64 / 5.0));
+    m.check(q_frames >= 50, format!("{q_frames} frames in the last 5 s"));
+    let audio_only = c
+        .signals_after(s, t0)
+        .into_iter()
+        .find_map(|(at, msg)| match msg {
+            ServerMsg::AudioOnly { on: true, .. } => Some(at - t0),
+            _ => None,
+        });
+    figure(
+        sc,
+        "audio_only_after_ms",
+        audio_only.map_or("never".into(), |d| millis(d).to_string()),
+    );
+    m.check(
+        audio_only.is_none(),
+        format!("audio_only on a link that carries q ({audio_only:?})"),
+    );
+    let settle = t0 + 10 * SEC;
+    let gap = worst_gap(&c.audio(s), settle, end);
+    let loss = audio_loss(&c, s, settle, end - SEC);
+    figure(sc, "worst_audio_gap_after_10s_ms", millis(gap));
+    figure(
+        sc,
+        "audio_loss_pct_after_10s",
+        format!("{:.1}", 100.0 * loss),
+    );
+    m.check(gap <= ms(400), format!("audio gap {gap:?}"));
     m.done();
 }
 
