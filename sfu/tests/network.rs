@@ -292,8 +292,10 @@ fn call(n: usize) -> Call {
         // They negotiate a microphone but stay quiet unless a test wants
         // their audio: a patient's downlink carries the doctor only.
         sim.clients[i].media_on = false;
-        // A browser asks for a keyframe when it cannot decode.
+        // A browser asks for a keyframe when it cannot decode, and keeps
+        // checking connectivity while ICE is disconnected.
         sim.clients[i].auto_pli = true;
+        sim.clients[i].keep_checking = true;
         sim.publish_audio_only(i);
         subs.push(i);
     }
@@ -951,7 +953,11 @@ fn a_ten_second_outage_resumes_without_a_new_offer() {
 
 /// The same for 20 s: longer than str0m takes to call ICE disconnected on
 /// the SFU's side (about 13 s here), so only the SFU's grace period
-/// (`ICE_GRACE`) keeps the transport; a 10 s outage does not reach it.
+/// (`ICE_GRACE`) keeps the transport; a 10 s outage does not reach it. The
+/// SFU forgets the disconnect only on an ICE state change, that is when the
+/// client checks again: the harness client does (`keep_checking`, as a
+/// browser), but only once its own str0m has called ICE disconnected, about
+/// 2 s after the link is back; a browser checks sooner.
 #[test]
 fn a_twenty_second_outage_resumes_within_the_grace_period() {
     outage_then_resume("outage_20s", 20 * SEC);
@@ -998,6 +1004,12 @@ fn outage_then_resume(sc: &str, outage: Duration) {
         .map(|s| format!("{s:?}"))
         .collect();
     println!("client ICE states: {ice:?}");
+    let rechecks: Vec<u128> = c.sim.clients[out]
+        .rechecks
+        .iter()
+        .map(|t| millis(*t - t1))
+        .collect();
+    println!("client re-added the SFU's candidate at (ms after the outage began): {rechecks:?}");
     let gone = c.sim.gone.contains(&out_pid);
     if gone {
         // The harness keeps no time for Gone: the others' TrackUnpublished

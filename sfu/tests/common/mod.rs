@@ -317,7 +317,20 @@ pub struct Client {
     broken: Vec<(Mid, Option<Instant>)>,
     /// The PLIs `auto_pli` sent.
     pub auto_plis: Vec<(Instant, Mid)>,
+    /// Like a browser, keep checking connectivity after ICE is lost: str0m
+    /// as a client drops a pair that timed out and sends no more checks, a
+    /// browser goes on until ICE fails (about 30 s). When our ICE state is
+    /// Disconnected, the SFU's candidate is given again every
+    /// [`RECHECK_INTERVAL`], which makes a fresh pair and fresh checks
+    /// (no signaling: the candidate is the one from the SFU's answer).
+    pub keep_checking: bool,
+    next_recheck: Option<Instant>,
+    /// When `keep_checking` re-added the SFU's candidate.
+    pub rechecks: Vec<Instant>,
 }
+
+/// How often a client whose ICE is disconnected tries again.
+pub const RECHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How often a receiver waiting for a keyframe asks again.
 pub const AUTO_PLI_INTERVAL: Duration = Duration::from_millis(500);
@@ -761,6 +774,9 @@ impl Sim {
             auto_pli: false,
             broken: Vec::new(),
             auto_plis: Vec::new(),
+            keep_checking: false,
+            next_recheck: None,
+            rechecks: Vec::new(),
         });
         self.clients.len() - 1
     }
@@ -1068,6 +1084,17 @@ impl Sim {
         for c in &mut self.clients {
             if !c.rtc.is_alive() || c.unplugged {
                 continue;
+            }
+            if c.keep_checking {
+                let lost = c.ice.last() == Some(&IceConnectionState::Disconnected);
+                if !lost {
+                    c.next_recheck = None;
+                } else if now >= *c.next_recheck.get_or_insert(now + RECHECK_INTERVAL) {
+                    c.next_recheck = Some(now + RECHECK_INTERVAL);
+                    c.rechecks.push(now);
+                    let sfu = Candidate::host(sfu_addr(), "udp").expect("SFU candidate");
+                    c.rtc.add_remote_candidate(sfu);
+                }
             }
             c.write_media(now);
             if let Err(e) = c.rtc.handle_input(Input::Timeout(now)) {
