@@ -69,7 +69,7 @@ const BWE_STALE: Duration = Duration::from_secs(8);
 /// stopped: the estimate dips for a moment after a keyframe or a probe, and
 /// stopping video costs a keyframe to resume. Until then it stays on its
 /// lowest layer.
-const STOP_VIDEO_AFTER: Duration = Duration::from_secs(3);
+const STOP_VIDEO_AFTER: Duration = Duration::from_secs(2);
 
 /// Below this video budget RED is taken off a subscriber's audio: on such a
 /// link the redundant copy would itself cause the loss it is there to mend.
