@@ -1072,6 +1072,7 @@ function addCameraTransceiver(track) {
 
 let paramsChain = Promise.resolve(); // getParameters/setParameters, one pair at a time
 let audioOnlySentOn = null; // the peer connection our audio_only(true) was sent for
+let offeredOn = null; // the peer connection whose first offer went out (the server knows our media from then)
 
 function resetLayerState() {
   tuxa.layers = {};
@@ -1103,6 +1104,14 @@ function updateSenderLayers(sender) {
   return paramsChain;
 }
 
+/** After a negotiation (mids may be new): layers the server named before we knew the mid. */
+function applyKnownLayers() {
+  if (!pc || Object.keys(tuxa.layers).length === 0) return;
+  for (const tr of pc.getTransceivers()) {
+    if (tr.mid != null && tuxa.layers[tr.mid] && tr.sender && tr.sender.track) updateSenderLayers(tr.sender);
+  }
+}
+
 /** The server says which simulcast layers of one of our m-lines anyone receives. */
 function onPublishLayers(msg) {
   tuxa.layers[msg.mid] = [...msg.active];
@@ -1132,13 +1141,16 @@ function setAudioOnly(on) {
   tuxa.audioOnly.requested = on;
   log('audio only', on ? 'on' : 'off');
   if (senders.video) updateSenderLayers(senders.video);
-  if (tuxa.state === 'in-call' && pc && send(P.audio_only(on))) audioOnlySentOn = on ? pc : null;
+  // Before our first offer the server's media side does not know us yet:
+  // resendAudioOnly() tells it then.
+  if (tuxa.state === 'in-call' && pc && offeredOn === pc && send(P.audio_only(on))) audioOnlySentOn = on ? pc : null;
   renderAudioOnly();
   for (const tile of tiles.values()) renderTile(tile);
 }
 
 /** After our first offer on a new peer connection: the server learns our choice again. */
 function resendAudioOnly() {
+  offeredOn = pc;
   if (tuxa.audioOnly.requested && audioOnlySentOn !== pc && send(P.audio_only(true))) audioOnlySentOn = pc;
 }
 
@@ -1259,6 +1271,7 @@ async function onServerAnswer(sdp) {
   tuxa.lastAnswerSdp = sdp; // for tests: what the server accepted of our offer
   tuxa.negotiations += 1;
   reconcileRemoteTracks();
+  applyKnownLayers();
   await offerIfWanted();
 }
 
