@@ -204,14 +204,18 @@ test('layer following: a clean link gets the top layer, a narrow one a low layer
       await Promise.all([clean.waitForState('in-call'), narrow.waitForState('in-call', 60_000)]);
       const doctorId = await doctor.id();
       const where = await narrow.page.evaluate(async () => {
-        let pair = null;
         const rep = await window.tuxa.pc.getStats();
-        rep.forEach((r) => { if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r.localCandidateId; });
-        let ip = null;
-        rep.forEach((r) => { if (r.id === pair) ip = r.address || r.ip; });
-        return ip;
+        const byId = new Map();
+        rep.forEach((r) => byId.set(r.id, r));
+        let pair = null;
+        rep.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pair = byId.get(r.selectedCandidatePairId); });
+        if (!pair) return null;
+        const local = byId.get(pair.localCandidateId);
+        const remote = byId.get(pair.remoteCandidateId);
+        return { local: local && local.address, remote: remote && remote.address };
       });
-      console.log('the narrow nurse\'s media goes from', where);
+      console.log('the narrow nurse\'s media path:', JSON.stringify(where));
+      assert.equal(where && where.local, NARROW_IP, 'the narrow nurse\'s media goes over the shaped veth');
 
       // Sample both subscribers every 500 ms for 45 s.
       const subs = { clean: { who: clean, samples: [] }, narrow: { who: narrow, samples: [] } };
