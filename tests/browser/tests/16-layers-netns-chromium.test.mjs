@@ -32,7 +32,7 @@ import net from 'node:net';
 
 const HOST_IP = '10.77.0.1'; // run.sh's namespace: the server and the clean browser
 const NARROW_IP = '10.77.0.2'; // the narrow nurse's namespace
-const DOWN_KBIT = 300;
+const DOWN_KBIT = Number(process.env.TUXA_NARROW_KBIT || 300); // towards the narrow nurse
 const UP_KBIT = 500;
 const FREEZE_LIMIT_MS = 2000;
 
@@ -158,6 +158,22 @@ async function inbound(who, pid) {
   return s || { frames: 0, height: 0, freezes: 0, freezeSecs: 0, audio: 0 };
 }
 
+/** The local and remote address of a page's selected ICE candidate pair. */
+async function mediaPath(who) {
+  return who.page.evaluate(async () => {
+    const rep = await window.tuxa.pc.getStats();
+    const byId = new Map();
+    rep.forEach((r) => byId.set(r.id, r));
+    let pair = null;
+    rep.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pair = byId.get(r.selectedCandidatePairId); });
+    if (!pair) rep.forEach((r) => { if (r.type === 'candidate-pair' && r.state === 'succeeded' && r.nominated) pair = r; });
+    if (!pair) return null;
+    const local = byId.get(pair.localCandidateId);
+    const remote = byId.get(pair.remoteCandidateId);
+    return { local: local && (local.address || local.ip), remote: remote && (remote.address || remote.ip) };
+  });
+}
+
 /** The publisher's layers as it sends them: rid → frameHeight. */
 async function outboundHeights(who) {
   return who.page.evaluate(async () => {
@@ -203,30 +219,24 @@ test('layer following: a clean link gets the top layer, a narrow one a low layer
       await H.openJoinPage(narrow, narrowLink, { timeoutMs: 60_000 });
       await Promise.all([clean.waitForState('in-call'), narrow.waitForState('in-call', 60_000)]);
       const doctorId = await doctor.id();
-      const where = await narrow.page.evaluate(async () => {
-        const rep = await window.tuxa.pc.getStats();
-        const byId = new Map();
-        rep.forEach((r) => byId.set(r.id, r));
-        let pair = null;
-        rep.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pair = byId.get(r.selectedCandidatePairId); });
-        if (!pair) return null;
-        const local = byId.get(pair.localCandidateId);
-        const remote = byId.get(pair.remoteCandidateId);
-        return { local: local && local.address, remote: remote && remote.address };
-      });
+      let where = null;
+      await H.waitFor('the narrow nurse\'s ICE to select a path', async () => {
+        where = await mediaPath(narrow);
+        return !!(where && where.local);
+      }, 30_000, 500);
       console.log('the narrow nurse\'s media path:', JSON.stringify(where));
       assert.equal(where && where.local, NARROW_IP, 'the narrow nurse\'s media goes over the shaped veth');
 
       // Sample both subscribers every 500 ms for 45 s.
       const subs = { clean: { who: clean, samples: [] }, narrow: { who: narrow, samples: [] } };
       const t0 = Date.now();
-      let top = {};
+      const top = {}; // the tallest frame each layer was seen sending (a paused layer reports 0)
       while (Date.now() - t0 < 45_000) {
         const at = Date.now() - t0;
         const [c, n, o] = await Promise.all([inbound(clean, doctorId), inbound(narrow, doctorId), outboundHeights(doctor)]);
         subs.clean.samples.push({ at, ...c });
         subs.narrow.samples.push({ at, ...n });
-        top = o;
+        for (const [rid, h] of Object.entries(o)) top[rid] = Math.max(top[rid] || 0, h);
         await sleep(500);
       }
       console.log('publisher layer heights:', JSON.stringify(top));
@@ -258,6 +268,8 @@ test('layer following: a clean link gets the top layer, a narrow one a low layer
       console.log('subscribers:', JSON.stringify(summary, null, 2));
       const audioOnly = await narrow.page.evaluate(() => window.tuxa.log.filter((l) => l.includes('audio_only')));
       console.log('narrow nurse audio_only messages:', JSON.stringify(audioOnly));
+      const layerMsgs = await doctor.page.evaluate(() => window.tuxa.log.filter((l) => l.includes('publish_layers') || l.includes('encodings')));
+      console.log('publisher layer changes:', JSON.stringify(layerMsgs));
 
       const topHeight = top.f || Math.max(0, ...Object.values(top));
       assert.ok(top.q > 0 && top.h > top.q && top.f > top.h, `the publisher sends three layers: ${JSON.stringify(top)}`);
@@ -272,6 +284,8 @@ test('layer following: a clean link gets the top layer, a narrow one a low layer
           `${name}: no freeze over ${FREEZE_LIMIT_MS} ms after the first frame (longest ${summary[name].longestStallMs} ms)`);
       }
       assert.ok(summary.narrow.audioPackets > 0, 'the narrow nurse hears the doctor');
+      assert.ok(!audioOnly.some((l) => l.includes('"on":true')),
+        `the narrow nurse is never cut to audio only at ${DOWN_KBIT} kbit/s (the lowest layer fits): ${JSON.stringify(audioOnly)}`);
     } catch (e) {
       try { console.error('---- server log (end) ----\n', readFileSync(server.log, 'utf8').split('\n').slice(-60).join('\n')); } catch { /* ignore */ }
       throw e;
