@@ -18,6 +18,13 @@
 // (run.sh's listens on 127.0.0.1, which the other namespace cannot reach).
 //
 // Needs root and run.sh's private network namespace (TUXA_IN_NETNS=1).
+//
+// Measured on 2026-11-26 with main's layer choice (239b824): at 800 kbit/s it
+// passes (the narrow nurse goes q → h → q and stays on 180p, the clean one
+// reaches 720p, no stall). At 300 and at 500 kbit/s it fails: the server cuts
+// the narrow nurse to audio only (`weak_network`) 8–21 s in and keeps her
+// there, resuming for under a second at a time, although the lowest layer
+// (≈150 kbit/s) and the voice fit.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
