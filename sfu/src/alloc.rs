@@ -8,22 +8,29 @@
 
 /// The share of the estimate given to media: the estimate is a guess that
 /// overshoots before it backs off, and retransmissions need room.
-pub(crate) const HEADROOM: f64 = 0.85;
+pub(crate) const HEADROOM: f64 = 0.9;
 
 /// Moving up to a layer costs this much more than holding it: without the
 /// gap, an estimate hovering at a layer's rate would switch it every round,
 /// and every switch costs a keyframe.
 pub(crate) const UP_MARGIN: f64 = 1.25;
 
-/// What the lowest layer of a track is counted at, at most. A track sent
-/// in one encoding (no simulcast) has only a "lowest" layer, perhaps of a
-/// megabit; it is stopped only when not even this fits, the point where
-/// any video would crowd out the voice.
-pub(crate) const MIN_VIDEO_BPS: u64 = 150_000;
+/// What the lowest layer of a track is counted at, at most: a 180p layer's
+/// steady rate (its measured rate is inflated by keyframes, just when a
+/// link is in trouble and keyframes are asked for). A track sent in one
+/// encoding (no simulcast) has only a "lowest" layer, perhaps of a megabit;
+/// it is stopped only when not even this fits, the point where any video
+/// would crowd out the voice.
+pub(crate) const MIN_VIDEO_BPS: u64 = 100_000;
+
+/// Video that was stopped comes back with a smaller margin than a move up
+/// between layers: a 300 kbit/s 3G link must carry the lowest layer, and
+/// str0m's estimate on such a link hovers well under the link rate.
+pub(crate) const RESUME_MARGIN: f64 = 1.1;
 
 /// What is set aside for one audio track when its rate is not measured yet:
 /// Opus at its default voice rate with RTP/UDP/IP headers at 50 packets/s.
-pub(crate) const AUDIO_RESERVE_BPS: u64 = 48_000;
+pub(crate) const AUDIO_RESERVE_BPS: u64 = 40_000;
 
 /// One video track a subscriber receives, as the allocator sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,15 +65,16 @@ pub(crate) fn allocate(budget: u64, demands: &[Demand]) -> Vec<Option<usize>> {
     order.sort_by_key(|i| std::cmp::Reverse(demands[*i].priority));
     let cost = |d: &Demand, layer: usize| -> Option<u64> {
         let mut rate = d.layers.get(layer).copied().flatten()?;
-        if d.layers[..layer].iter().all(Option::is_none) {
+        let lowest = d.layers[..layer].iter().all(Option::is_none);
+        if lowest {
             rate = rate.min(MIN_VIDEO_BPS);
         }
-        let above = d.current.is_none_or(|c| layer > c);
-        Some(if above {
-            (rate as f64 * UP_MARGIN) as u64
-        } else {
-            rate
-        })
+        let margin = match d.current {
+            Some(c) if layer <= c => 1.0,
+            None if lowest => RESUME_MARGIN,
+            _ => UP_MARGIN,
+        };
+        Some((rate as f64 * margin) as u64)
     };
     let mut chosen: Vec<Option<usize>> = vec![None; demands.len()];
     let mut left = budget;
@@ -107,7 +115,9 @@ pub(crate) fn allocate(budget: u64, demands: &[Demand]) -> Vec<Option<usize>> {
 /// The (minimum, desired) rates for str0m's estimator, in bits/s, from
 /// what was chosen: the minimum is what is sent plus, when it is within
 /// reach, the step to the next layer (padding fills the gap, so the
-/// estimate can grow into it); the desired rate is every track at its top.
+/// estimate can grow into it); the desired rate is the next step up, not
+/// every track at its top: probing far above a thin link fills its queue
+/// and costs the audio. Each step taken raises it, and probes again.
 pub(crate) fn probe_targets(
     audio_bps: u64,
     demands: &[Demand],
@@ -140,7 +150,11 @@ pub(crate) fn probe_targets(
         Some(s) if s <= now / 2 + 1 => gross(now + s),
         _ => gross(now),
     };
-    (min, gross(audio_bps + top).max(min))
+    let desired = match step {
+        Some(s) => gross(now + s).min(gross(audio_bps + top)),
+        None => gross(now),
+    };
+    (min, desired.max(min))
 }
 
 #[cfg(test)]
@@ -159,8 +173,10 @@ mod tests {
     fn a_wide_link_gets_the_top_layer_and_a_narrow_one_the_lowest() {
         assert_eq!(allocate(5_000_000, &[cam(Some(2))]), vec![Some(2)]);
         assert_eq!(allocate(250_000, &[cam(Some(2))]), vec![Some(0)]);
+        // The lowest layer counts at most MIN_VIDEO_BPS.
+        assert_eq!(allocate(105_000, &[cam(Some(0))]), vec![Some(0)]);
         // Too little for even the lowest layer: video stops.
-        assert_eq!(allocate(100_000, &[cam(Some(0))]), vec![None]);
+        assert_eq!(allocate(90_000, &[cam(Some(0))]), vec![None]);
     }
 
     #[test]
@@ -169,9 +185,9 @@ mod tests {
         assert_eq!(allocate(600_000, &[cam(Some(1))]), vec![Some(1)]);
         assert_eq!(allocate(600_000, &[cam(Some(0))]), vec![Some(0)]);
         assert_eq!(allocate(640_000, &[cam(Some(0))]), vec![Some(1)]);
-        // Resuming after audio-only also needs the margin.
-        assert_eq!(allocate(160_000, &[cam(None)]), vec![None]);
-        assert_eq!(allocate(190_000, &[cam(None)]), vec![Some(0)]);
+        // Resuming after audio-only needs a smaller margin.
+        assert_eq!(allocate(105_000, &[cam(None)]), vec![None]);
+        assert_eq!(allocate(111_000, &[cam(None)]), vec![Some(0)]);
     }
 
     #[test]
@@ -181,7 +197,7 @@ mod tests {
         let got = allocate(800_000, &[cam(Some(0)), screen]);
         assert_eq!(got, vec![Some(0), Some(1)]);
         let got = allocate(
-            200_000,
+            150_000,
             &[cam(Some(0)), cam(Some(0)), {
                 let mut s = cam(Some(0));
                 s.priority = 1;
@@ -199,9 +215,9 @@ mod tests {
             priority: 0,
         };
         assert_eq!(allocate(400_000, &[one(Some(0))]), vec![Some(0)]);
-        assert_eq!(allocate(140_000, &[one(Some(0))]), vec![None]);
-        assert_eq!(allocate(160_000, &[one(None)]), vec![None]);
-        assert_eq!(allocate(190_000, &[one(None)]), vec![Some(0)]);
+        assert_eq!(allocate(90_000, &[one(Some(0))]), vec![None]);
+        assert_eq!(allocate(105_000, &[one(None)]), vec![None]);
+        assert_eq!(allocate(111_000, &[one(None)]), vec![Some(0)]);
     }
 
     #[test]
@@ -224,8 +240,11 @@ mod tests {
     fn probing_reaches_for_the_next_layer_only_when_it_is_near() {
         let d = [cam(Some(0))];
         let (min, desired) = probe_targets(48_000, &d, &[Some(0)]);
-        // Next step (350k) is more than half of what is sent (198k).
+        // Next step (350k) is more than half of what is sent (198k): no
+        // padding; the desired rate is that step.
         assert_eq!(min, (198_000f64 / HEADROOM) as u64);
+        assert_eq!(desired, (548_000f64 / HEADROOM) as u64);
+        let (_, desired) = probe_targets(48_000, &d, &[Some(2)]);
         assert_eq!(desired, (1_548_000f64 / HEADROOM) as u64);
         let (min, _) = probe_targets(48_000, &d, &[Some(1)]);
         // From 548k, the step to 1.5M is too far to pad toward.
@@ -241,11 +260,11 @@ mod tests {
 
     #[test]
     fn budget_reserves_audio_and_shrinks_with_heavy_loss() {
-        assert_eq!(video_budget(1_000_000, 48_000, 0.0), 850_000 - 48_000);
+        assert_eq!(video_budget(1_000_000, 48_000, 0.0), 900_000 - 48_000);
         // Up to 5 % loss is what FEC and NACK are for.
-        assert_eq!(video_budget(1_000_000, 0, 0.05), 850_000);
-        assert_eq!(video_budget(1_000_000, 0, 0.15), 680_000);
-        assert_eq!(video_budget(1_000_000, 0, 0.9), 425_000);
+        assert_eq!(video_budget(1_000_000, 0, 0.05), 900_000);
+        assert_eq!(video_budget(1_000_000, 0, 0.15), 720_000);
+        assert_eq!(video_budget(1_000_000, 0, 0.9), 450_000);
         assert_eq!(video_budget(40_000, 48_000, 0.0), 0);
     }
 }

@@ -434,8 +434,12 @@ impl Sfu {
             };
             match kind {
                 MediaKind::Audio => {
-                    let rate = view.first().and_then(|(_, r)| *r).unwrap_or(0);
-                    audio_bps += rate.max(alloc::AUDIO_RESERVE_BPS);
+                    // A microphone that sends nothing (muted, gone quiet
+                    // for good) reserves nothing; DTX silence still counts
+                    // as sending, and speech resumes at full rate.
+                    if let Some(rate) = view.first().and_then(|(_, r)| *r) {
+                        audio_bps += rate.max(alloc::AUDIO_RESERVE_BPS);
+                    }
                 }
                 MediaKind::Video => {
                     demands.push(alloc::Demand {
@@ -457,13 +461,21 @@ impl Sfu {
             return;
         };
         let chosen = alloc::allocate(budget, &demands);
-        let choices: Vec<(usize, Option<Layer>)> = layers_of
+        let choices: Vec<(usize, Option<(usize, Layer)>)> = layers_of
             .iter()
             .zip(&chosen)
-            .map(|((i, layers), c)| (*i, c.and_then(|c| layers.get(c).copied())))
+            .map(|((i, layers), c)| (*i, c.and_then(|c| Some((c, *layers.get(c)?)))))
+            .collect();
+        let lowest: Vec<Option<(usize, Layer)>> = layers_of
+            .iter()
+            .zip(&demands)
+            .map(|((_, layers), d)| {
+                let r = d.layers.iter().position(Option::is_some)?;
+                Some((r, *layers.get(r)?))
+            })
             .collect();
         let probe = alloc::probe_targets(audio_bps, &demands, &chosen);
-        let owed = peer.apply_allocation(&choices, probe, &mut self.out);
+        let owed = peer.apply_allocation(now, &choices, &lowest, probe, &mut self.out);
         for (publisher, mid, layer) in owed {
             self.on_event(
                 now,

@@ -37,7 +37,7 @@ pub(crate) type Layer = Option<Rid>;
 /// videos with their audio (a three-site conference starts with a picture
 /// of everyone), not more, so a 3G link is not flooded before the estimator
 /// has seen feedback. Probing finds the rest within seconds.
-const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(600);
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(300);
 
 /// A layer not seen for this long has been stopped by its publisher (its
 /// browser drops top layers on a weak uplink or a slow CPU).
@@ -48,6 +48,12 @@ const LAYER_RESUME_GRACE: Duration = Duration::from_secs(3);
 
 /// A layer nobody has received for this long is paused at the publisher.
 const LAYER_PAUSE_AFTER: Duration = Duration::from_secs(3);
+
+/// How long the allocator must find no room for a video before it is
+/// stopped: the estimate dips for a moment after a keyframe or a probe, and
+/// stopping video costs a keyframe to resume. Until then it stays on its
+/// lowest layer.
+const STOP_VIDEO_AFTER: Duration = Duration::from_secs(3);
 
 /// Below this video budget RED is taken off a subscriber's audio: on such a
 /// link the redundant copy would itself cause the loss it is there to mend.
@@ -357,6 +363,9 @@ struct TrackOut {
     /// stopped for want of bandwidth. A switch happens at the target's next
     /// keyframe; until then the current layer keeps flowing.
     target: Option<Layer>,
+    /// The target's place among the publisher's layers (0 = lowest), once
+    /// the allocator chose it.
+    target_rank: Option<usize>,
     rewrite: Rewrite,
     /// Our outgoing stream for this track, once str0m made it.
     ssrc: Option<Ssrc>,
@@ -406,6 +415,8 @@ pub(crate) struct Peer {
     audio_only_requested: bool,
     /// Every video track is stopped for want of bandwidth.
     weak_network: bool,
+    /// Since when the allocator has wanted to stop a video it still sends.
+    stop_pending_since: Option<Instant>,
     /// str0m's send-side estimate toward this participant (TWCC), bits/s.
     estimate: Option<u64>,
     /// The estimate the last allocation used: a fall well below it brings
@@ -476,6 +487,7 @@ impl Peer {
             rx_ssrcs: Vec::new(),
             audio_only_requested: false,
             weak_network: false,
+            stop_pending_since: None,
             estimate: None,
             allocated_on: 0,
             egress_loss: 0.0,
@@ -617,28 +629,67 @@ impl Peer {
     /// would carry every track at its best.
     pub fn apply_allocation(
         &mut self,
-        choices: &[(usize, Option<Layer>)],
+        now: Instant,
+        choices: &[(usize, Option<(usize, Layer)>)],
+        lowest: &[Option<(usize, Layer)>],
         probe: (u64, u64),
         out: &mut VecDeque<SfuOutput>,
     ) -> Vec<(ParticipantId, Mid, Layer)> {
         let mut owed = Vec::new();
         let mut any_video = false;
         let mut all_off = true;
-        for &(i, choice) in choices {
+        let wants_stop = choices.iter().any(|(i, c)| {
+            c.is_none() && self.tracks_out.get(*i).is_some_and(|t| t.target.is_some())
+        });
+        // Far too little (under half the lowest layer) is no dip: stop now.
+        let hopeless = self
+            .budget
+            .is_some_and(|b| b < crate::alloc::MIN_VIDEO_BPS / 2);
+        let stop_now = if wants_stop {
+            let since = *self.stop_pending_since.get_or_insert(now);
+            hopeless || now.saturating_duration_since(since) >= STOP_VIDEO_AFTER
+        } else {
+            self.stop_pending_since = None;
+            false
+        };
+        for (k, &(i, choice)) in choices.iter().enumerate() {
             let Some(t) = self.tracks_out.get_mut(i) else {
                 continue;
             };
+            // A stop waits (on the lowest layer) until it has been wanted
+            // for a while.
+            let choice = match choice {
+                None if t.target.is_some() && !stop_now => lowest
+                    .get(k)
+                    .copied()
+                    .flatten()
+                    .or(t.target.zip(t.target_rank).map(|(l, r)| (r, l))),
+                c => c,
+            };
             any_video = true;
             all_off &= choice.is_none();
+            let (rank, choice) = match choice {
+                Some((r, l)) => (Some(r), Some(l)),
+                None => (None, None),
+            };
             if t.target == choice {
+                t.target_rank = rank;
                 continue;
             }
             tracing::debug!(participant = %self.id, publisher = %t.source.owner,
                 from = ?t.target, to = ?choice, "layer change");
+            let down = matches!((t.target_rank, rank), (Some(old), Some(new)) if new < old);
             t.target = choice;
+            t.target_rank = rank;
             match choice {
                 None => t.current = None,
                 Some(layer) if t.current != Some(layer) => {
+                    // Going down means the link is full: the higher layer
+                    // stops at once (a short freeze until the keyframe)
+                    // rather than queue behind the audio.
+                    if down {
+                        t.current = None;
+                    }
                     if matches!(t.state, OutState::Open(_)) {
                         owed.push((t.source.owner, t.source.mid, layer));
                     }
@@ -772,6 +823,7 @@ impl Peer {
             state: OutState::ToOpen,
             current: None,
             target,
+            target_rank: Some(0),
             rewrite: Rewrite::default(),
             ssrc: None,
             pts: Vec::new(),
