@@ -24,7 +24,11 @@
 // reaches 720p, no stall). At 300 and at 500 kbit/s it fails: the server cuts
 // the narrow nurse to audio only (`weak_network`) 8–21 s in and keeps her
 // there, resuming for under a second at a time, although the lowest layer
-// (≈150 kbit/s) and the voice fit.
+// (≈150 kbit/s) and the voice fit. After main's tuning (42cb436): at 300
+// kbit/s still cut to audio only from 10 s on, back for 1–8 s at a time
+// (longest stall 8.3 s; the same with a 400 ms queue,
+// TUXA_NARROW_QUEUE_MS=400: 10.3 s, one packet lost); at 500 kbit/s no cut,
+// q throughout, but 23 freezes (longest stall 3.6 s, ≈12 frames/s).
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -41,6 +45,9 @@ const HOST_IP = '10.77.0.1'; // run.sh's namespace: the server and the clean bro
 const NARROW_IP = '10.77.0.2'; // the narrow nurse's namespace
 const DOWN_KBIT = Number(process.env.TUXA_NARROW_KBIT || 300); // towards the narrow nurse
 const UP_KBIT = 500;
+// The longest a packet may wait in the shaper's queue before it is dropped
+// (tbf's `latency`): the queue's depth, not a fixed delay.
+const QUEUE_MS = Number(process.env.TUXA_NARROW_QUEUE_MS || 150);
 const FREEZE_LIMIT_MS = 2000;
 
 const cleanups = [];
@@ -97,8 +104,8 @@ async function makeNarrowLink() {
   inNarrow('ip', 'addr', 'add', `${NARROW_IP}/24`, 'dev', 'tuxa-bw1');
   inNarrow('ip', 'link', 'set', 'tuxa-bw1', 'up');
   // Towards the narrow nurse (the server's media to her) and back.
-  sh('tc', ['qdisc', 'add', 'dev', 'tuxa-bw0', 'root', 'tbf', 'rate', `${DOWN_KBIT}kbit`, 'burst', '4kb', 'latency', '150ms']);
-  inNarrow('tc', 'qdisc', 'add', 'dev', 'tuxa-bw1', 'root', 'tbf', 'rate', `${UP_KBIT}kbit`, 'burst', '4kb', 'latency', '150ms');
+  sh('tc', ['qdisc', 'add', 'dev', 'tuxa-bw0', 'root', 'tbf', 'rate', `${DOWN_KBIT}kbit`, 'burst', '4kb', 'latency', `${QUEUE_MS}ms`]);
+  inNarrow('tc', 'qdisc', 'add', 'dev', 'tuxa-bw1', 'root', 'tbf', 'rate', `${UP_KBIT}kbit`, 'burst', '4kb', 'latency', `${QUEUE_MS}ms`);
   return pid;
 }
 
