@@ -438,6 +438,13 @@ impl Sfu {
                     // for good) reserves nothing; DTX silence still counts
                     // as sending, and speech resumes at full rate.
                     if let Some(rate) = view.first().and_then(|(_, r)| *r) {
+                        // RED is stripped on a thin link: half of it comes.
+                        let red = self.peers.get(&owner).is_some_and(|p| p.sends_red(mid));
+                        let rate = if red && peer.thin_link() {
+                            rate / 2
+                        } else {
+                            rate
+                        };
                         audio_bps += rate.max(alloc::AUDIO_RESERVE_BPS);
                     }
                 }

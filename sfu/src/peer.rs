@@ -33,11 +33,12 @@ use crate::{
 /// `None` for a track sent in one encoding.
 pub(crate) type Layer = Option<Rid>;
 
-/// The send-side estimate a subscriber starts with: the lowest layer of two
-/// videos with their audio (a three-site conference starts with a picture
-/// of everyone), not more, so a 3G link is not flooded before the estimator
-/// has seen feedback. Probing finds the rest within seconds.
-const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(300);
+/// The send-side estimate a subscriber starts with: the lowest layer of
+/// three videos with their audio (a case conference starts with a picture
+/// of everyone on a good link), little enough that a 3G link is overrun
+/// only briefly before the estimator has seen feedback (the videos that do
+/// not fit then stop; the last one is held while the estimate settles).
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(500);
 
 /// A layer not seen for this long, while another layer of the same track
 /// still arrives, has been stopped by its publisher (its browser drops top
@@ -52,9 +53,10 @@ const LAYER_RESUME_GRACE: Duration = Duration::from_secs(3);
 const LAYER_PAUSE_AFTER: Duration = Duration::from_secs(3);
 
 /// For this long after its transport comes up a subscriber's video is not
-/// stopped for want of bandwidth, unless the link has already carried more
-/// than the lowest layer: the estimator starts from a guess and swings
-/// widely before it settles (it still moves between layers).
+/// stopped for want of bandwidth unless the budget is hopeless (under half
+/// the lowest layer): the estimator starts from a guess and its first
+/// probes swing it widely before it settles (it still moves between
+/// layers meanwhile).
 const ESTIMATE_SETTLING: Duration = Duration::from_secs(10);
 
 /// How often str0m is asked to probe again for a step up it could not
@@ -71,9 +73,14 @@ const BWE_STALE: Duration = Duration::from_secs(8);
 /// lowest layer.
 const STOP_VIDEO_AFTER: Duration = Duration::from_secs(2);
 
-/// Below this video budget RED is taken off a subscriber's audio: on such a
-/// link the redundant copy would itself cause the loss it is there to mend.
-const RED_MIN_BUDGET_BPS: u64 = 60_000;
+/// How long a hopeless budget must last before video stops at once.
+const HOPELESS_FOR: Duration = Duration::from_secs(1);
+
+/// Below this estimate RED is taken off a subscriber's audio: on a 3G-class
+/// link the redundant copy (as much again as the voice) would take the
+/// room of the lowest video layer, and Opus's in-band FEC still mends
+/// single losses.
+const RED_MIN_ESTIMATE_BPS: u64 = 500_000;
 
 /// Per-packet overhead beyond the payload (RTP header with extensions,
 /// SRTP tag, UDP, IPv4), for bitrates that compare with the estimate.
@@ -175,6 +182,8 @@ struct LayerIn {
     told_at: Instant,
     /// Since when no subscriber wants it.
     unwanted_since: Option<Instant>,
+    /// Its last packet was RED (audio with a redundant copy).
+    red: bool,
 }
 
 impl LayerIn {
@@ -188,6 +197,7 @@ impl LayerIn {
             told_active: true,
             told_at: now,
             unwanted_since: None,
+            red: false,
         }
     }
 
@@ -233,7 +243,7 @@ fn nominal_rate(kind: MediaKind, index: usize, count: usize) -> u64 {
     if kind == MediaKind::Audio {
         return crate::alloc::AUDIO_RESERVE_BPS;
     }
-    const LADDER: [u64; 3] = [150_000, 500_000, 1_500_000];
+    const LADDER: [u64; 3] = [100_000, 500_000, 1_500_000];
     let from_top = count.saturating_sub(index + 1);
     LADDER[LADDER
         .len()
@@ -438,6 +448,8 @@ pub(crate) struct Peer {
     weak_network: bool,
     /// Since when the allocator has wanted to stop a video it still sends.
     stop_pending_since: Option<Instant>,
+    /// Since when the budget has been under half the lowest layer.
+    hopeless_since: Option<Instant>,
     /// str0m's send-side estimate toward this participant (TWCC), bits/s.
     estimate: Option<u64>,
     /// The estimate the last allocation used: a fall well below it brings
@@ -458,8 +470,6 @@ pub(crate) struct Peer {
     pub(crate) next_allocation: Instant,
     /// When the transport came up: the estimate needs a while to settle.
     connected_at: Option<Instant>,
-    /// The link has carried more than the lowest layer.
-    proven: bool,
     /// When ICE lost the participant; the transport is kept this long for
     /// the network to come back (or an ICE restart) before giving up.
     disconnected_since: Option<Instant>,
@@ -519,6 +529,7 @@ impl Peer {
             audio_only_requested: false,
             weak_network: false,
             stop_pending_since: None,
+            hopeless_since: None,
             estimate: None,
             allocated_on: 0,
             egress_loss: 0.0,
@@ -530,7 +541,6 @@ impl Peer {
             next_allocation: now + ALLOCATION_INTERVAL,
             disconnected_since: None,
             connected_at: None,
-            proven: false,
             audio_only_told: None,
             dirty: false,
             scheduled: None,
@@ -616,10 +626,33 @@ impl Peer {
                     } else {
                         Some(if l.rate > 0 { l.rate } else { nominal })
                     };
+                    // An upper layer costs at least what it is set up to
+                    // reach: a browser ramps a layer up for seconds after it
+                    // starts, and a subscriber moved on its first, low rate
+                    // would be moved back as it grows (and the layer paused
+                    // and resumed with it).
+                    let rate = if i > 0 && t.kind == MediaKind::Video {
+                        rate.map(|r| r.max(nominal))
+                    } else {
+                        rate
+                    };
                     (l.layer, rate)
                 })
                 .collect(),
         )
+    }
+
+    /// Whether the publisher's track `mid` sends RED (redundant audio).
+    pub fn sends_red(&self, mid: Mid) -> bool {
+        self.tracks_in
+            .iter()
+            .find(|t| t.mid == mid)
+            .is_some_and(|t| t.layers.iter().any(|l| l.red))
+    }
+
+    /// A link on which RED is stripped (see [`RED_MIN_ESTIMATE_BPS`]).
+    pub fn thin_link(&self) -> bool {
+        self.estimate.is_some_and(|e| e < RED_MIN_ESTIMATE_BPS)
     }
 
     /// The tracks this subscriber receives: (index, publisher, publisher's
@@ -671,6 +704,8 @@ impl Peer {
         self.allocated_on = estimate;
         let budget = crate::alloc::video_budget(estimate, audio_bps, self.egress_loss);
         self.budget = Some(budget);
+        tracing::debug!(participant = %self.id, estimate, audio_bps, loss = self.egress_loss,
+            budget, "allocation");
         Some(budget)
     }
 
@@ -690,28 +725,33 @@ impl Peer {
         let mut owed = Vec::new();
         let mut any_video = false;
         let mut all_off = true;
-        let wants_stop = choices.iter().any(|(i, c)| {
-            c.is_none() && self.tracks_out.get(*i).is_some_and(|t| t.target.is_some())
-        });
-        // Far too little (under half the lowest layer) is no dip: stop now.
-        let hopeless = self
+        // Only the last video is held back (audio only is what the deferral
+        // guards against); with several videos, those that do not fit stop
+        // at once and the rest keep their room.
+        let wants_stop = !choices.is_empty()
+            && choices.iter().all(|(_, c)| c.is_none())
+            && choices
+                .iter()
+                .any(|(i, _)| self.tracks_out.get(*i).is_some_and(|t| t.target.is_some()));
+        // Far too little (under half the lowest layer) for a second is no
+        // dip: stop then, even while the estimate settles. (A keyframe that
+        // overflows a shallow queue makes the estimate plunge for a moment.)
+        let hopeless_now = self
             .budget
             .is_some_and(|b| b < crate::alloc::MIN_VIDEO_BPS / 2);
-        // A link that has carried a layer above the lowest has shown what
-        // it can do; the estimator is past its first guesses.
-        if choices
-            .iter()
-            .any(|(_, c)| c.is_some_and(|(rank, _)| rank > 0))
-        {
-            self.proven = true;
-        }
-        let settling = !self.proven
-            && self
-                .connected_at
-                .is_none_or(|t| now.saturating_duration_since(t) < ESTIMATE_SETTLING);
+        let hopeless = if hopeless_now {
+            let since = *self.hopeless_since.get_or_insert(now);
+            now.saturating_duration_since(since) >= HOPELESS_FOR
+        } else {
+            self.hopeless_since = None;
+            false
+        };
+        let settling = self
+            .connected_at
+            .is_none_or(|t| now.saturating_duration_since(t) < ESTIMATE_SETTLING);
         let stop_now = if wants_stop {
             let since = *self.stop_pending_since.get_or_insert(now);
-            !settling && (hopeless || now.saturating_duration_since(since) >= STOP_VIDEO_AFTER)
+            hopeless || (!settling && now.saturating_duration_since(since) >= STOP_VIDEO_AFTER)
         } else {
             self.stop_pending_since = None;
             false
@@ -723,7 +763,7 @@ impl Peer {
             // A stop waits (on the lowest layer) until it has been wanted
             // for a while.
             let choice = match choice {
-                None if t.target.is_some() && !stop_now => lowest
+                None if wants_stop && t.target.is_some() && !stop_now => lowest
                     .get(k)
                     .copied()
                     .flatten()
@@ -1118,7 +1158,7 @@ impl Peer {
                 (o, r)
             }
         };
-        let thin = self.budget.is_some_and(|b| b < RED_MIN_BUDGET_BPS);
+        let thin = self.estimate.is_some_and(|e| e < RED_MIN_ESTIMATE_BPS);
         let (pt, payload) = match (pkt.red, red_pt) {
             (true, Some(r)) if !thin => (r, pkt.payload.clone()),
             // A subscriber without RED (or on a thin link) gets the primary.
@@ -1235,7 +1275,11 @@ impl Peer {
                 }
             }
             Event::PeerStats(stats) => {
-                self.egress_loss = stats.egress_loss_fraction.unwrap_or(0.0);
+                // Smoothed: one keyframe lost to a shallow queue reads as
+                // 20 % for a second, and str0m's estimate already falls
+                // with it; sustained loss is what the budget must follow.
+                let sample = stats.egress_loss_fraction.unwrap_or(0.0);
+                self.egress_loss = self.egress_loss * 0.7 + sample * 0.3;
             }
             Event::Connected => {
                 tracing::debug!(participant = %self.id, "DTLS connected");
@@ -1346,7 +1390,10 @@ impl Peer {
         let track = self.tracks_in.get_mut(index)?;
         let arrived = p.timestamp;
         match track.layers.iter().position(|l| l.layer == rid) {
-            Some(i) => track.layers[i].on_packet(arrived, p.payload.len()),
+            Some(i) => {
+                track.layers[i].on_packet(arrived, p.payload.len());
+                track.layers[i].red = red;
+            }
             // A layer the SDP did not list (a client may add rids later).
             None if track.layers.len() < 4 => {
                 let mut l = LayerIn::new(rid, arrived);

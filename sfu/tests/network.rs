@@ -467,7 +467,9 @@ fn simulcast_publisher_sends_three_layers_and_subscribers_negotiate_twcc() {
         .unwrap()
         .request_keyframe(None, str0m::media::KeyframeRequestKind::Pli)
         .unwrap();
-    c.sim.run(ms(300));
+    // Within the SFU's keyframe-request window (its own request when the
+    // subscriber reached f may have just gone out).
+    c.sim.run(tuxa_sfu::KEYFRAME_REQUEST_INTERVAL + ms(300));
     let sp = c.sim.clients[p].simulcast.clone().unwrap();
     let layer_got = c.video(s).last().and_then(|f| f.layer());
     let asked: Vec<_> = sp
