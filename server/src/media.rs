@@ -68,6 +68,9 @@ impl MediaTask {
         let mut next_counts = Instant::now();
         let mut last_counts = None;
         loop {
+            // TCP frames are taken every round, whichever branch woke us:
+            // a busy UDP socket (polled first below) must not starve them.
+            self.drain_tcp();
             self.flush(&mut batch).await;
             let now = Instant::now();
             if now >= next_counts {
@@ -145,14 +148,7 @@ impl MediaTask {
                 ev = next_tcp(&mut self.tcp) => match ev {
                     Some(ev) => {
                         self.on_tcp(ev);
-                        // Take what else is waiting before draining the SFU
-                        // (each subscriber polled once per batch, as for UDP).
-                        for _ in 1..RECV_BATCH * RECV_ROUNDS {
-                            let Some(Ok(ev)) = self.tcp.as_mut().map(|r| r.try_recv()) else {
-                                break;
-                            };
-                            self.on_tcp(ev);
-                        }
+                        self.drain_tcp();
                     }
                     // The acceptor and every connection are gone (shutdown).
                     None => self.tcp = None,
@@ -236,6 +232,17 @@ impl MediaTask {
 
     fn local_for(&self, source: SocketAddr) -> SocketAddr {
         local_for(&self.candidates, source)
+    }
+
+    /// Takes the TCP events that are waiting (a batch at most) before the
+    /// SFU is drained: each subscriber is polled once per batch, as for UDP.
+    fn drain_tcp(&mut self) {
+        for _ in 0..RECV_BATCH * RECV_ROUNDS {
+            let Some(Ok(ev)) = self.tcp.as_mut().map(|r| r.try_recv()) else {
+                break;
+            };
+            self.on_tcp(ev);
+        }
     }
 
     /// One event from the TCP connections.
