@@ -114,11 +114,11 @@ OPTIONS (each also as an environment variable, and as a key in the TOML file):
   --config FILE           TOML file with the options below            TUXA_CONFIG
   --listen ADDR           HTTPS + WebSocket address [0.0.0.0:8443]    TUXA_LISTEN
   --media-listen ADDR     UDP media address [0.0.0.0:8443]            TUXA_MEDIA_LISTEN
-  --media-tcp-listen ADDR media over TCP (ICE-TCP) for networks that   TUXA_MEDIA_TCP_LISTEN
+  --media-tcp-listen ADDR media over TCP (ICE-TCP) for networks that  TUXA_MEDIA_TCP_LISTEN
                           block UDP; `off` to disable [0.0.0.0:8444] (docs/turn.md)
   --announce IP[,IP…]     addresses put in ICE candidates             TUXA_ANNOUNCE
                           (behind NAT: the public address) [auto]
-  --announce-tcp IP[,IP…] addresses put in TCP candidates [--announce] TUXA_ANNOUNCE_TCP
+  --announce-tcp IP[,IP…] addresses in TCP candidates [--announce]    TUXA_ANNOUNCE_TCP
   --public-url URL        base of join links [https://<announce>:<port>]  TUXA_PUBLIC_URL
   --data-dir DIR          SQLite file and keys [data]                 TUXA_DATA_DIR
   --cert-dir DIR          where the self-signed dev cert is kept [certs]  TUXA_CERT_DIR

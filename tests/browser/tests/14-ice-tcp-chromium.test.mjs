@@ -4,6 +4,8 @@
 // there is no route at all) while its passive TCP candidate (--announce-tcp)
 // is 127.0.0.1. Two Chromium pages join a visit; each must end up on a
 // candidate pair whose local candidate is TCP, and decode the other's video.
+// Then the same with a Firefox ESR nurse (its own browser, so that its page
+// is not a background tab).
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
-  launchChromium, openParticipant, closeAllBrowsers, expectReceiving, withDiagnostics,
+  launchChromium, launchFirefox, openParticipant, closeAllBrowsers, expectReceiving, withDiagnostics,
   uniqueTitle, waitFor, sleep,
 } from '../lib/harness.mjs';
 
@@ -24,6 +26,7 @@ const BIN = process.env.TUXA_BIN;
 const KEY = randomBytes(24).toString('hex');
 const dir = mkdtempSync(join(tmpdir(), 'tuxa-ice-tcp-'));
 let server = null;
+let base = null;
 
 after(async () => {
   await closeAllBrowsers();
@@ -112,9 +115,9 @@ async function selectedPair() {
   return { state: pair.state, bytesReceived: pair.bytesReceived, local: c(pair.localCandidateId), remote: c(pair.remoteCandidateId) };
 }
 
-test('UDP unreachable: Chromium reaches the SFU over ICE-TCP and decodes video', { timeout: 150_000 }, async () => {
-  const base = await startServer();
-  const created = await api(base, 'POST', '/api/v1/consultations', { kind: 'visit', title: uniqueTitle('Khám từ xa — chỉ TCP') });
+async function visitOverTcp(title, nurseKind) {
+  base = base || await startServer();
+  const created = await api(base, 'POST', '/api/v1/consultations', { kind: 'visit', title: uniqueTitle(title) });
   assert.equal(created.status, 201, created.text);
   const room = created.json.id;
   const link = async (role, name) => {
@@ -127,8 +130,10 @@ test('UDP unreachable: Chromium reaches the SFU over ICE-TCP and decodes video',
   const nurseUrl = await link('nurse', 'YT. Lò Thị Hoa');
 
   const browser = await launchChromium();
-  const doctor = await openParticipant(browser, 'doctor (TCP)');
-  const nurse = await openParticipant(browser, 'nurse (TCP)');
+  const doctor = await openParticipant(browser, 'doctor (Chromium, TCP)');
+  const nurse = nurseKind === 'firefox'
+    ? await openParticipant(await launchFirefox(), 'nurse (Firefox, TCP)', 'firefox')
+    : await openParticipant(browser, 'nurse (Chromium, TCP)');
   await withDiagnostics([doctor, nurse], async () => {
     await doctor.goto(doctorUrl);
     await doctor.waitForState('in-call');
@@ -149,16 +154,25 @@ test('UDP unreachable: Chromium reaches the SFU over ICE-TCP and decodes video',
       assert.ok(pair.bytesReceived > 0, `${who.name}: nothing received on the selected pair`);
     }
     // The server's UDP candidate really is the unroutable one.
-    const remoteUdp = await doctor.page.evaluate(async () => {
+    const remote = await doctor.page.evaluate(async () => {
       const out = [];
       (await window.tuxa.pc.getStats()).forEach((r) => {
         if (r.type === 'remote-candidate') out.push(`${r.protocol} ${r.address || r.ip}:${r.port}`);
       });
       return out;
     });
-    console.log('doctor: remote candidates', JSON.stringify(remoteUdp));
-    assert.ok(remoteUdp.some((c) => c.startsWith('udp 192.0.2.1:')), `no UDP candidate at 192.0.2.1: ${remoteUdp}`);
+    console.log('doctor: remote candidates', JSON.stringify(remote));
+    assert.ok(remote.some((c) => c.startsWith('udp 192.0.2.1:')), `no UDP candidate at 192.0.2.1: ${remote}`);
     await doctor.assertNoErrors();
     await nurse.assertNoErrors();
   });
+  await closeAllBrowsers();
+}
+
+test('UDP unreachable: Chromium reaches the SFU over ICE-TCP and decodes video', { timeout: 150_000 }, async () => {
+  await visitOverTcp('Khám từ xa — chỉ TCP', 'chromium');
+});
+
+test('UDP unreachable: a Firefox ESR nurse over ICE-TCP with a Chromium doctor', { timeout: 150_000 }, async () => {
+  await visitOverTcp('Khám từ xa — chỉ TCP, Firefox', 'firefox');
 });
