@@ -22,6 +22,7 @@
 //! heap keyed by each peer's next wake-up, so a wake-up touches only the
 //! peers that are due.
 
+mod alloc;
 mod peer;
 
 use std::cmp::Reverse;
@@ -34,12 +35,22 @@ use str0m::net::{DatagramRecv, Protocol, Receive, Transmit};
 use str0m::{Candidate, Input};
 use tuxa_protocol::{ErrorCode, ParticipantId, RoomId, ServerMsg};
 
-use peer::{Forwarded, Peer, PeerEvent};
+use peer::{Forwarded, Layer, Peer, PeerEvent};
 
 /// Keyframe requests to one publisher's track are sent at most this often:
 /// a room of twelve losing packets together must not make the publisher
 /// send twelve keyframes, which on 3G would cause the very loss it answers.
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How often each subscriber's video layers are chosen again from its
+/// bandwidth estimate (a sharp fall of the estimate does not wait).
+pub const ALLOCATION_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How long a participant's transport outlives the loss of ICE: a phone
+/// that loses its network for a few seconds (a tunnel, a cell change)
+/// carries on where it was, by itself or with an ICE restart, without
+/// renegotiating anything. The hub's own reconnect grace is longer.
+pub const ICE_GRACE: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone)]
 pub struct SfuConfig {
@@ -417,9 +428,128 @@ impl Sfu {
             if let Some(req) = peer.due_keyframe_requests(now) {
                 self.stats.keyframe_requests_sent += req;
             }
+            // Closed: the poll reports it gone.
+            let closing = peer.ice_grace_over(now);
+            let allocate = !closing && now >= peer.next_allocation;
             self.mark(pid);
+            if allocate {
+                self.allocate(now, pid);
+                self.update_layers(now, pid);
+            }
         }
         self.drain(now);
+    }
+
+    /// Chooses the layer of every video track `pid` receives from its
+    /// bandwidth estimate, and lets the publishers concerned pause or resume
+    /// layers accordingly.
+    fn allocate(&mut self, now: Instant, pid: ParticipantId) {
+        let Some(peer) = self.peers.get(&pid) else {
+            return;
+        };
+        let mut audio_bps = 0;
+        let mut demands = Vec::new();
+        let mut layers_of: Vec<(usize, Vec<Layer>)> = Vec::new();
+        let mut publishers = Vec::new();
+        for (i, owner, mid, kind, source, at) in peer.subscriptions() {
+            let Some(view) = self.peers.get(&owner).and_then(|p| p.layer_view(mid, now)) else {
+                continue;
+            };
+            match kind {
+                MediaKind::Audio => {
+                    // A microphone that sends nothing (muted, gone quiet
+                    // for good) reserves nothing; DTX silence still counts
+                    // as sending, and speech resumes at full rate.
+                    if let Some(rate) = view.first().and_then(|(_, r)| *r) {
+                        audio_bps += rate.max(alloc::AUDIO_RESERVE_BPS);
+                    }
+                }
+                MediaKind::Video => {
+                    demands.push(alloc::Demand {
+                        current: at.and_then(|l| view.iter().position(|(x, _)| *x == l)),
+                        layers: view.iter().map(|(_, r)| *r).collect(),
+                        priority: u8::from(source == tuxa_protocol::TrackSource::Screen),
+                    });
+                    layers_of.push((i, view.into_iter().map(|(l, _)| l).collect()));
+                    if !publishers.contains(&owner) {
+                        publishers.push(owner);
+                    }
+                }
+            }
+        }
+        let Some(peer) = self.peers.get_mut(&pid) else {
+            return;
+        };
+        let Some(budget) = peer.allocation_due(now, audio_bps) else {
+            return;
+        };
+        let chosen = alloc::allocate(budget, &demands);
+        let choices: Vec<(usize, Option<(usize, Layer)>)> = layers_of
+            .iter()
+            .zip(&chosen)
+            .map(|((i, layers), c)| (*i, c.and_then(|c| Some((c, *layers.get(c)?)))))
+            .collect();
+        let lowest: Vec<Option<(usize, Layer)>> = layers_of
+            .iter()
+            .zip(&demands)
+            .map(|((_, layers), d)| {
+                let r = d.layers.iter().position(Option::is_some)?;
+                Some((r, *layers.get(r)?))
+            })
+            .collect();
+        let probe = alloc::probe_targets(audio_bps, &demands, &chosen);
+        let owed = peer.apply_allocation(now, &choices, &lowest, probe, &mut self.out);
+        for (publisher, mid, layer) in owed {
+            self.on_event(
+                now,
+                pid,
+                PeerEvent::WantKeyframe {
+                    publisher,
+                    mid,
+                    rid: layer,
+                },
+            );
+        }
+        for p in publishers {
+            self.update_layers(now, p);
+        }
+        self.mark(pid);
+    }
+
+    /// Tells a publisher which layers of its tracks anyone in the room
+    /// receives (see `Peer::update_publish_layers`).
+    fn update_layers(&mut self, now: Instant, publisher: ParticipantId) {
+        let Some(p) = self.peers.get(&publisher) else {
+            return;
+        };
+        let mids: Vec<_> = p
+            .published()
+            .filter(|t| t.kind == MediaKind::Video)
+            .map(|t| t.mid)
+            .collect();
+        if mids.is_empty() {
+            return;
+        }
+        let members = self.rooms.get(p.room()).cloned().unwrap_or_default();
+        let wanted: Vec<_> = mids
+            .into_iter()
+            .map(|mid| {
+                let mut taken: Vec<Layer> = Vec::new();
+                for m in members.iter().filter(|m| **m != publisher) {
+                    if let Some(o) = self.peers.get(m) {
+                        for l in o.layers_taken(publisher, mid) {
+                            if !taken.contains(&l) {
+                                taken.push(l);
+                            }
+                        }
+                    }
+                }
+                (mid, taken)
+            })
+            .collect();
+        if let Some(p) = self.peers.get_mut(&publisher) {
+            p.update_publish_layers(now, &wanted, &mut self.out);
+        }
     }
 
     /// When [`Sfu::handle_timeout`] must next be called. It may be early

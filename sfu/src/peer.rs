@@ -10,9 +10,10 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::{Codec, PayloadParams};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
@@ -23,7 +24,44 @@ use tuxa_protocol::{
     AudioOnlyReason, ParticipantId, RoomId, ServerMsg, TrackId, TrackInfo, TrackSource,
 };
 
-use crate::{KEYFRAME_REQUEST_INTERVAL, SfuConfig, SfuError, SfuOutput, host_candidates};
+use crate::{
+    ALLOCATION_INTERVAL, ICE_GRACE, KEYFRAME_REQUEST_INTERVAL, SfuConfig, SfuError, SfuOutput,
+    host_candidates,
+};
+
+/// A publisher's encoding of a track: a simulcast layer by its rid, or
+/// `None` for a track sent in one encoding.
+pub(crate) type Layer = Option<Rid>;
+
+/// The send-side estimate a subscriber starts with: the lowest layer of two
+/// videos with their audio (a three-site conference starts with a picture
+/// of everyone), not more, so a 3G link is not flooded before the estimator
+/// has seen feedback. Probing finds the rest within seconds.
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(300);
+
+/// A layer not seen for this long has been stopped by its publisher (its
+/// browser drops top layers on a weak uplink or a slow CPU).
+const LAYER_SILENT: Duration = Duration::from_millis(1500);
+
+/// How long a layer we asked the publisher to resume may take to appear.
+const LAYER_RESUME_GRACE: Duration = Duration::from_secs(3);
+
+/// A layer nobody has received for this long is paused at the publisher.
+const LAYER_PAUSE_AFTER: Duration = Duration::from_secs(3);
+
+/// How long the allocator must find no room for a video before it is
+/// stopped: the estimate dips for a moment after a keyframe or a probe, and
+/// stopping video costs a keyframe to resume. Until then it stays on its
+/// lowest layer.
+const STOP_VIDEO_AFTER: Duration = Duration::from_secs(3);
+
+/// Below this video budget RED is taken off a subscriber's audio: on such a
+/// link the redundant copy would itself cause the loss it is there to mend.
+const RED_MIN_BUDGET_BPS: u64 = 60_000;
+
+/// Per-packet overhead beyond the payload (RTP header with extensions,
+/// SRTP tag, UDP, IPv4), for bitrates that compare with the estimate.
+const PACKET_OVERHEAD: u64 = 50;
 
 /// A track some participant publishes, as others subscribe to it.
 #[derive(Debug, Clone)]
@@ -33,6 +71,8 @@ pub(crate) struct Published {
     pub kind: MediaKind,
     pub id: TrackId,
     pub source: TrackSource,
+    /// Where a new subscriber starts: the lowest layer.
+    pub lowest: Layer,
 }
 
 /// One RTP packet a publisher sent, as every subscriber gets it: parsed and
@@ -56,7 +96,24 @@ pub(crate) struct Packet {
     /// Header extensions worth passing on (audio level, orientation); the
     /// transport ones (MID, RID, transport-cc) are each subscriber's own.
     pub ext: ExtensionValues,
+    /// The payload is RFC 2198 redundant audio (RED) around `params`' codec.
+    pub red: bool,
+    /// Where the VP8 payload descriptor keeps its picture ids, to renumber
+    /// them when a subscriber changes layer.
+    pub vp8: Option<Vp8Ids>,
     pub payload: Arc<[u8]>,
+}
+
+/// The picture id and TL0PICIDX of a VP8 payload descriptor (RFC 7741) and
+/// where they are. Every layer of a simulcast publisher counts its own
+/// pictures; a receiver's decoder drops a picture numbered below the last
+/// one it decoded, so a switch must continue the numbering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Vp8Ids {
+    /// (picture id, offset in the payload, 15-bit form).
+    pub picture: Option<(u16, usize, bool)>,
+    /// (TL0PICIDX, offset in the payload).
+    pub tl0: Option<(u8, usize)>,
 }
 
 /// What a peer's poll produced that concerns other peers.
@@ -83,6 +140,84 @@ struct TrackIn {
     last_keyframe_request: Option<Instant>,
     /// A request that arrived inside the throttle window, sent when it ends.
     keyframe_pending: Option<Option<Rid>>,
+    /// Its encodings, lowest first (one, `None`, without simulcast).
+    layers: Vec<LayerIn>,
+}
+
+/// One encoding of a published track, as measured on arrival.
+#[derive(Debug)]
+struct LayerIn {
+    layer: Layer,
+    /// Bits per second, smoothed; 0 until measured.
+    rate: u64,
+    window_bytes: u64,
+    window_start: Option<Instant>,
+    last_packet: Option<Instant>,
+    /// What the publisher was last told (`publish_layers`); every layer is
+    /// active until told otherwise.
+    told_active: bool,
+    told_at: Instant,
+    /// Since when no subscriber wants it.
+    unwanted_since: Option<Instant>,
+}
+
+impl LayerIn {
+    fn new(layer: Layer, now: Instant) -> LayerIn {
+        LayerIn {
+            layer,
+            rate: 0,
+            window_bytes: 0,
+            window_start: None,
+            last_packet: None,
+            told_active: true,
+            told_at: now,
+            unwanted_since: None,
+        }
+    }
+
+    fn on_packet(&mut self, now: Instant, bytes: usize) {
+        self.last_packet = Some(now);
+        self.window_bytes += bytes as u64 + PACKET_OVERHEAD;
+        let start = *self.window_start.get_or_insert(now);
+        let span = now.saturating_duration_since(start);
+        if span >= Duration::from_millis(500) {
+            let inst = (self.window_bytes as f64 * 8.0 / span.as_secs_f64()) as u64;
+            self.rate = if self.rate == 0 {
+                inst
+            } else {
+                (self.rate * 3 + inst) / 4
+            };
+            self.window_bytes = 0;
+            self.window_start = Some(now);
+        }
+    }
+
+    /// Its bitrate if a subscriber may be given it: it is arriving, or we
+    /// paused it (and can resume it), or we asked for it a moment ago.
+    /// `nominal` stands in for a rate never measured.
+    fn usable_rate(&self, now: Instant, nominal: u64) -> Option<u64> {
+        let arriving = self
+            .last_packet
+            .is_some_and(|t| now.saturating_duration_since(t) < LAYER_SILENT);
+        let resuming =
+            self.told_active && now.saturating_duration_since(self.told_at) < LAYER_RESUME_GRACE;
+        let rate = if self.rate > 0 { self.rate } else { nominal };
+        (arriving || !self.told_active || resuming).then_some(rate)
+    }
+}
+
+/// A layer's rate before it is measured, by its place among `count`
+/// layers: about what browsers send at 180p, 360p and 720p.
+fn nominal_rate(kind: MediaKind, index: usize, count: usize) -> u64 {
+    if kind == MediaKind::Audio {
+        return crate::alloc::AUDIO_RESERVE_BPS;
+    }
+    const LADDER: [u64; 3] = [150_000, 500_000, 1_500_000];
+    let from_top = count.saturating_sub(index + 1);
+    LADDER[LADDER
+        .len()
+        .saturating_sub(from_top + 1)
+        .min(LADDER.len() - 1)]
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,39 +246,108 @@ pub(crate) struct Rewrite {
     first_in: u64,
     last_out_seq: u64,
     last_out_ts: u32,
+    /// When the newest packet sent had arrived: a restart moves the
+    /// timestamps on by the time that passed, so the receiver's playout
+    /// clock keeps running true across a pause or a layer switch.
+    last_out_at: Option<Instant>,
     started: bool,
+    /// VP8 picture-id and TL0PICIDX renumbering (see [`Vp8Ids`]).
+    pic_delta: u16,
+    tl0_delta: u8,
+    last_out_pic: Option<u16>,
+    last_out_tl0: Option<u8>,
 }
 
 impl Rewrite {
-    /// Starts (or restarts, after a change of source) at this packet.
-    fn start(&mut self, seq: u64, timestamp: u32) {
+    /// Starts (or restarts, after a change of source or a pause) at this
+    /// packet, which arrived at `arrived` on a clock of `clock_rate` Hz.
+    fn start(
+        &mut self,
+        seq: u64,
+        timestamp: u32,
+        arrived: Instant,
+        clock_rate: u32,
+        vp8: Option<Vp8Ids>,
+    ) {
         // The first outgoing sequence number is 1 (rollover counter 0, so
         // the subscriber needs no out-of-band rollover state); a restart
         // continues after the last one sent.
         let next = self.last_out_seq.wrapping_add(1);
         self.seq_offset = next.wrapping_sub(seq);
-        self.ts_offset = if self.started {
-            self.last_out_ts.wrapping_add(1).wrapping_sub(timestamp)
-        } else {
-            0
+        self.ts_offset = match (self.started, self.last_out_at) {
+            (true, Some(at)) => {
+                let gone = arrived.saturating_duration_since(at).as_secs_f64();
+                let ticks = ((gone * f64::from(clock_rate)) as u32).max(1);
+                self.last_out_ts.wrapping_add(ticks).wrapping_sub(timestamp)
+            }
+            _ => 0,
         };
+        if let Some(ids) = vp8 {
+            if let (Some((pic, _, wide)), Some(last)) = (ids.picture, self.last_out_pic) {
+                let mask = if wide { 0x7fff } else { 0x7f };
+                self.pic_delta = last.wrapping_add(1).wrapping_sub(pic) & mask;
+            }
+            if let (Some((tl0, _)), Some(last)) = (ids.tl0, self.last_out_tl0) {
+                self.tl0_delta = last.wrapping_add(1).wrapping_sub(tl0);
+            }
+        }
         self.first_in = seq;
         self.started = true;
     }
 
     /// The subscriber's (sequence number, timestamp), or None for a packet
     /// from before the start.
-    fn map(&mut self, seq: u64, timestamp: u32) -> Option<(u64, u32)> {
+    fn map(&mut self, seq: u64, timestamp: u32, arrived: Instant) -> Option<(u64, u32, bool)> {
         if !self.started || seq < self.first_in {
             return None;
         }
         let out = seq.wrapping_add(self.seq_offset);
         let ts = timestamp.wrapping_add(self.ts_offset);
-        if out > self.last_out_seq {
+        let newest = out > self.last_out_seq;
+        if newest {
             self.last_out_seq = out;
             self.last_out_ts = ts;
+            self.last_out_at = Some(arrived);
         }
-        Some((out, ts))
+        Some((out, ts, newest))
+    }
+
+    /// Renumbers a VP8 packet's picture ids; the payload is copied only
+    /// when they change (after a switch), else the shared one is kept.
+    fn map_vp8(&mut self, ids: Vp8Ids, newest: bool, payload: &Arc<[u8]>) -> Arc<[u8]> {
+        let pic = ids.picture.map(|(p, at, wide)| {
+            let mask = if wide { 0x7fff } else { 0x7f };
+            (p.wrapping_add(self.pic_delta) & mask, at, wide)
+        });
+        let tl0 = ids.tl0.map(|(t, at)| (t.wrapping_add(self.tl0_delta), at));
+        if newest {
+            if let Some((p, ..)) = pic {
+                self.last_out_pic = Some(p);
+            }
+            if let Some((t, _)) = tl0 {
+                self.last_out_tl0 = Some(t);
+            }
+        }
+        if self.pic_delta == 0 && self.tl0_delta == 0 {
+            return payload.clone();
+        }
+        let mut v = payload.to_vec();
+        if let Some((p, at, wide)) = pic {
+            if wide {
+                if let Some(b) = v.get_mut(at..at + 2) {
+                    b[0] = 0x80 | (p >> 8) as u8;
+                    b[1] = p as u8;
+                }
+            } else if let Some(b) = v.get_mut(at) {
+                *b = p as u8 & 0x7f;
+            }
+        }
+        if let Some((t, at)) = tl0
+            && let Some(b) = v.get_mut(at)
+        {
+            *b = t;
+        }
+        Arc::from(v)
     }
 }
 
@@ -151,18 +355,23 @@ impl Rewrite {
 struct TrackOut {
     source: Published,
     state: OutState,
-    /// The simulcast layer this subscriber receives (None: no simulcast).
-    /// Layer choice by bandwidth comes with the bad-network work; until then
-    /// the first layer seen is used.
-    layer: Option<Rid>,
-    /// Video only: nothing is forwarded until a keyframe, because a decoder
-    /// given interframes first shows garbage or nothing.
-    awaiting_keyframe: bool,
+    /// The layer being forwarded; `None` until forwarding (re)starts, which
+    /// for video is at a keyframe (a decoder given interframes first shows
+    /// garbage or nothing).
+    current: Option<Layer>,
+    /// The layer this subscriber should receive; `None` when its video is
+    /// stopped for want of bandwidth. A switch happens at the target's next
+    /// keyframe; until then the current layer keeps flowing.
+    target: Option<Layer>,
+    /// The target's place among the publisher's layers (0 = lowest), once
+    /// the allocator chose it.
+    target_rank: Option<usize>,
     rewrite: Rewrite,
     /// Our outgoing stream for this track, once str0m made it.
     ssrc: Option<Ssrc>,
-    /// Publisher payload type → ours, learnt on first use (a handful at most).
-    pts: Vec<(Pt, Pt)>,
+    /// Publisher payload type → ours (and our RED type, if this subscriber
+    /// takes RED), learnt on first use (a handful at most).
+    pts: Vec<(Pt, Pt, Option<Pt>)>,
 }
 
 /// What became of one packet offered to a subscriber.
@@ -204,6 +413,25 @@ pub(crate) struct Peer {
     rx_ssrcs: Vec<(Ssrc, usize, Option<Rid>)>,
     /// The participant asked for audio only: no video is forwarded to them.
     audio_only_requested: bool,
+    /// Every video track is stopped for want of bandwidth.
+    weak_network: bool,
+    /// Since when the allocator has wanted to stop a video it still sends.
+    stop_pending_since: Option<Instant>,
+    /// str0m's send-side estimate toward this participant (TWCC), bits/s.
+    estimate: Option<u64>,
+    /// The estimate the last allocation used: a fall well below it brings
+    /// the next allocation forward.
+    allocated_on: u64,
+    /// Loss reported by the participant on what we send (0–1).
+    egress_loss: f32,
+    /// The last video budget: RED is dropped on a link this thin.
+    budget: Option<u64>,
+    /// The (minimum, desired) bitrates last given to str0m's estimator.
+    probe: (u64, u64),
+    pub(crate) next_allocation: Instant,
+    /// When ICE lost the participant; the transport is kept this long for
+    /// the network to come back (or an ICE restart) before giving up.
+    disconnected_since: Option<Instant>,
     /// What the participant was last told about their video (`audio_only`).
     audio_only_told: Option<AudioOnlyReason>,
     /// In the SFU's list of peers to poll.
@@ -233,7 +461,12 @@ impl Peer {
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .clear_codecs()
-            .enable_opus(true, false)
+            // RED is taken when the browser offers it: on a lossy link a
+            // lost voice packet comes back in the next one.
+            .enable_opus(true, true)
+            .enable_bwe(Some(INITIAL_ESTIMATE))
+            // Loss on what we send, for the allocator (PeerStats).
+            .set_stats_interval(Some(Duration::from_secs(1)))
             .enable_vp8(true)
             .enable_h264(true)
             .build(now);
@@ -253,6 +486,15 @@ impl Peer {
             sources: BTreeMap::new(),
             rx_ssrcs: Vec::new(),
             audio_only_requested: false,
+            weak_network: false,
+            stop_pending_since: None,
+            estimate: None,
+            allocated_on: 0,
+            egress_loss: 0.0,
+            budget: None,
+            probe: (0, 0),
+            next_allocation: now + ALLOCATION_INTERVAL,
+            disconnected_since: None,
             audio_only_told: None,
             dirty: false,
             scheduled: None,
@@ -273,13 +515,14 @@ impl Peer {
     ) -> Vec<(ParticipantId, Mid, Option<Rid>)> {
         self.audio_only_requested = on;
         let mut owed = Vec::new();
-        if !on {
-            for t in &mut self.tracks_out {
-                if t.source.kind == MediaKind::Video {
-                    t.awaiting_keyframe = true;
-                    if matches!(t.state, OutState::Open(_)) {
-                        owed.push((t.source.owner, t.source.mid, t.layer));
-                    }
+        for t in &mut self.tracks_out {
+            if t.source.kind == MediaKind::Video {
+                t.current = None;
+                if !on
+                    && matches!(t.state, OutState::Open(_))
+                    && let Some(layer) = t.target
+                {
+                    owed.push((t.source.owner, t.source.mid, layer));
                 }
             }
         }
@@ -289,8 +532,13 @@ impl Peer {
 
     /// Why no video is forwarded to this subscriber, if none is.
     fn video_off(&self) -> Option<AudioOnlyReason> {
-        self.audio_only_requested
-            .then_some(AudioOnlyReason::Requested)
+        if self.audio_only_requested {
+            Some(AudioOnlyReason::Requested)
+        } else if self.weak_network {
+            Some(AudioOnlyReason::WeakNetwork)
+        } else {
+            None
+        }
     }
 
     /// Sends `audio_only` when what the subscriber was told is no longer true.
@@ -306,6 +554,228 @@ impl Peer {
         };
         self.audio_only_told = now;
         out.push_back(SfuOutput::Signal(self.id, msg));
+    }
+
+    /// A published track's layers, lowest first, with the rate each would
+    /// cost a subscriber (`None`: not available; see [`LayerIn::usable_rate`]).
+    pub fn layer_view(&self, mid: Mid, now: Instant) -> Option<Vec<(Layer, Option<u64>)>> {
+        let t = self.tracks_in.iter().find(|t| t.mid == mid)?;
+        let n = t.layers.len();
+        Some(
+            t.layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.layer, l.usable_rate(now, nominal_rate(t.kind, i, n))))
+                .collect(),
+        )
+    }
+
+    /// The tracks this subscriber receives: (index, publisher, publisher's
+    /// mid, kind, source, layer now forwarded or aimed at).
+    pub fn subscriptions(
+        &self,
+    ) -> impl Iterator<
+        Item = (
+            usize,
+            ParticipantId,
+            Mid,
+            MediaKind,
+            TrackSource,
+            Option<Layer>,
+        ),
+    > + '_ {
+        self.tracks_out.iter().enumerate().filter_map(|(i, t)| {
+            matches!(t.state, OutState::Open(_) | OutState::Negotiating(_)).then_some((
+                i,
+                t.source.owner,
+                t.source.mid,
+                t.source.kind,
+                t.source.source,
+                t.target.or(t.current),
+            ))
+        })
+    }
+
+    /// The layers of `owner`'s track `mid` this subscriber receives or is
+    /// switching to.
+    pub fn layers_taken(&self, owner: ParticipantId, mid: Mid) -> impl Iterator<Item = Layer> + '_ {
+        self.tracks_out
+            .iter()
+            .filter(move |t| t.source.owner == owner && t.source.mid == mid)
+            .filter(|t| !matches!(t.state, OutState::ToStop(_) | OutState::NegotiatingStop(_)))
+            .flat_map(|t| [t.current, t.target])
+            .flatten()
+    }
+
+    /// What the subscriber may spend on video, and whether an allocation is
+    /// due. `None` without an estimate (no TWCC feedback negotiated): the
+    /// tracks stay on the layer they started with.
+    pub fn allocation_due(&mut self, now: Instant, audio_bps: u64) -> Option<u64> {
+        if now < self.next_allocation {
+            return None;
+        }
+        self.next_allocation = now + crate::ALLOCATION_INTERVAL;
+        let estimate = self.estimate?;
+        self.allocated_on = estimate;
+        let budget = crate::alloc::video_budget(estimate, audio_bps, self.egress_loss);
+        self.budget = Some(budget);
+        Some(budget)
+    }
+
+    /// Applies the allocator's choice: `choices` are (index in the
+    /// subscriptions, layer or None). Returns the keyframes owed (a new
+    /// target starts at one). `probe` is (minimum, desired) for str0m's
+    /// estimator: padding up to the next layer's rate, probing toward what
+    /// would carry every track at its best.
+    pub fn apply_allocation(
+        &mut self,
+        now: Instant,
+        choices: &[(usize, Option<(usize, Layer)>)],
+        lowest: &[Option<(usize, Layer)>],
+        probe: (u64, u64),
+        out: &mut VecDeque<SfuOutput>,
+    ) -> Vec<(ParticipantId, Mid, Layer)> {
+        let mut owed = Vec::new();
+        let mut any_video = false;
+        let mut all_off = true;
+        let wants_stop = choices.iter().any(|(i, c)| {
+            c.is_none() && self.tracks_out.get(*i).is_some_and(|t| t.target.is_some())
+        });
+        // Far too little (under half the lowest layer) is no dip: stop now.
+        let hopeless = self
+            .budget
+            .is_some_and(|b| b < crate::alloc::MIN_VIDEO_BPS / 2);
+        let stop_now = if wants_stop {
+            let since = *self.stop_pending_since.get_or_insert(now);
+            hopeless || now.saturating_duration_since(since) >= STOP_VIDEO_AFTER
+        } else {
+            self.stop_pending_since = None;
+            false
+        };
+        for (k, &(i, choice)) in choices.iter().enumerate() {
+            let Some(t) = self.tracks_out.get_mut(i) else {
+                continue;
+            };
+            // A stop waits (on the lowest layer) until it has been wanted
+            // for a while.
+            let choice = match choice {
+                None if t.target.is_some() && !stop_now => lowest
+                    .get(k)
+                    .copied()
+                    .flatten()
+                    .or(t.target.zip(t.target_rank).map(|(l, r)| (r, l))),
+                c => c,
+            };
+            any_video = true;
+            all_off &= choice.is_none();
+            let (rank, choice) = match choice {
+                Some((r, l)) => (Some(r), Some(l)),
+                None => (None, None),
+            };
+            if t.target == choice {
+                t.target_rank = rank;
+                continue;
+            }
+            tracing::debug!(participant = %self.id, publisher = %t.source.owner,
+                from = ?t.target, to = ?choice, "layer change");
+            let down = matches!((t.target_rank, rank), (Some(old), Some(new)) if new < old);
+            t.target = choice;
+            t.target_rank = rank;
+            match choice {
+                None => t.current = None,
+                Some(layer) if t.current != Some(layer) => {
+                    // Going down means the link is full: the higher layer
+                    // stops at once (a short freeze until the keyframe)
+                    // rather than queue behind the audio.
+                    if down {
+                        t.current = None;
+                    }
+                    if matches!(t.state, OutState::Open(_)) {
+                        owed.push((t.source.owner, t.source.mid, layer));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        // Audio-only for want of bandwidth: entered when no video fits and
+        // left when some does again (the allocator's margin keeps it from
+        // flapping).
+        self.weak_network = any_video && all_off;
+        self.tell_video_state(out);
+        let (min, desired) = probe;
+        let changed = |a: u64, b: u64| a.abs_diff(b) as f64 > b.max(1) as f64 * 0.05;
+        if changed(min, self.probe.0) || changed(desired, self.probe.1) {
+            self.probe = probe;
+            self.rtc
+                .bwe()
+                .set_bitrate(Bitrate::bps(min), Bitrate::bps(desired.max(min)));
+        }
+        owed
+    }
+
+    /// Tells this publisher which layers of each simulcast track anyone
+    /// receives (`wanted`, by mid): a layer unwanted for
+    /// [`LAYER_PAUSE_AFTER`] is paused, a wanted one resumed at once. The
+    /// lowest layer always runs, so a newcomer's first picture comes fast.
+    pub fn update_publish_layers(
+        &mut self,
+        now: Instant,
+        wanted: &[(Mid, Vec<Layer>)],
+        out: &mut VecDeque<SfuOutput>,
+    ) {
+        for t in &mut self.tracks_in {
+            if t.kind != MediaKind::Video || t.layers.len() < 2 {
+                continue;
+            }
+            let want = wanted
+                .iter()
+                .find(|(m, _)| *m == t.mid)
+                .map(|(_, w)| w.as_slice())
+                .unwrap_or(&[]);
+            let mut changed = false;
+            for (i, l) in t.layers.iter_mut().enumerate() {
+                let active = if i == 0 || want.contains(&l.layer) {
+                    l.unwanted_since = None;
+                    true
+                } else {
+                    let since = *l.unwanted_since.get_or_insert(now);
+                    l.told_active && now.saturating_duration_since(since) < LAYER_PAUSE_AFTER
+                };
+                if active != l.told_active {
+                    l.told_active = active;
+                    l.told_at = now;
+                    changed = true;
+                }
+            }
+            if changed {
+                let active = t
+                    .layers
+                    .iter()
+                    .filter(|l| l.told_active)
+                    .filter_map(|l| l.layer.map(|r| r.to_string()))
+                    .collect();
+                out.push_back(SfuOutput::Signal(
+                    self.id,
+                    ServerMsg::PublishLayers {
+                        mid: t.mid.to_string(),
+                        active,
+                    },
+                ));
+            }
+        }
+    }
+
+    /// Whether the transport has been lost for longer than [`ICE_GRACE`];
+    /// then it is closed (and the peer reported gone).
+    pub fn ice_grace_over(&mut self, now: Instant) -> bool {
+        match self.disconnected_since {
+            Some(since) if now >= since + ICE_GRACE => {
+                tracing::info!(participant = %self.id, "ICE did not come back; closing");
+                self.rtc.disconnect();
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn room(&self) -> &RoomId {
@@ -342,16 +812,18 @@ impl Peer {
             kind: t.kind,
             id: t.id.clone(),
             source: t.source,
+            lowest: t.layers.first().and_then(|l| l.layer),
         })
     }
 
     pub fn subscribe(&mut self, source: Published) {
-        let awaiting_keyframe = source.kind == MediaKind::Video;
+        let target = Some(source.lowest);
         self.tracks_out.push(TrackOut {
             source,
             state: OutState::ToOpen,
-            layer: None,
-            awaiting_keyframe,
+            current: None,
+            target,
+            target_rank: Some(0),
             rewrite: Rewrite::default(),
             ssrc: None,
             pts: Vec::new(),
@@ -388,7 +860,7 @@ impl Peer {
             .accept_offer(offer)
             .map_err(|e| SfuError::Sdp(e.to_string()))?;
         Ok(Some(ServerMsg::Answer {
-            sdp: answer.to_sdp_string(),
+            sdp: with_opus_dtx(&answer.to_sdp_string()),
         }))
     }
 
@@ -492,49 +964,68 @@ impl Peer {
         if pkt.kind == MediaKind::Video && self.audio_only_requested {
             return Forwarded::Skipped;
         }
-        if pkt.rid.is_some() {
-            if t.layer.is_none() {
-                t.layer = pkt.rid;
-            }
-            if t.layer != pkt.rid {
+        // Stopped for want of bandwidth.
+        let Some(target) = t.target else {
+            return Forwarded::Skipped;
+        };
+        let layer = pkt.rid;
+        if layer != target {
+            // The old layer flows until the target's keyframe comes.
+            if t.current != Some(layer) {
                 return Forwarded::Skipped;
             }
-        }
-        if !t.rewrite.started || t.awaiting_keyframe {
-            if t.awaiting_keyframe && !pkt.keyframe_start {
+        } else if t.current != Some(layer) {
+            // The target: (re)start here if a decoder can.
+            if pkt.kind == MediaKind::Video && !pkt.keyframe_start {
                 return Forwarded::NeedsKeyframe;
             }
             // Until DTLS is up str0m drops what is written; keep waiting
             // so that the keyframe is not lost with it.
             if !self.rtc.is_connected() {
-                return if t.awaiting_keyframe {
+                return if pkt.kind == MediaKind::Video {
                     Forwarded::NeedsKeyframe
                 } else {
                     Forwarded::Skipped
                 };
             }
-            t.awaiting_keyframe = false;
-            t.rewrite.start(pkt.seq, pkt.timestamp);
+            t.current = Some(layer);
+            let clock = pkt.params.spec().clock_rate.get();
+            t.rewrite
+                .start(pkt.seq, pkt.timestamp, pkt.arrived, clock, pkt.vp8);
         }
-        let Some((seq, timestamp)) = t.rewrite.map(pkt.seq, pkt.timestamp) else {
+        let Some((seq, timestamp, newest)) = t.rewrite.map(pkt.seq, pkt.timestamp, pkt.arrived)
+        else {
             return Forwarded::Skipped;
         };
         // Payload types differ between browsers (VP8 is 96 in Chromium,
         // 120 in Firefox): map by codec parameters, once per payload type.
-        let pt = match t.pts.iter().find(|(i, _)| *i == pkt.pt) {
-            Some((_, o)) => *o,
+        let (pt, red_pt) = match t.pts.iter().find(|(i, ..)| *i == pkt.pt) {
+            Some((_, o, r)) => (*o, *r),
             None => {
-                let Some(o) = self
+                let Some((o, r)) = self
                     .rtc
                     .codec_config()
                     .match_params(pkt.params)
-                    .map(|p| p.pt())
+                    .map(|p| (p.pt(), p.red()))
                 else {
                     return Forwarded::Skipped;
                 };
-                t.pts.push((pkt.pt, o));
-                o
+                t.pts.push((pkt.pt, o, r));
+                (o, r)
             }
+        };
+        let thin = self.budget.is_some_and(|b| b < RED_MIN_BUDGET_BPS);
+        let (pt, payload) = match (pkt.red, red_pt) {
+            (true, Some(r)) if !thin => (r, pkt.payload.clone()),
+            // A subscriber without RED (or on a thin link) gets the primary.
+            (true, _) => match red_primary(&pkt.payload) {
+                Some(p) => (pt, Arc::from(p)),
+                None => return Forwarded::Skipped,
+            },
+            (false, _) => match pkt.vp8 {
+                Some(ids) => (pt, t.rewrite.map_vp8(ids, newest, &pkt.payload)),
+                None => (pt, pkt.payload.clone()),
+            },
         };
         let mut api = self.rtc.direct_api();
         let tx = match t.ssrc {
@@ -547,17 +1038,11 @@ impl Peer {
         t.ssrc = Some(tx.ssrc());
         // The payload is an Arc: every subscriber shares the one buffer.
         tx.write_rtp(
-            RtpWrite::new(
-                pt,
-                SeqNo::from(seq),
-                timestamp,
-                pkt.arrived,
-                pkt.payload.clone(),
-            )
-            .marker(pkt.marker)
-            .ext_vals(pkt.ext.clone())
-            // Lost video is worth resending; lost audio is better skipped.
-            .nackable(pkt.kind == MediaKind::Video),
+            RtpWrite::new(pt, SeqNo::from(seq), timestamp, pkt.arrived, payload)
+                .marker(pkt.marker)
+                .ext_vals(pkt.ext.clone())
+                // Lost video is worth resending; lost audio is better skipped.
+                .nackable(pkt.kind == MediaKind::Video),
         );
         Forwarded::Written
     }
@@ -592,7 +1077,10 @@ impl Peer {
                     self.handle_input(Input::Timeout(now));
                 }
                 Ok(Output::Timeout(t)) => {
-                    self.next_timeout = t;
+                    self.next_timeout = t.min(self.next_allocation);
+                    if let Some(since) = self.disconnected_since {
+                        self.next_timeout = self.next_timeout.min(since + ICE_GRACE);
+                    }
                     // A throttled keyframe request wakes us at its own time.
                     for tin in &self.tracks_in {
                         if let (Some(_), Some(last)) =
@@ -616,25 +1104,47 @@ impl Peer {
 
     fn on_event(
         &mut self,
-        _now: Instant,
+        now: Instant,
         e: Event,
         _out: &mut VecDeque<SfuOutput>,
         events: &mut Vec<PeerEvent>,
     ) {
         match e {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                tracing::info!(participant = %self.id, "ICE disconnected");
-                self.rtc.disconnect();
+                // A phone changing cell or a tunnel: keep everything for the
+                // grace period, so that when checks resume (or the client
+                // restarts ICE) the call carries on where it was.
+                tracing::info!(participant = %self.id, "ICE disconnected; keeping the transport");
+                self.disconnected_since.get_or_insert(now);
+            }
+            Event::IceConnectionStateChange(state) if self.disconnected_since.is_some() => {
+                self.disconnected_since = None;
+                tracing::info!(participant = %self.id, ?state, "ICE back");
+            }
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                let bps = estimate.as_u64();
+                self.estimate = Some(bps);
+                // A sharp fall is acted on at once, not at the next round.
+                if (bps as f64) < self.allocated_on as f64 * 0.7 {
+                    self.next_allocation = now;
+                }
+            }
+            Event::PeerStats(stats) => {
+                self.egress_loss = stats.egress_loss_fraction.unwrap_or(0.0);
             }
             Event::Connected => {
                 tracing::debug!(participant = %self.id, "DTLS connected");
                 // The tracks that opened while the transport was coming up.
                 for t in &self.tracks_out {
-                    if matches!(t.state, OutState::Open(_)) && t.awaiting_keyframe {
+                    if matches!(t.state, OutState::Open(_))
+                        && t.source.kind == MediaKind::Video
+                        && t.current.is_none()
+                        && let Some(layer) = t.target
+                    {
                         events.push(PeerEvent::WantKeyframe {
                             publisher: t.source.owner,
                             mid: t.source.mid,
-                            rid: t.layer,
+                            rid: layer,
                         });
                     }
                 }
@@ -647,6 +1157,19 @@ impl Peer {
                     (None, MediaKind::Video) => TrackSource::Camera,
                 };
                 self.published_count += 1;
+                // Layers as the client lists them (our page and Chrome's
+                // examples go lowest first).
+                let mut layers: Vec<LayerIn> = m
+                    .simulcast
+                    .iter()
+                    .flat_map(|s| s.recv.iter())
+                    .take(4)
+                    .map(|l| LayerIn::new(Some(l.rid), now))
+                    .collect();
+                if layers.is_empty() {
+                    layers.push(LayerIn::new(None, now));
+                }
+                let lowest = layers[0].layer;
                 self.tracks_in.push(TrackIn {
                     mid: m.mid,
                     kind: m.kind,
@@ -654,6 +1177,7 @@ impl Peer {
                     source,
                     last_keyframe_request: None,
                     keyframe_pending: None,
+                    layers,
                 });
                 events.push(PeerEvent::Published(Published {
                     owner: self.id,
@@ -661,6 +1185,7 @@ impl Peer {
                     kind: m.kind,
                     id,
                     source,
+                    lowest,
                 }));
             }
             Event::RtpPacket(p) => {
@@ -669,11 +1194,13 @@ impl Peer {
                 }
             }
             Event::KeyframeRequest(req) => {
-                if let Some(t) = self.tracks_out.iter().find(|t| t.mid() == Some(req.mid)) {
+                if let Some(t) = self.tracks_out.iter().find(|t| t.mid() == Some(req.mid))
+                    && let Some(layer) = t.current.or(t.target)
+                {
                     events.push(PeerEvent::WantKeyframe {
                         publisher: t.source.owner,
                         mid: t.source.mid,
-                        rid: t.layer,
+                        rid: layer,
                     });
                 }
             }
@@ -704,13 +1231,28 @@ impl Peer {
                 (index, rid)
             }
         };
-        let track = self.tracks_in.get(index)?;
         let pt = p.header.payload_type;
-        let params = *self.rtc.codec_config().find(|c| c.pt() == pt)?;
-        let keyframe_start = match params.spec().codec {
-            Codec::Vp8 => vp8_keyframe_start(&p.payload),
-            Codec::H264 => h264_keyframe_start(&p.payload),
-            _ => false,
+        let params = *self
+            .rtc
+            .codec_config()
+            .find(|c| c.pt() == pt || c.red() == Some(pt))?;
+        let red = params.pt() != pt;
+        let track = self.tracks_in.get_mut(index)?;
+        let arrived = p.timestamp;
+        match track.layers.iter().position(|l| l.layer == rid) {
+            Some(i) => track.layers[i].on_packet(arrived, p.payload.len()),
+            // A layer the SDP did not list (a client may add rids later).
+            None if track.layers.len() < 4 => {
+                let mut l = LayerIn::new(rid, arrived);
+                l.on_packet(arrived, p.payload.len());
+                track.layers.push(l);
+            }
+            None => {}
+        }
+        let (keyframe_start, vp8) = match params.spec().codec {
+            Codec::Vp8 => (vp8_keyframe_start(&p.payload), vp8_ids(&p.payload)),
+            Codec::H264 => (h264_keyframe_start(&p.payload), None),
+            _ => (false, None),
         };
         let ext = ExtensionValues {
             audio_level: p.header.ext_vals.audio_level,
@@ -727,9 +1269,11 @@ impl Peer {
             seq: *p.seq_no,
             timestamp: p.header.timestamp,
             marker: p.header.marker,
-            arrived: p.timestamp,
+            arrived,
             keyframe_start,
             ext,
+            red,
+            vp8,
             payload: p.payload,
         })
     }
@@ -791,6 +1335,82 @@ impl Peer {
             },
         ));
     }
+}
+
+/// Adds `usedtx=1` to the Opus format parameters of an answer: a browser
+/// enables discontinuous transmission when the other side asks for it, and
+/// str0m 0.25 has no setting for it beside RED. In a consultation each side
+/// is silent half the time; DTX sends almost nothing then.
+pub(crate) fn with_opus_dtx(sdp: &str) -> String {
+    let opus_pts: Vec<&str> = sdp
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=rtpmap:"))
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, codec)| codec.to_ascii_lowercase().starts_with("opus/"))
+        .map(|(pt, _)| pt)
+        .collect();
+    let mut out = String::with_capacity(sdp.len() + 16 * opus_pts.len());
+    for line in sdp.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let fmtp = body
+            .strip_prefix("a=fmtp:")
+            .and_then(|l| l.split_once(' '))
+            .filter(|(pt, params)| opus_pts.contains(pt) && !params.contains("usedtx"));
+        match fmtp {
+            Some(_) => {
+                out.push_str(body);
+                out.push_str(";usedtx=1");
+                out.push_str(&line[body.len()..]);
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
+/// The primary block of an RFC 2198 (RED) payload: after the block headers
+/// (4 bytes each while F=1, then 1) and the redundant blocks.
+pub(crate) fn red_primary(payload: &[u8]) -> Option<&[u8]> {
+    let mut i = 0;
+    let mut redundant = 0usize;
+    loop {
+        let b = *payload.get(i)?;
+        if b & 0x80 == 0 {
+            i += 1;
+            break;
+        }
+        let h = payload.get(i..i + 4)?;
+        redundant += usize::from(h[2] & 0x03) << 8 | usize::from(h[3]);
+        i += 4;
+    }
+    payload.get(i + redundant..)
+}
+
+/// The picture ids of a VP8 payload descriptor (RFC 7741), if it has any.
+pub(crate) fn vp8_ids(payload: &[u8]) -> Option<Vp8Ids> {
+    let b0 = *payload.first()?;
+    if b0 & 0x80 == 0 {
+        return None;
+    }
+    let x = *payload.get(1)?;
+    let mut i = 2;
+    let mut picture = None;
+    if x & 0x80 != 0 {
+        let p = *payload.get(i)?;
+        if p & 0x80 != 0 {
+            let lo = *payload.get(i + 1)?;
+            picture = Some((u16::from(p & 0x7f) << 8 | u16::from(lo), i, true));
+            i += 2;
+        } else {
+            picture = Some((u16::from(p), i, false));
+            i += 1;
+        }
+    }
+    let mut tl0 = None;
+    if x & 0x40 != 0 {
+        tl0 = Some((*payload.get(i)?, i));
+    }
+    (picture.is_some() || tl0.is_some()).then_some(Vp8Ids { picture, tl0 })
 }
 
 /// Whether a VP8 RTP payload (RFC 7741) starts a keyframe: the first packet
@@ -909,19 +1529,82 @@ mod tests {
 
     #[test]
     fn rewriting_starts_at_one_and_continues_across_a_new_source() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
         let mut r = Rewrite::default();
-        assert_eq!(r.map(70_000, 5), None, "nothing before the start");
-        r.start(70_000, 123_456);
-        assert_eq!(r.map(70_000, 123_456), Some((1, 123_456)));
-        assert_eq!(r.map(70_001, 126_456), Some((2, 126_456)));
+        assert_eq!(r.map(70_000, 5, t0), None, "nothing before the start");
+        r.start(70_000, 123_456, t0, 90_000, None);
+        assert_eq!(r.map(70_000, 123_456, t0), Some((1, 123_456, true)));
+        assert_eq!(r.map(70_001, 126_456, at(33)), Some((2, 126_456, true)));
         // Late packets from before the start are dropped, reordered ones kept.
-        assert_eq!(r.map(69_999, 120_456), None);
-        assert_eq!(r.map(70_003, 132_456), Some((4, 132_456)));
-        assert_eq!(r.map(70_002, 129_456), Some((3, 129_456)));
-        // Another source (another layer) with other numbering: the
-        // subscriber's numbers carry on.
-        r.start(10, u32::MAX - 1);
-        assert_eq!(r.map(10, u32::MAX - 1), Some((5, 132_457)));
-        assert_eq!(r.map(11, 2_999), Some((6, 132_457 + 3_001)));
+        assert_eq!(r.map(69_999, 120_456, at(34)), None);
+        assert_eq!(r.map(70_003, 132_456, at(66)), Some((4, 132_456, true)));
+        assert_eq!(r.map(70_002, 129_456, at(67)), Some((3, 129_456, false)));
+        // Another source (another layer) with other numbering, 100 ms after
+        // the newest packet sent: the subscriber's numbers carry on and its
+        // clock moves on by the 100 ms (9000 ticks at 90 kHz).
+        r.start(10, u32::MAX - 1, at(166), 90_000, None);
+        assert_eq!(r.map(10, u32::MAX - 1, at(166)), Some((5, 141_456, true)));
+        assert_eq!(r.map(11, 2_999, at(200)), Some((6, 141_456 + 3_001, true)));
+    }
+
+    #[test]
+    fn vp8_picture_ids_continue_across_a_switch() {
+        let t0 = Instant::now();
+        // X=1; I=1 with a 15-bit picture id 0x0123; L=1 with TL0PICIDX 7.
+        let a: Arc<[u8]> = Arc::from(&[0x90, 0xc0, 0x81, 0x23, 0x07, 0x10, 0xaa][..]);
+        let ids = vp8_ids(&a).unwrap();
+        assert_eq!(ids.picture, Some((0x0123, 2, true)));
+        assert_eq!(ids.tl0, Some((7, 4)));
+        let mut r = Rewrite::default();
+        r.start(1, 0, t0, 90_000, Some(ids));
+        let (_, _, newest) = r.map(1, 0, t0).unwrap();
+        // No switch yet: the shared payload itself, not a copy.
+        let out = r.map_vp8(ids, newest, &a);
+        assert!(Arc::ptr_eq(&out, &a));
+        // The other layer numbers its pictures from 0x7ffe, TL0 from 200.
+        let b: Arc<[u8]> = Arc::from(&[0x90, 0xc0, 0xff, 0xfe, 200, 0x10, 0xbb][..]);
+        let bids = vp8_ids(&b).unwrap();
+        r.start(500, 0, t0, 90_000, Some(bids));
+        let (_, _, newest) = r.map(500, 0, t0).unwrap();
+        let out = r.map_vp8(bids, newest, &b);
+        assert_eq!(&out[..], &[0x90, 0xc0, 0x81, 0x24, 8, 0x10, 0xbb]);
+        // The next picture of that layer (0x7fff, wrapping next to 0).
+        let c: Arc<[u8]> = Arc::from(&[0x90, 0xc0, 0xff, 0xff, 201, 0x10][..]);
+        r.map(501, 3000, t0).unwrap();
+        let out = r.map_vp8(vp8_ids(&c).unwrap(), true, &c);
+        assert_eq!(&out[..4], &[0x90, 0xc0, 0x81, 0x25]);
+        assert_eq!(out[4], 9);
+        // Truncated descriptors are not ids, and never a panic.
+        for cut in 0..4 {
+            let _ = vp8_ids(&a[..cut]);
+        }
+        assert_eq!(vp8_ids(&[0x10, 0x00]), None);
+    }
+
+    #[test]
+    fn red_primary_is_the_last_block() {
+        // One redundant block of 3 bytes (PT 111), then the primary (PT 111).
+        let red = [0xef, 0x00, 0x3c, 0x03, 0x6f, 1, 2, 3, 9, 9, 9, 9];
+        assert_eq!(red_primary(&red), Some(&[9u8, 9, 9, 9][..]));
+        // No redundancy: only the final header.
+        assert_eq!(red_primary(&[0x6f, 5, 6]), Some(&[5u8, 6][..]));
+        // Lengths beyond the payload, or a header cut short.
+        assert_eq!(red_primary(&[0xef, 0x00, 0x3f, 0xff, 0x6f, 1]), None);
+        assert_eq!(red_primary(&[0xef, 0x00]), None);
+        assert_eq!(red_primary(&[]), None);
+    }
+
+    #[test]
+    fn answers_ask_for_opus_dtx() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 63\r\na=rtpmap:111 opus/48000/2\r\n\
+                   a=fmtp:111 minptime=10;useinbandfec=1\r\na=rtpmap:63 red/48000/2\r\n\
+                   a=fmtp:63 111/111\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+                   a=rtpmap:96 VP8/90000\r\n";
+        let out = with_opus_dtx(sdp);
+        assert!(out.contains("a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1\r\n"));
+        assert!(out.contains("a=fmtp:63 111/111\r\n"), "RED is left alone");
+        assert_eq!(out.len(), sdp.len() + ";usedtx=1".len());
+        assert_eq!(with_opus_dtx(&out), out, "asked once");
     }
 }

@@ -733,10 +733,12 @@ fn a_vanished_client_is_reported_gone_and_its_tracks_withdrawn() {
     sim.clients[c].unplugged = true;
     let t = sim.now;
     let took = sim
-        .run_until(60 * SEC, |s| s.gone.contains(&carol))
+        .run_until(90 * SEC, |s| s.gone.contains(&carol))
         .expect("the SFU never noticed carol was gone");
+    // ICE notices within seconds; the transport is then kept for the
+    // grace period in case the network comes back.
     assert!(
-        took >= 5 * SEC && took <= 30 * SEC,
+        took >= tuxa_sfu::ICE_GRACE + 5 * SEC && took <= tuxa_sfu::ICE_GRACE + 30 * SEC,
         "noticed after {took:?}"
     );
     assert!(!sim.sfu.has_peer(carol));

@@ -1975,6 +1975,29 @@ fn sources_go_to_the_media_side_and_are_bounded() {
     expect_error(&out, c.district.0, ErrorCode::InvalidMessage);
 }
 
+/// A participant's audio-only choice goes to the media side as theirs; one
+/// not in a room is refused.
+#[test]
+fn audio_only_goes_to_the_media_side() {
+    let mut w = World::new();
+    let c = conference(&mut w);
+    for on in [true, false] {
+        let out = w.frame(c.district.0, ClientMsg::AudioOnly { on });
+        assert_eq!(
+            media_cmds(&out),
+            vec![MediaCommand::AudioOnly {
+                participant: c.district.1,
+                on
+            }]
+        );
+    }
+    let stranger = w.connect();
+    w.hello(stranger);
+    let out = w.frame(stranger, ClientMsg::AudioOnly { on: true });
+    assert!(media_cmds(&out).is_empty());
+    expect_error(&out, stranger, ErrorCode::NotJoined);
+}
+
 // ---------------------------------------------------------------------------
 // Reconnect within the grace window
 

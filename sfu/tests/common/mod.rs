@@ -6,8 +6,19 @@
 //! by direct calls: a client's offer goes to `Sfu::handle_offer`, the SFU's
 //! `Signal`s are applied to the client (server offers are answered at once,
 //! unless a client is told to hold them).
+//!
+//! Each client's link to the SFU is two [`Link`]s (`up`, `down`; see
+//! `net.rs`): rate limit with a drop-tail queue, delay, seeded loss, outage,
+//! changeable at run time. The default link is ideal (no limit, no loss, the
+//! simulation's `latency`), as the tests in `sim.rs` expect. A client can
+//! also be a simulcast publisher ([`Sim::add_simulcast_publisher`]): str0m
+//! in RTP mode, VP8 with Chrome's payload descriptor (15-bit picture id,
+//! TL0PICIDX) on three layers `q`, `h`, `f`, each frame tagged with its layer.
 
 #![allow(dead_code)]
+
+mod net;
+pub use net::*;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -15,9 +26,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::CodecExtra;
 use str0m::format::{Codec, FormatParams};
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::media::{
+    Direction, Frequency, MediaKind, MediaTime, Mid, Pt, Rid, Simulcast, SimulcastLayer,
+};
 use str0m::net::{DatagramRecv, Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tuxa_protocol::{ParticipantId, RoomId, ServerMsg};
 use tuxa_sfu::{Sfu, SfuConfig, SfuOutput};
@@ -78,8 +93,143 @@ fn noise(v: &mut Vec<u8>, len: usize, seed: u64) {
     }
 }
 
-/// Datagrams in flight: (arrival, source, destination, bytes), in send order.
-type Wire = VecDeque<(Instant, SocketAddr, SocketAddr, Vec<u8>)>;
+/// A simulcast frame: `vp8_frame` whose salt byte says the layer (0xa0 |
+/// index, lowest first) and whose sequence number is the frame number (the
+/// same on every layer for the same picture).
+pub fn layer_frame(key: bool, layer: u8, frame: u32, len: usize) -> Vec<u8> {
+    vp8_frame(key, 0xa0 | layer, frame, len)
+}
+
+/// The (layer index, frame number) a `layer_frame` carries.
+pub fn frame_layer(frame: &[u8]) -> Option<(u8, u32)> {
+    let at = if is_vp8_keyframe(frame) { 10 } else { 3 };
+    let tag = *frame.get(at)?;
+    if tag & 0xf0 != 0xa0 {
+        return None;
+    }
+    let n = frame.get(at + 1..at + 5)?;
+    Some((tag & 0x0f, u32::from_be_bytes([n[0], n[1], n[2], n[3]])))
+}
+
+/// The sequence number an `opus_frame` carries.
+pub fn audio_seq(frame: &[u8]) -> Option<u32> {
+    let n = frame.get(2..6)?;
+    Some(u32::from_be_bytes([n[0], n[1], n[2], n[3]]))
+}
+
+/// Simulcast layers, lowest first: rid and bytes per frame at 30 frames/s
+/// (about 120 kbit/s, 400 kbit/s and 1.2 Mbit/s). A keyframe is three times
+/// the size.
+pub const LAYERS: [(&str, usize); 3] = [("q", 500), ("h", 1_667), ("f", 5_000)];
+/// Frame interval of every layer.
+pub const FRAME_INTERVAL: Duration = Duration::from_millis(33);
+/// Largest VP8 payload fragment per RTP packet.
+const VP8_FRAGMENT: usize = 1_100;
+
+/// One simulcast layer as the publisher sends it.
+#[derive(Debug, Clone)]
+pub struct PubLayer {
+    pub rid: Rid,
+    pub frame_bytes: usize,
+    seq: u64,
+    picture_id: u16,
+    tl0: u8,
+    /// Not paused by `publish_layers`.
+    pub active: bool,
+    want_key: bool,
+    pub frames: u64,
+    pub packets: u64,
+    /// RTP payload bytes.
+    pub bytes: u64,
+    /// When keyframes were sent on this layer.
+    pub keyframes: Vec<Instant>,
+    /// When a keyframe request for this layer arrived.
+    pub key_requests: Vec<Instant>,
+    /// (when, active) each time `publish_layers` changed this layer.
+    pub toggles: Vec<(Instant, bool)>,
+}
+
+/// A simulcast publisher's sending state (str0m in RTP mode: we packetize).
+#[derive(Debug, Clone)]
+pub struct SimulcastPub {
+    pub layers: Vec<PubLayer>,
+    frame_no: u32,
+    audio_seq: u64,
+    /// Pause and resume layers as `publish_layers` says (as a browser does).
+    pub honour_publish_layers: bool,
+}
+
+impl SimulcastPub {
+    fn new() -> SimulcastPub {
+        let layers = LAYERS
+            .iter()
+            .enumerate()
+            .map(|(i, (rid, bytes))| PubLayer {
+                rid: (*rid).into(),
+                frame_bytes: *bytes,
+                seq: 1_000 + 7_000 * i as u64,
+                // Independent encoders: unrelated picture ids, one close
+                // to the 15-bit wrap.
+                picture_id: [300, 12_000, 32_700][i],
+                tl0: [10, 100, 250][i],
+                active: true,
+                want_key: true,
+                frames: 0,
+                packets: 0,
+                bytes: 0,
+                keyframes: Vec::new(),
+                key_requests: Vec::new(),
+                toggles: Vec::new(),
+            })
+            .collect();
+        SimulcastPub {
+            layers,
+            frame_no: 0,
+            audio_seq: 5_000,
+            honour_publish_layers: true,
+        }
+    }
+
+    pub fn layer(&self, rid: &str) -> &PubLayer {
+        self.layers
+            .iter()
+            .find(|l| &*l.rid == rid)
+            .expect("a layer with that rid")
+    }
+}
+
+/// Chrome's VP8 payload descriptor for simulcast: X, S on a frame's first
+/// packet; I with a 15-bit picture id, L (TL0PICIDX), T (TID 0, Y=1).
+pub fn vp8_descriptor(first: bool, picture_id: u16, tl0: u8) -> [u8; 6] {
+    [
+        0x80 | if first { 0x10 } else { 0 },
+        0xe0,
+        0x80 | (picture_id >> 8) as u8 & 0x7f,
+        picture_id as u8,
+        tl0,
+        0x20,
+    ]
+}
+
+/// A datagram in flight. `link` is the client address and direction whose
+/// link carries it (None: a destination no client has).
+#[derive(Debug, Clone)]
+struct InFlight {
+    at: Instant,
+    src: SocketAddr,
+    dst: SocketAddr,
+    data: Vec<u8>,
+    link: Option<(SocketAddr, Dir)>,
+}
+
+/// Datagrams in flight, by arrival (send order among equal arrivals).
+type Wire = VecDeque<InFlight>;
+
+fn put_on_wire(wire: &mut Wire, d: InFlight) {
+    let at = d.at;
+    let pos = wire.partition_point(|x| x.at <= at);
+    wire.insert(pos, d);
+}
 
 #[derive(Debug, Clone)]
 pub struct Rx {
@@ -90,6 +240,18 @@ pub struct Rx {
     pub mid: Mid,
     pub pt: Pt,
     pub data: Arc<[u8]>,
+    /// VP8: the picture id as the receiver's str0m extended it.
+    pub picture_id: Option<u64>,
+    pub keyframe: bool,
+    /// str0m's verdict: nothing is missing before this frame.
+    pub contiguous: bool,
+}
+
+impl Rx {
+    /// The simulcast layer index of a `layer_frame`.
+    pub fn layer(&self) -> Option<u8> {
+        frame_layer(&self.data).map(|(l, _)| l)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -132,7 +294,46 @@ pub struct Client {
     pub errors: Vec<String>,
     /// Off the network: nothing reaches it, it sends nothing, time stops for it.
     pub unplugged: bool,
+    /// Client → SFU and SFU → client.
+    pub up: Link,
+    pub down: Link,
+    /// Set for a simulcast publisher (str0m in RTP mode).
+    pub simulcast: Option<SimulcastPub>,
+    /// The SDP answers we gave to server offers.
+    pub answers: Vec<String>,
+    /// Offers we made (a publish); the SFU never needs another after an outage.
+    pub offers_made: u32,
+    /// RTP packets received in RTP mode (a simulcast publisher hears others).
+    pub rtp_received: u64,
+    /// Our own str0m's send-side estimates (TWCC), when BWE is enabled.
+    pub bwe: Vec<(Instant, u64)>,
+    /// Like a browser's decoder: a video frame that cannot be decoded (str0m
+    /// says something before it is missing) makes us send a PLI, at most
+    /// every [`AUTO_PLI_INTERVAL`], until a keyframe comes. Off by default
+    /// (the tests in `sim.rs` count keyframe requests).
+    pub auto_pli: bool,
+    /// Per receiving mid: waiting for a keyframe since a broken frame, and
+    /// when we last asked.
+    broken: Vec<(Mid, Option<Instant>)>,
+    /// The PLIs `auto_pli` sent.
+    pub auto_plis: Vec<(Instant, Mid)>,
+    /// Like a browser, keep checking connectivity after ICE is lost: str0m
+    /// as a client drops a pair that timed out and sends no more checks, a
+    /// browser goes on until ICE fails (about 30 s). When our ICE state is
+    /// Disconnected, the SFU's candidate is given again every
+    /// [`RECHECK_INTERVAL`], which makes a fresh pair and fresh checks
+    /// (no signaling: the candidate is the one from the SFU's answer).
+    pub keep_checking: bool,
+    next_recheck: Option<Instant>,
+    /// When `keep_checking` re-added the SFU's candidate.
+    pub rechecks: Vec<Instant>,
 }
+
+/// How often a client whose ICE is disconnected tries again.
+pub const RECHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How often a receiver waiting for a keyframe asks again.
+pub const AUTO_PLI_INTERVAL: Duration = Duration::from_millis(500);
 
 impl Client {
     /// The payload type this client's str0m uses for `codec`.
@@ -179,6 +380,10 @@ impl Client {
         if !self.media_on || !self.connected {
             return;
         }
+        if self.simulcast.is_some() {
+            self.write_simulcast(now);
+            return;
+        }
         if let Some(mid) = self.audio {
             let due = *self.next_audio.get_or_insert(now);
             if now >= due {
@@ -219,13 +424,122 @@ impl Client {
         }
     }
 
+    /// A simulcast publisher's media: audio every 20 ms, and every frame
+    /// interval one frame on each active layer, packetized here.
+    fn write_simulcast(&mut self, now: Instant) {
+        let (Some(amid), Some(vmid)) = (self.audio, self.video) else {
+            return;
+        };
+        let opus = self.pt_in_config(Codec::Opus).expect("opus pt");
+        let vp8 = self.pt_in_config(Codec::Vp8).expect("vp8 pt");
+        let salt = self.salt;
+        let sp = self.simulcast.as_mut().expect("a simulcast publisher");
+        let due = *self.next_audio.get_or_insert(now);
+        if now >= due {
+            let n = self.sent_audio.len() as u32;
+            let data: Arc<[u8]> = opus_frame(salt, n).into();
+            sp.audio_seq += 1;
+            let mut api = self.rtc.direct_api();
+            let tx = api.stream_tx_by_mid(amid, None).expect("audio stream");
+            tx.write_rtp(
+                RtpWrite::new(
+                    opus,
+                    SeqNo::from(sp.audio_seq),
+                    n.wrapping_mul(960),
+                    now,
+                    data.to_vec(),
+                )
+                .marker(false),
+            );
+            self.sent_audio.push(Sent {
+                at: now,
+                data,
+                key: false,
+            });
+            self.next_audio = Some(due + Duration::from_millis(20));
+        }
+        let due = *self.next_video.get_or_insert(now);
+        if now < due {
+            return;
+        }
+        self.next_video = Some(due + FRAME_INTERVAL);
+        let frame_no = sp.frame_no;
+        sp.frame_no += 1;
+        let ts = frame_no.wrapping_mul(3_000);
+        for (i, l) in sp.layers.iter_mut().enumerate() {
+            if !l.active {
+                continue;
+            }
+            let key = l.want_key;
+            l.want_key = false;
+            // Interframes vary ±30 % around the layer's mean.
+            let len = if key {
+                3 * l.frame_bytes
+            } else {
+                l.frame_bytes * (70 + (frame_no as usize * 37 + i * 11) % 61) / 100
+            };
+            let frame = layer_frame(key, i as u8, frame_no, len);
+            let chunks: Vec<&[u8]> = frame.chunks(VP8_FRAGMENT).collect();
+            let mut api = self.rtc.direct_api();
+            let tx = api
+                .stream_tx_by_mid(vmid, Some(l.rid))
+                .expect("a send stream per simulcast layer");
+            for (k, chunk) in chunks.iter().enumerate() {
+                let mut payload = vp8_descriptor(k == 0, l.picture_id, l.tl0).to_vec();
+                payload.extend_from_slice(chunk);
+                l.seq += 1;
+                l.packets += 1;
+                l.bytes += payload.len() as u64;
+                tx.write_rtp(
+                    RtpWrite::new(vp8, SeqNo::from(l.seq), ts, now, payload)
+                        .marker(k + 1 == chunks.len())
+                        .nackable(true),
+                );
+            }
+            l.picture_id = (l.picture_id + 1) & 0x7fff;
+            l.tl0 = l.tl0.wrapping_add(1);
+            l.frames += 1;
+            if key {
+                l.keyframes.push(now);
+            }
+        }
+    }
+
+    /// A payload type from our codec configuration (RTP mode has no writer).
+    pub fn pt_in_config(&self, codec: Codec) -> Option<Pt> {
+        self.rtc
+            .codec_config()
+            .find(|p| p.spec().codec == codec)
+            .map(|p| p.pt())
+    }
+
+    /// The SSRC our str0m sends a simulcast layer on.
+    pub fn layer_ssrc(&mut self, rid: &str) -> Option<u32> {
+        let mid = self.video?;
+        let mut api = self.rtc.direct_api();
+        api.stream_tx_by_mid(mid, Some(rid.into()))
+            .map(|tx| *tx.ssrc())
+    }
+
     /// Polls str0m until it wants to wait: datagrams onto the wire, events handled.
     fn drive(&mut self, now: Instant, latency: Duration, wire: &mut Wire) {
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(_)) => break,
                 Ok(Output::Transmit(t)) => {
-                    wire.push_back((now + latency, t.source, t.destination, t.contents.to_vec()));
+                    let len = t.contents.len();
+                    if let Some(at) = self.up.send(now, len, latency) {
+                        put_on_wire(
+                            wire,
+                            InFlight {
+                                at,
+                                src: t.source,
+                                dst: t.destination,
+                                data: t.contents.to_vec(),
+                                link: Some((self.addr, Dir::Up)),
+                            },
+                        );
+                    }
                 }
                 Ok(Output::Event(e)) => self.on_event(now, e),
                 Err(e) => {
@@ -242,6 +556,37 @@ impl Client {
             Event::IceConnectionStateChange(s) => self.ice.push(s),
             Event::MediaData(d) => {
                 let media = self.rtc.media(d.mid).expect("media of received data");
+                let (picture_id, keyframe) = match d.codec_extra {
+                    CodecExtra::Vp8(x) => (x.picture_id, x.is_keyframe),
+                    _ => (None, false),
+                };
+                if media.kind() == MediaKind::Video && self.auto_pli {
+                    let mid = d.mid;
+                    let pos = match self.broken.iter().position(|(m, _)| *m == mid) {
+                        Some(p) => p,
+                        None => {
+                            self.broken.push((mid, None));
+                            self.broken.len() - 1
+                        }
+                    };
+                    let waiting = !keyframe && (!d.contiguous || self.broken[pos].1.is_some());
+                    if keyframe {
+                        self.broken[pos].1 = None;
+                    }
+                    let due = self.broken[pos]
+                        .1
+                        .is_none_or(|t| now >= t + AUTO_PLI_INTERVAL);
+                    if waiting && due {
+                        self.broken[pos].1 = Some(now);
+                        if let Some(mut w) = self.rtc.writer(mid)
+                            && w.request_keyframe(None, str0m::media::KeyframeRequestKind::Pli)
+                                .is_ok()
+                        {
+                            self.auto_plis.push((now, mid));
+                        }
+                    }
+                }
+                let media = self.rtc.media(d.mid).expect("media of received data");
                 self.received.push(Rx {
                     at: now,
                     stream: media.stream_id().to_owned(),
@@ -249,12 +594,27 @@ impl Client {
                     mid: d.mid,
                     pt: d.pt,
                     data: d.data,
+                    picture_id,
+                    keyframe,
+                    contiguous: d.contiguous,
                 });
+            }
+            Event::RtpPacket(_) => self.rtp_received += 1,
+            Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. }) => {
+                self.bwe.push((now, estimate.as_u64()));
             }
             Event::KeyframeRequest(req) => {
                 self.keyframe_requests.push((now, req.mid));
                 if Some(req.mid) == self.video {
                     self.want_keyframe = true;
+                    if let Some(sp) = &mut self.simulcast {
+                        for l in &mut sp.layers {
+                            if req.rid.is_none() || req.rid == Some(l.rid) {
+                                l.want_key = true;
+                                l.key_requests.push(now);
+                            }
+                        }
+                    }
                 }
             }
             _ => {}
@@ -283,6 +643,9 @@ pub struct Sim {
     pub gone: Vec<ParticipantId>,
     /// Datagrams addressed to nobody (e.g. to a removed client).
     pub undeliverable: u64,
+    /// RTP packets that reached the SFU, by SSRC (read from the clear SRTP
+    /// header): proof of what a publisher really sends.
+    pub rtp_at_sfu: std::collections::HashMap<u32, u64>,
 }
 
 impl Sim {
@@ -302,6 +665,7 @@ impl Sim {
             wire: VecDeque::new(),
             gone: Vec::new(),
             undeliverable: 0,
+            rtp_at_sfu: std::collections::HashMap::new(),
         }
     }
 
@@ -311,9 +675,39 @@ impl Sim {
 
     /// A new client (not yet in the room).
     pub fn add_client(&mut self, name: &'static str, pid: u64, codecs: Codecs) -> usize {
+        self.add_client_cfg(name, pid, codecs, false, false)
+    }
+
+    /// A new simulcast publisher (not yet in the room): str0m in RTP mode;
+    /// publish with [`Sim::publish_simulcast`].
+    pub fn add_simulcast_publisher(&mut self, name: &'static str, pid: u64) -> usize {
+        let i = self.add_client_cfg(name, pid, Codecs::Default, true, false);
+        self.clients[i].simulcast = Some(SimulcastPub::new());
+        i
+    }
+
+    /// A simulcast publisher whose str0m estimates its uplink (TWCC from
+    /// the SFU): for checking the link model against str0m's estimator.
+    pub fn add_simulcast_publisher_with_bwe(&mut self, name: &'static str, pid: u64) -> usize {
+        let i = self.add_client_cfg(name, pid, Codecs::Default, true, true);
+        self.clients[i].simulcast = Some(SimulcastPub::new());
+        i
+    }
+
+    fn add_client_cfg(
+        &mut self,
+        name: &'static str,
+        pid: u64,
+        codecs: Codecs,
+        rtp_mode: bool,
+        bwe: bool,
+    ) -> usize {
         let n = self.clients.len() as u8 + 2;
         let addr = client_addr(n);
-        let mut cfg = RtcConfig::new().clear_codecs();
+        let mut cfg = RtcConfig::new().clear_codecs().set_rtp_mode(rtp_mode);
+        if bwe {
+            cfg = cfg.enable_bwe(Some(str0m::bwe::Bitrate::kbps(300)));
+        }
         match codecs {
             Codecs::Default => {
                 cfg = cfg.enable_opus(true, false).enable_vp8(true);
@@ -371,6 +765,19 @@ impl Sim {
             salt: n,
             errors: Vec::new(),
             unplugged: false,
+            up: Link::new(LinkConfig::ideal(), 0x5eed_0000 + 2 * u64::from(n)),
+            down: Link::new(LinkConfig::ideal(), 0x5eed_0001 + 2 * u64::from(n)),
+            simulcast: None,
+            answers: Vec::new(),
+            offers_made: 0,
+            rtp_received: 0,
+            bwe: Vec::new(),
+            auto_pli: false,
+            broken: Vec::new(),
+            auto_plis: Vec::new(),
+            keep_checking: false,
+            next_recheck: None,
+            rechecks: Vec::new(),
         });
         self.clients.len() - 1
     }
@@ -397,11 +804,92 @@ impl Sim {
         let (offer, pending) = api.apply().expect("an offer with two m-lines");
         c.pending = Some(pending);
         c.proposed = (Some(a), Some(v));
+        self.send_offer(i, &offer.to_sdp_string());
+    }
+
+    fn send_offer(&mut self, i: usize, sdp: &str) {
+        let c = &mut self.clients[i];
+        c.offers_made += 1;
         let pid = c.pid;
         let room = self.room.clone();
-        self.sfu
-            .handle_offer(self.now, &room, pid, &offer.to_sdp_string());
+        self.sfu.handle_offer(self.now, &room, pid, sdp);
         self.pump();
+    }
+
+    /// The client offers audio only (send only): a participant who mostly
+    /// watches.
+    pub fn publish_audio_only(&mut self, i: usize) {
+        let c = &mut self.clients[i];
+        let stream = c.pid.to_string();
+        let mut api = c.rtc.sdp_api();
+        let a = api.add_media(
+            MediaKind::Audio,
+            Direction::SendOnly,
+            Some(stream),
+            Some(format!("{}-mic", c.name)),
+            None,
+        );
+        let (offer, pending) = api.apply().expect("an offer with one m-line");
+        c.pending = Some(pending);
+        c.proposed = (Some(a), None);
+        self.send_offer(i, &offer.to_sdp_string());
+    }
+
+    /// A simulcast publisher offers audio and video with three send layers.
+    pub fn publish_simulcast(&mut self, i: usize) {
+        let c = &mut self.clients[i];
+        assert!(
+            c.simulcast.is_some(),
+            "{} is no simulcast publisher",
+            c.name
+        );
+        let stream = c.pid.to_string();
+        let mut simulcast = Simulcast::new();
+        for (rid, _) in LAYERS {
+            simulcast.add_send_layer(SimulcastLayer::new(rid));
+        }
+        let mut api = c.rtc.sdp_api();
+        let a = api.add_media(
+            MediaKind::Audio,
+            Direction::SendOnly,
+            Some(stream.clone()),
+            Some(format!("{}-mic", c.name)),
+            None,
+        );
+        let v = api.add_media(
+            MediaKind::Video,
+            Direction::SendOnly,
+            Some(stream),
+            Some(format!("{}-cam", c.name)),
+            Some(simulcast),
+        );
+        let (offer, pending) = api.apply().expect("an offer with two m-lines");
+        c.pending = Some(pending);
+        c.proposed = (Some(a), Some(v));
+        self.send_offer(i, &offer.to_sdp_string());
+    }
+
+    /// Changes one direction of client `i`'s link from now on.
+    pub fn set_link(&mut self, i: usize, dir: Dir, config: LinkConfig) {
+        let c = &mut self.clients[i];
+        match dir {
+            Dir::Up => c.up.set(config),
+            Dir::Down => c.down.set(config),
+        }
+    }
+
+    /// Changes both directions of client `i`'s link.
+    pub fn set_links(&mut self, i: usize, config: LinkConfig) {
+        self.set_link(i, Dir::Up, config);
+        self.set_link(i, Dir::Down, config);
+    }
+
+    /// RTP packets of a publisher's simulcast layer that reached the SFU.
+    pub fn layer_packets_at_sfu(&mut self, i: usize, rid: &str) -> u64 {
+        let Some(ssrc) = self.clients[i].layer_ssrc(rid) else {
+            return 0;
+        };
+        self.rtp_at_sfu.get(&ssrc).copied().unwrap_or(0)
     }
 
     /// Adds a client and publishes at once.
@@ -422,12 +910,26 @@ impl Sim {
             match o {
                 SfuOutput::Transmit(t) => {
                     assert_eq!(t.source, sfu_addr(), "the SFU sends from its one address");
-                    self.wire.push_back((
-                        self.now + self.latency,
-                        t.source,
-                        t.destination,
-                        t.contents.to_vec(),
-                    ));
+                    let (now, latency) = (self.now, self.latency);
+                    let len = t.contents.len();
+                    let (at, link) = match self.clients.iter_mut().find(|c| c.addr == t.destination)
+                    {
+                        Some(c) => match c.down.send(now, len, latency) {
+                            Some(at) => (at, Some((c.addr, Dir::Down))),
+                            None => continue,
+                        },
+                        None => (now + latency, None),
+                    };
+                    put_on_wire(
+                        &mut self.wire,
+                        InFlight {
+                            at,
+                            src: t.source,
+                            dst: t.destination,
+                            data: t.contents.to_vec(),
+                            link,
+                        },
+                    );
                 }
                 SfuOutput::Signal(pid, msg) => self.on_signal(pid, msg),
                 SfuOutput::Gone(pid) => self.gone.push(pid),
@@ -443,6 +945,25 @@ impl Sim {
         let c = &mut self.clients[i];
         c.signals.push((now, msg.clone()));
         match msg {
+            ServerMsg::PublishLayers { mid, active } => {
+                let ours = c.video.is_some_and(|v| *v == *mid);
+                if let Some(sp) = &mut c.simulcast
+                    && sp.honour_publish_layers
+                    && ours
+                {
+                    for l in &mut sp.layers {
+                        let on = active.iter().any(|r| *r == *l.rid);
+                        if on != l.active {
+                            l.active = on;
+                            l.toggles.push((now, on));
+                            // A resumed encoding starts with a keyframe.
+                            if on {
+                                l.want_key = true;
+                            }
+                        }
+                    }
+                }
+            }
             ServerMsg::Answer { sdp } => {
                 let pending = c.pending.take().expect("an answer to an offer we made");
                 let answer = SdpAnswer::from_sdp_string(&sdp).expect("the SFU's answer parses");
@@ -479,6 +1000,7 @@ impl Sim {
             .accept_offer(offer)
             .expect("the SFU's offer is acceptable");
         c.answered_at.push(self.now);
+        c.answers.push(answer.to_sdp_string());
         let pid = c.pid;
         self.sfu
             .handle_answer(self.now, pid, &answer.to_sdp_string());
@@ -500,9 +1022,31 @@ impl Sim {
         let now = self.now;
 
         // Deliver the datagrams that have arrived.
-        while self.wire.front().is_some_and(|(at, ..)| *at <= now) {
-            let (_, src, dst, data) = self.wire.pop_front().unwrap();
+        while self.wire.front().is_some_and(|d| d.at <= now) {
+            let InFlight {
+                src,
+                dst,
+                data,
+                link,
+                ..
+            } = self.wire.pop_front().unwrap();
+            if let Some((addr, dir)) = link
+                && let Some(c) = self.clients.iter_mut().find(|c| c.addr == addr)
+            {
+                let l = match dir {
+                    Dir::Up => &mut c.up,
+                    Dir::Down => &mut c.down,
+                };
+                if !l.arrive(now, data.len()) {
+                    continue;
+                }
+            }
             if dst == sfu_addr() {
+                // SRTP leaves the RTP header in the clear: count by SSRC.
+                if data.len() >= 12 && data[0] >> 6 == 2 && !(192..=223).contains(&data[1]) {
+                    let ssrc = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);
+                    *self.rtp_at_sfu.entry(ssrc).or_default() += 1;
+                }
                 self.sfu.handle_receive(now, src, dst, &data);
                 self.pump();
             } else if let Some(c) = self
@@ -542,6 +1086,17 @@ impl Sim {
             if !c.rtc.is_alive() || c.unplugged {
                 continue;
             }
+            if c.keep_checking {
+                let lost = c.ice.last() == Some(&IceConnectionState::Disconnected);
+                if !lost {
+                    c.next_recheck = None;
+                } else if now >= *c.next_recheck.get_or_insert(now + RECHECK_INTERVAL) {
+                    c.next_recheck = Some(now + RECHECK_INTERVAL);
+                    c.rechecks.push(now);
+                    let sfu = Candidate::host(sfu_addr(), "udp").expect("SFU candidate");
+                    c.rtc.add_remote_candidate(sfu);
+                }
+            }
             c.write_media(now);
             if let Err(e) = c.rtc.handle_input(Input::Timeout(now)) {
                 c.errors.push(e.to_string());
@@ -577,7 +1132,7 @@ impl Sim {
     pub fn in_flight(&self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr, Vec<u8>)> {
         self.wire
             .iter()
-            .map(|(_, s, d, b)| (*s, *d, b.clone()))
+            .map(|d| (d.src, d.dst, d.data.clone()))
             .collect()
     }
 
@@ -588,7 +1143,7 @@ impl Sim {
         mut drop: impl FnMut(std::net::SocketAddr, std::net::SocketAddr, &[u8]) -> bool,
     ) -> usize {
         let before = self.wire.len();
-        self.wire.retain(|(_, s, d, b)| !drop(*s, *d, b));
+        self.wire.retain(|d| !drop(d.src, d.dst, &d.data));
         before - self.wire.len()
     }
 
