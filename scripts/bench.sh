@@ -194,6 +194,8 @@ done
   echo
   cat "$ROOT/bench/METHOD.md"
   echo
+  cat "$ROOT/bench/NETWORKS.md"
+  echo
   echo "<details><summary>Raw results (JSON lines)</summary>"
   echo
   echo '```'

@@ -39,9 +39,11 @@ pub(crate) type Layer = Option<Rid>;
 /// has seen feedback. Probing finds the rest within seconds.
 const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(300);
 
-/// A layer not seen for this long has been stopped by its publisher (its
-/// browser drops top layers on a weak uplink or a slow CPU).
-const LAYER_SILENT: Duration = Duration::from_millis(1500);
+/// A layer not seen for this long, while another layer of the same track
+/// still arrives, has been stopped by its publisher (its browser drops top
+/// layers on a weak uplink or a slow CPU). Well above a frame interval at
+/// the frame rates a struggling browser falls to.
+const LAYER_SILENT: Duration = Duration::from_millis(700);
 
 /// How long a layer we asked the publisher to resume may take to appear.
 const LAYER_RESUME_GRACE: Duration = Duration::from_secs(3);
@@ -49,11 +51,25 @@ const LAYER_RESUME_GRACE: Duration = Duration::from_secs(3);
 /// A layer nobody has received for this long is paused at the publisher.
 const LAYER_PAUSE_AFTER: Duration = Duration::from_secs(3);
 
+/// For this long after its transport comes up a subscriber's video is not
+/// stopped for want of bandwidth, unless the link has already carried more
+/// than the lowest layer: the estimator starts from a guess and swings
+/// widely before it settles (it still moves between layers).
+const ESTIMATE_SETTLING: Duration = Duration::from_secs(10);
+
+/// How often str0m is asked to probe again for a step up it could not
+/// take yet (its own periodic probes are rarer).
+const REPROBE_INTERVAL: Duration = Duration::from_secs(4);
+
+/// An estimate that has not changed for this long while a step up waits is
+/// stuck (see `apply_allocation`).
+const BWE_STALE: Duration = Duration::from_secs(8);
+
 /// How long the allocator must find no room for a video before it is
 /// stopped: the estimate dips for a moment after a keyframe or a probe, and
 /// stopping video costs a keyframe to resume. Until then it stays on its
 /// lowest layer.
-const STOP_VIDEO_AFTER: Duration = Duration::from_secs(3);
+const STOP_VIDEO_AFTER: Duration = Duration::from_secs(2);
 
 /// Below this video budget RED is taken off a subscriber's audio: on such a
 /// link the redundant copy would itself cause the loss it is there to mend.
@@ -196,13 +212,18 @@ impl LayerIn {
     /// paused it (and can resume it), or we asked for it a moment ago.
     /// `nominal` stands in for a rate never measured.
     fn usable_rate(&self, now: Instant, nominal: u64) -> Option<u64> {
-        let arriving = self
-            .last_packet
-            .is_some_and(|t| now.saturating_duration_since(t) < LAYER_SILENT);
-        let resuming =
-            self.told_active && now.saturating_duration_since(self.told_at) < LAYER_RESUME_GRACE;
+        let arriving = self.arriving(now);
+        // Asked for again and not seen since: give it time to start.
+        let resuming = self.told_active
+            && self.last_packet.is_none_or(|t| t < self.told_at)
+            && now.saturating_duration_since(self.told_at) < LAYER_RESUME_GRACE;
         let rate = if self.rate > 0 { self.rate } else { nominal };
         (arriving || !self.told_active || resuming).then_some(rate)
+    }
+
+    fn arriving(&self, now: Instant) -> bool {
+        self.last_packet
+            .is_some_and(|t| now.saturating_duration_since(t) < LAYER_SILENT)
     }
 }
 
@@ -428,7 +449,17 @@ pub(crate) struct Peer {
     budget: Option<u64>,
     /// The (minimum, desired) bitrates last given to str0m's estimator.
     probe: (u64, u64),
+    /// When the desired rate was last raised (which makes str0m probe).
+    probe_asked_at: Option<Instant>,
+    /// When str0m last reported an estimate, and when we last restarted
+    /// its estimator (see `apply_allocation`).
+    estimate_at: Option<Instant>,
+    bwe_reset_at: Option<Instant>,
     pub(crate) next_allocation: Instant,
+    /// When the transport came up: the estimate needs a while to settle.
+    connected_at: Option<Instant>,
+    /// The link has carried more than the lowest layer.
+    proven: bool,
     /// When ICE lost the participant; the transport is kept this long for
     /// the network to come back (or an ICE restart) before giving up.
     disconnected_since: Option<Instant>,
@@ -493,8 +524,13 @@ impl Peer {
             egress_loss: 0.0,
             budget: None,
             probe: (0, 0),
+            probe_asked_at: None,
+            estimate_at: None,
+            bwe_reset_at: None,
             next_allocation: now + ALLOCATION_INTERVAL,
             disconnected_since: None,
+            connected_at: None,
+            proven: false,
             audio_only_told: None,
             dirty: false,
             scheduled: None,
@@ -561,11 +597,27 @@ impl Peer {
     pub fn layer_view(&self, mid: Mid, now: Instant) -> Option<Vec<(Layer, Option<u64>)>> {
         let t = self.tracks_in.iter().find(|t| t.mid == mid)?;
         let n = t.layers.len();
+        // A track with nothing arriving at all (a camera turned off, a
+        // still screen share, a silent microphone) has no layer to prefer:
+        // silence rules nothing out, or a still screen would read as a
+        // weak network.
+        let any_arriving = t.layers.iter().any(|l| l.arriving(now));
         Some(
             t.layers
                 .iter()
                 .enumerate()
-                .map(|(i, l)| (l.layer, l.usable_rate(now, nominal_rate(t.kind, i, n))))
+                .map(|(i, l)| {
+                    let nominal = nominal_rate(t.kind, i, n);
+                    let rate = if any_arriving {
+                        l.usable_rate(now, nominal)
+                    } else if t.kind == MediaKind::Audio {
+                        // Audio: a silent microphone reserves nothing.
+                        None
+                    } else {
+                        Some(if l.rate > 0 { l.rate } else { nominal })
+                    };
+                    (l.layer, rate)
+                })
                 .collect(),
         )
     }
@@ -645,9 +697,21 @@ impl Peer {
         let hopeless = self
             .budget
             .is_some_and(|b| b < crate::alloc::MIN_VIDEO_BPS / 2);
+        // A link that has carried a layer above the lowest has shown what
+        // it can do; the estimator is past its first guesses.
+        if choices
+            .iter()
+            .any(|(_, c)| c.is_some_and(|(rank, _)| rank > 0))
+        {
+            self.proven = true;
+        }
+        let settling = !self.proven
+            && self
+                .connected_at
+                .is_none_or(|t| now.saturating_duration_since(t) < ESTIMATE_SETTLING);
         let stop_now = if wants_stop {
             let since = *self.stop_pending_since.get_or_insert(now);
-            hopeless || now.saturating_duration_since(since) >= STOP_VIDEO_AFTER
+            !settling && (hopeless || now.saturating_duration_since(since) >= STOP_VIDEO_AFTER)
         } else {
             self.stop_pending_since = None;
             false
@@ -703,12 +767,52 @@ impl Peer {
         self.weak_network = any_video && all_off;
         self.tell_video_state(out);
         let (min, desired) = probe;
+        let desired = desired.max(min);
         let changed = |a: u64, b: u64| a.abs_diff(b) as f64 > b.max(1) as f64 * 0.05;
+        // str0m probes when the desired rate rises. A step up that is still
+        // out of reach is looked for again every few seconds, by lowering
+        // the desired rate a moment and raising it back.
+        let step_pending = self.estimate.is_some_and(|e| e < desired);
+        // Not on a link that carries no video: there a probe costs the
+        // voice, and str0m's own probing finds the way back (measured in
+        // sfu/tests/network.rs).
+        let again = step_pending
+            && !self.weak_network
+            && self
+                .probe_asked_at
+                .is_none_or(|t| now.saturating_duration_since(t) >= REPROBE_INTERVAL);
         if changed(min, self.probe.0) || changed(desired, self.probe.1) {
-            self.probe = probe;
+            self.probe = (min, desired);
+            self.probe_asked_at = Some(now);
             self.rtc
                 .bwe()
-                .set_bitrate(Bitrate::bps(min), Bitrate::bps(desired.max(min)));
+                .set_bitrate(Bitrate::bps(min), Bitrate::bps(desired));
+        } else if again
+            && self
+                .estimate_at
+                .is_some_and(|t| now.saturating_duration_since(t) >= BWE_STALE)
+            && self
+                .bwe_reset_at
+                .is_none_or(|t| now.saturating_duration_since(t) >= 2 * BWE_STALE)
+        {
+            // The estimate has not moved for a long while although a step
+            // up is wanted: str0m's estimator sits in application-limited
+            // mode and does not probe (seen after a publisher stopped and
+            // restarted its top layer). Starting it again from the current
+            // estimate runs its initial probes.
+            let e = self.estimate.unwrap_or(0);
+            tracing::debug!(participant = %self.id, estimate = e, "estimator restarted to probe");
+            self.bwe_reset_at = Some(now);
+            self.probe_asked_at = Some(now);
+            self.rtc.bwe().reset(Bitrate::bps(e));
+        } else if again {
+            // Lowered now, raised at the next round (str0m compares the
+            // desired rate between its own timeouts, not between calls).
+            self.probe = (min, min);
+            self.probe_asked_at = Some(now);
+            self.rtc
+                .bwe()
+                .set_bitrate(Bitrate::bps(min), Bitrate::bps(min));
         }
         owed
     }
@@ -1123,6 +1227,7 @@ impl Peer {
             }
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                 let bps = estimate.as_u64();
+                self.estimate_at = Some(now);
                 self.estimate = Some(bps);
                 // A sharp fall is acted on at once, not at the next round.
                 if (bps as f64) < self.allocated_on as f64 * 0.7 {
@@ -1134,6 +1239,7 @@ impl Peer {
             }
             Event::Connected => {
                 tracing::debug!(participant = %self.id, "DTLS connected");
+                self.connected_at = Some(now);
                 // The tracks that opened while the transport was coming up.
                 for t in &self.tracks_out {
                     if matches!(t.state, OutState::Open(_))
