@@ -37,13 +37,22 @@
 // Every 5 s the page sends `stats` (its link as getStats() sees it);
 // moderators get everyone's `link_quality` and see it on tiles.
 //
+// Care on bad networks: the camera is sent in three simulcast layers (q, h,
+// f: 320x180, 640x360, 1280x720); the SFU forwards each subscriber the layer
+// its link carries and tells us which layers nobody receives
+// (`publish_layers`), which we pause. "Chỉ âm thanh" (audio only) stops our
+// camera's encodings and asks the server (`audio_only`) to stop sending us
+// video; the choice is sent again after a rejoin. When the server stops our
+// video for a weak link, a banner says so ("Mạng yếu — chỉ âm thanh") and
+// the remote tiles show their placeholder, not a frozen frame.
+//
 // For tests and kiosks: window.tuxa = {state, pc, participants, lobby, error, …} and
 // `?autojoin=1` skips the Join click (not for patients: their consent is
 // always an explicit tick and click).
 
 import * as P from './protocol.js';
 import {
-  Keepalive, backoffMs, pageLog, safeJson, summarizeStats,
+  Keepalive, backoffMs, pageLog, safeJson, summarizeStats, cameraEncodings, setLayerActivity,
 } from './session.js';
 import {
   t, tf, errorText, roleName, getLang, setLang, onLangChange, locale, LANGS,
@@ -78,6 +87,13 @@ const tuxa = {
   linkQuality: {}, // moderators: the latest link_quality per participant id
   statsSent: 0,
   lastStats: null, // the last telemetry sample sent
+  // Audio only: `requested` is the user's choice (kept across rejoins);
+  // `server` is what the server last said it does (`audio_only`): null while
+  // it sends us video, else its reason ('weak_network' | 'requested').
+  audioOnly: { requested: false, server: null },
+  simulcast: null, // layers the camera is sent in (3, or 1 when the browser refused), after the peer connection
+  layers: {}, // mid → the rids of the latest publish_layers for it
+  layerChanges: 0, // setParameters calls that changed our encodings
 };
 window.tuxa = tuxa;
 
@@ -122,6 +138,7 @@ function setState(state) {
   updateCallBanner();
   updateTitle();
   if ($('screen-btn')) updateExtraButtons();
+  renderAudioOnly();
 }
 
 let bannerText = null; // {key} or {code}
@@ -194,7 +211,7 @@ function storeDevice(kind, id) {
 
 function constraintsFor(kind, deviceId, exact) {
   const c = kind === 'video'
-    ? { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 24, max: 30 } }
+    ? { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 24, max: 30 } }
     : { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
   if (deviceId) c.deviceId = exact ? { exact: deviceId } : { ideal: deviceId };
   else if (kind === 'video') c.facingMode = 'user';
@@ -527,6 +544,7 @@ function dropCall() {
   senders.audio = null;
   senders.video = null;
   offerWanted = false;
+  resetLayerState();
   for (const pid of Object.keys(tuxa.participants)) removeParticipant(pid);
   for (const key of [...tiles.keys()]) removeTile(key);
   trackOwner.clear();
@@ -630,6 +648,12 @@ function onServerMsg(msg) {
       break;
     case 'mute_changed':
       onMuteChanged(msg);
+      break;
+    case 'audio_only':
+      onServerAudioOnly(msg);
+      break;
+    case 'publish_layers':
+      onPublishLayers(msg);
       break;
     case 'offer':
       enqueue('server offer', () => onServerOffer(msg.sdp));
@@ -753,6 +777,7 @@ function onJoined(msg) {
   updateExtraButtons();
   if (media.micMuted) send(P.mute('audio', true));
   if (media.camOff) send(P.mute('video', true));
+  resetLayerState();
   createPeerConnection();
   enqueue('initial offer', sendOffer);
   updateGrid();
@@ -782,6 +807,9 @@ async function sendStats() {
   const report = await pc.getStats();
   const { sample, state } = summarizeStats(report, statsPrev);
   statsPrev = state;
+  // Audio only, chosen or imposed, is audio only even in the sample where
+  // the last frames still went by.
+  if (tuxa.audioOnly.requested || tuxa.audioOnly.server) sample.audio_only = true;
   tuxa.lastStats = sample;
   if (send(P.stats(sample))) tuxa.statsSent += 1;
 }
@@ -989,15 +1017,7 @@ function createPeerConnection() {
     if (!track) continue;
     // addTransceiver (not addTrack) so that a server offer never reuses our
     // sending transceivers for someone else's media.
-    const init = { direction: 'sendonly', streams: [media.stream] };
-    if (kind === 'video') init.sendEncodings = [{ maxBitrate: 800_000 }];
-    let tr;
-    try {
-      tr = pc.addTransceiver(track, init);
-    } catch (e) {
-      log('addTransceiver with encodings failed, retrying plain', e);
-      tr = pc.addTransceiver(track, { direction: 'sendonly', streams: [media.stream] });
-    }
+    const tr = kind === 'video' ? addCameraTransceiver(track) : pc.addTransceiver(track, { direction: 'sendonly', streams: [media.stream] });
     senders[kind] = tr.sender;
   }
   if (!senders.audio && !senders.video) {
@@ -1015,6 +1035,139 @@ function createPeerConnection() {
     log('ice', pc.iceConnectionState);
     onConnectionState();
   };
+}
+
+/**
+ * The camera's transceiver: three simulcast layers, lowest first (paused
+ * from the start in audio only); one layer if the browser refuses them.
+ */
+function addCameraTransceiver(track) {
+  const paused = tuxa.audioOnly.requested;
+  const tries = [
+    cameraEncodings({ paused }),
+    [{ maxBitrate: 800_000, active: !paused }],
+    null,
+  ];
+  for (const sendEncodings of tries) {
+    const init = { direction: 'sendonly', streams: [media.stream] };
+    if (sendEncodings) init.sendEncodings = sendEncodings;
+    try {
+      const tr = pc.addTransceiver(track, init);
+      let n = 1;
+      try { n = tr.sender.getParameters().encodings.length || 1; } catch { /* ignore */ }
+      tuxa.simulcast = n;
+      log('camera sent in', n, n > 1 ? 'simulcast layers' : 'layer');
+      // Paused without encodings to say so (the plain fallback): pause now.
+      if (paused && !sendEncodings) updateSenderLayers(tr.sender);
+      return tr;
+    } catch (e) {
+      log('addTransceiver', sendEncodings ? `with ${sendEncodings.length} encoding(s)` : 'plain', 'failed', e);
+    }
+  }
+  throw new Error('cannot send the camera');
+}
+
+// ---------------------------------------------------------------------------
+// Simulcast layers and audio only.
+
+let paramsChain = Promise.resolve(); // getParameters/setParameters, one pair at a time
+let audioOnlySentOn = null; // the peer connection our audio_only(true) was sent for
+let offeredOn = null; // the peer connection whose first offer went out (the server knows our media from then)
+
+function resetLayerState() {
+  tuxa.layers = {};
+  tuxa.audioOnly.server = null;
+  audioOnlySentOn = null;
+  renderAudioOnly();
+}
+
+/**
+ * Brings a sender's encodings in line with the layers anyone receives
+ * (publish_layers for its mid) and with audio only (the camera: all off).
+ * Serialized: a getParameters() must be followed by its own setParameters().
+ */
+function updateSenderLayers(sender) {
+  const forPc = pc;
+  paramsChain = paramsChain.then(async () => {
+    if (!forPc || forPc !== pc || forPc.signalingState === 'closed') return;
+    const tr = forPc.getTransceivers().find((x) => x.sender === sender);
+    if (!tr || tr.stopped) return;
+    const params = sender.getParameters();
+    if (!params.encodings || params.encodings.length === 0) return;
+    const allowed = tr.mid != null && tuxa.layers[tr.mid] ? tuxa.layers[tr.mid] : null;
+    const paused = sender === senders.video && tuxa.audioOnly.requested;
+    if (!setLayerActivity(params.encodings, { allowed, paused })) return;
+    await sender.setParameters(params);
+    tuxa.layerChanges += 1;
+    log('mid', tr.mid, 'encodings', params.encodings.map((e) => `${e.rid || '-'}:${e.active ? 'on' : 'off'}`).join(' '));
+  }).catch((e) => log('setParameters failed', e));
+  return paramsChain;
+}
+
+/** After a negotiation (mids may be new): layers the server named before we knew the mid. */
+function applyKnownLayers() {
+  if (!pc || Object.keys(tuxa.layers).length === 0) return;
+  for (const tr of pc.getTransceivers()) {
+    if (tr.mid != null && tuxa.layers[tr.mid] && tr.sender && tr.sender.track) updateSenderLayers(tr.sender);
+  }
+}
+
+/** The server says which simulcast layers of one of our m-lines anyone receives. */
+function onPublishLayers(msg) {
+  tuxa.layers[msg.mid] = [...msg.active];
+  const tr = pc && pc.signalingState !== 'closed'
+    ? pc.getTransceivers().find((x) => x.mid === msg.mid && x.sender && x.sender.track)
+    : null;
+  if (!tr) {
+    log('publish_layers for mid', msg.mid, 'which we do not send: ignored');
+    return;
+  }
+  updateSenderLayers(tr.sender);
+}
+
+/** What the server does about our video: stopped (weak link, or as we asked) or resumed. */
+function onServerAudioOnly(msg) {
+  tuxa.audioOnly.server = msg.on ? msg.reason : null;
+  renderAudioOnly();
+  for (const tile of tiles.values()) renderTile(tile);
+}
+
+/** The "Chỉ âm thanh" toggle. */
+function toggleAudioOnly() {
+  setAudioOnly(!tuxa.audioOnly.requested);
+}
+
+function setAudioOnly(on) {
+  tuxa.audioOnly.requested = on;
+  log('audio only', on ? 'on' : 'off');
+  if (senders.video) updateSenderLayers(senders.video);
+  // Before our first offer the server's media side does not know us yet:
+  // resendAudioOnly() tells it then.
+  if (tuxa.state === 'in-call' && pc && offeredOn === pc && send(P.audio_only(on))) audioOnlySentOn = on ? pc : null;
+  renderAudioOnly();
+  for (const tile of tiles.values()) renderTile(tile);
+}
+
+/** After our first offer on a new peer connection: the server learns our choice again. */
+function resendAudioOnly() {
+  offeredOn = pc;
+  if (tuxa.audioOnly.requested && audioOnlySentOn !== pc && send(P.audio_only(true))) audioOnlySentOn = pc;
+}
+
+/** The server sends us no video (whatever the reason): remote tiles show their placeholder. */
+function videoStopped() {
+  return tuxa.audioOnly.requested || !!tuxa.audioOnly.server;
+}
+
+function renderAudioOnly() {
+  const inCall = tuxa.state === 'in-call';
+  const b = $('audio-only-btn');
+  if (!b) return;
+  b.hidden = !inCall;
+  b.classList.toggle('is-active', tuxa.audioOnly.requested);
+  b.setAttribute('aria-pressed', String(tuxa.audioOnly.requested));
+  $('weak-strip').hidden = !(inCall && tuxa.audioOnly.server === 'weak_network');
+  $('audio-only-strip').hidden = !(inCall && tuxa.audioOnly.requested);
 }
 
 function onConnectionState() {
@@ -1074,6 +1227,9 @@ async function sendOffer() {
   }
   if (Object.keys(map).length) send(P.sources(map));
   send(P.offer(pc.localDescription.sdp));
+  // The server's media side knows us from our first offer on: audio only,
+  // chosen before a rejoin (or before this peer connection), goes after it.
+  resendAudioOnly();
 }
 
 let offerWanted = false; // an offer of ours waits for the signaling state to be stable
@@ -1112,8 +1268,10 @@ async function onServerAnswer(sdp) {
     return;
   }
   await pc.setRemoteDescription({ type: 'answer', sdp });
+  tuxa.lastAnswerSdp = sdp; // for tests: what the server accepted of our offer
   tuxa.negotiations += 1;
   reconcileRemoteTracks();
+  applyKnownLayers();
   await offerIfWanted();
 }
 
@@ -1305,13 +1463,13 @@ function ensureTile(pid, source) {
   tile = {
     key, pid, source: extra ? source : undefined, extra, el, video, audio, avatarText, name, roles, meta, licence, link,
     micBadge, camBadge, tracks: new Set(), videoStream: null, audioStream: null,
-    // Screen and second camera: frames decoded at the last check, and when
-    // they last grew (see checkExtraTiles).
-    frames: 0, framesAt: performance.now(), stalled: false,
+    // Frames decoded at the last check, and when they last grew, for the
+    // video track `watched` (see checkExtraTiles).
+    frames: 0, framesAt: performance.now(), stalled: false, watched: null,
   };
   tiles.set(key, tile);
   renderTile(tile);
-  if (extra) startExtraWatch();
+  startExtraWatch();
   return tile;
 }
 
@@ -1365,7 +1523,7 @@ function renderTile(tile) {
     tile.licence.textContent = '';
     tile.link.textContent = '';
     tile.roles.textContent = '';
-    tile.el.classList.toggle('no-video', !vt || vt.muted);
+    tile.el.classList.toggle('no-video', !vt || vt.muted || videoStopped());
     tile.el.hidden = tile.stalled;
     tile.micBadge.hidden = true;
     tile.camBadge.hidden = true;
@@ -1384,8 +1542,11 @@ function renderTile(tile) {
   else delete tile.el.dataset.link;
   // A remote track is `muted` until its first frames arrive: show the
   // initials rather than a black picture until then.
-  const videoOff = !vt || vt.muted || (p && p.video_muted);
+  // No frames for a while (the publisher chose audio only, or its layer
+  // stalled) or no video sent to us at all: the initials, not a frozen frame.
+  const videoOff = !vt || vt.muted || (p && p.video_muted) || tile.stalled || videoStopped();
   tile.el.classList.toggle('no-video', videoOff);
+  tile.el.classList.toggle('video-paused', !!vt && !vt.muted && !(p && p.video_muted) && (tile.stalled || videoStopped()));
   tile.el.classList.toggle('has-media', tile.tracks.size > 0);
   tile.micBadge.hidden = !(p && p.audio_muted);
   tile.micBadge.title = t('mic_muted');
@@ -1915,8 +2076,12 @@ function stopAllExtras() {
 // A stopped screen share or second camera is not unpublished (the server
 // only withdraws a participant's tracks when they leave): its tile here is
 // hidden while its track decodes nothing, and comes back with the frames.
+// A camera whose frames stop (its sender chose audio only, or our link
+// lost its layer) keeps its tile, with the initials instead of a frozen
+// picture, until frames come again.
 let extraWatch = null;
 const STALL_MS = 6000;
+const CAMERA_STALL_MS = 3000;
 
 function startExtraWatch() {
   if (!extraWatch) extraWatch = setInterval(() => { checkExtraTiles().catch((e) => log('extra watch', e)); }, 2000);
@@ -1928,16 +2093,29 @@ function stopExtraWatch() {
 }
 
 async function checkExtraTiles() {
-  const extras = [...tiles.values()].filter((tl) => tl.extra);
-  if (extras.length === 0) {
+  const watched = [...tiles.values()];
+  if (watched.length === 0) {
     stopExtraWatch();
     return;
   }
   if (!pc || pc.signalingState === 'closed') return;
   const now = performance.now();
   let changed = false;
-  for (const tile of extras) {
+  for (const tile of watched) {
     const track = [...tile.tracks].find((tr) => tr.kind === 'video');
+    if (!tile.extra && !track) {
+      if (tile.stalled) {
+        tile.stalled = false;
+        renderTile(tile);
+      }
+      continue;
+    }
+    if ((track || null) !== tile.watched) {
+      // Another track (the publisher rejoined): count its frames afresh.
+      tile.watched = track || null;
+      tile.frames = 0;
+      tile.framesAt = now;
+    }
     const receiver = track && pc.getReceivers().find((r) => r.track === track);
     let frames = 0;
     if (receiver) {
@@ -1948,10 +2126,13 @@ async function checkExtraTiles() {
       tile.frames = frames;
       tile.framesAt = now;
     }
-    const stalled = now - tile.framesAt > STALL_MS;
+    // A camera tile before its first frame shows the initials anyway (the
+    // track is muted until then).
+    const stalled = tile.extra ? now - tile.framesAt > STALL_MS
+      : tile.frames > 0 && now - tile.framesAt > CAMERA_STALL_MS;
     if (stalled !== tile.stalled) {
       tile.stalled = stalled;
-      log(`${tile.key}`, stalled ? 'stalled: hidden' : 'decoding again: shown');
+      log(`${tile.key}`, stalled ? `stalled: ${tile.extra ? 'hidden' : 'initials shown'}` : 'decoding again: shown');
       renderTile(tile);
       changed = true;
     }
@@ -2181,6 +2362,7 @@ function wireUi() {
     closeModal('confirm');
     if (act) act();
   });
+  $('audio-only-btn').addEventListener('click', toggleAudioOnly);
   $('screen-btn').addEventListener('click', () => { toggleScreen().catch((e) => log('screen share failed', e)); });
   $('cam2-btn').addEventListener('click', () => { openCam2Picker().catch((e) => log('camera 2 failed', e)); });
   $('cam2-cancel').addEventListener('click', () => closeModal('cam2-picker'));
@@ -2223,4 +2405,4 @@ tuxa.remoteTracks = () => {
 };
 
 // For debugging in the console.
-tuxa.debug = { media, tiles, publishedTracks, outgoing };
+tuxa.debug = { media, tiles, publishedTracks, outgoing, onServerMsg };

@@ -218,6 +218,11 @@ export const STRINGS = {
     call_chat_too_long: 'Tin nhắn dài quá {max} ký tự.',
     call_chat_chars_left: 'Còn {n} ký tự',
     call_chat_unread: '{n} tin nhắn chưa đọc',
+    // Bad networks: audio only (chosen, or the server's answer to a weak link).
+    call_audio_only: 'Chỉ âm thanh',
+    call_audio_only_on: 'Chỉ âm thanh: bạn không gửi và không nhận hình ảnh, để cuộc gọi ổn định hơn. Bấm "Chỉ âm thanh" lần nữa để bật lại hình ảnh.',
+    call_weak_network: 'Mạng yếu — chỉ âm thanh',
+    call_weak_network_hint: 'Hình ảnh sẽ tự trở lại khi mạng tốt hơn.',
     // ---- Staff console: tabs, case conferences (conf_), coordination (console_).
     console_tabs_label: 'Chức năng',
     console_tab_oncall: 'Trực',
@@ -637,6 +642,11 @@ export const STRINGS = {
     call_chat_too_long: 'The message is longer than {max} characters.',
     call_chat_chars_left: '{n} characters left',
     call_chat_unread: '{n} unread messages',
+    // Bad networks: audio only (chosen, or the server's answer to a weak link).
+    call_audio_only: 'Audio only',
+    call_audio_only_on: 'Audio only: you neither send nor receive video, to keep the call steady. Press "Audio only" again to turn video back on.',
+    call_weak_network: 'Weak network — audio only',
+    call_weak_network_hint: 'Video comes back by itself when the network improves.',
     // ---- Staff console: tabs, case conferences (conf_), coordination (console_).
     console_tabs_label: 'Sections',
     console_tab_oncall: 'On call',

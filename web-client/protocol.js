@@ -17,7 +17,7 @@ export const CLIENT_TYPES = Object.freeze([
   'queue_join', 'queue_resume', 'queue_cancel',
   'available', 'accept_patient', 'decline_patient', 'transfer', 'doctor_free',
   'sources', 'chat', 'mute_participant', 'remove_participant', 'lock_room', 'set_secretary',
-  'stats',
+  'stats', 'audio_only',
 ]);
 
 /** Every `type` the server may send. */
@@ -29,6 +29,7 @@ export const SERVER_TYPES = Object.freeze([
   'doctor_status', 'call_ready',
   'chat', 'mute_requested', 'room_state',
   'participant_reconnecting', 'participant_reconnected', 'link_quality',
+  'audio_only', 'publish_layers',
 ]);
 
 /** Stable error codes (protocol/src/error.rs). Clients translate them. */
@@ -287,13 +288,25 @@ export function stats({ rtt_ms, loss_pct, jitter_ms, frame_height, audio_only } 
   return { type: 'stats', stats: out };
 }
 
+/**
+ * `audio_only {on}` — the participant wants audio only (`true`) or video
+ * again: the server stops (resumes) sending them video; the client stops
+ * (resumes) sending its camera.
+ */
+export function audio_only(on) {
+  return { type: 'audio_only', on: Boolean(on) };
+}
+
+/** Why the server sends a subscriber no video (`audio_only.reason`). */
+export const AUDIO_ONLY_REASONS = Object.freeze(['weak_network', 'requested']);
+
 /** The constructors by message type. */
 export const clientMessages = Object.freeze({
   hello, join, consent, offer, answer, mute, leave, ping, admit, refuse,
   queue_join, queue_resume, queue_cancel,
   available, accept_patient, decline_patient, transfer, doctor_free,
   sources, chat, mute_participant, remove_participant, lock_room, set_secretary,
-  stats,
+  stats, audio_only,
 });
 
 /** Serialises a client message for the WebSocket. */
@@ -389,6 +402,11 @@ const SERVER_SCHEMAS = {
       && (v.loss_pct === undefined || (typeof v.loss_pct === 'number' && v.loss_pct >= 0 && v.loss_pct <= 100)),
     grade: oneOf(LINK_GRADES),
   },
+  // To a subscriber: the server stopped (on) or resumed sending it video,
+  // and why; to a publisher: which simulcast layers (rids) of an m-line
+  // anyone receives (the others are paused).
+  audio_only: { on: isBool, reason: oneOf(AUDIO_ONLY_REASONS) },
+  publish_layers: { mid: isStr, active: (v) => Array.isArray(v) && v.every(isStr) },
   // An unknown code from a newer server is still an error to show.
   error: { code: isStr, message: isStr, in_reply_to: isOptStr },
 };

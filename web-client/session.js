@@ -101,3 +101,41 @@ export function summarizeStats(report, prev = null) {
     state,
   };
 }
+
+/**
+ * The camera's simulcast layers, lowest first (rids `q`, `h`, `f`: a quarter,
+ * half and full resolution of the 1280x720 the camera is asked for). The SFU
+ * forwards each subscriber one layer (the one its link carries) and tells the
+ * publisher which layers nobody receives (`publish_layers`) so that it stops
+ * encoding them.
+ */
+export const CAMERA_LAYERS = Object.freeze([
+  Object.freeze({ rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 }),
+  Object.freeze({ rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 }),
+  Object.freeze({ rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 }),
+]);
+
+/** `sendEncodings` for the camera's transceiver: every layer, active unless `paused`. */
+export function cameraEncodings({ paused = false } = {}) {
+  return CAMERA_LAYERS.map((l) => ({ ...l, active: !paused }));
+}
+
+/**
+ * Sets the `active` flag of a sender's encodings (from getParameters()) in
+ * place: everything off while `paused` (audio only); otherwise a simulcast
+ * layer (an encoding with a rid) is on when `allowed` (the rids of the
+ * latest `publish_layers`, or null before any) lists it, and an encoding
+ * without a rid is on. Returns whether anything changed.
+ */
+export function setLayerActivity(encodings, { allowed = null, paused = false } = {}) {
+  let changed = false;
+  for (const e of encodings || []) {
+    let want = !paused;
+    if (want && e.rid && Array.isArray(allowed)) want = allowed.includes(e.rid);
+    if (e.active !== want) {
+      e.active = want;
+      changed = true;
+    }
+  }
+  return changed;
+}

@@ -302,7 +302,9 @@ pub async fn steady(target: &Target, p: &Params) -> anyhow::Result<Report> {
     let rss_base = p.pid.and_then(|x| procstat::rss_kib(x).ok()).unwrap_or(0);
     let fds_base = p.pid.and_then(|x| procstat::fd_count(x).ok()).unwrap_or(0);
     let mut r = Running::new();
-    let room = make_room(target, participants.min(20), u64::from(p.run) * 10 + 1).await?;
+    // One link per participant: tuxa lets one session hold a link at a time
+    // (a second join with it replaces the first, as a reconnect does).
+    let room = make_room(target, participants, u64::from(p.run) * 10 + 1).await?;
     for i in 0..publishers {
         add(&mut r, target, &room, i as u32, true, false).await?;
     }

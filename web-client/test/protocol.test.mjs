@@ -49,6 +49,7 @@ function construct(f) {
     case 'lock_room': return P.lock_room(f.locked);
     case 'set_secretary': return P.set_secretary(f.participant_id);
     case 'stats': return P.stats(f.stats);
+    case 'audio_only': return P.audio_only(f.on);
     default: throw new Error(`no constructor for ${f.type}`);
   }
 }

@@ -101,6 +101,11 @@ function firstExisting(list, what) {
   return found;
 }
 
+/** The Chromium binary the tests run. */
+export function chromiumBinary() {
+  return firstExisting(CHROMIUM_CANDIDATES, 'Chromium');
+}
+
 // Exactly the flags of shared/notes/testing-on-these-machines.md, plus a
 // fresh profile directory per browser.
 export const CHROMIUM_FLAGS = [
@@ -129,12 +134,19 @@ export const FIREFOX_PREFS = {
 
 const launched = new Set();
 
-export async function launchChromium() {
+/**
+ * A headless Chromium with the flags above. `executablePath` may name a
+ * wrapper (e.g. one that enters another network namespace: then `pipe`,
+ * since the DevTools port would be on that namespace's loopback);
+ * `extraArgs` are added to the flags.
+ */
+export async function launchChromium({ executablePath, extraArgs = [], pipe = false } = {}) {
   const profile = mkdtempSync(join(tmpdir(), 'tuxa-chromium-'));
   const browser = await puppeteer.launch({
-    executablePath: firstExisting(CHROMIUM_CANDIDATES, 'Chromium'),
+    executablePath: executablePath || firstExisting(CHROMIUM_CANDIDATES, 'Chromium'),
     ignoreDefaultArgs: true, // no puppeteer defaults: only the flags above
-    args: [...CHROMIUM_FLAGS, `--user-data-dir=${profile}`],
+    args: [...CHROMIUM_FLAGS, ...extraArgs, `--user-data-dir=${profile}`],
+    pipe,
     headless: true,
     acceptInsecureCerts: true,
     defaultViewport: { width: 640, height: 720 },
