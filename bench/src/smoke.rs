@@ -37,9 +37,17 @@ pub async fn smoke(window: Duration) -> anyhow::Result<Report> {
                 let _ = tx.send(());
             });
             let _ = up_tx.send(());
-            tuxa_server::run(Listeners { http, media }, config, async move {
-                let _ = rx.await;
-            })
+            tuxa_server::run(
+                Listeners {
+                    http,
+                    media,
+                    media_tcp: None,
+                },
+                config,
+                async move {
+                    let _ = rx.await;
+                },
+            )
             .await
         })
     });

@@ -32,6 +32,11 @@ pub struct Config {
     /// the media socket's own address, or, when it is bound to all
     /// interfaces, this machine's primary address and 127.0.0.1.
     pub announce: Vec<IpAddr>,
+    /// Addresses announced in the passive TCP candidates (with the media
+    /// TCP port). Empty: the same as `announce` (resolved the same way). For
+    /// a TCP listener on another address than UDP media (e.g. port 443 of a
+    /// second address).
+    pub announce_tcp: Vec<IpAddr>,
     /// The base of join links, e.g. `https://tuxa.soyte.example.vn`. Empty:
     /// `https://<first announced address>:<HTTPS port>`.
     pub public_url: Option<String>,
@@ -54,6 +59,7 @@ impl Config {
             data_dir,
             tls: TlsSource::InMemory,
             announce: vec![IpAddr::from([127, 0, 0, 1])],
+            announce_tcp: Vec::new(),
             public_url: None,
             admin_key: Some("test-admin-key".to_owned()),
             demo: false,
@@ -69,6 +75,8 @@ impl Config {
 pub struct Settings {
     pub listen: SocketAddr,
     pub media_listen: SocketAddr,
+    /// The ICE-TCP listener (media over TCP); `None`: off.
+    pub media_tcp_listen: Option<SocketAddr>,
     pub log: String,
     pub config: Config,
 }
@@ -78,7 +86,9 @@ pub struct Settings {
 struct FileConfig {
     listen: Option<String>,
     media_listen: Option<String>,
+    media_tcp_listen: Option<String>,
     announce: Option<Vec<String>>,
+    announce_tcp: Option<Vec<String>>,
     public_url: Option<String>,
     data_dir: Option<PathBuf>,
     cert_dir: Option<PathBuf>,
@@ -104,8 +114,11 @@ OPTIONS (each also as an environment variable, and as a key in the TOML file):
   --config FILE           TOML file with the options below            TUXA_CONFIG
   --listen ADDR           HTTPS + WebSocket address [0.0.0.0:8443]    TUXA_LISTEN
   --media-listen ADDR     UDP media address [0.0.0.0:8443]            TUXA_MEDIA_LISTEN
+  --media-tcp-listen ADDR media over TCP (ICE-TCP) for networks that  TUXA_MEDIA_TCP_LISTEN
+                          block UDP; `off` to disable [0.0.0.0:8444] (docs/turn.md)
   --announce IP[,IP…]     addresses put in ICE candidates             TUXA_ANNOUNCE
                           (behind NAT: the public address) [auto]
+  --announce-tcp IP[,IP…] addresses in TCP candidates [--announce]    TUXA_ANNOUNCE_TCP
   --public-url URL        base of join links [https://<announce>:<port>]  TUXA_PUBLIC_URL
   --data-dir DIR          SQLite file and keys [data]                 TUXA_DATA_DIR
   --cert-dir DIR          where the self-signed dev cert is kept [certs]  TUXA_CERT_DIR
@@ -158,18 +171,32 @@ impl Settings {
             .unwrap_or_else(|| "0.0.0.0:8443".into())
             .parse()
             .context("--media-listen must be an address like 0.0.0.0:8443")?;
-        let announce = match pick("announce", "TUXA_ANNOUNCE") {
-            Some(list) => list.split(',').map(|s| s.trim().to_owned()).collect(),
-            None => file.announce.unwrap_or_default(),
+        let media_tcp_listen = match pick("media-tcp-listen", "TUXA_MEDIA_TCP_LISTEN")
+            .or(file.media_tcp_listen)
+            .unwrap_or_else(|| "0.0.0.0:8444".into())
+            .trim()
+        {
+            "off" | "" => None,
+            a => Some(
+                a.parse::<SocketAddr>()
+                    .context("--media-tcp-listen must be an address like 0.0.0.0:8444, or off")?,
+            ),
         };
-        let announce = announce
-            .iter()
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<IpAddr>()
-                    .with_context(|| format!("--announce: {s:?} is not an IP address"))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let ip_list = |flag: &str, var: &str, from_file: Option<Vec<String>>| {
+            let list: Vec<String> = match pick(flag, var) {
+                Some(list) => list.split(',').map(|s| s.trim().to_owned()).collect(),
+                None => from_file.unwrap_or_default(),
+            };
+            list.iter()
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse::<IpAddr>()
+                        .with_context(|| format!("--{flag}: {s:?} is not an IP address"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
+        };
+        let announce = ip_list("announce", "TUXA_ANNOUNCE", file.announce)?;
+        let announce_tcp = ip_list("announce-tcp", "TUXA_ANNOUNCE_TCP", file.announce_tcp)?;
         let public_url = pick("public-url", "TUXA_PUBLIC_URL")
             .or(file.public_url)
             .map(|u| u.trim_end_matches('/').to_owned());
@@ -266,11 +293,13 @@ impl Settings {
         Ok(Settings {
             listen,
             media_listen,
+            media_tcp_listen,
             log,
             config: Config {
                 data_dir,
                 tls,
                 announce,
+                announce_tcp,
                 public_url,
                 admin_key: env("TUXA_ADMIN_KEY").filter(|k| !k.is_empty()),
                 demo,
@@ -287,7 +316,9 @@ fn parse_flags(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
         "config",
         "listen",
         "media-listen",
+        "media-tcp-listen",
         "announce",
+        "announce-tcp",
         "public-url",
         "data-dir",
         "cert-dir",
@@ -340,6 +371,7 @@ mod tests {
     fn flags_override_env_override_defaults() {
         let s = Settings::resolve(&args(&[]), |_| None).unwrap();
         assert_eq!(s.listen.port(), 8443);
+        assert_eq!(s.media_tcp_listen.map(|a| a.port()), Some(8444));
         assert!(s.config.demo);
         let env = |k: &str| match k {
             "TUXA_LISTEN" => Some("127.0.0.1:9000".to_owned()),
@@ -351,6 +383,13 @@ mod tests {
         assert_eq!(s.listen.port(), 9001);
         assert_eq!(s.config.announce.len(), 2);
         assert!(!s.config.demo);
+        let s = Settings::resolve(
+            &args(&["--media-tcp-listen", "off", "--announce-tcp", "192.0.2.1"]),
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(s.media_tcp_listen, None);
+        assert_eq!(s.config.announce_tcp, vec![IpAddr::from([192, 0, 2, 1])]);
     }
 
     #[test]
@@ -358,6 +397,8 @@ mod tests {
         for bad in [
             &["--listen", "nowhere"][..],
             &["--announce", "not-an-ip"],
+            &["--announce-tcp", "not-an-ip"],
+            &["--media-tcp-listen", "8444"],
             &["--cert", "a.pem"],
             &["--public-url", "http://x"],
             &["--frobnicate"],

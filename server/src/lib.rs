@@ -5,7 +5,10 @@
 //!
 //! Tasks and who owns what:
 //! - the **hub task** owns all signaling state ([`tuxa_signaling::Hub`]);
-//! - the **media task** owns the UDP socket and the SFU ([`tuxa_sfu::Sfu`]);
+//! - the **media task** owns the UDP socket and the SFU ([`tuxa_sfu::Sfu`]),
+//!   and the routing of ICE-TCP connections;
+//! - the **media TCP acceptor** and one task per ICE-TCP connection (framing
+//!   only; `media_tcp.rs`);
 //! - one **session task** per WebSocket, holding only its socket;
 //! - the **store thread** owns the SQLite connection;
 //! - the HTTP accept loop spawns one task per TLS connection.
@@ -24,6 +27,7 @@ mod export;
 mod http;
 mod hub_task;
 mod media;
+mod media_tcp;
 pub mod queues;
 mod reports;
 mod store;
@@ -54,6 +58,9 @@ pub struct Listeners {
     pub http: std::net::TcpListener,
     /// Media for every participant (ICE-lite, demultiplexed per peer).
     pub media: std::net::UdpSocket,
+    /// Media over TCP (ICE-TCP, passive candidates) for networks that block
+    /// UDP; `None` announces no TCP candidate.
+    pub media_tcp: Option<std::net::TcpListener>,
 }
 
 pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
@@ -88,6 +95,23 @@ pub async fn run(
         .iter()
         .map(|ip| SocketAddr::new(*ip, media_addr.port()))
         .collect();
+    let media_tcp_addr = match &listeners.media_tcp {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    let tcp_candidates: Vec<SocketAddr> = match media_tcp_addr {
+        Some(tcp) => {
+            let ips = if config.announce_tcp.is_empty() {
+                announce_addresses(&config, tcp)
+            } else {
+                config.announce_tcp.clone()
+            };
+            ips.iter()
+                .map(|ip| SocketAddr::new(*ip, tcp.port()))
+                .collect()
+        }
+        None => Vec::new(),
+    };
     let public_url = match &config.public_url {
         Some(u) => u.clone(),
         None => {
@@ -238,16 +262,29 @@ pub async fn run(
 
     listeners.media.set_nonblocking(true)?;
     let media_socket = tokio::net::UdpSocket::from_std(listeners.media)?;
+    let media_tcp = match listeners.media_tcp {
+        Some(l) => {
+            l.set_nonblocking(true)?;
+            let l = tokio::net::TcpListener::from_std(l)?;
+            let (tx, rx) = mpsc::channel(media_tcp::EVENT_QUEUE);
+            tokio::spawn(media_tcp::accept_loop(l, tx, shutdown_rx.clone()));
+            Some(rx)
+        }
+        None => None,
+    };
     let media_handle = tokio::spawn(
         media::MediaTask {
             socket: media_socket,
             sfu: Sfu::new(SfuConfig {
                 candidates: candidates.clone(),
+                tcp_candidates: tcp_candidates.clone(),
             }),
             commands: media_rx,
             hub: hub_tx.clone(),
             candidates: candidates.clone(),
             shutdown: shutdown_rx.clone(),
+            tcp: media_tcp,
+            tcp_routes: media_tcp::TcpRoutes::new(tcp_candidates.clone()),
         }
         .run(),
     );
@@ -271,6 +308,10 @@ pub async fn run(
 
     println!("tuxa listening on https://{http_addr} (media UDP {media_addr})");
     println!("  announced media addresses: {candidates:?}");
+    match media_tcp_addr {
+        Some(a) => println!("  media TCP (ICE-TCP) {a}, announced: {tcp_candidates:?}"),
+        None => println!("  media TCP (ICE-TCP) off"),
+    }
     if let Some(k) = &new_admin_key {
         println!();
         println!("  Admin API key (shown once; only its hash is stored):");

@@ -33,6 +33,13 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding HTTPS to {}", settings.listen))?;
     let media = std::net::UdpSocket::bind(settings.media_listen)
         .with_context(|| format!("binding media UDP to {}", settings.media_listen))?;
+    let media_tcp = settings
+        .media_tcp_listen
+        .map(|a| {
+            std::net::TcpListener::bind(a)
+                .with_context(|| format!("binding media TCP (ICE-TCP) to {a}"))
+        })
+        .transpose()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -46,6 +53,15 @@ fn main() -> anyhow::Result<()> {
                 _ = term.recv() => println!("Stopping (SIGTERM)…"),
             }
         };
-        tuxa_server::run(Listeners { http, media }, settings.config, shutdown).await
+        tuxa_server::run(
+            Listeners {
+                http,
+                media,
+                media_tcp,
+            },
+            settings.config,
+            shutdown,
+        )
+        .await
     })
 }

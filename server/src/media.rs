@@ -8,6 +8,10 @@
 //! `send_batch` for why not `sendmmsg`). A batch read is fed to the
 //! SFU whole before its output is drained, so each subscriber is polled once
 //! per batch (see `tuxa_sfu`'s cost model).
+//!
+//! ICE-TCP (`media_tcp.rs`) feeds the same SFU: TCP frames arrive over a
+//! bounded channel from the connection tasks, and the SFU's TCP `Transmit`s
+//! are queued on their connection; this task owns that routing.
 
 use std::io::{ErrorKind, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -15,7 +19,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendto};
-use str0m::net::Transmit;
+use str0m::net::{Protocol, Transmit};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
@@ -23,6 +27,7 @@ use tuxa_sfu::{Sfu, SfuOutput};
 use tuxa_signaling::{Input, MediaCommand};
 
 use crate::hub_task::HubMsg;
+use crate::media_tcp::{TcpEvent, TcpRoutes};
 
 /// Datagrams per `recvmmsg`.
 const RECV_BATCH: usize = 32;
@@ -48,6 +53,11 @@ pub struct MediaTask {
     /// Announced candidate addresses; see [`MediaTask::local_for`].
     pub candidates: Vec<SocketAddr>,
     pub shutdown: watch::Receiver<bool>,
+    /// Frames and connection events from the ICE-TCP connections (`None`:
+    /// no TCP listener).
+    pub tcp: Option<mpsc::Receiver<TcpEvent>>,
+    /// Where each TCP connection is, by remote address.
+    pub tcp_routes: TcpRoutes,
 }
 
 impl MediaTask {
@@ -58,10 +68,14 @@ impl MediaTask {
         let mut next_counts = Instant::now();
         let mut last_counts = None;
         loop {
+            // TCP frames are taken every round, whichever branch woke us:
+            // a busy UDP socket (polled first below) must not starve them.
+            self.drain_tcp();
             self.flush(&mut batch).await;
             let now = Instant::now();
             if now >= next_counts {
                 next_counts = now + COUNTS_LOG_INTERVAL;
+                self.tcp_routes.sweep(now);
                 let c = self.sfu.counts();
                 if last_counts != Some(c) {
                     last_counts = Some(c);
@@ -73,6 +87,8 @@ impl MediaTask {
                         timers = c.timers,
                         dirty = c.dirty,
                         queued = c.queued_outputs,
+                        tcp_connections = self.tcp_routes.len(),
+                        tcp_dropped = self.tcp_routes.dropped,
                         "sfu counts"
                     );
                 }
@@ -129,6 +145,14 @@ impl MediaTask {
                         }
                     }
                 }
+                ev = next_tcp(&mut self.tcp) => match ev {
+                    Some(ev) => {
+                        self.on_tcp(ev);
+                        self.drain_tcp();
+                    }
+                    // The acceptor and every connection are gone (shutdown).
+                    None => self.tcp = None,
+                },
                 cmd = self.commands.recv() => {
                     let Some(cmd) = cmd else { break };
                     let now = Instant::now();
@@ -157,6 +181,12 @@ impl MediaTask {
     async fn flush(&mut self, batch: &mut Vec<Transmit>) {
         while let Some(out) = self.sfu.poll_output() {
             match out {
+                SfuOutput::Transmit(t) if t.proto == Protocol::Tcp => {
+                    if !self.tcp_routes.send(t) {
+                        // The connection closed; the peer's ICE will notice.
+                        tracing::trace!("media TCP: no connection for a transmit");
+                    }
+                }
                 SfuOutput::Transmit(t) => {
                     batch.push(t);
                     if batch.len() == SEND_BATCH {
@@ -200,23 +230,69 @@ impl MediaTask {
         batch.clear();
     }
 
-    /// Which of our announced addresses a datagram from `source` was sent to.
-    /// The socket is usually bound to all interfaces, so the kernel does not
-    /// say; str0m's ICE needs it to match a candidate. Loopback peers talk
-    /// to the loopback candidate, everyone else to the first other one (the
-    /// LAN address, or behind NAT the public one).
     fn local_for(&self, source: SocketAddr) -> SocketAddr {
-        let same_family = |c: &&SocketAddr| c.is_ipv4() == source.is_ipv4();
-        let loopback = source.ip().is_loopback();
-        self.candidates
-            .iter()
-            .filter(same_family)
-            .find(|c| c.ip().is_loopback() == loopback)
-            .or_else(|| self.candidates.iter().find(same_family))
-            .or_else(|| self.candidates.first())
-            .copied()
-            .unwrap_or(source)
+        local_for(&self.candidates, source)
     }
+
+    /// Takes the TCP events that are waiting (a batch at most) before the
+    /// SFU is drained: each subscriber is polled once per batch, as for UDP.
+    fn drain_tcp(&mut self) {
+        for _ in 0..RECV_BATCH * RECV_ROUNDS {
+            let Some(Ok(ev)) = self.tcp.as_mut().map(|r| r.try_recv()) else {
+                break;
+            };
+            self.on_tcp(ev);
+        }
+    }
+
+    /// One event from the TCP connections.
+    fn on_tcp(&mut self, ev: TcpEvent) {
+        let now = Instant::now();
+        match ev {
+            TcpEvent::Opened {
+                id,
+                remote,
+                local,
+                out,
+            } => self.tcp_routes.opened(now, id, remote, local, out),
+            TcpEvent::Frame { id, remote, data } => {
+                let Some(dest) = self.tcp_routes.destination(id, remote) else {
+                    return;
+                };
+                let taken = self
+                    .sfu
+                    .handle_receive_on(now, Protocol::Tcp, remote, dest, &data);
+                self.tcp_routes.received(now, id, remote, taken);
+            }
+            TcpEvent::Closed { id, remote } => self.tcp_routes.closed(id, remote),
+        }
+    }
+}
+
+/// The next TCP event, or never when there is no TCP listener.
+async fn next_tcp(rx: &mut Option<mpsc::Receiver<TcpEvent>>) -> Option<TcpEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Which of our announced addresses (`candidates`) a packet from `source`
+/// was sent to. The socket is usually bound to all interfaces, so the
+/// kernel does not say; str0m's ICE needs it to match a candidate. Loopback
+/// peers talk to the loopback candidate, everyone else to the first other
+/// one (the LAN address, or behind NAT the public one).
+pub(crate) fn local_for(candidates: &[SocketAddr], source: SocketAddr) -> SocketAddr {
+    let same_family = |c: &&SocketAddr| c.is_ipv4() == source.is_ipv4();
+    let loopback = source.ip().is_loopback();
+    candidates
+        .iter()
+        .filter(same_family)
+        .find(|c| c.ip().is_loopback() == loopback)
+        .or_else(|| candidates.iter().find(same_family))
+        .or_else(|| candidates.first())
+        .copied()
+        .unwrap_or(source)
 }
 
 /// One `recvmmsg` into `bufs`; `got` gets (length, source) per datagram.

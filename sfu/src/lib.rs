@@ -57,6 +57,10 @@ pub struct SfuConfig {
     /// Host candidates announced to every peer: the addresses at which the
     /// server's single UDP port is reachable.
     pub candidates: Vec<SocketAddr>,
+    /// Passive TCP host candidates (ICE-TCP, RFC 6544), for networks that
+    /// block UDP; may be empty. The owner of the TCP listener frames
+    /// packets (RFC 4571) and feeds them with [`Sfu::handle_receive_on`].
+    pub tcp_candidates: Vec<SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -96,8 +100,9 @@ pub struct Sfu {
     config: SfuConfig,
     peers: HashMap<ParticipantId, Peer>,
     rooms: HashMap<RoomId, Vec<ParticipantId>>,
-    /// Which peer a remote address belongs to, learnt from its first STUN.
-    by_addr: HashMap<SocketAddr, ParticipantId>,
+    /// Which peer a remote address belongs to, learnt from its first STUN
+    /// (per protocol: a UDP and a TCP flow may share an address and port).
+    by_addr: HashMap<(Protocol, SocketAddr), ParticipantId>,
     /// Peers that were given input or media since they were last polled
     /// (each flagged `dirty`, so it is listed once).
     dirty: Vec<ParticipantId>,
@@ -327,7 +332,7 @@ impl Sfu {
         self.drain(now);
     }
 
-    /// One datagram from the media socket.
+    /// One datagram from the media socket (UDP).
     pub fn handle_receive(
         &mut self,
         now: Instant,
@@ -335,15 +340,32 @@ impl Sfu {
         destination: SocketAddr,
         data: &[u8],
     ) {
+        self.handle_receive_on(now, Protocol::Udp, source, destination, data);
+    }
+
+    /// One packet received over `proto`: a UDP datagram, or one RFC 4571
+    /// frame (without its length) of a TCP connection, `source` being the
+    /// connection's remote address and `destination` the TCP candidate it
+    /// reached. Returns whether a peer took it (STUN with a peer's ufrag, or
+    /// anything from an address a peer knows); the owner of a TCP
+    /// connection uses that to close connections that send nothing valid.
+    pub fn handle_receive_on(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) -> bool {
         self.now = Some(now);
         let Ok(contents) = DatagramRecv::try_from(data) else {
             self.stats.datagrams_unmatched += 1;
-            return;
+            return false;
         };
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
                 destination,
                 contents,
@@ -351,7 +373,7 @@ impl Sfu {
         );
         let known = self
             .by_addr
-            .get(&source)
+            .get(&(proto, source))
             .copied()
             .filter(|pid| self.peers.get(pid).is_some_and(|p| p.accepts(&input)));
         let pid = match known {
@@ -366,9 +388,9 @@ impl Sfu {
                     .map(|(pid, _)| *pid)
                 else {
                     self.stats.datagrams_unmatched += 1;
-                    return;
+                    return false;
                 };
-                self.by_addr.insert(source, pid);
+                self.by_addr.insert((proto, source), pid);
                 pid
             }
         };
@@ -378,6 +400,7 @@ impl Sfu {
         // Only this peer now: str0m holds one received RTP packet until the
         // next poll. The subscribers it wrote to wait for `poll_output`.
         self.poll_peer(now, pid);
+        true
     }
 
     /// Drives time. Call when [`Sfu::poll_timeout`] says so (or earlier).
@@ -698,12 +721,22 @@ impl Sfu {
     }
 }
 
-/// Turns the configured addresses into str0m host candidates.
+/// Turns the configured addresses into str0m host candidates: UDP, then
+/// passive TCP (str0m gives TCP a lower priority, so clients prefer UDP).
 fn host_candidates(config: &SfuConfig) -> Result<Vec<Candidate>, SfuError> {
+    let tcp = config.tcp_candidates.iter().filter_map(|a| {
+        Candidate::builder()
+            .tcp()
+            .host(*a)
+            .tcptype(str0m::net::TcpType::Passive)
+            .build()
+            .ok()
+    });
     let c: Vec<Candidate> = config
         .candidates
         .iter()
         .filter_map(|a| Candidate::host(*a, "udp").ok())
+        .chain(tcp)
         .collect();
     if c.is_empty() {
         return Err(SfuError::NoCandidate);

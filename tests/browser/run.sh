@@ -110,16 +110,17 @@ free_udp_port() {
 
 PORT="$(free_tcp_port)"
 UDP_PORT="$(free_udp_port)"
+TCP_MEDIA_PORT="$(free_tcp_port)"
 ADMIN_KEY="$(node -e 'console.log(require("crypto").randomBytes(24).toString("hex"))')"
 mkdir -p "$TMP/data"
 
-log "starting $TUXA_BIN on https://127.0.0.1:$PORT, media udp 127.0.0.1:$UDP_PORT (netns: $TUXA_IN_NETNS)"
+log "starting $TUXA_BIN on https://127.0.0.1:$PORT, media udp 127.0.0.1:$UDP_PORT, tcp 127.0.0.1:$TCP_MEDIA_PORT (netns: $TUXA_IN_NETNS)"
 # The cert dir and log filter go by environment (docs: every flag has a
 # TUXA_* twin), so the command line stays the documented one.
 TUXA_ADMIN_KEY="$ADMIN_KEY" TUXA_CERT_DIR="$TMP/certs" TUXA_DEMO=0 \
   TUXA_LOG="${TUXA_LOG:-info}" RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 \
   "$TUXA_BIN" --listen "127.0.0.1:$PORT" --media-listen "127.0.0.1:$UDP_PORT" \
-  --announce 127.0.0.1 --data-dir "$TMP/data" >"$TMP/server.log" 2>&1 &
+  --media-tcp-listen "127.0.0.1:$TCP_MEDIA_PORT" --announce 127.0.0.1 --data-dir "$TMP/data" >"$TMP/server.log" 2>&1 &
 SERVER_PID=$!
 
 export TUXA_URL="https://127.0.0.1:$PORT"

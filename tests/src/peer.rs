@@ -49,6 +49,9 @@ pub struct PeerOptions {
     pub ping_interval: Duration,
     /// The address of the peer's UDP socket (its one host candidate).
     pub local_ip: std::net::IpAddr,
+    /// ICE over TCP only (str0m peers only): connect to this address (the server's media TCP
+    /// port), offer one active TCP host candidate and no UDP one, frame packets with RFC 4571.
+    pub tcp_only: Option<std::net::SocketAddr>,
 }
 
 impl Default for PeerOptions {
@@ -61,6 +64,7 @@ impl Default for PeerOptions {
             audio_frame_interval: Duration::from_millis(20),
             ping_interval: Duration::from_secs(10),
             local_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            tcp_only: None,
         }
     }
 }

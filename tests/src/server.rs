@@ -1,5 +1,5 @@
 //! A whole tuxa server, in-process, on port 0 of 127.0.0.1 (TCP for HTTPS + WebSocket, UDP for
-//! media).
+//! media, TCP for media over ICE-TCP).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +22,8 @@ pub struct TestServer {
     pub http_addr: SocketAddr,
     /// The media (DTLS-SRTP) UDP address.
     pub media_addr: SocketAddr,
+    /// The media TCP (ICE-TCP, RFC 4571 framing) address, when the server has one.
+    pub media_tcp_addr: Option<SocketAddr>,
     pub admin_key: String,
     pub data_dir: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
@@ -52,6 +54,8 @@ impl TestServer {
         http.set_nonblocking(true)?;
         let media = std::net::UdpSocket::bind((ip, 0)).context("binding UDP")?;
         media.set_nonblocking(true)?;
+        let media_tcp = std::net::TcpListener::bind((ip, 0)).context("binding media TCP")?;
+        let media_tcp_addr = media_tcp.local_addr()?;
         let http_addr = http.local_addr()?;
         let media_addr = media.local_addr()?;
 
@@ -68,7 +72,11 @@ impl TestServer {
             let _ = rx.await;
         };
         let task = tokio::spawn(tuxa_server::run(
-            Listeners { http, media },
+            Listeners {
+                http,
+                media,
+                media_tcp: Some(media_tcp),
+            },
             config,
             shutdown,
         ));
@@ -76,6 +84,7 @@ impl TestServer {
         let server = TestServer {
             http_addr,
             media_addr,
+            media_tcp_addr: Some(media_tcp_addr),
             admin_key,
             data_dir,
             shutdown: Some(tx),
@@ -93,6 +102,7 @@ impl TestServer {
         TestServer {
             http_addr,
             media_addr,
+            media_tcp_addr: None,
             admin_key: TEST_ADMIN_KEY.to_owned(),
             data_dir: PathBuf::new(),
             shutdown: None,

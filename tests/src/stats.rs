@@ -228,6 +228,9 @@ pub struct TxStats {
     pub keyframes: AtomicU64,
     /// PLI or FIR received for the video track.
     pub keyframe_requests: AtomicU64,
+    /// Packets received over UDP and over ICE-TCP (str0m peers only).
+    pub udp_packets_in: AtomicU64,
+    pub tcp_packets_in: AtomicU64,
 }
 
 impl TxStats {
@@ -237,11 +240,13 @@ impl TxStats {
 
     pub fn summary(&self) -> String {
         format!(
-            "sent {} audio, {} video ({} key), {} keyframe requests",
+            "sent {} audio, {} video ({} key), {} keyframe requests; in: {} UDP, {} TCP packets",
             self.audio_frames.load(Ordering::Relaxed),
             self.video_frames.load(Ordering::Relaxed),
             self.keyframes.load(Ordering::Relaxed),
             self.keyframe_requests.load(Ordering::Relaxed),
+            self.udp_packets_in.load(Ordering::Relaxed),
+            self.tcp_packets_in.load(Ordering::Relaxed),
         )
     }
 }

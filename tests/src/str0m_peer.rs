@@ -5,6 +5,11 @@
 //!
 //! One task owns everything (the `Rtc`, the socket, the WebSocket) and drives the sans-IO
 //! `Rtc` in a `select!` loop.
+//!
+//! With `PeerOptions::tcp_only` the peer reaches the server over ICE-TCP only: it connects a
+//! `TcpStream` to the server's media TCP port first, offers that connection's address as its one
+//! (active) TCP candidate, and frames packets with RFC 4571 (2-byte big-endian length); a reader
+//! and a writer task move whole frames between the stream and the loop.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -16,9 +21,10 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::crypto::CryptoProvider;
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind as SMediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tuxa_protocol::{ClientMsg, ErrorCode, MediaKind, ServerMsg};
 
@@ -37,6 +43,8 @@ struct State {
     rtc: Rtc,
     socket: UdpSocket,
     local: SocketAddr,
+    /// ICE-TCP: frames to write to the server's media TCP port.
+    tcp_out: Option<mpsc::UnboundedSender<Vec<u8>>>,
     neg: Negotiation,
     pending: Option<SdpPendingOffer>,
     /// The mids our offer in flight proposes for (audio, video).
@@ -54,6 +62,11 @@ impl State {
         loop {
             match self.rtc.poll_output().context("str0m poll_output")? {
                 Output::Timeout(t) => return Ok(t),
+                Output::Transmit(t) if t.proto == Protocol::Tcp => {
+                    if let Some(tx) = &self.tcp_out {
+                        let _ = tx.send(t.contents.into());
+                    }
+                }
                 Output::Transmit(t) => {
                     // UDP: on a full buffer the datagram is lost, as it would be on a network.
                     if let Err(e) = self.socket.try_send_to(&t.contents, t.destination)
@@ -273,6 +286,8 @@ impl State {
 
 enum Step {
     Udp(std::io::Result<(usize, SocketAddr)>),
+    /// A frame from the media TCP connection (`None`: it closed).
+    Tcp(Option<Vec<u8>>),
     Timeout,
     Audio,
     Video,
@@ -294,8 +309,29 @@ pub(crate) async fn run(
         .enable_vp8(true)
         .set_crypto_provider(crypto())
         .build(Instant::now());
-    let candidate = Candidate::host(local, "udp").context("host candidate")?;
-    rtc.add_local_candidate(candidate);
+    let (mut tcp_in, tcp_out, tcp_local) = match shared.opts.tcp_only {
+        None => {
+            let candidate = Candidate::host(local, "udp").context("host candidate")?;
+            rtc.add_local_candidate(candidate);
+            (None, None, None)
+        }
+        Some(server) => {
+            let stream = TcpStream::connect(server)
+                .await
+                .with_context(|| format!("connecting to the media TCP port {server}"))?;
+            stream.set_nodelay(true)?;
+            let tcp_local = stream.local_addr()?;
+            let candidate = Candidate::builder()
+                .tcp()
+                .host(tcp_local)
+                .tcptype(TcpType::Active)
+                .build()
+                .context("TCP candidate")?;
+            rtc.add_local_candidate(candidate);
+            let (rx, tx) = rfc4571(stream, shared.label.clone());
+            (Some(rx), Some(tx), Some((tcp_local, server)))
+        }
+    };
 
     let mut st = State {
         src: FrameSource::new(shared.clone()),
@@ -303,6 +339,7 @@ pub(crate) async fn run(
         rtc,
         socket,
         local,
+        tcp_out,
         neg: Negotiation {
             want_offer: true,
             ..Default::default()
@@ -336,6 +373,7 @@ pub(crate) async fn run(
             let sending = st.connected;
             let step = tokio::select! {
                 r = st.socket.recv_from(&mut buf) => Step::Udp(r),
+                f = next_frame(&mut tcp_in) => Step::Tcp(f),
                 _ = tokio::time::sleep_until(deadline.into()) => Step::Timeout,
                 _ = a_tick.tick(), if sending && st.published.0.is_some() => Step::Audio,
                 _ = v_tick.tick(), if sending && st.published.1.is_some() => Step::Video,
@@ -344,8 +382,34 @@ pub(crate) async fn run(
                 _ = ping.tick() => Step::Ping,
             };
             match step {
+                Step::Tcp(None) => {
+                    events.note("media TCP connection closed");
+                    tcp_in = None;
+                }
+                Step::Tcp(Some(frame)) => {
+                    let Some((tcp_local, server)) = tcp_local else {
+                        continue;
+                    };
+                    let Ok(contents) = frame.as_slice().try_into() else {
+                        continue;
+                    };
+                    shared.tx.tcp_packets_in.fetch_add(1, Ordering::Relaxed);
+                    let input = Input::Receive(
+                        Instant::now(),
+                        Receive {
+                            proto: Protocol::Tcp,
+                            source: server,
+                            destination: tcp_local,
+                            contents,
+                        },
+                    );
+                    if st.rtc.accepts(&input) {
+                        st.rtc.handle_input(input).context("str0m input (TCP)")?;
+                    }
+                }
                 Step::Udp(r) => {
                     let (n, source) = r.context("UDP recv")?;
+                    shared.tx.udp_packets_in.fetch_add(1, Ordering::Relaxed);
                     let Ok(contents) = buf[..n].try_into() else {
                         continue;
                     };
@@ -415,4 +479,54 @@ pub(crate) async fn run(
     st.rtc.disconnect();
     ws.close().await;
     result
+}
+
+/// The next frame from the media TCP connection; never, without one.
+async fn next_frame(rx: &mut Option<mpsc::UnboundedReceiver<Vec<u8>>>) -> Option<Vec<u8>> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// RFC 4571 over `stream`: a reader task that sends each whole frame to the returned receiver
+/// (which ends when the connection does), and a writer task that prefixes and writes what is sent
+/// to the returned sender (until it is dropped).
+fn rfc4571(
+    stream: TcpStream,
+    label: String,
+) -> (
+    mpsc::UnboundedReceiver<Vec<u8>>,
+    mpsc::UnboundedSender<Vec<u8>>,
+) {
+    let (mut r, mut w) = stream.into_split();
+    let (in_tx, in_rx) = mpsc::unbounded_channel();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        loop {
+            let mut len = [0u8; 2];
+            if r.read_exact(&mut len).await.is_err() {
+                return;
+            }
+            let mut frame = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            if r.read_exact(&mut frame).await.is_err() || in_tx.send(frame).is_err() {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(frame) = out_rx.recv().await {
+            let Ok(len) = u16::try_from(frame.len()) else {
+                continue;
+            };
+            let mut buf = Vec::with_capacity(frame.len() + 2);
+            buf.extend_from_slice(&len.to_be_bytes());
+            buf.extend_from_slice(&frame);
+            if let Err(e) = w.write_all(&buf).await {
+                tracing::debug!("{label}: media TCP write: {e}");
+                return;
+            }
+        }
+    });
+    (in_rx, out_tx)
 }

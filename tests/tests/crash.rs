@@ -37,7 +37,11 @@ fn crash_child_server() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime
         .block_on(tuxa_server::run(
-            tuxa_server::Listeners { http, media },
+            tuxa_server::Listeners {
+                http,
+                media,
+                media_tcp: None,
+            },
             tuxa_server::Config::for_tests(PathBuf::from(dir)),
             std::future::pending(),
         ))

@@ -658,6 +658,7 @@ impl Sim {
             latency: Duration::from_millis(10),
             sfu: Sfu::new(SfuConfig {
                 candidates: vec![sfu_addr()],
+                tcp_candidates: Vec::new(),
             }),
             room: RoomId::from_random([7; 10]),
             clients: Vec::new(),

@@ -123,6 +123,8 @@ async function startServer() {
   const server = spawn(bin, [
     '--listen', `${HOST_IP}:${port}`, '--media-listen', `${HOST_IP}:${udp}`,
     '--announce', HOST_IP, '--data-dir', join(dir, 'data'),
+    // UDP only, as measured (and no fixed default TCP port to collide on).
+    '--media-tcp-listen', 'off',
   ], {
     env: {
       ...process.env, TUXA_ADMIN_KEY: key, TUXA_CERT_DIR: join(dir, 'certs'), TUXA_DEMO: '0',
