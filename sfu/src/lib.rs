@@ -241,19 +241,10 @@ impl Sfu {
             return;
         };
         match peer.accept_answer(sdp) {
-            Ok(Some(opened)) => {
-                for (publisher, mid) in opened {
-                    self.on_event(
-                        now,
-                        pid,
-                        PeerEvent::WantKeyframe {
-                            publisher,
-                            mid,
-                            rid: None,
-                        },
-                    );
-                }
-            }
+            // Each opened video starts on its layer's next keyframe (of
+            // that layer: a request without the rid would reach no stream
+            // of a simulcast publisher, and hold the next one back).
+            Ok(Some(opened)) => self.want_keyframes(now, pid, opened),
             Ok(None) => self.signal_error(
                 pid,
                 ErrorCode::NoPendingOffer,
@@ -289,17 +280,7 @@ impl Sfu {
             return;
         };
         let owed = peer.set_audio_only(on, &mut self.out);
-        for (publisher, mid, rid) in owed {
-            self.on_event(
-                now,
-                pid,
-                PeerEvent::WantKeyframe {
-                    publisher,
-                    mid,
-                    rid,
-                },
-            );
-        }
+        self.want_keyframes(now, pid, owed);
         self.mark(pid);
         self.drain(now);
     }
@@ -506,21 +487,27 @@ impl Sfu {
             .collect();
         let probe = alloc::probe_targets(audio_bps, &demands, &chosen);
         let owed = peer.apply_allocation(now, &choices, &lowest, probe, &mut self.out);
-        for (publisher, mid, layer) in owed {
+        self.want_keyframes(now, pid, owed);
+        for p in publishers {
+            self.update_layers(now, p);
+        }
+        self.mark(pid);
+    }
+
+    /// Asks publishers for the keyframes `pid` is owed: (publisher, its
+    /// track's mid, the layer).
+    fn want_keyframes(&mut self, now: Instant, pid: ParticipantId, owed: Vec<peer::Owed>) {
+        for (publisher, mid, rid) in owed {
             self.on_event(
                 now,
                 pid,
                 PeerEvent::WantKeyframe {
                     publisher,
                     mid,
-                    rid: layer,
+                    rid,
                 },
             );
         }
-        for p in publishers {
-            self.update_layers(now, p);
-        }
-        self.mark(pid);
     }
 
     /// Tells a publisher which layers of its tracks anyone in the room

@@ -33,6 +33,9 @@ use crate::{
 /// `None` for a track sent in one encoding.
 pub(crate) type Layer = Option<Rid>;
 
+/// A keyframe a subscriber is owed: (publisher, its track's mid, layer).
+pub(crate) type Owed = (ParticipantId, Mid, Layer);
+
 /// The send-side estimate a subscriber starts with: the lowest layer of
 /// three videos with their audio (a case conference starts with a picture
 /// of everyone on a good link), little enough that a 3G link is overrun
@@ -554,11 +557,7 @@ impl Peer {
     /// The participant chose audio only (or video again). Returns the video
     /// tracks whose publishers owe this subscriber a keyframe (video resumes
     /// at one).
-    pub fn set_audio_only(
-        &mut self,
-        on: bool,
-        out: &mut VecDeque<SfuOutput>,
-    ) -> Vec<(ParticipantId, Mid, Option<Rid>)> {
+    pub fn set_audio_only(&mut self, on: bool, out: &mut VecDeque<SfuOutput>) -> Vec<Owed> {
         self.audio_only_requested = on;
         let mut owed = Vec::new();
         for t in &mut self.tracks_out {
@@ -721,7 +720,7 @@ impl Peer {
         lowest: &[Option<(usize, Layer)>],
         probe: (u64, u64),
         out: &mut VecDeque<SfuOutput>,
-    ) -> Vec<(ParticipantId, Mid, Layer)> {
+    ) -> Vec<Owed> {
         let mut owed = Vec::new();
         let mut any_video = false;
         let mut all_off = true;
@@ -1009,11 +1008,9 @@ impl Peer {
     }
 
     /// Returns None when no offer was outstanding, else the video tracks
-    /// that opened (their publishers owe this subscriber a keyframe).
-    pub fn accept_answer(
-        &mut self,
-        sdp: &str,
-    ) -> Result<Option<Vec<(ParticipantId, Mid)>>, SfuError> {
+    /// that opened, with the layer each starts on (their publishers owe this
+    /// subscriber a keyframe of it).
+    pub fn accept_answer(&mut self, sdp: &str) -> Result<Option<Vec<Owed>>, SfuError> {
         let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
         let Some(pending) = self.pending.take() else {
             return Ok(None);
@@ -1031,8 +1028,11 @@ impl Peer {
         for t in &mut self.tracks_out {
             if let OutState::Negotiating(m) = t.state {
                 t.state = OutState::Open(m);
-                if t.source.kind == MediaKind::Video && connected {
-                    opened.push((t.source.owner, t.source.mid));
+                if t.source.kind == MediaKind::Video
+                    && connected
+                    && let Some(layer) = t.target
+                {
+                    opened.push((t.source.owner, t.source.mid, layer));
                 }
             }
         }

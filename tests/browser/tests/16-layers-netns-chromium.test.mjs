@@ -19,16 +19,13 @@
 //
 // Needs root and run.sh's private network namespace (TUXA_IN_NETNS=1).
 //
-// Measured on 2026-11-26 with main's layer choice (239b824): at 800 kbit/s it
-// passes (the narrow nurse goes q → h → q and stays on 180p, the clean one
-// reaches 720p, no stall). At 300 and at 500 kbit/s it fails: the server cuts
-// the narrow nurse to audio only (`weak_network`) 8–21 s in and keeps her
-// there, resuming for under a second at a time, although the lowest layer
-// (≈150 kbit/s) and the voice fit. After main's tuning (42cb436): at 300
-// kbit/s still cut to audio only from 10 s on, back for 1–8 s at a time
-// (longest stall 8.3 s; the same with a 400 ms queue,
-// TUXA_NARROW_QUEUE_MS=400: 10.3 s, one packet lost); at 500 kbit/s no cut,
-// q throughout, but 23 freezes (longest stall 3.6 s, ≈12 frames/s).
+// History (2026-11-26): with the SFU's first layer choice (239b824) the
+// server cut the narrow nurse to audio only at 300 and 500 kbit/s; after
+// the tuning in 19b121d (the last video held while the estimate settles,
+// other videos stopped at once, RED stripped on thin links, the web client's
+// 180p layer capped at 100 kbit/s) it passes at 300 kbit/s with the 150 ms
+// queue: the narrow nurse on 180p throughout, no audio-only, 2–3 short
+// freezes; the clean nurse on 720p.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
