@@ -85,6 +85,10 @@ const HOPELESS_FOR: Duration = Duration::from_secs(1);
 /// single losses.
 const RED_MIN_ESTIMATE_BPS: u64 = 500_000;
 
+fn thin_link(estimate: Option<u64>) -> bool {
+    estimate.is_some_and(|e| e < RED_MIN_ESTIMATE_BPS)
+}
+
 /// Per-packet overhead beyond the payload (RTP header with extensions,
 /// SRTP tag, UDP, IPv4), for bitrates that compare with the estimate.
 const PACKET_OVERHEAD: u64 = 50;
@@ -651,7 +655,7 @@ impl Peer {
 
     /// A link on which RED is stripped (see [`RED_MIN_ESTIMATE_BPS`]).
     pub fn thin_link(&self) -> bool {
-        self.estimate.is_some_and(|e| e < RED_MIN_ESTIMATE_BPS)
+        thin_link(self.estimate)
     }
 
     /// The tracks this subscriber receives: (index, publisher, publisher's
@@ -1158,7 +1162,8 @@ impl Peer {
                 (o, r)
             }
         };
-        let thin = self.estimate.is_some_and(|e| e < RED_MIN_ESTIMATE_BPS);
+        // (`self.thin_link()` cannot be called while `t` borrows a track.)
+        let thin = thin_link(self.estimate);
         let (pt, payload) = match (pkt.red, red_pt) {
             (true, Some(r)) if !thin => (r, pkt.payload.clone()),
             // A subscriber without RED (or on a thin link) gets the primary.
