@@ -153,10 +153,14 @@ pub(crate) fn probe_targets(
     let gross = |bps: u64| (bps as f64 / HEADROOM) as u64;
     let now = audio_bps + spent;
     // A step more than half again what is sent is not padded toward (on a
-    // thin link padding would only fill it); probing finds it instead.
+    // thin link padding would only fill it); probing finds it instead. With
+    // no step to grow into, nothing is padded: the estimator holds what the
+    // media alone carries (it may run up to 1.5× the acknowledged rate), and
+    // padding there costs a full send per packet on every subscriber for
+    // nothing (S3 measured 14 % more datagrams than media).
     let min = match step {
         Some(s) if s <= now / 2 + 1 => gross(now + s),
-        _ => gross(now),
+        _ => now,
     };
     let desired = match step {
         Some(s) => gross(now + s).min(gross(audio_bps + top)),
@@ -255,21 +259,21 @@ mod tests {
         let d = [cam(Some(0))];
         let (min, desired) = probe_targets(48_000, &d, &[Some(0)]);
         // Next step (350k) is more than half of what is sent (198k): no
-        // padding; the desired rate is that step.
-        assert_eq!(min, (198_000f64 / HEADROOM) as u64);
+        // padding (the minimum is what is sent); the desired rate is that step.
+        assert_eq!(min, 198_000);
         assert_eq!(desired, (548_000f64 / HEADROOM) as u64);
         let (_, desired) = probe_targets(48_000, &d, &[Some(2)]);
         assert_eq!(desired, (1_548_000f64 / HEADROOM) as u64);
         let (min, _) = probe_targets(48_000, &d, &[Some(1)]);
         // From 548k, the step to 1.5M is too far to pad toward.
-        assert_eq!(min, (548_000f64 / HEADROOM) as u64);
+        assert_eq!(min, 548_000);
         let two = [cam(Some(1)), cam(Some(1))];
         let (min, _) = probe_targets(48_000, &two, &[Some(1), Some(1)]);
-        assert_eq!(min, (1_048_000f64 / HEADROOM) as u64);
+        assert_eq!(min, 1_048_000);
         // Audio only: the lowest layer is far above the audio; probing (not
         // padding) looks for room to resume.
         let (min, _) = probe_targets(48_000, &d, &[None]);
-        assert_eq!(min, (48_000f64 / HEADROOM) as u64);
+        assert_eq!(min, 48_000);
     }
 
     #[test]

@@ -167,9 +167,6 @@ struct TrackIn {
     kind: MediaKind,
     id: TrackId,
     source: TrackSource,
-    last_keyframe_request: Option<Instant>,
-    /// A request that arrived inside the throttle window, sent when it ends.
-    keyframe_pending: Option<Option<Rid>>,
     /// Its encodings, lowest first (one, `None`, without simulcast).
     layers: Vec<LayerIn>,
 }
@@ -191,6 +188,14 @@ struct LayerIn {
     unwanted_since: Option<Instant>,
     /// Its last packet was RED (audio with a redundant copy).
     red: bool,
+    /// When a keyframe of this layer was last asked for: the throttle is
+    /// per layer, since each layer's keyframe is its own cost and a
+    /// request for one layer says nothing about another.
+    key_asked: Option<Instant>,
+    /// Asked for again inside the throttle window: sent when the window
+    /// ends, unless a keyframe of this layer arrives first (it serves every
+    /// subscriber that was waiting when it came).
+    key_pending: bool,
 }
 
 impl LayerIn {
@@ -205,6 +210,8 @@ impl LayerIn {
             told_at: now,
             unwanted_since: None,
             red: false,
+            key_asked: None,
+            key_pending: false,
         }
     }
 
@@ -1046,9 +1053,9 @@ impl Peer {
     }
 
     /// Sends a keyframe request to this peer (as publisher) unless one went
-    /// out for that track less than [`KEYFRAME_REQUEST_INTERVAL`] ago; then
-    /// it is remembered and sent when the interval ends. Returns whether it
-    /// was sent now.
+    /// out for that layer less than [`KEYFRAME_REQUEST_INTERVAL`] ago; then
+    /// it is remembered and sent when the interval ends, unless a keyframe
+    /// of the layer comes first. Returns whether it was sent now.
     pub fn request_keyframe(&mut self, now: Instant, mid: Mid, rid: Option<Rid>) -> bool {
         let Some(t) = self.tracks_in.iter_mut().find(|t| t.mid == mid) else {
             return false;
@@ -1056,16 +1063,21 @@ impl Peer {
         if t.kind != MediaKind::Video {
             return false;
         }
-        if let Some(last) = t.last_keyframe_request
+        // A layer not (yet) listed shares the lowest layer's throttle.
+        let i = t.layers.iter().position(|l| l.layer == rid).unwrap_or(0);
+        let Some(l) = t.layers.get_mut(i) else {
+            return false;
+        };
+        if let Some(last) = l.key_asked
             && now < last + KEYFRAME_REQUEST_INTERVAL
         {
-            t.keyframe_pending = Some(rid);
+            l.key_pending = true;
             let due = last + KEYFRAME_REQUEST_INTERVAL;
             self.next_timeout = self.next_timeout.min(due);
             return false;
         }
-        t.last_keyframe_request = Some(now);
-        t.keyframe_pending = None;
+        l.key_asked = Some(now);
+        l.key_pending = false;
         match self.rtc.direct_api().stream_rx_by_mid(mid, rid) {
             Some(rx) => rx.request_keyframe(KeyframeRequestKind::Pli),
             None => tracing::debug!(participant = %self.id, "keyframe request: no stream yet"),
@@ -1078,11 +1090,13 @@ impl Peer {
         let due: Vec<(Mid, Option<Rid>)> = self
             .tracks_in
             .iter()
-            .filter_map(|t| {
-                let rid = t.keyframe_pending?;
-                let last = t.last_keyframe_request?;
-                (now >= last + KEYFRAME_REQUEST_INTERVAL).then_some((t.mid, rid))
+            .flat_map(|t| t.layers.iter().map(move |l| (t.mid, l)))
+            .filter(|(_, l)| {
+                l.key_pending
+                    && l.key_asked
+                        .is_some_and(|last| now >= last + KEYFRAME_REQUEST_INTERVAL)
             })
+            .map(|(mid, l)| (mid, l.layer))
             .collect();
         if due.is_empty() {
             return None;
@@ -1231,10 +1245,8 @@ impl Peer {
                         self.next_timeout = self.next_timeout.min(since + ICE_GRACE);
                     }
                     // A throttled keyframe request wakes us at its own time.
-                    for tin in &self.tracks_in {
-                        if let (Some(_), Some(last)) =
-                            (tin.keyframe_pending, tin.last_keyframe_request)
-                        {
+                    for l in self.tracks_in.iter().flat_map(|t| &t.layers) {
+                        if let (true, Some(last)) = (l.key_pending, l.key_asked) {
                             self.next_timeout =
                                 self.next_timeout.min(last + KEYFRAME_REQUEST_INTERVAL);
                         }
@@ -1330,8 +1342,6 @@ impl Peer {
                     kind: m.kind,
                     id: id.clone(),
                     source,
-                    last_keyframe_request: None,
-                    keyframe_pending: None,
                     layers,
                 });
                 events.push(PeerEvent::Published(Published {
@@ -1412,6 +1422,11 @@ impl Peer {
             Codec::H264 => (h264_keyframe_start(&p.payload), None),
             _ => (false, None),
         };
+        if keyframe_start && let Some(l) = track.layers.iter_mut().find(|l| l.layer == rid) {
+            // Every subscriber waiting for this layer starts here: a
+            // request held back by the throttle is answered.
+            l.key_pending = false;
+        }
         let ext = ExtensionValues {
             audio_level: p.header.ext_vals.audio_level,
             voice_activity: p.header.ext_vals.voice_activity,

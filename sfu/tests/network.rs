@@ -1281,3 +1281,73 @@ fn a_layer_the_publisher_stops_moves_its_subscribers() {
     );
     m.done();
 }
+
+/// Keyframe requests are throttled per layer: a subscriber on q and one on
+/// f asking at the same moment each get a keyframe of their own layer at
+/// once. (With one throttle per track, the second request waited out the
+/// first one's window, and the subscriber its half second of frozen video.)
+#[test]
+fn keyframe_requests_are_throttled_per_layer() {
+    let mut c = call(2);
+    let (weak, fine) = (c.subs[0], c.subs[1]);
+    let subs = c.subs.clone();
+    assert!(reach_top(&mut c, &subs, 20 * SEC).is_some(), "both on f");
+    c.sim
+        .set_link(weak, Dir::Down, LinkConfig::rural_3g().with_loss(0.0));
+    let t1 = c.sim.now;
+    let pubp = c.pub_pid();
+    assert!(
+        c.sim
+            .run_until(15 * SEC, |s| {
+                let v = s.clients[weak].frames_from(pubp, MediaKind::Video);
+                v.len() >= 30
+                    && v[v.len() - 30..]
+                        .iter()
+                        .all(|f| f.at > t1 && f.layer() == Some(Q))
+            })
+            .is_some(),
+        "the weak subscriber settles on q"
+    );
+    // Past any window that the switches opened.
+    c.sim.run(tuxa_sfu::KEYFRAME_REQUEST_INTERVAL + ms(100));
+    let t = c.sim.now;
+    for s in [weak, fine] {
+        let rx_mid = c.sim.clients[s]
+            .rx_mid(c.pub_pid(), MediaKind::Video)
+            .unwrap();
+        c.sim.clients[s]
+            .rtc
+            .writer(rx_mid)
+            .unwrap()
+            .request_keyframe(None, str0m::media::KeyframeRequestKind::Pli)
+            .unwrap();
+    }
+    c.sim.run(ms(100));
+    let sp = c.sim.clients[c.publisher].simulcast.clone().unwrap();
+    let soon = |rid: &str| {
+        sp.layer(rid)
+            .key_requests
+            .iter()
+            .any(|r| *r >= t && *r <= t + 2 * c.sim.latency + ms(20))
+    };
+    assert!(
+        soon("q"),
+        "the q subscriber's request reached the publisher at once"
+    );
+    assert!(
+        soon("f"),
+        "the f subscriber's request reached the publisher at once"
+    );
+    assert!(
+        !sp.layer("h").key_requests.iter().any(|r| *r >= t),
+        "nobody asked for h"
+    );
+    // The weak link's delay and queue hold the keyframe a while longer.
+    c.sim.run(ms(900));
+    for s in [weak, fine] {
+        assert!(
+            c.video(s).iter().any(|f| f.at > t && f.keyframe),
+            "subscriber {s} got its keyframe"
+        );
+    }
+}

@@ -807,3 +807,48 @@ fn a_forwarded_video_packet_lost_on_the_way_is_resent() {
 fn is_vp8_on(d: &[u8], pt: u8) -> bool {
     d.len() > 12 && d[0] >> 6 == 2 && d[1] & 0x7f == pt
 }
+
+/// Requests made while a keyframe is on its way are answered by it: the
+/// publisher is asked once, and no second keyframe follows the window.
+#[test]
+fn keyframe_requests_before_the_keyframe_arrives_are_answered_by_it() {
+    let mut sim = Sim::new();
+    let a = sim.join("alice", 1, Codecs::Default);
+    let b = sim.join("bob", 2, Codecs::Default);
+    sim.run_until(3 * SEC, everyone_hears_everyone)
+        .expect("call up");
+    sim.run(SEC);
+    let alice = sim.clients[a].pid;
+    let rx_mid = sim.clients[b]
+        .rx_mid(alice, MediaKind::Video)
+        .expect("bob receives alice's video");
+    let k0 = sim.clients[a].keyframe_requests.len();
+    let s0 = sim.sfu.stats();
+    let t0 = sim.now;
+    // Two PLIs 2 ms apart: the second reaches the SFU long before alice's
+    // keyframe can (one-way latency is 10 ms each way).
+    for _ in 0..2 {
+        sim.clients[b]
+            .rtc
+            .writer(rx_mid)
+            .unwrap()
+            .request_keyframe(None, KeyframeRequestKind::Pli)
+            .unwrap();
+        sim.run(ms(2));
+    }
+    sim.run(tuxa_sfu::KEYFRAME_REQUEST_INTERVAL + ms(400));
+    let got: Vec<_> = sim.clients[a].keyframe_requests[k0..].to_vec();
+    assert_eq!(got.len(), 1, "alice asked once: {got:?}");
+    let s = sim.sfu.stats();
+    assert_eq!(s.keyframe_requests_sent - s0.keyframe_requests_sent, 1);
+    assert_eq!(
+        s.keyframe_requests_throttled - s0.keyframe_requests_throttled,
+        1
+    );
+    let kf = sim.clients[b]
+        .frames_from(alice, MediaKind::Video)
+        .iter()
+        .filter(|f| f.at > t0 && is_vp8_keyframe(&f.data))
+        .count();
+    assert_eq!(kf, 1, "one keyframe answered both");
+}
