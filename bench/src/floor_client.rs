@@ -75,7 +75,7 @@ pub async fn run(
                 let marker = hdr[1] & 0x80 != 0;
                 let kind = if hdr[1] & 0x7f == 96 { Kind::Video } else { Kind::Audio };
                 let mut c = col.lock().unwrap();
-                c.on_rtp(1);
+                c.on_rtp(true);
                 // Each packet carries the frame's mark at its start (4-byte chunk header
                 // first); the frame counts as received at its last packet.
                 if marker && plain.len() >= 4 {

@@ -17,6 +17,19 @@ pub const VP8_HDR: usize = 10;
 /// Delta frames of ≈4,000 bytes (4 RTP packets) at 30 fps ≈ 1 Mbit/s, keyframes of 25,000.
 pub const DELTA_BYTES: usize = 4000;
 pub const KEY_BYTES: usize = 25_000;
+
+/// The keyframe size: [`KEY_BYTES`], or `BENCH_KEY_BYTES` for a diagnostic run (how much of
+/// the time to first frame is the keyframe's size: a 180p keyframe is about 6,000 bytes).
+pub fn key_bytes() -> usize {
+    static K: OnceLock<usize> = OnceLock::new();
+    *K.get_or_init(|| {
+        std::env::var("BENCH_KEY_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n| *n >= 2 * MARK_LEN + VP8_HDR)
+            .unwrap_or(KEY_BYTES)
+    })
+}
 pub const OPUS_BYTES: usize = 120;
 pub const VIDEO_INTERVAL: Duration = Duration::from_micros(33_333);
 pub const AUDIO_INTERVAL: Duration = Duration::from_millis(20);
@@ -40,7 +53,7 @@ pub enum Kind {
 pub fn frame(kind: Kind, publisher: u32, seq: u32, key: bool) -> Vec<u8> {
     let (len, off) = match kind {
         Kind::Audio => (OPUS_BYTES, 0),
-        Kind::Video if key => (KEY_BYTES, VP8_HDR),
+        Kind::Video if key => (key_bytes(), VP8_HDR),
         // ±25 % so packet counts vary from frame to frame, as real ones do.
         Kind::Video => (
             DELTA_BYTES * 3 / 4 + (seq as usize * 7919) % (DELTA_BYTES / 2),
@@ -101,8 +114,13 @@ pub struct Collector {
     pub fanout: HashMap<(u32, u32), (u64, u64, u32)>,
     /// RTP packets that arrived at subscribers in the window (what the SFU forwarded).
     pub rtp_in: u64,
+    /// RTP packets on RTX payload types (retransmissions, probes, padding) in the window.
+    pub rtx_in: u64,
     /// Time from a client's start to its first video frame, ms.
     pub ttff_ms: Vec<f64>,
+    /// Time from a client's start to its DTLS being up (signaling, ICE, DTLS), ms: the part
+    /// of the time to first frame that comes before any media can flow.
+    pub ttc_ms: Vec<f64>,
     pub keyframes_sent: u64,
     pub errors: Vec<String>,
     pub frames_total: u64,
@@ -148,9 +166,15 @@ impl Collector {
         }
     }
 
-    pub fn on_rtp(&mut self, n: u64) {
+    /// An RTP datagram at a subscriber: forwarded media, or (`media` false) a
+    /// retransmission, probe or padding packet on an RTX payload type.
+    pub fn on_rtp(&mut self, media: bool) {
         if self.in_window(now_ns()) {
-            self.rtp_in += n;
+            if media {
+                self.rtp_in += 1;
+            } else {
+                self.rtx_in += 1;
+            }
         }
     }
 
@@ -163,6 +187,7 @@ impl Collector {
         self.sock_latency_us.clear();
         self.fanout.clear();
         self.rtp_in = 0;
+        self.rtx_in = 0;
     }
 
     pub fn error(&mut self, e: String) {

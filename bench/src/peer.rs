@@ -72,6 +72,8 @@ struct P {
     start: Instant,
     /// Kernel arrival stamp of the datagram handled last (ns since the media epoch).
     last_arrival: u64,
+    /// The negotiated RTX payload types (resends, probes and padding).
+    rtx_pts: Vec<u8>,
 }
 
 impl P {
@@ -94,7 +96,18 @@ impl P {
             }
             Event::Connected => {
                 self.connected = true;
-                self.col.lock().unwrap().connected += 1;
+                self.rtx_pts = self
+                    .rtc
+                    .codec_config()
+                    .params()
+                    .iter()
+                    .filter_map(|p| p.resend())
+                    .map(|pt| *pt)
+                    .collect();
+                let mut c = self.col.lock().unwrap();
+                c.connected += 1;
+                c.ttc_ms
+                    .push((now_ns() - self.opts.started_ns) as f64 / 1e6);
             }
             Event::MediaData(d) => {
                 let Some(m) = self.rtc.media(d.mid) else {
@@ -223,6 +236,7 @@ pub async fn run(
         frames_in: 0,
         start: Instant::now(),
         last_arrival: 0,
+        rtx_pts: Vec::new(),
     };
     if p.opts.offer
         && let Some(sdp) = p.make_offer()
@@ -258,7 +272,10 @@ pub async fn run(
                     let (n, source, arrived) = r?;
                     p.last_arrival = arrived;
                     if media::is_rtp(&buf[..n]) {
-                        p.col.lock().unwrap().on_rtp(1);
+                        // Retransmissions, probes and padding (all on the RTX payload
+                        // types) are the SFU's work too, but not forwarded media.
+                        let resend = p.rtx_pts.contains(&(buf[1] & 0x7f));
+                        p.col.lock().unwrap().on_rtp(!resend);
                     }
                     let Ok(contents) = buf[..n].try_into() else {
                         continue;

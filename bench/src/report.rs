@@ -84,11 +84,11 @@ pub fn markdown(jsonl: &str) -> anyhow::Result<String> {
     writeln!(s, "### Steady scenarios (S1 1:1, S2 6-party, S3 1 → N)\n")?;
     writeln!(
         s,
-        "| scenario | system | runs | participants | forwarded pkt/s | SFU CPU % | pkt per SFU CPU-s | × floor | µs CPU / pkt | added latency (socket arrival) p50 / p99 / max ms | frame complete at receiver p50 / p99 / max ms | fan-out skew p99 ms | loss % | first frame p50 / p95 ms | SFU RSS / participant KiB | generator CPU % |"
+        "| scenario | system | runs | participants | forwarded pkt/s | resent / probe / padding pkt/s | SFU CPU % | pkt per SFU CPU-s | × floor | µs CPU / pkt | added latency (socket arrival) p50 / p99 / max ms | frame complete at receiver p50 / p99 / max ms | fan-out skew p99 ms | loss % | first frame p50 / p95 ms | connected (ICE + DTLS) p50 / p95 ms | SFU RSS / participant KiB | generator CPU % |"
     )?;
     writeln!(
         s,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )?;
     for ((sc, t), rs) in &by {
         if sc == "s6" || sc == "s4" {
@@ -100,12 +100,13 @@ pub fn markdown(jsonl: &str) -> anyhow::Result<String> {
             .collect();
         writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} | {} | {} | {} / {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} | {} | {} | {} / {} | {} / {} | {} | {} |",
             sc.to_uppercase(),
             t,
             rs.len(),
             rs[0]["participants"],
             cell(&mut col(rs, "fwd_pps")),
+            cell(&mut col(rs, "rtx_pps")),
             cell(&mut col(rs, "sfu_cpu_pct")),
             cell(&mut col(rs, "pkts_per_cpu_s")),
             cell(&mut frac),
@@ -120,6 +121,8 @@ pub fn markdown(jsonl: &str) -> anyhow::Result<String> {
             cell(&mut col(rs, "loss_pct")),
             cell(&mut col(rs, "ttff_p50_ms")),
             cell(&mut col(rs, "ttff_p95_ms")),
+            cell(&mut col(rs, "ttc_p50_ms")),
+            cell(&mut col(rs, "ttc_p95_ms")),
             cell(&mut col(rs, "mem_per_participant_kib")),
             cell(&mut col(rs, "gen_cpu_pct")),
         )?;

@@ -65,6 +65,9 @@ pub struct Report {
     pub window_s: f64,
     /// RTP packets that reached subscribers, per second.
     pub fwd_pps: f64,
+    /// Retransmissions, probes and padding that reached subscribers (RTX payload types), per
+    /// second: not counted as forwarded, but the SFU spends CPU on them.
+    pub rtx_pps: f64,
     pub sfu_cpu_s: f64,
     pub sfu_cpu_pct: f64,
     /// Forwarded packets per second of SFU CPU time (per core).
@@ -83,6 +86,9 @@ pub struct Report {
     pub loss_pct: f64,
     pub ttff_p50_ms: f64,
     pub ttff_p95_ms: f64,
+    /// Start → DTLS up, p50 / p95 (ms): the set-up share of the time to first frame.
+    pub ttc_p50_ms: f64,
+    pub ttc_p95_ms: f64,
     pub rss_base_kib: u64,
     pub rss_kib: u64,
     pub mem_per_participant_kib: f64,
@@ -385,6 +391,7 @@ pub async fn steady(target: &Target, p: &Params) -> anyhow::Result<Report> {
     };
     rep.mem_per_participant_kib = (rss.saturating_sub(rss_base)) as f64 / participants as f64;
     rep.fwd_pps = c.rtp_in as f64 / window_s;
+    rep.rtx_pps = c.rtx_in as f64 / window_s;
     rep.sfu_cpu_s = cpu1 - cpu0;
     rep.sfu_cpu_pct = 100.0 * rep.sfu_cpu_s / window_s;
     rep.gen_cpu_pct = 100.0 * (gen1 - gen0) / window_s;
@@ -429,6 +436,9 @@ pub async fn steady(target: &Target, p: &Params) -> anyhow::Result<Report> {
     let mut ttff = c.ttff_ms.clone();
     rep.ttff_p50_ms = percentile(&mut ttff, 0.5);
     rep.ttff_p95_ms = percentile(&mut ttff, 0.95);
+    let mut ttc = c.ttc_ms.clone();
+    rep.ttc_p50_ms = percentile(&mut ttc, 0.5);
+    rep.ttc_p95_ms = percentile(&mut ttc, 0.95);
     rep.fds_after = p.pid.and_then(|x| procstat::fd_count(x).ok()).unwrap_or(0);
     Ok(rep)
 }
@@ -514,6 +524,9 @@ pub async fn churn(target: &Target, p: &Params) -> anyhow::Result<Report> {
     let mut ttff = c.ttff_ms.clone();
     rep.ttff_p50_ms = percentile(&mut ttff, 0.5);
     rep.ttff_p95_ms = percentile(&mut ttff, 0.95);
+    let mut ttc = c.ttc_ms.clone();
+    rep.ttc_p50_ms = percentile(&mut ttc, 0.5);
+    rep.ttc_p95_ms = percentile(&mut ttc, 0.95);
     rep.mem_per_participant_kib =
         (rep.rss_kib as f64 - rep.rss_base_kib as f64) / p.cycles.max(1) as f64;
     Ok(rep)
