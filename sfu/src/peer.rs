@@ -721,7 +721,7 @@ impl Peer {
 
     /// Applies the allocator's choice: `choices` are (index in the
     /// subscriptions, layer or None). Returns the keyframes owed (a new
-    /// target starts at one). `probe` is (minimum, desired) for str0m's
+    /// target starts at one) and whether any track's target changed. `probe` is (minimum, desired) for str0m's
     /// estimator: padding up to the next layer's rate, probing toward what
     /// would carry every track at its best.
     pub fn apply_allocation(
@@ -731,8 +731,9 @@ impl Peer {
         lowest: &[Option<(usize, Layer)>],
         probe: (u64, u64),
         out: &mut VecDeque<SfuOutput>,
-    ) -> Vec<Owed> {
+    ) -> (Vec<Owed>, bool) {
         let mut owed = Vec::new();
+        let mut changed_any = false;
         let mut any_video = false;
         let mut all_off = true;
         // Only the last video is held back (audio only is what the deferral
@@ -793,6 +794,7 @@ impl Peer {
             tracing::debug!(participant = %self.id, publisher = %t.source.owner,
                 from = ?t.target, to = ?choice, "layer change");
             let down = matches!((t.target_rank, rank), (Some(old), Some(new)) if new < old);
+            changed_any = true;
             t.target = choice;
             t.target_rank = rank;
             match choice {
@@ -864,7 +866,7 @@ impl Peer {
                 .bwe()
                 .set_bitrate(Bitrate::bps(min), Bitrate::bps(min));
         }
-        owed
+        (owed, changed_any)
     }
 
     /// Tells this publisher which layers of each simulcast track anyone
