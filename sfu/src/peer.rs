@@ -721,9 +721,10 @@ impl Peer {
 
     /// Applies the allocator's choice: `choices` are (index in the
     /// subscriptions, layer or None). Returns the keyframes owed (a new
-    /// target starts at one) and whether any track's target changed. `probe` is (minimum, desired) for str0m's
-    /// estimator: padding up to the next layer's rate, probing toward what
-    /// would carry every track at its best.
+    /// target starts at one) and whether any track's target changed.
+    /// `probe` is (minimum, desired) for str0m's estimator: padding up to
+    /// the next layer's rate, probing toward what would carry every track
+    /// at its best.
     pub fn apply_allocation(
         &mut self,
         now: Instant,
