@@ -461,12 +461,7 @@ fn simulcast_publisher_sends_three_layers_and_subscribers_negotiate_twcc() {
         .rx_mid(c.pub_pid(), MediaKind::Video)
         .unwrap();
     let t_pli = c.sim.now;
-    c.sim.clients[s]
-        .rtc
-        .writer(rx_mid)
-        .unwrap()
-        .request_keyframe(None, str0m::media::KeyframeRequestKind::Pli)
-        .unwrap();
+    c.sim.clients[s].send_pli(rx_mid);
     // Within the SFU's keyframe-request window (its own request when the
     // subscriber reached f may have just gone out).
     c.sim.run(tuxa_sfu::KEYFRAME_REQUEST_INTERVAL + ms(300));
@@ -1315,12 +1310,7 @@ fn keyframe_requests_are_throttled_per_layer() {
         let rx_mid = c.sim.clients[s]
             .rx_mid(c.pub_pid(), MediaKind::Video)
             .unwrap();
-        c.sim.clients[s]
-            .rtc
-            .writer(rx_mid)
-            .unwrap()
-            .request_keyframe(None, str0m::media::KeyframeRequestKind::Pli)
-            .unwrap();
+        c.sim.clients[s].send_pli(rx_mid);
     }
     c.sim.run(ms(100));
     let sp = c.sim.clients[c.publisher].simulcast.clone().unwrap();

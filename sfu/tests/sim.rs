@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Codecs, Sim, client_addr, is_vp8_keyframe, sfu_addr};
-use str0m::media::{KeyframeRequestKind, MediaKind, Pt};
+use str0m::media::{MediaKind, Pt};
 use tuxa_protocol::{ErrorCode, ParticipantId, ServerMsg, TrackId};
 use tuxa_sfu::SfuOutput;
 
@@ -235,12 +235,7 @@ fn keyframe_requests_reach_the_publisher_and_are_throttled() {
     let t0 = sim.now;
 
     // One PLI from bob, then nothing: alice is asked at once.
-    sim.clients[b]
-        .rtc
-        .writer(rx_mid)
-        .unwrap()
-        .request_keyframe(None, KeyframeRequestKind::Pli)
-        .unwrap();
+    sim.clients[b].send_pli(rx_mid);
     sim.run(ms(100));
     let got: Vec<_> = sim.clients[a].keyframe_requests[k0..].to_vec();
     assert_eq!(got.len(), 1, "{got:?}");
@@ -268,12 +263,7 @@ fn keyframe_requests_reach_the_publisher_and_are_throttled() {
     let s1 = sim.sfu.stats();
     let t1 = sim.now;
     for _ in 0..10 {
-        sim.clients[b]
-            .rtc
-            .writer(rx_mid)
-            .unwrap()
-            .request_keyframe(None, KeyframeRequestKind::Pli)
-            .unwrap();
+        sim.clients[b].send_pli(rx_mid);
         sim.run(ms(10));
     }
     // Up to the end of the 500 ms window: one request at alice.
@@ -662,12 +652,7 @@ fn keyframe_request_counters_match_what_publishers_see() {
     // Bob's decoder asks too (say the first frame was damaged).
     let alice = sim.clients[a].pid;
     let rx_mid = sim.clients[b].rx_mid(alice, MediaKind::Video).unwrap();
-    sim.clients[b]
-        .rtc
-        .writer(rx_mid)
-        .unwrap()
-        .request_keyframe(None, KeyframeRequestKind::Pli)
-        .unwrap();
+    sim.clients[b].send_pli(rx_mid);
     sim.run(SEC);
     let reqs = &sim.clients[a].keyframe_requests;
     assert_eq!(reqs.len(), 2, "{reqs:?}");
@@ -828,12 +813,7 @@ fn keyframe_requests_before_the_keyframe_arrives_are_answered_by_it() {
     // Two PLIs 2 ms apart: the second reaches the SFU long before alice's
     // keyframe can (one-way latency is 10 ms each way).
     for _ in 0..2 {
-        sim.clients[b]
-            .rtc
-            .writer(rx_mid)
-            .unwrap()
-            .request_keyframe(None, KeyframeRequestKind::Pli)
-            .unwrap();
+        sim.clients[b].send_pli(rx_mid);
         sim.run(ms(2));
     }
     sim.run(tuxa_sfu::KEYFRAME_REQUEST_INTERVAL + ms(400));

@@ -354,6 +354,15 @@ impl Client {
             .map(|r| r.mid)
     }
 
+    /// Sends a PLI on a receiving m-line, as a browser that cannot decode does.
+    pub fn send_pli(&mut self, rx_mid: Mid) {
+        self.rtc
+            .writer(rx_mid)
+            .expect("a writer for the receiving m-line")
+            .request_keyframe(None, str0m::media::KeyframeRequestKind::Pli)
+            .expect("PLI accepted");
+    }
+
     pub fn frames_from(&self, publisher: ParticipantId, kind: MediaKind) -> Vec<&Rx> {
         self.received
             .iter()
