@@ -256,6 +256,21 @@ const MIGRATIONS: &[&str] = &[
          outcome TEXT CHECK (outcome IN ('resumed', 'left'))
      ) STRICT;
      CREATE INDEX link_gaps_by_consultation ON link_gaps(consultation_id);",
+    // Refusals that strangers can cause (wrong keys, forged links, failed
+    // sign-ins) are aggregated per window instead of chained one by one
+    // (audit.rs, `append`): the counts of a window still open live here.
+    "CREATE TABLE audit_strangers (
+         key TEXT PRIMARY KEY,
+         action TEXT NOT NULL,
+         consultation_id TEXT NOT NULL,
+         actor TEXT NOT NULL,
+         detail TEXT NOT NULL,
+         first_at INTEGER NOT NULL,
+         written INTEGER NOT NULL,
+         repeated INTEGER NOT NULL,
+         repeated_from INTEGER,
+         repeated_to INTEGER
+     ) STRICT;",
 ];
 
 impl Store {
