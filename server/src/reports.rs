@@ -161,10 +161,19 @@ pub fn activity(
 /// CSV (RFC 4180, UTF-8 with a BOM so that Excel shows Vietnamese right).
 pub fn to_csv(rows: &[Row]) -> String {
     fn field(s: &str) -> String {
+        // A cell that starts like a formula is run as one by Excel and
+        // LibreOffice (CSV injection): a facility named "=HYPERLINK(…)" must
+        // stay text. OWASP's remedy: a leading apostrophe, which the
+        // spreadsheet shows as text and hides.
+        let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            std::borrow::Cow::Owned(format!("'{s}"))
+        } else {
+            std::borrow::Cow::Borrowed(s)
+        };
         if s.contains([',', '"', '\n', '\r']) {
             format!("\"{}\"", s.replace('"', "\"\""))
         } else {
-            s.to_owned()
+            s.into_owned()
         }
     }
     fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
@@ -358,5 +367,49 @@ mod tests {
         );
         // Aggregates only: no consultation title (here a patient's name), no ticket.
         assert!(!csv.contains("Nguyễn Văn A") && !csv.contains("t1"));
+    }
+    /// A facility name that a spreadsheet would run as a formula comes out
+    /// as text: each of the four trigger characters (and a leading tab),
+    /// with and without the quoting a comma needs.
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        let row = |facility: &str| Row {
+            facility: facility.into(),
+            kind: "queue".into(),
+            count: 1,
+            served: None,
+            abandoned: None,
+            drop_rate: None,
+            wait_avg_secs: None,
+            wait_max_secs: None,
+            duration_avg_secs: None,
+        };
+        let names = [
+            "=HYPERLINK(\"http://x\",\"y\")",
+            "+1+1",
+            "-2+3",
+            "@SUM(A1)",
+            "\t=1",
+            "=1,2",
+        ];
+        let csv = to_csv(&names.map(row));
+        let cells: Vec<&str> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(",queue,").next().unwrap())
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                r#""'=HYPERLINK(""http://x"",""y"")""#,
+                "'+1+1",
+                "'-2+3",
+                "'@SUM(A1)",
+                "'\t=1",
+                "\"'=1,2\"",
+            ]
+        );
+        // An ordinary name is left as it is.
+        assert!(to_csv(&[row("TTYT Tân Lập")]).contains("\r\nTTYT Tân Lập,queue,"));
     }
 }
