@@ -216,20 +216,19 @@ proptest! {
     }
 
     /// Changing any character of the token as text (what travels in the
-    /// link) for another base64url character is refused. Fails: base64url's
-    /// last character carries 2 or 4 bits that encode nothing when the
-    /// sealed length is not a multiple of 3, and `b64::decode` ignores them,
-    /// so e.g. `…4` → `…5` opens to the same claims. The hub keys a removed
+    /// link) for another base64url character is refused. It failed while
+    /// `b64::decode` ignored the 2 or 4 bits of base64url's last character
+    /// that encode nothing when the sealed length is not a multiple of 3:
+    /// e.g. `…4` → `…5` opens to the same claims. The hub keys a removed
     /// patient's bar (`Bar::Link`) and the reconnect match on SHA-256 of the
     /// token *text*, so such a twin link is neither barred nor taken for the
     /// same link: a removed patient or guest comes back (a pre-admitted one
-    /// straight into the room; see `prop_hub.rs`). The fix belongs in
-    /// `signaling/src/b64.rs` (refuse non-zero spare bits) or in the digest
-    /// (hash the decoded bytes). A random bit flip of the text finds it only
+    /// straight into the room; see `prop_hub.rs`). Fixed in
+    /// `signaling/src/b64.rs`: non-zero spare bits are refused. A random bit
+    /// flip of the text finds it only
     /// now and then (few of a token's bits are spare), so this property
     /// changes the last character half of the time.
     #[test]
-    #[ignore = "finding: non-canonical base64url twins of a token open (signaling/src/b64.rs, not this test's to fix)"]
     fn changing_any_character_of_the_token_text_is_refused(
         c in live_claims(),
         nonce in any::<[u8; 12]>(),
@@ -251,9 +250,8 @@ proptest! {
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// The finding above, on one concrete token: the twin differs from the
-/// minted token only in its last character's unused bits, and still opens.
+/// minted token only in its last character's unused bits (it used to open).
 #[test]
-#[ignore = "finding: non-canonical base64url twins of a token open (signaling/src/b64.rs, not this test's to fix)"]
 fn a_twin_of_a_token_with_other_padding_bits_is_refused() {
     let key = TokenKey::new(&KEY);
     let c = Claims {
