@@ -11,7 +11,19 @@
 //
 // Consent: a patient ticks, per purpose, what they agree to on the preview
 // (nothing is ticked in advance); Join needs the remote-examination answer.
-// The answers go in a `consent` message just before `join`.
+// The answers go in a `consent` message just before `join`. One consent: a
+// patient who answered on the queue page (which hands the answers over in
+// this tab's sessionStorage, never in the URL) or earlier in this tab for
+// this room is not asked again; the answers are sent as given.
+//
+// Camera off stops the camera (its light goes off) and sends no video (the
+// sender has no track); camera on opens it again and puts the new track on
+// the same sender, simulcast encodings and all.
+//
+// Phones (under 600 px wide): the control bar holds the microphone, the
+// camera, "Thêm" (a menu with the rest) and "Rời phòng"; wider screens show
+// every control in the bar. Screen share and the second camera are for staff
+// (doctors and nurses) on browsers that can do them.
 //
 // Lobby: patients and guests get `waiting` instead of `joined` and stay on
 // the waiting screen (camera preview, keepalive pings, Leave) until a doctor
@@ -77,6 +89,7 @@ const tuxa = {
   log: [],
   negotiations: 0, // completed offer/answer exchanges
   consent: null, // patients: the answers sent, and the server's receipt time
+  consentVia: null, // where they were given: 'form' (this page), 'queue' or 'call' (earlier in this tab)
   roomState: { ...P.DEFAULT_ROOM_STATE }, // {locked, chair, secretary} (room_state)
   chat: [], // every chat message received: {from, name, text, at}
   chatUnread: 0,
@@ -196,9 +209,12 @@ const media = {
   audio: null, // MediaStreamTrack
   video: null,
   micMuted: false,
-  camOff: false,
+  camOff: false, // the user's choice: off means no camera track at all
+  camera: false, // a camera was opened once: the toggle can turn it on again
+  videoDevice: '', // the camera in use, or to open when turned on again
   unavailable: false,
 };
+let camBusy = false; // turning the camera on or off: one at a time
 
 const DEVICE_KEYS = { audio: 'tuxa.mic', video: 'tuxa.camera' };
 
@@ -234,6 +250,8 @@ async function openInitialMedia() {
       const s = await md.getUserMedia(c);
       media.audio = s.getAudioTracks()[0] || null;
       media.video = s.getVideoTracks()[0] || null;
+      media.camera = !!media.video;
+      if (media.video) media.videoDevice = media.video.getSettings().deviceId || '';
       break;
     } catch (e) {
       log('getUserMedia failed', Object.keys(c).join('+'), e);
@@ -271,18 +289,18 @@ async function refreshDevices() {
   if (!md || !md.enumerateDevices) return;
   let devices = [];
   try { devices = await md.enumerateDevices(); } catch (e) { log('enumerateDevices failed', e); }
-  fillSelect($('camera-select'), devices.filter((d) => d.kind === 'videoinput'), media.video, 'camera');
-  fillSelect($('mic-select'), devices.filter((d) => d.kind === 'audioinput'), media.audio, 'microphone');
+  fillSelect($('camera-select'), devices.filter((d) => d.kind === 'videoinput'), media.camera, media.videoDevice, 'camera');
+  fillSelect($('mic-select'), devices.filter((d) => d.kind === 'audioinput'), !!media.audio,
+    media.audio ? media.audio.getSettings().deviceId || '' : '', 'microphone');
   cameraCount = devices.filter((d) => d.kind === 'videoinput').length;
-  $('flip-btn').hidden = cameraCount < 2 || !media.video;
+  $('flip-btn').hidden = cameraCount < 2 || !media.camera;
   updateExtraButtons();
 }
 let cameraCount = 0;
 
-function fillSelect(select, devices, track, labelKey) {
-  const current = track ? (track.getSettings().deviceId || '') : '';
+function fillSelect(select, devices, have, current, labelKey) {
   select.textContent = '';
-  if (devices.length === 0 || !track && devices.every((d) => !d.deviceId)) {
+  if (devices.length === 0 || !have && devices.every((d) => !d.deviceId)) {
     const o = document.createElement('option');
     o.value = '';
     o.textContent = t('no_device');
@@ -302,6 +320,13 @@ function fillSelect(select, devices, track, labelKey) {
 
 async function switchDevice(kind, deviceId) {
   if (!deviceId) return;
+  if (kind === 'video' && media.camOff) {
+    // The camera stays off (and its light too): the choice is for when it is turned on.
+    media.videoDevice = deviceId;
+    storeDevice('video', deviceId);
+    refreshDevices();
+    return;
+  }
   const old = media[kind];
   if (old && old.getSettings().deviceId === deviceId) return;
   // Phones often cannot open two cameras at once: release the old one first.
@@ -321,6 +346,7 @@ async function switchDevice(kind, deviceId) {
   }
   media[kind] = track;
   if (track) storeDevice(kind, track.getSettings().deviceId || deviceId);
+  if (track && kind === 'video') media.videoDevice = track.getSettings().deviceId || deviceId;
   applyTrackEnabled();
   rebuildLocalStream();
   const sender = senders[kind];
@@ -334,7 +360,7 @@ async function switchDevice(kind, deviceId) {
 async function nextCamera() {
   const cams = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'videoinput');
   if (cams.length < 2) return;
-  const cur = media.video ? media.video.getSettings().deviceId : '';
+  const cur = media.video ? media.video.getSettings().deviceId : media.videoDevice;
   const i = cams.findIndex((d) => d.deviceId === cur);
   await switchDevice('video', cams[(i + 1) % cams.length].deviceId);
 }
@@ -347,10 +373,64 @@ function toggleMic() {
 }
 
 function toggleCam() {
-  media.camOff = !media.camOff;
-  applyTrackEnabled();
-  updateLocalUi();
-  if (tuxa.state === 'in-call') send(P.mute('video', media.camOff));
+  if (camBusy) return;
+  camBusy = true;
+  const done = () => { camBusy = false; updateLocalUi(); };
+  (media.camOff ? cameraOn() : cameraOff()).then(done, (e) => { log('camera toggle failed', e); done(); });
+}
+
+/**
+ * Camera off: the track stops (the camera's light goes off) and the sender
+ * sends nothing (a disabled track would still send black frames, ≈ 0.7
+ * Mbit/s of the patient's mobile data). The transceiver and its simulcast
+ * encodings stay for camera on.
+ */
+async function cameraOff() {
+  media.camOff = true;
+  const track = media.video;
+  if (track) {
+    media.videoDevice = track.getSettings().deviceId || media.videoDevice;
+    track.stop();
+  }
+  media.video = null;
+  rebuildLocalStream();
+  if (tuxa.state === 'in-call') send(P.mute('video', true));
+  const sender = senders.video;
+  if (sender && pc && pc.signalingState !== 'closed') {
+    updateSenderLayers(sender);
+    if (sender.track) await sender.replaceTrack(null);
+  }
+}
+
+/** Camera on: the same camera again, on the same sender. Stays off if it cannot open. */
+async function cameraOn() {
+  let track = null;
+  try {
+    const s = await navigator.mediaDevices.getUserMedia({ video: constraintsFor('video', media.videoDevice) });
+    track = s.getVideoTracks()[0] || null;
+  } catch (e) {
+    log('camera on failed', e);
+  }
+  if (!track) {
+    if (tuxa.state === 'in-call') showNotice(t('camera_failed'));
+    else $('media-warning').hidden = false;
+    return;
+  }
+  if (['left', 'error'].includes(tuxa.state)) {
+    track.stop();
+    return;
+  }
+  media.camOff = false;
+  media.video = track;
+  media.videoDevice = track.getSettings().deviceId || media.videoDevice;
+  rebuildLocalStream();
+  const sender = senders.video;
+  if (sender && pc && pc.signalingState !== 'closed') {
+    await sender.replaceTrack(track);
+    // Layers nobody receives stay paused; audio only keeps every one paused.
+    updateSenderLayers(sender);
+  }
+  if (tuxa.state === 'in-call') send(P.mute('video', false));
 }
 
 function updateLocalUi() {
@@ -365,14 +445,14 @@ function updateLocalUi() {
     const off = media.camOff || !media.video;
     b.setAttribute('aria-pressed', String(off));
     b.classList.toggle('is-off', off);
-    b.disabled = !media.video;
+    b.disabled = !media.camera || camBusy;
     b.querySelector('.ctl-label').textContent = media.camOff ? t('camera_on') : t('camera_off');
   }
   const noVideo = media.camOff || !media.video;
   $('preview-off').hidden = !noVideo;
-  $('preview-off-text').textContent = media.video ? t('cam_muted') : t('no_camera');
+  $('preview-off-text').textContent = media.camera ? t('cam_muted') : t('no_camera');
   $('waiting-off').hidden = !noVideo;
-  $('waiting-off-text').textContent = media.video ? t('cam_muted') : t('no_camera');
+  $('waiting-off-text').textContent = media.camera ? t('cam_muted') : t('no_camera');
   $('self-off').hidden = !noVideo;
   $('media-warning').hidden = !media.unavailable;
   if (tuxa.state === 'in-call') renderPeople();
@@ -409,7 +489,33 @@ function needsConsent() {
   return !!identity && identity.role === 'patient';
 }
 
+// Answers given before, in this tab, for this room: by the queue page (it
+// writes them when the doctor accepts and it sends the patient here) or by
+// this page before a reload. sessionStorage: this tab and origin only, and
+// never in a URL that a server or proxy would log.
+const givenKey = () => `tuxa.consent.${ROOM}`;
+let given = null; // {answers, via: 'queue' | 'call'} while the form is not reopened
+
+function readGiven() {
+  let v = null;
+  try { v = JSON.parse(sessionStorage.getItem(givenKey()) || 'null'); } catch { /* ignore */ }
+  const ok = v && typeof v.text_version === 'string' && v.text_version.length > 0 && v.text_version.length <= 64
+    && v.remote_examination === true && typeof v.third_parties === 'boolean' && typeof v.recording === 'boolean';
+  if (!ok) return null;
+  return {
+    answers: {
+      text_version: v.text_version, remote_examination: true, third_parties: v.third_parties, recording: v.recording,
+    },
+    via: v.via === 'queue' ? 'queue' : 'call',
+  };
+}
+
+function storeGiven(answers, via) {
+  try { sessionStorage.setItem(givenKey(), JSON.stringify({ ...answers, via })); } catch { /* ignore */ }
+}
+
 function consentAnswers() {
+  if (given) return { ...given.answers };
   return {
     text_version: `${getLang()}-${CONSENT_TEXT_VERSION}`,
     remote_examination: $('consent-exam').checked,
@@ -418,16 +524,33 @@ function consentAnswers() {
   };
 }
 
+/** "Xem hoặc thay đổi": the form again, with the patient's own answers in it. */
+function reopenConsent() {
+  if (!given) return;
+  $('consent-exam').checked = given.answers.remote_examination;
+  $('consent-third').checked = given.answers.third_parties;
+  $('consent-recording').checked = given.answers.recording;
+  given = null;
+  updateJoinButton();
+  $('consent-exam').focus();
+}
+
+function consented() {
+  return !needsConsent() || !!given || $('consent-exam').checked;
+}
+
 function updateJoinButton() {
-  const blocked = needsConsent() && !$('consent-exam').checked;
-  $('consent').hidden = !needsConsent();
+  const blocked = !consented();
+  $('consent').hidden = !needsConsent() || !!given;
+  $('consent-given').hidden = !(needsConsent() && given);
+  $('consent-given-text').textContent = given ? t(given.via === 'queue' ? 'consent_given_queue' : 'consent_given_before') : '';
   $('join-btn').disabled = blocked;
   $('consent-needed').hidden = !blocked;
 }
 
 function connect() {
   if (tuxa.state !== 'preview') return;
-  if (needsConsent() && !$('consent-exam').checked) {
+  if (!consented()) {
     updateJoinButton();
     return;
   }
@@ -582,13 +705,18 @@ function onServerMsg(msg) {
         // The hub handles a session's messages in order: the consent is
         // recorded before the join is looked at. On a rejoin the answers
         // the patient gave are sent again, as given.
-        const given = tuxa.consent;
-        tuxa.consent = given ? {
-          text_version: given.text_version,
-          remote_examination: given.remote_examination,
-          third_parties: given.third_parties,
-          recording: given.recording,
+        const sent = tuxa.consent;
+        tuxa.consent = sent ? {
+          text_version: sent.text_version,
+          remote_examination: sent.remote_examination,
+          third_parties: sent.third_parties,
+          recording: sent.recording,
         } : consentAnswers();
+        if (!sent) {
+          tuxa.consentVia = given ? given.via : 'form';
+          // A reload of this tab (or "Vào lại") sends these again without asking.
+          storeGiven(tuxa.consent, given ? given.via : 'call');
+        }
         send(P.consent(tuxa.consent));
       }
       send(P.join(ROOM, TOKEN));
@@ -1014,10 +1142,12 @@ function createPeerConnection() {
   tuxa.pc = pc;
   for (const kind of ['audio', 'video']) {
     const track = media[kind];
-    if (!track) continue;
+    // A camera turned off has no track, but its m-line is there from the
+    // start: turning it on is a replaceTrack, no renegotiation.
+    if (!track && !(kind === 'video' && media.camera)) continue;
     // addTransceiver (not addTrack) so that a server offer never reuses our
     // sending transceivers for someone else's media.
-    const tr = kind === 'video' ? addCameraTransceiver(track) : pc.addTransceiver(track, { direction: 'sendonly', streams: [media.stream] });
+    const tr = kind === 'video' ? addCameraTransceiver(track || 'video') : pc.addTransceiver(track, { direction: 'sendonly', streams: [media.stream] });
     senders[kind] = tr.sender;
   }
   if (!senders.audio && !senders.video) {
@@ -1040,9 +1170,10 @@ function createPeerConnection() {
 /**
  * The camera's transceiver: three simulcast layers, lowest first (paused
  * from the start in audio only); one layer if the browser refuses them.
+ * `track` is the kind ('video') while the camera is off.
  */
 function addCameraTransceiver(track) {
-  const paused = tuxa.audioOnly.requested;
+  const paused = tuxa.audioOnly.requested || media.camOff;
   const tries = [
     cameraEncodings({ paused }),
     [{ maxBitrate: 800_000, active: !paused }],
@@ -1095,7 +1226,9 @@ function updateSenderLayers(sender) {
     const params = sender.getParameters();
     if (!params.encodings || params.encodings.length === 0) return;
     const allowed = tr.mid != null && tuxa.layers[tr.mid] ? tuxa.layers[tr.mid] : null;
-    const paused = sender === senders.video && tuxa.audioOnly.requested;
+    // Camera off pauses every layer too: a sender without a track still sends
+    // padding (≈ 40 kbit/s in Chromium) on an active layer.
+    const paused = sender === senders.video && (tuxa.audioOnly.requested || media.camOff);
     if (!setLayerActivity(params.encodings, { allowed, paused })) return;
     await sender.setParameters(params);
     tuxa.layerChanges += 1;
@@ -1104,11 +1237,16 @@ function updateSenderLayers(sender) {
   return paramsChain;
 }
 
+/** Whether a sender is one of ours (the camera's has no track while it is off). */
+function ours(sender) {
+  return !!sender && (!!sender.track || sender === senders.video);
+}
+
 /** After a negotiation (mids may be new): layers the server named before we knew the mid. */
 function applyKnownLayers() {
   if (!pc || Object.keys(tuxa.layers).length === 0) return;
   for (const tr of pc.getTransceivers()) {
-    if (tr.mid != null && tuxa.layers[tr.mid] && tr.sender && tr.sender.track) updateSenderLayers(tr.sender);
+    if (tr.mid != null && tuxa.layers[tr.mid] && ours(tr.sender)) updateSenderLayers(tr.sender);
   }
 }
 
@@ -1116,7 +1254,7 @@ function applyKnownLayers() {
 function onPublishLayers(msg) {
   tuxa.layers[msg.mid] = [...msg.active];
   const tr = pc && pc.signalingState !== 'closed'
-    ? pc.getTransceivers().find((x) => x.mid === msg.mid && x.sender && x.sender.track)
+    ? pc.getTransceivers().find((x) => x.mid === msg.mid && ours(x.sender))
     : null;
   if (!tr) {
     log('publish_layers for mid', msg.mid, 'which we do not send: ignored');
@@ -1618,12 +1756,16 @@ function onMuteRequested(msg) {
   const name = by ? by.name : t('call_chair');
   if (msg.kind === 'audio') {
     media.micMuted = true;
+    applyTrackEnabled();
+    send(P.mute('audio', true));
+  } else if (!media.camOff) {
+    // Off as the user's own button would (light off, nothing sent); cameraOff says so to the server.
+    camBusy = true;
+    cameraOff().catch((e) => log('camera off failed', e)).finally(() => { camBusy = false; updateLocalUi(); });
   } else {
-    media.camOff = true;
+    send(P.mute('video', true));
   }
-  applyTrackEnabled();
   updateLocalUi();
-  send(P.mute(msg.kind, true));
   showNotice(tf(msg.kind === 'audio' ? 'call_muted_by' : 'call_cam_off_by', { name }));
 }
 
@@ -1671,7 +1813,7 @@ function renderPeople() {
     entry.meta.textContent = [roleName(p.role), p.facility].filter(Boolean).join(' · ');
     entry.licence.textContent = p.licence_number ? `${t('call_licence')}: ${p.licence_number}` : '';
     entry.licence.hidden = !p.licence_number;
-    const muted = p.self ? { audio: media.micMuted || !media.audio, video: media.camOff || !media.video }
+    const muted = p.self ? { audio: media.micMuted || !media.audio, video: media.camOff || !media.camera }
       : { audio: p.audio_muted, video: p.video_muted };
     entry.state.textContent = [muted.audio ? t('mic_muted') : '', muted.video ? t('cam_muted') : '',
       p.self ? '' : linkText(pid)]
@@ -1792,6 +1934,27 @@ const PANELS = {
 };
 
 // ---------------------------------------------------------------------------
+// The control bar on phones: mic, camera, "Thêm" and "Rời phòng" in the bar;
+// the rest in the "Thêm" menu, which closes after a choice, on Escape and on
+// a tap elsewhere. Wider screens: every control in the bar (style.css).
+
+const PHONE_BAR = window.matchMedia('(max-width: 599px)');
+
+function setMoreOpen(open, { focus = true } = {}) {
+  const nav = $('more-btn').closest('.controls');
+  const was = nav.classList.contains('more-open');
+  nav.classList.toggle('more-open', open);
+  $('more-btn').setAttribute('aria-expanded', String(open));
+  $('more-btn').classList.toggle('is-active', open);
+  if (open && focus) {
+    const first = [...$('more-menu').querySelectorAll('button')].find((b) => !b.hidden);
+    if (first) first.focus();
+  } else if (!open && was && focus && nav.contains(document.activeElement)) {
+    $('more-btn').focus();
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Chat.
 
 function renderChatKept() {
@@ -1845,6 +2008,10 @@ function renderUnread() {
   const badge = $('chat-unread');
   badge.hidden = n === 0;
   badge.textContent = n > 99 ? '99+' : String(n);
+  // Phones: chat is in the "Thêm" menu; its button says a message waits.
+  $('more-unread').hidden = n === 0;
+  $('more-unread').textContent = badge.textContent;
+  $('more-btn').classList.toggle('has-unread', n > 0);
   $('chat-btn').setAttribute('aria-label', n ? `${t('call_chat')}: ${tf('call_chat_unread', { n })}` : t('call_chat'));
 }
 
@@ -2008,17 +2175,24 @@ async function startCam2() {
   await startExtra('second_camera', track);
 }
 
+/** Screen share and the second camera: for doctors and nurses (a patient's phone has no use for them). */
+function isStaff() {
+  const role = tuxa.you ? tuxa.you.role : identity && identity.role;
+  return role === 'doctor' || role === 'nurse';
+}
+
 function updateExtraButtons() {
   const inCall = tuxa.state === 'in-call';
   const md = navigator.mediaDevices;
+  const staff = isStaff();
   const sb = $('screen-btn');
-  sb.hidden = !inCall || !md || typeof md.getDisplayMedia !== 'function';
+  sb.hidden = !inCall || !staff || !md || typeof md.getDisplayMedia !== 'function';
   const sharing = !!outgoing.screen.track;
   sb.classList.toggle('is-active', sharing);
   sb.setAttribute('aria-pressed', String(sharing));
   $('screen-label').textContent = t(sharing ? 'call_stop_screen' : 'call_share_screen');
   const cb = $('cam2-btn');
-  cb.hidden = !inCall || !md || !md.getUserMedia || cameraCount < 1;
+  cb.hidden = !inCall || !staff || !md || !md.getUserMedia || cameraCount < 1;
   const cam2 = !!outgoing.second_camera.track;
   cb.classList.toggle('is-active', cam2);
   cb.setAttribute('aria-pressed', String(cam2));
@@ -2169,6 +2343,7 @@ function teardown() {
 function closeCallUi() {
   for (const id of ['people-panel', 'chat-panel', 'cam2-picker', 'confirm', 'lock-strip', 'call-notice']) $(id).hidden = true;
   document.body.classList.remove('side-open');
+  setMoreOpen(false, { focus: false });
   updateExtraButtons();
 }
 
@@ -2218,6 +2393,7 @@ function applyLang() {
   lb.setAttribute('aria-label', t('lang_switch_label'));
   lb.lang = lang === 'vi' ? 'en' : 'vi';
   renderIdentity();
+  updateJoinButton();
   renderWaiting();
   renderLobby();
   renderError();
@@ -2232,6 +2408,7 @@ function applyLang() {
   updateExtraButtons();
   updateCallBanner();
   $('leave-btn').setAttribute('aria-label', t('leave'));
+  $('more-btn').setAttribute('aria-label', t('call_more_label'));
   updateTitle();
 }
 
@@ -2239,6 +2416,7 @@ let identity = null; // the join-check answer
 
 function renderIdentity() {
   if (!identity) return;
+  $('join-as').textContent = tf('join_as', { name: identity.name, role: roleName(identity.role) });
   $('id-name').textContent = identity.name;
   $('id-role').textContent = roleName(identity.role);
   const hasFacility = !!identity.facility;
@@ -2304,6 +2482,7 @@ async function start() {
     return;
   }
   identity = check.ok;
+  if (needsConsent()) given = readGiven();
   tuxa.room = identity.room || null;
   tuxa.you = { name: identity.name, role: identity.role, facility: identity.facility };
   if (identity.room && identity.room.title) $('room-title').textContent = identity.room.title;
@@ -2363,12 +2542,25 @@ function wireUi() {
     if (act) act();
   });
   $('audio-only-btn').addEventListener('click', toggleAudioOnly);
+  $('more-btn').addEventListener('click', () => setMoreOpen($('more-btn').getAttribute('aria-expanded') !== 'true'));
+  // A choice in the menu closes it (its own handler ran first: the click bubbles here after).
+  $('more-menu').addEventListener('click', (e) => {
+    if (e.target.closest('button') && PHONE_BAR.matches) setMoreOpen(false, { focus: false });
+  });
+  document.addEventListener('click', (e) => {
+    if (!e.target.closest('.controls')) setMoreOpen(false, { focus: false });
+  });
+  PHONE_BAR.addEventListener('change', () => setMoreOpen(false, { focus: false }));
+  $('consent-change').addEventListener('click', reopenConsent);
+  // Wide screens show the device pickers; phones keep them folded under the join button.
+  if (window.matchMedia('(min-width: 760px)').matches) $('devices').open = true;
   $('screen-btn').addEventListener('click', () => { toggleScreen().catch((e) => log('screen share failed', e)); });
   $('cam2-btn').addEventListener('click', () => { openCam2Picker().catch((e) => log('camera 2 failed', e)); });
   $('cam2-cancel').addEventListener('click', () => closeModal('cam2-picker'));
   $('cam2-start').addEventListener('click', () => { startCam2().catch((e) => log('camera 2 failed', e)); });
   document.addEventListener('keydown', (e) => {
     if (e.key !== 'Escape') return;
+    if ($('more-btn').getAttribute('aria-expanded') === 'true') { setMoreOpen(false); return; }
     if (!$('confirm').hidden) { confirmAction = null; closeModal('confirm'); } else if (!$('cam2-picker').hidden) closeModal('cam2-picker');
   });
   if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
@@ -2405,4 +2597,4 @@ tuxa.remoteTracks = () => {
 };
 
 // For debugging in the console.
-tuxa.debug = { media, tiles, publishedTracks, outgoing, onServerMsg };
+tuxa.debug = { media, senders, tiles, publishedTracks, outgoing, onServerMsg };

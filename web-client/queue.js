@@ -7,6 +7,11 @@
 //   queue_join → queue_status (position and estimate, or offered, or
 //   waiting_for_doctor) … → call_ready {url} → this tab goes to the call.
 //
+// One consent: the answers given here go with the patient to the call page
+// (sessionStorage of this tab, under the call's room, written when the call
+// is ready; never in the URL), which sends them as given instead of asking
+// again. The server records them once there, with the consultation.
+//
 // The ticket is kept in localStorage with the time it was last known alive:
 // reopening the link (or a reload, or a dropped connection) within the
 // server's 2-minute grace sends queue_resume and keeps the place.
@@ -87,6 +92,9 @@ function setState(state) {
 
 const ticketKey = () => `tuxa.queue.${tq.queueId}.ticket`;
 const cardKey = () => `tuxa.queue.${tq.queueId}.card`;
+const consentKey = () => `tuxa.queue.${tq.queueId}.consent`;
+/** Where the call page looks for answers already given (app.js, readGiven). */
+const callConsentKey = (room) => `tuxa.consent.${room}`;
 
 function readStored() {
   try {
@@ -119,6 +127,32 @@ function storeCard(card) {
 
 function readCard() {
   try { return JSON.parse(sessionStorage.getItem(cardKey()) || 'null'); } catch { return null; }
+}
+
+/** The answers sent with queue_join: a reload that resumes the ticket still has them for the call. */
+function storeConsent(answers) {
+  try { sessionStorage.setItem(consentKey(), JSON.stringify(answers)); } catch { /* ignore */ }
+}
+
+function readConsent() {
+  try {
+    const v = JSON.parse(sessionStorage.getItem(consentKey()) || 'null');
+    if (v && typeof v.text_version === 'string' && v.remote_examination === true) return v;
+  } catch { /* ignore */ }
+  return null;
+}
+
+/** Hands the answers to the call page of `url` (same origin, same tab). */
+function carryConsent(url) {
+  const answers = tq.consent || readConsent();
+  const m = /\/join\/([^/?#]+)/.exec(new URL(url, location.href).pathname);
+  if (!answers || !m) return;
+  const { text_version, remote_examination, third_parties, recording } = answers;
+  try {
+    sessionStorage.setItem(callConsentKey(decodeURIComponent(m[1])), JSON.stringify({
+      text_version, remote_examination, third_parties, recording, via: 'queue',
+    }));
+  } catch { /* ignore */ }
 }
 
 // ---------------------------------------------------------------------------
@@ -296,6 +330,7 @@ function onSubmit(ev) {
   pendingCard = r.card;
   storeCard(r.card);
   tq.consent = consentAnswers();
+  storeConsent(tq.consent);
   tq.resumed = false;
   tq.ticket = null;
   connect('join');
@@ -492,6 +527,7 @@ function onCallReady(msg) {
   tq.callUrl = url;
   bannerKey = null;
   storeTicket({ url });
+  carryConsent(url);
   closeSocket();
   setState('call_ready');
   if (!again) {
@@ -621,6 +657,7 @@ async function start() {
     log('resuming a stored ticket');
     tq.ticket = stored.ticket;
     tq.resumed = true;
+    tq.consent = readConsent();
     connect('resume');
     return;
   }
