@@ -3,7 +3,9 @@
 //! conference and invites people; invitees join from their consoles; the
 //! chair or the secretary enters the conclusion afterwards. The API is in
 //! docs/api.md ("Case conferences"); the call itself is an ordinary room of
-//! kind `conference` whose chair comes from the chair's link.
+//! kind `conference`. Its chair is the staff member the scheduler named: the
+//! hub is told (`Input::ChairNamed`) and gives the chair's rights only to
+//! that member's own link, minted by `join`.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -16,9 +18,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tuxa_protocol::{ConsultationKind, ErrorCode, Role, RoomId};
+use tuxa_signaling::Input;
 
 use crate::audit::{Action, Entry};
-use crate::authz::Actor;
+use crate::authz::{Actor, ConferenceParties, Parties, Permission};
 use crate::directory::{self, FacilityId, StaffId, StaffRole, Tier};
 use crate::http::{self, ApiError, ApiResult, AppState, LinkSpec, optional_text, required_text};
 use crate::hub_task::unix_now;
@@ -291,13 +294,7 @@ fn load(c: &Connection, id: i64) -> rusqlite::Result<Option<Request>> {
     } else {
         Status::Scheduled
     };
-    let invitees: Vec<StaffId> = {
-        let mut st = c.prepare(
-            "SELECT staff_id FROM conference_invitees WHERE request_id = ?1 ORDER BY staff_id",
-        )?;
-        st.query_map([id], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?
-    };
+    let invitees = invitees(c, id)?;
     let attachments: Vec<Value> = {
         let mut st = c.prepare(
             "SELECT id, name, content_type, size, sha256, uploaded_at
@@ -388,25 +385,55 @@ fn load(c: &Connection, id: i64) -> rusqlite::Result<Option<Request>> {
     }))
 }
 
-/// Whether a staff member is part of the conference held in
-/// `consultation_id`: invited to it, or of the facility that asked for it.
-/// (Their scope may not include the consultation's facility.)
-pub fn involved_in(
+/// The parties of the conference held in `consultation_id`, if one is:
+/// what the permissions on that consultation are decided by, beside its
+/// facility (`authz::Parties`).
+pub fn conference_parties(
     c: &Connection,
     consultation_id: &str,
-    staff: StaffId,
-    facility: FacilityId,
-) -> rusqlite::Result<bool> {
-    c.query_row(
-        "SELECT EXISTS (
-             SELECT 1 FROM conference_requests r
-             WHERE r.consultation_id = ?1
-               AND (r.from_facility_id = ?3
-                    OR EXISTS (SELECT 1 FROM conference_invitees i
-                               WHERE i.request_id = r.id AND i.staff_id = ?2)))",
-        params![consultation_id, staff, facility],
-        |r| r.get(0),
-    )
+) -> rusqlite::Result<Option<ConferenceParties>> {
+    let row = c
+        .query_row(
+            "SELECT id, from_facility_id, chair_staff_id, secretary_staff_id
+             FROM conference_requests WHERE consultation_id = ?1",
+            [consultation_id],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, FacilityId>(1)?,
+                    r.get::<_, Option<StaffId>>(2)?,
+                    r.get::<_, Option<StaffId>>(3)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((id, requester, chair, secretary)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(ConferenceParties {
+        requester,
+        chair,
+        secretary,
+        invitees: invitees(c, id)?,
+    }))
+}
+
+fn invitees(c: &Connection, request: i64) -> rusqlite::Result<Vec<StaffId>> {
+    let mut st = c.prepare(
+        "SELECT staff_id FROM conference_invitees WHERE request_id = ?1 ORDER BY staff_id",
+    )?;
+    st.query_map([request], |r| r.get(0))?.collect()
+}
+
+/// The chair each open conference's scheduler named, by consultation id: the
+/// hub is told at start (`Input::ChairNamed`).
+pub fn named_chairs(c: &Connection) -> rusqlite::Result<Vec<(String, StaffId)>> {
+    let mut st = c.prepare(
+        "SELECT r.consultation_id, r.chair_staff_id
+         FROM conference_requests r JOIN consultations k ON k.id = r.consultation_id
+         WHERE k.status = 'open' AND r.chair_staff_id IS NOT NULL",
+    )?;
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
 }
 
 /// The conference request held in a consultation, for the record exports.
@@ -424,22 +451,19 @@ pub fn for_consultation(c: &Connection, consultation_id: &str) -> rusqlite::Resu
     })
 }
 
-fn sees(actor: &Actor, r: &Request) -> bool {
-    actor.sees(Some(r.from_facility))
-        || actor.sees(Some(r.to_facility))
-        || actor
-            .profile()
-            .is_some_and(|p| r.invitees.contains(&p.staff.id))
-}
-
-fn may_schedule(actor: &Actor, r: &Request) -> bool {
-    match actor.profile() {
-        None => true,
-        Some(p) => match p.staff.role {
-            StaffRole::Admin | StaffRole::Coordinator => actor.sees(Some(r.to_facility)),
-            StaffRole::Doctor => p.facility.id == r.to_facility && !p.staff.disabled,
-            StaffRole::Nurse => false,
-        },
+impl Request {
+    /// Who the request concerns, for the permission checks: it belongs to
+    /// the facility asked.
+    fn parties(&self) -> Parties {
+        Parties {
+            owner: Some(self.to_facility),
+            conference: Some(ConferenceParties {
+                requester: self.from_facility,
+                chair: self.chair,
+                secretary: self.secretary,
+                invitees: self.invitees.clone(),
+            }),
+        }
     }
 }
 
@@ -476,7 +500,7 @@ async fn visible(state: &AppState, actor: &Actor, id: i64) -> ApiResult<Request>
         .await
         .map_err(internal)?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such conference request"))?;
-    if sees(actor, &r) {
+    if actor.may(Permission::See, &r.parties()) {
         Ok(r)
     } else {
         Err(ApiError::new(
@@ -652,7 +676,7 @@ async fn list(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Js
         .map_err(internal)?;
     let list: Vec<Value> = all
         .into_iter()
-        .filter(|r| sees(&actor, r))
+        .filter(|r| actor.may(Permission::See, &r.parties()))
         .map(|r| r.json)
         .collect();
     Ok(Json(json!({ "conferences": list })))
@@ -691,14 +715,7 @@ async fn upload(
     })?;
     let actor = Actor::from_headers(&state, &headers).await?;
     let r = visible(&state, &actor, id).await?;
-    let from_side = actor
-        .profile()
-        .is_some_and(|p| p.facility.id == r.from_facility);
-    if !(from_side || may_schedule(&actor, &r)) {
-        return Err(forbidden(
-            "attachments are added by the requesting facility or by those who schedule",
-        ));
-    }
+    actor.check(Permission::Attach, &r.parties())?;
     if matches!(r.status, Status::Held | Status::Declined) {
         return Err(ApiError::new(
             ErrorCode::Conflict,
@@ -880,11 +897,7 @@ async fn awaiting_decision(
 ) -> ApiResult<(Actor, Request)> {
     let actor = Actor::from_headers(state, headers).await?;
     let r = visible(state, &actor, id).await?;
-    if !may_schedule(&actor, &r) {
-        return Err(forbidden(
-            "conferences are scheduled or declined by the asked facility's coordinators and doctors",
-        ));
-    }
+    actor.check(Permission::Schedule, &r.parties())?;
     if r.status != Status::Requested {
         return Err(ApiError::new(
             ErrorCode::Conflict,
@@ -973,6 +986,15 @@ async fn schedule(
         &actor.audit_name(),
     )
     .await?;
+    // The hub learns who chairs before any link into the room exists: only
+    // that staff member's link carries the chair's rights there.
+    let room = RoomId::parse(&row.id).map_err(internal)?;
+    let _ = state
+        .hub
+        .send(crate::hub_task::HubMsg::Input(Input::ChairNamed {
+            room,
+            staff: chair.0 as u64,
+        }));
     let cid = row.id.clone();
     let who = actor.audit_name();
     let (starts, dur) = (req.starts_at as i64, req.duration_min as i64);
@@ -1102,9 +1124,7 @@ async fn join(
     let Some(profile) = actor.profile().cloned() else {
         return Err(forbidden("invitees join from their own console"));
     };
-    if !r.invitees.contains(&profile.staff.id) {
-        return Err(forbidden("you are not invited to this conference"));
-    }
+    actor.check(Permission::Join, &r.parties())?;
     let (room, not_before, ttl) = link_window(&r)?;
     let role = match profile.staff.role {
         StaffRole::Doctor => Role::Doctor,
@@ -1125,6 +1145,8 @@ async fn join(
             .practitioner
             .as_ref()
             .map(|p| p.licence_number.clone()),
+        // The chair's claim only for the staff member the scheduler named;
+        // the hub checks it against the room's named chair too.
         chair: r.chair == Some(profile.staff.id),
         actor: actor.audit_name(),
         ..LinkSpec::new(role, name, Some(profile.facility.name.clone()), ttl)
@@ -1149,9 +1171,7 @@ async fn guest_link(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let actor = Actor::from_headers(&state, &headers).await?;
     let r = visible(&state, &actor, id).await?;
-    if r.chair.is_none() || me(&actor) != r.chair {
-        return Err(forbidden("guest links are made by the chair"));
-    }
+    actor.check(Permission::Moderate, &r.parties())?;
     let req = body(req)?;
     let role = match req.role.as_str() {
         "patient" => Role::Patient,
@@ -1194,12 +1214,8 @@ async fn conclusion(
 ) -> ApiResult<Json<Value>> {
     let actor = Actor::from_headers(&state, &headers).await?;
     let r = visible(&state, &actor, id).await?;
+    actor.check(Permission::Conclude, &r.parties())?;
     let who = me(&actor);
-    if who.is_none() || !(who == r.chair || who == r.secretary) {
-        return Err(forbidden(
-            "the conclusion is entered by the chair or the secretary",
-        ));
-    }
     if !matches!(r.status, Status::Scheduled | Status::Held) {
         return Err(ApiError::new(
             ErrorCode::Conflict,

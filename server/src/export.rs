@@ -7,8 +7,7 @@
 //! that records it, and its `audit_chain` head is that entry's hash: printed
 //! on the minutes, it anchors the chain outside the database.
 //!
-//! Who may export is decided by [`authorize`] alone; today that is the admin
-//! key, and the staff-permission work replaces that one function.
+//! Who may export is decided by [`authorize`] alone: `authz::Permission::Export`.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -63,16 +62,23 @@ pub struct Requester {
     pub actor: String,
 }
 
-/// Decides whether this request may export this consultation's record:
-/// the admin key, staff whose scope includes the consultation's facility,
-/// and those invited to (or asking for) the conference held in it.
+/// Decides whether this request may export this consultation's record
+/// (`authz::Permission::Export`): the admin key, staff whose scope includes
+/// the consultation's facility, and for a conference the requesting
+/// facility's staff and the invitees.
 async fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     consultation: &str,
 ) -> Result<Requester, ApiError> {
     let actor = crate::authz::Actor::from_headers(state, headers).await?;
-    crate::http::load_visible(state, &actor, consultation).await?;
+    crate::http::load_for(
+        state,
+        &actor,
+        consultation,
+        crate::authz::Permission::Export,
+    )
+    .await?;
     Ok(Requester {
         actor: actor.audit_name(),
     })

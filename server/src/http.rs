@@ -16,7 +16,7 @@ use tuxa_protocol::{ConsultationKind, ErrorCode, MAX_MESSAGE_BYTES, Role, RoomId
 use tuxa_signaling::{Claims, Input, RoomStatus, SessionId, TokenKey};
 
 use crate::audit::{Action, Entry};
-use crate::authz::{self, Actor};
+use crate::authz::{self, Actor, Parties, Permission};
 use crate::directory::FacilityId;
 use crate::hub_task::{HubMsg, unix_now};
 use crate::store::{self, ConsultationRow, Store};
@@ -481,6 +481,21 @@ async fn list_consultations(
     Ok(Json(json!({ "consultations": list })))
 }
 
+/// Who a consultation concerns: its facility and, when a conference is
+/// held in it, the conference's parties (see `authz::Permission`).
+pub(crate) async fn parties(state: &AppState, row: &ConsultationRow) -> ApiResult<Parties> {
+    let id = row.id.clone();
+    let conference = state
+        .store
+        .call(move |c| crate::conferences::conference_parties(c, &id))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Parties {
+        owner: row.facility_id,
+        conference,
+    })
+}
+
 /// Whether `actor` may see a consultation: their scope includes its
 /// facility, or it is a conference they are invited to or asked for.
 pub(crate) async fn may_see(
@@ -491,15 +506,7 @@ pub(crate) async fn may_see(
     if actor.sees(row.facility_id) {
         return Ok(true);
     }
-    let Some(p) = actor.profile() else {
-        return Ok(false);
-    };
-    let (staff, facility, id) = (p.staff.id, p.facility.id, row.id.clone());
-    state
-        .store
-        .call(move |c| crate::conferences::involved_in(c, &id, staff, facility))
-        .await
-        .map_err(ApiError::internal)
+    Ok(actor.may(Permission::See, &parties(state, row).await?))
 }
 
 /// Loads a consultation the actor may see (`forbidden` otherwise).
@@ -508,15 +515,22 @@ pub(crate) async fn load_visible(
     actor: &Actor,
     id: &str,
 ) -> ApiResult<ConsultationRow> {
+    load_for(state, actor, id, Permission::See).await
+}
+
+/// Loads a consultation the actor may see and may `what` (`forbidden`
+/// otherwise, saying who may).
+pub(crate) async fn load_for(
+    state: &AppState,
+    actor: &Actor,
+    id: &str,
+    what: Permission,
+) -> ApiResult<ConsultationRow> {
     let row = load(state, id).await?;
-    if may_see(state, actor, &row).await? {
-        Ok(row)
-    } else {
-        Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "this consultation is not one of your facility's, nor one you are invited to",
-        ))
-    }
+    let parties = parties(state, &row).await?;
+    actor.check(Permission::See, &parties)?;
+    actor.check(what, &parties)?;
+    Ok(row)
 }
 
 async fn load(state: &AppState, id: &str) -> ApiResult<ConsultationRow> {
@@ -549,7 +563,8 @@ struct NewLink {
     facility: Option<String>,
     #[serde(default)]
     expires_in_secs: Option<u64>,
-    /// Chairs the room (a doctor or nurse).
+    /// Refused when `true`: a chair's link comes only from the
+    /// conference's own join, for the staff member the scheduler named.
     #[serde(default)]
     chair: bool,
     #[serde(default)]
@@ -563,9 +578,15 @@ async fn mint_link(
     req: Result<Json<NewLink>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let actor = Actor::from_headers(&state, &headers).await?;
-    actor.require(authz::CARE, "mint links")?;
     let req = body(req)?;
-    let row = load_visible(&state, &actor, &id).await?;
+    if req.chair {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "a chair's link is not minted here: the chair of a conference is the staff member \
+             its scheduler named, and gets the link from POST /api/v1/conferences/{id}/join",
+        ));
+    }
+    let row = load_for(&state, &actor, &id, Permission::MintLinks).await?;
     if row.status != "open" {
         return Err(ApiError::new(
             ErrorCode::RoomEnded,
@@ -587,16 +608,9 @@ async fn mint_link(
             "expires_in_secs must be between 60 and 2592000 (30 days)",
         ));
     }
-    if req.chair && !matches!(role, Role::Doctor | Role::Nurse) {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "only a doctor or nurse can chair",
-        ));
-    }
     let licence_number = optional_text("licence_number", req.licence_number, 40)?;
     let room = parse_room(&row.id)?;
     let spec = LinkSpec {
-        chair: req.chair,
         licence_number,
         actor: actor.audit_name(),
         ..LinkSpec::new(role, name, facility, ttl)
@@ -710,8 +724,7 @@ async fn end_consultation(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let actor = Actor::from_headers(&state, &headers).await?;
-    actor.require(authz::CARE, "end consultations")?;
-    let row = load_visible(&state, &actor, &id).await?;
+    let row = load_for(&state, &actor, &id, Permission::End).await?;
     let now = unix_now() as i64;
     let rid = row.id.clone();
     state

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 use tuxa_protocol::{ErrorCode, ParticipantInfo, RoomId, RoomInfo};
-use tuxa_signaling::{Claims, Hub, Input, MediaCommand, Output, RecordEvent, SessionId};
+use tuxa_signaling::{Bar, Claims, Hub, Input, MediaCommand, Output, RecordEvent, SessionId};
 
 use crate::audit::{Action, Entry};
 use crate::store::Store;
@@ -315,10 +315,53 @@ fn record(store: &Store, ev: RecordEvent) {
                 Ok(())
             });
         }
-        RecordEvent::Removed { .. }
-        | RecordEvent::Locked { .. }
-        | RecordEvent::MuteRequested { .. } => {}
+        RecordEvent::Removed { room, bar, .. } => {
+            // Kept with the room, so that a restart does not let them back.
+            let (staff_id, link) = match bar {
+                Bar::Staff(id) => (Some(id as i64), None),
+                Bar::Link(digest) => (None, Some(digest)),
+            };
+            store.spawn("room bar", move |c| {
+                c.execute(
+                    "INSERT INTO room_bars(consultation_id, staff_id, link_sha256, barred_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    rusqlite::params![room.as_str(), staff_id, link, now],
+                )?;
+                Ok(())
+            });
+        }
+        RecordEvent::Locked { .. } | RecordEvent::MuteRequested { .. } => {}
     }
+}
+
+/// Who was removed from each open room, by consultation id, for the hub at
+/// start (`Input::Barred`).
+pub fn room_bars(c: &rusqlite::Connection) -> rusqlite::Result<Vec<(String, Bar)>> {
+    let mut st = c.prepare(
+        "SELECT b.consultation_id, b.staff_id, b.link_sha256
+         FROM room_bars b JOIN consultations k ON k.id = b.consultation_id
+         WHERE k.status = 'open' ORDER BY b.id",
+    )?;
+    st.query_map([], |r| {
+        let room: String = r.get(0)?;
+        let bar = match (
+            r.get::<_, Option<i64>>(1)?,
+            r.get::<_, Option<[u8; 32]>>(2)?,
+        ) {
+            (Some(staff), _) => Bar::Staff(staff as u64),
+            (None, Some(digest)) => Bar::Link(digest),
+            // The table's CHECK makes this impossible.
+            (None, None) => {
+                return Err(rusqlite::Error::InvalidColumnType(
+                    1,
+                    "staff_id".into(),
+                    rusqlite::types::Type::Null,
+                ));
+            }
+        };
+        Ok((room, bar))
+    })?
+    .collect()
 }
 
 /// Ends a participant's open connection gap, if any.
@@ -454,12 +497,20 @@ fn audit_entry(now: i64, ev: &RecordEvent) -> Option<Entry> {
             room,
             participant,
             by,
+            bar,
         } => Entry {
             at: now,
             action: Action::ParticipantRemoved,
             consultation: Some(room.to_string()),
             actor: format!("participant:{by}"),
-            detail: serde_json::json!({ "participant": participant }),
+            detail: match bar {
+                Bar::Staff(id) => {
+                    serde_json::json!({ "participant": participant, "barred": "staff", "staff_id": id })
+                }
+                Bar::Link(_) => {
+                    serde_json::json!({ "participant": participant, "barred": "link" })
+                }
+            },
         },
         RecordEvent::Locked { room, locked, by } => Entry {
             at: now,

@@ -226,6 +226,30 @@ pub async fn run(
             ),
         );
     }
+    // Each open conference's named chair, and whoever the chair removed: a
+    // restart gives neither a self-made chair nor a removed participant a way in.
+    let (chairs, bars) = store
+        .call(|c| Ok((conferences::named_chairs(c)?, hub_task::room_bars(c)?)))
+        .await
+        .context("loading the rooms' chairs and bars")?;
+    let restored = chairs
+        .into_iter()
+        .filter_map(|(room, staff)| {
+            let room = RoomId::parse(&room).ok()?;
+            Some(Input::ChairNamed {
+                room,
+                staff: staff.0 as u64,
+            })
+        })
+        .chain(bars.into_iter().filter_map(|(room, bar)| {
+            Some(Input::Barred {
+                room: RoomId::parse(&room).ok()?,
+                bar,
+            })
+        }));
+    for input in restored {
+        hub.handle(std::time::Instant::now(), hub_task::unix_now(), input);
+    }
     let open_queues = store
         .call(|c| queues::queues(c))
         .await

@@ -271,6 +271,18 @@ const MIGRATIONS: &[&str] = &[
          repeated_from INTEGER,
          repeated_to INTEGER
      ) STRICT;",
+    // Who the chair removed from a room (hub.rs, `Bar`), kept so that a
+    // restart does not let them back: the staff account, or for a patient
+    // or guest the SHA-256 of their link's token (never the token).
+    "CREATE TABLE room_bars (
+         id INTEGER PRIMARY KEY,
+         consultation_id TEXT NOT NULL REFERENCES consultations(id),
+         staff_id INTEGER,
+         link_sha256 BLOB CHECK (link_sha256 IS NULL OR length(link_sha256) = 32),
+         barred_at INTEGER NOT NULL,
+         CHECK ((staff_id IS NULL) <> (link_sha256 IS NULL))
+     ) STRICT;
+     CREATE INDEX room_bars_by_consultation ON room_bars(consultation_id);",
 ];
 
 impl Store {

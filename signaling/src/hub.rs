@@ -19,7 +19,7 @@ use tuxa_protocol::{
 
 use crate::hub_queue::{CallLinks, StaffInfo};
 use crate::queue::{Pairing, QueueBook, QueueConfig, QueueEvent, QueueId, QueueInput};
-use crate::token::{TokenError, TokenKey};
+use crate::token::{Claims, TokenError, TokenKey};
 
 /// One WebSocket connection, numbered by the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,6 +44,14 @@ pub enum Input {
     RoomOpened(RoomInfo, RoomStatus),
     /// A room was ended through the API.
     EndRoom(RoomId),
+    /// The staff member the scheduler named to chair a conference: only a
+    /// link minted for that account (`Claims::staff_id`) with the chair's
+    /// claim gets the chair's rights in this room. Sent when a conference is
+    /// scheduled and, for every open room, at start.
+    ChairNamed { room: RoomId, staff: u64 },
+    /// Someone the chair removed earlier (from the store, at start): kept
+    /// out as if removed in this run.
+    Barred { room: RoomId, bar: Bar },
     /// The media side has something to say to a participant (SDP, tracks).
     FromMedia(ParticipantId, ServerMsg),
     /// The media side lost a participant's transport (ICE/DTLS failed).
@@ -154,11 +162,13 @@ pub enum RecordEvent {
         staff_id: Option<u64>,
         by: ParticipantId,
     },
-    /// The chair removed a participant (or someone waiting).
+    /// The chair removed a participant (or someone waiting); `bar` is who
+    /// is kept out of the room from now on (persist it: see [`Input::Barred`]).
     Removed {
         room: RoomId,
         participant: ParticipantId,
         by: ParticipantId,
+        bar: Bar,
     },
     /// The chair locked or unlocked the room.
     Locked {
@@ -323,6 +333,19 @@ struct Session {
     staff: Option<StaffInfo>,
 }
 
+/// Who a removal keeps out of a room: the person, as far as the link says
+/// who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bar {
+    /// A staff account: every link minted for it (`Claims::staff_id`), so a
+    /// fresh link from the conference's `join` does not bring them back.
+    Staff(u64),
+    /// One link, by the SHA-256 of its token: a patient or guest, whose link
+    /// names no account. (A queue patient has exactly one link per call: a
+    /// resumed ticket is handed the same link again.)
+    Link([u8; 32]),
+}
+
 /// A patient's answers to the consent text, one per purpose (Law 91/2025:
 /// consent is per purpose and never implied).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -339,7 +362,8 @@ pub struct Consent {
 struct Member {
     info: ParticipantInfo,
     session: SessionId,
-    /// Holds the chair's rights (from the link).
+    /// Holds the chair's rights: the link's chair claim, minted for the
+    /// staff member the room's scheduler named (`Room::named_chair`).
     chair: bool,
     /// The staff account the link was minted for.
     staff_id: Option<u64>,
@@ -406,8 +430,10 @@ struct Room {
     lobby: BTreeMap<ParticipantId, Member>,
     locked: bool,
     secretary: Option<ParticipantId>,
-    /// Tokens of participants the chair removed.
-    barred: HashSet<[u8; 32]>,
+    /// The staff account the scheduler named to chair (conferences only).
+    named_chair: Option<u64>,
+    /// Who the chair removed: staff accounts, and links of those without one.
+    barred: HashSet<Bar>,
 }
 
 impl Room {
@@ -419,8 +445,24 @@ impl Room {
             lobby: BTreeMap::new(),
             locked: false,
             secretary: None,
+            named_chair: None,
             barred: HashSet::new(),
         }
+    }
+
+    /// Whether a link with these claims carries the chair's rights here: the
+    /// claim alone is not enough, the link must be the named chair's own.
+    fn grants_chair(&self, claims: &Claims) -> bool {
+        claims.chair && claims.staff_id.is_some() && claims.staff_id == self.named_chair
+    }
+
+    /// Whether the holder of a link (its claims, its token's digest) was
+    /// removed from this room.
+    fn bars(&self, claims: &Claims, token_digest: &[u8; 32]) -> bool {
+        self.barred.contains(&Bar::Link(*token_digest))
+            || claims
+                .staff_id
+                .is_some_and(|s| self.barred.contains(&Bar::Staff(s)))
     }
 
     /// The chair, when one is in the room.
@@ -570,6 +612,12 @@ impl Hub {
             Input::EndRoom(room_id) => {
                 self.end_room(&room_id);
                 self.queue_room_ended(now, &room_id);
+            }
+            Input::ChairNamed { room, staff } => self.name_chair(&room, staff),
+            Input::Barred { room, bar } => {
+                if let Some(r) = self.rooms.get_mut(&room) {
+                    r.barred.insert(bar);
+                }
             }
             Input::StaffRevoked(staff_id) => {
                 let sids: Vec<SessionId> = self
@@ -725,6 +773,12 @@ impl Hub {
         };
         if r.status == RoomStatus::Ended {
             return Err((ErrorCode::RoomEnded, "the consultation has ended".into()));
+        }
+        if r.bars(&claims, &sha256(token.as_bytes())) {
+            return Err((
+                ErrorCode::Removed,
+                "the chair removed you from this consultation".into(),
+            ));
         }
         Ok((claims, r.info.clone()))
     }
@@ -1262,7 +1316,7 @@ impl Hub {
             return;
         }
         let token_digest = sha256(token.as_bytes());
-        if room.barred.contains(&token_digest) {
+        if room.bars(&claims, &token_digest) {
             self.fail(
                 sid,
                 ErrorCode::Removed,
@@ -1285,7 +1339,8 @@ impl Hub {
                     .find(|m| m.token_digest == token_digest)
                     .map(|m| (m.info.id, false))
             });
-        if room.locked && !claims.chair && returning.is_none() {
+        let chair = room.grants_chair(&claims);
+        if room.locked && !chair && returning.is_none() {
             self.reply_error(
                 sid,
                 ErrorCode::RoomLocked,
@@ -1367,7 +1422,7 @@ impl Hub {
         let member = Member {
             info: info.clone(),
             session: sid,
-            chair: claims.chair,
+            chair,
             staff_id: claims.staff_id,
             token_digest,
             away_since: None,
@@ -1376,7 +1431,7 @@ impl Hub {
             quality: QualityWindow::default(),
         };
         self.participants.insert(pid, room_id.clone());
-        if info.role.waits_in_lobby() && !pre_admitted && !claims.chair {
+        if info.role.waits_in_lobby() && !pre_admitted && !chair {
             room.lobby.insert(pid, member);
             let room_info = room.info.clone();
             if let Some(s) = self.sessions.get_mut(&sid) {
@@ -1879,12 +1934,19 @@ impl Hub {
         let Some(m) = r.members.get(&target).or_else(|| r.lobby.get(&target)) else {
             return;
         };
-        let (target_sid, digest) = (m.session, m.token_digest);
-        r.barred.insert(digest);
+        // The person, not just this link: a staff member would otherwise
+        // come straight back with a fresh link from the conference's join.
+        let bar = match m.staff_id {
+            Some(staff) => Bar::Staff(staff),
+            None => Bar::Link(m.token_digest),
+        };
+        let target_sid = m.session;
+        r.barred.insert(bar);
         self.out.push_back(Output::Record(RecordEvent::Removed {
             room: room_id.clone(),
             participant: target,
             by,
+            bar,
         }));
         self.fail(
             target_sid,
@@ -1895,6 +1957,26 @@ impl Hub {
         self.drop_session(target_sid, LeaveReason::Removed);
         // Someone away has no live session for `drop_session` to act on.
         self.remove_member(room_id, target, LeaveReason::Removed);
+    }
+
+    /// Names the chair of a room. A member holding the chair's rights for
+    /// another account (the chair was changed) loses them.
+    fn name_chair(&mut self, room_id: &RoomId, staff: u64) {
+        let Some(r) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        r.named_chair = Some(staff);
+        let mut changed = false;
+        for m in r.members.values_mut() {
+            if m.chair && m.staff_id != Some(staff) {
+                m.chair = false;
+                changed = true;
+            }
+        }
+        if changed {
+            self.broadcast_state(room_id);
+            self.announce_lobby(room_id);
+        }
     }
 
     fn set_secretary(

@@ -12,8 +12,8 @@ use tuxa_protocol::{
     SUPPORTED_VERSIONS, ServerMsg,
 };
 use tuxa_signaling::{
-    Claims, Hub, HubConfig, Input, MediaCommand, Output, QualityWindow, RecordEvent, RoomStatus,
-    SessionId, TokenError, TokenKey, b64_decode, b64_encode,
+    Bar, Claims, Hub, HubConfig, Input, MediaCommand, Output, QualityWindow, RecordEvent,
+    RoomStatus, SessionId, TokenError, TokenKey, b64_decode, b64_encode,
 };
 
 const KEY: [u8; 32] = [0x42; 32];
@@ -1647,6 +1647,15 @@ fn conference(w: &mut World) -> Conference {
         RoomStatus::Open,
     ));
     assert!(out.is_empty());
+    // The scheduler named staff member 3 to chair.
+    let out = w.handle(Input::ChairNamed {
+        room: room.clone(),
+        staff: 3,
+    });
+    assert!(
+        out.is_empty(),
+        "naming the chair of an empty room says nothing"
+    );
     let (d_sid, out, _) = join_as(w, &room, Role::Doctor, "BS. Huyện", false, Some(10));
     let d_id = joined_id(&out, d_sid);
     assert_eq!(
@@ -1889,11 +1898,20 @@ fn a_removed_participant_is_closed_and_their_link_is_barred() {
         })
     );
     assert!(media_cmds(&out).contains(&MediaCommand::Remove { participant: g_id }));
-    assert!(records(&out).contains(&RecordEvent::Removed {
-        room: c.room.clone(),
-        participant: g_id,
-        by: c.chair.1
-    }));
+    let bar = records(&out)
+        .iter()
+        .find_map(|r| match r {
+            RecordEvent::Removed {
+                room,
+                participant,
+                by,
+                bar,
+            } if *room == c.room && *participant == g_id && *by == c.chair.1 => Some(*bar),
+            _ => None,
+        })
+        .expect("the removal is recorded");
+    // A guest's link names no account: the link itself is barred.
+    assert!(matches!(bar, Bar::Link(_)), "{bar:?}");
     // The same link, on a new connection, is refused for good.
     let again = w.connect();
     w.hello(again);
@@ -1906,6 +1924,179 @@ fn a_removed_participant_is_closed_and_their_link_is_barred() {
     );
     assert_eq!(error_codes(&out, again), vec![ErrorCode::Removed]);
     assert!(closed(&out, again));
+}
+
+/// Opens a conference room whose scheduler named `chair` (if any).
+fn conference_room(w: &mut World, n: u8, chair: Option<u64>) -> RoomId {
+    let room = room_id(n);
+    w.handle(Input::RoomOpened(
+        RoomInfo {
+            id: room.clone(),
+            kind: ConsultationKind::Conference,
+            title: "Hội chẩn".into(),
+        },
+        RoomStatus::Open,
+    ));
+    if let Some(staff) = chair {
+        w.handle(Input::ChairNamed {
+            room: room.clone(),
+            staff,
+        });
+    }
+    room
+}
+
+#[test]
+fn only_the_named_chairs_own_link_carries_the_chair() {
+    let mut w = World::new();
+    let room = conference_room(&mut w, 20, Some(3));
+    // Staff member 10 holds a link with the chair's claim (minted for
+    // themselves): they enter as a plain doctor, and no chair is announced.
+    let (self_made, out, _) = join_as(&mut w, &room, Role::Doctor, "BS. Tự phong", true, Some(10));
+    let self_made_id = joined_id(&out, self_made);
+    assert_eq!(room_state(&out, self_made), None, "{out:?}");
+    // A chair claim with no account behind it, or the named chair's account
+    // without the claim, carries nothing either.
+    let (anon, out, _) = join_as(&mut w, &room, Role::Doctor, "BS. Vô danh", true, None);
+    let _ = joined_id(&out, anon);
+    assert_eq!(room_state(&out, anon), None, "{out:?}");
+    let (plain, out, _) = join_as(&mut w, &room, Role::Nurse, "ĐD. Tỉnh", false, Some(3));
+    let _ = joined_id(&out, plain);
+    assert_eq!(room_state(&out, plain), None, "{out:?}");
+    // The named chair enters: everyone learns who chairs, and from then on
+    // the self-made chair is refused what only the chair may do.
+    let (chair, out, _) = join_as(&mut w, &room, Role::Doctor, "BS. Chủ tọa", true, Some(3));
+    let chair_id = joined_id(&out, chair);
+    for sid in [chair, self_made, anon] {
+        assert_eq!(room_state(&out, sid), Some((false, Some(chair_id), None)));
+    }
+    for msg in [
+        ClientMsg::LockRoom { locked: true },
+        ClientMsg::RemoveParticipant {
+            participant_id: chair_id,
+        },
+        ClientMsg::SetSecretary {
+            participant_id: Some(self_made_id),
+        },
+    ] {
+        let ty = msg.type_name();
+        let out = w.frame(self_made, msg);
+        assert_eq!(
+            expect_error(&out, self_made, ErrorCode::Forbidden).as_deref(),
+            Some(ty)
+        );
+    }
+    // The chair may, and the self-made chair does not get past a lock.
+    w.frame(chair, ClientMsg::LockRoom { locked: true });
+    w.frame(self_made, ClientMsg::Leave {});
+    let (again, out, _) = join_as(&mut w, &room, Role::Doctor, "BS. Tự phong", true, Some(10));
+    expect_error(&out, again, ErrorCode::RoomLocked);
+
+    // A room whose scheduler named nobody (a visit, or a conference made
+    // through the plain API) has no chair, whatever the links claim.
+    let visit = room_id(21);
+    w.open_room(&visit);
+    let (sid, out, _) = join_as(&mut w, &visit, Role::Doctor, "BS. Khám", true, Some(3));
+    let _ = joined_id(&out, sid);
+    assert_eq!(room_state(&out, sid), None, "{out:?}");
+}
+
+#[test]
+fn naming_another_chair_takes_the_rights_from_the_one_in_the_room() {
+    let mut w = World::new();
+    let c = conference(&mut w);
+    let out = w.handle(Input::ChairNamed {
+        room: c.room.clone(),
+        staff: 10,
+    });
+    // Staff 3's link no longer chairs; staff 10's link has no chair claim.
+    assert_eq!(room_state(&out, c.district.0), Some((false, None, None)));
+    assert_eq!(room_state(&out, c.chair.0), Some((false, None, None)));
+}
+
+#[test]
+fn a_removed_staff_member_stays_out_with_a_fresh_link_and_after_a_restart() {
+    let mut w = World::new();
+    let c = conference(&mut w);
+    let (g_sid, out, g_token) = join_as(&mut w, &c.room, Role::Guest, "Khách", false, None);
+    let g_id = joined_id(&out, g_sid);
+    let mut bars = Vec::new();
+    for (target, by) in [(c.district.1, c.chair.0), (g_id, c.chair.0)] {
+        let out = w.frame(
+            by,
+            ClientMsg::RemoveParticipant {
+                participant_id: target,
+            },
+        );
+        bars.extend(records(&out).into_iter().filter_map(|r| match r {
+            RecordEvent::Removed { bar, .. } => Some(bar),
+            _ => None,
+        }));
+    }
+    // The district doctor (staff 10) is barred as a person, the guest by link.
+    assert_eq!(bars.len(), 2);
+    assert_eq!(bars[0], Bar::Staff(10));
+    assert!(matches!(bars[1], Bar::Link(_)), "{bars:?}");
+
+    // A fresh link for staff 10 (as the conference's join mints one) is
+    // refused, at the join page's check and at join; another staff member's is not.
+    let fresh = {
+        let claims = Claims {
+            staff_id: Some(10),
+            ..w.claims(&c.room, Role::Doctor, "BS. Huyện")
+        };
+        w.mint(&claims)
+    };
+    assert_eq!(
+        w.hub.check_token(&c.room, &fresh, w.unix).map(|_| ()),
+        Err((
+            ErrorCode::Removed,
+            "the chair removed you from this consultation".into()
+        ))
+    );
+    let sid = w.connect();
+    w.hello(sid);
+    let out = w.frame(
+        sid,
+        ClientMsg::Join {
+            room: c.room.clone(),
+            token: fresh.clone(),
+        },
+    );
+    assert_eq!(error_codes(&out, sid), vec![ErrorCode::Removed]);
+    assert!(closed(&out, sid));
+    let (other, out, _) = join_as(&mut w, &c.room, Role::Doctor, "BS. Khác", false, Some(11));
+    let _ = joined_id(&out, other);
+
+    // A restart: a new hub with the room, its chair and its bars from the
+    // store keeps both out.
+    let mut w2 = World::new();
+    let room = conference_room(&mut w2, 9, Some(3));
+    assert_eq!(room, c.room);
+    for bar in bars {
+        let out = w2.handle(Input::Barred {
+            room: room.clone(),
+            bar,
+        });
+        assert!(out.is_empty(), "{out:?}");
+    }
+    for token in [fresh, g_token] {
+        let sid = w2.connect();
+        w2.hello(sid);
+        w2.consent(sid, true);
+        let out = w2.frame(
+            sid,
+            ClientMsg::Join {
+                room: room.clone(),
+                token,
+            },
+        );
+        assert_eq!(error_codes(&out, sid), vec![ErrorCode::Removed]);
+    }
+    // The chair still chairs after the restart.
+    let (chair, out, _) = join_as(&mut w2, &room, Role::Doctor, "BS. Tỉnh", true, Some(3));
+    let chair_id = joined_id(&out, chair);
+    assert_eq!(room_state(&out, chair), Some((false, Some(chair_id), None)));
 }
 
 #[test]
@@ -2036,6 +2227,10 @@ fn a_dropped_chair_keeps_their_place_and_takes_it_back_with_the_same_link() {
         },
         RoomStatus::Open,
     ));
+    w.handle(Input::ChairNamed {
+        room: room.clone(),
+        staff: 3,
+    });
     let (d_sid, out, _) = join_as(&mut w, &room, Role::Doctor, "BS. Huyện", false, Some(10));
     let d_id = joined_id(&out, d_sid);
     let (c_sid, out, c_token) = join_as(&mut w, &room, Role::Doctor, "BS. Tỉnh", true, Some(3));

@@ -546,3 +546,445 @@ async fn a_district_asks_the_province_and_the_conference_is_held_and_recorded() 
     assert!(r.body.contains("Có cần chuyển tuyến?"), "and the question");
     server.shutdown().await
 }
+
+// ---------------------------------------------------------------------------
+// Who may chair, end and come back (security review, issue 11, items 1–3).
+
+/// Everything a conference needs: facilities, staff signed in, a request
+/// filed by the district and scheduled by the province's coordinator.
+struct Scheduled {
+    /// The request's API path (`/api/v1/conferences/{id}`).
+    base: String,
+    room: RoomId,
+    c_chair: String,
+    c_coord: String,
+    c_asker: String,
+    /// A doctor of another district, invited.
+    c_invitee: String,
+    /// A doctor of the province, not invited.
+    c_colleague: String,
+    /// A nurse of another district, not invited.
+    c_outsider: String,
+}
+
+async fn scheduled(api: &ApiClient) -> anyhow::Result<Scheduled> {
+    let province = created(
+        api,
+        "/api/v1/facilities",
+        json!({"name": "BVĐK tỉnh Bình An", "tier": "province"}),
+    )
+    .await?;
+    let district = created(
+        api,
+        "/api/v1/facilities",
+        json!({"name": "TTYT huyện Đồng Xuân", "tier": "district", "parent_id": province["id"]}),
+    )
+    .await?;
+    let other = created(
+        api,
+        "/api/v1/facilities",
+        json!({"name": "TTYT huyện Phú Hòa", "tier": "district", "parent_id": province["id"]}),
+    )
+    .await?;
+    let chair = staff(
+        api,
+        &province,
+        "bs.chutoa",
+        "Lê Chủ Tọa",
+        "doctor",
+        Some("000901/BA-CCHN"),
+    )
+    .await?;
+    let coord = staff(
+        api,
+        &province,
+        "dp.binhan",
+        "Phạm Điều Phối",
+        "coordinator",
+        None,
+    )
+    .await?;
+    let asker = staff(
+        api,
+        &district,
+        "bs.dongxuan",
+        "Nguyễn Đồng Xuân",
+        "doctor",
+        Some("000902/BA-CCHN"),
+    )
+    .await?;
+    let invitee = staff(
+        api,
+        &other,
+        "bs.phuhoa",
+        "Trần Phú Hòa",
+        "doctor",
+        Some("000903/BA-CCHN"),
+    )
+    .await?;
+    let colleague = staff(
+        api,
+        &province,
+        "bs.dongnghiep",
+        "Võ Đồng Nghiệp",
+        "doctor",
+        Some("000904/BA-CCHN"),
+    )
+    .await?;
+    let outsider = staff(
+        api,
+        &other,
+        "dd.phuhoa",
+        "Đỗ Người Ngoài",
+        "nurse",
+        Some("000905/BA-CCHN"),
+    )
+    .await?;
+    let c_asker = sign_in(api, &asker).await?;
+    let c_coord = sign_in(api, &coord).await?;
+    let (s, req) = as_staff(
+        api,
+        &c_asker,
+        "POST",
+        "/api/v1/conferences",
+        Some(json!({"to_facility_id": province["id"], "specialty": "Tim mạch", "urgency": "routine",
+               "patient": {"name": "Hồ Thị C"}, "summary": "Đau ngực.", "question": "Có cần can thiệp?",
+               "consent": {"text_version": "vi-2026-11", "remote_examination": true,
+                           "third_parties": true, "recording": false}})),
+    )
+    .await?;
+    anyhow::ensure!(s == 201, "request: {s} {req}");
+    let base = format!("/api/v1/conferences/{}", req["id"]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let (s, v) = as_staff(
+        api,
+        &c_coord,
+        "POST",
+        &format!("{base}/schedule"),
+        Some(
+            json!({"starts_at": now, "duration_min": 60, "chair_staff_id": chair["staff"]["id"],
+                    "invite_staff_ids": [invitee["staff"]["id"]]}),
+        ),
+    )
+    .await?;
+    anyhow::ensure!(s == 200, "schedule: {s} {v}");
+    let room = RoomId::parse(
+        v["schedule"]["consultation_id"]
+            .as_str()
+            .unwrap_or_default(),
+    )?;
+    Ok(Scheduled {
+        base,
+        room,
+        c_chair: sign_in(api, &chair).await?,
+        c_coord,
+        c_asker,
+        c_invitee: sign_in(api, &invitee).await?,
+        c_colleague: sign_in(api, &colleague).await?,
+        c_outsider: sign_in(api, &outsider).await?,
+    })
+}
+
+/// A staff member's own link into the conference (`POST …/join`).
+async fn own_link(api: &ApiClient, s: &Scheduled, cookie: &str) -> anyhow::Result<String> {
+    let (status, v) = as_staff(api, cookie, "POST", &format!("{}/join", s.base), None).await?;
+    anyhow::ensure!(status == 200, "join: {status} {v}");
+    Ok(link_parts(v["url"].as_str().unwrap_or_default()).1)
+}
+
+/// A new session that says hello, consents and sends `join`; returns it
+/// and the first answer.
+async fn try_join(
+    addr: std::net::SocketAddr,
+    room: &RoomId,
+    token: &str,
+) -> anyhow::Result<(tuxa_tests::SignalClient, ServerMsg)> {
+    let mut c = tuxa_tests::SignalClient::connect(addr).await?;
+    c.hello().await?;
+    c.consent().await?;
+    c.send(&ClientMsg::Join {
+        room: room.clone(),
+        token: token.to_owned(),
+    })
+    .await?;
+    let first = c.recv(REPLY_TIMEOUT).await?;
+    Ok((c, first))
+}
+
+fn is_error(m: &ServerMsg, want: ErrorCode) -> bool {
+    matches!(m, ServerMsg::Error { code, .. } if *code == want)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_named_chair_chairs_and_seeing_a_conference_is_not_managing_it()
+-> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let api = server.api();
+    let s = scheduled(&api).await?;
+    let links = format!("/api/v1/consultations/{}/links", s.room);
+    let end = format!("/api/v1/consultations/{}/end", s.room);
+
+    // Nobody mints a chair's link through the links endpoint: not the
+    // district that asked, not an invitee, not a colleague of the chair's,
+    // not even the admin key.
+    let chair_link = json!({"role": "doctor", "name": "BS. Tự phong", "chair": true});
+    for (who, cookie) in [
+        ("the requesting doctor", &s.c_asker),
+        ("an invitee", &s.c_invitee),
+        ("a colleague of the chair", &s.c_colleague),
+        ("the coordinator", &s.c_coord),
+    ] {
+        let (st, v) = as_staff(&api, cookie, "POST", &links, Some(chair_link.clone())).await?;
+        assert_eq!((st, code(&v)), (400, "bad_request"), "{who}: {v}");
+        assert!(
+            v.pointer("/error/message")
+                .and_then(Value::as_str)
+                .is_some_and(|m| m.contains("/join")),
+            "{who}: the refusal says where the chair's link comes from: {v}"
+        );
+    }
+    let (st, v) = api.admin("POST", &links, Some(&chair_link)).await?;
+    assert_eq!((st, code(&v)), (400, "bad_request"), "the admin key: {v}");
+
+    // Plain links into a conference: its scheduler's side only.
+    let doctor_link = json!({"role": "doctor", "name": "BS. Khách"});
+    for (who, cookie) in [
+        ("the requesting doctor", &s.c_asker),
+        ("an invitee", &s.c_invitee),
+        ("a colleague of the chair", &s.c_colleague),
+        ("the chair", &s.c_chair),
+    ] {
+        let (st, v) = as_staff(&api, cookie, "POST", &links, Some(doctor_link.clone())).await?;
+        assert_eq!((st, code(&v)), (403, "forbidden"), "{who}: {v}");
+    }
+    let (st, v) = as_staff(
+        &api,
+        &s.c_outsider,
+        "POST",
+        &links,
+        Some(doctor_link.clone()),
+    )
+    .await?;
+    assert_eq!((st, code(&v)), (403, "forbidden"), "an outsider: {v}");
+    let (st, v) = as_staff(&api, &s.c_coord, "POST", &links, Some(doctor_link)).await?;
+    assert_eq!(st, 201, "the coordinator: {v}");
+
+    // In the call, the chair is the one the scheduler named, whoever enters
+    // first: a colleague's link (minted for them by the coordinator) does
+    // not chair, the chair's own does.
+    let (_, guest_doctor) = link_parts(v["url"].as_str().expect("url"));
+    let mut first = server.signal().await?;
+    first.hello().await?;
+    first.join(&s.room, &guest_doctor).await?;
+    let mut c = server.signal().await?;
+    c.hello().await?;
+    let cj = c
+        .join(&s.room, &own_link(&api, &s, &s.c_chair).await?)
+        .await?;
+    first
+        .recv_until(REPLY_TIMEOUT, "the chair announced", |m| match m {
+            ServerMsg::RoomState {
+                chair: Some(ch), ..
+            } => Some(*ch),
+            _ => None,
+        })
+        .await
+        .map(|ch| assert_eq!(ch, cj.you.id, "the named chair chairs"))?;
+    first.send(&ClientMsg::LockRoom { locked: true }).await?;
+    assert!(is_error(
+        &first.recv(REPLY_TIMEOUT).await?,
+        ErrorCode::Forbidden
+    ));
+
+    // Ending: seeing it (invited, the asking district, a colleague) is not
+    // enough; the chair may.
+    for (who, cookie) in [
+        ("the requesting doctor", &s.c_asker),
+        ("an invitee", &s.c_invitee),
+        ("a colleague of the chair", &s.c_colleague),
+    ] {
+        let (st, v) = as_staff(&api, cookie, "POST", &end, None).await?;
+        assert_eq!((st, code(&v)), (403, "forbidden"), "{who}: {v}");
+    }
+    let (st, v) = as_staff(&api, &s.c_outsider, "POST", &end, None).await?;
+    assert_eq!((st, code(&v)), (403, "forbidden"), "an outsider: {v}");
+    let (st, v) = as_staff(&api, &s.c_chair, "POST", &end, None).await?;
+    assert_eq!(
+        (st, v["status"].as_str()),
+        (200, Some("ended")),
+        "the chair: {v}"
+    );
+
+    // Reading the record is everyone's it concerns: the district that asked
+    // and the invitees; not an outsider's.
+    let record = format!("/api/v1/consultations/{}/record.json", s.room);
+    for (who, cookie) in [
+        ("the requesting doctor", &s.c_asker),
+        ("an invitee", &s.c_invitee),
+    ] {
+        let (st, v) = as_staff(&api, cookie, "GET", &record, None).await?;
+        assert_eq!(st, 200, "{who}: {v}");
+    }
+    let (st, v) = as_staff(&api, &s.c_outsider, "GET", &record, None).await?;
+    assert_eq!((st, code(&v)), (403, "forbidden"), "{v}");
+    server.shutdown().await
+}
+
+/// A server on `dir` that can be stopped and started again on the same data.
+struct Persistent {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Persistent {
+    async fn start(dir: &std::path::Path) -> anyhow::Result<Persistent> {
+        tuxa_tests::init_tracing();
+        let http = std::net::TcpListener::bind("127.0.0.1:0")?;
+        http.set_nonblocking(true)?;
+        let media = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        media.set_nonblocking(true)?;
+        let addr = http.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(tuxa_server::run(
+            tuxa_server::Listeners {
+                http,
+                media,
+                media_tcp: None,
+            },
+            tuxa_server::Config::for_tests(dir.to_owned()),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let api = ApiClient::new(addr, tuxa_tests::TEST_ADMIN_KEY);
+        for _ in 0..300 {
+            if let Ok(r) = api.request_raw("GET", "/healthz", None, Auth::None).await
+                && r.status == 200
+            {
+                return Ok(Persistent { addr, stop, task });
+            }
+            anyhow::ensure!(!task.is_finished(), "the server stopped while starting");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("the server did not come up")
+    }
+
+    fn api(&self) -> ApiClient {
+        ApiClient::new(self.addr, tuxa_tests::TEST_ADMIN_KEY)
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await?
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_participant_stays_out_with_a_fresh_link_and_after_a_restart()
+-> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!(
+        "tuxa-bars-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos()
+    ));
+    let result = removed_then_restart(&dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn removed_then_restart(dir: &std::path::Path) -> anyhow::Result<()> {
+    let server = Persistent::start(dir).await?;
+    let api = server.api();
+    let s = scheduled(&api).await?;
+
+    // The chair, the requesting doctor and (in the lobby) the patient.
+    let mut c = tuxa_tests::SignalClient::connect(server.addr).await?;
+    c.hello().await?;
+    c.join(&s.room, &own_link(&api, &s, &s.c_chair).await?)
+        .await?;
+    let asker_link = own_link(&api, &s, &s.c_asker).await?;
+    let (mut a, joined) = try_join(server.addr, &s.room, &asker_link).await?;
+    let ServerMsg::Joined { you: asker, .. } = joined else {
+        anyhow::bail!("the requesting doctor did not enter: {joined:?}");
+    };
+    let (st, v) = as_staff(
+        &api,
+        &s.c_chair,
+        "POST",
+        &format!("{}/guest-link", s.base),
+        Some(json!({"role": "patient", "name": "Hồ Thị C"})),
+    )
+    .await?;
+    assert_eq!(st, 201, "{v}");
+    let (_, patient_link) = link_parts(v["url"].as_str().expect("url"));
+    let (_p, waiting) = try_join(server.addr, &s.room, &patient_link).await?;
+    let ServerMsg::Waiting { you: patient, .. } = waiting else {
+        anyhow::bail!("the patient did not wait: {waiting:?}");
+    };
+
+    // The chair removes both.
+    for pid in [asker.id, patient.id] {
+        c.send(&ClientMsg::RemoveParticipant {
+            participant_id: pid,
+        })
+        .await?;
+    }
+    a.recv_until(REPLY_TIMEOUT, "removed", |m| {
+        is_error(m, ErrorCode::Removed).then_some(())
+    })
+    .await?;
+
+    // A fresh link from the conference's own join does not bring the doctor
+    // back: not at the join page's check, not at join.
+    let fresh = own_link(&api, &s, &s.c_asker).await?;
+    let (st, v) = api.join_check(s.room.as_str(), &fresh).await?;
+    assert_eq!(code(&v), "removed", "{st} {v}");
+    let (_, answer) = try_join(server.addr, &s.room, &fresh).await?;
+    assert!(is_error(&answer, ErrorCode::Removed), "{answer:?}");
+
+    // A restart on the same data: the old links, and fresh ones, stay out.
+    drop(c);
+    server.stop().await?;
+    let server = Persistent::start(dir).await?;
+    let api = server.api();
+    let fresh_again = own_link(&api, &s, &s.c_asker).await?;
+    for (who, token) in [
+        ("the doctor's old link", &asker_link),
+        ("the doctor's fresh link", &fresh),
+        ("a link minted after the restart", &fresh_again),
+        ("the patient's link", &patient_link),
+    ] {
+        let (_, answer) = try_join(server.addr, &s.room, token).await?;
+        assert!(is_error(&answer, ErrorCode::Removed), "{who}: {answer:?}");
+    }
+    // The invitee who was not removed enters; the chair still chairs.
+    let (_, answer) = try_join(
+        server.addr,
+        &s.room,
+        &own_link(&api, &s, &s.c_invitee).await?,
+    )
+    .await?;
+    assert!(matches!(answer, ServerMsg::Joined { .. }), "{answer:?}");
+    let mut c = tuxa_tests::SignalClient::connect(server.addr).await?;
+    c.hello().await?;
+    let cj = c
+        .join(&s.room, &own_link(&api, &s, &s.c_chair).await?)
+        .await?;
+    let chair = c
+        .recv_until(REPLY_TIMEOUT, "room state", |m| match m {
+            ServerMsg::RoomState { chair, .. } => Some(*chair),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(
+        chair,
+        Some(cj.you.id),
+        "the named chair chairs after the restart"
+    );
+    server.stop().await
+}
