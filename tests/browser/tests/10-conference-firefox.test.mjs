@@ -1,29 +1,34 @@
 // The in-call tools with a Firefox ESR participant: Firefox names received
 // tracks with its own ids (not the sender's), so the join page finds a
-// track's source through the msid of its m-line. A Chromium chair shares the
-// screen; the Firefox doctor gets a tile for it with decoded video, and chats
-// back. In a visit, the chat panel says messages are not kept.
+// track's source through the msid of its m-line. In a case conference, a
+// Chromium chair (the provincial doctor the scheduler named, with their own
+// link) shares the screen; the Firefox doctor (the district doctor who asked)
+// gets a tile for it with decoded video, and chats back (kept with the
+// conference's record). In a visit, the chat panel says messages are not kept.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  request, createConsultation, joinUrl, launchChromium, launchFirefox, openParticipant, closeAllBrowsers,
+  createConsultation, mintLink, joinUrl, launchChromium, launchFirefox, openParticipant, closeAllBrowsers,
   waitFor, withDiagnostics, uniqueTitle,
 } from '../lib/harness.mjs';
+import { scheduledConference } from '../lib/conference.mjs';
 import { STRINGS } from '../../../web-client/i18n.js';
 
 after(closeAllBrowsers);
 
-async function mint(roomId, person) {
-  const res = await request('POST', `/api/v1/consultations/${roomId}/links`, person);
-  if (res.status !== 201) throw new Error(`mint link: HTTP ${res.status} ${res.text}`);
-  return { ...res.json, room: roomId, ...person };
-}
-
 test('a Firefox doctor sees a Chromium chair\'s screen share on its own tile, and chats', { timeout: 150_000 }, async () => {
-  const room = await createConsultation('visit', uniqueTitle('Khám từ xa — Firefox'));
-  const chairLink = await mint(room.id, { role: 'doctor', name: 'BS. Đỗ Minh Khoa', facility: 'BVĐK tỉnh', chair: true });
-  const doctorLink = await mint(room.id, { role: 'doctor', name: 'BS. Vũ Thị Hạnh', facility: 'TTYT huyện', licence_number: '004321/TH-CCHN' });
+  const conf = await scheduledConference({
+    names: { province: 'BVĐK tỉnh', district: 'TTYT huyện', commune: 'Trạm y tế xã' },
+    people: {
+      chair: { role: 'doctor', title: 'BS.', name: 'Đỗ Minh Khoa', at: 'province' },
+      doctor: { role: 'doctor', title: 'BS.', name: 'Vũ Thị Hạnh', at: 'district' },
+    },
+    requester: 'doctor',
+    chair: 'chair',
+  });
+  const chairLink = conf.people.chair.link;
+  const doctorLink = conf.people.doctor.link;
   const chair = await openParticipant(await launchChromium(), 'chair (Chromium)');
   const doctor = await openParticipant(await launchFirefox(), 'doctor (Firefox)', 'firefox');
 
@@ -58,7 +63,7 @@ test('a Firefox doctor sees a Chromium chair\'s screen share on its own tile, an
     assert.equal(await doctor.page.evaluate(() => document.getElementById('mod-bar').hidden), true);
 
     await doctor.page.click('#chat-btn');
-    assert.equal(await doctor.page.evaluate(() => document.getElementById('chat-kept').textContent), STRINGS.vi.call_chat_not_kept);
+    assert.equal(await doctor.page.evaluate(() => document.getElementById('chat-kept').textContent), STRINGS.vi.call_chat_kept);
     await doctor.page.type('#chat-input', 'Em thấy rõ phim X-quang rồi ạ.');
     await doctor.page.click('#chat-send');
     await waitFor('the chair to get the message', async () => chair.page.evaluate(
@@ -66,5 +71,13 @@ test('a Firefox doctor sees a Chromium chair\'s screen share on its own tile, an
     ), 10_000);
     await chair.assertNoErrors();
     await doctor.assertNoErrors();
+
+    // A visit's chat goes nowhere but the room: the panel says so.
+    const visit = await createConsultation('visit', uniqueTitle('Khám từ xa — Firefox'));
+    const visitLink = await mintLink(visit.id, { role: 'doctor', name: 'BS. Vũ Thị Hạnh', facility: 'TTYT huyện' });
+    await doctor.goto(joinUrl(visitLink));
+    await doctor.waitForState('in-call');
+    await doctor.page.click('#chat-btn');
+    assert.equal(await doctor.page.evaluate(() => document.getElementById('chat-kept').textContent), STRINGS.vi.call_chat_not_kept);
   });
 });

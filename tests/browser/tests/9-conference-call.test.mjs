@@ -1,7 +1,8 @@
 // A chaired case conference (hội chẩn) in Chromium, through the join page's
-// in-call tools: three sites — the chair (provincial doctor, link with the
-// chair's rights and a licence number), a district doctor and a commune
-// station nurse — and a patient who waits in the lobby.
+// in-call tools: three sites — the chair (provincial doctor, named by the
+// scheduler: their own link from the conference's join carries the chair's
+// rights, with their licence number), a district doctor (who asked) and a
+// commune station nurse, both invited — and a patient who waits in the lobby.
 //
 // - while the chair is in the room the district doctor sees who waits but
 //   is offered no Admit; the chair admits the patient;
@@ -20,30 +21,20 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  request, createConsultation, joinUrl, launchChromium, openParticipant, closeAllBrowsers,
-  expectReceiving, tiles, withDiagnostics, uniqueTitle, waitFor, lobbyPanel, waitInLobby,
+  mintLink, joinUrl, launchChromium, openParticipant, closeAllBrowsers,
+  expectReceiving, tiles, withDiagnostics, waitFor, lobbyPanel, waitInLobby,
   decideInLobby, openJoinPage,
 } from '../lib/harness.mjs';
+import { scheduledConference } from '../lib/conference.mjs';
 import { ERROR_TEXTS, STRINGS } from '../../../web-client/i18n.js';
 
 after(closeAllBrowsers);
 
-/** A join link with the conference fields (chair, licence number) the harness's mintLink does not pass. */
-async function mint(roomId, person) {
-  const body = { role: person.role, name: person.name };
-  for (const k of ['facility', 'chair', 'licence_number']) if (person[k] !== undefined) body[k] = person[k];
-  const res = await request('POST', `/api/v1/consultations/${roomId}/links`, body);
-  if (res.status !== 201) throw new Error(`mint link for ${person.name}: HTTP ${res.status} ${res.text}`);
-  return { ...res.json, room: roomId, ...person };
-}
-
-const CHAIR = {
-  role: 'doctor', name: 'BS.CKII Nguyễn Thị Lan', facility: 'BVĐK tỉnh Thanh Hóa', chair: true, licence_number: '001234/TH-CCHN',
-};
-const DISTRICT = {
-  role: 'doctor', name: 'BS. Trần Văn Bình', facility: 'TTYT huyện Đông Sơn', licence_number: '000733/TH-CCHN',
-};
-const NURSE = { role: 'nurse', name: 'ĐD. Hoàng Thị Hoa', facility: 'Trạm y tế xã Tân Lập' };
+// Filled in from the conference as scheduled (names, facilities and licence
+// numbers as the directory has them).
+let CHAIR;
+let DISTRICT;
+let NURSE;
 const PATIENT = { role: 'patient', name: 'Lê Văn Tâm' };
 const LATE = { role: 'doctor', name: 'BS. Phạm Văn Muộn', facility: 'CDC tỉnh' };
 
@@ -99,11 +90,28 @@ async function chatTexts(who) {
 }
 
 test('a chaired conference: lobby, chat, secretary, mute, lock, screen share and second camera, removal (Chromium)', { timeout: 300_000 }, async () => {
-  const room = await createConsultation('conference', uniqueTitle('Hội chẩn — viêm phổi'));
-  const links = {};
-  for (const [k, p] of Object.entries({ chair: CHAIR, district: DISTRICT, nurse: NURSE, patient: PATIENT, late: LATE })) {
-    links[k] = await mint(room.id, p);
-  }
+  const conf = await scheduledConference({
+    names: { province: 'BVĐK tỉnh Thanh Hóa', district: 'TTYT huyện Đông Sơn', commune: 'Trạm y tế xã Tân Lập' },
+    people: {
+      chair: { role: 'doctor', title: 'BS.CKII', name: 'Nguyễn Thị Lan', at: 'province' },
+      district: { role: 'doctor', title: 'BS.', name: 'Trần Văn Bình', at: 'district' },
+      nurse: { role: 'nurse', title: 'ĐD.', name: 'Hoàng Thị Hoa', at: 'commune' },
+    },
+    requester: 'district',
+    chair: 'chair',
+  });
+  CHAIR = conf.people.chair.link;
+  DISTRICT = conf.people.district.link;
+  NURSE = conf.people.nurse.link;
+  const links = {
+    chair: CHAIR,
+    district: DISTRICT,
+    nurse: NURSE,
+    // The chair's guest link for the patient (waits in the lobby); a late
+    // doctor's link from the consultation's links endpoint (admin key).
+    patient: await conf.guestLink(PATIENT.role, PATIENT.name),
+    late: await mintLink(conf.room, LATE),
+  };
 
   const browser = await launchChromium();
   const chair = await openParticipant(browser, 'chair (tỉnh)');
