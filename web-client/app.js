@@ -542,6 +542,7 @@ function consented() {
 function updateJoinButton() {
   const blocked = !consented();
   $('consent').hidden = !needsConsent() || !!given;
+  $('screen-preview').classList.toggle('asks-consent', !$('consent').hidden);
   $('consent-given').hidden = !(needsConsent() && given);
   $('consent-given-text').textContent = given ? t(given.via === 'queue' ? 'consent_given_queue' : 'consent_given_before') : '';
   $('join-btn').disabled = blocked;

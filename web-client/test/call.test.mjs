@@ -5,7 +5,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
+import { readFileSync } from 'node:fs';
+
 import * as P from '../protocol.js';
+import { STRINGS, LANGS } from '../i18n.js';
 
 const doctor = { id: 2, role: 'doctor' };
 const nurse = { id: 3, role: 'nurse' };
@@ -107,4 +110,33 @@ test('the new server messages parse, and malformed ones do not', () => {
   for (const text of bad) assert.throws(() => P.parseServerMsg(text), P.ProtocolParseError, text);
   assert.equal(P.isFatalError('removed'), true);
   assert.equal(P.isFatalError('room_locked'), false);
+});
+
+// The phone's control bar and the one-consent join screen (index.html): what
+// the bar holds directly stays four buttons on a phone (style.css folds the
+// rest into "Thêm"); screen share and the second camera are in the menu.
+test('the call bar: microphone, camera, "Thêm" and "Rời phòng" in the bar, the rest in the menu', () => {
+  const html = readFileSync(new URL('../index.html', import.meta.url), 'utf8');
+  const nav = html.slice(html.indexOf('<nav class="controls"'), html.indexOf('</nav>'));
+  const menu = nav.slice(nav.indexOf('<div class="more-menu"'), nav.indexOf('</div>', nav.indexOf('id="chat-unread"')));
+  const outside = nav.replace(menu, '');
+  const ids = (text) => [...text.matchAll(/<button[^>]*\bid="([^"]+)"/g)].map((m) => m[1]);
+  assert.deepEqual(ids(outside), ['more-btn', 'leave-btn']);
+  assert.match(outside, /class="ctl mic-toggle"/);
+  assert.match(outside, /class="ctl cam-toggle"/);
+  assert.deepEqual(ids(menu), ['flip-btn', 'audio-only-btn', 'screen-btn', 'cam2-btn', 'people-btn', 'chat-btn']);
+  // The pages are served with a CSP without 'unsafe-inline'.
+  assert.doesNotMatch(html, /\sstyle=|<style|\son[a-z]+=/i);
+});
+
+test('the phone and one-consent strings exist in both languages', () => {
+  const keys = ['consent_given_queue', 'consent_given_before', 'consent_change', 'join_as', 'devices_title',
+    'camera_failed', 'call_more', 'call_more_label'];
+  for (const key of keys) {
+    for (const lang of LANGS) assert.ok(STRINGS[lang][key], `${lang}: no string ${key}`);
+    assert.notEqual(STRINGS.vi[key], STRINGS.en[key], `${key}: vi and en are identical`);
+  }
+  assert.equal(STRINGS.vi.call_more, 'Thêm');
+  assert.equal(STRINGS.vi.leave, 'Rời phòng');
+  for (const lang of LANGS) assert.match(STRINGS[lang].join_as, /\{name\}.*\{role\}/);
 });

@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import {
   BASE, launchChromium, openParticipant, closeAllBrowsers, expectReceiving, withDiagnostics, waitFor,
   sleep, history, setupOnCallDoctor, totpCode, waitForPageState, pageGlobal, request,
+  createConsultation, mintLink, joinUrl, uniqueTitle,
 } from '../lib/harness.mjs';
 import { STRINGS } from '../../../web-client/i18n.js';
 
@@ -336,5 +337,49 @@ test('phone: a queued visit on a 390 x 844 patient viewport, one consent, the ba
     await doctorCall.assertNoErrors();
     await patient.page.tap('#leave-btn');
     await patient.waitForState('left');
+  });
+});
+
+test('phone: a patient who was not queued answers the consent on the call page, the join button still on the first screen (Chromium)', { timeout: 60_000 }, async () => {
+  const room = await createConsultation('visit', uniqueTitle('Khám qua điện thoại'));
+  const link = await mintLink(room.id, { role: 'patient', name: 'Lò Văn Sáng', facility: 'Trạm y tế xã Bản Lầu' });
+  const browser = await launchChromium();
+  const phone = await openParticipant(browser, 'patient phone');
+  const desk = await openParticipant(browser, 'patient desktop');
+  await phone.page.setUserAgent(PHONE_UA);
+  await phone.page.setViewport(PHONE);
+  await desk.page.setViewport(DESKTOP);
+
+  await withDiagnostics([phone, desk], async () => {
+    await phone.goto(joinUrl(link, { autojoin: false }));
+    await phone.waitForState('preview');
+    const form = () => phone.page.evaluate(() => ({
+      form: !document.getElementById('consent').hidden,
+      given: !document.getElementById('consent-given').hidden,
+      ticked: [...document.querySelectorAll('#consent input')].map((i) => i.checked),
+      joinDisabled: document.getElementById('join-btn').disabled,
+    }));
+    assert.deepEqual(await form(), { form: true, given: false, ticked: [false, false, false], joinDisabled: true });
+    const pre = await layout(phone, ['join-btn', 'consent-exam', 'consent-recording', 'preview-video', 'join-as']);
+    await shot(phone, 'phone-8-visit-consent');
+    assert.ok(pre.scrollWidth <= pre.innerWidth, `the join page scrolls sideways: ${JSON.stringify(pre)}`);
+    for (const id of ['join-btn', 'consent-exam', 'consent-recording', 'preview-video', 'join-as']) {
+      assert.ok(pre.controls[id].shown && pre.controls[id].inView, `${id} is not on the first screen: ${JSON.stringify(pre.controls[id])}`);
+    }
+    await phone.page.tap('#consent-exam');
+    assert.deepEqual(await form(), { form: true, given: false, ticked: [true, false, false], joinDisabled: false });
+
+    // The same page on a desktop: the device pickers open.
+    await desk.goto(joinUrl(link, { autojoin: false }));
+    await desk.waitForState('preview');
+    const wide = await layout(desk, ['join-btn', 'consent-exam', 'camera-select']);
+    await shot(desk, 'desktop-visit-preview');
+    assert.ok(wide.scrollWidth <= wide.innerWidth);
+    assert.equal(await desk.page.evaluate(() => document.getElementById('devices').open), true);
+    assert.ok(wide.controls['camera-select'].shown);
+    // A 1366 x 768 laptop: the questions and the button without scrolling too.
+    for (const id of ['join-btn', 'consent-exam']) {
+      assert.ok(wide.controls[id].shown && wide.controls[id].inView, `${id} below the fold on a laptop: ${JSON.stringify(wide.controls[id])}`);
+    }
   });
 });

@@ -8,7 +8,8 @@
 // refused (not_on_call, translated); the switch of their own queue makes them
 // available, the patient is offered to them ("Bác sĩ đang xem thông tin của
 // bạn…") with the reason for the visit, the doctor accepts; the patient's page
-// goes to the call by itself (pre-admitted: no lobby), the console keeps
+// goes to the call by itself (pre-admitted: no lobby; not asked for consent
+// again: the queue page's answers are sent as given), the console keeps
 // `callUrl` (?noopen=1), the doctor opens it, and each decodes the other's
 // video. Meanwhile two more patients queue (positions 1 and 2, with an
 // estimate now that a doctor is on call) and the second gives up (cancel);
@@ -217,9 +218,15 @@ test('queue: a patient queues from the link, a signed-in doctor on call accepts,
     await waitFor('the patient page to go to the call', async () => /\/join\/[a-z2-7]{16}/.test(patientPage.page.url()), 20_000);
     const patientRoom = patientPage.page.url().match(/\/join\/([a-z2-7]{16})/)[1];
     assert.equal(callUrl.match(/\/join\/([a-z2-7]{16})/)[1], patientRoom, 'one room for both');
-    // The join page: the patient ticks consent again (as every patient does there) and joins.
+    // The join page does not ask again: the queue page's answers carry over
+    // (sessionStorage of the tab) and are sent as given.
     await patientPage.waitForState('preview');
-    await patientPage.page.click('#consent-exam');
+    const callConsent = await patientPage.page.evaluate(() => ({
+      form: !document.getElementById('consent').hidden,
+      given: !document.getElementById('consent-given').hidden,
+      joinDisabled: document.getElementById('join-btn').disabled,
+    }));
+    assert.deepEqual(callConsent, { form: false, given: true, joinDisabled: false }, 'the call page asks for consent again');
     await patientPage.page.click('#join-btn');
 
     // The doctor opens the call in their own window.
@@ -232,6 +239,11 @@ test('queue: a patient queues from the link, a signed-in doctor on call accepts,
     await patientPage.waitForState('in-call');
     const states = await history(patientPage);
     assert.ok(!states.includes('waiting'), `the accepted patient waited in the lobby again: ${states}`);
+    const sentConsent = await patientPage.page.evaluate(() => window.tuxa.consent);
+    assert.deepEqual(
+      [sentConsent.text_version, sentConsent.remote_examination, sentConsent.third_parties, sentConsent.recording],
+      [consent.text_version, true, false, false], 'the call page did not send the queue page\'s answers',
+    );
 
     const doctorId = await doctorCallPage.id();
     const patientId = await patientPage.id();
