@@ -18,6 +18,7 @@ pub mod http;
 pub mod peer;
 pub mod server;
 pub mod signal;
+pub mod staff;
 pub mod stats;
 pub mod tls;
 
