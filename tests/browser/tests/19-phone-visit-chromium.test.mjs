@@ -340,7 +340,7 @@ test('phone: a queued visit on a 390 x 844 patient viewport, one consent, the ba
   });
 });
 
-test('phone: a patient who was not queued answers the consent on the call page, the join button still on the first screen (Chromium)', { timeout: 60_000 }, async () => {
+test('phone: a patient who was not queued answers the consent on the call page, the join button still on the first screen; the lobby\'s leave button too (Chromium)', { timeout: 60_000 }, async () => {
   const room = await createConsultation('visit', uniqueTitle('Khám qua điện thoại'));
   const link = await mintLink(room.id, { role: 'patient', name: 'Lò Văn Sáng', facility: 'Trạm y tế xã Bản Lầu' });
   const browser = await launchChromium();
@@ -368,6 +368,17 @@ test('phone: a patient who was not queued answers the consent on the call page, 
     }
     await phone.page.tap('#consent-exam');
     assert.deepEqual(await form(), { form: true, given: false, ticked: [true, false, false], joinDisabled: false });
+
+    // The lobby on the phone: "Rời phòng" on the first screen; it works.
+    await phone.page.tap('#join-btn');
+    await phone.waitForState('waiting');
+    const lobby = await layout(phone, ['waiting-leave-btn', 'waiting-video']);
+    await shot(phone, 'phone-9-lobby');
+    assert.ok(lobby.scrollWidth <= lobby.innerWidth);
+    assert.ok(lobby.controls['waiting-leave-btn'].shown && lobby.controls['waiting-leave-btn'].inView,
+      `leave below the fold in the lobby: ${JSON.stringify(lobby.controls['waiting-leave-btn'])}`);
+    await phone.page.tap('#waiting-leave-btn');
+    await phone.waitForState('left');
 
     // The same page on a desktop: the device pickers open.
     await desk.goto(joinUrl(link, { autojoin: false }));
