@@ -208,7 +208,18 @@ export class Participant {
   }
 
   async goto(url) {
-    await this.page.goto(url, { waitUntil: 'load', timeout: 30_000 });
+    try {
+      await this.page.goto(url, { waitUntil: 'load', timeout: 30_000 });
+    } catch (e) {
+      // Chromium fails what is loading when the machine's addresses or links
+      // change (net::ERR_NETWORK_CHANGED); a user would load it again, and
+      // so does this, once, saying so in the log. Tests that change the
+      // network themselves let it settle before their browsers start.
+      if (!/net::ERR_NETWORK_CHANGED/.test(String(e && e.message))) throw e;
+      this.#push(`goto: ${e.message}; loading again`);
+      console.log(`${this.name}: ${e.message}; loading again`);
+      await this.page.goto(url, { waitUntil: 'load', timeout: 30_000 });
+    }
   }
 
   async state() {

@@ -36,7 +36,9 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, chmodSync, rmSync, readFileSync } from 'node:fs';
+import {
+  mkdtempSync, writeFileSync, chmodSync, rmSync, readFileSync, readlinkSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -103,11 +105,28 @@ async function makeNarrowLink() {
   // A process that holds the narrow namespace open (unshare execs sleep in it).
   const holder = spawn('unshare', ['--net', '--', 'sleep', '100000'], { stdio: 'ignore' });
   cleanups.push(() => holder.kill('SIGKILL'));
-  await sleep(300);
   const pid = String(holder.pid);
+  // Until unshare has made the namespace, the pid is still in ours (and the
+  // veth's far end would land here).
+  const ours = readlinkSync('/proc/self/ns/net');
+  for (const deadline = Date.now() + 10_000; ;) {
+    let theirs = null;
+    try { theirs = readlinkSync(`/proc/${pid}/ns/net`); } catch { /* not started yet */ }
+    if (theirs && theirs !== ours) break;
+    if (holder.exitCode !== null || Date.now() > deadline) throw new Error('unshare --net made no namespace');
+    await sleep(20);
+  }
   const inNarrow = (...args) => sh('nsenter', ['-t', pid, '-n', ...args]);
   sh('ip', ['link', 'add', 'tuxa-bw0', 'type', 'veth', 'peer', 'name', 'tuxa-bw1', 'netns', pid]);
   cleanups.push(() => { try { sh('ip', ['link', 'del', 'tuxa-bw0']); } catch { /* gone with the namespace */ } });
+  // No IPv6 link-local address on the pair (all here is IPv4): the kernel
+  // adds one about a second after the link comes up (after duplicate
+  // address detection), and Chromium takes any address change for a network
+  // change — what a page is loading then fails with net::ERR_NETWORK_CHANGED
+  // (seen in a full run: the narrow nurse's join page). Must be set before
+  // the link goes up.
+  noLinkLocal(inOurs, 'tuxa-bw0');
+  noLinkLocal(inNarrow, 'tuxa-bw1');
   sh('ip', ['addr', 'add', `${HOST_IP}/24`, 'dev', 'tuxa-bw0']);
   sh('ip', ['link', 'set', 'tuxa-bw0', 'up']);
   inNarrow('ip', 'link', 'set', 'lo', 'up');
@@ -122,7 +141,53 @@ async function makeNarrowLink() {
     inNarrow('iptables', '-A', 'INPUT', '-p', 'udp', '-m', 'statistic', '--mode', 'random',
       '--probability', String(LOSS_PCT / 100), '-j', 'DROP');
   }
+  // The browsers start only on a network that has settled: both ends of the
+  // pair with carrier (the kernel reports it asynchronously) and no address
+  // still in duplicate address detection.
+  for (const deadline = Date.now() + 10_000; !(settled(inOurs, 'tuxa-bw0') && settled(inNarrow, 'tuxa-bw1'));) {
+    if (Date.now() > deadline) {
+      throw new Error(`the veth pair did not settle within 10 s:\n${inOurs('ip', 'addr')}\n${inNarrow('ip', 'addr')}`);
+    }
+    await sleep(50);
+  }
   return pid;
+}
+
+/** Runs a command in run.sh's namespace (this process's). */
+const inOurs = (cmd, ...args) => sh(cmd, args);
+
+function noLinkLocal(run, dev) {
+  try {
+    run('ip', 'link', 'set', dev, 'addrgenmode', 'none');
+  } catch (e) {
+    // A kernel without IPv6 makes no link-local address either.
+    if (!/ipv6|not supported|address family/i.test(String(e.stderr || e.message))) throw e;
+  }
+}
+
+/** A link up with carrier, and none of its addresses still tentative. */
+function settled(run, dev) {
+  const [link] = JSON.parse(run('ip', '-j', 'link', 'show', 'dev', dev) || '[]');
+  if (!link || link.operstate !== 'UP' || !(link.flags || []).includes('LOWER_UP')) return false;
+  const [addr] = JSON.parse(run('ip', '-j', 'addr', 'show', 'dev', dev) || '[]');
+  return !((addr && addr.addr_info) || []).some((a) => a.tentative || a.dadfailed);
+}
+
+/**
+ * Address and link changes in both namespaces from now on: there should be
+ * none while the browsers run (each is a network change to Chromium).
+ */
+function watchNetwork(narrowPid) {
+  const events = [];
+  for (const [where, cmd, args] of [
+    ['ours', 'ip', ['-ts', 'monitor', 'link', 'address']],
+    ['narrow', 'nsenter', ['-t', narrowPid, '-n', 'ip', '-ts', 'monitor', 'link', 'address']],
+  ]) {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'ignore'] });
+    p.stdout.on('data', (d) => { for (const l of String(d).split('\n')) if (l.startsWith('[')) events.push(`${where} ${l}`); });
+    cleanups.push(() => p.kill('SIGTERM'));
+  }
+  return events;
 }
 
 /** A tuxa server of this test's own, on the veth address. */
@@ -219,6 +284,7 @@ async function outboundHeights(who) {
 
 test('layer following: a clean link gets the top layer, a narrow one a low layer, no freeze over 2 s (Chromium, netns + tbf)', { timeout: 300_000 }, async () => {
   const narrowPid = await makeNarrowLink();
+  const netEvents = watchNetwork(narrowPid);
   const server = await startServer();
   process.env.TUXA_URL = server.url;
   process.env.TUXA_ADMIN_KEY = server.key;
@@ -337,7 +403,9 @@ test('layer following: a clean link gets the top layer, a narrow one a low layer
       console.log(`FIGURE narrow audio_only_ms=${cutMs} longest=${longestCutMs} (goal 0)`);
       assert.ok(longestCutMs <= 3000 && cutMs <= 5000,
         `the narrow nurse is cut to audio only at ${DOWN_KBIT} kbit/s only briefly (the lowest layer fits): ${JSON.stringify(audioOnly)}`);
+      console.log(`network changes while the browsers ran: ${netEvents.length}`, netEvents.length ? JSON.stringify(netEvents, null, 1) : '');
     } catch (e) {
+      console.error(`network changes while the browsers ran: ${JSON.stringify(netEvents, null, 1)}`);
       try { console.error('---- server log (end) ----\n', readFileSync(server.log, 'utf8').split('\n').slice(-60).join('\n')); } catch { /* ignore */ }
       throw e;
     }
