@@ -2007,7 +2007,15 @@ impl Hub {
         let Some(r) = self.rooms.get_mut(room_id) else {
             return;
         };
-        if !r.may_moderate(by) {
+        // The secretary writes the conclusion into the record: in a room
+        // whose scheduler named a chair, only that chair names them, even
+        // while the chair is away (a doctor who came early must not name
+        // themselves and so write the conclusion). Elsewhere the moderators.
+        let may = match r.named_chair {
+            Some(_) => r.chair() == Some(by),
+            None => r.may_moderate(by),
+        };
+        if !may {
             self.reply(
                 sid,
                 ErrorCode::Forbidden,
