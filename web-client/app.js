@@ -454,6 +454,8 @@ function updateLocalUi() {
   $('waiting-off').hidden = !noVideo;
   $('waiting-off-text').textContent = media.camera ? t('cam_muted') : t('no_camera');
   $('self-off').hidden = !noVideo;
+  // The label under the picture already says "Bạn": the picture says why it is dark.
+  $('self-off-text').textContent = media.camera ? t('cam_muted') : t('no_camera');
   $('media-warning').hidden = !media.unavailable;
   if (tuxa.state === 'in-call') renderPeople();
 }
