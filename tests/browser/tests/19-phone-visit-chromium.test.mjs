@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import {
   BASE, launchChromium, openParticipant, closeAllBrowsers, expectReceiving, withDiagnostics, waitFor,
   sleep, history, setupOnCallDoctor, totpCode, waitForPageState, pageGlobal, request,
-  createConsultation, mintLink, joinUrl, uniqueTitle,
+  createConsultation, mintLink, joinUrl, uniqueTitle, openJoinPage, decideInLobby,
 } from '../lib/harness.mjs';
 import { STRINGS } from '../../../web-client/i18n.js';
 
@@ -392,5 +392,64 @@ test('phone: a patient who was not queued answers the consent on the call page, 
     for (const id of ['join-btn', 'consent-exam']) {
       assert.ok(wide.controls[id].shown && wide.controls[id].inView, `${id} below the fold on a laptop: ${JSON.stringify(wide.controls[id])}`);
     }
+  });
+});
+
+test('phone: camera off before joining: the camera stays off (no track, no video sent) in the call until turned on (Chromium)', { timeout: 90_000 }, async () => {
+  const room = await createConsultation('visit', uniqueTitle('Camera tắt từ đầu'));
+  const doctorLink = await mintLink(room.id, { role: 'doctor', name: 'BS. Nông Văn Dũng', facility: 'TTYT huyện Bát Xát' });
+  const patientLink = await mintLink(room.id, { role: 'patient', name: 'Giàng Thị Pà', facility: 'Trạm y tế xã Y Tý' });
+  const browser = await launchChromium();
+  const doctor = await openParticipant(browser, 'doctor');
+  const phone = await openParticipant(browser, 'patient phone');
+  await doctor.page.setViewport(DESKTOP);
+  await phone.page.setUserAgent(PHONE_UA);
+  await phone.page.setViewport(PHONE);
+
+  await withDiagnostics([doctor, phone], async () => {
+    await openJoinPage(doctor, doctorLink);
+    await doctor.waitForState('in-call');
+    await phone.goto(joinUrl(patientLink, { autojoin: false }));
+    await phone.waitForState('preview');
+    await phone.page.evaluate(() => { window.__camTrack = window.tuxa.debug.media.video; });
+    await phone.page.tap('#screen-preview .cam-toggle');
+    await waitFor('the preview camera to stop', async () => phone.page.evaluate(
+      () => window.__camTrack.readyState === 'ended' && !window.tuxa.debug.media.video,
+    ), 10_000);
+    assert.equal(await phone.page.evaluate(() => !document.getElementById('preview-off').hidden), true);
+    await phone.page.tap('#consent-exam');
+    await phone.page.tap('#join-btn');
+    await phone.waitForState('waiting');
+    assert.equal(await phone.page.evaluate(() => window.tuxa.debug.media.video), null, 'the camera opened in the lobby');
+    await decideInLobby(doctor, 'Giàng Thị Pà', 'admit');
+    await phone.waitForState('in-call');
+    const patientId = await phone.id();
+    await expectReceiving(doctor, [patientId], { audio: true, timeoutMs: 5_000 }).then(
+      () => assert.fail('the doctor decodes video of a camera that is off'),
+      () => {},
+    );
+    const sender = await cameraSender(phone);
+    assert.equal(sender.track, null);
+    assert.ok(sender.encodings.length >= 1 && sender.encodings.every((e) => !e.active), `encodings: ${JSON.stringify(sender.encodings)}`);
+    const b0 = await videoBytesOut(phone);
+    const t0 = Date.now();
+    await sleep(3_000);
+    const kbps = (((await videoBytesOut(phone)) - b0) * 8) / (Date.now() - t0);
+    console.log(`joined with the camera off: ${kbps.toFixed(2)} kbit/s of video`);
+    assert.ok(kbps < 10, `the camera that is off sends ${kbps.toFixed(1)} kbit/s`);
+    await waitFor('the doctor to see the camera-off badge', async () => doctor.page.evaluate(
+      (pid) => !document.querySelector(`.tile[data-pid="${pid}"] .badge-cam`).hidden, patientId,
+    ), 10_000);
+
+    // Turned on in the call: the same m-line carries it, no renegotiation.
+    const negotiations = await phone.page.evaluate(() => window.tuxa.negotiations);
+    await phone.page.tap('.controls .cam-toggle');
+    await waitFor('the camera to be on', async () => (await cameraSender(phone)).track?.readyState === 'live', 10_000);
+    await expectReceiving(doctor, [patientId], { timeoutMs: 20_000 });
+    assert.equal(await phone.page.evaluate(() => window.tuxa.negotiations), negotiations, 'camera on renegotiated');
+    await waitFor('the badge to go', async () => doctor.page.evaluate(
+      (pid) => document.querySelector(`.tile[data-pid="${pid}"] .badge-cam`).hidden, patientId,
+    ), 10_000);
+    await phone.assertNoErrors();
   });
 });
