@@ -38,7 +38,8 @@ export function createConferences(ctx) {
     guestUrl: null,
     error: null,
     busy: false,
-    renders: 0, // times the open request was drawn (tests wait for a refresh)
+    renders: 0, // times the open request was drawn
+    loads: 0, // times the open request came from the server (tests wait for a refresh)
   };
   ctx.ts.conf = cs;
   let listTimer = null;
@@ -46,6 +47,7 @@ export function createConferences(ctx) {
   let errorLine = null; // {code} | {key}
   let noticeKey = null;
   let uploadSeq = 0;
+  let drawnKey = null; // what the open request's drawing shows (detailKey)
 
   const me = () => ctx.me();
   const role = () => me()?.staff?.role;
@@ -137,6 +139,8 @@ export function createConferences(ctx) {
       render();
       return;
     }
+    const newlyShown = cs.view !== 'detail' || cs.openId !== id;
+    const focusWasIn = $('conf-detail').contains(document.activeElement);
     if (cs.openId !== id) {
       cs.joinUrl = null;
       cs.joinNotBefore = null;
@@ -146,7 +150,12 @@ export function createConferences(ctx) {
     setOpen(r.json);
     cs.view = 'detail';
     render();
-    $('conf-detail').focus({ preventScroll: false });
+    // Only a request newly shown takes the focus (and the scroll), or one
+    // whose redrawing took away the focused control: a refresh otherwise
+    // leaves the reader, the keyboard and the pointer where they were.
+    const focusLost = focusWasIn && !$('conf-detail').contains(document.activeElement);
+    if (newlyShown || focusLost) $('conf-detail').focus({ preventScroll: false });
+    cs.loads += 1;
   }
 
   /** A request as the server returned it after an action: shown and put in the list. */
@@ -180,14 +189,30 @@ export function createConferences(ctx) {
     return sex ? h('span', { 'data-i18n': `conf_sex_${sex}` }, t(`conf_sex_${sex}`)) : null;
   }
 
+  /** Everything the open request's drawing depends on. */
+  function detailKey(c) {
+    const nb = cs.joinFor === c.id ? cs.joinNotBefore : null;
+    const joinState = cs.joinFor === c.id ? [cs.joinUrl, cs.popupBlocked, !!(nb && nb * 1000 > Date.now())] : null;
+    return JSON.stringify([c, me(), getLang(), joinState, cs.guestUrl]);
+  }
+
   function renderDetail() {
-    cs.renders += 1;
     const c = cs.open;
     const el = $('conf-detail');
     if (!c) {
+      cs.renders += 1;
+      drawnKey = null;
       fill(el);
       return;
     }
+    // Drawn again only when something it shows changed: a refresh that
+    // brings the same answer keeps every button where it is (the one under
+    // the pointer is not swapped for a copy, which would lose the click) and
+    // keeps what was typed in its forms.
+    const key = detailKey(c);
+    if (key === drawnKey && el.firstChild) return;
+    drawnKey = key;
+    cs.renders += 1;
     const rights = conferenceRights(c, me());
     const patient = c.patient || {};
     const sched = c.schedule;
@@ -769,6 +794,7 @@ export function createConferences(ctx) {
       });
       errorLine = null;
       noticeKey = null;
+      drawnKey = null;
       resetForm();
       fill($('conf-list'));
       fill($('conf-detail'));

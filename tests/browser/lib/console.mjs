@@ -3,7 +3,7 @@
 // authenticator's code computed here.
 
 import {
-  BASE, openParticipant, waitFor, sleep, adminPost, totpCode, waitForPageState, pageGlobal, Participant,
+  BASE, openParticipant, waitFor, sleep, adminPost, totpCode, waitForPageState, pageGlobal, Participant, clickSettled,
 } from './harness.mjs';
 
 export const tag = () => `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
@@ -72,17 +72,8 @@ export async function joinFromConsole(who, label, all) {
   await refreshRequest(who);
   await waitFor(`${label}: the Join button`, async () => visible(who, '#conf-join-btn'), 15_000);
   const popup = who.page.browserContext().waitForTarget((t) => /\/join\/[a-z2-7]{16}/.test(t.url()), { timeout: 20_000 });
-  // A real click (the call opens in a new window, which needs the user's
-  // gesture); tried again if the button was redrawn under the pointer.
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      await who.page.click('#conf-join-btn');
-      break;
-    } catch (e) {
-      if (attempt >= 3 || !/detached|not clickable/.test(String(e && e.message))) throw e;
-      await sleep(300);
-    }
-  }
+  // A real click: the call opens in a new window, which needs the user's gesture.
+  await clickSettled(who, '#conf-join-btn');
   const target = await popup;
   const callPage = new Participant(`${label} call`, await target.page(), 'chromium');
   all.push(callPage);
@@ -99,7 +90,7 @@ export async function joinFromConsole(who, label, all) {
 /** Opens a request from the list of a console on the conference tab. */
 export async function openRequest(who, id) {
   await who.page.bringToFront();
-  if (!(await who.page.evaluate(() => window.tuxaStaff.tab === 'conf'))) await who.page.click('#tab-btn-conf');
+  if (!(await who.page.evaluate(() => window.tuxaStaff.tab === 'conf'))) await clickSettled(who, '#tab-btn-conf');
   await waitFor(`${who.name}: request ${id} in the list`, async () => who.page.evaluate(
     (x) => !!document.querySelector(`#conf-list li[data-id="${x}"]`), id,
   ), 15_000);
@@ -110,10 +101,15 @@ export async function openRequest(who, id) {
   ), 10_000);
 }
 
-/** Presses "Làm mới" on an open request and waits until it is drawn again. */
+/**
+ * Presses "Làm mới" on an open request and waits until the server's answer
+ * is shown (drawn again if it changed).
+ */
 export async function refreshRequest(who) {
   await who.page.bringToFront();
-  const renders = await who.page.evaluate(() => window.tuxaStaff.conf.renders);
-  await who.page.click('#conf-refresh-btn');
-  await waitFor(`${who.name}: the request refreshed`, async () => who.page.evaluate((n) => window.tuxaStaff.conf.renders > n, renders), 15_000);
+  // `loads` counts answers; a client from before it counted draws (`renders`).
+  const loads = () => window.tuxaStaff.conf.loads ?? window.tuxaStaff.conf.renders;
+  const before = await who.page.evaluate(loads);
+  await clickSettled(who, '#conf-refresh-btn');
+  await waitFor(`${who.name}: the request refreshed`, async () => (await who.page.evaluate(loads)) > before, 15_000);
 }

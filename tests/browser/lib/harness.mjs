@@ -438,7 +438,7 @@ export async function waitInLobby(host, name, timeoutMs = 20_000) {
 /** The host clicks Admit (or Refuse) next to `name` in the lobby panel, as a user would. */
 export async function decideInLobby(host, name, action = 'admit') {
   const entry = await waitInLobby(host, name);
-  await host.page.click(`#lobby-list .lobby-entry[data-pid="${entry.pid}"] [data-action="${action}"]`);
+  await clickSettled(host, `#lobby-list .lobby-entry[data-pid="${entry.pid}"] [data-action="${action}"]`);
   return entry;
 }
 
@@ -468,6 +468,20 @@ export async function history(who) {
 // Misc.
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Clicks what `selector` finds with the mouse, as a user would, once it has
+ * settled: looked up afresh, shown, enabled, in view, and with the same box
+ * over two animation frames (puppeteer's locator). A plain `page.click` acts
+ * on the node it looked up, and fails ("Node is either not clickable or not
+ * an Element", "detached") or clicks where the node was when a re-render
+ * replaces, hides or moves it between the look-up and the click; this one
+ * starts again with whatever is there then. The page must be in front
+ * (a background tab draws no frames).
+ */
+export async function clickSettled(who, selector, { timeoutMs = 15_000 } = {}) {
+  await who.page.locator(selector).setVisibility('visible').setTimeout(timeoutMs).click();
+}
 
 export async function waitFor(what, fn, timeoutMs = 30_000, everyMs = 250) {
   const deadline = Date.now() + timeoutMs;

@@ -9,7 +9,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   createConsultation, mintLink, joinUrl, launchChromium, openParticipant, closeAllBrowsers,
-  expectReceiving, tiles, withDiagnostics, uniqueTitle, waitFor, lobbyPanel, waitInLobby, history,
+  expectReceiving, tiles, withDiagnostics, uniqueTitle, waitFor, lobbyPanel, waitInLobby, history, clickSettled,
 } from '../lib/harness.mjs';
 import { STRINGS } from '../../../web-client/i18n.js';
 
@@ -91,7 +91,7 @@ test('1:1 visit: the doctor admits the patient from the lobby, then they see and
     assert.deepEqual(await doctor.page.$$eval('#lobby-list button', (bs) => bs.map((b) => b.textContent)), ['Cho vào', 'Từ chối']);
 
     // Admit: the patient enters the call; the lobby panel empties.
-    await doctor.page.click(`#lobby-list .lobby-entry[data-pid="${entry.pid}"] [data-action="admit"]`);
+    await clickSettled(doctor, `#lobby-list .lobby-entry[data-pid="${entry.pid}"] [data-action="admit"]`);
     await patient.waitForState('in-call');
     await waitFor('the lobby panel to empty', async () => {
       const p = await lobbyPanel(doctor);
@@ -130,7 +130,7 @@ test('1:1 visit: the doctor admits the patient from the lobby, then they see and
     assert.match(pTiles[0].meta, /Bác sĩ/);
 
     // Mute: the patient turns the microphone off; the doctor sees the indicator.
-    await patient.page.click('#screen-call .mic-toggle');
+    await clickSettled(patient, '#screen-call .mic-toggle');
     await doctor.page.waitForFunction(
       (pid) => {
         const b = document.querySelector(`.tile[data-pid="${pid}"] .badge-mic`);
@@ -138,7 +138,7 @@ test('1:1 visit: the doctor admits the patient from the lobby, then they see and
       },
       { timeout: 10_000 }, patientId,
     );
-    await patient.page.click('#screen-call .mic-toggle');
+    await clickSettled(patient, '#screen-call .mic-toggle');
     await doctor.page.waitForFunction(
       (pid) => document.querySelector(`.tile[data-pid="${pid}"] .badge-mic`)?.hidden === true,
       { timeout: 10_000 }, patientId,
@@ -149,12 +149,12 @@ test('1:1 visit: the doctor admits the patient from the lobby, then they see and
       const el = document.querySelector(`.tile[data-pid="${id}"]`);
       return { noVideo: el.classList.contains('no-video'), camBadge: !el.querySelector('.badge-cam').hidden };
     }, pid);
-    await patient.page.click('#screen-call .cam-toggle');
+    await clickSettled(patient, '#screen-call .cam-toggle');
     await waitFor('camera-off shown', async () => {
       const st = await tileState(patientId);
       return st.noVideo && st.camBadge;
     }, 10_000);
-    await patient.page.click('#screen-call .cam-toggle');
+    await clickSettled(patient, '#screen-call .cam-toggle');
     await waitFor('camera back on', async () => {
       const st = await tileState(patientId);
       return !st.noVideo && !st.camBadge;

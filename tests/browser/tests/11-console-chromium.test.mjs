@@ -18,7 +18,7 @@ import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  launchChromium, closeAllBrowsers, withDiagnostics, waitFor, sleep, request,
+  launchChromium, closeAllBrowsers, withDiagnostics, waitFor, sleep, request, clickSettled,
 } from '../lib/harness.mjs';
 import {
   facility, account, consolePage, signIn, staffState, visible, joinFromConsole, openRequest,
@@ -228,7 +228,7 @@ test('console: a district doctor requests a conference with an attachment, the c
     const startsAt = Math.ceil((Date.now() / 1000 + 5 * 60) / 60) * 60;
     await k.page.$eval('#cs-start', (el, v) => { el.value = v; }, toVnInputValue(startsAt));
     await k.page.select('#cs-duration', '45');
-    await k.page.click('#cs-submit');
+    await clickSettled(k, '#cs-submit');
     await waitFor('scheduled', async () => staffState(k, () => window.tuxaStaff.conf.open && window.tuxaStaff.conf.open.status === 'scheduled'), 15_000);
     const sched = await staffState(k, () => window.tuxaStaff.conf.open.schedule);
     assert.equal(sched.starts_at, startsAt);
@@ -240,7 +240,7 @@ test('console: a district doctor requests a conference with an attachment, the c
     assert.equal(await visible(k, '#conf-join-btn'), false, 'the coordinator is not invited');
 
     // ---- The requester joins: the call opens in a new window.
-    await d.page.click('.cs-back');
+    await clickSettled(d, '.cs-back');
     await openRequest(d, filed.id);
     const requesterCall = await joinFromConsole(d, 'requester', all);
     const you = await requesterCall.page.evaluate(() => window.tuxa.you);
@@ -255,7 +255,7 @@ test('console: a district doctor requests a conference with an attachment, the c
     assert.equal(await visible(ch, '#conf-guest-form'), true);
     await ch.page.bringToFront(); // the call took the front tab
     await ch.page.type('#cg-name', 'Trần Thị B');
-    await ch.page.click('#cg-submit');
+    await clickSettled(ch, '#cg-submit');
     await waitFor('the guest link', async () => staffState(ch, () => !!window.tuxaStaff.conf.guestUrl), 10_000);
     assert.match(await staffState(ch, () => document.getElementById('cg-url').value), /\/join\/[a-z2-7]{16}#/);
     assert.equal(await visible(ch, '#conf-concl-form'), true, 'the chair enters the conclusion');

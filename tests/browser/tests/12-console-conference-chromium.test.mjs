@@ -12,7 +12,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   BASE, launchChromium, openParticipant, closeAllBrowsers, withDiagnostics, waitFor, expectReceiving,
-  decideInLobby, history, request,
+  decideInLobby, history, request, clickSettled,
 } from '../lib/harness.mjs';
 import {
   facility, account, consolePage, signIn, staffState, visible, joinFromConsole, openRequest, refreshRequest,
@@ -84,7 +84,7 @@ test('conference call: three sites join from their consoles, the chair admits th
     await ch.page.bringToFront(); // the call took the front tab
     await ch.page.select('#cg-role', 'patient');
     await ch.page.type('#cg-name', 'Trần Thị B');
-    await ch.page.click('#cg-submit');
+    await clickSettled(ch, '#cg-submit');
     await waitFor('the guest link', async () => staffState(ch, () => !!window.tuxaStaff.conf.guestUrl), 10_000);
     const guestUrl = await staffState(ch, () => document.getElementById('cg-url').value);
     const m = /\/join\/([a-z2-7]{16})#(.+)$/.exec(guestUrl);
@@ -116,7 +116,7 @@ test('conference call: three sites join from their consoles, the chair admits th
     await waitFor('the conclusion form', async () => visible(ch, '#conf-concl-form'), 15_000);
     const conclusion = 'Viêm phổi nặng. Thở oxy, kháng sinh phổ rộng; chuyển tuyến tỉnh khi ổn định.';
     await ch.page.type('#cc-text', conclusion);
-    await ch.page.click('#cc-submit');
+    await clickSettled(ch, '#cc-submit');
     await waitFor('the conclusion saved', async () => staffState(ch, () => !!(window.tuxaStaff.conf.open && window.tuxaStaff.conf.open.conclusion)), 10_000);
     assert.equal(await staffState(ch, () => window.tuxaStaff.conf.open.conclusion.text), conclusion);
     const minutes = await ch.page.evaluate(async () => {

@@ -13,7 +13,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   createConsultation, mintLink, launchChromium, openParticipant, closeAllBrowsers, expectReceiving,
-  withDiagnostics, uniqueTitle, waitFor, openJoinPage, sleep,
+  withDiagnostics, uniqueTitle, waitFor, openJoinPage, sleep, clickSettled,
 } from '../lib/harness.mjs';
 
 after(closeAllBrowsers);
@@ -71,7 +71,7 @@ test('audio only: chosen, kept across a rejoin, and undone; the weak-network ban
     assert.deepEqual(btn, { text: 'Chỉ âm thanh', pressed: 'false', shown: true });
 
     // ---- On.
-    await nurse.page.click('#audio-only-btn');
+    await clickSettled(nurse, '#audio-only-btn');
     await waitFor('the server to confirm audio only (requested)', () => nurse.page.evaluate(
       () => window.tuxa.audioOnly.server === 'requested'), 10_000);
     assert.ok(await nurse.page.evaluate(() => window.tuxa.log.some((l) => l.includes('← audio_only {"on":true,"reason":"requested"}'))));
@@ -122,7 +122,7 @@ test('audio only: chosen, kept across a rejoin, and undone; the weak-network ban
     assert.ok(d.outBytes - c.outBytes < 2_000, 'the camera still sends nothing after the rejoin');
 
     // ---- Off: video comes back both ways.
-    await nurse.page.click('#audio-only-btn');
+    await clickSettled(nurse, '#audio-only-btn');
     await waitFor('the server to resume video', () => nurse.page.evaluate(
       () => window.tuxa.audioOnly.server === null && !window.tuxa.audioOnly.requested), 10_000);
     assert.ok(await nurse.page.evaluate(() => window.tuxa.log.some((l) => l.includes('← audio_only {"on":false,"reason":"requested"}'))));

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import {
   createConsultation, mintLink, joinUrl, launchChromium, openParticipant, closeAllBrowsers,
   expectReceiving, tiles, withDiagnostics, uniqueTitle, waitFor, lobbyPanel, waitInLobby,
-  decideInLobby, history,
+  decideInLobby, history, clickSettled,
 } from '../lib/harness.mjs';
 
 after(closeAllBrowsers);
@@ -74,7 +74,7 @@ test('4-party conference, then one leaves (Chromium)', { timeout: 180_000 }, asy
     // The fourth leaves through the Leave button.
     const leaver = pages[3];
     const leaverId = ids[3];
-    await leaver.page.click('#leave-btn');
+    await clickSettled(leaver, '#leave-btn');
     await leaver.waitForState('left', 10_000);
     assert.match(await leaver.page.evaluate(() => document.querySelector('#screen-left h1').textContent), /rời phòng/);
 
