@@ -225,9 +225,9 @@ proptest! {
     /// same link: a removed patient or guest comes back (a pre-admitted one
     /// straight into the room; see `prop_hub.rs`). Fixed in
     /// `signaling/src/b64.rs`: non-zero spare bits are refused. A random bit
-    /// flip of the text finds it only
-    /// now and then (few of a token's bits are spare), so this property
-    /// changes the last character half of the time.
+    /// flip of the text finds it only now and then (few of a token's bits
+    /// are spare), so this property changes the last character half of the
+    /// time.
     #[test]
     fn changing_any_character_of_the_token_text_is_refused(
         c in live_claims(),
