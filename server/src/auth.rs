@@ -1,12 +1,14 @@
 //! Staff sign-in: passwords (argon2id), a TOTP second factor (RFC 6238:
-//! HMAC-SHA-1, 30-second steps, 6 digits), sessions, and a limit on failed
-//! sign-ins per username.
+//! HMAC-SHA-1, 30-second steps, 6 digits), sessions, and limits on failed
+//! sign-ins per client address and per username.
 //!
 //! - **Passwords** are stored as argon2id PHC strings (19 MiB, 2 passes:
-//!   OWASP's recommendation). Hashing runs on the blocking pool, at most a
-//!   few at a time, never on the async runtime.
+//!   OWASP's recommendation). Sign-in verifies on the blocking pool, at most
+//!   [`VERIFY_PERMITS`] at a time, each in a reused buffer ([`Verifier`]),
+//!   never on the async runtime.
 //! - **TOTP** secrets are 20 random bytes, shown once, base32, at
-//!   enrolment (`otpauth://` URI). A code is accepted for the current step
+//!   enrolment (`otpauth://` URI), and stored sealed under the master key
+//!   (secrets.rs). A code is accepted for the current step
 //!   and one step either side, and never twice: the last accepted step is
 //!   stored, and a code for that step or an earlier one is refused.
 //! - **Sign-in failures look alike**: no such user, wrong password, wrong or
@@ -17,20 +19,27 @@
 //!   SHA-256 is stored. They last [`SESSION_TTL_SECS`], and end after
 //!   [`SESSION_IDLE_SECS`] without use, at logout, or when the account is
 //!   disabled.
-//! - **Failed sign-ins** are limited per username ([`MAX_FAILURES`] per
-//!   [`FAILURE_WINDOW_SECS`]) by [`FailureLimiter`], a plain map owned by
-//!   this module's router state. Its lock is taken only inside synchronous
-//!   methods, never across an `.await`, and no task runs for it: entries
-//!   expire when looked at, and the map is pruned when it is full.
+//! - **Failed sign-ins** are limited ([`Limits`], docs/security.md): per
+//!   client address by governor ([`ADDRESS_BURST`], then one every
+//!   [`ADDRESS_REFILL_SECS`]), and per username by a delay that grows after
+//!   [`FREE_FAILURES`] failures up to [`MAX_DELAY_SECS`], which holds back
+//!   only addresses that have failed lately. The limits are plain maps
+//!   owned by this module's router state; their lock is taken only inside
+//!   synchronous methods, never across an `.await`, and no task runs for
+//!   them: entries expire when looked at, and the maps are pruned when full.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use aws_lc_rs::{constant_time, hmac};
-use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -44,6 +53,7 @@ use crate::directory::{self, Error, Profile, Result, StaffId, Username, audit, b
 use crate::http::AppState;
 use crate::hub_task::unix_now;
 use crate::random_bytes;
+use crate::secrets::{Keyring, Purpose};
 
 /// The session cookie. `__Host-` makes browsers insist on `Secure`,
 /// `Path=/` and no `Domain`, so no other host can set or shadow it.
@@ -55,10 +65,21 @@ pub const SESSION_IDLE_SECS: i64 = 3600;
 /// `last_seen_at` is written at most this often per session.
 const LAST_SEEN_GRANULARITY_SECS: i64 = 60;
 
-/// Failed sign-ins allowed per username per window.
-pub const MAX_FAILURES: usize = 5;
-pub const FAILURE_WINDOW_SECS: u64 = 300;
-/// Usernames the limiter tracks at most (a bound on its memory).
+/// Failed sign-ins on one username before its attempts are spaced out.
+pub const FREE_FAILURES: u32 = 5;
+/// The longest wait between two attempts on one username.
+pub const MAX_DELAY_SECS: u64 = 60;
+/// Failures of a username, or of an address, are forgotten after this long
+/// without another.
+pub const FAILURE_MEMORY_SECS: u64 = 900;
+/// Failed sign-ins one client address (IPv6: one /64) may make at once…
+pub const ADDRESS_BURST: u32 = 20;
+/// …and then one more every this many seconds.
+pub const ADDRESS_REFILL_SECS: u64 = 3;
+/// Password verifications running at once (each holds an argon2 buffer of
+/// 19 MiB).
+pub const VERIFY_PERMITS: usize = 2;
+/// Usernames, and addresses, the limits track at most (a bound on memory).
 const LIMITER_MAX_KEYS: usize = 10_000;
 
 pub const TOTP_STEP_SECS: u64 = 30;
@@ -154,6 +175,46 @@ pub fn verify_password(phc: &str, password: &str) -> bool {
     argon2()
         .verify_password(password.as_bytes(), &parsed)
         .is_ok()
+}
+
+/// [`verify_password`] in the caller's memory `blocks` (grown as the hash's
+/// cost needs, kept for the next call). Same answers, same constant-time
+/// comparison.
+fn verify_password_in(phc: &str, password: &str, blocks: &mut Vec<Block>) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Ok(algorithm), Some(salt), Some(expected)) = (
+        Algorithm::try_from(parsed.algorithm),
+        parsed.salt,
+        parsed.hash,
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::V0x13,
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let need = params.block_count();
+    if blocks.len() < need {
+        blocks.resize(need, Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    let hashed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password.as_bytes(),
+        salt,
+        &mut out,
+        &mut blocks[..need],
+    );
+    hashed.is_ok() && constant_time::verify_slices_are_equal(&out, expected.as_bytes()).is_ok()
 }
 
 /// [`hash_password`] on the blocking pool.
@@ -281,101 +342,200 @@ impl TotpSecret {
 }
 
 // ---------------------------------------------------------------------------
-// The failure limiter
+// Sign-in limits
 
-/// What [`FailureLimiter::attempt`] decided.
+/// Which limit refused an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Too many failures from the client's address.
+    Address,
+    /// The username is in its delay after failures.
+    Username,
+}
+
+impl Limit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Limit::Address => "address",
+            Limit::Username => "username",
+        }
+    }
+}
+
+/// What [`Limits::attempt`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attempt {
     Allowed,
-    /// Refused until `retry_after` seconds have passed. `first` is true for
-    /// the first refusal of a lock-out (the one worth auditing).
+    /// Refused for `retry_after` seconds. `first` is true for the first
+    /// refusal of an episode (the one worth auditing).
     Refused {
         retry_after: u64,
         first: bool,
+        limit: Limit,
     },
 }
 
+/// The delay before the next attempt on a username with `failures`
+/// recent failures: none for the first [`FREE_FAILURES`], then 2 s,
+/// doubling, at most [`MAX_DELAY_SECS`].
+pub fn username_delay(failures: u32) -> u64 {
+    if failures < FREE_FAILURES {
+        return 0;
+    }
+    let doublings = (failures - FREE_FAILURES + 1).min(16);
+    (1u64 << doublings).min(MAX_DELAY_SECS)
+}
+
 #[derive(Debug, Default)]
-struct Failures {
-    /// When each recent failure happened (oldest first), at most `max`.
-    at: VecDeque<u64>,
+struct UserFailures {
+    count: u32,
+    last: u64,
     refusal_noted: bool,
 }
 
-/// Failed sign-ins per key (a normalised username), in a sliding window.
-/// Sans-IO: the time is an argument.
-///
-/// An attempt takes a slot *before* the password is checked and gives it
-/// back only on success, so concurrent guesses cannot slip past the limit
-/// while argon2 runs.
-#[derive(Debug)]
-pub struct FailureLimiter {
-    max: usize,
-    window: u64,
-    max_keys: usize,
-    entries: HashMap<String, Failures>,
+#[derive(Debug, Default)]
+struct AddressState {
+    /// The last attempt from this address that did not succeed (counted
+    /// from its start, so that parallel guesses cannot slip through).
+    last_failure: Option<u64>,
+    /// Refused until then (the address's failure rate, from governor).
+    throttled_until: u64,
+    refusal_noted: bool,
 }
 
-impl FailureLimiter {
-    pub fn new(max: usize, window_secs: u64, max_keys: usize) -> FailureLimiter {
-        FailureLimiter {
-            max,
-            window: window_secs,
+/// Failed sign-ins per username (a progressive delay) and per client
+/// address (a throttle and a "has failed lately" mark). Sans-IO: the time is
+/// an argument, and the throttle's end comes from the caller's rate limiter.
+///
+/// A username in its delay refuses attempts only from addresses that have
+/// failed within [`FAILURE_MEMORY_SECS`]: someone guessing from elsewhere
+/// cannot keep a doctor out of their own account, since the doctor's
+/// address has not failed (docs/security.md, "Sign-in limits").
+///
+/// An attempt counts as a failure from its start and is forgiven on
+/// success, so concurrent guesses cannot slip past while argon2 runs.
+#[derive(Debug)]
+pub struct Limits {
+    max_keys: usize,
+    users: HashMap<String, UserFailures>,
+    addresses: HashMap<IpAddr, AddressState>,
+}
+
+impl Limits {
+    pub fn new(max_keys: usize) -> Limits {
+        Limits {
             max_keys,
-            entries: HashMap::new(),
+            users: HashMap::new(),
+            addresses: HashMap::new(),
         }
     }
 
-    /// Records an attempt for `key` at `now`, counted as a failure until
-    /// [`FailureLimiter::succeeded`] says otherwise.
-    pub fn attempt(&mut self, key: &str, now: u64) -> Attempt {
-        if !self.entries.contains_key(key) && self.entries.len() >= self.max_keys {
-            self.make_room(now);
-        }
-        let window = self.window;
-        let e = self.entries.entry(key.to_owned()).or_default();
-        while e.at.front().is_some_and(|&t| t + window <= now) {
-            e.at.pop_front();
-        }
-        if e.at.len() >= self.max {
-            let oldest = e.at.front().copied().unwrap_or(now);
-            let first = !e.refusal_noted;
-            e.refusal_noted = true;
+    /// Whether an attempt on `user` from `addr` at `now` may go ahead; if
+    /// so, it is recorded as a failure until [`Limits::succeeded`].
+    pub fn attempt(&mut self, user: &str, addr: IpAddr, now: u64) -> Attempt {
+        if let Some(a) = self.addresses.get_mut(&addr)
+            && a.throttled_until > now
+        {
+            let first = !a.refusal_noted;
+            a.refusal_noted = true;
             return Attempt::Refused {
-                retry_after: (oldest + window).saturating_sub(now).max(1),
+                retry_after: a.throttled_until - now,
                 first,
+                limit: Limit::Address,
             };
         }
-        e.refusal_noted = false;
-        e.at.push_back(now);
+        let suspect = self
+            .addresses
+            .get(&addr)
+            .and_then(|a| a.last_failure)
+            .is_some_and(|t| t + FAILURE_MEMORY_SECS > now);
+
+        if !self.users.contains_key(user) && self.users.len() >= self.max_keys {
+            Self::make_room(&mut self.users, self.max_keys, |u| {
+                (u.last + FAILURE_MEMORY_SECS > now).then_some(u.last)
+            });
+        }
+        let u = self.users.entry(user.to_owned()).or_default();
+        if u.last + FAILURE_MEMORY_SECS <= now {
+            *u = UserFailures::default();
+        }
+        let ready_at = u.last + username_delay(u.count);
+        if suspect && now < ready_at {
+            let first = !u.refusal_noted;
+            u.refusal_noted = true;
+            return Attempt::Refused {
+                retry_after: ready_at - now,
+                first,
+                limit: Limit::Username,
+            };
+        }
+        u.refusal_noted = false;
+        u.count = u.count.saturating_add(1);
+        u.last = now;
+
+        if !self.addresses.contains_key(&addr) && self.addresses.len() >= self.max_keys {
+            Self::make_room(&mut self.addresses, self.max_keys, |a| {
+                let recent = a.last_failure.filter(|&t| t + FAILURE_MEMORY_SECS > now);
+                if a.throttled_until > now {
+                    Some(a.throttled_until)
+                } else {
+                    recent
+                }
+            });
+        }
+        let a = self.addresses.entry(addr).or_default();
+        a.last_failure = Some(now);
+        a.refusal_noted = false;
         Attempt::Allowed
     }
 
-    /// The attempt succeeded: forget `key`'s failures.
-    pub fn succeeded(&mut self, key: &str) {
-        self.entries.remove(key);
+    /// Seconds `addr` is still throttled for, if it is.
+    pub fn throttled(&self, addr: IpAddr, now: u64) -> Option<u64> {
+        self.addresses
+            .get(&addr)
+            .filter(|a| a.throttled_until > now)
+            .map(|a| a.throttled_until - now)
     }
 
-    /// Drops expired entries; if the map is still full, the entry whose
-    /// latest failure is oldest.
-    fn make_room(&mut self, now: u64) {
-        let window = self.window;
-        self.entries
-            .retain(|_, e| e.at.back().is_some_and(|&t| t + window > now));
-        if self.entries.len() >= self.max_keys
-            && let Some(k) = self
-                .entries
+    /// A failure from `addr` was confirmed; `throttle_until` is when its
+    /// rate limiter lets it try again, if it went over.
+    pub fn failed(&mut self, addr: IpAddr, throttle_until: Option<u64>) {
+        if let (Some(until), Some(a)) = (throttle_until, self.addresses.get_mut(&addr)) {
+            a.throttled_until = a.throttled_until.max(until);
+        }
+    }
+
+    /// The attempt succeeded: forget `user`'s failures and `addr`'s mark.
+    pub fn succeeded(&mut self, user: &str, addr: IpAddr) {
+        self.users.remove(user);
+        if let Some(a) = self.addresses.get_mut(&addr) {
+            a.last_failure = None;
+        }
+    }
+
+    /// Drops entries with nothing left to remember (`live` gives `None`);
+    /// if the map is still full, the entry whose memory is oldest. The
+    /// bound on memory wins over an attacker's record: one who makes the
+    /// map overflow has many addresses anyway.
+    fn make_room<K: Clone + Eq + std::hash::Hash, V>(
+        map: &mut HashMap<K, V>,
+        max: usize,
+        live: impl Fn(&V) -> Option<u64>,
+    ) {
+        map.retain(|_, v| live(v).is_some());
+        if map.len() >= max
+            && let Some(k) = map
                 .iter()
-                .min_by_key(|(_, e)| e.at.back().copied().unwrap_or(0))
+                .min_by_key(|(_, v)| live(v).unwrap_or(0))
                 .map(|(k, _)| k.clone())
         {
-            self.entries.remove(&k);
+            map.remove(&k);
         }
     }
 
     #[cfg(test)]
-    fn len(&self) -> usize {
-        self.entries.len()
+    fn len(&self) -> (usize, usize) {
+        (self.users.len(), self.addresses.len())
     }
 }
 
@@ -386,48 +546,159 @@ fn limiter_key(typed: &str) -> String {
     typed.trim().to_lowercase().chars().take(64).collect()
 }
 
-/// What the sign-in routes own: the limiter, a bound on concurrent argon2
-/// work, and the hash an unknown username is checked against.
+/// The limiter key of a client address: an IPv4 address (IPv4-mapped IPv6
+/// included), or an IPv6 /64 (one client holds a whole /64).
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        v4 => v4,
+    }
+}
+
+/// Failures per client address: [`ADDRESS_BURST`] at once, then one every
+/// [`ADDRESS_REFILL_SECS`].
+type AddressLimiter = governor::DefaultKeyedRateLimiter<IpAddr>;
+
+fn address_limiter() -> AddressLimiter {
+    let quota = governor::Quota::with_period(Duration::from_secs(ADDRESS_REFILL_SECS))
+        .expect("a non-zero period")
+        .allow_burst(NonZeroU32::new(ADDRESS_BURST).expect("a non-zero burst"));
+    governor::RateLimiter::keyed(quota)
+}
+
+// ---------------------------------------------------------------------------
+// Bounded password verification
+
+/// Runs argon2 verifications: at most [`VERIFY_PERMITS`] at once, on the
+/// blocking pool, each in a memory buffer taken from a pool and put back
+/// after. argon2id at 19 MiB allocated and freed per attempt left glibc
+/// holding hundreds of MiB after a burst of sign-ins (its arenas keep
+/// freed memory); a buffer per permit bounds it to `VERIFY_PERMITS` × the
+/// cost, for good.
+pub struct Verifier {
+    permits: Arc<tokio::sync::Semaphore>,
+    buffers: Mutex<Vec<Vec<Block>>>,
+    allocated: AtomicUsize,
+    in_flight: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Verifier {
+    fn new(permits: usize) -> Verifier {
+        Verifier {
+            permits: Arc::new(tokio::sync::Semaphore::new(permits)),
+            buffers: Mutex::new(Vec::new()),
+            allocated: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        }
+    }
+
+    /// A permit to verify; held until the verification ends, even if the
+    /// request is dropped meanwhile.
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(Error::internal)
+    }
+
+    /// Verifies on the blocking pool, in a pooled buffer.
+    async fn verify(
+        self: &Arc<Self>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        phc: String,
+        password: String,
+    ) -> Result<bool> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let ok = this.verify_now(&phc, &password);
+            drop(permit);
+            ok
+        })
+        .await
+        .map_err(Error::internal)
+    }
+
+    /// Verifies on this thread, in a pooled buffer.
+    fn verify_now(&self, phc: &str, password: &str) -> bool {
+        let mut buf = self
+            .buffers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_else(|| {
+                self.allocated.fetch_add(1, Ordering::Relaxed);
+                Vec::new()
+            });
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        let ok = verify_password_in(phc, password, &mut buf);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.buffers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(buf);
+        ok
+    }
+
+    /// The most verifications that ran at once, and the buffers ever
+    /// allocated (for tests).
+    #[cfg(test)]
+    fn stats(&self) -> (usize, usize) {
+        (
+            self.peak.load(Ordering::SeqCst),
+            self.allocated.load(Ordering::SeqCst),
+        )
+    }
+}
+
+/// What the sign-in routes own: the limits, the verifier, and the hash an
+/// unknown username is checked against.
 pub struct AuthState {
-    limiter: Mutex<FailureLimiter>,
-    hashing: tokio::sync::Semaphore,
-    dummy_hash: OnceLock<String>,
+    limits: Mutex<Limits>,
+    per_address: AddressLimiter,
+    verifier: Arc<Verifier>,
+    /// Made at start (one hash, at the cost real ones have), so that no
+    /// sign-in pays for it on the async runtime.
+    dummy_hash: String,
 }
 
 impl AuthState {
     pub fn new() -> AuthState {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         AuthState {
-            limiter: Mutex::new(FailureLimiter::new(
-                MAX_FAILURES,
-                FAILURE_WINDOW_SECS,
-                LIMITER_MAX_KEYS,
-            )),
-            hashing: tokio::sync::Semaphore::new(cores.clamp(1, 8)),
-            dummy_hash: OnceLock::new(),
+            limits: Mutex::new(Limits::new(LIMITER_MAX_KEYS)),
+            per_address: address_limiter(),
+            verifier: Arc::new(Verifier::new(VERIFY_PERMITS)),
+            dummy_hash: hash_password(Password::generate().as_str()),
         }
     }
 
-    // The lock is held for one map operation, in these synchronous methods
-    // only: never across an `.await`.
-    fn attempt(&self, key: &str, now: u64) -> Attempt {
-        self.limiter
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .attempt(key, now)
+    // The lock is held for a few map operations, in these synchronous
+    // methods only: never across an `.await`.
+    fn limits(&self) -> std::sync::MutexGuard<'_, Limits> {
+        self.limits.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn succeeded(&self, key: &str) {
-        self.limiter
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .succeeded(key)
-    }
-
-    fn dummy_hash(&self) -> String {
-        self.dummy_hash
-            .get_or_init(|| hash_password(Password::generate().as_str()))
-            .clone()
+    /// A failure from `addr` was confirmed: counted by the address's rate
+    /// limiter, which may throttle it.
+    fn failed(&self, addr: IpAddr, now: u64) {
+        let throttle_until = match self.per_address.check_key(&addr) {
+            Ok(()) => None,
+            Err(not_until) => {
+                let wait =
+                    not_until.wait_time_from(governor::clock::Clock::now(self.per_address.clock()));
+                Some(now + wait.as_secs_f64().ceil().max(1.0) as u64)
+            }
+        };
+        // Addresses whose bucket is full again are forgotten; the store is
+        // also bounded by the verification rate (VERIFY_PERMITS at a time).
+        if self.per_address.len() >= LIMITER_MAX_KEYS {
+            self.per_address.retain_recent();
+            self.per_address.shrink_to_fit();
+        }
+        self.limits().failed(addr, throttle_until);
     }
 }
 
@@ -550,11 +821,15 @@ fn profile_json(s: &SignedIn) -> Value {
 // HTTP
 
 pub fn routes() -> axum::Router<AppState> {
+    routes_with(Arc::new(AuthState::new()))
+}
+
+fn routes_with(auth: Arc<AuthState>) -> axum::Router<AppState> {
     axum::Router::new()
         .route("/api/v1/auth/login", post(login))
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/me", get(me))
-        .layer(Extension(Arc::new(AuthState::new())))
+        .layer(Extension(auth))
 }
 
 #[derive(Deserialize)]
@@ -574,17 +849,31 @@ struct Credentials {
     disabled: bool,
 }
 
-fn credentials(c: &Connection, username: &Username) -> rusqlite::Result<Option<Credentials>> {
+fn credentials(
+    c: &Connection,
+    username: &Username,
+    keys: &Keyring,
+) -> rusqlite::Result<Option<Credentials>> {
     c.query_row(
         "SELECT id, password_hash, totp_secret, totp_last_step, disabled FROM staff WHERE username = ?1",
         [username],
         |r| {
-            let secret: Vec<u8> = r.get(2)?;
+            let id: StaffId = r.get(0)?;
+            let sealed: Vec<u8> = r.get(2)?;
             let last: i64 = r.get(3)?;
+            // Unopenable, the account cannot sign in (as with no code);
+            // the start-up check makes this a damaged row, not a wrong key.
+            let totp = match keys.open(Purpose::TotpSecret, &sealed) {
+                Ok(plain) => TotpSecret::from_slice(&plain),
+                Err(e) => {
+                    tracing::error!("staff {id}: the TOTP secret: {e}");
+                    None
+                }
+            };
             Ok(Credentials {
-                id: r.get(0)?,
+                id,
                 password_hash: r.get(1)?,
-                totp: TotpSecret::from_slice(&secret),
+                totp,
                 totp_last_step: u64::try_from(last).unwrap_or(0),
                 disabled: r.get(4)?,
             })
@@ -644,59 +933,80 @@ fn login_failed(state: &AppState, who: Option<StaffId>, reason: &str) -> Error {
 async fn login(
     State(state): State<AppState>,
     Extension(auth): Extension<Arc<AuthState>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     req: Result<Json<LoginReq>, JsonRejection>,
 ) -> Result<Response> {
     let req = body(req)?;
     let now = unix_now();
     let key = limiter_key(&req.username);
-    if let Attempt::Refused { retry_after, first } = auth.attempt(&key, now) {
+    // Every connection carries its peer's address (accept.rs); a request
+    // without one (in-process tests) counts as one unknown address.
+    let addr = address_key(peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.0.ip()));
+    let refused = |retry_after: u64, first: bool, limit: Limit| {
         if first {
-            // The name typed is not recorded (people type passwords there).
+            // Neither the name typed (people type passwords there) nor
+            // the address is recorded.
             audit(
                 &state,
                 Action::LoginFailed,
                 "unknown",
-                json!({"reason": "rate_limited"}),
+                json!({"reason": "rate_limited", "limit": limit.as_str()}),
             );
         }
-        return Err(Error::too_many_attempts(retry_after));
+        Error::too_many_attempts(retry_after)
+    };
+    let attempt = auth.limits().attempt(&key, addr, now);
+    if let Attempt::Refused {
+        retry_after,
+        first,
+        limit,
+    } = attempt
+    {
+        return Err(refused(retry_after, first, limit));
     }
 
     let known = match Username::parse(&req.username) {
-        Some(u) => state
-            .store
-            .call(move |c| credentials(c, &u))
-            .await
-            .map_err(Error::internal)?,
+        Some(u) => {
+            let keys = state.store.keys().clone();
+            state
+                .store
+                .call(move |c| credentials(c, &u, &keys))
+                .await
+                .map_err(Error::internal)?
+        }
         None => None,
     };
 
     // The same argon2 work whether or not the user exists.
     let password_ok = if req.password.len() <= Password::MAX_BYTES {
+        let permit = auth.verifier.permit().await?;
+        // The address may have been throttled while this waited its turn:
+        // no argon2 work for it then.
+        if let Some(retry_after) = auth.limits().throttled(addr, unix_now()) {
+            return Err(refused(retry_after, false, Limit::Address));
+        }
         let hash = match &known {
             Some(k) => k.password_hash.clone(),
-            None => auth.dummy_hash(),
+            None => auth.dummy_hash.clone(),
         };
-        let permit = auth.hashing.acquire().await.map_err(Error::internal)?;
-        let password = req.password;
-        let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-            .await
-            .map_err(Error::internal)?;
-        drop(permit);
-        ok
+        auth.verifier.verify(permit, hash, req.password).await?
     } else {
         false
     };
+    let failed = |who: Option<StaffId>, reason: &str| {
+        auth.failed(addr, unix_now());
+        login_failed(&state, who, reason)
+    };
 
     let Some(k) = known else {
-        return Err(login_failed(&state, None, "unknown_user"));
+        return Err(failed(None, "unknown_user"));
     };
     let step = k
         .totp
         .as_ref()
         .and_then(|t| t.verify(&req.totp, now, k.totp_last_step));
     if !password_ok {
-        return Err(login_failed(&state, Some(k.id), "wrong_password"));
+        return Err(failed(Some(k.id), "wrong_password"));
     }
     let Some(step) = step else {
         // A right code used a second time hints at a shoulder-surfer or a
@@ -706,7 +1016,7 @@ async fn login(
             .as_ref()
             .is_some_and(|t| t.verify(&req.totp, now, 0).is_some());
         let reason = if reused { "totp_reused" } else { "wrong_totp" };
-        return Err(login_failed(&state, Some(k.id), reason));
+        return Err(failed(Some(k.id), reason));
     };
     if k.disabled {
         // They proved who they are: telling them the account is disabled
@@ -726,9 +1036,9 @@ async fn login(
         .await
         .map_err(Error::internal)?;
     let Some(session) = session else {
-        return Err(login_failed(&state, Some(k.id), "totp_reused"));
+        return Err(failed(Some(k.id), "totp_reused"));
     };
-    auth.succeeded(&key);
+    auth.limits().succeeded(&key, addr);
     audit(
         &state,
         Action::LoginSucceeded,
@@ -910,62 +1220,164 @@ mod tests {
         assert_ne!(g.as_str(), Password::generate().as_str());
     }
 
-    #[test]
-    fn limiter_allows_five_failures_per_window() {
-        let mut l = FailureLimiter::new(5, 300, 100);
-        for i in 0..5 {
-            assert_eq!(l.attempt("bs.minh", 1000 + i), Attempt::Allowed);
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
+    const B: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 9));
+
+    fn refused(retry_after: u64, first: bool, limit: Limit) -> Attempt {
+        Attempt::Refused {
+            retry_after,
+            first,
+            limit,
         }
-        assert_eq!(
-            l.attempt("bs.minh", 1010),
-            Attempt::Refused {
-                retry_after: 290,
-                first: true
-            }
-        );
-        assert_eq!(
-            l.attempt("bs.minh", 1020),
-            Attempt::Refused {
-                retry_after: 280,
-                first: false
-            }
-        );
-        // Other usernames are not affected.
-        assert_eq!(l.attempt("bs.ngoc", 1020), Attempt::Allowed);
-        // The oldest failure leaves the window: one more attempt.
-        assert_eq!(l.attempt("bs.minh", 1300), Attempt::Allowed);
-        assert!(matches!(
-            l.attempt("bs.minh", 1300),
-            Attempt::Refused { first: true, .. }
-        ));
-        // Success forgets the failures.
-        l.succeeded("bs.minh");
-        assert_eq!(l.attempt("bs.minh", 1302), Attempt::Allowed);
     }
 
     #[test]
-    fn limiter_memory_is_bounded() {
-        let mut l = FailureLimiter::new(5, 300, 3);
+    fn username_delay_grows_to_a_minute() {
+        let delays: Vec<u64> = (0..12).map(username_delay).collect();
+        assert_eq!(delays, [0, 0, 0, 0, 0, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(username_delay(u32::MAX), MAX_DELAY_SECS);
+    }
+
+    #[test]
+    fn a_username_is_spaced_out_for_addresses_that_failed_not_locked() {
+        let mut l = Limits::new(100);
+        for i in 0..5 {
+            assert_eq!(l.attempt("bs.minh", A, 1000 + i), Attempt::Allowed);
+        }
+        // The sixth try from the same address waits 2 s after the fifth.
+        assert_eq!(
+            l.attempt("bs.minh", A, 1005),
+            refused(1, true, Limit::Username)
+        );
+        assert_eq!(
+            l.attempt("bs.minh", A, 1005),
+            refused(1, false, Limit::Username)
+        );
+        assert_eq!(l.attempt("bs.minh", A, 1006), Attempt::Allowed);
+        // Then 4 s, 8 s…
+        assert_eq!(
+            l.attempt("bs.minh", A, 1009),
+            refused(1, true, Limit::Username)
+        );
+        assert_eq!(l.attempt("bs.minh", A, 1010), Attempt::Allowed);
+        assert_eq!(
+            l.attempt("bs.minh", A, 1010),
+            refused(8, true, Limit::Username)
+        );
+        // …never more than a minute.
+        let mut t = 1018;
+        for _ in 0..10 {
+            assert_eq!(l.attempt("bs.minh", A, t), Attempt::Allowed);
+            match l.attempt("bs.minh", A, t) {
+                Attempt::Refused { retry_after, .. } => {
+                    assert!(retry_after <= MAX_DELAY_SECS);
+                    t += retry_after;
+                }
+                Attempt::Allowed => panic!("no delay"),
+            }
+        }
+        // An address that has not failed is not held back: the doctor signs
+        // in from their own (and their attempt counts like any other).
+        assert_eq!(l.attempt("bs.minh", B, t), Attempt::Allowed);
+        l.succeeded("bs.minh", B);
+        assert_eq!(l.attempt("bs.minh", A, t), Attempt::Allowed);
+        // Other usernames are not affected.
+        assert_eq!(l.attempt("bs.ngoc", A, t), Attempt::Allowed);
+        // Failures are forgotten after a quiet spell.
+        let mut l = Limits::new(100);
+        for i in 0..8 {
+            l.attempt("bs.minh", A, i * 100);
+        }
+        assert!(matches!(
+            l.attempt("bs.minh", A, 700),
+            Attempt::Refused { .. }
+        ));
+        assert_eq!(
+            l.attempt("bs.minh", A, 700 + FAILURE_MEMORY_SECS),
+            Attempt::Allowed
+        );
+    }
+
+    #[test]
+    fn a_throttled_address_is_refused_whatever_the_name() {
+        let mut l = Limits::new(100);
+        assert_eq!(l.attempt("a1", A, 1000), Attempt::Allowed);
+        l.failed(A, None);
+        assert_eq!(l.throttled(A, 1000), None);
+        l.failed(A, Some(1003));
+        assert_eq!(l.throttled(A, 1000), Some(3));
+        assert_eq!(l.attempt("a2", A, 1000), refused(3, true, Limit::Address));
+        assert_eq!(l.attempt("a3", A, 1001), refused(2, false, Limit::Address));
+        assert_eq!(l.attempt("a3", B, 1001), Attempt::Allowed);
+        assert_eq!(l.attempt("a3", A, 1003), Attempt::Allowed);
+    }
+
+    #[test]
+    fn the_address_limiter_allows_a_burst_then_one_per_period() {
+        let limiter = address_limiter();
+        for i in 0..ADDRESS_BURST {
+            assert!(limiter.check_key(&A).is_ok(), "failure {i}");
+        }
+        let Err(wait) = limiter.check_key(&A) else {
+            panic!("the burst is spent")
+        };
+        let wait = wait.wait_time_from(governor::clock::Clock::now(limiter.clock()));
+        assert!(wait <= Duration::from_secs(ADDRESS_REFILL_SECS), "{wait:?}");
+        assert!(limiter.check_key(&B).is_ok(), "another address");
+    }
+
+    #[test]
+    fn limits_memory_is_bounded() {
+        let mut l = Limits::new(3);
         for (i, k) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
-            l.attempt(k, 1000 + i as u64);
-            assert!(l.len() <= 3);
+            let addr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8));
+            l.attempt(k, addr, 1000 + i as u64);
+            let (users, addresses) = l.len();
+            assert!(users <= 3 && addresses <= 3);
         }
-        // Expired entries go first.
-        let mut l = FailureLimiter::new(5, 300, 2);
-        l.attempt("a", 0);
-        l.attempt("b", 500);
-        l.attempt("c", 501);
-        assert_eq!(l.len(), 2);
-        for _ in 0..4 {
-            l.attempt("b", 502);
-        }
-        assert!(matches!(l.attempt("b", 503), Attempt::Refused { .. }));
     }
 
     #[test]
     fn limiter_keys_normalise_what_was_typed() {
         assert_eq!(limiter_key("  BS.Minh "), "bs.minh");
         assert_eq!(limiter_key(&"x".repeat(1000)).len(), 64);
+        // IPv6: one /64; IPv4-mapped: the IPv4 address.
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(c));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(address_key(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn pooled_verification_agrees_and_reuses_its_buffers() {
+        let v = Verifier::new(2);
+        let h = hash_password("mật khẩu đúng 123");
+        let other = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(256, 2, 1, None).unwrap(),
+        );
+        let salt = SaltString::encode_b64(&[7u8; 16]).unwrap();
+        let big = other
+            .hash_password(b"Benhvien@2025", &salt)
+            .unwrap()
+            .to_string();
+        for _ in 0..3 {
+            assert!(v.verify_now(&h, "mật khẩu đúng 123"));
+            assert!(!v.verify_now(&h, "mật khẩu sai 123"));
+            assert!(v.verify_now(&big, "Benhvien@2025"));
+            assert!(!v.verify_now(&big, "Benhvien@2024"));
+            assert!(!v.verify_now("not a hash", "x"));
+        }
+        // One at a time here: one buffer, made once and grown once.
+        let (peak, allocated) = v.stats();
+        assert_eq!((peak, allocated), (1, 1));
+        let buffers = v.buffers.lock().unwrap();
+        assert_eq!(buffers.len(), 1);
+        assert_eq!(buffers[0].len(), 256, "sized for the largest cost seen");
     }
 
     #[test]
@@ -1010,6 +1422,7 @@ mod api_tests {
 
     struct Api {
         app: axum::Router,
+        state: AppState,
         store: Store,
         dir: PathBuf,
         // Kept alive: the router's state holds their other halves.
@@ -1051,7 +1464,8 @@ mod api_tests {
         let (state, hub_rx, shutdown_tx) = crate::http::test_state(&dir, ADMIN);
         let store = state.store.clone();
         Api {
-            app: crate::http::router(state),
+            app: crate::http::router(state.clone()),
+            state,
             store,
             dir,
             _hub: hub_rx,
@@ -1067,7 +1481,25 @@ mod api_tests {
             headers: &[(&str, &str)],
             body: Option<Value>,
         ) -> Reply {
+            self.send_via(&self.app, None, method, path, headers, body)
+                .await
+        }
+
+        /// A request through `app`, from `peer` when given (as the accept
+        /// loop tells every request its peer).
+        async fn send_via(
+            &self,
+            app: &axum::Router,
+            peer: Option<SocketAddr>,
+            method: Method,
+            path: &str,
+            headers: &[(&str, &str)],
+            body: Option<Value>,
+        ) -> Reply {
             let mut req = Request::builder().method(method).uri(path);
+            if let Some(p) = peer {
+                req = req.extension(ConnectInfo(p));
+            }
             for (k, v) in headers {
                 req = req.header(*k, *v);
             }
@@ -1078,7 +1510,7 @@ mod api_tests {
                 None => req.body(Body::empty()),
             }
             .unwrap();
-            let res = self.app.clone().oneshot(req).await.unwrap();
+            let res = app.clone().oneshot(req).await.unwrap();
             let status = res.status();
             let headers = res.headers().clone();
             let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
@@ -1106,6 +1538,34 @@ mod api_tests {
                 Some(json!({"username": username, "password": password, "totp": totp})),
             )
             .await
+        }
+
+        async fn login_from(
+            &self,
+            peer: SocketAddr,
+            username: &str,
+            password: &str,
+            totp: &str,
+        ) -> Reply {
+            self.send_via(
+                &self.app,
+                Some(peer),
+                Method::POST,
+                "/api/v1/auth/login",
+                &[],
+                Some(json!({"username": username, "password": password, "totp": totp})),
+            )
+            .await
+        }
+
+        /// A stored TOTP secret, opened with the store's keys.
+        fn open_totp(&self, sealed: &[u8]) -> TotpSecret {
+            assert!(
+                crate::secrets::sealed_key_id(sealed).is_some(),
+                "stored sealed"
+            );
+            let plain = self.store.keys().open(Purpose::TotpSecret, sealed).unwrap();
+            TotpSecret::from_slice(&plain).unwrap()
         }
 
         async fn me(&self, cookie: &str) -> Reply {
@@ -1195,7 +1655,7 @@ mod api_tests {
                 })
                 .await
                 .unwrap();
-            let totp = TotpSecret::from_slice(&bytes).unwrap();
+            let totp = self.open_totp(&bytes);
             assert_eq!(totp.base32(), secret);
             (
                 totp,
@@ -1206,6 +1666,10 @@ mod api_tests {
 
     fn now() -> u64 {
         unix_now()
+    }
+
+    fn peer(a: u8, b: u8, c: u8, d: u8) -> SocketAddr {
+        SocketAddr::from(([a, b, c, d], 40000))
     }
 
     #[tokio::test]
@@ -1340,12 +1804,18 @@ mod api_tests {
     async fn failures_are_limited_per_username() {
         let api = api();
         let (totp, _) = api.directory().await;
-        for _ in 0..MAX_FAILURES {
-            let r = api.login("bs.an", "Mật khẩu sai 2025", "000000").await;
+        let attacker = peer(203, 0, 113, 7);
+        for _ in 0..FREE_FAILURES {
+            let r = api
+                .login_from(attacker, "bs.an", "Mật khẩu sai 2025", "000000")
+                .await;
             assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         }
-        // Now even the right password and code are refused, for a while.
-        let r = api.login("BS.AN ", PASSWORD, &totp.code_at(now())).await;
+        // From the address that failed, even the right password and code
+        // wait a little (2 s after the fifth failure).
+        let r = api
+            .login_from(attacker, "BS.AN ", PASSWORD, &totp.code_at(now()))
+            .await;
         assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.json);
         assert_eq!(r.code(), "too_many_attempts");
         let retry: u64 = r.headers[header::RETRY_AFTER]
@@ -1353,21 +1823,145 @@ mod api_tests {
             .unwrap()
             .parse()
             .unwrap();
-        assert!((1..=FAILURE_WINDOW_SECS).contains(&retry), "{retry}");
-        // Unknown usernames are limited the same way; other users are not
-        // affected.
-        for _ in 0..MAX_FAILURES {
-            api.login("bs.khong.co", PASSWORD, "000000").await;
+        assert!((1..=MAX_DELAY_SECS).contains(&retry), "{retry}");
+        // Unknown usernames are limited the same way.
+        for _ in 0..FREE_FAILURES {
+            api.login_from(attacker, "bs.khong.co", PASSWORD, "000000")
+                .await;
         }
-        let r = api.login("bs.khong.co", PASSWORD, "000000").await;
+        let r = api
+            .login_from(attacker, "bs.khong.co", PASSWORD, "000000")
+            .await;
         assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
         let limited: usize = api
             .audit_actions()
             .await
             .iter()
-            .filter(|(a, _, d)| a == "login_failed" && d["reason"] == "rate_limited")
+            .filter(|(a, _, d)| {
+                a == "login_failed" && d["reason"] == "rate_limited" && d["limit"] == "username"
+            })
             .count();
-        assert_eq!(limited, 2, "one audit entry per lock-out, not per refusal");
+        assert_eq!(limited, 2, "one audit entry per delay, not per refusal");
+    }
+
+    #[tokio::test]
+    async fn guesses_from_elsewhere_do_not_lock_a_doctor_out() {
+        let api = api();
+        let (totp, _) = api.directory().await;
+        let attacker = peer(203, 0, 113, 7);
+        // Twelve wrong guesses: the old limit locked the account for five
+        // minutes after five.
+        let mut refused = 0;
+        for _ in 0..12 {
+            let r = api
+                .login_from(attacker, "bs.an", "Mật khẩu sai 2025", "000000")
+                .await;
+            assert!(
+                [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(&r.status),
+                "{}",
+                r.json
+            );
+            refused += usize::from(r.status == StatusCode::TOO_MANY_REQUESTS);
+        }
+        assert!(refused > 0, "the guesser is slowed down");
+        // The doctor, from their own address, signs in at once.
+        let doctor = peer(198, 51, 100, 20);
+        let r = api
+            .login_from(doctor, "bs.an", PASSWORD, &totp.code_at(now()))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    }
+
+    #[tokio::test]
+    async fn an_address_trying_many_names_is_throttled_not_the_others() {
+        let api = api();
+        let (totp, _) = api.directory().await;
+        let attacker = peer(203, 0, 113, 7);
+        let mut statuses = Vec::new();
+        for i in 0..40 {
+            let r = api
+                .login_from(attacker, &format!("bs.user{i}"), PASSWORD, "000000")
+                .await;
+            if r.status == StatusCode::TOO_MANY_REQUESTS {
+                assert_eq!(r.code(), "too_many_attempts");
+                assert!(r.headers.contains_key(header::RETRY_AFTER));
+            }
+            statuses.push(r.status);
+        }
+        let first_refusal = statuses
+            .iter()
+            .position(|s| *s == StatusCode::TOO_MANY_REQUESTS)
+            .expect("the address is throttled");
+        assert!(
+            first_refusal >= ADDRESS_BURST as usize,
+            "{ADDRESS_BURST} failures are allowed at once: {statuses:?}"
+        );
+        assert_eq!(
+            statuses.last(),
+            Some(&StatusCode::TOO_MANY_REQUESTS),
+            "{statuses:?}"
+        );
+        // The attacked doctor, from another address, is not affected; nor
+        // is the attacker's next name.
+        let r = api
+            .login_from(
+                peer(198, 51, 100, 20),
+                "bs.an",
+                PASSWORD,
+                &totp.code_at(now()),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        let r = api
+            .login_from(attacker, "bs.an", PASSWORD, &totp.code_at(now() + 30))
+            .await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.json);
+        let address_audits = api
+            .audit_actions()
+            .await
+            .iter()
+            .filter(|(a, _, d)| a == "login_failed" && d["limit"] == "address")
+            .count();
+        assert_eq!(address_audits, 1, "one audit entry per throttle");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn verifications_in_flight_never_exceed_the_bound() {
+        let api = Arc::new(api());
+        let (_totp, _) = api.directory().await;
+        let auth = Arc::new(AuthState::new());
+        let app = routes_with(auth.clone()).with_state(api.state.clone());
+        let mut tasks = Vec::new();
+        for i in 0..24u8 {
+            let (api, app) = (api.clone(), app.clone());
+            tasks.push(tokio::spawn(async move {
+                let body =
+                    json!({"username": "bs.an", "password": "Mật khẩu sai 2025", "totp": "000000"});
+                api.send_via(
+                    &app,
+                    Some(peer(10, 0, 0, i)),
+                    Method::POST,
+                    "/api/v1/auth/login",
+                    &[],
+                    Some(body),
+                )
+                .await
+                .status
+            }));
+        }
+        for t in tasks {
+            let status = t.await.unwrap();
+            assert!(
+                [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(&status),
+                "{status}"
+            );
+        }
+        let (peak, allocated) = auth.verifier.stats();
+        assert!(
+            (1..=VERIFY_PERMITS).contains(&peak),
+            "{peak} verifications at once"
+        );
+        assert!(allocated <= VERIFY_PERMITS, "{allocated} buffers");
     }
 
     #[tokio::test]
@@ -1560,7 +2154,7 @@ mod api_tests {
             })
             .await
             .unwrap();
-        let totp = TotpSecret::from_slice(&bytes).unwrap();
+        let totp = api.open_totp(&bytes);
         assert_eq!(totp.base32(), secret);
         let r = api.login("dp.lam", &password, &totp.code_at(now())).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.json);

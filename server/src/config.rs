@@ -49,6 +49,9 @@ pub struct Config {
     pub reconnect_grace: std::time::Duration,
     /// A TURN server to hand out credentials for (networks without UDP).
     pub turn: Option<crate::turn::TurnConfig>,
+    /// The master key that seals the secrets in the database, and earlier
+    /// ones after a rotation (secrets.rs, docs/security.md).
+    pub keys: crate::secrets::KeysConfig,
 }
 
 impl Config {
@@ -66,6 +69,7 @@ impl Config {
             max_participants: 16,
             reconnect_grace: tuxa_signaling::DEFAULT_RECONNECT_GRACE,
             turn: None,
+            keys: crate::secrets::KeysConfig::for_tests(),
         }
     }
 }
@@ -101,6 +105,8 @@ struct FileConfig {
     turn_url: Option<Vec<String>>,
     turn_secret: Option<String>,
     turn_ttl: Option<u64>,
+    key_file: Option<PathBuf>,
+    old_key_files: Option<Vec<PathBuf>>,
 }
 
 pub const USAGE: &str = "\
@@ -109,6 +115,7 @@ tuxa — video consultation server (tư vấn, khám chữa bệnh từ xa)
 USAGE: tuxa [OPTIONS]
        tuxa verify-audit [--data-dir DIR]   check the audit log's hash chain
        tuxa load-demo [--data-dir DIR]      load a demo province (facilities, staff, queues)
+       tuxa rotate-key --new-key-file FILE  seal the database's secrets under a new master key
 
 OPTIONS (each also as an environment variable, and as a key in the TOML file):
   --config FILE           TOML file with the options below            TUXA_CONFIG
@@ -120,7 +127,11 @@ OPTIONS (each also as an environment variable, and as a key in the TOML file):
                           (behind NAT: the public address) [auto]
   --announce-tcp IP[,IP…] addresses in TCP candidates [--announce]    TUXA_ANNOUNCE_TCP
   --public-url URL        base of join links [https://<announce>:<port>]  TUXA_PUBLIC_URL
-  --data-dir DIR          SQLite file and keys [data]                 TUXA_DATA_DIR
+  --data-dir DIR          the SQLite file (made 0700/0600) [data]     TUXA_DATA_DIR
+  --key-file FILE         master key sealing the secrets in the       TUXA_KEY_FILE
+                          database; made if absent, keep it outside the data directory
+                          [<config file's folder or .>/keys/tuxa.key] (docs/security.md)
+  --old-key-file FILE[,FILE…]  earlier master keys, after a rotation  TUXA_OLD_KEY_FILES
   --cert-dir DIR          where the self-signed dev cert is kept [certs]  TUXA_CERT_DIR
   --cert FILE --key FILE  a real certificate chain and key (PEM)      TUXA_CERT, TUXA_KEY
   --max-participants N    per room, at most 250 [16]                  TUXA_MAX_PARTICIPANTS
@@ -132,6 +143,7 @@ OPTIONS (each also as an environment variable, and as a key in the TOML file):
   --no-demo               do not create and print a demo consultation TUXA_DEMO=0
   --log FILTER            log filter [info]                           TUXA_LOG
   TUXA_ADMIN_KEY          set the admin API key instead of generating one
+  TUXA_MASTER_KEY         the master key itself (base64 or 64 hex digits), instead of a file
   -h, --help              this text
 ";
 
@@ -290,6 +302,37 @@ impl Settings {
         let log = pick("log", "TUXA_LOG")
             .or(file.log)
             .unwrap_or_else(|| "info".into());
+        // The key is kept apart from the data directory (a copy or backup of
+        // it must not carry the key): next to the configuration by default.
+        let key_file = flag("key-file").map(PathBuf::from);
+        let master_key = match (key_file, env("TUXA_MASTER_KEY").filter(|k| !k.is_empty())) {
+            (Some(path), _) => crate::secrets::MasterKeySource::File(path),
+            (None, Some(text)) => crate::secrets::MasterKeySource::Inline(std::sync::Arc::new(
+                crate::secrets::MasterKey::parse_text(&text)
+                    .context("TUXA_MASTER_KEY must be 32 bytes as base64 or 64 hex digits")?,
+            )),
+            (None, None) => crate::secrets::MasterKeySource::File(
+                env("TUXA_KEY_FILE")
+                    .map(PathBuf::from)
+                    .or(file.key_file)
+                    .unwrap_or_else(|| {
+                        pick("config", "TUXA_CONFIG")
+                            .and_then(|c| PathBuf::from(c).parent().map(PathBuf::from))
+                            .unwrap_or_default()
+                            .join("keys")
+                            .join("tuxa.key")
+                    }),
+            ),
+        };
+        let old_key_files: Vec<PathBuf> = match pick("old-key-file", "TUXA_OLD_KEY_FILES") {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+            None => file.old_key_files.unwrap_or_default(),
+        };
         Ok(Settings {
             listen,
             media_listen,
@@ -306,6 +349,10 @@ impl Settings {
                 max_participants,
                 reconnect_grace: std::time::Duration::from_secs(reconnect_grace),
                 turn,
+                keys: crate::secrets::KeysConfig {
+                    current: master_key,
+                    old_files: old_key_files,
+                },
             },
         })
     }
@@ -330,6 +377,8 @@ fn parse_flags(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
         "turn-url",
         "turn-secret",
         "turn-ttl",
+        "key-file",
+        "old-key-file",
     ];
     let mut out = Vec::new();
     let mut it = args.iter();
@@ -441,5 +490,53 @@ mod tests {
         assert_eq!(s.config.reconnect_grace.as_secs(), 20);
         std::fs::write(&path, "lisen = 1\n").unwrap();
         assert!(Settings::resolve(&args(&["--config", path.to_str().unwrap()]), |_| None).is_err());
+    }
+
+    #[test]
+    fn the_master_key_is_found_outside_the_data_directory() {
+        use crate::secrets::MasterKeySource;
+        let file = |s: &Settings| match &s.config.keys.current {
+            MasterKeySource::File(p) => p.clone(),
+            MasterKeySource::Inline(_) => panic!("a file was expected"),
+        };
+        // Default: keys/ beside the configuration file, or in the working
+        // directory; never in the data directory.
+        let s = Settings::resolve(&args(&[]), |_| None).unwrap();
+        assert_eq!(file(&s), PathBuf::from("keys/tuxa.key"));
+        let key = "ab".repeat(32);
+        let env = |k: &str| match k {
+            "TUXA_MASTER_KEY" => Some(key.clone()),
+            "TUXA_OLD_KEY_FILES" => Some("/k/1.key, /k/2.key".to_owned()),
+            _ => None,
+        };
+        let s = Settings::resolve(&args(&[]), env).unwrap();
+        assert!(matches!(&s.config.keys.current, MasterKeySource::Inline(k) if k[0] == 0xab));
+        assert_eq!(
+            s.config.keys.old_files,
+            [PathBuf::from("/k/1.key"), PathBuf::from("/k/2.key")]
+        );
+        // A flag wins over the environment.
+        let s = Settings::resolve(&args(&["--key-file", "/srv/k.key"]), env).unwrap();
+        assert_eq!(file(&s), PathBuf::from("/srv/k.key"));
+        let s = Settings::resolve(&args(&[]), |k| {
+            (k == "TUXA_KEY_FILE").then(|| "/run/k.key".to_owned())
+        })
+        .unwrap();
+        assert_eq!(file(&s), PathBuf::from("/run/k.key"));
+        assert!(
+            Settings::resolve(&args(&[]), |k| (k == "TUXA_MASTER_KEY")
+                .then(|| "short".to_owned()))
+            .is_err()
+        );
+        let dir = std::env::temp_dir().join(format!("tuxa-cfg-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tuxa.toml");
+        std::fs::write(&path, "data_dir = \"/var/lib/tuxa\"\n").unwrap();
+        let s = Settings::resolve(&args(&["--config", path.to_str().unwrap()]), |_| None).unwrap();
+        assert_eq!(file(&s), dir.join("keys").join("tuxa.key"));
+        std::fs::write(&path, "key_file = \"/etc/tuxa/k.key\"\n").unwrap();
+        let s = Settings::resolve(&args(&["--config", path.to_str().unwrap()]), |_| None).unwrap();
+        assert_eq!(file(&s), PathBuf::from("/etc/tuxa/k.key"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -157,17 +157,12 @@ pub struct Report {
 }
 
 /// Loads the demo province into `data_dir/tuxa.sqlite3` (created if
-/// missing). Safe to run again, and while the server runs.
-pub fn load(data_dir: &Path) -> anyhow::Result<Report> {
+/// missing), TOTP secrets sealed under the master key `keys` names. Safe to
+/// run again, and while the server runs.
+pub fn load(data_dir: &Path, keys: &crate::secrets::KeysConfig) -> anyhow::Result<Report> {
     let path = data_dir.join("tuxa.sqlite3");
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
-    let mut c = Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    c.pragma_update(None, "journal_mode", "WAL")?;
-    c.pragma_update(None, "foreign_keys", "ON")?;
-    c.busy_timeout(std::time::Duration::from_secs(5))?;
-    crate::store::migrate(&mut c)?;
-    let mut report = load_into(&mut c, crate::hub_task::unix_now() as i64)?;
+    let (mut c, keys) = crate::store::open_connection(&path, keys)?;
+    let mut report = load_into(&mut c, crate::hub_task::unix_now() as i64, &keys)?;
     report.database = path;
     Ok(report)
 }
@@ -177,7 +172,11 @@ fn failed(e: directory::Error) -> anyhow::Error {
 }
 
 /// The load itself, on an open, migrated connection.
-pub(crate) fn load_into(c: &mut Connection, now: i64) -> anyhow::Result<Report> {
+pub(crate) fn load_into(
+    c: &mut Connection,
+    now: i64,
+    keys: &crate::secrets::Keyring,
+) -> anyhow::Result<Report> {
     // argon2 is slow on purpose: hash for the accounts to create before
     // taking the write lock, and check existing ones after releasing it.
     let mut hashes: HashMap<&str, String> = HashMap::new();
@@ -274,7 +273,9 @@ pub(crate) fn load_into(c: &mut Connection, now: i64) -> anyhow::Result<Report> 
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )?;
                 to_check.push((staff.len(), hash));
-                TotpSecret::from_slice(&secret)
+                keys.open(crate::secrets::Purpose::TotpSecret, &secret)
+                    .ok()
+                    .and_then(|s| TotpSecret::from_slice(&s))
             }
             None => {
                 let new = NewStaff {
@@ -288,8 +289,8 @@ pub(crate) fn load_into(c: &mut Connection, now: i64) -> anyhow::Result<Report> 
                 let hash = hashes
                     .remove(p.username)
                     .unwrap_or_else(|| auth::hash_password(DEMO_PASSWORD));
-                let made =
-                    directory::insert_staff(&tx, &new, &hash, &secret, now).map_err(failed)?;
+                let made = directory::insert_staff(&tx, &new, &hash, &secret, keys, now)
+                    .map_err(failed)?;
                 accounts_new += 1;
                 if let (Some((_, _, specialty)), StaffRole::Doctor) = (p.practice, p.role) {
                     on_call.push((facility_id, specialty, made.id));
@@ -448,8 +449,12 @@ mod tests {
         let mut c = Connection::open_in_memory().unwrap();
         c.pragma_update(None, "foreign_keys", "ON").unwrap();
         crate::store::migrate(&mut c).unwrap();
+        let keys = crate::secrets::Keyring::new(
+            crate::secrets::MasterKey::from_bytes(&[1; 32]),
+            Vec::new(),
+        );
 
-        let first = load_into(&mut c, 1_764_000_000).unwrap();
+        let first = load_into(&mut c, 1_764_000_000, &keys).unwrap();
         assert_eq!(first.facilities, (11, 11));
         assert_eq!(first.accounts, (PEOPLE.len(), PEOPLE.len()));
         assert!(first.staff.iter().all(|a| a.totp_secret.is_some()));
@@ -479,7 +484,7 @@ mod tests {
         assert_eq!(after_first[0], 11);
         assert_eq!(after_first[2], PEOPLE.len() as i64);
 
-        let second = load_into(&mut c, 1_764_000_100).unwrap();
+        let second = load_into(&mut c, 1_764_000_100, &keys).unwrap();
         assert_eq!(second.facilities, (0, 11));
         assert_eq!(second.practitioners.0, 0);
         assert_eq!(second.accounts, (0, PEOPLE.len()));
@@ -499,7 +504,7 @@ mod tests {
             [auth::hash_password("a different password")],
         )
         .unwrap();
-        let third = load_into(&mut c, 1_764_000_200).unwrap();
+        let third = load_into(&mut c, 1_764_000_200, &keys).unwrap();
         let minh = third
             .staff
             .iter()

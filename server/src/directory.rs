@@ -719,12 +719,14 @@ fn check_practitioner(
 }
 
 /// Inserts a staff account. `password_hash` is a PHC string from
-/// [`auth::hash_password`].
+/// [`auth::hash_password`]; the TOTP secret is stored sealed under `keys`
+/// (secrets.rs).
 pub fn insert_staff(
     c: &Connection,
     s: &NewStaff,
     password_hash: &str,
     totp: &TotpSecret,
+    keys: &crate::secrets::Keyring,
     now: i64,
 ) -> Result<Staff> {
     if facility(c, s.facility)?.is_none() {
@@ -745,7 +747,7 @@ pub fn insert_staff(
             s.username,
             s.name,
             password_hash,
-            totp.as_bytes(),
+            keys.seal(crate::secrets::Purpose::TotpSecret, totp.as_bytes()),
             s.role,
             s.facility,
             s.practitioner,
@@ -1044,7 +1046,11 @@ async fn create_staff(
     let totp = TotpSecret::generate();
     let now = unix_now() as i64;
     let secret = totp.clone();
-    let s = on_store(&state, move |c| insert_staff(c, &new, &hash, &secret, now)).await?;
+    let keys = state.store.keys().clone();
+    let s = on_store(&state, move |c| {
+        insert_staff(c, &new, &hash, &secret, &keys, now)
+    })
+    .await?;
     audit(
         &state,
         Action::StaffCreated,

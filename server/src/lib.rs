@@ -30,6 +30,7 @@ mod media;
 mod media_tcp;
 pub mod queues;
 mod reports;
+pub mod secrets;
 mod store;
 mod tls;
 pub mod turn;
@@ -129,18 +130,21 @@ pub async fn run(
     };
 
     // The store, its secrets, and what it already knows.
-    let store = store::Store::open(&config.data_dir.join("tuxa.sqlite3"))?;
+    let store = store::Store::open_with(&config.data_dir.join("tuxa.sqlite3"), &config.keys)?;
+    if let Some(path) = store.keys().created() {
+        println!(
+            "Created a master key: {} (keep it, apart from backups of the data directory)",
+            path.display()
+        );
+    }
+    let keys = store.keys().clone();
     let admin_key = config.admin_key.clone();
     let (token_key, admin_hash, new_admin_key, rooms) = store
         .call(move |c| {
-            let token_key = match store::get_meta(c, "token_key")? {
-                Some(k) if k.len() == TokenKey::LEN => k,
-                _ => {
-                    let k = random_bytes::<32>().to_vec();
-                    store::set_meta(c, "token_key", &k)?;
-                    k
-                }
-            };
+            // Sealed under the master key (secrets.rs).
+            let token_key = secrets::token_key(c, &keys).map_err(|e| {
+                rusqlite::Error::ToSqlConversionFailure(e.into())
+            })?;
             let mut new_key = None;
             let admin_hash = match (admin_key, store::get_meta(c, "admin_key_sha256")?) {
                 (Some(k), _) => {
@@ -168,9 +172,7 @@ pub async fn run(
         })
         .await
         .context("opening the store")?;
-    let mut key = [0u8; 32];
-    key.copy_from_slice(&token_key);
-    let tokens = Arc::new(TokenKey::new(&key));
+    let tokens = Arc::new(TokenKey::new(&token_key));
     let mut admin_key_hash = [0u8; 32];
     admin_key_hash.copy_from_slice(&admin_hash[..32.min(admin_hash.len())]);
 
@@ -376,6 +378,9 @@ pub async fn run(
                     }
                     Err(_) => return,
                 };
+                // The peer's address on every request (sign-in limits, sessions).
+                let app =
+                    tower::Layer::layer(&axum::Extension(axum::extract::ConnectInfo(peer)), app);
                 let service = hyper_util::service::TowerToHyperService::new(app);
                 let builder = auto::Builder::new(TokioExecutor::new());
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);

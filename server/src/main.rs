@@ -17,7 +17,36 @@ fn main() -> anyhow::Result<()> {
     }
     if args.first().map(String::as_str) == Some("load-demo") {
         let settings = Settings::resolve(&args[1..], |k| std::env::var(k).ok())?;
-        print!("{}", tuxa_server::demo::load(&settings.config.data_dir)?);
+        print!(
+            "{}",
+            tuxa_server::demo::load(&settings.config.data_dir, &settings.config.keys)?
+        );
+        return Ok(());
+    }
+    if args.first().map(String::as_str) == Some("rotate-key") {
+        // `--new-key-file` belongs to this command only.
+        let mut rest = Vec::new();
+        let mut new_key_file = None;
+        let mut it = args[1..].iter();
+        while let Some(a) = it.next() {
+            if let Some(v) = a.strip_prefix("--new-key-file=") {
+                new_key_file = Some(v.to_owned());
+            } else if a == "--new-key-file" {
+                new_key_file = Some(it.next().context("--new-key-file needs a value")?.clone());
+            } else {
+                rest.push(a.clone());
+            }
+        }
+        let new_key_file = new_key_file.context("rotate-key needs --new-key-file FILE")?;
+        let settings = Settings::resolve(&rest, |k| std::env::var(k).ok())?;
+        println!(
+            "{}",
+            tuxa_server::secrets::rotate(
+                &settings.config.data_dir,
+                &settings.config.keys,
+                std::path::Path::new(&new_key_file),
+            )?
+        );
         return Ok(());
     }
     let settings = Settings::resolve(&args, |k| std::env::var(k).ok())?;

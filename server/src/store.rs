@@ -4,17 +4,21 @@
 //! a slow disk never stalls the async runtime.
 
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
+
+use crate::secrets::{Keyring, KeysConfig};
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 #[derive(Clone)]
 pub struct Store {
     tx: mpsc::Sender<Job>,
+    /// Seals and opens the secrets in the file (secrets.rs).
+    keys: Arc<Keyring>,
 }
 
 /// Schema versions, applied in order; `PRAGMA user_version` says how many ran.
@@ -286,19 +290,10 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 impl Store {
-    pub fn open(path: &Path) -> anyhow::Result<Store> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let mut conn =
-            Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
-        // WAL: readers do not block the writer, and a crash loses at most
-        // the transaction in flight, never what was committed.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        migrate(&mut conn)?;
+    /// Opens (or makes) the SQLite file at `path` with the master key
+    /// `keys` names: see [`open_connection`].
+    pub fn open_with(path: &Path, keys: &KeysConfig) -> anyhow::Result<Store> {
+        let (mut conn, keys) = open_connection(path, keys)?;
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("tuxa-store".into())
@@ -307,7 +302,21 @@ impl Store {
                     job(&mut conn);
                 }
             })?;
-        Ok(Store { tx })
+        Ok(Store {
+            tx,
+            keys: Arc::new(keys),
+        })
+    }
+
+    /// A store under a fixed test key.
+    #[cfg(test)]
+    pub fn open(path: &Path) -> anyhow::Result<Store> {
+        Store::open_with(path, &KeysConfig::for_tests())
+    }
+
+    /// The keys that seal and open the file's secrets.
+    pub fn keys(&self) -> &Arc<Keyring> {
+        &self.keys
     }
 
     /// Runs `f` on the store's thread.
@@ -345,6 +354,98 @@ impl Store {
             tracing::error!("store: {what}: the store thread has stopped");
         }
     }
+}
+
+/// Opens the SQLite file at `path` for tuxa (the server, `load-demo`,
+/// `rotate-key`), in this order:
+/// 1. its folder is made 0700 and its files 0600 (warned about when they
+///    were not): it holds patients' records and attachments;
+/// 2. the master key is read (or made, only while no secret is sealed yet)
+///    and checked against every sealed secret, before anything is written:
+///    a wrong key stops here with the file unchanged;
+/// 3. the schema is brought up to date;
+/// 4. plain secrets are sealed, and those under an older key sealed again.
+pub fn open_connection(path: &Path, keys: &KeysConfig) -> anyhow::Result<(Connection, Keyring)> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    secure_dir(dir)?;
+    if !path.exists() {
+        // SQLite would make it 0644 (less the umask); its -wal and -shm
+        // files then take the database file's mode.
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+    }
+    let mut conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+    // WAL: readers do not block the writer, and a crash loses at most
+    // the transaction in flight, never what was committed.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    secure_files(dir)?;
+    let sealed = crate::secrets::holds_sealed(&conn)?;
+    let keyring = crate::secrets::load_keyring(keys, !sealed, dir)?;
+    crate::secrets::check_opens(&conn, &keyring)?;
+    migrate(&mut conn)?;
+    crate::secrets::seal_in_place(&mut conn, &keyring)?;
+    Ok((conn, keyring))
+}
+
+/// Makes `dir` (0700) or tightens it to 0700.
+fn secure_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        return Ok(());
+    }
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "the data directory {} was open to others (mode {mode:o}): made 0700",
+            dir.display()
+        );
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} 0700", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Tightens every file under `dir` to 0600 (symbolic links are left alone:
+/// their targets are not ours to change).
+fn secure_files(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let path = entry.path();
+        if kind.is_dir() {
+            secure_dir(&path)?;
+            secure_files(&path)?;
+        } else if kind.is_file() {
+            let mode = entry.metadata()?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    "{} was readable by others (mode {mode:o}): made 0600",
+                    path.display()
+                );
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("making {} 0600", path.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
