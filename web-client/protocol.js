@@ -40,7 +40,7 @@ export const ERROR_CODES = Object.freeze([
   'token_malformed', 'token_invalid', 'token_expired', 'token_wrong_room', 'token_not_yet_valid',
   'room_not_found', 'room_ended', 'room_full',
   'sdp_invalid', 'negotiation_glare', 'no_pending_offer',
-  'idle_timeout', 'replaced', 'media_failed',
+  'idle_timeout', 'replaced', 'media_failed', 'rate_limited',
   'forbidden', 'not_waiting', 'refused', 'removed', 'room_locked', 'consent_required',
   'login_failed', 'too_many_attempts', 'conflict', 'queue_refused', 'not_on_call',
   'unauthorized', 'bad_request', 'not_found',

@@ -54,6 +54,9 @@ pub enum ErrorCode {
     /// The media transport (ICE/DTLS) of this session failed and the SFU
     /// dropped it: the client rejoins with its link to get a new one.
     MediaFailed,
+    /// The session sends faster than its budget (chat, or frames of any
+    /// kind): the message was dropped. A session that goes on is closed.
+    RateLimited,
     /// The participant's role may not do this (e.g. a patient admitting).
     Forbidden,
     /// `admit` or `refuse` named nobody who is waiting.
@@ -120,6 +123,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotWaiting => "not_waiting",
             ErrorCode::Refused => "refused",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Removed => "removed",
             ErrorCode::RoomLocked => "room_locked",
             ErrorCode::ConsentRequired => "consent_required",

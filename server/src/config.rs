@@ -22,6 +22,13 @@ pub enum TlsSource {
 /// The largest room `--max-participants` accepts.
 pub const MAX_PARTICIPANTS_LIMIT: usize = 250;
 
+/// Live queue tickets from one address (docs/protocol.md, "On-call
+/// queues"): a commune station's or a carrier's shared address may have a
+/// few patients waiting at once; a script gets five places, not the line.
+pub const DEFAULT_QUEUE_MAX_PER_ADDRESS: usize = 5;
+/// Live queue tickets per phone number and queue.
+pub const DEFAULT_QUEUE_MAX_PER_PHONE: usize = 1;
+
 /// What `server::run` needs besides its sockets.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -52,6 +59,10 @@ pub struct Config {
     /// The master key that seals the secrets in the database, and earlier
     /// ones after a rotation (secrets.rs, docs/security.md).
     pub keys: crate::secrets::KeysConfig,
+    /// On-call queues: live tickets from one client address (IPv6: /64).
+    pub queue_max_per_address: usize,
+    /// On-call queues: live tickets with one phone number in one queue.
+    pub queue_max_per_phone: usize,
 }
 
 impl Config {
@@ -70,6 +81,8 @@ impl Config {
             reconnect_grace: tuxa_signaling::DEFAULT_RECONNECT_GRACE,
             turn: None,
             keys: crate::secrets::KeysConfig::for_tests(),
+            queue_max_per_address: DEFAULT_QUEUE_MAX_PER_ADDRESS,
+            queue_max_per_phone: DEFAULT_QUEUE_MAX_PER_PHONE,
         }
     }
 }
@@ -107,6 +120,8 @@ struct FileConfig {
     turn_ttl: Option<u64>,
     key_file: Option<PathBuf>,
     old_key_files: Option<Vec<PathBuf>>,
+    queue_max_per_address: Option<usize>,
+    queue_max_per_phone: Option<usize>,
 }
 
 pub const USAGE: &str = "\
@@ -140,6 +155,9 @@ OPTIONS (each also as an environment variable, and as a key in the TOML file):
                           e.g. turns:turn.example.vn:443?transport=tcp (docs/turn.md)
   --turn-secret SECRET    coturn's static-auth-secret                 TUXA_TURN_SECRET
   --turn-ttl SECS         lifetime of TURN credentials [21600]        TUXA_TURN_TTL
+  --queue-max-per-address N  on-call queue places held from one       TUXA_QUEUE_MAX_PER_ADDRESS
+                          address (IPv6: /64), all queues [5]
+  --queue-max-per-phone N places per phone number in one queue [1]    TUXA_QUEUE_MAX_PER_PHONE
   --no-demo               do not create and print a demo consultation TUXA_DEMO=0
   --log FILTER            log filter [info]                           TUXA_LOG
   TUXA_ADMIN_KEY          set the admin API key instead of generating one
@@ -299,6 +317,30 @@ impl Settings {
             }),
             _ => bail!("--turn-url and --turn-secret go together"),
         };
+        let count = |flag: &str, var: &str, from_file: Option<usize>, default: usize| {
+            let n: usize = match pick(flag, var) {
+                Some(n) => n
+                    .parse()
+                    .with_context(|| format!("--{flag} must be a whole number"))?,
+                None => from_file.unwrap_or(default),
+            };
+            if !(1..=10_000).contains(&n) {
+                bail!("--{flag} must be between 1 and 10000");
+            }
+            anyhow::Ok(n)
+        };
+        let queue_max_per_address = count(
+            "queue-max-per-address",
+            "TUXA_QUEUE_MAX_PER_ADDRESS",
+            file.queue_max_per_address,
+            DEFAULT_QUEUE_MAX_PER_ADDRESS,
+        )?;
+        let queue_max_per_phone = count(
+            "queue-max-per-phone",
+            "TUXA_QUEUE_MAX_PER_PHONE",
+            file.queue_max_per_phone,
+            DEFAULT_QUEUE_MAX_PER_PHONE,
+        )?;
         let log = pick("log", "TUXA_LOG")
             .or(file.log)
             .unwrap_or_else(|| "info".into());
@@ -353,6 +395,8 @@ impl Settings {
                     current: master_key,
                     old_files: old_key_files,
                 },
+                queue_max_per_address,
+                queue_max_per_phone,
             },
         })
     }
@@ -379,6 +423,8 @@ fn parse_flags(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
         "turn-ttl",
         "key-file",
         "old-key-file",
+        "queue-max-per-address",
+        "queue-max-per-phone",
     ];
     let mut out = Vec::new();
     let mut it = args.iter();

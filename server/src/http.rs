@@ -244,9 +244,31 @@ async fn ws_upgrade(
     const WS_READ_BUFFER: usize = 4096;
     let sid = SessionId(state.next_session.fetch_add(1, Ordering::Relaxed));
     let hub = state.hub.clone();
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     let shutdown = state.shutdown.clone();
     let staff = staff_info(&state, &headers).await;
     // Frames up to 1 MiB are read so that the protocol can answer
+    // A page of another site must not open a session in the visitor's name
+    // (the staff cookie rides along with any WebSocket to this host). No
+    // Origin at all is a non-browser client (tests, the load generator),
+    // which carries no one else's cookie.
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let ok = origin
+            .to_str()
+            .is_ok_and(|o| crate::ws::origin_allowed(o, &state.public_url, host));
+        if !ok {
+            // 403, before any upgrade.
+            return ApiError::new(
+                ErrorCode::Forbidden,
+                "WebSockets are opened only from this server's own pages",
+            )
+            .into_response();
+        }
+    }
+    // The accept loop puts the TCP peer in every request; an in-process
+    // router without it (unit tests) counts as one unknown address.
+    let addr = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.0.0.ip());
     // `message_too_large` for anything over its own 64 KiB limit; beyond
     // 1 MiB the WebSocket layer closes the connection.
     // A small read buffer: the WebSocket layer zeroes its whole spare read
@@ -258,7 +280,7 @@ async fn ws_upgrade(
     ws.max_message_size(16 * MAX_MESSAGE_BYTES)
         .max_frame_size(16 * MAX_MESSAGE_BYTES)
         .read_buffer_size(WS_READ_BUFFER)
-        .on_upgrade(move |socket| crate::ws::session(socket, sid, hub, shutdown, staff))
+        .on_upgrade(move |socket| crate::ws::session(socket, sid, addr, hub, shutdown, staff))
 }
 
 /// A WebSocket opened with a staff sign-in cookie: who it is, and which

@@ -26,7 +26,8 @@ pub const SESSION_QUEUE: usize = 256;
 pub type TokenCheck = Result<(Claims, RoomInfo), (ErrorCode, String)>;
 
 pub enum HubMsg {
-    Register(SessionId, mpsc::Sender<SessionCmd>),
+    /// A WebSocket session and the client address it came from.
+    Register(SessionId, std::net::IpAddr, mpsc::Sender<SessionCmd>),
     Input(Input),
     CheckToken {
         room: RoomId,
@@ -38,6 +39,17 @@ pub enum HubMsg {
         reply: oneshot::Sender<Vec<ParticipantInfo>>,
     },
     Live(oneshot::Sender<tuxa_signaling::Live>),
+    /// A queue's live tickets, for staff (`None`: no such queue).
+    QueueTickets {
+        queue: u64,
+        reply: oneshot::Sender<Option<Vec<tuxa_signaling::StaffTicket>>>,
+    },
+    /// Staff clear a ticket, named by its handle.
+    ClearTicket {
+        queue: u64,
+        handle: String,
+        reply: oneshot::Sender<Result<tuxa_signaling::StaffTicket, tuxa_signaling::ClearError>>,
+    },
     /// Staff with a signed-in WebSocket open (for the roster refresh).
     StaffOnline(oneshot::Sender<Vec<u64>>),
     Shutdown(oneshot::Sender<()>),
@@ -75,10 +87,10 @@ impl HubTask {
             };
             let Some(msg) = msg else { break };
             match msg {
-                HubMsg::Register(sid, tx) => {
+                HubMsg::Register(sid, addr, tx) => {
                     sessions.insert(sid, tx);
                     self.hub
-                        .handle(Instant::now(), unix_now(), Input::Connected(sid));
+                        .handle(Instant::now(), unix_now(), Input::Connected(sid, addr));
                 }
                 HubMsg::Input(input) => {
                     let gone = match &input {
@@ -99,6 +111,16 @@ impl HubTask {
                 }
                 HubMsg::Live(reply) => {
                     let _ = reply.send(self.hub.live(Instant::now()));
+                }
+                HubMsg::QueueTickets { queue, reply } => {
+                    let _ = reply.send(self.hub.queue_tickets(Instant::now(), queue));
+                }
+                HubMsg::ClearTicket {
+                    queue,
+                    handle,
+                    reply,
+                } => {
+                    let _ = reply.send(self.hub.clear_ticket(Instant::now(), queue, &handle));
                 }
                 HubMsg::StaffOnline(reply) => {
                     let _ = reply.send(self.hub.staff_online());

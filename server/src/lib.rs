@@ -205,7 +205,12 @@ pub async fn run(
         },
         tokens.clone(),
     )
-    .with_ticket_key(random_bytes());
+    .with_ticket_key(random_bytes())
+    .with_queue_config(tuxa_signaling::QueueConfig {
+        max_per_address: config.queue_max_per_address,
+        max_per_phone: config.queue_max_per_phone,
+        ..tuxa_signaling::QueueConfig::default()
+    });
     for r in &rooms {
         let (Ok(id), Some(kind)) = (RoomId::parse(&r.id), ConsultationKind::parse(&r.kind)) else {
             continue;

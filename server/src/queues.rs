@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -167,6 +167,8 @@ pub fn routes() -> axum::Router<AppState> {
             post(add_window).get(get_roster),
         )
         .route("/api/v1/queues/{id}/public", get(public))
+        .route("/api/v1/queues/{id}/tickets", get(tickets))
+        .route("/api/v1/queues/{id}/tickets/{handle}", delete(clear_ticket))
 }
 
 fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
@@ -342,6 +344,119 @@ async fn get_roster(
     Ok(Json(json!({ "roster": entries })))
 }
 
+/// A phone number as staff see it in the ticket list: enough to tell two
+/// apart, not enough to call.
+fn masked_phone(phone: &str) -> String {
+    let chars: Vec<char> = phone.chars().filter(|c| !c.is_whitespace()).collect();
+    let keep = chars.len().min(3);
+    let hidden = chars.len() - keep;
+    let mut out: String = std::iter::repeat_n('•', hidden.min(8)).collect();
+    out.extend(&chars[hidden..]);
+    out
+}
+
+fn ticket_json(t: &tuxa_signaling::StaffTicket, now: std::time::Instant) -> Value {
+    use tuxa_signaling::queue::PatientStage;
+    let (stage, position) = match t.view.stage {
+        PatientStage::Queued { position } => ("queued", Some(position)),
+        PatientStage::Offered { .. } => ("offered", None),
+        PatientStage::WaitingForDoctor { .. } => ("waiting_for_doctor", None),
+        PatientStage::InCall { .. } => ("in_call", None),
+    };
+    json!({
+        "handle": t.handle,
+        "name": t.view.name,
+        "phone": masked_phone(&t.view.phone),
+        "stage": stage,
+        "position": position,
+        "waited_secs": t.waited.as_secs(),
+        "away_secs": t.view.away_since.map(|a| now.saturating_duration_since(a).as_secs()),
+        "same_address": t.view.same_address,
+        "same_phone": t.view.same_phone,
+        "flags": t.view.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
+    })
+}
+
+/// The queue, if the caller may look after its tickets: its facility's
+/// coordinators and doctors (and whoever sees that facility).
+async fn ticket_keeper(state: &AppState, headers: &HeaderMap, id: i64) -> Result<Actor, ApiError> {
+    let actor = Actor::from_headers(state, headers).await?;
+    actor.require(authz::CARE, "look after queue tickets")?;
+    let q = state
+        .store
+        .call(move |c| queue(c, id))
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such queue"))?;
+    actor.require_in(authz::CARE, Some(q.facility_id), "look after queue tickets")?;
+    Ok(actor)
+}
+
+/// The live tickets of a queue with what makes them suspicious.
+async fn tickets(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    ticket_keeper(&state, &headers, id).await?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    state
+        .hub
+        .send(crate::hub_task::HubMsg::QueueTickets {
+            queue: id as u64,
+            reply: tx,
+        })
+        .map_err(internal)?;
+    let now = std::time::Instant::now();
+    // A queue the hub does not know yet (just made) has no tickets.
+    let list = rx.await.map_err(internal)?.unwrap_or_default();
+    let tickets: Vec<Value> = list.iter().map(|t| ticket_json(t, now)).collect();
+    Ok(Json(json!({ "queue": id, "tickets": tickets })))
+}
+
+/// Takes a ticket out of the queue (the patient's page is told `cleared`);
+/// audited with what the ticket looked like.
+async fn clear_ticket(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, handle)): Path<(i64, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let actor = ticket_keeper(&state, &headers, id).await?;
+    if handle.len() != 16 || !handle.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "a ticket is named by its 16-character handle from GET …/tickets",
+        ));
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    state
+        .hub
+        .send(crate::hub_task::HubMsg::ClearTicket {
+            queue: id as u64,
+            handle: handle.to_ascii_lowercase(),
+            reply: tx,
+        })
+        .map_err(internal)?;
+    let cleared = rx
+        .await
+        .map_err(internal)?
+        .map_err(|e| ApiError::new(ErrorCode::NotFound, e.to_string()))?;
+    let json = ticket_json(&cleared, std::time::Instant::now());
+    state.store.audit(Entry {
+        at: unix_now() as i64,
+        action: Action::QueueTicketCleared,
+        consultation: None,
+        actor: actor.audit_name(),
+        // The handle, never the ticket (which resumes the place); no name.
+        detail: json!({
+            "queue": id, "ticket": cleared.handle, "stage": json["stage"],
+            "waited_secs": json["waited_secs"], "flags": json["flags"],
+            "same_address": json["same_address"], "same_phone": json["same_phone"],
+        }),
+    });
+    Ok(Json(json!({ "cleared": json })))
+}
+
 /// What a patient's queue page shows before anything is asked of them.
 async fn public(
     State(state): State<AppState>,
@@ -371,6 +486,14 @@ mod tests {
             start_min: parse_hhmm(start).unwrap(),
             end_min: parse_hhmm(end).unwrap(),
         }
+    }
+
+    #[test]
+    fn staff_see_only_the_end_of_a_phone_number() {
+        assert_eq!(masked_phone("0912 345 678"), "•••••••678");
+        assert_eq!(masked_phone("+84912345678"), "••••••••678");
+        assert_eq!(masked_phone("12"), "12");
+        assert_eq!(masked_phone(""), "");
     }
 
     #[test]

@@ -34,8 +34,9 @@ pub enum RoomStatus {
 
 #[derive(Debug)]
 pub enum Input {
-    /// A WebSocket was accepted.
-    Connected(SessionId),
+    /// A WebSocket was accepted, from this client address (the TCP peer:
+    /// the on-call queues cap what one address may hold).
+    Connected(SessionId, std::net::IpAddr),
     /// A text frame from a session, already parsed (or not).
     Frame(SessionId, Result<ClientMsg, ProtocolError>),
     /// The WebSocket is gone (closed by the peer, or broken).
@@ -331,6 +332,8 @@ struct Session {
     consent: Option<Consent>,
     /// Set when the WebSocket came with a staff sign-in.
     staff: Option<StaffInfo>,
+    /// The client's address (see `Input::Connected`).
+    addr: std::net::IpAddr,
 }
 
 /// Who a removal keeps out of a room: the person, as far as the link says
@@ -532,6 +535,10 @@ impl Hub {
         self
     }
 
+    pub(crate) fn session_addr(&self, sid: SessionId) -> Option<std::net::IpAddr> {
+        self.sessions.get(&sid).map(|s| s.addr)
+    }
+
     pub(crate) fn session_consents(&self, sid: SessionId) -> bool {
         self.sessions
             .get(&sid)
@@ -576,7 +583,7 @@ impl Hub {
     /// compared with token expiry.
     pub fn handle(&mut self, now: Instant, now_unix: u64, input: Input) {
         match input {
-            Input::Connected(sid) => {
+            Input::Connected(sid, addr) => {
                 self.sessions.insert(
                     sid,
                     Session {
@@ -584,6 +591,7 @@ impl Hub {
                         last_heard: now,
                         consent: None,
                         staff: None,
+                        addr,
                     },
                 );
             }

@@ -3,14 +3,14 @@
 //! server (which creates the room and mints the links, since that needs the
 //! store).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tuxa_protocol::{ClientMsg, ErrorCode, QueueState, RoomId, ServerMsg};
 
 use crate::hub::{Hub, Output, RecordEvent, SessionId};
 use crate::queue::{
-    PatientCard, PatientStatus, QueueError, QueueId, QueueInput, QueueOutput, RemovedReason,
-    StaffRef, Ticket, TransferTarget, WithdrawReason,
+    PatientCard, PatientStatus, QueueBook, QueueConfig, QueueError, QueueId, QueueInput,
+    QueueOutput, RemovedReason, StaffRef, Ticket, TicketView, TransferTarget, WithdrawReason,
 };
 
 /// Who a staff session belongs to, as the server's directory says at
@@ -38,6 +38,7 @@ fn removed_reason(r: RemovedReason) -> &'static str {
         RemovedReason::QueueClosed => "queue_closed",
         RemovedReason::Replaced => "replaced",
         RemovedReason::CallEnded => "call_ended",
+        RemovedReason::Cleared => "cleared",
     }
 }
 
@@ -48,10 +49,81 @@ fn withdraw_reason(r: WithdrawReason) -> &'static str {
         WithdrawReason::DoctorUnavailable => "doctor_unavailable",
         WithdrawReason::DoctorGone => "doctor_gone",
         WithdrawReason::QueueClosed => "queue_closed",
+        WithdrawReason::Cleared => "cleared",
     }
 }
 
+/// A queue's tickets as staff see them ([`Hub::queue_tickets`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaffTicket {
+    /// [`Ticket::handle`]: names the ticket without being it.
+    pub handle: String,
+    pub view: TicketView,
+    /// Since the patient joined.
+    pub waited: Duration,
+}
+
+/// Why staff could not clear a ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ClearError {
+    #[error("no such queue")]
+    UnknownQueue,
+    #[error("no such ticket in this queue (gone, or in a call)")]
+    UnknownTicket,
+}
+
 impl Hub {
+    /// Configures the on-call queues (caps, timers). Call before any queue
+    /// is opened: the book starts afresh.
+    pub fn with_queue_config(mut self, config: QueueConfig) -> Hub {
+        self.queues = QueueBook::new(config);
+        self
+    }
+
+    /// A queue's live tickets, for the staff who may clear them; `None`
+    /// if the book has no such queue.
+    pub fn queue_tickets(&self, now: Instant, queue: u64) -> Option<Vec<StaffTicket>> {
+        let queue = QueueId(queue);
+        self.queues.snapshot(queue)?;
+        Some(
+            self.queues
+                .tickets_of(queue)
+                .into_iter()
+                .map(|view| StaffTicket {
+                    handle: view.ticket.handle(),
+                    waited: now.saturating_duration_since(view.joined_at),
+                    view,
+                })
+                .collect(),
+        )
+    }
+
+    /// Staff remove a live ticket named by its handle; returns what it was
+    /// (for the audit).
+    pub fn clear_ticket(
+        &mut self,
+        now: Instant,
+        queue: u64,
+        handle: &str,
+    ) -> Result<StaffTicket, ClearError> {
+        let tickets = self
+            .queue_tickets(now, queue)
+            .ok_or(ClearError::UnknownQueue)?;
+        let found = tickets
+            .into_iter()
+            .find(|t| t.handle == handle)
+            .ok_or(ClearError::UnknownTicket)?;
+        self.queues.handle(
+            now,
+            QueueInput::Clear {
+                queue: QueueId(queue),
+                ticket: found.view.ticket.clone(),
+            },
+        );
+        self.pump_queues(now);
+        Ok(found)
+    }
+
     /// A queue message from a session that has said hello.
     pub(crate) fn on_queue_msg(&mut self, now: Instant, sid: SessionId, msg: ClientMsg) {
         let ty = msg.type_name();
@@ -71,6 +143,9 @@ impl Hub {
                     );
                     return;
                 }
+                let Some(addr) = self.session_addr(sid) else {
+                    return;
+                };
                 let ticket = self.next_ticket();
                 QueueInput::Join {
                     session: sid,
@@ -81,6 +156,7 @@ impl Hub {
                         phone,
                         reason,
                     },
+                    addr,
                 }
             }
             ClientMsg::QueueResume { ticket } => QueueInput::Resume {

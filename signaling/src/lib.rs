@@ -24,4 +24,4 @@ pub use token::{Claims, TokenError, TokenKey};
 
 pub use b64::{decode as b64_decode, encode as b64_encode};
 
-pub use hub_queue::{CallLinks, StaffInfo};
+pub use hub_queue::{CallLinks, ClearError, StaffInfo, StaffTicket};

@@ -25,8 +25,9 @@
 //!   holds it may resume or cancel). A patient is in exactly one *stage*:
 //!   in a queue's **line**, **offered** to one doctor, **waiting for a doctor**
 //!   they were transferred to, or **in a call**. The patient's WebSocket
-//!   session is optional: when it drops the patient keeps their stage for the
-//!   grace period ([`QueueConfig::resume_grace`], 2 min).
+//!   session is optional: when it drops the patient keeps their stage for a
+//!   grace period (see *Disconnects and resume*). Each patient is joined
+//!   from a client address (the server's peer address of the WebSocket).
 //! - **Doctors**, named by staff id ([`StaffRef::id`]), bound to at most one
 //!   session. A doctor is *available* for a list of queues (their own
 //!   facility's only) or not, and independently has at most one pending
@@ -72,7 +73,13 @@
 //! # Disconnects and resume
 //!
 //! [`QueueInput::SessionClosed`] for a patient unbinds the session and starts
-//! the grace period; [`QueueInput::Resume`] within it binds the new session,
+//! the grace period. The grace is earned: as long as the patient's sessions
+//! have been connected in all, at least [`QueueConfig::min_resume_grace`]
+//! (30 s) and at most [`QueueConfig::resume_grace`] (2 min). A patient who
+//! waited a while keeps their place through a phone's network change or a
+//! page reload; a ticket whose session closed right after joining (a script
+//! filling the line) is gone after 30 s. [`QueueInput::Resume`] within it
+//! binds the new session,
 //! sends the current status, and if the patient is in a call re-emits
 //! [`QueueOutput::Paired`] (with `resumed: true`) so the server can send the
 //! room link again. After the grace period the patient is dropped
@@ -109,6 +116,23 @@
 //! for the record (activity report: waits and drop rates), with the instant
 //! they happened and the wait so far.
 //!
+//! # Abuse
+//!
+//! Joining costs an anonymous client one consent and one message, so the
+//! book caps what one client can hold (refused with
+//! [`QueueError::TooManyTickets`]): at most [`QueueConfig::max_per_address`]
+//! (5) live tickets (any stage but a call) joined from one client address
+//! across all queues (IPv6: one /64, what one subscriber line gets), and at
+//! most [`QueueConfig::max_per_phone`] (1) per phone number in one queue
+//! (numbers compared by their digits, `+84`/`84` read as `0`; a card without
+//! a phone is capped by its address only). Five per address: a commune
+//! station or a clinic behind one NAT, or a carrier's CGNAT, may have a few
+//! patients waiting at once; a script gets five places, not the line.
+//! [`QueueBook::tickets_of`] lists a queue's tickets for staff with
+//! [`TicketFlag`]s (many from one address, a phone that holds another
+//! ticket, away); [`QueueInput::Clear`] removes one (the patient is told
+//! [`RemovedReason::Cleared`]).
+//!
 //! # Robustness
 //!
 //! No input sequence panics. Inputs from sessions that name unknown tickets,
@@ -120,6 +144,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::hub::SessionId;
@@ -164,6 +189,13 @@ impl Ticket {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// What staff and the activity report name a ticket by: the first 8
+    /// bytes of its SHA-256, in hex. Not a secret (it resumes nothing).
+    pub fn handle(&self) -> String {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.0.as_bytes());
+        d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 impl fmt::Debug for Ticket {
@@ -203,8 +235,11 @@ pub struct QueueConfig {
     /// How long a patient transferred to a doctor waits for that doctor
     /// before falling back to a queue.
     pub transfer_wait: Duration,
-    /// How long a disconnected patient keeps their place.
+    /// The longest a disconnected patient keeps their place (earned by
+    /// having been connected at least as long).
     pub resume_grace: Duration,
+    /// The shortest: what a ticket that was barely connected gets.
+    pub min_resume_grace: Duration,
     /// The average call length before any call has been seen.
     pub initial_call_estimate: Duration,
     /// Weight of a new call length in the moving average (0..=1).
@@ -213,6 +248,13 @@ pub struct QueueConfig {
     pub estimate_step: Duration,
     /// Most patients in one queue's line.
     pub max_waiting: usize,
+    /// Most live tickets joined from one client address (IPv6: one /64),
+    /// all queues together.
+    pub max_per_address: usize,
+    /// Most live tickets with one phone number in one queue.
+    pub max_per_phone: usize,
+    /// Tickets from one address at which staff see them flagged.
+    pub flag_per_address: usize,
 }
 
 impl Default for QueueConfig {
@@ -222,10 +264,14 @@ impl Default for QueueConfig {
             decline_cooldown: Duration::from_secs(60),
             transfer_wait: Duration::from_secs(60),
             resume_grace: Duration::from_secs(120),
+            min_resume_grace: Duration::from_secs(30),
             initial_call_estimate: Duration::from_secs(600),
             average_weight: 0.2,
             estimate_step: Duration::from_secs(60),
             max_waiting: 500,
+            max_per_address: 5,
+            max_per_phone: 1,
+            flag_per_address: 3,
         }
     }
 }
@@ -262,6 +308,11 @@ pub enum QueueInput {
     SessionClosed {
         session: SessionId,
     },
+    /// Staff remove a ticket that is not in a call (a flood, a duplicate).
+    Clear {
+        queue: QueueId,
+        ticket: Ticket,
+    },
 
     // ---- from patients ----
     /// Takes a place in a queue with a fresh ticket.
@@ -270,6 +321,8 @@ pub enum QueueInput {
         ticket: Ticket,
         queue: QueueId,
         card: PatientCard,
+        /// The client's address, for the per-address cap.
+        addr: IpAddr,
     },
     /// Takes a ticket back on a (new) session.
     Resume {
@@ -323,6 +376,7 @@ impl QueueInput {
             QueueInput::CloseQueue { .. } => "close_queue",
             QueueInput::CallEnded { .. } => "call_ended",
             QueueInput::SessionClosed { .. } => "session_closed",
+            QueueInput::Clear { .. } => "clear",
             QueueInput::Join { .. } => "join_queue",
             QueueInput::Resume { .. } => "resume",
             QueueInput::Cancel { .. } => "cancel",
@@ -423,6 +477,8 @@ pub enum RemovedReason {
     Replaced,
     /// The call is over.
     CallEnded,
+    /// Staff removed the ticket.
+    Cleared,
 }
 
 /// Why an offer was taken back from a doctor.
@@ -437,6 +493,8 @@ pub enum WithdrawReason {
     /// The doctor's session closed.
     DoctorGone,
     QueueClosed,
+    /// Staff removed the ticket.
+    Cleared,
 }
 
 /// The stage a patient was in when they left.
@@ -458,6 +516,8 @@ pub enum QueueError {
     QueueClosed,
     #[error("too many patients are waiting in this queue")]
     QueueFull,
+    #[error("too many places are held from this address or with this phone number")]
+    TooManyTickets,
     #[error("a doctor can only be available for their own facility's queues")]
     WrongFacility,
     #[error("a ticket is 1 to 128 bytes")]
@@ -490,6 +550,7 @@ impl QueueError {
             QueueError::UnknownQueue => "unknown_queue",
             QueueError::QueueClosed => "queue_closed",
             QueueError::QueueFull => "queue_full",
+            QueueError::TooManyTickets => "too_many_tickets",
             QueueError::WrongFacility => "wrong_facility",
             QueueError::BadTicket => "bad_ticket",
             QueueError::BadCard => "bad_card",
@@ -603,6 +664,14 @@ pub enum QueueEvent {
         stage: DropStage,
         waited: Duration,
     },
+    /// Removed by staff ([`QueueInput::Clear`]).
+    Cleared {
+        at: Instant,
+        queue: QueueId,
+        ticket: Ticket,
+        stage: DropStage,
+        waited: Duration,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -679,6 +748,46 @@ pub struct PatientView {
     pub away_since: Option<Instant>,
 }
 
+/// Why staff may want to look at a ticket twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TicketFlag {
+    /// At least [`QueueConfig::flag_per_address`] live tickets were joined
+    /// from this ticket's client address.
+    ManyFromAddress,
+    /// Another live ticket (any queue) has the same phone number.
+    DuplicatePhone,
+    /// The patient's session is gone (the grace period is running).
+    Away,
+}
+
+impl TicketFlag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketFlag::ManyFromAddress => "many_from_address",
+            TicketFlag::DuplicatePhone => "duplicate_phone",
+            TicketFlag::Away => "away",
+        }
+    }
+}
+
+/// A live ticket as staff see it ([`QueueBook::tickets_of`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TicketView {
+    pub ticket: Ticket,
+    pub queue: QueueId,
+    pub name: String,
+    pub phone: String,
+    pub stage: PatientStage,
+    pub joined_at: Instant,
+    pub away_since: Option<Instant>,
+    /// Live tickets joined from the same address (this one included).
+    pub same_address: u32,
+    /// Live tickets with the same phone number, any queue (this one
+    /// included; 0 without a phone).
+    pub same_phone: u32,
+    pub flags: Vec<TicketFlag>,
+}
+
 /// A doctor, for queries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DoctorView {
@@ -735,6 +844,21 @@ struct Patient {
     declined: BTreeMap<u64, Instant>,
     transferred_by: Option<StaffRef>,
     last_status: Option<PatientStatus>,
+    /// The client address at join, reduced by [`addr_key`].
+    addr: IpAddr,
+    /// The phone's digits by [`phone_key`] (`None`: no phone given).
+    phone: Option<String>,
+    /// Time connected before the current session (or absence) began.
+    connected: Duration,
+    /// When the current session was bound (meaningful while `session`).
+    bound_at: Instant,
+}
+
+impl Patient {
+    /// Not yet in a call: what the caps count.
+    fn live(&self) -> bool {
+        !matches!(self.stage, Stage::InCall { .. })
+    }
 }
 
 #[derive(Debug)]
@@ -794,10 +918,14 @@ impl QueueBook {
                 decline_cooldown: cap(config.decline_cooldown),
                 transfer_wait: cap(config.transfer_wait),
                 resume_grace: cap(config.resume_grace),
+                min_resume_grace: cap(config.min_resume_grace).min(cap(config.resume_grace)),
                 initial_call_estimate: cap(config.initial_call_estimate),
                 average_weight: weight,
                 estimate_step: cap(config.estimate_step),
                 max_waiting: config.max_waiting,
+                max_per_address: config.max_per_address,
+                max_per_phone: config.max_per_phone,
+                flag_per_address: config.flag_per_address,
             },
             queues: BTreeMap::new(),
             patients: BTreeMap::new(),
@@ -855,8 +983,8 @@ impl QueueBook {
                 }
                 Stage::InCall { .. } => {}
             }
-            if let Some(away) = p.away_since {
-                consider(away + self.config.resume_grace);
+            if let Some(end) = self.grace_end(p) {
+                consider(end);
             }
         }
         next
@@ -986,6 +1114,65 @@ impl QueueBook {
         Some(s)
     }
 
+    /// A queue's live tickets (not in a call), oldest first, with what
+    /// staff should look at twice.
+    pub fn tickets_of(&self, queue: QueueId) -> Vec<TicketView> {
+        let mut by_addr: BTreeMap<IpAddr, u32> = BTreeMap::new();
+        let mut by_phone: BTreeMap<&str, u32> = BTreeMap::new();
+        for p in self.patients.values().filter(|p| p.live()) {
+            *by_addr.entry(p.addr).or_default() += 1;
+            if let Some(ph) = &p.phone {
+                *by_phone.entry(ph).or_default() += 1;
+            }
+        }
+        let mut v: Vec<TicketView> = self
+            .patients
+            .iter()
+            .filter(|(_, p)| p.queue == queue && p.live())
+            .filter_map(|(t, p)| {
+                let view = self.patient(t)?;
+                let same_address = by_addr.get(&p.addr).copied().unwrap_or(0);
+                let same_phone = p
+                    .phone
+                    .as_deref()
+                    .and_then(|ph| by_phone.get(ph).copied())
+                    .unwrap_or(0);
+                let mut flags = Vec::new();
+                if same_address as usize >= self.config.flag_per_address.max(2) {
+                    flags.push(TicketFlag::ManyFromAddress);
+                }
+                if same_phone > 1 {
+                    flags.push(TicketFlag::DuplicatePhone);
+                }
+                if p.session.is_none() {
+                    flags.push(TicketFlag::Away);
+                }
+                Some(TicketView {
+                    ticket: t.clone(),
+                    queue,
+                    name: p.card.name.clone(),
+                    phone: p.card.phone.clone(),
+                    stage: view.stage,
+                    joined_at: p.joined_at,
+                    away_since: p.away_since,
+                    same_address,
+                    same_phone,
+                    flags,
+                })
+            })
+            .collect();
+        v.sort_by(|a, b| (a.joined_at, &a.ticket).cmp(&(b.joined_at, &b.ticket)));
+        v
+    }
+
+    /// The live ticket of `queue` whose [`Ticket::handle`] is `handle`.
+    pub fn ticket_by_handle(&self, queue: QueueId, handle: &str) -> Option<Ticket> {
+        self.patients
+            .iter()
+            .find(|(t, p)| p.queue == queue && p.live() && t.handle() == handle)
+            .map(|(t, _)| t.clone())
+    }
+
     pub fn snapshots(&self) -> Vec<QueueSnapshot> {
         self.queues
             .keys()
@@ -1034,12 +1221,17 @@ impl QueueBook {
                 self.session_closed(now, session);
                 return;
             }
+            QueueInput::Clear { queue, ticket } => {
+                self.clear(now, queue, &ticket);
+                return;
+            }
             QueueInput::Join {
                 session,
                 ticket,
                 queue,
                 card,
-            } => (session, self.join(now, session, ticket, queue, card)),
+                addr,
+            } => (session, self.join(now, session, ticket, queue, card, addr)),
             QueueInput::Resume { session, ticket } => (session, self.resume(now, session, ticket)),
             QueueInput::Cancel { session, ticket } => (session, self.cancel(now, session, ticket)),
             QueueInput::Available {
@@ -1125,6 +1317,7 @@ impl QueueBook {
         ticket: Ticket,
         queue: QueueId,
         card: PatientCard,
+        addr: IpAddr,
     ) -> Result<(), QueueError> {
         if ticket.0.is_empty() || ticket.0.len() > MAX_TICKET_LEN {
             return Err(QueueError::BadTicket);
@@ -1146,6 +1339,22 @@ impl QueueBook {
         if q.line.len() >= max {
             return Err(QueueError::QueueFull);
         }
+        let addr = addr_key(addr);
+        let phone = phone_key(&card.phone);
+        let from_addr = self
+            .patients
+            .values()
+            .filter(|p| p.live() && p.addr == addr)
+            .count();
+        let with_phone = phone.as_ref().map_or(0, |ph| {
+            self.patients
+                .values()
+                .filter(|p| p.live() && p.queue == queue && p.phone.as_ref() == Some(ph))
+                .count()
+        });
+        if from_addr >= self.config.max_per_address || with_phone >= self.config.max_per_phone {
+            return Err(QueueError::TooManyTickets);
+        }
         let key = (CLASS_ARRIVAL, self.seq());
         if let Some(q) = self.queues.get_mut(&queue) {
             q.line.insert(key, ticket.clone());
@@ -1163,6 +1372,10 @@ impl QueueBook {
                 declined: BTreeMap::new(),
                 transferred_by: None,
                 last_status: None,
+                addr,
+                phone,
+                connected: Duration::ZERO,
+                bound_at: now,
             },
         );
         self.patient_sessions.insert(session, ticket.clone());
@@ -1194,6 +1407,11 @@ impl QueueBook {
             return Err(QueueError::UnknownTicket);
         };
         let old = p.session.replace(session);
+        if old.is_some() {
+            // Another tab takes over: the connected time goes on.
+            p.connected += now.saturating_duration_since(p.bound_at);
+        }
+        p.bound_at = now;
         let away = p
             .away_since
             .take()
@@ -1526,6 +1744,7 @@ impl QueueBook {
         {
             p.session = None;
             p.away_since = Some(now);
+            p.connected += now.saturating_duration_since(p.bound_at);
             self.record(QueueEvent::Away { at: now, ticket });
         }
         if let Some(id) = self.doctor_sessions.remove(&session) {
@@ -1533,7 +1752,42 @@ impl QueueBook {
         }
     }
 
+    fn clear(&mut self, now: Instant, queue: QueueId, ticket: &Ticket) {
+        if self
+            .patients
+            .get(ticket)
+            .is_none_or(|p| p.queue != queue || !p.live())
+        {
+            return;
+        }
+        let Some(p) = self.remove_patient(now, ticket, WithdrawReason::Cleared) else {
+            return;
+        };
+        if let Some(session) = p.session {
+            self.out.push_back(QueueOutput::Removed {
+                session,
+                ticket: ticket.clone(),
+                reason: RemovedReason::Cleared,
+            });
+        }
+        self.record(QueueEvent::Cleared {
+            at: now,
+            queue,
+            ticket: ticket.clone(),
+            stage: drop_stage(&p.stage),
+            waited: now.saturating_duration_since(p.joined_at),
+        });
+    }
+
     // ---------------------------------------------------------------- helpers
+
+    /// When an away patient's grace period ends: the time they had been
+    /// connected, within `min_resume_grace..=resume_grace`.
+    fn grace_end(&self, p: &Patient) -> Option<Instant> {
+        let away = p.away_since?;
+        let c = &self.config;
+        Some(away + p.connected.clamp(c.min_resume_grace, c.resume_grace))
+    }
 
     fn seq(&mut self) -> u64 {
         self.next_seq += 1;
@@ -1819,11 +2073,10 @@ impl QueueBook {
             {
                 due.push((expires, 0, t.clone()));
             }
-            if let Some(away) = p.away_since {
-                let end = away + self.config.resume_grace;
-                if end <= now {
-                    due.push((end, 1, t.clone()));
-                }
+            if let Some(end) = self.grace_end(p)
+                && end <= now
+            {
+                due.push((end, 1, t.clone()));
             }
         }
         due.sort();
@@ -1881,10 +2134,7 @@ impl QueueBook {
         let Some(p) = self.patients.get(ticket) else {
             return;
         };
-        if p.session.is_some()
-            || p.away_since
-                .is_none_or(|a| a + self.config.resume_grace > at)
-        {
+        if p.session.is_some() || self.grace_end(p).is_none_or(|end| end > at) {
             return;
         }
         let Some(p) = self.remove_patient(at, ticket, WithdrawReason::PatientGone) else {
@@ -2124,6 +2374,37 @@ fn card_ok(card: &PatientCard) -> bool {
         && card.name.chars().count() <= MAX_NAME_CHARS
         && card.phone.chars().count() <= MAX_PHONE_CHARS
         && card.reason.chars().count() <= MAX_REASON_CHARS
+}
+
+/// What the per-address cap counts by: an IPv4 address (also when mapped
+/// into IPv6), or an IPv6 /64 (one subscriber line's prefix; the rest is
+/// the device's to choose, so a single line has endless addresses).
+pub fn addr_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut o = v6.octets();
+                o[8..].fill(0);
+                IpAddr::V6(o.into())
+            }
+        },
+    }
+}
+
+/// A phone number's digits, with the country code 84 read as the trunk 0
+/// (`+84 912 345 678` and `0912345678` are one phone); `None` without
+/// digits.
+pub fn phone_key(phone: &str) -> Option<String> {
+    let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+    if digits.is_empty() {
+        return None;
+    }
+    match digits.strip_prefix("84") {
+        Some(rest) if digits.len() >= 11 => Some(format!("0{rest}")),
+        _ => Some(digits),
+    }
 }
 
 fn drop_stage(stage: &Stage) -> DropStage {

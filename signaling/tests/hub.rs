@@ -147,7 +147,9 @@ impl World {
     fn connect(&mut self) -> SessionId {
         let sid = SessionId(self.next_sid);
         self.next_sid += 1;
-        let out = self.handle(Input::Connected(sid));
+        // Every test client is on one address (the queue's per-address cap is
+        // tested in tests/queue.rs).
+        let out = self.handle(Input::Connected(sid, std::net::Ipv4Addr::LOCALHOST.into()));
         assert!(out.is_empty(), "{out:?}");
         sid
     }

@@ -2,13 +2,14 @@
 //! time: `Instant`s are one `Instant::now()` plus `Duration`s, nothing sleeps.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use tuxa_signaling::SessionId;
 use tuxa_signaling::queue::{
     DoctorStatus, DropStage, Pairing, PatientCard, PatientStage, PatientStatus, QueueBook,
     QueueConfig, QueueError, QueueEvent, QueueId, QueueInput, QueueOutput, RemovedReason, StaffRef,
-    Ticket, TransferTarget, WithdrawReason,
+    Ticket, TicketFlag, TransferTarget, WithdrawReason,
 };
 
 const FACILITY: u64 = 1;
@@ -25,8 +26,21 @@ struct World {
 
 impl World {
     fn new() -> World {
+        World::with_config(QueueConfig::default())
+    }
+
+    /// Every disconnected patient keeps their place two minutes, however
+    /// briefly they were connected (for tests of what happens meanwhile).
+    fn with_flat_grace() -> World {
+        World::with_config(QueueConfig {
+            min_resume_grace: 2 * MIN,
+            ..QueueConfig::default()
+        })
+    }
+
+    fn with_config(config: QueueConfig) -> World {
         let mut w = World {
-            book: QueueBook::new(QueueConfig::default()),
+            book: QueueBook::new(config),
             now: Instant::now(),
             next_sid: 1,
         };
@@ -84,6 +98,7 @@ impl World {
         let session = self.session();
         let out = self.handle(QueueInput::Join {
             session,
+            addr: addr_of(session),
             ticket: t(ticket),
             queue,
             card: card(ticket),
@@ -135,12 +150,22 @@ fn t(s: &str) -> Ticket {
     Ticket::new(s)
 }
 
+/// Each patient has their own phone (the book caps tickets per phone).
 fn card(name: &str) -> PatientCard {
+    let n = name
+        .bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
     PatientCard {
         name: format!("Bệnh nhân {name}"),
-        phone: "0912345678".into(),
+        phone: format!("09{:08}", n % 100_000_000),
         reason: "sốt cao ba ngày".into(),
     }
+}
+
+/// Each session comes from its own address (the book caps tickets per
+/// address; tests of the cap choose theirs).
+fn addr_of(s: SessionId) -> IpAddr {
+    IpAddr::from([10, (s.0 >> 16) as u8, (s.0 >> 8) as u8, s.0 as u8])
 }
 
 fn staff(id: u64) -> StaffRef {
@@ -668,6 +693,8 @@ fn a_patient_who_reconnects_within_two_minutes_keeps_their_place() {
     let (s1, _) = w.join(NOI, "p1");
     let (s2, _) = w.join(NOI, "p2");
     let (s3, _) = w.join(NOI, "p3");
+    // They have waited a while: they have earned the whole grace period.
+    w.advance(3 * MIN);
     let out = w.handle(QueueInput::SessionClosed { session: s2 });
     assert!(
         all_statuses(&out).is_empty(),
@@ -728,7 +755,7 @@ fn a_patient_who_reconnects_within_two_minutes_keeps_their_place() {
 
 #[test]
 fn a_patient_paired_while_away_gets_the_pairing_again_on_resume() {
-    let mut w = World::new();
+    let mut w = World::with_flat_grace();
     let (d, _) = w.doctor(1, &[NOI]);
     let (s1, out) = w.join(NOI, "p1");
     assert_eq!(offers(&out), [(d, "p1".to_owned())]);
@@ -773,7 +800,7 @@ fn a_patient_paired_while_away_gets_the_pairing_again_on_resume() {
 
 #[test]
 fn a_pending_offer_survives_a_short_patient_drop_but_not_the_grace() {
-    let mut w = World::new();
+    let mut w = World::with_flat_grace();
     let (d, _) = w.doctor(1, &[NOI]);
     let (s1, _) = w.join(NOI, "p1");
     w.handle(QueueInput::SessionClosed { session: s1 });
@@ -950,6 +977,7 @@ fn cancel_and_closing_a_queue() {
     // The session is free to join again, with a new ticket.
     let out = w.handle(QueueInput::Join {
         session: s1,
+        addr: addr_of(s1),
         ticket: t("p1b"),
         queue: NOI,
         card: card("p1"),
@@ -964,6 +992,7 @@ fn cancel_and_closing_a_queue() {
     let s = w.session();
     let out = w.handle(QueueInput::Join {
         session: s,
+        addr: addr_of(s),
         ticket: t("late"),
         queue: NOI,
         card: card("late"),
@@ -991,6 +1020,7 @@ fn bad_inputs_get_reasons_and_change_nothing() {
         (
             QueueInput::Join {
                 session: s,
+                addr: addr_of(s),
                 ticket: t(""),
                 queue: NOI,
                 card: card("x"),
@@ -1000,6 +1030,7 @@ fn bad_inputs_get_reasons_and_change_nothing() {
         (
             QueueInput::Join {
                 session: s,
+                addr: addr_of(s),
                 ticket: t(&"x".repeat(129)),
                 queue: NOI,
                 card: card("x"),
@@ -1009,6 +1040,7 @@ fn bad_inputs_get_reasons_and_change_nothing() {
         (
             QueueInput::Join {
                 session: s,
+                addr: addr_of(s),
                 ticket: t("x"),
                 queue: NOI,
                 card: PatientCard {
@@ -1022,6 +1054,7 @@ fn bad_inputs_get_reasons_and_change_nothing() {
         (
             QueueInput::Join {
                 session: s,
+                addr: addr_of(s),
                 ticket: t("x"),
                 queue: QueueId(99),
                 card: card("x"),
@@ -1096,6 +1129,7 @@ fn bad_inputs_get_reasons_and_change_nothing() {
     let (p, _) = w.join(NOI, "p1");
     let out = w.handle(QueueInput::Join {
         session: p,
+        addr: addr_of(p),
         ticket: t("p2"),
         queue: NOI,
         card: card("p2"),
@@ -1104,6 +1138,7 @@ fn bad_inputs_get_reasons_and_change_nothing() {
     let other = w.session();
     let out = w.handle(QueueInput::Join {
         session: other,
+        addr: addr_of(other),
         ticket: t("p1"),
         queue: NHI,
         card: card("p1"),
@@ -1301,12 +1336,33 @@ impl Observed {
             QueueEvent::Dropped { .. } => "dropped",
             QueueEvent::Cancelled { .. } => "cancelled",
             QueueEvent::Dismissed { .. } => "dismissed",
+            QueueEvent::Cleared { .. } => "cleared",
         };
         *self.counts.entry(name).or_default() += 1;
     }
 }
 
 fn check_invariants(book: &QueueBook, seen: &Observed, queues: &[QueueId], now: Instant) {
+    // Staff see every live ticket of a queue, flagged as the counts say.
+    // (The caps are checked at join only: a transfer may bring a second
+    // ticket of a phone into a queue.)
+    for q in queues {
+        for v in book.tickets_of(*q) {
+            assert_eq!(v.queue, *q);
+            assert_eq!(book.patient(&v.ticket).map(|p| p.stage), Some(v.stage));
+            assert!(!matches!(v.stage, PatientStage::InCall { .. }));
+            assert!(v.same_address >= 1 && v.same_phone >= 1, "{v:?}");
+            assert_eq!(
+                v.flags.contains(&TicketFlag::ManyFromAddress),
+                v.same_address >= 3
+            );
+            assert_eq!(
+                v.flags.contains(&TicketFlag::DuplicatePhone),
+                v.same_phone > 1
+            );
+            assert_eq!(v.flags.contains(&TicketFlag::Away), v.away_since.is_some());
+        }
+    }
     // Lines: positions 1..n, nobody in two lines.
     let mut in_lines: BTreeMap<Ticket, QueueId> = BTreeMap::new();
     for q in queues {
@@ -1457,11 +1513,13 @@ fn ten_thousand_random_inputs_keep_the_invariants() {
             15..=29 => {
                 let s = fresh();
                 sessions.push(s);
+                // A dozen addresses and phones: the caps refuse some.
                 Some(QueueInput::Join {
                     session: s,
+                    addr: addr_of(SessionId(rng.below(12))),
                     ticket: rng.pick(&tickets).unwrap(),
                     queue: QueueId(1 + rng.below(4)),
-                    card: card("r"),
+                    card: card(&format!("r{}", rng.below(12))),
                 })
             }
             30..=34 => {
@@ -1577,7 +1635,12 @@ fn ten_thousand_random_inputs_keep_the_invariants() {
                     }),
                     _ => {
                         let q = QueueId(1 + rng.below(4));
-                        if rng.below(3) == 0 {
+                        if rng.below(4) == 0 {
+                            Some(QueueInput::Clear {
+                                queue: q,
+                                ticket: rng.pick(&tickets).unwrap(),
+                            })
+                        } else if rng.below(3) == 0 {
                             Some(QueueInput::CloseQueue {
                                 queue: q,
                                 dismiss_waiting: rng.below(2) == 0,
@@ -1624,6 +1687,7 @@ fn ten_thousand_random_inputs_keep_the_invariants() {
         "dropped",
         "cancelled",
         "dismissed",
+        "cleared",
         "paired",
         "resumed pairing",
         "error",
@@ -1634,4 +1698,302 @@ fn ten_thousand_random_inputs_keep_the_invariants() {
             seen.counts
         );
     }
+}
+
+// ------------------------------------------------------------------ abuse
+
+impl World {
+    /// A join from a chosen address with a chosen phone; the outputs.
+    fn join_from(
+        &mut self,
+        queue: QueueId,
+        ticket: &str,
+        addr: IpAddr,
+        phone: &str,
+    ) -> (SessionId, Vec<QueueOutput>) {
+        let session = self.session();
+        let out = self.handle(QueueInput::Join {
+            session,
+            ticket: t(ticket),
+            queue,
+            card: PatientCard {
+                phone: phone.into(),
+                ..card(ticket)
+            },
+            addr,
+        });
+        (session, out)
+    }
+}
+
+#[test]
+fn one_address_holds_at_most_five_live_tickets_across_queues() {
+    let mut w = World::new();
+    let nat = IpAddr::from([203, 0, 113, 7]);
+    for i in 0..5 {
+        let q = if i % 2 == 0 { NOI } else { NHI };
+        let (_, out) = w.join_from(q, &format!("n{i}"), nat, "");
+        assert!(errors(&out).is_empty(), "{out:?}");
+    }
+    // The sixth, in either queue, is refused; nothing else changes.
+    let (s, out) = w.join_from(NOI, "n5", nat, "");
+    assert_eq!(errors(&out), [(s, QueueError::TooManyTickets)]);
+    assert_eq!(QueueError::TooManyTickets.as_str(), "too_many_tickets");
+    assert!(records(&out).is_empty(), "{out:?}");
+    assert_eq!(w.line(NOI), ["n0", "n2", "n4"]);
+    // A patient elsewhere is not held back by it.
+    let (_, out) = w.join_from(NOI, "real", IpAddr::from([198, 51, 100, 1]), "");
+    assert!(errors(&out).is_empty(), "{out:?}");
+    // The same IPv4 address mapped into IPv6 is the same address.
+    let mapped: IpAddr = "::ffff:203.0.113.7".parse().unwrap();
+    let (s, out) = w.join_from(NHI, "m", mapped, "");
+    assert_eq!(errors(&out), [(s, QueueError::TooManyTickets)]);
+    // A ticket in a call no longer counts: its place is freed.
+    let (d, _) = w.doctor(1, &[NOI]);
+    w.accept(d, "n0");
+    let (_, out) = w.join_from(NOI, "n6", nat, "");
+    assert!(errors(&out).is_empty(), "{out:?}");
+    // Five live again: the next is refused.
+    let (s, out) = w.join_from(NOI, "n7", nat, "");
+    assert_eq!(errors(&out), [(s, QueueError::TooManyTickets)]);
+}
+
+#[test]
+fn one_ipv6_line_is_one_address_for_the_cap() {
+    let mut w = World::new();
+    for i in 0..5u16 {
+        // A phone may take a fresh address in its /64 for every connection.
+        let a: IpAddr = format!("2001:db8:1:2::{:x}", i + 1).parse().unwrap();
+        let (_, out) = w.join_from(NOI, &format!("v{i}"), a, "");
+        assert!(errors(&out).is_empty(), "{out:?}");
+    }
+    let (s, out) = w.join_from(NOI, "v5", "2001:db8:1:2:ffff::9".parse().unwrap(), "");
+    assert_eq!(errors(&out), [(s, QueueError::TooManyTickets)]);
+    let (_, out) = w.join_from(NOI, "v6", "2001:db8:1:3::1".parse().unwrap(), "");
+    assert!(
+        errors(&out).is_empty(),
+        "another /64 is another line: {out:?}"
+    );
+}
+
+#[test]
+fn one_phone_number_holds_one_ticket_per_queue() {
+    let mut w = World::new();
+    let (_, out) = w.join_from(NOI, "a", IpAddr::from([10, 9, 0, 1]), "0912 345 678");
+    assert!(errors(&out).is_empty(), "{out:?}");
+    // The same number written another way, from another address.
+    let (s, out) = w.join_from(NOI, "b", IpAddr::from([10, 9, 0, 2]), "+84 912-345-678");
+    assert_eq!(errors(&out), [(s, QueueError::TooManyTickets)]);
+    // Another queue may be asked at the same time (flagged for staff).
+    let (_, out) = w.join_from(NHI, "c", IpAddr::from([10, 9, 0, 3]), "84912345678");
+    assert!(errors(&out).is_empty(), "{out:?}");
+    // Without a phone only the address counts.
+    for (i, ticket) in ["d", "e"].iter().enumerate() {
+        let (_, out) = w.join_from(NOI, ticket, IpAddr::from([10, 9, 1, i as u8]), " ");
+        assert!(errors(&out).is_empty(), "{out:?}");
+    }
+    // Once the first ticket is cancelled the number may queue again.
+    let s = w.book.patient(&t("a")).and_then(|p| p.session).unwrap();
+    w.handle(QueueInput::Cancel {
+        session: s,
+        ticket: t("a"),
+    });
+    let (_, out) = w.join_from(NOI, "f", IpAddr::from([10, 9, 0, 4]), "0912345678");
+    assert!(errors(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn the_caps_are_configurable() {
+    let mut w = World::with_config(QueueConfig {
+        max_per_address: 2,
+        max_per_phone: 2,
+        ..QueueConfig::default()
+    });
+    w.open(NOI, "Nội khoa");
+    let a = IpAddr::from([10, 1, 1, 1]);
+    assert!(errors(&w.join_from(NOI, "a", a, "0911111111").1).is_empty());
+    let b = IpAddr::from([10, 1, 1, 2]);
+    assert!(errors(&w.join_from(NOI, "b", a, "0911111111").1).is_empty());
+    let (s, out) = w.join_from(NOI, "c", a, "");
+    assert_eq!(errors(&out), [(s, QueueError::TooManyTickets)]);
+    let (s, out) = w.join_from(NOI, "d", b, "0911111111");
+    assert_eq!(errors(&out), [(s, QueueError::TooManyTickets)]);
+}
+
+#[test]
+fn a_ticket_whose_session_closed_at_once_is_dropped_after_thirty_seconds() {
+    let mut w = World::new();
+    let (s, _) = w.join(NOI, "flood");
+    w.handle(QueueInput::SessionClosed { session: s });
+    assert_eq!(w.book.next_deadline(w.now), Some(w.now + 30 * SEC));
+    let out = w.tick(29 * SEC);
+    assert!(records(&out).is_empty(), "{out:?}");
+    let out = w.tick(SEC);
+    assert!(records(&out).iter().any(|e| matches!(
+        e,
+        QueueEvent::Dropped { stage: DropStage::Waiting, ticket, .. } if *ticket == t("flood")
+    )));
+    assert!(w.line(NOI).is_empty());
+}
+
+#[test]
+fn the_grace_period_is_earned_by_time_connected() {
+    let mut w = World::new();
+    let (a, _) = w.join(NOI, "a");
+    w.advance(45 * SEC);
+    // Connected 45 s: 45 s of grace.
+    w.handle(QueueInput::SessionClosed { session: a });
+    assert_eq!(w.book.next_deadline(w.now), Some(w.now + 45 * SEC));
+    // Back after 40 s on another session, 30 s more connected, then away
+    // again: 75 s connected in all (the time away does not count).
+    w.advance(40 * SEC);
+    let a2 = w.session();
+    let out = w.handle(QueueInput::Resume {
+        session: a2,
+        ticket: t("a"),
+    });
+    assert!(errors(&out).is_empty(), "{out:?}");
+    w.advance(30 * SEC);
+    w.handle(QueueInput::SessionClosed { session: a2 });
+    let out = w.tick(74 * SEC);
+    assert!(records(&out).is_empty(), "{out:?}");
+    let out = w.tick(SEC);
+    assert!(
+        records(&out)
+            .iter()
+            .any(|e| matches!(e, QueueEvent::Dropped { .. })),
+        "{out:?}"
+    );
+    // Connected ten minutes: the whole two minutes, no more.
+    let (b, _) = w.join(NOI, "b");
+    w.advance(10 * MIN);
+    w.handle(QueueInput::SessionClosed { session: b });
+    assert_eq!(w.book.next_deadline(w.now), Some(w.now + 2 * MIN));
+}
+
+#[test]
+fn staff_see_suspicious_tickets_and_clear_them() {
+    let mut w = World::new();
+    let nat = IpAddr::from([203, 0, 113, 9]);
+    let (f1, _) = w.join_from(NOI, "f1", nat, "");
+    let (_f2, _) = w.join_from(NOI, "f2", nat, "");
+    let (_, _) = w.join_from(NOI, "ok", IpAddr::from([10, 0, 0, 1]), "0988000111");
+    let (_, _) = w.join_from(NHI, "dup", IpAddr::from([10, 0, 0, 2]), "+84988000111");
+    let flags = |w: &World, q: QueueId| -> Vec<(String, Vec<TicketFlag>)> {
+        w.book
+            .tickets_of(q)
+            .into_iter()
+            .map(|v| (v.ticket.0, v.flags))
+            .collect()
+    };
+    // Two from one address are not yet suspicious; the phone in two queues is.
+    assert_eq!(
+        flags(&w, NOI),
+        [
+            ("f1".into(), vec![]),
+            ("f2".into(), vec![]),
+            ("ok".into(), vec![TicketFlag::DuplicatePhone]),
+        ]
+    );
+    let (_, _) = w.join_from(NHI, "f3", nat, "");
+    w.handle(QueueInput::SessionClosed { session: f1 });
+    let views = w.book.tickets_of(NOI);
+    assert_eq!(views[0].same_address, 3);
+    assert_eq!(
+        views[0].flags,
+        [TicketFlag::ManyFromAddress, TicketFlag::Away]
+    );
+    assert_eq!(views[1].flags, [TicketFlag::ManyFromAddress]);
+    assert_eq!(views[2].same_phone, 2);
+
+    // Clearing: the patient's session is told, the record says so.
+    let f2 = w.book.patient(&t("f2")).and_then(|p| p.session).unwrap();
+    let out = w.handle(QueueInput::Clear {
+        queue: NOI,
+        ticket: t("f2"),
+    });
+    assert!(out.contains(&QueueOutput::Removed {
+        session: f2,
+        ticket: t("f2"),
+        reason: RemovedReason::Cleared
+    }));
+    assert!(records(&out).iter().any(|e| matches!(
+        e,
+        QueueEvent::Cleared { queue: NOI, stage: DropStage::Waiting, ticket, .. } if *ticket == t("f2")
+    )));
+    assert_eq!(w.line(NOI), ["f1", "ok"]);
+    assert_eq!(position(&out, f2), None);
+    // An away ticket is cleared too (nobody to tell).
+    let out = w.handle(QueueInput::Clear {
+        queue: NOI,
+        ticket: t("f1"),
+    });
+    assert!(
+        records(&out)
+            .iter()
+            .any(|e| matches!(e, QueueEvent::Cleared { .. }))
+    );
+    assert_eq!(w.line(NOI), ["ok"]);
+    // Named in the wrong queue, nothing happens.
+    let out = w.handle(QueueInput::Clear {
+        queue: NOI,
+        ticket: t("dup"),
+    });
+    assert!(records(&out).is_empty(), "{out:?}");
+    // An offered ticket: the offer is withdrawn from the doctor.
+    let (d, out) = w.doctor(1, &[NOI]);
+    assert_eq!(offers(&out), [(d, "ok".to_owned())]);
+    let out = w.handle(QueueInput::Clear {
+        queue: NOI,
+        ticket: t("ok"),
+    });
+    assert!(out.contains(&QueueOutput::OfferWithdrawn {
+        session: d,
+        ticket: t("ok"),
+        reason: WithdrawReason::Cleared
+    }));
+    // A ticket in a call is not staff's to clear here.
+    let (_, out) = w.join(NOI, "p");
+    assert_eq!(offers(&out), [(d, "p".to_owned())]);
+    w.accept(d, "p");
+    let out = w.handle(QueueInput::Clear {
+        queue: NOI,
+        ticket: t("p"),
+    });
+    assert!(records(&out).is_empty(), "{out:?}");
+    assert!(w.book.tickets_of(NOI).is_empty());
+    assert!(w.book.patient(&t("p")).is_some());
+}
+
+#[test]
+fn a_flood_from_one_address_leaves_the_line_to_real_patients() {
+    // The issue's attack: 500 consents and joins in half a second.
+    let mut w = World::new();
+    let attacker = IpAddr::from([198, 51, 100, 66]);
+    let mut refused = 0;
+    for i in 0..500 {
+        let (s, out) = w.join_from(NOI, &format!("x{i}"), attacker, "");
+        if errors(&out) == [(s, QueueError::TooManyTickets)] {
+            refused += 1;
+        }
+        // The script hangs up at once.
+        w.handle(QueueInput::SessionClosed { session: s });
+    }
+    assert_eq!(refused, 495);
+    assert_eq!(w.line(NOI).len(), 5);
+    let (_, out) = w.join_from(NOI, "patient", IpAddr::from([10, 20, 30, 40]), "0977123456");
+    assert!(errors(&out).is_empty(), "{out:?}");
+    // Thirty seconds later the script's five places are gone too.
+    w.tick(30 * SEC);
+    assert_eq!(w.line(NOI), ["patient"]);
+}
+
+#[test]
+fn ticket_handles_are_stable_and_not_the_ticket() {
+    let h = t("abc").handle();
+    assert_eq!(h.len(), 16);
+    assert!(h.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_eq!(h, t("abc").handle());
+    assert_ne!(h, t("abd").handle());
+    assert!(!h.contains("abc"));
 }
