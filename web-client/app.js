@@ -906,8 +906,10 @@ function onJoined(msg) {
   renderChatKept();
   renderPeople();
   updateExtraButtons();
-  if (media.micMuted) send(P.mute('audio', true));
-  if (media.camOff) send(P.mute('video', true));
+  // A resumed place keeps the mute state the server last heard: the camera
+  // or microphone may have been turned on or off while we were away.
+  if (media.micMuted || msg.resumed) send(P.mute('audio', media.micMuted));
+  if (media.camOff || msg.resumed) send(P.mute('video', media.camOff));
   resetLayerState();
   createPeerConnection();
   enqueue('initial offer', sendOffer);
@@ -2553,7 +2555,10 @@ function wireUi() {
   document.addEventListener('click', (e) => {
     if (!e.target.closest('.controls')) setMoreOpen(false, { focus: false });
   });
-  PHONE_BAR.addEventListener('change', () => setMoreOpen(false, { focus: false }));
+  // (Safari before 14 has only the old addListener.)
+  const onBarChange = () => setMoreOpen(false, { focus: false });
+  if (PHONE_BAR.addEventListener) PHONE_BAR.addEventListener('change', onBarChange);
+  else if (PHONE_BAR.addListener) PHONE_BAR.addListener(onBarChange);
   $('consent-change').addEventListener('click', reopenConsent);
   // Wide screens show the device pickers; phones keep them folded under the join button.
   if (window.matchMedia('(min-width: 760px)').matches) $('devices').open = true;
