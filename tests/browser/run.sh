@@ -113,6 +113,10 @@ UDP_PORT="$(free_udp_port)"
 TCP_MEDIA_PORT="$(free_tcp_port)"
 ADMIN_KEY="$(node -e 'console.log(require("crypto").randomBytes(24).toString("hex"))')"
 mkdir -p "$TMP/data"
+# The master key that seals the token key and TOTP secrets (docs/security.md)
+# lives outside the data dir; every server the tests start (16 and 18 start
+# their own) takes this one, never a keys/ folder in the work tree.
+export TUXA_KEY_FILE="$TMP/keys/tuxa.key"
 
 log "starting $TUXA_BIN on https://127.0.0.1:$PORT, media udp 127.0.0.1:$UDP_PORT, tcp 127.0.0.1:$TCP_MEDIA_PORT (netns: $TUXA_IN_NETNS)"
 # The cert dir and log filter go by environment (docs: every flag has a
