@@ -922,6 +922,7 @@ export const ERROR_TEXTS = {
     unauthorized: 'Không có quyền truy cập.',
     bad_request: 'Yêu cầu không hợp lệ. Hãy kiểm tra lại đường dẫn.',
     not_found: 'Không tìm thấy.',
+    payload_too_large: 'Dữ liệu gửi đi quá lớn.',
     server_shutdown: 'Máy chủ đang tạm dừng. Vui lòng thử lại sau ít phút.',
     internal: 'Máy chủ gặp lỗi. Vui lòng thử lại sau.',
     // Client-side codes.
@@ -972,6 +973,7 @@ export const ERROR_TEXTS = {
     unauthorized: 'Not authorised.',
     bad_request: 'The request was not valid. Please check the link.',
     not_found: 'Not found.',
+    payload_too_large: 'What was sent is too large.',
     server_shutdown: 'The server is stopping. Please try again in a few minutes.',
     internal: 'The server had a problem. Please try again later.',
     no_token: 'The link is missing its access code. Please open exactly the link you were sent.',

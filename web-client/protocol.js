@@ -43,7 +43,7 @@ export const ERROR_CODES = Object.freeze([
   'idle_timeout', 'replaced', 'media_failed', 'rate_limited',
   'forbidden', 'not_waiting', 'refused', 'removed', 'room_locked', 'consent_required',
   'login_failed', 'too_many_attempts', 'conflict', 'queue_refused', 'not_on_call',
-  'unauthorized', 'bad_request', 'not_found',
+  'unauthorized', 'bad_request', 'not_found', 'payload_too_large',
   'server_shutdown', 'internal',
 ]);
 

@@ -88,6 +88,9 @@ pub enum ErrorCode {
     BadRequest,
     /// HTTP API: no such resource.
     NotFound,
+    /// HTTP API: the request's declared body is larger than the route takes
+    /// (`413`, answered before the body is read).
+    PayloadTooLarge,
     /// The server is shutting down.
     ServerShutdown,
     /// Something on the server side failed; the message says what.
@@ -135,6 +138,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::ServerShutdown => "server_shutdown",
             ErrorCode::Internal => "internal",
         }

@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -21,6 +22,33 @@ pub enum TlsSource {
 
 /// The largest room `--max-participants` accepts.
 pub const MAX_PARTICIPANTS_LIMIT: usize = 250;
+
+/// HTTPS connections open at once, in total (WebSockets included).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 2000;
+/// HTTPS connections open at once from one address (an IPv6 /64). A commune
+/// station or a hospital's NAT shares one address; a browser holds about two
+/// (pages and API, and its WebSocket).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 64;
+/// The TLS handshake, and each request's header, must arrive within this.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// An HTTPS connection on which nothing moves for this long is closed
+/// (not a WebSocket: it has its own keepalive).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// When the demo consultation is made and its links printed. The links are
+/// join tokens: printed, they end up in whatever keeps the output (a
+/// service's journal), so never without someone asking for them or a person
+/// reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Demo {
+    /// On the first start, the one that creates the data directory's
+    /// database, when the output is a terminal (someone trying tuxa out).
+    FirstStart,
+    /// At every start (`--demo`).
+    Always,
+    /// Never (`--no-demo`).
+    Never,
+}
 
 /// Live queue tickets from one address (docs/protocol.md, "On-call
 /// queues"): a commune station's or a carrier's shared address may have a
@@ -49,13 +77,21 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Sets the admin API key instead of generating one (automation, tests).
     pub admin_key: Option<String>,
-    /// Create a demo consultation at start and print its links.
-    pub demo: bool,
+    /// Whether to create a demo consultation at start and print its links.
+    pub demo: Demo,
     pub max_participants: usize,
     /// How long a dropped participant keeps their place for a reconnect.
     pub reconnect_grace: std::time::Duration,
     /// A TURN server to hand out credentials for (networks without UDP).
     pub turn: Option<crate::turn::TurnConfig>,
+    /// HTTPS connections open at once; over it, new ones are closed at once.
+    pub max_connections: usize,
+    /// HTTPS connections open at once from one address (IPv6: one /64).
+    pub max_connections_per_ip: usize,
+    /// Time for the TLS handshake, and for each request's header.
+    pub header_timeout: Duration,
+    /// A connection with no byte read or written for this long is closed.
+    pub idle_timeout: Duration,
     /// The master key that seals the secrets in the database, and earlier
     /// ones after a rotation (secrets.rs, docs/security.md).
     pub keys: crate::secrets::KeysConfig,
@@ -76,10 +112,14 @@ impl Config {
             announce_tcp: Vec::new(),
             public_url: None,
             admin_key: Some("test-admin-key".to_owned()),
-            demo: false,
+            demo: Demo::Never,
             max_participants: 16,
             reconnect_grace: tuxa_signaling::DEFAULT_RECONNECT_GRACE,
             turn: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             keys: crate::secrets::KeysConfig::for_tests(),
             queue_max_per_address: DEFAULT_QUEUE_MAX_PER_ADDRESS,
             queue_max_per_phone: DEFAULT_QUEUE_MAX_PER_PHONE,
@@ -118,6 +158,10 @@ struct FileConfig {
     turn_url: Option<Vec<String>>,
     turn_secret: Option<String>,
     turn_ttl: Option<u64>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    header_timeout: Option<u64>,
+    idle_timeout: Option<u64>,
     key_file: Option<PathBuf>,
     old_key_files: Option<Vec<PathBuf>>,
     queue_max_per_address: Option<usize>,
@@ -158,7 +202,13 @@ OPTIONS (each also as an environment variable, and as a key in the TOML file):
   --queue-max-per-address N  on-call queue places held from one       TUXA_QUEUE_MAX_PER_ADDRESS
                           address (IPv6: /64), all queues [5]
   --queue-max-per-phone N places per phone number in one queue [1]    TUXA_QUEUE_MAX_PER_PHONE
-  --no-demo               do not create and print a demo consultation TUXA_DEMO=0
+  --max-connections N     HTTPS connections open at once [2000]       TUXA_MAX_CONNECTIONS
+  --max-connections-per-ip N  …from one address (IPv6: /64) [64]      TUXA_MAX_CONNECTIONS_PER_IP
+  --header-timeout SECS   TLS handshake and request header [10]       TUXA_HEADER_TIMEOUT
+  --idle-timeout SECS     close a connection silent this long [60]    TUXA_IDLE_TIMEOUT
+  --demo                  create a demo consultation and print its    TUXA_DEMO=1
+                          links at every start [first start, at a terminal]
+  --no-demo               never create or print a demo consultation   TUXA_DEMO=0
   --log FILTER            log filter [info]                           TUXA_LOG
   TUXA_ADMIN_KEY          set the admin API key instead of generating one
   TUXA_MASTER_KEY         the master key itself (base64 or 64 hex digits), instead of a file
@@ -266,12 +316,70 @@ impl Settings {
             bail!("--max-participants must be between 2 and {MAX_PARTICIPANTS_LIMIT}");
         }
         let demo = if flags.iter().any(|(k, _)| k == "no-demo") {
-            false
-        } else if let Some(v) = env("TUXA_DEMO") {
-            !matches!(v.as_str(), "0" | "false" | "no")
+            Demo::Never
+        } else if flags.iter().any(|(k, _)| k == "demo") {
+            Demo::Always
+        } else if let Some(v) = env("TUXA_DEMO").filter(|v| !v.is_empty()) {
+            if matches!(v.as_str(), "0" | "false" | "no") {
+                Demo::Never
+            } else {
+                Demo::Always
+            }
         } else {
-            file.demo.unwrap_or(true)
+            match file.demo {
+                Some(true) => Demo::Always,
+                Some(false) => Demo::Never,
+                None => Demo::FirstStart,
+            }
         };
+        let count = |flag: &str, var: &str, from_file: Option<usize>, default: usize| {
+            let n = match pick(flag, var) {
+                Some(n) => n
+                    .parse()
+                    .with_context(|| format!("--{flag} must be a whole number"))?,
+                None => from_file.unwrap_or(default),
+            };
+            if n == 0 {
+                bail!("--{flag} must be at least 1");
+            }
+            anyhow::Ok(n)
+        };
+        let max_connections = count(
+            "max-connections",
+            "TUXA_MAX_CONNECTIONS",
+            file.max_connections,
+            DEFAULT_MAX_CONNECTIONS,
+        )?;
+        let max_connections_per_ip = count(
+            "max-connections-per-ip",
+            "TUXA_MAX_CONNECTIONS_PER_IP",
+            file.max_connections_per_ip,
+            DEFAULT_MAX_CONNECTIONS_PER_IP,
+        )?;
+        let secs = |flag: &str, var: &str, from_file: Option<u64>, default: Duration| {
+            let n: u64 = match pick(flag, var) {
+                Some(n) => n
+                    .parse()
+                    .with_context(|| format!("--{flag} must be a whole number of seconds"))?,
+                None => from_file.unwrap_or(default.as_secs()),
+            };
+            if !(1..=3600).contains(&n) {
+                bail!("--{flag} must be between 1 and 3600 seconds");
+            }
+            anyhow::Ok(Duration::from_secs(n))
+        };
+        let header_timeout = secs(
+            "header-timeout",
+            "TUXA_HEADER_TIMEOUT",
+            file.header_timeout,
+            DEFAULT_HEADER_TIMEOUT,
+        )?;
+        let idle_timeout = secs(
+            "idle-timeout",
+            "TUXA_IDLE_TIMEOUT",
+            file.idle_timeout,
+            DEFAULT_IDLE_TIMEOUT,
+        )?;
         let reconnect_grace = match pick("reconnect-grace", "TUXA_RECONNECT_GRACE") {
             Some(n) => n
                 .parse()
@@ -391,6 +499,10 @@ impl Settings {
                 max_participants,
                 reconnect_grace: std::time::Duration::from_secs(reconnect_grace),
                 turn,
+                max_connections,
+                max_connections_per_ip,
+                header_timeout,
+                idle_timeout,
                 keys: crate::secrets::KeysConfig {
                     current: master_key,
                     old_files: old_key_files,
@@ -421,6 +533,10 @@ fn parse_flags(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
         "turn-url",
         "turn-secret",
         "turn-ttl",
+        "max-connections",
+        "max-connections-per-ip",
+        "header-timeout",
+        "idle-timeout",
         "key-file",
         "old-key-file",
         "queue-max-per-address",
@@ -436,7 +552,7 @@ fn parse_flags(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
             Some((n, v)) => (n, Some(v.to_owned())),
             None => (name, None),
         };
-        if name == "no-demo" {
+        if name == "no-demo" || name == "demo" {
             out.push((name.to_owned(), String::new()));
         } else if WITH_VALUE.contains(&name) {
             let value = match inline {
@@ -467,7 +583,14 @@ mod tests {
         let s = Settings::resolve(&args(&[]), |_| None).unwrap();
         assert_eq!(s.listen.port(), 8443);
         assert_eq!(s.media_tcp_listen.map(|a| a.port()), Some(8444));
-        assert!(s.config.demo);
+        assert_eq!(s.config.demo, Demo::FirstStart);
+        assert_eq!(s.config.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(
+            s.config.max_connections_per_ip,
+            DEFAULT_MAX_CONNECTIONS_PER_IP
+        );
+        assert_eq!(s.config.header_timeout, DEFAULT_HEADER_TIMEOUT);
+        assert_eq!(s.config.idle_timeout, DEFAULT_IDLE_TIMEOUT);
         let env = |k: &str| match k {
             "TUXA_LISTEN" => Some("127.0.0.1:9000".to_owned()),
             "TUXA_ANNOUNCE" => Some("10.0.0.5, 127.0.0.1".to_owned()),
@@ -477,7 +600,20 @@ mod tests {
             Settings::resolve(&args(&["--listen", "127.0.0.1:9001", "--no-demo"]), env).unwrap();
         assert_eq!(s.listen.port(), 9001);
         assert_eq!(s.config.announce.len(), 2);
-        assert!(!s.config.demo);
+        assert_eq!(s.config.demo, Demo::Never);
+        let s = Settings::resolve(&args(&["--demo"]), |_| None).unwrap();
+        assert_eq!(s.config.demo, Demo::Always);
+        let env = |k: &str| match k {
+            "TUXA_DEMO" => Some("1".to_owned()),
+            "TUXA_MAX_CONNECTIONS_PER_IP" => Some("8".to_owned()),
+            "TUXA_IDLE_TIMEOUT" => Some("30".to_owned()),
+            _ => None,
+        };
+        let s = Settings::resolve(&args(&["--header-timeout", "5"]), env).unwrap();
+        assert_eq!(s.config.demo, Demo::Always);
+        assert_eq!(s.config.max_connections_per_ip, 8);
+        assert_eq!(s.config.idle_timeout, Duration::from_secs(30));
+        assert_eq!(s.config.header_timeout, Duration::from_secs(5));
         let s = Settings::resolve(
             &args(&["--media-tcp-listen", "off", "--announce-tcp", "192.0.2.1"]),
             |_| None,
@@ -503,6 +639,10 @@ mod tests {
             &["--turn-secret", "s"],
             &["--turn-url", "https://t.example.vn", "--turn-secret", "s"],
             &["--reconnect-grace", "soon"],
+            &["--max-connections", "0"],
+            &["--max-connections-per-ip", "many"],
+            &["--header-timeout", "0"],
+            &["--idle-timeout", "86400"],
         ] {
             assert!(Settings::resolve(&args(bad), |_| None).is_err(), "{bad:?}");
         }

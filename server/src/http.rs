@@ -90,6 +90,11 @@ pub fn router(state: AppState) -> axum::Router {
         // The activity report (reports.rs).
         .merge(crate::reports::routes())
         .merge(crate::conferences::routes())
+        // Bodies: declared length, limits and authentication before reading (limits.rs).
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::bodies,
+        ))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such page") })
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)

@@ -11,10 +11,12 @@
 //!   only; `media_tcp.rs`);
 //! - one **session task** per WebSocket, holding only its socket;
 //! - the **store thread** owns the SQLite connection;
-//! - the HTTP accept loop spawns one task per TLS connection.
+//! - the HTTPS accept loop owns the connection counts and spawns one task
+//!   per TLS connection (`accept.rs`).
 //!
 //! They talk by message; nothing is shared behind a lock.
 
+mod accept;
 pub mod appointments;
 pub mod audit;
 mod auth;
@@ -26,6 +28,7 @@ mod directory;
 mod export;
 mod http;
 mod hub_task;
+mod limits;
 mod media;
 mod media_tcp;
 pub mod queues;
@@ -38,20 +41,19 @@ mod web;
 mod ws;
 
 use std::future::Future;
+use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use anyhow::Context;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::sync::{mpsc, oneshot, watch};
 use tuxa_protocol::{ConsultationKind, Role, RoomId, RoomInfo};
 use tuxa_sfu::{Sfu, SfuConfig};
 use tuxa_signaling::{Hub, HubConfig, Input, RoomStatus, TokenKey};
 
-pub use config::{Config, Settings, TlsSource};
+pub use config::{Config, Demo, Settings, TlsSource};
 
 /// The sockets the server serves on, bound by the caller.
 pub struct Listeners {
@@ -129,7 +131,9 @@ pub async fn run(
         }
     };
 
-    // The store, its secrets, and what it already knows.
+    // The store, its secrets, and what it already knows. A start that
+    // creates the database is a first start (for the demo).
+    let first_start = !config.data_dir.join("tuxa.sqlite3").exists();
     let store = store::Store::open_with(&config.data_dir.join("tuxa.sqlite3"), &config.keys)?;
     if let Some(path) = store.keys().created() {
         println!(
@@ -330,7 +334,10 @@ pub async fn run(
         shutdown: shutdown_rx.clone(),
         turn: config.turn.clone().map(Arc::new),
     };
-    let app = http::router(state.clone());
+    // Extractors read at most this much even of a body whose length the
+    // body check (limits.rs) could not know; the upload route sets its own.
+    let app = http::router(state.clone())
+        .layer(axum::extract::DefaultBodyLimit::max(limits::JSON_BODY_MAX));
     tokio::spawn(pairing_task(state.clone(), pairings_rx));
     tokio::spawn(roster_task(state.clone()));
 
@@ -348,54 +355,25 @@ pub async fn run(
         println!("  Admin API key (shown once; only its hash is stored):");
         println!("    {k}");
     }
-    if config.demo {
+    let terminal = std::io::stdout().is_terminal();
+    if demo_wanted(config.demo, first_start, terminal) {
         print_demo(&state).await;
+    } else if first_start && config.demo == Demo::FirstStart {
+        println!("  (No demo consultation: the output is not a terminal. `--demo` makes one.)");
     }
 
-    let mut stop = shutdown_rx.clone();
-    let accept = async {
-        loop {
-            let (stream, peer) = tokio::select! {
-                r = tcp.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!("accept: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = stop.changed() => break,
-            };
-            let acceptor = acceptor.clone();
-            let app = app.clone();
-            let mut conn_stop = shutdown_rx.clone();
-            tokio::spawn(async move {
-                let tls = match tokio::time::timeout(
-                    std::time::Duration::from_secs(10),
-                    acceptor.accept(stream),
-                )
-                .await
-                {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, "TLS handshake: {e}");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                // The peer's address on every request (sign-in limits, sessions).
-                let app =
-                    tower::Layer::layer(&axum::Extension(axum::extract::ConnectInfo(peer)), app);
-                let service = hyper_util::service::TowerToHyperService::new(app);
-                let builder = auto::Builder::new(TokioExecutor::new());
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-                tokio::select! {
-                    r = conn => if let Err(e) = r { tracing::debug!(%peer, "http: {e}"); },
-                    _ = conn_stop.changed() => {}
-                }
-            });
-        }
-    };
+    let accept = accept::accept_loop(
+        tcp,
+        acceptor,
+        app,
+        accept::Limits {
+            max_connections: config.max_connections,
+            max_per_ip: config.max_connections_per_ip,
+            header_timeout: config.header_timeout,
+            idle_timeout: config.idle_timeout,
+        },
+        shutdown_rx.clone(),
+    );
 
     let (trigger_tx, trigger_rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -449,6 +427,18 @@ fn primary_ip() -> Option<IpAddr> {
     s.connect("192.0.2.1:9").ok()?;
     let ip = s.local_addr().ok()?.ip();
     (!ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
+}
+
+/// Whether this start makes a demo consultation and prints its links. The
+/// links carry join tokens: printed where nobody reads them (a service's
+/// journal) they would be tokens in a log, so without `--demo` only a first
+/// start at a terminal — someone trying tuxa out — gets them.
+fn demo_wanted(demo: Demo, first_start: bool, terminal: bool) -> bool {
+    match demo {
+        Demo::Always => true,
+        Demo::Never => false,
+        Demo::FirstStart => first_start && terminal,
+    }
 }
 
 async fn print_demo(state: &http::AppState) {
@@ -684,4 +674,18 @@ pub fn totp_code(secret_base32: &str, unix: u64) -> Option<String> {
         }
     }
     Some(format!("{:06}", auth::totp(&key, unix, 6)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_links_only_when_asked_or_on_a_first_start_at_a_terminal() {
+        assert!(demo_wanted(Demo::FirstStart, true, true));
+        assert!(!demo_wanted(Demo::FirstStart, false, true));
+        assert!(!demo_wanted(Demo::FirstStart, true, false));
+        assert!(demo_wanted(Demo::Always, false, false));
+        assert!(!demo_wanted(Demo::Never, true, true));
+    }
 }

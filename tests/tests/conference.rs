@@ -282,7 +282,7 @@ async fn a_district_asks_the_province_and_the_conference_is_held_and_recorded() 
         .await?;
     assert_eq!(
         (r.status, r.error_code()),
-        (400, Some("bad_request")),
+        (413, Some("payload_too_large")),
         "over 10 MiB, in JSON"
     );
     let r = api
