@@ -5,8 +5,13 @@
 // with its CSV. docs/api.md "Who may call what", "On-call queues and
 // rosters", "Staff and directory", "Activity report".
 //
+// Under a live queue, "Vé" lists its tickets (GET /api/v1/queues/{id}/tickets,
+// refreshed with the live view), flagged ones first with why, each with a
+// "Xóa" (clear) button (DELETE …/tickets/{handle}, audited).
+//
 // For tests: window.tuxaStaff.coord = {live, liveAt, livePolls, queues,
-// roster, facilities, practitioners, staff, created, report, error}.
+// roster, facilities, practitioners, staff, created, report, error,
+// tickets, cleared}.
 
 import { t, tf, roleName } from './i18n.js';
 import {
@@ -17,6 +22,13 @@ const $ = (id) => document.getElementById(id);
 const LIVE_EVERY_MS = 5000;
 
 const tx = (tag, key, attrs = {}) => h(tag, { ...attrs, 'data-i18n': key }, t(key));
+
+/** Why a ticket is suspicious, by the server's flag. */
+const FLAG_KEYS = Object.freeze({
+  many_from_address: 'console_flag_many_from_address',
+  duplicate_phone: 'console_flag_duplicate_phone',
+  away: 'console_flag_away',
+});
 
 export function createCoordination(ctx) {
   const co = {
@@ -31,8 +43,11 @@ export function createCoordination(ctx) {
     created: null, // the one-time secrets of the account just created
     report: null,
     error: null,
+    tickets: {}, // queue id → its live tickets, while shown
+    cleared: 0,
   };
   ctx.ts.coord = co;
+  const ticketsOpen = new Set(); // queue ids whose tickets are shown
   let shown = false;
   let liveTimer = null;
   let liveInFlight = false;
@@ -85,9 +100,67 @@ export function createCoordination(ctx) {
       co.liveAt = Math.floor(Date.now() / 1000);
       setError('live-error', null);
       renderLive();
+      for (const qid of ticketsOpen) loadTickets(qid);
     } else if (r.status !== 401) {
       setError('live-error', { code: r.code });
     }
+  }
+
+  // -------------------------------------------------------------------------
+  // Tickets of a queue: who holds the places, and clearing a flood.
+
+  async function loadTickets(qid) {
+    const r = await ctx.api('GET', `/api/v1/queues/${qid}/tickets`);
+    if (r.status === 200 && r.json) {
+      co.tickets[qid] = r.json.tickets || [];
+      renderLive();
+    } else if (r.status !== 401) setError('live-error', { code: r.code });
+  }
+
+  function toggleTickets(qid) {
+    if (ticketsOpen.has(qid)) {
+      ticketsOpen.delete(qid);
+      delete co.tickets[qid];
+      renderLive();
+    } else {
+      ticketsOpen.add(qid);
+      renderLive();
+      loadTickets(qid);
+    }
+  }
+
+  async function clearTicket(qid, tk) {
+    if (!window.confirm(tf('console_ticket_clear_confirm', { name: tk.name }))) return;
+    const r = await ctx.api('DELETE', `/api/v1/queues/${qid}/tickets/${tk.handle}`);
+    if (r.status === 200) {
+      co.cleared += 1;
+      setError('live-error', null);
+    } else if (r.status !== 401 && r.status !== 404) {
+      setError('live-error', { code: r.code });
+    }
+    await loadTickets(qid);
+  }
+
+  function ticketRow(qid) {
+    const list = co.tickets[qid];
+    let body;
+    if (!list) body = h('p', { class: 'muted-text' }, t('console_loading'));
+    else if (!list.length) body = h('p', { class: 'muted-text' }, t('console_no_tickets'));
+    else {
+      // Flagged first, then oldest first (the server's order).
+      const sorted = [...list].sort((a, b) => (b.flags.length > 0) - (a.flags.length > 0));
+      body = h('ul', { class: 'cs-tickets' }, sorted.map((tk) => h('li', {
+        dataset: { handle: tk.handle }, class: tk.flags.length ? 'cs-alert' : null,
+      },
+      h('span', {}, [tk.name, tk.phone].filter(Boolean).join(' · '),
+        h('span', { class: 'cs-sub' }, tf('console_ticket_waited', { t: fmtSecs(tk.waited_secs) }),
+          tk.flags.map((f) => ` · ${tf(FLAG_KEYS[f] || 'console_flag_other', { n: tk.same_address })}`))),
+      h('button', {
+        type: 'button', class: 'btn btn-secondary cs-small', onclick: () => clearTicket(qid, tk),
+        'aria-label': tf('console_ticket_clear_label', { name: tk.name }),
+      }, t('console_ticket_clear')))));
+    }
+    return h('tr', { class: 'cs-ticket-row', dataset: { ticketsOf: qid } }, h('td', { colspan: '6' }, body));
   }
 
   function renderLive() {
@@ -96,10 +169,13 @@ export function createCoordination(ctx) {
     $('live-updated').textContent = co.liveAt ? tf('console_updated_at', { at: `${fmtVnTime(co.liveAt)}:${secs}` }) : '';
     if (!l) return;
     const qs = [...l.queues].sort((a, b) => (b.waiting || 0) - (a.waiting || 0) || String(a.name).localeCompare(String(b.name)));
-    fill($('live-queues').tBodies[0], qs.length ? qs.map((q) => h('tr', {
+    fill($('live-queues').tBodies[0], qs.length ? qs.flatMap((q) => [h('tr', {
       class: (q.waiting > 0 && !q.doctors_available) ? 'cs-alert' : null, dataset: { queue: q.id },
-    }, h('th', { scope: 'row' }, q.name), td(q.waiting, 'num'), td(q.offered, 'num'), td(q.calls, 'num'), td(q.doctors_available, 'num'),
-    td(q.waiting > 0 ? fmtSecs(q.longest_wait_secs) : '—', 'num')))
+    }, h('th', { scope: 'row' }, q.name, h('button', {
+      type: 'button', class: 'btn btn-secondary cs-small', 'aria-expanded': ticketsOpen.has(q.id) ? 'true' : 'false',
+      onclick: () => toggleTickets(q.id),
+    }, t('console_tickets'))), td(q.waiting, 'num'), td(q.offered, 'num'), td(q.calls, 'num'), td(q.doctors_available, 'num'),
+    td(q.waiting > 0 ? fmtSecs(q.longest_wait_secs) : '—', 'num')), ticketsOpen.has(q.id) ? ticketRow(q.id) : null])
       : h('tr', {}, h('td', { colspan: '6', class: 'muted-text' }, t('console_none'))));
     fill($('live-rooms').tBodies[0], l.rooms.length ? l.rooms.map((r) => h('tr', { class: r.waiting > 0 ? 'cs-alert' : null, dataset: { room: r.id } },
       h('th', { scope: 'row' }, r.title || r.id, h('span', { class: 'cs-sub' }, facilityName(r.facility_id))),
@@ -467,8 +543,9 @@ export function createCoordination(ctx) {
       loaded = false;
       Object.assign(co, {
         live: null, liveAt: null, livePolls: 0, queues: [], roster: [], facilities: [], practitioners: [], staff: [],
-        created: null, report: null, error: null,
+        created: null, report: null, error: null, tickets: {}, cleared: 0,
       });
+      ticketsOpen.clear();
       for (const id of Object.keys(errors)) setError(id, null);
       for (const id of Object.keys(notices)) setNotice(id, null);
       for (const id of ['live-queues', 'live-rooms', 'dir-facilities', 'dir-practitioners', 'dir-staff', 'rp-table']) fill($(id).tBodies[0]);

@@ -494,7 +494,7 @@ function onStatus(msg) {
 
 function onRemoved(msg) {
   if (tq.ticket && msg.ticket !== tq.ticket) return;
-  tq.removedReason = ['cancelled', 'queue_closed', 'replaced', 'call_ended'].includes(msg.reason)
+  tq.removedReason = ['cancelled', 'queue_closed', 'replaced', 'call_ended', 'cleared'].includes(msg.reason)
     ? msg.reason : 'cancelled';
   // `replaced`: the place lives on in another window; that one keeps the ticket.
   if (msg.reason !== 'replaced') forgetTicket();
@@ -582,6 +582,7 @@ function onServerError(msg) {
 /** Reasons of a queue_refused error that have their own explanation. */
 const REFUSED_REASONS = new Set([
   'unknown_queue', 'queue_closed', 'queue_full', 'bad_card', 'already_queued', 'unknown_ticket',
+  'too_many_tickets',
 ]);
 
 // ---------------------------------------------------------------------------
