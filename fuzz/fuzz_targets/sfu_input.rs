@@ -7,6 +7,7 @@
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
@@ -19,6 +20,17 @@ fn sfu_addr() -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 3478)
 }
 
+/// One participant's offer (a str0m client: audio and video to send), made
+/// once: a client's DTLS certificate costs more than a run.
+static OFFER: LazyLock<String> = LazyLock::new(|| {
+    let mut client = Rtc::new(Instant::now());
+    let mut api = client.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    let (offer, _pending) = api.apply().expect("an offer with two m-lines");
+    offer.to_sdp_string()
+});
+
 fuzz_target!(|data: &[u8]| {
     let t0 = Instant::now();
     let mut now = t0;
@@ -26,21 +38,8 @@ fuzz_target!(|data: &[u8]| {
         candidates: vec![sfu_addr()],
         tcp_candidates: Vec::new(),
     });
-    // One participant's offer (a str0m client: audio and video to send).
-    let mut client = Rtc::new(t0);
-    let mut api = client.sdp_api();
-    api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-    api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
-    let Some((offer, _pending)) = api.apply() else {
-        return;
-    };
     let pid = ParticipantId(1);
-    sfu.handle_offer(
-        now,
-        &RoomId::from_random([1; 10]),
-        pid,
-        &offer.to_sdp_string(),
-    );
+    sfu.handle_offer(now, &RoomId::from_random([1; 10]), pid, &OFFER);
     while sfu.poll_output().is_some() {}
     assert_eq!(sfu.peer_count(), 1);
 
