@@ -957,8 +957,8 @@ export const ERROR_TEXTS = {
     network_error: 'Không kết nối được tới máy chủ. Hãy kiểm tra mạng rồi thử lại.',
     connection_lost: 'Mất kết nối tới máy chủ.',
     media_failed: 'Không thiết lập được kết nối âm thanh và hình ảnh.',
-    unknown_error: 'Đã xảy ra lỗi không xác định.',
     rate_limited: 'Bạn gửi quá nhanh. Vui lòng chờ vài giây rồi gửi lại.',
+    unknown_error: 'Đã xảy ra lỗi không xác định.',
     account_disabled: 'Tài khoản này đã bị khóa. Hãy liên hệ quản trị viên của cơ sở.',
     // In-call (chairing).
     removed: 'Chủ tọa đã mời bạn ra khỏi phòng. Đường dẫn này không dùng để vào lại được nữa.',
@@ -1007,9 +1007,9 @@ export const ERROR_TEXTS = {
     network_error: 'Cannot reach the server. Please check your network and try again.',
     connection_lost: 'The connection to the server was lost.',
     media_failed: 'The audio and video connection could not be set up.',
+    rate_limited: 'You are sending too fast. Please wait a few seconds and send again.',
     unknown_error: 'Something went wrong.',
     account_disabled: 'This account is disabled. Please ask your facility\'s administrator.',
-    rate_limited: 'You are sending too fast. Please wait a few seconds and send again.',
     // In-call (chairing).
     removed: 'The chair removed you from the consultation. This link can no longer be used to join.',
     room_locked: 'The chair has locked the room; nobody new can join now. Try again in a few minutes or contact the chair.',

@@ -35,6 +35,13 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// (not a WebSocket: it has its own keepalive).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Live queue tickets from one address (docs/protocol.md, "On-call
+/// queues"): a commune station's or a carrier's shared address may have a
+/// few patients waiting at once; a script gets five places, not the line.
+pub const DEFAULT_QUEUE_MAX_PER_ADDRESS: usize = 5;
+/// Live queue tickets per phone number and queue.
+pub const DEFAULT_QUEUE_MAX_PER_PHONE: usize = 1;
+
 /// When the demo consultation is made and its links printed. The links are
 /// join tokens: printed, they end up in whatever keeps the output (a
 /// service's journal), so never without someone asking for them or a person
@@ -49,13 +56,6 @@ pub enum Demo {
     /// Never (`--no-demo`).
     Never,
 }
-
-/// Live queue tickets from one address (docs/protocol.md, "On-call
-/// queues"): a commune station's or a carrier's shared address may have a
-/// few patients waiting at once; a script gets five places, not the line.
-pub const DEFAULT_QUEUE_MAX_PER_ADDRESS: usize = 5;
-/// Live queue tickets per phone number and queue.
-pub const DEFAULT_QUEUE_MAX_PER_PHONE: usize = 1;
 
 /// What `server::run` needs besides its sockets.
 #[derive(Debug, Clone)]
@@ -162,10 +162,10 @@ struct FileConfig {
     max_connections_per_ip: Option<usize>,
     header_timeout: Option<u64>,
     idle_timeout: Option<u64>,
-    key_file: Option<PathBuf>,
-    old_key_files: Option<Vec<PathBuf>>,
     queue_max_per_address: Option<usize>,
     queue_max_per_phone: Option<usize>,
+    key_file: Option<PathBuf>,
+    old_key_files: Option<Vec<PathBuf>>,
 }
 
 pub const USAGE: &str = "\
@@ -199,13 +199,13 @@ OPTIONS (each also as an environment variable, and as a key in the TOML file):
                           e.g. turns:turn.example.vn:443?transport=tcp (docs/turn.md)
   --turn-secret SECRET    coturn's static-auth-secret                 TUXA_TURN_SECRET
   --turn-ttl SECS         lifetime of TURN credentials [21600]        TUXA_TURN_TTL
-  --queue-max-per-address N  on-call queue places held from one       TUXA_QUEUE_MAX_PER_ADDRESS
-                          address (IPv6: /64), all queues [5]
-  --queue-max-per-phone N places per phone number in one queue [1]    TUXA_QUEUE_MAX_PER_PHONE
   --max-connections N     HTTPS connections open at once [2000]       TUXA_MAX_CONNECTIONS
   --max-connections-per-ip N  …from one address (IPv6: /64) [64]      TUXA_MAX_CONNECTIONS_PER_IP
   --header-timeout SECS   TLS handshake and request header [10]       TUXA_HEADER_TIMEOUT
   --idle-timeout SECS     close a connection silent this long [60]    TUXA_IDLE_TIMEOUT
+  --queue-max-per-address N  on-call queue places held from one       TUXA_QUEUE_MAX_PER_ADDRESS
+                          address (IPv6: /64), all queues [5]
+  --queue-max-per-phone N places per phone number in one queue [1]    TUXA_QUEUE_MAX_PER_PHONE
   --demo                  create a demo consultation and print its    TUXA_DEMO=1
                           links at every start [first start, at a terminal]
   --no-demo               never create or print a demo consultation   TUXA_DEMO=0

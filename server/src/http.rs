@@ -244,15 +244,10 @@ fn parse_room(id: &str) -> ApiResult<RoomId> {
 async fn ws_upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     const WS_READ_BUFFER: usize = 4096;
-    let sid = SessionId(state.next_session.fetch_add(1, Ordering::Relaxed));
-    let hub = state.hub.clone();
-    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
-    let shutdown = state.shutdown.clone();
-    let staff = staff_info(&state, &headers).await;
-    // Frames up to 1 MiB are read so that the protocol can answer
     // A page of another site must not open a session in the visitor's name
     // (the staff cookie rides along with any WebSocket to this host). No
     // Origin at all is a non-browser client (tests, the load generator),
@@ -274,6 +269,11 @@ async fn ws_upgrade(
     // The accept loop puts the TCP peer in every request; an in-process
     // router without it (unit tests) counts as one unknown address.
     let addr = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.0.0.ip());
+    let sid = SessionId(state.next_session.fetch_add(1, Ordering::Relaxed));
+    let hub = state.hub.clone();
+    let shutdown = state.shutdown.clone();
+    let staff = staff_info(&state, &headers).await;
+    // Frames up to 1 MiB are read so that the protocol can answer
     // `message_too_large` for anything over its own 64 KiB limit; beyond
     // 1 MiB the WebSocket layer closes the connection.
     // A small read buffer: the WebSocket layer zeroes its whole spare read
