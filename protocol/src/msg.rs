@@ -127,7 +127,11 @@ pub struct LinkStats {
     pub rtt_ms: Option<u32>,
     /// Packets lost of those expected on what the client receives, in per
     /// cent (0–100), since its previous `stats`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "finite_f32"
+    )]
     pub loss_pct: Option<f32>,
     /// Receive jitter (the worst of its inbound streams), milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,6 +141,16 @@ pub struct LinkStats {
     pub frame_height: Option<u32>,
     /// The client sends and receives no video (by choice or by fallback).
     pub audio_only: bool,
+}
+
+/// A number that fits an `f32`: JSON allows `3.5e38`, which would read as
+/// infinity and write back as `null` (found by `tests/prop_decode.rs`).
+fn finite_f32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f32>, D::Error> {
+    match Option::<f64>::deserialize(d)? {
+        None => Ok(None),
+        Some(v) if (v as f32).is_finite() => Ok(Some(v as f32)),
+        Some(_) => Err(serde::de::Error::custom("a number too large")),
+    }
 }
 
 impl LinkStats {

@@ -395,14 +395,11 @@ proptest! {
     }
 
     /// A `stats` frame whose `loss_pct` is any JSON number decodes to a
-    /// message that re-encodes to itself. Fails: a number beyond f32's range
-    /// (e.g. `3.5e38`) decodes to `Some(inf)`, which serialises as `null`
-    /// and decodes back as `None`. The hub refuses non-finite figures
-    /// (`LinkStats::validate`), so nothing reaches the record; the fix
-    /// belongs in `protocol/src/msg.rs` (refuse non-finite floats when
-    /// decoding).
+    /// message that re-encodes to itself, or is refused. It failed while a
+    /// number beyond f32's range (e.g. `3.5e38`) decoded to `Some(inf)`,
+    /// which serialises as `null` and decodes back as `None`; such a number
+    /// is refused now (`protocol/src/msg.rs`, `finite_f32`).
     #[test]
-    #[ignore = "finding: loss_pct beyond f32 range decodes to inf (protocol/src/msg.rs, not this test's to fix)"]
     fn stats_with_any_number_re_encode_to_themselves(loss in json_number()) {
         let frame = serde_json::json!({
             "type": "stats",
