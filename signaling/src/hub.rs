@@ -1948,23 +1948,55 @@ impl Hub {
             Some(staff) => Bar::Staff(staff),
             None => Bar::Link(m.token_digest),
         };
-        let target_sid = m.session;
+        // Barring an account reaches every device it is in the room with
+        // (a phone and a laptop): all of them go, or the bar would be a
+        // fiction for the one left. So a moderator cannot remove another
+        // device of their own account: that would bar themselves.
+        let same_person: Vec<ParticipantId> = match bar {
+            Bar::Staff(staff) => r
+                .members
+                .values()
+                .chain(r.lobby.values())
+                .filter(|x| x.staff_id == Some(staff))
+                .map(|x| x.info.id)
+                .collect(),
+            Bar::Link(_) => vec![target],
+        };
+        if same_person.contains(&by) {
+            self.reply(
+                sid,
+                ErrorCode::InvalidMessage,
+                "that is another device of your own account: leave from it instead",
+                "remove_participant",
+            );
+            return;
+        }
         r.barred.insert(bar);
-        self.out.push_back(Output::Record(RecordEvent::Removed {
-            room: room_id.clone(),
-            participant: target,
-            by,
-            bar,
-        }));
-        self.fail(
-            target_sid,
-            ErrorCode::Removed,
-            "the chair removed you from this consultation".into(),
-            None,
-        );
-        self.drop_session(target_sid, LeaveReason::Removed);
-        // Someone away has no live session for `drop_session` to act on.
-        self.remove_member(room_id, target, LeaveReason::Removed);
+        for pid in same_person {
+            let Some(gone) = self.rooms.get(room_id).and_then(|r| {
+                r.members
+                    .get(&pid)
+                    .or_else(|| r.lobby.get(&pid))
+                    .map(|m| m.session)
+            }) else {
+                continue;
+            };
+            self.out.push_back(Output::Record(RecordEvent::Removed {
+                room: room_id.clone(),
+                participant: pid,
+                by,
+                bar,
+            }));
+            self.fail(
+                gone,
+                ErrorCode::Removed,
+                "the chair removed you from this consultation".into(),
+                None,
+            );
+            self.drop_session(gone, LeaveReason::Removed);
+            // Someone away has no live session for `drop_session` to act on.
+            self.remove_member(room_id, pid, LeaveReason::Removed);
+        }
     }
 
     /// Names the chair of a room. A member holding the chair's rights for

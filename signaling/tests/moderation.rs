@@ -217,7 +217,7 @@ fn refusal(out: &[Output], sid: SessionId) -> Option<ErrorCode> {
 /// in the room, a patient and a guest waiting in the lobby, the chair if `chair_present`, and
 /// the sender (admitted from the lobby first when they are a patient or guest). Returns
 /// whether the sender was refused with `forbidden`, and panics on any other refusal.
-fn case(sender: Sender, chair_present: bool, msg: fn(&Targets) -> ClientMsg) -> bool {
+fn case(sender: Sender, chair_present: bool, msg: MakeMsg) -> bool {
     let mut w = World::new();
     let (keeper, _) = w.join(Sender::Doctor, "BS. Trực");
     let (_, target) = w.join(Sender::Doctor, "BS. Đích");
@@ -259,6 +259,9 @@ fn case(sender: Sender, chair_present: bool, msg: fn(&Targets) -> ClientMsg) -> 
     }
 }
 
+/// A moderation message aimed at the case's targets.
+type MakeMsg = fn(&Targets) -> ClientMsg;
+
 struct Targets {
     member: ParticipantId,
     waiting_patient: ParticipantId,
@@ -267,7 +270,7 @@ struct Targets {
 
 #[test]
 fn each_moderation_message_is_the_named_chairs_or_without_them_a_doctors() {
-    let messages: [(&str, fn(&Targets) -> ClientMsg); 6] = [
+    let messages: [(&str, MakeMsg); 6] = [
         ("admit", |t| ClientMsg::Admit {
             participant_id: t.waiting_patient,
         }),

@@ -1017,17 +1017,16 @@ proptest! {
 
     /// As above, and a removal leaves nobody of the removed person's
     /// account in the room: a staff member's other link (a second device)
-    /// is barred by the removal, so it should not stay in. Fails: the hub
-    /// bars the account (`Bar::Staff`) but takes out only the participant
-    /// named; the same account's other participant stays (a nurse on two
+    /// is barred by the removal, so it should not stay in. It failed while
+    /// the hub barred the account (`Bar::Staff`) but took out only the
+    /// participant named; the same account's other participant stays (a nurse on two
     /// devices; or the chair removing their own second device, which bars
     /// the chair's own account while the chair stays in). Minimal case:
     /// nurse links 3 and 4 (staff 102) in room 0, the chair removes link 3's
-    /// participant, link 4's stays. The fix belongs in `signaling/src/hub.rs`
-    /// (`remove_other`: take out every member and waiter of a barred
-    /// account; refuse removing one's own account).
+    /// participant, link 4's stayed. Fixed in `signaling/src/hub.rs`
+    /// (`remove_other` takes out every member and waiter of a barred
+    /// account, and refuses removing one's own account).
     #[test]
-    #[ignore = "finding: removal bars the account but leaves its other links in the room (signaling/src/hub.rs, not this test's to fix)"]
     fn a_removal_takes_out_every_link_of_the_person(
         grace in any::<bool>(),
         steps in prop::collection::vec(step(), 1..80),
@@ -1061,7 +1060,6 @@ fn enter(w: &mut World, l: usize) -> (SessionId, ParticipantId) {
 /// removed by the chair. Both links are barred (the removed one is refused
 /// at its next join), and the other device should leave the room too.
 #[test]
-#[ignore = "finding: removal bars the account but leaves its other links in the room (signaling/src/hub.rs, not this test's to fix)"]
 fn removing_one_of_two_devices_of_a_staff_member_removes_both() {
     let mut w = World::new(true);
     let (chair, _) = enter(&mut w, 0);
