@@ -431,9 +431,13 @@ test('phone: camera off before joining: the camera stays off (no track, no video
     const sender = await cameraSender(phone);
     assert.equal(sender.track, null);
     assert.ok(sender.encodings.length >= 1 && sender.encodings.every((e) => !e.active), `encodings: ${JSON.stringify(sender.encodings)}`);
+    // Chromium probes the new link's bandwidth in its first seconds with
+    // padding on the video RTP stream (counted in headerBytesSent), camera or
+    // not: measure what the camera costs once that is over, as test 19a does.
+    await sleep(3_000);
     const b0 = await videoBytesOut(phone);
     const t0 = Date.now();
-    await sleep(3_000);
+    await sleep(4_000);
     const kbps = (((await videoBytesOut(phone)) - b0) * 8) / (Date.now() - t0);
     console.log(`joined with the camera off: ${kbps.toFixed(2)} kbit/s of video`);
     assert.ok(kbps < 10, `the camera that is off sends ${kbps.toFixed(1)} kbit/s`);
