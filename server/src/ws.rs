@@ -195,7 +195,7 @@ pub async fn session(
                     // Pings are answered by the WebSocket layer, but count.
                     Message::Ping(_) | Message::Pong(_) => {
                         if budget.judge(Instant::now(), false) == Verdict::Close {
-                            let _ = sink.send(Message::Close(None)).await;
+                            close(&mut sink, &mut stream).await;
                             break;
                         }
                         continue;
@@ -231,7 +231,7 @@ pub async fn session(
                         tracing::info!(session = sid.0, "closing a session that floods");
                         let m = error_frame("too many messages: the session is closed", None);
                         let _ = sink.send(m).await;
-                        let _ = sink.send(Message::Close(None)).await;
+                        close(&mut sink, &mut stream).await;
                         break;
                     }
                 }
@@ -264,6 +264,31 @@ pub async fn session(
         }
     }
     let _ = hub.send(HubMsg::Input(Input::Disconnected(sid)));
+}
+
+/// How long a closing session waits for the client's side of the close.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The WebSocket closing handshake: our close frame, then what the client
+/// still sends is read and dropped until its close (or [`CLOSE_WAIT`]).
+/// Dropping the socket with the client's frames unread would make the
+/// kernel answer with a reset, and a reset throws away what the client had
+/// received but not yet read — the very error that says why it is closed.
+async fn close(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+) {
+    if sink.send(Message::Close(None)).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(m)) = stream.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]
