@@ -8,72 +8,13 @@
 
 use serde_json::{Value, json};
 use tuxa_protocol::{ClientMsg, ErrorCode, RoomId, ServerMsg};
+use tuxa_tests::staff::{code, created, sign_in, staff};
 use tuxa_tests::{ApiClient, Auth, REPLY_TIMEOUT, TestServer};
-
-const PASSWORD: &str = "mat-khau-rat-dai";
 
 fn link_parts(url: &str) -> (RoomId, String) {
     let (path, token) = url.split_once('#').expect("a token after #");
     let room = RoomId::parse(path.rsplit('/').next().expect("room")).expect("room id");
     (room, token.to_owned())
-}
-
-async fn created(api: &ApiClient, path: &str, body: Value) -> anyhow::Result<Value> {
-    let (status, v) = api.admin("POST", path, Some(&body)).await?;
-    anyhow::ensure!(status == 201, "{path}: {status} {v}");
-    Ok(v)
-}
-
-/// A practitioner with an account at `facility`; returns the staff JSON
-/// (with its one-time TOTP secret).
-async fn staff(
-    api: &ApiClient,
-    facility: &Value,
-    username: &str,
-    name: &str,
-    role: &str,
-    licence: Option<&str>,
-) -> anyhow::Result<Value> {
-    let practitioner = match licence {
-        Some(l) => Some(
-            created(
-                api,
-                "/api/v1/practitioners",
-                json!({"name": name, "title": "BS", "licence_number": l,
-                       "specialty": "Nội khoa", "facility_id": facility["id"]}),
-            )
-            .await?["id"]
-                .clone(),
-        ),
-        None => None,
-    };
-    created(
-        api,
-        "/api/v1/staff",
-        json!({"username": username, "name": name, "role": role, "facility_id": facility["id"],
-               "practitioner_id": practitioner, "password": PASSWORD}),
-    )
-    .await
-}
-
-/// Signs in with password and TOTP; returns the `Cookie` header value.
-async fn sign_in(api: &ApiClient, s: &Value) -> anyhow::Result<String> {
-    let secret = s["totp"]["secret"].as_str().expect("secret");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs();
-    let code = tuxa_server::totp_code(secret, now).expect("a code");
-    let body = serde_json::to_vec(
-        &json!({"username": s["staff"]["username"], "password": PASSWORD, "totp": code}),
-    )?;
-    let r = api
-        .request_raw("POST", "/api/v1/auth/login", Some(&body), Auth::None)
-        .await?;
-    anyhow::ensure!(r.status == 200, "login: {} {}", r.status, r.body);
-    Ok(r.header("set-cookie")
-        .and_then(|v| v.split(';').next())
-        .expect("a session cookie")
-        .to_owned())
 }
 
 async fn as_staff(
@@ -85,12 +26,6 @@ async fn as_staff(
 ) -> anyhow::Result<(u16, Value)> {
     api.request(method, path, body.as_ref(), Auth::Cookie(cookie))
         .await
-}
-
-fn code(v: &Value) -> &str {
-    v.pointer("/error/code")
-        .and_then(Value::as_str)
-        .unwrap_or("")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
