@@ -76,7 +76,8 @@ const $ = (id) => document.getElementById(id);
 // State visible to tests.
 
 const tuxa = {
-  state: 'loading', // loading | preview | joining | waiting | in-call | reconnecting | left | error
+  state: 'loading', // loading | preview | joining | waiting | in-call | reconnecting | left | ended | error
+  ended: null, // room_ended: {reason, by?, contact?} (or {} when the link's consultation had ended)
   history: ['loading'], // every state this page has been in
   pc: null,
   ws: null,
@@ -137,6 +138,7 @@ const SCREENS = {
   'in-call': 'screen-call',
   reconnecting: 'screen-call',
   left: 'screen-left',
+  ended: 'screen-ended',
   error: 'screen-error',
 };
 
@@ -186,6 +188,11 @@ const ERROR_TITLES = { removed: 'call_removed_title', room_locked: 'call_locked_
 
 function fail(code) {
   log('fatal', code);
+  // An ended consultation is not an error: the end screen says what next.
+  if (code === 'room_ended') {
+    showEnded({});
+    return;
+  }
   tuxa.error = code;
   shownError = code;
   teardown();
@@ -416,7 +423,7 @@ async function cameraOn() {
     else $('media-warning').hidden = false;
     return;
   }
-  if (['left', 'error'].includes(tuxa.state)) {
+  if (['left', 'ended', 'error'].includes(tuxa.state)) {
     track.stop();
     return;
   }
@@ -594,7 +601,7 @@ function openSocket() {
     log('socket closed', ev.code, ev.reason || '');
     if (sock !== ws) return;
     keepalive.stop();
-    if (tuxa.state === 'left' || tuxa.state === 'error') return;
+    if (['left', 'ended', 'error'].includes(tuxa.state)) return;
     onSocketLost(opened);
   };
 }
@@ -615,7 +622,7 @@ function onSocketLost(opened) {
 const rc = { attempt: 0, timer: null };
 
 function startReconnect(reason) {
-  if (tuxa.state === 'left' || tuxa.state === 'error') return;
+  if (['left', 'ended', 'error'].includes(tuxa.state)) return;
   log('reconnecting:', reason);
   dropCall();
   if (tuxa.state !== 'reconnecting') {
@@ -767,6 +774,9 @@ function onServerMsg(msg) {
       break;
     case 'room_state':
       onRoomState(msg);
+      break;
+    case 'room_ended':
+      showEnded(msg);
       break;
     case 'chat':
       onChat(msg);
@@ -2346,7 +2356,7 @@ function teardown() {
 
 /** Panels, dialogs and strips of the call screen go with the call. */
 function closeCallUi() {
-  for (const id of ['people-panel', 'chat-panel', 'cam2-picker', 'confirm', 'lock-strip', 'call-notice']) $(id).hidden = true;
+  for (const id of ['people-panel', 'chat-panel', 'cam2-picker', 'confirm', 'end-confirm', 'lock-strip', 'call-notice']) $(id).hidden = true;
   document.body.classList.remove('side-open');
   setMoreOpen(false, { focus: false });
   updateExtraButtons();
@@ -2356,6 +2366,64 @@ function clearLobby() {
   tuxa.lobby = [];
   lobbyPending.clear();
   renderLobby();
+}
+
+// ---------------------------------------------------------------------------
+// Ending (docs/protocol.md, "Ending"): the doctor of a visit, or the chair of
+// a conference, ends it for everyone; everyone then sees the end screen.
+
+/** "Rời phòng": those who may end the consultation are asked which they mean. */
+function onLeaveClick() {
+  if (tuxa.state === 'in-call' && P.mayEnd(tuxa.roomState, tuxa.you)) {
+    $('end-confirm-title').textContent = t(tuxa.room && tuxa.room.kind === 'conference' ? 'end_confirm_title_conf' : 'end_confirm_title');
+    openModal('end-confirm', 'end-cancel-btn');
+    return;
+  }
+  leave();
+}
+
+function endForEveryone() {
+  closeModal('end-confirm');
+  log('ending the consultation for everyone');
+  if (!send(P.end_room())) showNotice(t('end_failed'));
+}
+
+/** The consultation is over: stop everything and say what happens next. */
+function showEnded(msg) {
+  if (tuxa.state === 'ended') return;
+  log('ended', msg.reason || '(before joining)');
+  tuxa.ended = { reason: msg.reason || null, by: msg.by || null, contact: msg.contact || null };
+  teardown();
+  renderEnded();
+  setState('ended');
+}
+
+function renderEnded() {
+  const e = tuxa.ended;
+  if (!e) return;
+  const conf = tuxa.room && tuxa.room.kind === 'conference';
+  $('ended-title').textContent = t(conf ? 'ended_title_conf' : 'ended_title');
+  let why = '';
+  if (e.reason === 'ended') why = e.by ? tf('ended_by', { name: e.by }) : t('ended_by_staff');
+  else if (e.reason === 'abandoned') why = t('ended_abandoned');
+  else if (e.reason === 'server_restart') why = t('ended_server_restart');
+  $('ended-why').textContent = why;
+  $('ended-why').hidden = !why;
+  const staff = tuxa.you && ['doctor', 'nurse'].includes(tuxa.you.role);
+  $('ended-next').textContent = t(staff ? 'ended_next_staff' : 'ended_next_patient');
+  const c = $('ended-contact');
+  c.replaceChildren();
+  if (e.contact && e.contact.name) {
+    c.append(`${t('ended_contact')} ${e.contact.name}`);
+    if (e.contact.phone) {
+      const a = document.createElement('a');
+      a.href = `tel:${e.contact.phone.replace(/[^0-9+]/g, '')}`;
+      a.textContent = e.contact.phone;
+      a.className = 'ended-phone';
+      c.append(' — ', a);
+    }
+  }
+  c.hidden = !(e.contact && e.contact.name);
 }
 
 function leave() {
@@ -2402,6 +2470,7 @@ function applyLang() {
   renderWaiting();
   renderLobby();
   renderError();
+  renderEnded();
   updateLocalUi();
   for (const tile of tiles.values()) renderTile(tile);
   for (const source of Object.keys(outgoing)) if (outgoing[source].tile) showLocalExtra(source);
@@ -2511,7 +2580,10 @@ function wireUi() {
   // Consent is never implied: not even by a browser restoring ticked boxes.
   for (const id of ['consent-exam', 'consent-third', 'consent-recording']) $(id).checked = false;
   $('consent-exam').addEventListener('change', updateJoinButton);
-  $('leave-btn').addEventListener('click', leave);
+  $('leave-btn').addEventListener('click', onLeaveClick);
+  $('end-all-btn').addEventListener('click', endForEveryone);
+  $('end-leave-only-btn').addEventListener('click', () => { closeModal('end-confirm'); leave(); });
+  $('end-cancel-btn').addEventListener('click', () => closeModal('end-confirm'));
   $('waiting-leave-btn').addEventListener('click', leave);
   $('retry-btn').addEventListener('click', () => location.reload());
   $('rejoin-btn').addEventListener('click', () => location.reload());
@@ -2569,7 +2641,8 @@ function wireUi() {
   document.addEventListener('keydown', (e) => {
     if (e.key !== 'Escape') return;
     if ($('more-btn').getAttribute('aria-expanded') === 'true') { setMoreOpen(false); return; }
-    if (!$('confirm').hidden) { confirmAction = null; closeModal('confirm'); } else if (!$('cam2-picker').hidden) closeModal('cam2-picker');
+    if (!$('end-confirm').hidden) closeModal('end-confirm');
+    else if (!$('confirm').hidden) { confirmAction = null; closeModal('confirm'); } else if (!$('cam2-picker').hidden) closeModal('cam2-picker');
   });
   if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
     navigator.mediaDevices.addEventListener('devicechange', () => refreshDevices());

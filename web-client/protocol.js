@@ -17,7 +17,7 @@ export const CLIENT_TYPES = Object.freeze([
   'queue_join', 'queue_resume', 'queue_cancel',
   'available', 'accept_patient', 'decline_patient', 'transfer', 'doctor_free',
   'sources', 'chat', 'mute_participant', 'remove_participant', 'lock_room', 'set_secretary',
-  'stats', 'audio_only',
+  'stats', 'audio_only', 'end_room',
 ]);
 
 /** Every `type` the server may send. */
@@ -29,7 +29,7 @@ export const SERVER_TYPES = Object.freeze([
   'doctor_status', 'call_ready',
   'chat', 'mute_requested', 'room_state',
   'participant_reconnecting', 'participant_reconnected', 'link_quality',
-  'audio_only', 'publish_layers',
+  'audio_only', 'publish_layers', 'room_ended',
 ]);
 
 /** Stable error codes (protocol/src/error.rs). Clients translate them. */
@@ -297,6 +297,17 @@ export function audio_only(on) {
   return { type: 'audio_only', on: Boolean(on) };
 }
 
+/**
+ * `end_room {}` — ends the consultation for everyone (the doctor of a visit,
+ * the chair of a conference or, with no chair in the room, a doctor).
+ */
+export function end_room() {
+  return { type: 'end_room' };
+}
+
+/** Why a consultation ended (`room_ended.reason`). */
+export const END_REASONS = Object.freeze(['ended', 'abandoned', 'server_restart']);
+
 /** Why the server sends a subscriber no video (`audio_only.reason`). */
 export const AUDIO_ONLY_REASONS = Object.freeze(['weak_network', 'requested']);
 
@@ -306,7 +317,7 @@ export const clientMessages = Object.freeze({
   queue_join, queue_resume, queue_cancel,
   available, accept_patient, decline_patient, transfer, doctor_free,
   sources, chat, mute_participant, remove_participant, lock_room, set_secretary,
-  stats, audio_only,
+  stats, audio_only, end_room,
 });
 
 /** Serialises a client message for the WebSocket. */
@@ -407,6 +418,13 @@ const SERVER_SCHEMAS = {
   // anyone receives (the others are paused).
   audio_only: { on: isBool, reason: oneOf(AUDIO_ONLY_REASONS) },
   publish_layers: { mid: isStr, active: (v) => Array.isArray(v) && v.every(isStr) },
+  // The consultation is over: who ended it (if a person did) and how to
+  // reach the facility; the server closes the session after it.
+  room_ended: {
+    reason: oneOf(END_REASONS),
+    by: isOptStr,
+    contact: (v) => v === undefined || (isObj(v) && isStr(v.name) && isOptStr(v.phone)),
+  },
   // An unknown code from a newer server is still an error to show.
   error: { code: isStr, message: isStr, in_reply_to: isOptStr },
 };
@@ -476,6 +494,15 @@ export function mayModerate(roomState, you) {
   const chair = roomState && roomState.chair !== undefined ? roomState.chair : null;
   if (chair !== null) return String(chair) === String(you.id);
   return you.role === 'doctor';
+}
+
+/**
+ * Whether `you` may end the consultation for everyone (`end_room`): the
+ * server's rule is the moderators' — the chair while one is in the room,
+ * otherwise a doctor (in a visit, its doctor).
+ */
+export function mayEnd(roomState, you) {
+  return mayModerate(roomState, you);
 }
 
 /** Who may be named secretary: a doctor or nurse in the room. */

@@ -115,6 +115,7 @@ impl World {
             } else {
                 Duration::ZERO
             },
+            abandon_after: Duration::from_secs(600),
         };
         let t0 = Instant::now();
         let mut w = World {

@@ -15,7 +15,7 @@ pub use ids::{
     ConsultationKind, MediaKind, ParticipantId, Role, RoomId, RoomIdError, TrackId, TrackSource,
 };
 pub use msg::{
-    AudioOnlyReason, ClientMsg, LeaveReason, LinkGrade, LinkStats, ParticipantInfo, QueueState,
+    AudioOnlyReason, ClientMsg, EndReason, FacilityContact, LeaveReason, LinkGrade, LinkStats, ParticipantInfo, QueueState,
     RoomInfo, ServerMsg, TrackInfo, parse_client_msg, parse_server_msg,
 };
 

@@ -105,6 +105,11 @@ pub enum ClientMsg {
     /// stops (or resumes) sending them video; the client stops (or resumes)
     /// sending its own.
     AudioOnly { on: bool },
+    /// Ends the consultation for everyone (the lobby too): allowed to the
+    /// doctor of a visit and to a conference's chair, or, with no chair in
+    /// the room, to a doctor. Everyone gets `room_ended`; the record is
+    /// closed with the end time.
+    EndRoom {},
 }
 
 /// Why a subscriber receives no video.
@@ -240,6 +245,7 @@ impl ClientMsg {
         "set_secretary",
         "stats",
         "audio_only",
+        "end_room",
     ];
 
     /// Whether this is an on-call queue message (patients' or doctors').
@@ -285,6 +291,7 @@ impl ClientMsg {
             ClientMsg::SetSecretary { .. } => "set_secretary",
             ClientMsg::Stats { .. } => "stats",
             ClientMsg::AudioOnly { .. } => "audio_only",
+            ClientMsg::EndRoom {} => "end_room",
         }
     }
 }
@@ -321,6 +328,15 @@ pub struct TrackInfo {
     pub source: TrackSource,
 }
 
+/// How to reach the facility a consultation belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FacilityContact {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
 /// Where a patient in a queue stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -339,6 +355,29 @@ pub enum LeaveReason {
     Ended,
     /// The chair removed them.
     Removed,
+}
+
+/// Why a consultation ended (`room_ended`, and the record's `end_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// A doctor or the chair ended it (in the room, from the console or
+    /// through the API).
+    Ended,
+    /// No doctor or nurse was in the room for the configured time.
+    Abandoned,
+    /// The server restarted while people were in the room.
+    ServerRestart,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Ended => "ended",
+            EndReason::Abandoned => "abandoned",
+            EndReason::ServerRestart => "server_restart",
+        }
+    }
 }
 
 /// What the server says.
@@ -508,6 +547,18 @@ pub enum ServerMsg {
     ConsentRecorded {
         text_version: String,
         at: u64,
+    },
+    /// The consultation is over, for everyone in the room and the lobby:
+    /// the client shows its end screen (no retry). `by` is the name of who
+    /// ended it, when a person did; `contact` how to reach the consultation's
+    /// facility (its name and phone, as the directory has them). The session
+    /// is closed after this message.
+    RoomEnded {
+        reason: EndReason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        contact: Option<FacilityContact>,
     },
     /// Something went wrong. `in_reply_to` names the client message type it
     /// concerns, when there is one. Fatal codes are followed by a close.

@@ -56,6 +56,8 @@ pub fn routes() -> axum::Router<AppState> {
         )
         .route("/api/v1/conferences/{id}/schedule", post(schedule))
         .route("/api/v1/conferences/{id}/decline", post(decline))
+        .route("/api/v1/conferences/{id}/reschedule", post(reschedule))
+        .route("/api/v1/conferences/{id}/cancel", post(cancel))
         .route("/api/v1/conferences/{id}/join", post(join))
         .route("/api/v1/conferences/{id}/guest-link", post(guest_link))
         .route("/api/v1/conferences/{id}/conclusion", post(conclusion))
@@ -164,6 +166,8 @@ enum Status {
     Scheduled,
     Declined,
     Held,
+    /// Called off by those who schedule, before it was held.
+    Cancelled,
 }
 
 impl Status {
@@ -173,6 +177,7 @@ impl Status {
             Status::Scheduled => "scheduled",
             Status::Declined => "declined",
             Status::Held => "held",
+            Status::Cancelled => "cancelled",
         }
     }
 }
@@ -285,8 +290,16 @@ fn load(c: &Connection, id: i64) -> rusqlite::Result<Option<Request>> {
         conclusion_at,
         k_status,
     ) = d;
+    // Kept apart from the query above: the cancellation came later.
+    let (cancelled_at, cancel_reason): (Option<i64>, Option<String>) = c.query_row(
+        "SELECT cancelled_at, cancel_reason FROM conference_requests WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let status = if declined_at.is_some() {
         Status::Declined
+    } else if cancelled_at.is_some() {
+        Status::Cancelled
     } else if cons_id.is_none() {
         Status::Requested
     } else if k_status.as_deref() == Some("ended") {
@@ -364,6 +377,7 @@ fn load(c: &Connection, id: i64) -> rusqlite::Result<Option<Request>> {
         "attachments": attachments,
         "schedule": schedule,
         "decline_reason": reason,
+        "cancelled": cancelled_at.map(|at| json!({"at": at, "reason": cancel_reason})),
         "secretary_staff_id": secretary,
         "conclusion": conclusion_json,
     });
@@ -716,7 +730,7 @@ async fn upload(
     let actor = Actor::from_headers(&state, &headers).await?;
     let r = visible(&state, &actor, id).await?;
     actor.check(Permission::Attach, &r.parties())?;
-    if matches!(r.status, Status::Held | Status::Declined) {
+    if matches!(r.status, Status::Held | Status::Declined | Status::Cancelled) {
         return Err(ApiError::new(
             ErrorCode::Conflict,
             "the conference was held or declined: its file is closed",
@@ -1072,6 +1086,166 @@ async fn decline(
         None,
         &actor,
         json!({"request": id}),
+    );
+    reload(&state, id).await
+}
+
+// ---------------------------------------------------------------------------
+// Changing a scheduled conference: another time, or calling it off.
+
+/// The caller and the request, when the caller may schedule it and it is
+/// scheduled but nobody has entered its room yet (a conference under way
+/// is ended, not moved).
+async fn scheduled_not_started(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: i64,
+) -> ApiResult<(Actor, Request)> {
+    let actor = Actor::from_headers(state, headers).await?;
+    let r = visible(state, &actor, id).await?;
+    actor.check(Permission::Schedule, &r.parties())?;
+    if r.status != Status::Scheduled {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("the request is {}, not scheduled", r.status.as_str()),
+        ));
+    }
+    let cid = r.consultation_id.clone().unwrap_or_default();
+    let started: bool = state
+        .store
+        .call(move |c| {
+            c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM attendance WHERE consultation_id = ?1)",
+                [cid],
+                |r| r.get(0),
+            )
+        })
+        .await
+        .map_err(internal)?;
+    if started {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the conference has started: end it from the room instead",
+        ));
+    }
+    Ok((actor, r))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RescheduleReq {
+    starts_at: u64,
+    #[serde(default)]
+    duration_min: Option<u64>,
+}
+
+async fn reschedule(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    req: Result<Json<RescheduleReq>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let (actor, r) = scheduled_not_started(&state, &headers, id).await?;
+    let req = body(req)?;
+    let duration = req
+        .duration_min
+        .unwrap_or(r.duration_min.unwrap_or(60) as u64);
+    if !(15..=240).contains(&duration) {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "duration_min must be between 15 and 240",
+        ));
+    }
+    let now = unix_now();
+    if req.starts_at <= now || req.starts_at > now + 366 * 86_400 {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "starts_at must be in the future, within a year",
+        ));
+    }
+    let before = r.starts_at;
+    let (starts, dur) = (req.starts_at as i64, duration as i64);
+    let changed = state
+        .store
+        .call(move |c| {
+            c.execute(
+                "UPDATE conference_requests SET starts_at = ?1, duration_min = ?2
+                 WHERE id = ?3 AND cancelled_at IS NULL",
+                params![starts, dur, id],
+            )
+        })
+        .await
+        .map_err(internal)?;
+    if changed != 1 {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the request was cancelled meanwhile",
+        ));
+    }
+    audit(
+        &state,
+        Action::ConferenceRescheduled,
+        r.consultation_id.as_deref(),
+        &actor,
+        json!({"request": id, "starts_at": starts, "duration_min": dur, "was": before}),
+    );
+    reload(&state, id).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelReq {
+    reason: String,
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    req: Result<Json<CancelReq>, JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let (actor, r) = scheduled_not_started(&state, &headers, id).await?;
+    let reason = required_text("reason", &body(req)?.reason, 1000)?;
+    let now = unix_now() as i64;
+    let cid = r.consultation_id.clone().unwrap_or_default();
+    let why = reason.clone();
+    let changed = state
+        .store
+        .call(move |c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "UPDATE conference_requests SET cancelled_at = ?1, cancel_reason = ?2
+                 WHERE id = ?3 AND cancelled_at IS NULL",
+                params![now, why, id],
+            )?;
+            // Its room closes: links into it lead to the end screen.
+            tx.execute(
+                "UPDATE consultations SET status = 'ended', ended_at = ?1, end_reason = 'cancelled'
+                 WHERE id = ?2 AND status = 'open'",
+                params![now, cid],
+            )?;
+            tx.commit()?;
+            Ok(n)
+        })
+        .await
+        .map_err(internal)?;
+    if changed != 1 {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the request was cancelled meanwhile",
+        ));
+    }
+    if let Ok(room) = RoomId::parse(r.consultation_id.as_deref().unwrap_or_default()) {
+        let _ = state
+            .hub
+            .send(crate::hub_task::HubMsg::Input(Input::EndRoom(room)));
+    }
+    audit(
+        &state,
+        Action::ConferenceCancelled,
+        r.consultation_id.as_deref(),
+        &actor,
+        json!({"request": id, "reason": reason}),
     );
     reload(&state, id).await
 }

@@ -82,6 +82,9 @@ pub struct Config {
     pub max_participants: usize,
     /// How long a dropped participant keeps their place for a reconnect.
     pub reconnect_grace: std::time::Duration,
+    /// How long a room may go without a doctor or nurse, once one was in
+    /// it, before it ends by itself (`abandoned`).
+    pub abandon_after: Duration,
     /// A TURN server to hand out credentials for (networks without UDP).
     pub turn: Option<crate::turn::TurnConfig>,
     /// HTTPS connections open at once; over it, new ones are closed at once.
@@ -115,6 +118,7 @@ impl Config {
             demo: Demo::Never,
             max_participants: 16,
             reconnect_grace: tuxa_signaling::DEFAULT_RECONNECT_GRACE,
+            abandon_after: tuxa_signaling::DEFAULT_ABANDON_AFTER,
             turn: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
@@ -155,6 +159,7 @@ struct FileConfig {
     log: Option<String>,
     demo: Option<bool>,
     reconnect_grace: Option<u64>,
+    abandon_after: Option<u64>,
     turn_url: Option<Vec<String>>,
     turn_secret: Option<String>,
     turn_ttl: Option<u64>,
@@ -195,6 +200,8 @@ OPTIONS (each also as an environment variable, and as a key in the TOML file):
   --cert FILE --key FILE  a real certificate chain and key (PEM)      TUXA_CERT, TUXA_KEY
   --max-participants N    per room, at most 250 [16]                  TUXA_MAX_PARTICIPANTS
   --reconnect-grace SECS  a dropped participant's place is kept [30]  TUXA_RECONNECT_GRACE
+  --abandon-after SECS    a room without a doctor or nurse ends      TUXA_ABANDON_AFTER
+                          (abandoned) after this long, 1–3600 [600]
   --turn-url URL[,URL…]   TURN server(s) for networks without UDP,    TUXA_TURN_URL
                           e.g. turns:turn.example.vn:443?transport=tcp (docs/turn.md)
   --turn-secret SECRET    coturn's static-auth-secret                 TUXA_TURN_SECRET
@@ -368,6 +375,12 @@ impl Settings {
             }
             anyhow::Ok(Duration::from_secs(n))
         };
+        let abandon_after = secs(
+            "abandon-after",
+            "TUXA_ABANDON_AFTER",
+            file.abandon_after,
+            tuxa_signaling::DEFAULT_ABANDON_AFTER,
+        )?;
         let header_timeout = secs(
             "header-timeout",
             "TUXA_HEADER_TIMEOUT",
@@ -498,6 +511,7 @@ impl Settings {
                 demo,
                 max_participants,
                 reconnect_grace: std::time::Duration::from_secs(reconnect_grace),
+                abandon_after,
                 turn,
                 max_connections,
                 max_connections_per_ip,
@@ -528,6 +542,7 @@ fn parse_flags(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
         "cert",
         "key",
         "max-participants",
+        "abandon-after",
         "log",
         "reconnect-grace",
         "turn-url",

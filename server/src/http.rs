@@ -424,23 +424,34 @@ pub async fn create(
         created_at: unix_now() as i64,
         ended_at: None,
         facility_id,
+        end_reason: None,
     };
     let r = row.clone();
-    state
+    let contact = state
         .store
         .call(move |c| {
             c.execute(
                 "INSERT INTO consultations(id, kind, title, status, created_at, facility_id)
                  VALUES (?1, ?2, ?3, 'open', ?4, ?5)",
                 rusqlite::params![r.id, r.kind, r.title, r.created_at, r.facility_id],
-            )
+            )?;
+            crate::store::facility_contact(c, r.facility_id)
         })
         .await
         .map_err(ApiError::internal)?;
     let _ = state.hub.send(HubMsg::Input(Input::RoomOpened(
-        RoomInfo { id, kind, title },
+        RoomInfo {
+            id: id.clone(),
+            kind,
+            title,
+        },
         RoomStatus::Open,
     )));
+    if let Some(contact) = contact {
+        let _ = state
+            .hub
+            .send(HubMsg::Input(Input::RoomContact { room: id, contact }));
+    }
     audit(
         state,
         Action::ConsultationCreated,
@@ -465,6 +476,9 @@ fn consultation_json(
     });
     if let Some(t) = row.ended_at {
         v["ended_at"] = json!(t);
+    }
+    if let Some(r) = &row.end_reason {
+        v["end_reason"] = json!(r);
     }
     if let Some(p) = participants {
         v["participants"] = json!(p);
@@ -754,16 +768,25 @@ async fn end_consultation(
     let row = load_for(&state, &actor, &id, Permission::End).await?;
     let now = unix_now() as i64;
     let rid = row.id.clone();
-    state
+    let changed = state
         .store
         .call(move |c| {
             c.execute(
-                "UPDATE consultations SET status = 'ended', ended_at = ?1 WHERE id = ?2 AND status = 'open'",
+                "UPDATE consultations SET status = 'ended', ended_at = ?1, end_reason = 'ended'
+                 WHERE id = ?2 AND status = 'open'",
                 rusqlite::params![now, rid],
             )
         })
         .await
         .map_err(ApiError::internal)?;
+    // Ending twice changes nothing: the first end time and its audit entry
+    // stand.
+    if changed == 0 {
+        return Err(ApiError::new(
+            ErrorCode::RoomEnded,
+            "the consultation has already ended",
+        ));
+    }
     let room = parse_room(&row.id)?;
     let _ = state.hub.send(HubMsg::Input(Input::EndRoom(room)));
     audit(

@@ -352,6 +352,18 @@ fn record(store: &Store, ev: RecordEvent) {
                 Ok(())
             });
         }
+        RecordEvent::Ended { room, reason, .. } => {
+            // Ended through the API, the row is closed already: the first
+            // end time stands.
+            store.spawn("consultation end", move |c| {
+                c.execute(
+                    "UPDATE consultations SET status = 'ended', ended_at = ?1, end_reason = ?2
+                     WHERE id = ?3 AND status = 'open'",
+                    rusqlite::params![now, reason.as_str(), room.as_str()],
+                )?;
+                Ok(())
+            });
+        }
         RecordEvent::Locked { .. } | RecordEvent::MuteRequested { .. } => {}
     }
 }
@@ -533,6 +545,13 @@ fn audit_entry(now: i64, ev: &RecordEvent) -> Option<Entry> {
                     serde_json::json!({ "participant": participant, "barred": "link" })
                 }
             },
+        },
+        RecordEvent::Ended { room, reason, by } => Entry {
+            at: now,
+            action: Action::ConsultationEnded,
+            consultation: Some(room.to_string()),
+            actor: by.map_or_else(|| "system".to_owned(), |p| format!("participant:{p}")),
+            detail: serde_json::json!({ "reason": reason.as_str() }),
         },
         RecordEvent::Locked { room, locked, by } => Entry {
             at: now,

@@ -143,7 +143,7 @@ pub async fn run(
     }
     let keys = store.keys().clone();
     let admin_key = config.admin_key.clone();
-    let (token_key, admin_hash, new_admin_key, rooms) = store
+    let (token_key, admin_hash, new_admin_key, rooms, attended, contacts) = store
         .call(move |c| {
             // Sealed under the master key (secrets.rs).
             let token_key = secrets::token_key(c, &keys).map_err(|e| {
@@ -165,14 +165,60 @@ pub async fn run(
                     h
                 }
             };
-            // Attendance left open by a crash ends at the restart.
+            // A room with people in it when the server died ends at the
+            // restart (`server_restart`), its attendance with it: the
+            // record gets an end time instead of staying open for ever.
+            let crashed: Vec<String> = {
+                let mut st = c.prepare(
+                    "SELECT DISTINCT a.consultation_id FROM attendance a
+                     JOIN consultations k ON k.id = a.consultation_id
+                     WHERE a.left_at IS NULL AND k.status = 'open'",
+                )?;
+                st.query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?
+            };
+            let now = hub_task::unix_now() as i64;
+            for id in &crashed {
+                c.execute(
+                    "UPDATE consultations SET status = 'ended', ended_at = ?1,
+                         end_reason = 'server_restart'
+                     WHERE id = ?2 AND status = 'open'",
+                    rusqlite::params![now, id],
+                )?;
+                audit::append(
+                    c,
+                    &audit::Entry {
+                        at: now,
+                        action: audit::Action::ConsultationEnded,
+                        consultation: Some(id.clone()),
+                        actor: "system".into(),
+                        detail: serde_json::json!({"reason": "server_restart"}),
+                    },
+                )?;
+            }
             c.execute(
-                "UPDATE attendance SET left_at = strftime('%s','now'), leave_reason = 'server_restart'
+                "UPDATE attendance SET left_at = ?1, leave_reason = 'server_restart'
                  WHERE left_at IS NULL",
-                [],
+                [now],
             )?;
             let rooms = store::consultations(c)?;
-            Ok((token_key, admin_hash, new_key, rooms))
+            // Open rooms someone was in before a clean stop: with no doctor
+            // or nurse coming back they end as abandoned.
+            let attended: Vec<String> = {
+                let mut st = c.prepare(
+                    "SELECT DISTINCT a.consultation_id FROM attendance a
+                     JOIN consultations k ON k.id = a.consultation_id
+                     WHERE k.status = 'open' AND a.role IN ('doctor', 'nurse')",
+                )?;
+                st.query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?
+            };
+            let contacts = rooms
+                .iter()
+                .filter(|r| r.status == "open")
+                .map(|r| Ok((r.id.clone(), store::facility_contact(c, r.facility_id)?)))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((token_key, admin_hash, new_key, rooms, attended, contacts))
         })
         .await
         .context("opening the store")?;
@@ -205,6 +251,7 @@ pub async fn run(
         HubConfig {
             max_participants: config.max_participants,
             reconnect_grace: config.reconnect_grace,
+            abandon_after: config.abandon_after,
             ..HubConfig::default()
         },
         tokens.clone(),
@@ -235,6 +282,23 @@ pub async fn run(
                 },
                 status,
             ),
+        );
+    }
+    for (room, contact) in contacts {
+        let (Ok(room), Some(contact)) = (RoomId::parse(&room), contact) else {
+            continue;
+        };
+        hub.handle(
+            std::time::Instant::now(),
+            hub_task::unix_now(),
+            Input::RoomContact { room, contact },
+        );
+    }
+    for room in attended.iter().filter_map(|r| RoomId::parse(r).ok()) {
+        hub.handle(
+            std::time::Instant::now(),
+            hub_task::unix_now(),
+            Input::Attended(room),
         );
     }
     // Each open conference's named chair, and whoever the chair removed: a

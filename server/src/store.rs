@@ -287,6 +287,14 @@ const MIGRATIONS: &[&str] = &[
          CHECK ((staff_id IS NULL) <> (link_sha256 IS NULL))
      ) STRICT;
      CREATE INDEX room_bars_by_consultation ON room_bars(consultation_id);",
+    // Closing the care loop: why a consultation ended (`EndReason`), a
+    // facility's phone for the patients' end screen, and a conference the
+    // coordinator called off (kept, with why, rather than deleted).
+    "ALTER TABLE consultations ADD COLUMN end_reason TEXT
+         CHECK (end_reason IN ('ended', 'abandoned', 'server_restart', 'cancelled'));
+     ALTER TABLE facilities ADD COLUMN phone TEXT;
+     ALTER TABLE conference_requests ADD COLUMN cancelled_at INTEGER;
+     ALTER TABLE conference_requests ADD COLUMN cancel_reason TEXT;",
 ];
 
 impl Store {
@@ -492,18 +500,41 @@ pub struct ConsultationRow {
     pub ended_at: Option<i64>,
     /// Whose it is (who may see it); none when made with the admin key.
     pub facility_id: Option<crate::directory::FacilityId>,
+    /// Why it ended (`EndReason::as_str`, or `cancelled`), once it has.
+    pub end_reason: Option<String>,
+}
+
+/// The facility's name and phone, for a room's end screen.
+pub fn facility_contact(
+    c: &Connection,
+    facility: Option<crate::directory::FacilityId>,
+) -> rusqlite::Result<Option<tuxa_protocol::FacilityContact>> {
+    let Some(id) = facility else {
+        return Ok(None);
+    };
+    c.query_row(
+        "SELECT name, phone FROM facilities WHERE id = ?1",
+        [id],
+        |r| {
+            Ok(tuxa_protocol::FacilityContact {
+                name: r.get(0)?,
+                phone: r.get(1)?,
+            })
+        },
+    )
+    .optional()
 }
 
 pub fn consultations(c: &Connection) -> rusqlite::Result<Vec<ConsultationRow>> {
     let mut st = c.prepare(
-        "SELECT id, kind, title, status, created_at, ended_at, facility_id FROM consultations ORDER BY created_at",
+        "SELECT id, kind, title, status, created_at, ended_at, facility_id, end_reason FROM consultations ORDER BY created_at",
     )?;
     st.query_map([], row_to_consultation)?.collect()
 }
 
 pub fn consultation(c: &Connection, id: &str) -> rusqlite::Result<Option<ConsultationRow>> {
     c.query_row(
-        "SELECT id, kind, title, status, created_at, ended_at, facility_id FROM consultations WHERE id = ?1",
+        "SELECT id, kind, title, status, created_at, ended_at, facility_id, end_reason FROM consultations WHERE id = ?1",
         [id],
         row_to_consultation,
     )
@@ -519,5 +550,6 @@ fn row_to_consultation(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsultationRo
         created_at: r.get(4)?,
         ended_at: r.get(5)?,
         facility_id: r.get(6)?,
+        end_reason: r.get(7)?,
     })
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tuxa_protocol::{
-    ClientMsg, ConsultationKind, ErrorCode, IDLE_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, LeaveReason,
+    ClientMsg, ConsultationKind, EndReason, ErrorCode, FacilityContact, IDLE_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, LeaveReason,
     LinkStats, MediaKind, ParticipantId, ParticipantInfo, ProtocolError, Role, RoomId, RoomInfo,
     SUPPORTED_VERSIONS, ServerMsg, TrackSource,
 };
@@ -43,8 +43,17 @@ pub enum Input {
     Disconnected(SessionId),
     /// A room exists (created through the API, or loaded at start).
     RoomOpened(RoomInfo, RoomStatus),
-    /// A room was ended through the API.
+    /// A room was ended through the API (the record is already closed).
     EndRoom(RoomId),
+    /// How to reach the facility a room belongs to, for its end screen.
+    RoomContact {
+        room: RoomId,
+        contact: FacilityContact,
+    },
+    /// A room restored at start had people in it before the restart: with
+    /// no doctor or nurse coming back it ends as `abandoned` (see
+    /// [`HubConfig::abandon_after`]).
+    Attended(RoomId),
     /// The staff member the scheduler named to chair a conference: only a
     /// link minted for that account (`Claims::staff_id`) with the chair's
     /// claim gets the chair's rights in this room. Sent when a conference is
@@ -177,6 +186,14 @@ pub enum RecordEvent {
         locked: bool,
         by: ParticipantId,
     },
+    /// The hub ended a room (`end_room` from a doctor or the chair, a
+    /// doctor's "next patient", or abandonment): close its record. `by` is
+    /// who ended it, when a person did.
+    Ended {
+        room: RoomId,
+        reason: EndReason,
+        by: Option<ParticipantId>,
+    },
     /// The chair asked a participant to mute.
     MuteRequested {
         room: RoomId,
@@ -290,7 +307,17 @@ pub struct HubConfig {
     /// broken, or silent until `idle_timeout`) keeps their place for a
     /// reconnect with the same link. Zero: they leave at once.
     pub reconnect_grace: Duration,
+    /// How long a room that a doctor or nurse was in may go without any
+    /// before it ends by itself (`abandoned`): the patient left alone is
+    /// told, and the record gets its end time.
+    pub abandon_after: Duration,
 }
+
+/// Long enough for a doctor to step out for a colleague or a file and come
+/// back, or to rejoin on another device; short enough that a patient left
+/// alone is not waiting for nobody, and the record's end time is near the
+/// real end.
+pub const DEFAULT_ABANDON_AFTER: Duration = Duration::from_secs(10 * 60);
 
 /// Long enough for a phone to notice a dead link, back off and come back on
 /// 3G; short enough that the others do not wait on a tile for long.
@@ -303,6 +330,7 @@ impl Default for HubConfig {
             max_participants: 16,
             idle_timeout: Duration::from_millis(IDLE_TIMEOUT_MS),
             reconnect_grace: DEFAULT_RECONNECT_GRACE,
+            abandon_after: DEFAULT_ABANDON_AFTER,
         }
     }
 }
@@ -437,6 +465,14 @@ struct Room {
     named_chair: Option<u64>,
     /// Who the chair removed: staff accounts, and links of those without one.
     barred: HashSet<Bar>,
+    /// The facility's name and phone, for the end screen.
+    contact: Option<FacilityContact>,
+    /// A doctor or nurse has been in the room (or was before a restart):
+    /// from then on, a room without any ends after `abandon_after`.
+    staffed_once: bool,
+    /// Since when no doctor or nurse is in the room (set by
+    /// `handle_timeout`, which runs at least once a second).
+    unstaffed_since: Option<Instant>,
 }
 
 impl Room {
@@ -450,6 +486,29 @@ impl Room {
             secretary: None,
             named_chair: None,
             barred: HashSet::new(),
+            contact: None,
+            staffed_once: false,
+            unstaffed_since: None,
+        }
+    }
+
+    /// A doctor or nurse holds a place in the room (a dropped connection
+    /// within its grace window still counts: they are on their way back).
+    fn has_staff(&self) -> bool {
+        self.members
+            .values()
+            .any(|m| matches!(m.info.role, Role::Doctor | Role::Nurse))
+    }
+
+    /// Whether `pid` may end the room for everyone: in a conference its
+    /// chair, or with no chair in the room a doctor; in a visit its doctor.
+    fn may_end(&self, pid: ParticipantId) -> bool {
+        match self.chair() {
+            Some(chair) => chair == pid,
+            None => self
+                .members
+                .get(&pid)
+                .is_some_and(|m| m.info.role == Role::Doctor),
         }
     }
 
@@ -618,8 +677,18 @@ impl Hub {
                     .or_insert_with(|| Room::new(info, status));
             }
             Input::EndRoom(room_id) => {
-                self.end_room(&room_id);
+                self.end_room(&room_id, EndReason::Ended, None);
                 self.queue_room_ended(now, &room_id);
+            }
+            Input::RoomContact { room, contact } => {
+                if let Some(r) = self.rooms.get_mut(&room) {
+                    r.contact = Some(contact);
+                }
+            }
+            Input::Attended(room) => {
+                if let Some(r) = self.rooms.get_mut(&room) {
+                    r.staffed_once = true;
+                }
             }
             Input::ChairNamed { room, staff } => self.name_chair(&room, staff),
             Input::Barred { room, bar } => {
@@ -743,6 +812,32 @@ impl Hub {
         for (room, pid) in expired {
             self.remove_member(&room, pid, LeaveReason::Disconnected);
         }
+        let abandon_after = self.config.abandon_after;
+        let mut abandoned = Vec::new();
+        for (id, r) in self.rooms.iter_mut() {
+            if r.status == RoomStatus::Ended || !r.staffed_once || r.has_staff() {
+                r.unstaffed_since = None;
+                continue;
+            }
+            let since = *r.unstaffed_since.get_or_insert(now);
+            if now >= since + abandon_after {
+                abandoned.push(id.clone());
+            }
+        }
+        for room in abandoned {
+            self.out.push_back(Output::Record(RecordEvent::Ended {
+                room: room.clone(),
+                reason: EndReason::Abandoned,
+                by: None,
+            }));
+            self.end_room(&room, EndReason::Abandoned, None);
+            self.queue_room_ended(now, &room);
+        }
+        let abandon_deadline = self
+            .rooms
+            .values()
+            .filter_map(|r| r.unstaffed_since.map(|t| t + abandon_after))
+            .min();
         let queue_deadline = self.queues.handle_timeout(now);
         self.pump_queues(now);
         let away_deadline = self
@@ -757,6 +852,7 @@ impl Hub {
             .map(|s| s.last_heard + idle)
             .chain(queue_deadline)
             .chain(away_deadline)
+            .chain(abandon_deadline)
             .min()
     }
 
@@ -1483,6 +1579,10 @@ impl Hub {
             .map(|m| m.info.id)
             .collect();
         let is_host = member.may_host();
+        if matches!(member.info.role, Role::Doctor | Role::Nurse) {
+            room.staffed_once = true;
+            room.unstaffed_since = None;
+        }
         room.members.insert(pid, member);
         let state = room.state_msg();
         let chair_changed = room.chair() != chair_before;
@@ -1767,6 +1867,27 @@ impl Hub {
             }
             ClientMsg::SetSecretary { participant_id } => {
                 self.set_secretary(sid, &room, pid, participant_id)
+            }
+            ClientMsg::EndRoom {} => {
+                let Some(r) = self.rooms.get(&room) else {
+                    return;
+                };
+                if !r.may_end(pid) {
+                    let why = if r.info.kind == ConsultationKind::Conference {
+                        "only the chair ends a conference (or, with no chair in the room, a doctor)"
+                    } else {
+                        "only the doctor ends a visit"
+                    };
+                    self.reply(sid, ErrorCode::Forbidden, why, "end_room");
+                    return;
+                }
+                self.out.push_back(Output::Record(RecordEvent::Ended {
+                    room: room.clone(),
+                    reason: EndReason::Ended,
+                    by: Some(pid),
+                }));
+                self.end_room(&room, EndReason::Ended, Some(pid));
+                self.queue_room_ended(now, &room);
             }
             // Answered in `on_frame` whatever the session's state.
             ClientMsg::Hello { .. } | ClientMsg::Ping { .. } | ClientMsg::Consent { .. } => {}
@@ -2078,11 +2199,44 @@ impl Hub {
         self.broadcast_state(room_id);
     }
 
-    fn end_room(&mut self, room_id: &RoomId) {
+    /// Ends a queue call's room when its doctor takes the next patient.
+    pub(crate) fn end_visit(&mut self, now: Instant, room: &RoomId, doctor: Option<u64>) {
+        let Some(r) = self.rooms.get(room) else {
+            return;
+        };
+        if r.status == RoomStatus::Ended {
+            return;
+        }
+        let by = r
+            .members
+            .values()
+            .find(|m| doctor.is_some() && m.staff_id == doctor)
+            .map(|m| m.info.id);
+        self.out.push_back(Output::Record(RecordEvent::Ended {
+            room: room.clone(),
+            reason: EndReason::Ended,
+            by,
+        }));
+        self.end_room(room, EndReason::Ended, by);
+        self.queue_room_ended(now, room);
+    }
+
+    /// Ends a room for everyone in it and in its lobby: each is told why
+    /// (and who to call), then closed; the away lose their places.
+    fn end_room(&mut self, room_id: &RoomId, reason: EndReason, by: Option<ParticipantId>) {
         let Some(room) = self.rooms.get_mut(room_id) else {
             return;
         };
         room.status = RoomStatus::Ended;
+        room.unstaffed_since = None;
+        let by = by
+            .and_then(|p| room.members.get(&p))
+            .map(|m| m.info.name.clone());
+        let msg = ServerMsg::RoomEnded {
+            reason,
+            by,
+            contact: room.contact.clone(),
+        };
         let sids: Vec<SessionId> = room
             .members
             .values()
@@ -2090,12 +2244,16 @@ impl Hub {
             .map(|m| m.session)
             .collect();
         for sid in sids {
-            self.fail(
-                sid,
-                ErrorCode::RoomEnded,
-                "the consultation has ended".into(),
-                None,
-            );
+            self.send(sid, msg.clone());
+            if let Some(s) = self.sessions.get_mut(&sid)
+                && !matches!(
+                    s.state,
+                    SessionState::Joined { .. } | SessionState::Waiting { .. }
+                )
+            {
+                s.state = SessionState::Closing;
+            }
+            self.out.push_back(Output::Close(sid));
             self.drop_session(sid, LeaveReason::Ended);
         }
         // Those away have no session to drop.

@@ -250,8 +250,20 @@ impl Hub {
             ClientMsg::DoctorFree {} => QueueInput::DoctorFree { session: sid },
             _ => return,
         };
+        // "Done, next patient" ends the visit the doctor leaves: the patient
+        // sees the end screen, and the record gets its end time.
+        let finished = match &input {
+            QueueInput::DoctorFree { .. } => self.session_staff(sid).and_then(|s| {
+                let call = self.queues.doctor(s.staff.id)?.call?;
+                Some((self.calls.get(&call.0)?.room.clone(), s.staff.id))
+            }),
+            _ => None,
+        };
         self.queues.handle(now, input);
         self.pump_queues(now);
+        if let Some((room, doctor)) = finished {
+            self.end_visit(now, &room, Some(doctor));
+        }
     }
 
     /// Translates everything the queue book has to say.

@@ -12,7 +12,7 @@ pub mod queue;
 pub mod token;
 
 pub use hub::{
-    Bar, Consent, DEFAULT_RECONNECT_GRACE, Hub, HubConfig, Input, Live, LiveQueue, LiveRoom,
+    Bar, Consent, DEFAULT_ABANDON_AFTER, DEFAULT_RECONNECT_GRACE, Hub, HubConfig, Input, Live, LiveQueue, LiveRoom,
     MediaCommand, Output, QUALITY_WINDOW_SECS, QualityWindow, RecordEvent, RoomStatus,
     STATS_MIN_INTERVAL, SessionId,
 };

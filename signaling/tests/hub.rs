@@ -55,6 +55,7 @@ impl World {
             max_participants: 16,
             idle_timeout: IDLE,
             reconnect_grace: Duration::ZERO,
+            abandon_after: tuxa_signaling::DEFAULT_ABANDON_AFTER,
         })
     }
 
@@ -65,6 +66,7 @@ impl World {
             max_participants: 16,
             idle_timeout: IDLE,
             reconnect_grace: GRACE,
+            abandon_after: tuxa_signaling::DEFAULT_ABANDON_AFTER,
         })
     }
 
@@ -599,6 +601,7 @@ fn join_errors_for_rooms() {
         max_participants: 2,
         idle_timeout: IDLE,
         reconnect_grace: Duration::ZERO,
+        abandon_after: tuxa_signaling::DEFAULT_ABANDON_AFTER,
     });
     let r = room_id(1);
     let unknown = room_id(9);
@@ -1105,10 +1108,18 @@ fn ending_a_room_is_fatal_for_every_member_and_later_joins() {
 
     let out = w.handle(Input::EndRoom(r.clone()));
     for sid in [a, b] {
+        // Told why (the end screen), not an error.
         assert!(
-            error_codes(&out, sid).contains(&ErrorCode::RoomEnded),
+            sends_to(&out, sid).iter().any(|m| matches!(
+                m,
+                ServerMsg::RoomEnded {
+                    reason: tuxa_protocol::EndReason::Ended,
+                    ..
+                }
+            )),
             "{sid:?}: {out:?}"
         );
+        assert!(error_codes(&out, sid).is_empty(), "{out:?}");
         assert!(closed(&out, sid));
         // Nothing is sent to a session after its close.
         let c = pos(&out, |x| *x == Output::Close(sid));
@@ -1479,7 +1490,12 @@ fn leaving_or_dropping_out_of_the_lobby_updates_the_hosts() {
     // Ending the room ends the lobby too.
     let (d, _) = arrive(&mut w, &r, Role::Patient, "D");
     let out = w.handle(Input::EndRoom(r.clone()));
-    assert_eq!(error_codes(&out, d), vec![ErrorCode::RoomEnded]);
+    assert!(
+        sends_to(&out, d)
+            .iter()
+            .any(|m| matches!(m, ServerMsg::RoomEnded { .. })),
+        "{out:?}"
+    );
     assert!(closed(&out, d));
     assert!(w.hub.waiting_in(&r).is_empty());
 }

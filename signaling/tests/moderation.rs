@@ -32,7 +32,8 @@ fn is_moderation(msg: &ClientMsg) -> bool {
         | ClientMsg::MuteParticipant { .. }
         | ClientMsg::RemoveParticipant { .. }
         | ClientMsg::LockRoom { .. }
-        | ClientMsg::SetSecretary { .. } => true,
+        | ClientMsg::SetSecretary { .. }
+        | ClientMsg::EndRoom {} => true,
         // One's own session, media and words; the on-call queue (checked by staff identity in
         // tests/queue.rs).
         ClientMsg::Hello { .. }
@@ -97,6 +98,7 @@ impl World {
             max_participants: 16,
             idle_timeout: Duration::from_secs(45),
             reconnect_grace: Duration::ZERO,
+            abandon_after: tuxa_signaling::DEFAULT_ABANDON_AFTER,
         };
         let room = RoomId::from_random([7; 10]);
         let mut w = World {
@@ -270,7 +272,7 @@ struct Targets {
 
 #[test]
 fn each_moderation_message_is_the_named_chairs_or_without_them_a_doctors() {
-    let messages: [(&str, MakeMsg); 6] = [
+    let messages: [(&str, MakeMsg); 7] = [
         ("admit", |t| ClientMsg::Admit {
             participant_id: t.waiting_patient,
         }),
@@ -288,6 +290,7 @@ fn each_moderation_message_is_the_named_chairs_or_without_them_a_doctors() {
         ("set_secretary", |t| ClientMsg::SetSecretary {
             participant_id: Some(t.member),
         }),
+        ("end_room", |_| ClientMsg::EndRoom {}),
     ];
     let mut wrong = Vec::new();
     for (name, msg) in messages {

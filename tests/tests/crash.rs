@@ -189,7 +189,14 @@ async fn kill_9_loses_nothing() -> anyhow::Result<()> {
             )
             .await?;
         assert_eq!(status, 200, "{after}");
-        assert_eq!(after["consultation"]["status"], "open");
+        // People were in the room when the server died: it ended at the
+        // restart, with that reason and an end time.
+        assert_eq!(after["consultation"]["status"], "ended", "{after}");
+        assert!(after["consultation"]["ended_at"].as_i64().is_some(), "{after}");
+        let (_, row) = api
+            .admin("GET", &format!("/api/v1/consultations/{room}"), None)
+            .await?;
+        assert_eq!(row["end_reason"], "server_restart", "{row}");
         // Everyone who was there is still on record, their presence closed
         // at the restart; consent and links are all there.
         let people = after["participants"].as_array().context("participants")?;
@@ -218,12 +225,13 @@ async fn kill_9_loses_nothing() -> anyhow::Result<()> {
             &before_audit[..before_audit.len() - 1]
         );
 
-        // The same links still work: everyone rejoins.
-        let (status, body) = api.join_check(room.as_str(), &doctor_link).await?;
-        assert_eq!(status, 200, "{body}");
-        let mut doctor = join(http, &room, &doctor_link).await?;
-        let _nurse = join(http, &room, &nurse_link).await?;
-        let _patient = admit_patient(http, &room, &patient_link, &mut doctor).await?;
+        // The room ended with the crash: its links now lead to the end
+        // screen (room_ended), for everyone.
+        for link in [&doctor_link, &nurse_link, &patient_link] {
+            let (status, body) = api.join_check(room.as_str(), link).await?;
+            assert_eq!(status, 410, "{body}");
+            assert_eq!(body["error"]["code"], "room_ended", "{body}");
+        }
         anyhow::Ok(())
     }
     .await;

@@ -11,7 +11,9 @@ use serde_json::json;
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind as SMediaKind};
 use str0m::{Candidate, Rtc};
-use tuxa_protocol::{ClientMsg, ConsultationKind, ErrorCode, LeaveReason, Role, ServerMsg};
+use tuxa_protocol::{
+    ClientMsg, ConsultationKind, EndReason, ErrorCode, LeaveReason, Role, ServerMsg,
+};
 use tuxa_tests::{Flavor, Peer, PeerOptions, REPLY_TIMEOUT, SignalClient, TestServer, serial};
 
 /// A joined session (no media).
@@ -48,15 +50,33 @@ async fn ending_a_consultation_closes_its_sessions() -> anyhow::Result<()> {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ended", "{body}");
     for s in &mut sessions {
-        let code = s
+        let reason = s
             .recv_until(REPLY_TIMEOUT, "room_ended", |m| match m {
-                ServerMsg::Error { code, .. } => Some(*code),
+                ServerMsg::RoomEnded { reason, .. } => Some(*reason),
                 _ => None,
             })
             .await?;
-        assert_eq!(code, ErrorCode::RoomEnded);
+        assert_eq!(reason, EndReason::Ended);
         s.expect_close(REPLY_TIMEOUT).await?;
     }
+    // Ending twice is refused and changes nothing: the first end stands.
+    let (status, again) = api.end_consultation(&room).await?;
+    assert_eq!(
+        (status, again.pointer("/error/code")),
+        (410, Some(&json!("room_ended"))),
+        "{again}"
+    );
+    let (_, record) = api
+        .admin("GET", &format!("/api/v1/consultations/{room}/record.json"), None)
+        .await?;
+    assert_eq!(record["consultation"]["ended_at"], body["ended_at"], "{record}");
+    let ends = record["audit"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["action"] == "consultation_ended")
+        .count();
+    assert_eq!(ends, 1, "one end in the audit trail: {record}");
     // Its links no longer work, and no new ones are made.
     let mut s = server.signal().await?;
     s.hello().await?;
@@ -74,6 +94,148 @@ async fn ending_a_consultation_closes_its_sessions() -> anyhow::Result<()> {
         (410, Some(&json!("room_ended"))),
         "minting a link for an ended consultation: {body}"
     );
+    server.shutdown().await?;
+    Ok(())
+}
+
+/// The doctor ends a visit from the room (`end_room`): the patient is told at once with the
+/// facility's contact, and the record is closed with its end time and reason; a patient's
+/// `end_room` is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_doctor_ends_a_visit_from_the_room() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let api = server.api();
+    let room = api
+        .create_consultation(ConsultationKind::Visit, "Khám")
+        .await?;
+    let (mut doctor, _) = joined_session(&server, &room, "BS. Lan").await?;
+    let mut patient = server.signal().await?;
+    patient.hello().await?;
+    patient
+        .send(&ClientMsg::Consent {
+            text_version: "vi-test".into(),
+            remote_examination: true,
+            third_parties: false,
+            recording: false,
+        })
+        .await?;
+    let token = api.mint_link(&room, Role::Patient, "Bà Tư").await?;
+    patient
+        .send(&ClientMsg::Join {
+            room: room.clone(),
+            token,
+        })
+        .await?;
+    let pid = patient
+        .recv_until(REPLY_TIMEOUT, "waiting", |m| match m {
+            ServerMsg::Waiting { you, .. } => Some(you.id),
+            _ => None,
+        })
+        .await?;
+    doctor
+        .send(&ClientMsg::Admit { participant_id: pid })
+        .await?;
+    patient
+        .recv_until(REPLY_TIMEOUT, "joined", |m| match m {
+            ServerMsg::Joined { .. } => Some(()),
+            _ => None,
+        })
+        .await?;
+
+    patient.send(&ClientMsg::EndRoom {}).await?;
+    patient
+        .expect_error(ErrorCode::Forbidden, REPLY_TIMEOUT)
+        .await?;
+    let (_, open) = api
+        .admin("GET", &format!("/api/v1/consultations/{room}"), None)
+        .await?;
+    assert_eq!(open["status"], "open", "{open}");
+
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    doctor.send(&ClientMsg::EndRoom {}).await?;
+    for (who, s) in [("patient", &mut patient), ("doctor", &mut doctor)] {
+        let (reason, by) = s
+            .recv_until(REPLY_TIMEOUT, "room_ended", |m| match m {
+                ServerMsg::RoomEnded { reason, by, .. } => Some((*reason, by.clone())),
+                _ => None,
+            })
+            .await?;
+        assert_eq!(
+            (reason, by.as_deref()),
+            (EndReason::Ended, Some("BS. Lan")),
+            "{who}"
+        );
+        s.expect_close(REPLY_TIMEOUT).await?;
+    }
+    // The record is closed by the store task: wait for it.
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    let row = loop {
+        let (_, row) = api
+            .admin("GET", &format!("/api/v1/consultations/{room}"), None)
+            .await?;
+        if row["status"] == "ended" || Instant::now() > deadline {
+            break row;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(row["status"], "ended", "{row}");
+    assert_eq!(row["end_reason"], "ended", "{row}");
+    let ended_at = row["ended_at"].as_i64().expect("ended_at");
+    assert!(ended_at >= before, "{row}");
+    server.shutdown().await?;
+    Ok(())
+}
+
+/// With no doctor or nurse in it for `--abandon-after`, a room ends by itself as `abandoned`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_without_staff_ends_as_abandoned() -> anyhow::Result<()> {
+    let server = TestServer::start_with(|c| {
+        c.abandon_after = Duration::from_secs(2);
+        c.reconnect_grace = Duration::ZERO;
+    })
+    .await?;
+    let api = server.api();
+    let room = api
+        .create_consultation(ConsultationKind::Conference, "Hội chẩn")
+        .await?;
+    let (doctor, _) = joined_session(&server, &room, "BS. Lan").await?;
+    let mut guest = server.signal().await?;
+    guest.hello().await?;
+    let token = api.mint_link(&room, Role::Guest, "Khách").await?;
+    guest
+        .send(&ClientMsg::Join {
+            room: room.clone(),
+            token,
+        })
+        .await?;
+    guest
+        .recv_until(REPLY_TIMEOUT, "waiting", |m| match m {
+            ServerMsg::Waiting { .. } => Some(()),
+            _ => None,
+        })
+        .await?;
+    doctor.close().await;
+    let reason = guest
+        .recv_until(Duration::from_secs(10), "room_ended", |m| match m {
+            ServerMsg::RoomEnded { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(reason, EndReason::Abandoned);
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    loop {
+        let (_, row) = api
+            .admin("GET", &format!("/api/v1/consultations/{room}"), None)
+            .await?;
+        if row["end_reason"] == "abandoned" {
+            assert_eq!(row["status"], "ended");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not recorded as abandoned: {row}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.shutdown().await?;
     Ok(())
 }

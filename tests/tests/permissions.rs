@@ -675,6 +675,13 @@ async fn every_route_answers_every_caller_as_the_matrix_says() -> anyhow::Result
         .json(plan.clone()),
         row(
             "POST",
+            "/api/v1/conferences/{id}/reschedule",
+            format!("{c}/reschedule"),
+            &[AdminKey, OwnerAdmin, OwnerCoordinator, OwnerDoctorChair],
+        )
+        .json(json!({"starts_at": now + 2 * 86_400, "duration_min": 45})),
+        row(
+            "POST",
             "/api/v1/conferences",
             "/api/v1/conferences".into(),
             // Asked by a clinician (the province's own get `400` for the body: no facility
@@ -697,6 +704,13 @@ async fn every_route_answers_every_caller_as_the_matrix_says() -> anyhow::Result
             &[AdminKey, OwnerAdmin, OwnerCoordinator, OwnerDoctorChair],
         )
         .json(json!({"reason": "Không cần."})),
+        row(
+            "POST",
+            "/api/v1/conferences/{id}/cancel",
+            format!("{c}/cancel"),
+            &[AdminKey, OwnerAdmin, OwnerCoordinator, OwnerDoctorChair],
+        )
+        .json(json!({"reason": "Bệnh nhân đã chuyển viện."})),
         row(
             "POST",
             "/api/v1/consultations/{id}/end",

@@ -50,6 +50,7 @@ function construct(f) {
     case 'set_secretary': return P.set_secretary(f.participant_id);
     case 'stats': return P.stats(f.stats);
     case 'audio_only': return P.audio_only(f.on);
+    case 'end_room': return P.end_room();
     default: throw new Error(`no constructor for ${f.type}`);
   }
 }
