@@ -335,6 +335,7 @@ mod tests {
                 name: "F".into(),
                 tier,
                 parent_id: (facility != PROVINCE).then_some(PROVINCE),
+                phone: None,
             },
             practitioner: None,
         }))

@@ -245,6 +245,9 @@ pub struct Facility {
     pub name: String,
     pub tier: Tier,
     pub parent_id: Option<FacilityId>,
+    /// The number patients call: on the end screen of its consultations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -482,10 +485,11 @@ fn row_to_facility(r: &rusqlite::Row<'_>) -> rusqlite::Result<Facility> {
         name: r.get(1)?,
         tier: r.get(2)?,
         parent_id: r.get(3)?,
+        phone: r.get(4)?,
     })
 }
 
-const FACILITY_COLS: &str = "id, name, tier, parent_id";
+const FACILITY_COLS: &str = "id, name, tier, parent_id, phone";
 
 pub fn facilities(c: &Connection) -> rusqlite::Result<Vec<Facility>> {
     let mut st = c.prepare(&format!(
@@ -543,6 +547,7 @@ pub fn insert_facility(c: &Connection, f: &NewFacility, now: i64) -> Result<Faci
         name: f.name.clone(),
         tier: f.tier,
         parent_id: f.parent,
+        phone: None,
     })
 }
 
@@ -877,6 +882,30 @@ struct FacilityReq {
     tier: Tier,
     #[serde(default)]
     parent_id: Option<FacilityId>,
+    /// A phone number patients can call (digits, spaces, `+ - . ( )`).
+    #[serde(default)]
+    phone: Option<String>,
+}
+
+/// A phone number as people write it: 6 to 15 digits, with `+` in front
+/// and spaces, dots, dashes or brackets between groups.
+fn phone(v: Option<&str>) -> Result<Option<String>> {
+    let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let digits = v.chars().filter(char::is_ascii_digit).count();
+    let ok = v.len() <= 24
+        && (6..=15).contains(&digits)
+        && v
+            .chars()
+            .enumerate()
+            .all(|(i, ch)| ch.is_ascii_digit() || " .-()".contains(ch) || (ch == '+' && i == 0));
+    if !ok {
+        return Err(Error::bad_request(
+            "phone: 6 to 15 digits, e.g. 0210 3812 345 or +84 210 3812 345",
+        ));
+    }
+    Ok(Some(v.to_owned()))
 }
 
 async fn create_facility(
@@ -899,8 +928,20 @@ async fn create_facility(
         tier: req.tier,
         parent: req.parent_id,
     };
+    let phone = phone(req.phone.as_deref())?;
     let now = unix_now() as i64;
-    let f = on_store(&state, move |c| insert_facility(c, &new, now)).await?;
+    let f = on_store(&state, move |c| {
+        let mut f = insert_facility(c, &new, now)?;
+        if let Some(p) = phone {
+            c.execute(
+                "UPDATE facilities SET phone = ?1 WHERE id = ?2",
+                params![p, f.id],
+            )?;
+            f.phone = Some(p);
+        }
+        Ok(f)
+    })
+    .await?;
     audit(
         &state,
         Action::FacilityCreated,
@@ -1186,6 +1227,7 @@ mod tests {
             name: format!("f{id}"),
             tier,
             parent_id: None,
+            phone: None,
         }
     }
 
