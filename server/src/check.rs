@@ -61,8 +61,8 @@ impl CheckLimits {
         self.per_address
             .check_key(&crate::auth::address_key(addr))
             .map_err(|not_until| {
-                let wait = not_until
-                    .wait_time_from(governor::clock::Clock::now(self.per_address.clock()));
+                let wait =
+                    not_until.wait_time_from(governor::clock::Clock::now(self.per_address.clock()));
                 wait.as_secs_f64().ceil().max(1.0) as u64
             })
     }
@@ -175,7 +175,9 @@ mod tests {
             .await
             .unwrap();
         let status = res.status();
-        let bytes = axum::body::to_bytes(res.into_body(), 1 << 16).await.unwrap();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .unwrap();
         (status, serde_json::from_slice(&bytes).unwrap_or_default())
     }
 

@@ -10,8 +10,8 @@ use tuxa_protocol::{
     ClientMsg, ConsultationKind, ErrorCode, LinkStats, Role, RoomId, RoomInfo, ServerMsg,
 };
 use tuxa_signaling::{
-    CHECK_JOIN_WINDOW, CHECK_ROOM_LIFETIME, CheckError, CheckTicket, Claims, Hub, HubConfig,
-    Input, MAX_CHECK_ROOMS, MediaCommand, Output, RoomStatus, SessionId, TokenKey,
+    CHECK_JOIN_WINDOW, CHECK_ROOM_LIFETIME, CheckError, CheckTicket, Claims, Hub, HubConfig, Input,
+    MAX_CHECK_ROOMS, MediaCommand, Output, RoomStatus, SessionId, TokenKey,
 };
 
 const UNIX_NOW: u64 = 1_750_000_000;
@@ -153,7 +153,8 @@ fn sends_to(out: &[Output], sid: SessionId) -> Vec<ServerMsg> {
 }
 
 fn closed(out: &[Output], sid: SessionId) -> bool {
-    out.iter().any(|o| matches!(o, Output::Close(s) if *s == sid))
+    out.iter()
+        .any(|o| matches!(o, Output::Close(s) if *s == sid))
 }
 
 fn error_code(out: &[Output], sid: SessionId) -> Option<ErrorCode> {
@@ -178,8 +179,9 @@ fn a_check_call_reaches_the_sfu_and_writes_nothing_to_the_record() {
         },
     );
     assert!(
-        out.iter()
-            .any(|o| matches!(o, Output::Media(MediaCommand::Offer { room, .. }) if *room == ticket.room)),
+        out.iter().any(
+            |o| matches!(o, Output::Media(MediaCommand::Offer { room, .. }) if *room == ticket.room)
+        ),
         "{out:?}"
     );
     // Telemetry, a mute, then leave: each of these is recorded in a real room.
@@ -279,7 +281,11 @@ fn a_check_room_lives_thirty_seconds_at_most() {
     // a refused link like any other: the hub no longer knows the room.)
     let sid = w.connect();
     let out = w.join(sid, &ticket.room, &ticket.token);
-    assert_eq!(error_code(&out, sid), Some(ErrorCode::TokenExpired), "{out:?}");
+    assert_eq!(
+        error_code(&out, sid),
+        Some(ErrorCode::TokenExpired),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -364,5 +370,9 @@ fn bad_input_in_a_check_room_gets_a_clear_error() {
     w.advance(CHECK_ROOM_LIFETIME + Duration::from_secs(1));
     let sid = w.connect();
     let out = w.join(sid, &b.room, &b.token);
-    assert_eq!(error_code(&out, sid), Some(ErrorCode::TokenExpired), "{out:?}");
+    assert_eq!(
+        error_code(&out, sid),
+        Some(ErrorCode::TokenExpired),
+        "{out:?}"
+    );
 }
