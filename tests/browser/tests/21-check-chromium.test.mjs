@@ -9,7 +9,8 @@
 //    (which stays on the first screen); opened, it runs with the preview's
 //    own tracks and says video is fine too.
 // 3. A server whose UDP candidate is unreachable (announced at 192.0.2.1,
-//    TEST-NET-1) but whose ICE-TCP candidate works: media goes over TCP.
+//    TEST-NET-1) but whose ICE-TCP candidate works: media goes over TCP
+//    (in a desktop window, 1366 x 768).
 // 4. A server whose UDP candidate is unreachable and that has no ICE-TCP:
 //    the verdict is "cannot connect", with the UDP port to ask IT to open.
 //
@@ -218,10 +219,11 @@ test('the join page on a phone: the check is folded under the join button, and r
   });
 });
 
-test('UDP blocked, ICE-TCP open: media goes over TCP', async () => {
+test('UDP blocked, ICE-TCP open: media goes over TCP (on a desktop window)', async () => {
   const { base } = await startServer('tcp-only', { tcp: true });
   const browser = await launchChromium();
-  const who = await phone(browser, 'phone, UDP blocked');
+  const who = await openParticipant(browser, 'desktop, UDP blocked');
+  await who.page.setViewport({ width: 1366, height: 768 });
   await withDiagnostics([withCheck(who, CHECK_STATE)], async () => {
     await who.goto(`${base}/check`);
     const r = await runCheck(who);
@@ -231,6 +233,9 @@ test('UDP blocked, ICE-TCP open: media goes over TCP', async () => {
     assert.equal(r.result.media.arrived, true);
     assert.notEqual(r.result.verdict, 'none', JSON.stringify(r.result));
     assert.ok(r.steps.some((s) => s.includes(STRINGS.vi.check_media_tcp)), r.steps.join(' | '));
+    // UDP is what to ask IT for.
+    assert.ok(r.verdictText.includes('UDP'), r.verdictText);
+    assert.ok(r.scrollWidth <= r.innerWidth, `no sideways scroll: ${r.scrollWidth} > ${r.innerWidth}`);
   });
 });
 
