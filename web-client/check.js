@@ -367,7 +367,11 @@ export class MicMeter {
   }
 }
 
-/** Plays a short two-note chime (no file download). Resolves when it ends. */
+/**
+ * Plays a short two-note chime (no file download). Resolves when it ends:
+ * true when the audio actually ran (a browser with no audio output keeps
+ * its AudioContext suspended).
+ */
 export async function playTestTone() {
   const ac = ctx();
   if (!ac) return false;
@@ -385,7 +389,7 @@ export async function playTestTone() {
     osc.stop(at + 0.42);
   }
   await sleep(1000);
-  return true;
+  return ac.state === 'running';
 }
 
 // ---------------------------------------------------------------------------
