@@ -69,6 +69,7 @@ import {
 import {
   t, tf, errorText, roleName, getLang, setLang, onLangChange, locale, LANGS,
 } from './i18n.js';
+import { mountCheck } from './check.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -2655,7 +2656,22 @@ function wireUi() {
   });
 }
 
+// The pre-call check, folded under the join button: it tests with the
+// preview's own tracks, and follows the microphone once opened.
+function wirePrecheck() {
+  const check = mountCheck($('precheck-body'), {
+    getTracks: () => [media.audio, media.video].filter(Boolean),
+    log: (...a) => log('check:', ...a),
+  });
+  tuxa.check = check;
+  $('precheck').addEventListener('toggle', () => {
+    if ($('precheck').open) check.startMeter();
+    else check.stop();
+  });
+}
+
 wireUi();
+wirePrecheck();
 start().catch((e) => {
   log('start failed', e);
   fail('unknown_error');

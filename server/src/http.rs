@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/join/{room}", get(web::join_page))
         .route("/q/{queue}", get(web::queue_page))
         .route("/staff", get(web::staff_page))
+        .route("/check", get(web::check_page))
         .route("/static/{file}", get(web::asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/ws", get(ws_upgrade))
@@ -90,6 +91,8 @@ pub fn router(state: AppState) -> axum::Router {
         // The activity report (reports.rs).
         .merge(crate::reports::routes())
         .merge(crate::conferences::routes())
+        // The pre-call check's room and link (check.rs).
+        .merge(crate::check::routes())
         // Bodies: declared length, limits and authentication before reading (limits.rs).
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

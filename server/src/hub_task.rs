@@ -52,6 +52,8 @@ pub enum HubMsg {
     },
     /// Staff with a signed-in WebSocket open (for the roster refresh).
     StaffOnline(oneshot::Sender<Vec<u64>>),
+    /// A pre-call check room and its link (check.rs).
+    OpenCheck(oneshot::Sender<Result<tuxa_signaling::CheckTicket, tuxa_signaling::CheckError>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -124,6 +126,14 @@ impl HubTask {
                 }
                 HubMsg::StaffOnline(reply) => {
                     let _ = reply.send(self.hub.staff_online());
+                }
+                HubMsg::OpenCheck(reply) => {
+                    let _ = reply.send(self.hub.open_check_room(
+                        Instant::now(),
+                        unix_now(),
+                        crate::random_bytes(),
+                        crate::random_bytes(),
+                    ));
                 }
                 HubMsg::Shutdown(done) => {
                     self.hub.shutdown();

@@ -21,6 +21,7 @@ pub mod appointments;
 pub mod audit;
 mod auth;
 mod authz;
+mod check;
 mod conferences;
 pub mod config;
 pub mod demo;

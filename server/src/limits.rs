@@ -38,9 +38,11 @@ const UPLOAD_ROUTE: &str = "/api/v1/conferences/{id}/attachments";
 
 /// Routes that take a body from someone not signed in: a patient's link
 /// check, the sign-in itself, and the sign-out (its session may have expired
-/// already; it must still clear the cookie).
+/// already; it must still clear the cookie); and the pre-call check (it takes
+/// no body: `check.rs` refuses one, unread past the JSON limit).
 pub const PUBLIC: &[&str] = &[
     "/api/v1/join-check",
+    "/api/v1/check",
     "/api/v1/auth/login",
     "/api/v1/auth/logout",
 ];

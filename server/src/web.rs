@@ -57,12 +57,24 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../web-client/console-coord.js"),
     ),
+    (
+        "check.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web-client/check.js"),
+    ),
 ];
 
 const INDEX: &str = include_str!("../../web-client/index.html");
 const LANDING: &str = include_str!("../../web-client/landing.html");
 const QUEUE: &str = include_str!("../../web-client/queue.html");
 const STAFF: &str = include_str!("../../web-client/staff.html");
+const CHECK: &str = include_str!("../../web-client/check.html");
+
+/// The pre-call check on its own: camera, microphone, speaker and the
+/// connection to this server, before any visit (web-client/check.js).
+pub async fn check_page() -> Response {
+    no_store(page(CHECK))
+}
 
 /// A queue's public page: a patient gives name, phone, reason and consent,
 /// and waits for an on-call doctor.
@@ -138,6 +150,7 @@ mod tests {
             ("/join", join_page(Path("k3x7q2m4a7b5c6d2".into())).await),
             ("/q", queue_page(Path("1".into())).await),
             ("/staff", staff_page().await),
+            ("/check", check_page().await),
         ];
         for (name, res) in pages {
             let csp = res.headers()[header::CONTENT_SECURITY_POLICY]
@@ -147,7 +160,7 @@ mod tests {
             assert!(csp.contains("frame-ancestors 'none'"), "{name}: {csp}");
             assert!(!csp.contains("unsafe-inline"), "{name}: {csp}");
         }
-        for html in [INDEX, LANDING, QUEUE, STAFF] {
+        for html in [INDEX, LANDING, QUEUE, STAFF, CHECK] {
             for (at, _) in html.match_indices("<script") {
                 let tag = &html[at..at + html[at..].find('>').unwrap()];
                 assert!(tag.contains(" src="), "inline script: {tag}");

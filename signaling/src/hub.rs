@@ -21,6 +21,10 @@ use crate::hub_queue::{CallLinks, StaffInfo};
 use crate::queue::{Pairing, QueueBook, QueueConfig, QueueEvent, QueueId, QueueInput};
 use crate::token::{Claims, TokenError, TokenKey};
 
+// Pre-call check rooms: a child module, so that it reaches the rooms.
+mod check;
+pub use check::{CHECK_JOIN_WINDOW, CHECK_ROOM_LIFETIME, CheckError, CheckTicket, MAX_CHECK_ROOMS};
+
 /// One WebSocket connection, numbered by the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u64);
@@ -567,6 +571,8 @@ pub struct Hub {
     pub(crate) room_calls: HashMap<RoomId, String>,
     pub(crate) ticket_key: aws_lc_rs::hmac::Key,
     pub(crate) ticket_counter: u64,
+    /// Pre-call check rooms (`hub/check.rs`): also in `rooms`, never recorded.
+    check_rooms: HashMap<RoomId, check::CheckRoom>,
 }
 
 impl Hub {
@@ -584,6 +590,7 @@ impl Hub {
             room_calls: HashMap::new(),
             ticket_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &[0; 32]),
             ticket_counter: 0,
+            check_rooms: HashMap::new(),
         }
     }
 
@@ -840,6 +847,7 @@ impl Hub {
             .min();
         let queue_deadline = self.queues.handle_timeout(now);
         self.pump_queues(now);
+        let check_deadline = self.expire_check_rooms(now);
         let away_deadline = self
             .rooms
             .values()
@@ -853,11 +861,22 @@ impl Hub {
             .chain(queue_deadline)
             .chain(away_deadline)
             .chain(abandon_deadline)
+            .chain(check_deadline)
             .min()
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        loop {
+            match self.out.pop_front() {
+                // A check room is not a consultation: nothing for the record.
+                Some(Output::Record(ev)) if self.is_check_record(&ev) => continue,
+                Some(o) => return Some(o),
+                None => {
+                    self.forget_ended_checks();
+                    return None;
+                }
+            }
+        }
     }
 
     /// Whether a token would be accepted for `room` now (for the join page's
@@ -943,7 +962,9 @@ impl Hub {
             .rooms
             .values()
             .filter(|r| {
-                r.status == RoomStatus::Open && !(r.members.is_empty() && r.lobby.is_empty())
+                r.status == RoomStatus::Open
+                    && !(r.members.is_empty() && r.lobby.is_empty())
+                    && !self.is_check_room(&r.info.id)
             })
             .map(|r| LiveRoom {
                 info: r.info.clone(),

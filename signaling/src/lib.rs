@@ -12,7 +12,8 @@ pub mod queue;
 pub mod token;
 
 pub use hub::{
-    Bar, Consent, DEFAULT_ABANDON_AFTER, DEFAULT_RECONNECT_GRACE, Hub, HubConfig, Input, Live, LiveQueue, LiveRoom,
+    Bar, CHECK_JOIN_WINDOW, CHECK_ROOM_LIFETIME, CheckError, CheckTicket, Consent, DEFAULT_ABANDON_AFTER,
+    DEFAULT_RECONNECT_GRACE, Hub, HubConfig, Input, Live, LiveQueue, LiveRoom, MAX_CHECK_ROOMS,
     MediaCommand, Output, QUALITY_WINDOW_SECS, QualityWindow, RecordEvent, RoomStatus,
     STATS_MIN_INTERVAL, SessionId,
 };

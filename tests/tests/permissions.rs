@@ -404,6 +404,7 @@ async fn every_route_answers_every_caller_as_the_matrix_says() -> anyhow::Result
         row("GET", "/staff", "/staff".into(), EVERYONE),
         row("GET", "/static/{file}", "/static/app.js".into(), EVERYONE),
         row("GET", "/healthz", "/healthz".into(), EVERYONE),
+        row("GET", "/check", "/check".into(), EVERYONE),
         // Without an upgrade it is a plain bad request, for everyone.
         row("GET", "/ws", "/ws".into(), EVERYONE),
         row(
@@ -413,6 +414,9 @@ async fn every_route_answers_every_caller_as_the_matrix_says() -> anyhow::Result
             EVERYONE,
         )
         .json(json!({"room": visit, "token": patient_token})),
+        // The pre-call check: anyone, with no body (check.rs); all 13 callers come from one
+        // address, so its per-address budget (6, then one per 10 s) runs out on the way.
+        row("POST", "/api/v1/check", "/api/v1/check".into(), EVERYONE).everyone_gets(&[200, 429]),
         row(
             "GET",
             "/api/v1/queues/{id}/public",
