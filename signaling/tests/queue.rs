@@ -413,10 +413,11 @@ fn an_unanswered_offer_expires_and_the_doctor_is_made_unavailable() {
     let out = w.accept(a, "p1");
     assert_eq!(errors(&out), [(a, QueueError::NoSuchOffer)]);
     // B declines p2: p2 goes back behind p1 (who is older), and B, free
-    // again, is offered the head, p1.
+    // again, is offered the head, p1. B, the only doctor on duty, will not
+    // be offered p2 for a minute, so p3 is next in the line.
     let out = w.decline(b, "p2");
     assert_eq!(offers(&out), [(b, "p1".to_owned())]);
-    assert_eq!(w.line(NOI), ["p2", "p3"]);
+    assert_eq!(w.line(NOI), ["p3", "p2"]);
 }
 
 #[test]
@@ -481,6 +482,95 @@ fn a_lone_doctor_who_declined_is_offered_again_after_a_minute() {
     assert!(offers(&out).is_empty());
     let out = w.tick(SEC);
     assert_eq!(offers(&out), [(a, "p1".to_owned())]);
+}
+
+/// The last position each patient session was told, from a run of outputs.
+fn note_positions(told: &mut BTreeMap<SessionId, u32>, out: &[QueueOutput]) {
+    for (session, status) in all_statuses(out) {
+        match status {
+            PatientStatus::Queued { position, .. } => told.insert(session, position),
+            _ => told.remove(&session),
+        };
+    }
+}
+
+#[test]
+fn positions_after_a_decline_match_the_order_of_the_offers() {
+    // Issue 12: a lone doctor declines the head of the line; the declined
+    // patient read "position 1" while the next patient was offered first.
+    let mut w = World::new();
+    let mut told = BTreeMap::new();
+    let (s1, out) = w.join(NOI, "p1");
+    note_positions(&mut told, &out);
+    let (_s2, out) = w.join(NOI, "p2");
+    note_positions(&mut told, &out);
+    let (s3, out) = w.join(NOI, "p3");
+    note_positions(&mut told, &out);
+    let (d, out) = w.doctor(10, &[NOI]);
+    note_positions(&mut told, &out);
+    assert_eq!(offers(&out), [(d, "p1".to_owned())]);
+
+    let declined_p1 = w.now;
+    let out = w.decline(d, "p1");
+    note_positions(&mut told, &out);
+    assert_eq!(offers(&out), [(d, "p2".to_owned())]);
+    // The doctor is not offered p1 again for a minute: p3 comes first, and
+    // both are told so (and the queries agree).
+    assert_eq!((told.get(&s3), told.get(&s1)), (Some(&1), Some(&2)));
+    assert_eq!(w.line(NOI), ["p3", "p1"]);
+    assert_eq!(w.stage("p1"), Some(PatientStage::Queued { position: 2 }));
+    match w.book.status(&t("p1")) {
+        Some(PatientStatus::Queued { position: 2, estimate, .. }) => {
+            assert_eq!(estimate, Some(20 * MIN))
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A short call with p2; the next offer is the patient told "1".
+    w.accept(d, "p2");
+    w.advance(10 * SEC);
+    let out = w.handle(QueueInput::DoctorFree { session: d });
+    note_positions(&mut told, &out);
+    assert_eq!(offers(&out), [(d, "p3".to_owned())]);
+    assert_eq!(told.get(&s1), Some(&1));
+
+    // p3 declined too: both wait out the doctor's minute, p1's ends first.
+    let out = w.decline(d, "p3");
+    note_positions(&mut told, &out);
+    assert!(offers(&out).is_empty(), "{out:?}");
+    assert_eq!((told.get(&s1), told.get(&s3)), (Some(&1), Some(&2)));
+    let out = w.tick(declined_p1 + MIN - w.now);
+    note_positions(&mut told, &out);
+    assert_eq!(offers(&out), [(d, "p1".to_owned())]);
+    assert_eq!(told.get(&s3), Some(&1));
+    assert_eq!(w.line(NOI), ["p3"]);
+}
+
+#[test]
+fn a_declined_patient_moves_back_to_the_head_when_the_minute_is_over() {
+    // The doctor declined p1 and is on a call when the minute ends: p1 is
+    // next again (ahead of p3, who came later), and told so.
+    let mut w = World::new();
+    let mut told = BTreeMap::new();
+    let (d, _) = w.doctor(10, &[NOI]);
+    let (s1, out) = w.join(NOI, "p1");
+    note_positions(&mut told, &out);
+    let (_s2, out) = w.join(NOI, "p2");
+    note_positions(&mut told, &out);
+    let (s3, out) = w.join(NOI, "p3");
+    note_positions(&mut told, &out);
+    let out = w.decline(d, "p1");
+    note_positions(&mut told, &out);
+    assert_eq!(offers(&out), [(d, "p2".to_owned())]);
+    assert_eq!((told.get(&s3), told.get(&s1)), (Some(&1), Some(&2)));
+    w.accept(d, "p2");
+    let out = w.tick(MIN);
+    note_positions(&mut told, &out);
+    assert!(offers(&out).is_empty(), "the doctor is on a call");
+    assert_eq!((told.get(&s1), told.get(&s3)), (Some(&1), Some(&2)));
+    assert_eq!(w.line(NOI), ["p1", "p3"]);
+    let out = w.handle(QueueInput::DoctorFree { session: d });
+    assert_eq!(offers(&out), [(d, "p1".to_owned())]);
 }
 
 #[test]
