@@ -506,6 +506,19 @@ pub enum WithdrawReason {
     Cleared,
 }
 
+/// Where the patient of an expired offer went: the doctor is told the
+/// truth, not "passed to another doctor" when nobody else was free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AfterOffer {
+    /// Back in the line (or waiting for the doctor they were transferred
+    /// to), for the next available doctor.
+    Queued,
+    /// Offered to another doctor at once.
+    OfferedToAnother,
+    /// Gone (their grace period ended at the same time).
+    Left,
+}
+
 /// The stage a patient was in when they left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropStage {
@@ -710,9 +723,11 @@ pub enum QueueOutput {
         reason: WithdrawReason,
     },
     /// To a doctor: you did not answer in time; you are now unavailable.
+    /// Sent once pairing has run, so that it says where the patient went.
     OfferExpired {
         session: SessionId,
         ticket: Ticket,
+        afterwards: AfterOffer,
     },
     /// To a doctor: their availability, queues and call, when it changes.
     Doctor {
@@ -914,6 +929,9 @@ pub struct QueueBook {
     /// The `now` of the latest input or timer: what queries compute the
     /// offer order with, so that they agree with what patients were told.
     now: Option<Instant>,
+    /// Offers that expired in this step (doctor session, ticket, doctor):
+    /// told after pairing, with where the patient went.
+    expired: Vec<(SessionId, Ticket, u64)>,
 }
 
 impl QueueBook {
@@ -948,6 +966,7 @@ impl QueueBook {
             next_seq: 0,
             out: VecDeque::new(),
             now: None,
+            expired: Vec::new(),
         }
     }
 
@@ -958,6 +977,7 @@ impl QueueBook {
         self.fire_timers(now);
         self.on_input(now, input);
         self.pair(now);
+        self.tell_expired();
         self.flush();
     }
 
@@ -968,6 +988,7 @@ impl QueueBook {
         self.now = Some(now);
         self.fire_timers(now);
         self.pair(now);
+        self.tell_expired();
         self.flush();
         self.next_deadline(now)
     }
@@ -1851,17 +1872,12 @@ impl QueueBook {
                 return false;
             };
             !on_duty.is_empty()
-                && on_duty.iter().all(|d| {
-                    p.declined
-                        .get(d)
-                        .is_some_and(|at| *at + cooldown > now)
-                })
+                && on_duty
+                    .iter()
+                    .all(|d| p.declined.get(d).is_some_and(|at| *at + cooldown > now))
         };
-        let mut order: Vec<(bool, LineKey, &Ticket)> = q
-            .line
-            .iter()
-            .map(|(k, t)| (blocked(t), *k, t))
-            .collect();
+        let mut order: Vec<(bool, LineKey, &Ticket)> =
+            q.line.iter().map(|(k, t)| (blocked(t), *k, t)).collect();
         // Already in key order: a stable sort on the flag keeps it within
         // each group.
         order.sort_by_key(|(b, _, _)| *b);
@@ -2164,10 +2180,7 @@ impl QueueBook {
             d.offer = None;
             d.available = false;
             if let Some(session) = d.session {
-                self.out.push_back(QueueOutput::OfferExpired {
-                    session,
-                    ticket: ticket.clone(),
-                });
+                self.expired.push((session, ticket.clone(), doctor));
             }
         }
         self.record(QueueEvent::OfferExpired {
@@ -2200,6 +2213,27 @@ impl QueueBook {
             stage: drop_stage(&p.stage),
             waited: at.saturating_duration_since(p.joined_at),
         });
+    }
+
+    /// Tells the doctors of offers that expired in this step where each
+    /// patient is now (pairing has run: another doctor may have them).
+    fn tell_expired(&mut self) {
+        for (session, ticket, doctor) in std::mem::take(&mut self.expired) {
+            let afterwards = match self.patients.get(&ticket).map(|p| &p.stage) {
+                None => AfterOffer::Left,
+                Some(Stage::Offered { doctor: d, .. } | Stage::InCall { doctor: d })
+                    if *d != doctor =>
+                {
+                    AfterOffer::OfferedToAnother
+                }
+                Some(_) => AfterOffer::Queued,
+            };
+            self.out.push_back(QueueOutput::OfferExpired {
+                session,
+                ticket,
+                afterwards,
+            });
+        }
     }
 
     // ---------------------------------------------------------------- pairing

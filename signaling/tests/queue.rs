@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use tuxa_signaling::SessionId;
 use tuxa_signaling::queue::{
-    DoctorStatus, DropStage, Pairing, PatientCard, PatientStage, PatientStatus, QueueBook,
-    QueueConfig, QueueError, QueueEvent, QueueId, QueueInput, QueueOutput, RemovedReason, StaffRef,
-    Ticket, TicketFlag, TransferTarget, WithdrawReason,
+    AfterOffer, DoctorStatus, DropStage, Pairing, PatientCard, PatientStage, PatientStatus,
+    QueueBook, QueueConfig, QueueError, QueueEvent, QueueId, QueueInput, QueueOutput,
+    RemovedReason, StaffRef, Ticket, TicketFlag, TransferTarget, WithdrawReason,
 };
 
 const FACILITY: u64 = 1;
@@ -388,7 +388,8 @@ fn an_unanswered_offer_expires_and_the_doctor_is_made_unavailable() {
     let out = w.tick(SEC);
     assert!(out.contains(&QueueOutput::OfferExpired {
         session: a,
-        ticket: t("p1")
+        ticket: t("p1"),
+        afterwards: AfterOffer::Queued,
     }));
     assert_eq!(
         doctor_status(&out, a),
@@ -421,6 +422,53 @@ fn an_unanswered_offer_expires_and_the_doctor_is_made_unavailable() {
 }
 
 #[test]
+fn an_expired_offer_tells_the_doctor_where_the_patient_went() {
+    // Issue 12: the doctor was told "passed to another doctor" even when
+    // nobody else was there.
+    let mut w = World::new();
+    let (a, _) = w.doctor(1, &[NOI]);
+    w.advance(SEC);
+    let (b, _) = w.doctor(2, &[NOI]);
+    let (_, out) = w.join(NOI, "p1");
+    assert_eq!(offers(&out), [(a, "p1".to_owned())]);
+    // B is free: when A's offer expires p1 goes to B at once.
+    let out = w.tick(30 * SEC);
+    assert!(out.contains(&QueueOutput::OfferExpired {
+        session: a,
+        ticket: t("p1"),
+        afterwards: AfterOffer::OfferedToAnother,
+    }));
+    assert_eq!(offers(&out), [(b, "p1".to_owned())]);
+    // B lets it expire too: nobody else is available, p1 waits in line.
+    let out = w.tick(30 * SEC);
+    assert!(out.contains(&QueueOutput::OfferExpired {
+        session: b,
+        ticket: t("p1"),
+        afterwards: AfterOffer::Queued,
+    }));
+    assert!(offers(&out).is_empty());
+    assert_eq!(w.stage("p1"), Some(PatientStage::Queued { position: 1 }));
+}
+
+#[test]
+fn an_offer_expiring_as_the_patient_s_grace_ends_says_they_left() {
+    let mut w = World::new();
+    let (d, _) = w.doctor(1, &[NOI]);
+    let (s1, _) = w.join(NOI, "p1");
+    // Closed at once: 30 s of grace, the same as the offer's time.
+    w.handle(QueueInput::SessionClosed { session: s1 });
+    let out = w.tick(30 * SEC);
+    assert!(
+        out.contains(&QueueOutput::OfferExpired {
+            session: d,
+            ticket: t("p1"),
+            afterwards: AfterOffer::Left,
+        }),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn an_accept_after_the_deadline_loses_even_without_a_tick() {
     let mut w = World::new();
     let (a, _) = w.doctor(1, &[NOI]);
@@ -430,7 +478,8 @@ fn an_accept_after_the_deadline_loses_even_without_a_tick() {
     assert_eq!(errors(&out), [(a, QueueError::NoSuchOffer)]);
     assert!(out.contains(&QueueOutput::OfferExpired {
         session: a,
-        ticket: t("p1")
+        ticket: t("p1"),
+        afterwards: AfterOffer::Queued,
     }));
     assert_eq!(w.stage("p1"), Some(PatientStage::Queued { position: 1 }));
 }
@@ -520,7 +569,11 @@ fn positions_after_a_decline_match_the_order_of_the_offers() {
     assert_eq!(w.line(NOI), ["p3", "p1"]);
     assert_eq!(w.stage("p1"), Some(PatientStage::Queued { position: 2 }));
     match w.book.status(&t("p1")) {
-        Some(PatientStatus::Queued { position: 2, estimate, .. }) => {
+        Some(PatientStatus::Queued {
+            position: 2,
+            estimate,
+            ..
+        }) => {
             assert_eq!(estimate, Some(20 * MIN))
         }
         other => panic!("{other:?}"),
@@ -898,7 +951,8 @@ fn a_pending_offer_survives_a_short_patient_drop_but_not_the_grace() {
     let out = w.tick(Duration::from_secs(30));
     assert!(out.contains(&QueueOutput::OfferExpired {
         session: d,
-        ticket: t("p1")
+        ticket: t("p1"),
+        afterwards: AfterOffer::Queued,
     }));
     let out = w.tick(Duration::from_secs(90));
     assert!(records(&out).iter().any(|e| matches!(
