@@ -14,6 +14,9 @@
 //    page; on a 390×844 phone nothing scrolls sideways; sharing falls back to
 //    the clipboard where there is no share sheet; an unknown queue gets a 404
 //    page that says so.
+// 3. An administrator creates an account in the console: the one-time TOTP
+//    secret shows as a QR code (the otpauth:// URI, drawn by the server) beside
+//    the text secret, and goes with it when dismissed.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,7 +24,9 @@ import {
   BASE, launchChromium, openParticipant, closeAllBrowsers, withDiagnostics, waitFor, sleep,
   setupOnCallDoctor, totpCode, waitForPageState, pageGlobal, request,
 } from '../lib/harness.mjs';
-import { staffState } from '../lib/console.mjs';
+import {
+  staffState, facility, account, consolePage, signIn, visible,
+} from '../lib/console.mjs';
 import { STRINGS } from '../../../web-client/i18n.js';
 
 after(closeAllBrowsers);
@@ -182,5 +187,54 @@ test('poster: a queue\'s QR code and poster print on one A4 page and fit a 390×
     const gone = await phone.page.goto(`${BASE}/q/987654321/poster`, { waitUntil: 'load' });
     assert.equal(gone.status(), 404);
     assert.equal(await phone.page.evaluate(() => document.querySelector('h1').textContent), 'Không tìm thấy hàng chờ này');
+  });
+});
+
+test('sign-up: a new account\'s TOTP secret shows as a QR code beside the text, once', { timeout: 90_000 }, async () => {
+  const prov = await facility('Sở Y tế An Hòa', 'province');
+  const admin = await account(prov, 'admin', 'Hoàng Văn Quản');
+  const browser = await launchChromium();
+  const c = await consolePage(browser, 'administrator console');
+  await withDiagnostics(() => [c], async () => {
+    await signIn(c, admin);
+    await waitFor('the coordination tab', async () => staffState(c, () => window.tuxaStaff.tab === 'coord'), 10_000);
+    await c.page.click('#coord-directory > summary');
+    await waitFor('the facilities in the staff form', async () => staffState(c, (id) => [...document.getElementById('sf-facility').options].some((o) => o.value === String(id)), prov.id), 10_000);
+    const username = `dp.${Date.now().toString(36)}`;
+    await c.page.type('#sf-username', username);
+    await c.page.type('#sf-name', 'Lý Thị Điều');
+    await c.page.select('#sf-role', 'coordinator');
+    await c.page.select('#sf-facility', String(prov.id));
+    await c.page.click('#sf-submit');
+    await waitFor('the one-time secrets', async () => visible(c, '#dir-secret'), 10_000);
+    await waitFor('the QR image', async () => staffState(c, () => {
+      const img = document.getElementById('dir-secret-qr');
+      return !img.hidden && img.complete && img.naturalWidth > 0;
+    }), 10_000);
+    const shown = await staffState(c, () => {
+      const img = document.getElementById('dir-secret-qr');
+      const r = img.getBoundingClientRect();
+      return {
+        secret: document.getElementById('dir-secret-totp').textContent,
+        uri: document.getElementById('dir-secret-uri').textContent,
+        src: img.getAttribute('src'),
+        width: r.width,
+        created: window.tuxaStaff.coord.created.totp,
+      };
+    });
+    assert.match(shown.secret, /^[A-Z2-7]{32}$/);
+    assert.ok(shown.uri.startsWith(`otpauth://totp/tuxa:${username}?secret=${shown.secret}&`), shown.uri);
+    assert.ok(shown.src.startsWith('data:image/svg+xml;base64,'), shown.src.slice(0, 40));
+    const svg = Buffer.from(shown.src.split(',')[1], 'base64').toString('latin1');
+    assert.equal(svg, shown.created.qr_svg, 'the image is the server\'s QR of this account');
+    assert.match(svg, /<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+    assert.ok(shown.width >= 150, `QR ${shown.width}px wide`);
+    // "Tôi đã lưu lại": the secret and its QR leave the page.
+    await c.page.click('#dir-secret-done');
+    const after = await staffState(c, () => ({
+      hidden: document.getElementById('dir-secret').hidden,
+      src: document.getElementById('dir-secret-qr').getAttribute('src'),
+    }));
+    assert.deepEqual(after, { hidden: true, src: null });
   });
 });
