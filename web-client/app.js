@@ -70,6 +70,7 @@ import {
   t, tf, errorText, roleName, getLang, setLang, onLangChange, locale, LANGS,
 } from './i18n.js';
 import { mountCheck } from './check.js';
+import { createTabFlag } from './console-util.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -995,6 +996,7 @@ function onLobby(waiting) {
   if (arrived.length) {
     $('lobby-announce').textContent = arrived.map((p) => `${p.name} ${t('lobby_arrived')}`).join('. ');
     chime();
+    tabFlag.raise(); // a dot on the favicon until the tab is looked at
   }
 }
 
@@ -1104,6 +1106,17 @@ function updateTitle() {
 }
 
 let audioCtx = null;
+const tabFlag = createTabFlag(window);
+
+/** Creates the audio context during a click (Join): browsers let a chime play only after a gesture. */
+function primeChime() {
+  try {
+    const AC = window.AudioContext || window.webkitAudioContext;
+    if (!AC) return;
+    if (!audioCtx) audioCtx = new AC();
+    if (audioCtx.state === 'suspended') audioCtx.resume().catch(() => {});
+  } catch { /* no sound, then */ }
+}
 
 /** A soft two-note chime: someone is waiting. */
 function chime() {
@@ -2577,6 +2590,7 @@ function wireUi() {
   });
   onLangChange(applyLang);
   // The click is the user gesture that lets remote audio autoplay.
+  $('join-btn').addEventListener('click', primeChime);
   $('join-btn').addEventListener('click', connect);
   // Consent is never implied: not even by a browser restoring ticked boxes.
   for (const id of ['consent-exam', 'consent-third', 'consent-recording']) $(id).checked = false;

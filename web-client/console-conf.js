@@ -11,6 +11,7 @@ import { t, tf, getLang, roleName } from './i18n.js';
 import {
   h, fill, fmtVnDateTime, fmtVnTime, toVnInputValue, fromVnInputValue, sortConferences,
   conferenceRights, attachmentProblem, attachmentType, fmtBytes, MAX_ATTACHMENT_BYTES,
+  fetchQrDataUrl, shareOrCopy,
 } from './console-util.js';
 
 const $ = (id) => document.getElementById(id);
@@ -145,6 +146,7 @@ export function createConferences(ctx) {
       cs.joinUrl = null;
       cs.joinNotBefore = null;
       cs.guestUrl = null;
+      cs.guestQr = null;
     }
     cs.openId = id;
     setOpen(r.json);
@@ -193,7 +195,7 @@ export function createConferences(ctx) {
   function detailKey(c) {
     const nb = cs.joinFor === c.id ? cs.joinNotBefore : null;
     const joinState = cs.joinFor === c.id ? [cs.joinUrl, cs.popupBlocked, !!(nb && nb * 1000 > Date.now())] : null;
-    return JSON.stringify([c, me(), getLang(), joinState, cs.guestUrl]);
+    return JSON.stringify([c, me(), getLang(), joinState, cs.guestUrl, !!cs.guestQr]);
   }
 
   function renderDetail() {
@@ -358,7 +360,12 @@ export function createConferences(ctx) {
         h('label', { class: 'tf', for: 'cg-url' }, tx('span', 'conf_guest_url', { class: 'tf-label' }),
           h('input', { id: 'cg-url', type: 'text', readonly: true, value: cs.guestUrl })),
         tx('button', 'conf_copy', { type: 'button', class: 'btn btn-secondary', id: 'cg-copy', onclick: copyGuestUrl }),
-        h('span', { class: 'muted-text', id: 'cg-copied', role: 'status' })) : null);
+        // Issue 12: the link as a QR code (drawn by the server from a POST body:
+        // the token never goes into a URL) and through the phone's share sheet.
+        tx('button', 'conf_qr', { type: 'button', class: 'btn btn-secondary', id: 'cg-qr-btn', onclick: showGuestQr }),
+        tx('button', 'conf_share', { type: 'button', class: 'btn btn-secondary', id: 'cg-share', onclick: shareGuestUrl }),
+        h('span', { class: 'muted-text', id: 'cg-copied', role: 'status' }),
+        cs.guestQr ? h('img', { id: 'cg-qr', class: 'cs-qr', src: cs.guestQr, alt: t('conf_qr_alt') }) : null) : null);
   }
 
   async function guestLink(id) {
@@ -374,10 +381,28 @@ export function createConferences(ctx) {
     const r = await ctx.api('POST', `/api/v1/conferences/${id}/guest-link`, body);
     if ((r.status === 201 || r.status === 200) && r.json && r.json.url) {
       cs.guestUrl = ctx.sameOriginUrl(r.json.url);
+      cs.guestQr = null;
       renderDetail();
       $('cg-url')?.focus();
       $('cg-url')?.select();
     } else if (r.status !== 401) setFormError('cg-error', { code: r.code });
+  }
+
+  async function showGuestQr() {
+    const url = cs.guestUrl;
+    const qr = await fetchQrDataUrl(url);
+    if (cs.guestUrl !== url) return;
+    if (!qr) {
+      $('cg-copied').textContent = t('conf_qr_failed');
+      return;
+    }
+    cs.guestQr = qr;
+    renderDetail();
+  }
+
+  async function shareGuestUrl() {
+    const how = await shareOrCopy({ url: cs.guestUrl });
+    $('cg-copied').textContent = how === 'copied' ? t('conf_copied') : how === 'failed' ? t('conf_copy_failed') : '';
   }
 
   async function copyGuestUrl() {
@@ -664,6 +689,7 @@ export function createConferences(ctx) {
       cs.openId = r.json.id;
       cs.joinUrl = null;
       cs.guestUrl = null;
+      cs.guestQr = null;
       setOpen(r.json);
       showNotice('conf_requested_ok');
       render();

@@ -15,7 +15,7 @@
 
 import { t, tf, roleName } from './i18n.js';
 import {
-  h, fill, fmtVnTime, toVnDateValue, vnDayRange, parseHhMm, fmtMinutes,
+  h, fill, fmtVnTime, toVnDateValue, vnDayRange, parseHhMm, fmtMinutes, svgDataUrl,
 } from './console-util.js';
 
 const $ = (id) => document.getElementById(id);
@@ -270,10 +270,18 @@ export function createCoordination(ctx) {
   function renderSecret() {
     const c = co.created;
     $('dir-secret').hidden = !c;
-    if (!c) return;
+    if (!c) {
+      $('dir-secret-qr').removeAttribute('src'); // the secret leaves the page with its text
+      return;
+    }
     $('dir-secret-username').textContent = c.staff?.username || '';
     $('dir-secret-totp').textContent = c.totp?.secret || '';
     $('dir-secret-uri').textContent = c.totp?.otpauth_uri || '';
+    // The same URI as a QR code for the authenticator app (drawn by the server).
+    const qr = $('dir-secret-qr');
+    qr.hidden = !c.totp?.qr_svg;
+    if (c.totp?.qr_svg) qr.src = svgDataUrl(c.totp.qr_svg);
+    else qr.removeAttribute('src');
     $('dir-secret-password-dt').hidden = !c.password;
     $('dir-secret-password-dd').hidden = !c.password;
     $('dir-secret-password').textContent = c.password || '';
@@ -372,7 +380,8 @@ export function createCoordination(ctx) {
       co.queues = r.json.queues || [];
       fill($('qr-list'), co.queues.map((q) => h('li', { dataset: { queue: q.id } },
         h('a', { href: `/q/${q.id}`, target: '_blank', rel: 'noopener' }, q.name),
-        h('span', { class: 'muted-text' }, ` · ${q.facility_name || facilityName(q.facility_id)}`))));
+        h('span', { class: 'muted-text' }, ` · ${q.facility_name || facilityName(q.facility_id)} · `),
+        h('a', { href: `/q/${q.id}/poster`, target: '_blank', rel: 'noopener', class: 'st-queue-poster' }, t('st_poster')))));
       fillSelect($('rf-queue'), co.queues.map((q) => option(q.id, q.name)));
       await loadRoster();
     } else if (r.status !== 401) setError('qr-error', { code: r.code });

@@ -255,3 +255,117 @@ export function fill(el, ...children) {
   }
   return el;
 }
+
+// ---- Issue 12 (console): sharing links, QR codes, drawing attention.
+
+/**
+ * Shares a link through the device's share sheet where there is one (a
+ * phone's Web Share API), else copies it to the clipboard. Resolves to
+ * 'shared', 'cancelled' (the person closed the sheet), 'copied' or 'failed'.
+ * `nav` and `doc` are parameters so that Node tests can pass stand-ins.
+ */
+export async function shareOrCopy({ url, title, text }, nav = globalThis.navigator, doc = globalThis.document) {
+  const data = { url, title: title || undefined, text: text || undefined };
+  if (nav && typeof nav.share === 'function' && (typeof nav.canShare !== 'function' || nav.canShare(data))) {
+    try {
+      await nav.share(data);
+      return 'shared';
+    } catch (e) {
+      if (e && e.name === 'AbortError') return 'cancelled';
+      // NotAllowedError and the like: copying still helps.
+    }
+  }
+  try {
+    await nav.clipboard.writeText(url);
+    return 'copied';
+  } catch { /* no clipboard permission (or no clipboard) */ }
+  if (doc && doc.body && typeof doc.execCommand === 'function') {
+    const ta = doc.createElement('textarea');
+    ta.value = url;
+    ta.setAttribute('readonly', '');
+    ta.className = 'sr-only';
+    doc.body.append(ta);
+    ta.select();
+    let ok = false;
+    try { ok = doc.execCommand('copy'); } catch { ok = false; }
+    ta.remove();
+    if (ok) return 'copied';
+  }
+  return 'failed';
+}
+
+/** An SVG document (ASCII, from the server) as a `data:` URL for an `<img>` (the CSP allows `data:` images, not inline markup). */
+export function svgDataUrl(svg) {
+  const text = String(svg);
+  const b64 = typeof btoa === 'function' ? btoa(text) : Buffer.from(text, 'latin1').toString('base64');
+  return `data:image/svg+xml;base64,${b64}`;
+}
+
+/**
+ * The tab's title with a count of what waits for the person ("(2) …"),
+ * or the plain title when nothing does.
+ */
+export function flaggedTitle(base, count) {
+  return count > 0 ? `(${count}) ${base}` : base;
+}
+
+/**
+ * A QR code of a link, drawn by the server (`POST /api/v1/qr`, staff only:
+ * a join link's token travels in the body, never in a URL), as a `data:`
+ * URL for an `<img>`; null when it could not be had.
+ */
+export async function fetchQrDataUrl(url) {
+  try {
+    const res = await fetch('/api/v1/qr', {
+      method: 'POST',
+      cache: 'no-store',
+      credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', Accept: 'image/svg+xml' },
+      body: JSON.stringify({ url }),
+    });
+    if (!res.ok) return null;
+    return svgDataUrl(await res.text());
+  } catch {
+    return null;
+  }
+}
+
+/** A favicon with a red dot: something waits in this tab. */
+const FLAG_ICON = svgDataUrl('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+  + '<rect width="16" height="16" rx="3" fill="#0b5d52"/><circle cx="11" cy="5" r="4.5" fill="#d93025"/></svg>');
+
+/**
+ * Flags the tab for something the person has not seen: a red-dot favicon
+ * while the tab is in the background or without focus, cleared as soon as
+ * it is shown and focused. (The title's "(n)" says what still waits; this
+ * says "look".) `flagged` is for tests.
+ */
+export function createTabFlag(win = globalThis) {
+  const doc = win.document;
+  let link = null;
+  let plain = null;
+  const seenNow = () => doc.visibilityState === 'visible' && (typeof doc.hasFocus !== 'function' || doc.hasFocus());
+  const flag = {
+    flagged: false,
+    raise() {
+      if (seenNow()) return false;
+      if (!link) {
+        link = doc.querySelector('link[rel~="icon"]') || doc.head.appendChild(doc.createElement('link'));
+        link.rel = 'icon';
+        plain = link.getAttribute('href') || 'data:,';
+      }
+      link.href = FLAG_ICON;
+      flag.flagged = true;
+      return true;
+    },
+    clear() {
+      if (!flag.flagged) return;
+      if (link) link.href = plain;
+      flag.flagged = false;
+    },
+  };
+  const onSeen = () => { if (seenNow()) flag.clear(); };
+  win.addEventListener('focus', onSeen);
+  doc.addEventListener('visibilitychange', onSeen);
+  return flag;
+}

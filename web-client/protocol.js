@@ -30,6 +30,7 @@ export const SERVER_TYPES = Object.freeze([
   'chat', 'mute_requested', 'room_state',
   'participant_reconnecting', 'participant_reconnected', 'link_quality',
   'audio_only', 'publish_layers', 'room_ended',
+  'queue_counts', // issue 12 (console)
 ]);
 
 /** Stable error codes (protocol/src/error.rs). Clients translate them. */
@@ -56,6 +57,8 @@ export const FATAL_ERROR_CODES = Object.freeze([
 export const ROLES = Object.freeze(['patient', 'doctor', 'nurse', 'guest']);
 export const MEDIA_KINDS = Object.freeze(['audio', 'video']);
 export const CONSULTATION_KINDS = Object.freeze(['visit', 'conference']);
+/** Where the patient of a withdrawn offer went (`patient_offer_withdrawn.patient`). */
+export const OFFER_AFTERWARDS = Object.freeze(['queued', 'offered_to_another', 'left']);
 export const LEAVE_REASONS = Object.freeze(['left', 'disconnected', 'ended', 'removed']);
 /** What a published track carries (`track.source`; absent = camera or microphone). */
 export const TRACK_SOURCES = Object.freeze(['camera', 'microphone', 'screen', 'second_camera']);
@@ -394,7 +397,10 @@ const SERVER_SCHEMAS = {
     ticket: isStr, queue: isUint, name: isStr, phone: isStr, reason: isStr,
     waited_secs: isUint, expires_in_secs: isUint, transferred: isBool,
   },
-  patient_offer_withdrawn: { ticket: isStr, reason: isStr },
+  patient_offer_withdrawn: {
+    ticket: isStr, reason: isStr,
+    patient: (v) => v === undefined || OFFER_AFTERWARDS.includes(v),
+  },
   doctor_status: { available: isBool, queues: (v) => Array.isArray(v) && v.every(isUint), on_call: isBool },
   call_ready: { ticket: isStr, url: isStr },
   // In the room: chat (to everyone, the sender too), the chair's mute
@@ -424,6 +430,10 @@ const SERVER_SCHEMAS = {
     reason: oneOf(END_REASONS),
     by: isOptStr,
     contact: (v) => v === undefined || (isObj(v) && isStr(v.name) && isOptStr(v.phone)),
+  },
+  // Issue 12 (console): to staff on call, a queue's counts (no patient data).
+  queue_counts: {
+    queue: isUint, waiting: isUint, offered: isUint, doctors_available: isUint,
   },
   // An unknown code from a newer server is still an error to show.
   error: { code: isStr, message: isStr, in_reply_to: isOptStr },

@@ -24,7 +24,9 @@ import { Keepalive, pageLog, safeJson } from './session.js';
 import {
   t, tf, errorText, roleName, getLang, setLang, onLangChange, LANGS, STRINGS,
 } from './i18n.js';
-import { apiErrorCode } from './console-util.js';
+import {
+  apiErrorCode, flaggedTitle, createTabFlag, shareOrCopy,
+} from './console-util.js';
 import { createConferences } from './console-conf.js';
 import { createCoordination } from './console-coord.js';
 
@@ -56,6 +58,8 @@ const ts = {
   notice: null, // a key of STRINGS shown above the queues
   error: null,
   errors: [],
+  counts: {}, // queue id → {waiting, offered, doctors_available} (queue_counts, on-call queues only)
+  chimes: 0, // chimes played (an AudioContext running: unlocked by a click)
   tab: null, // oncall | conf | coord
   tabs: [], // the tabs this role has
   log: [],
@@ -129,7 +133,9 @@ function render() {
   banner.textContent = showConn ? t(everConnected ? 'st_reconnecting' : 'st_connecting') : '';
   $('notice').hidden = !ts.notice;
   $('notice').textContent = ts.notice ? t(ts.notice) : '';
-  document.title = ts.offer ? `(!) ${t('st_offer_title')} — tuxa` : `${t('st_title')} — tuxa`;
+  // "(1) Bệnh nhân mới": an offer waits for an answer, whether or not the
+  // tab is looked at; the favicon's dot (tabFlag) goes once it is.
+  document.title = ts.offer ? flaggedTitle(`${t('st_offer_title')} — tuxa`, 1) : `${t('st_title')} — tuxa`;
 }
 
 function renderWho() {
@@ -174,12 +180,21 @@ function renderQueues() {
       input.addEventListener('change', onSwitch);
       const text = document.createElement('span');
       label.append(input, text);
-      li.append(name, label);
-      row = { li, input, name, text };
+      const count = document.createElement('p');
+      count.className = 'st-queue-count';
+      count.setAttribute('aria-live', 'polite');
+      const tools = queueTools(q.id);
+      li.append(name, count, label, tools.box);
+      row = { li, input, name, text, count, tools };
       queueRows.set(q.id, row);
     }
     row.name.textContent = q.name;
     row.text.textContent = t('st_available');
+    const c = ts.counts[q.id];
+    row.count.hidden = !c;
+    row.count.textContent = c ? countText(c) : '';
+    row.tools.poster.textContent = t('st_poster');
+    row.tools.share.textContent = t('st_share_link');
     const on = pendingAvailable ? pendingAvailable.queues.includes(q.id)
       : ts.available && ts.availableQueues.includes(q.id);
     row.input.checked = on;
@@ -196,6 +211,38 @@ function renderQueues() {
   status.classList.toggle('is-on', ts.available);
   $('queues-error').hidden = !queuesError;
   $('queues-error').textContent = queuesError || '';
+}
+
+/** "3 người đang chờ · 1 bác sĩ sẵn sàng" for a queue's counts. */
+function countText(c) {
+  const waiting = c.waiting + c.offered;
+  const parts = [waiting > 0 ? tf('st_count_waiting', { n: waiting }) : t('st_count_none')];
+  parts.push(tf('st_count_doctors', { n: c.doctors_available }));
+  return parts.join(' · ');
+}
+
+/** A queue's public link: its poster (QR, print) and the share sheet. */
+function queueTools(id) {
+  const box = document.createElement('p');
+  box.className = 'st-queue-tools';
+  const poster = document.createElement('a');
+  poster.className = 'st-queue-poster';
+  poster.href = `/q/${id}/poster`;
+  poster.target = '_blank';
+  poster.rel = 'noopener';
+  const share = document.createElement('button');
+  share.type = 'button';
+  share.className = 'btn btn-secondary btn-small st-queue-share';
+  const status = document.createElement('span');
+  status.className = 'muted-text';
+  status.setAttribute('role', 'status');
+  share.addEventListener('click', async () => {
+    const how = await shareOrCopy({ url: `${location.origin}/q/${id}`, title: queueName(id) });
+    ts.lastShare = how;
+    status.textContent = how === 'copied' ? t('st_link_copied') : how === 'failed' ? t('st_copy_failed') : '';
+  });
+  box.append(poster, share, status);
+  return { box, poster, share, status };
 }
 
 function queueName(id) {
@@ -339,6 +386,7 @@ let signingIn = false;
 
 async function onSignin(ev) {
   ev.preventDefault();
+  primeAudio(); // a click: a later chime may play
   if (signingIn) return;
   const username = $('username').value.trim().toLowerCase();
   const password = $('password').value;
@@ -525,6 +573,8 @@ function closeSocket() {
 function onSocketGone() {
   keepalive.stop();
   ts.connection = 'closed';
+  // Counts from a closed connection may be stale: the next welcome brings them again.
+  ts.counts = {};
   // The server withdrew a pending offer and made us unavailable; a call in
   // progress stays ours.
   clearOffer();
@@ -578,6 +628,12 @@ function onServerMsg(msg) {
       break;
     case 'doctor_status':
       onDoctorStatus(msg);
+      break;
+    case 'queue_counts':
+      ts.counts[msg.queue] = {
+        waiting: msg.waiting, offered: msg.offered, doctors_available: msg.doctors_available,
+      };
+      renderQueues();
       break;
     case 'patient_offer':
       onOffer(msg);
@@ -699,6 +755,7 @@ function onOffer(msg) {
   }, 250);
   $('offer-announce').textContent = `${t('st_offer_title')}: ${msg.name}. ${msg.reason}`;
   chime();
+  tabFlag.raise();
   update();
   $('accept-btn').focus({ preventScroll: true });
   $('offer-card').scrollIntoView({ block: 'nearest' });
@@ -736,7 +793,10 @@ function onOfferWithdrawn(msg) {
   if (ts.offer && ts.offer.ticket !== msg.ticket) return;
   clearOffer();
   accepting = false;
-  ts.notice = WITHDRAW_REASONS.has(msg.reason) ? `st_withdrawn_${msg.reason}` : 'st_withdrawn_other';
+  // An expired offer says where the patient went (back in the line, or to
+  // another doctor): never "to another doctor" when nobody else was free.
+  if (msg.reason === 'expired' && P.OFFER_AFTERWARDS.includes(msg.patient)) ts.notice = `st_withdrawn_expired_${msg.patient}`;
+  else ts.notice = WITHDRAW_REASONS.has(msg.reason) ? `st_withdrawn_${msg.reason}` : 'st_withdrawn_other';
   update();
 }
 
@@ -821,6 +881,8 @@ function onServerError(msg) {
 // A short chime for a new patient.
 
 let audioCtx = null;
+const tabFlag = createTabFlag(window);
+ts.tabFlag = tabFlag;
 
 /** Creates the audio context during a click, so that a later chime may play. */
 function primeAudio() {
@@ -836,6 +898,7 @@ function chime() {
   try {
     primeAudio();
     if (!audioCtx) return;
+    if (audioCtx.state === 'running') ts.chimes += 1;
     const now = audioCtx.currentTime;
     [[660, 0], [880, 0.18], [990, 0.36]].forEach(([freq, at]) => {
       const osc = audioCtx.createOscillator();

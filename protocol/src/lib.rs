@@ -15,8 +15,9 @@ pub use ids::{
     ConsultationKind, MediaKind, ParticipantId, Role, RoomId, RoomIdError, TrackId, TrackSource,
 };
 pub use msg::{
-    AudioOnlyReason, ClientMsg, EndReason, FacilityContact, LeaveReason, LinkGrade, LinkStats, ParticipantInfo, QueueState,
-    RoomInfo, ServerMsg, TrackInfo, parse_client_msg, parse_server_msg,
+    AudioOnlyReason, ClientMsg, EndReason, FacilityContact, LeaveReason, LinkGrade, LinkStats,
+    OfferAfterwards, ParticipantInfo, QueueState, RoomInfo, ServerMsg, TrackInfo, parse_client_msg,
+    parse_server_msg,
 };
 
 /// Protocol versions this build speaks, newest last. The client's `hello`

@@ -346,6 +346,19 @@ pub enum QueueState {
     WaitingForDoctor,
 }
 
+/// Where a patient went when a doctor's offer was taken back for a reason
+/// on the doctor's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OfferAfterwards {
+    /// Back in the line, waiting for the next available doctor.
+    Queued,
+    /// Offered to another doctor at once.
+    OfferedToAnother,
+    /// The patient left meanwhile.
+    Left,
+}
+
 /// Why a participant is no longer in the room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -497,6 +510,10 @@ pub enum ServerMsg {
     PatientOfferWithdrawn {
         ticket: String,
         reason: String,
+        /// For reasons on the doctor's side (`expired`,
+        /// `doctor_unavailable`): where the patient went.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        patient: Option<OfferAfterwards>,
     },
     /// To a doctor: their availability as the server sees it.
     DoctorStatus {
@@ -543,6 +560,20 @@ pub enum ServerMsg {
         mid: String,
         active: Vec<String>,
     },
+    // ---- issue 12 (console): counts before going available ----
+    /// To staff on call for a queue (on hello and when they change): how
+    /// many wait, as counts only (no patient data).
+    QueueCounts {
+        queue: u64,
+        /// In the line (including patients whose link dropped, within
+        /// their grace period).
+        waiting: u32,
+        /// Offered to a doctor right now.
+        offered: u32,
+        /// Doctors marked available for the queue and connected.
+        doctors_available: u32,
+    },
+    // ---- end issue 12 (console) ----
     /// The consent answers were recorded (with the server's time).
     ConsentRecorded {
         text_version: String,

@@ -297,6 +297,15 @@ impl TotpSecret {
 
     /// The enrolment URI authenticator apps read (as text or a QR code).
     /// `account` is a username, whose characters need no escaping.
+    /// The [`TotpSecret::otpauth_uri`] as a QR code (SVG) for the
+    /// authenticator app to scan at enrolment. It holds the secret: shown
+    /// once, in a `no-store` answer, never logged.
+    pub fn qr_svg(&self, account: &str) -> Option<String> {
+        crate::qr::render(&self.otpauth_uri(account))
+            .ok()
+            .map(|q| q.svg)
+    }
+
     pub fn otpauth_uri(&self, account: &str) -> String {
         format!(
             "otpauth://totp/{TOTP_ISSUER}:{account}?secret={}&issuer={TOTP_ISSUER}&algorithm=SHA1&digits={TOTP_DIGITS}&period={TOTP_STEP_SECS}",
@@ -1176,6 +1185,15 @@ mod tests {
             s.otpauth_uri("bs.minh"),
             "otpauth://totp/tuxa:bs.minh?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=tuxa&algorithm=SHA1&digits=6&period=30"
         );
+        // The enrolment QR: that URI (113 bytes, its base32 secret coded as
+        // alphanumerics) at level M is version 6, 41 modules; with the
+        // longest username (32 characters) it stays small enough to scan
+        // from a screen.
+        let qr = crate::qr::render(&s.otpauth_uri("bs.minh")).unwrap();
+        assert_eq!((qr.version, qr.modules), (6, 41));
+        assert_eq!(s.qr_svg("bs.minh"), Some(qr.svg));
+        let long = crate::qr::render(&s.otpauth_uri(&"a".repeat(32))).unwrap();
+        assert!(long.version <= 8, "{}", long.version);
     }
 
     #[test]
@@ -1644,6 +1662,11 @@ mod api_tests {
                 "{uri}"
             );
             assert!(uri.contains(secret));
+            // Issue 12: the authenticator scans the same URI as a QR code;
+            // the one-time secrets are never cached.
+            let qr = crate::qr::render(uri).unwrap();
+            assert_eq!(r.json["totp"]["qr_svg"].as_str(), Some(qr.svg.as_str()));
+            assert_eq!(r.headers[header::CACHE_CONTROL], "no-store");
             let bytes: Vec<u8> = self
                 .store
                 .call(|c| {

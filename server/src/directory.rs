@@ -1057,7 +1057,11 @@ async fn create_staff(
     State(state): State<AppState>,
     headers: HeaderMap,
     req: Result<Json<StaffReq>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(
+    StatusCode,
+    [(axum::http::HeaderName, axum::http::HeaderValue); 1],
+    Json<Value>,
+)> {
     let req = body(req)?;
     let actor = actor_for(
         &state,
@@ -1103,12 +1107,21 @@ async fn create_staff(
         "totp": {
             "secret": totp.base32(),
             "otpauth_uri": totp.otpauth_uri(s.username.as_str()),
+            "qr_svg": totp.qr_svg(s.username.as_str()),
         },
     });
     if generated {
         out["password"] = json!(password.as_str());
     }
-    Ok((StatusCode::CREATED, Json(out)))
+    // One-time secrets: no cache may keep them.
+    Ok((
+        StatusCode::CREATED,
+        [(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        )],
+        Json(out),
+    ))
 }
 
 async fn list_staff(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>> {

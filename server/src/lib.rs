@@ -32,6 +32,7 @@ mod hub_task;
 mod limits;
 mod media;
 mod media_tcp;
+mod qr;
 pub mod queues;
 mod reports;
 pub mod secrets;

@@ -167,6 +167,10 @@ pub fn routes() -> axum::Router<AppState> {
             post(add_window).get(get_roster),
         )
         .route("/api/v1/queues/{id}/public", get(public))
+        // QR codes and posters of queue links, QR codes of join links (qr.rs).
+        .route("/q/{queue}/qr.svg", get(crate::qr::queue_svg))
+        .route("/q/{queue}/poster", get(crate::qr::queue_poster))
+        .route("/api/v1/qr", post(crate::qr::link_svg))
         .route("/api/v1/queues/{id}/tickets", get(tickets))
         .route("/api/v1/queues/{id}/tickets/{handle}", delete(clear_ticket))
 }

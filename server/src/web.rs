@@ -62,6 +62,12 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../web-client/check.js"),
     ),
+    // A queue's printable poster (qr.rs).
+    (
+        "poster.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web-client/poster.js"),
+    ),
 ];
 
 const INDEX: &str = include_str!("../../web-client/index.html");

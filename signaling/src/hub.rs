@@ -624,6 +624,13 @@ impl Hub {
         sids
     }
 
+    /// Sessions opened with a staff sign-in.
+    pub(crate) fn staff_sessions(&self) -> impl Iterator<Item = (SessionId, &StaffInfo)> {
+        self.sessions
+            .iter()
+            .filter_map(|(sid, s)| s.staff.as_ref().map(|i| (*sid, i)))
+    }
+
     pub(crate) fn session_staff(&self, sid: SessionId) -> Option<StaffInfo> {
         self.sessions.get(&sid).and_then(|s| s.staff.clone())
     }
@@ -1289,6 +1296,7 @@ impl Hub {
                                 idle_timeout_ms: self.config.idle_timeout.as_millis() as u64,
                             },
                         );
+                        self.send_queue_counts(sid);
                     }
                     None => self.fail(
                         sid,

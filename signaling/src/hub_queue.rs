@@ -5,12 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use tuxa_protocol::{ClientMsg, ErrorCode, QueueState, RoomId, ServerMsg};
+use tuxa_protocol::{ClientMsg, ErrorCode, OfferAfterwards, QueueState, RoomId, ServerMsg};
 
 use crate::hub::{Hub, Output, RecordEvent, SessionId};
 use crate::queue::{
-    PatientCard, PatientStatus, QueueBook, QueueConfig, QueueError, QueueId, QueueInput,
-    QueueOutput, RemovedReason, StaffRef, Ticket, TicketView, TransferTarget, WithdrawReason,
+    AfterOffer, PatientCard, PatientStatus, QueueBook, QueueConfig, QueueError, QueueId,
+    QueueInput, QueueOutput, QueueSnapshot, RemovedReason, StaffRef, Ticket, TicketView,
+    TransferTarget, WithdrawReason,
 };
 
 /// Who a staff session belongs to, as the server's directory says at
@@ -50,6 +51,15 @@ fn withdraw_reason(r: WithdrawReason) -> &'static str {
         WithdrawReason::DoctorGone => "doctor_gone",
         WithdrawReason::QueueClosed => "queue_closed",
         WithdrawReason::Cleared => "cleared",
+    }
+}
+
+fn queue_counts(s: &QueueSnapshot) -> ServerMsg {
+    ServerMsg::QueueCounts {
+        queue: s.queue.0,
+        waiting: s.waiting,
+        offered: s.offered,
+        doctors_available: s.doctors_available,
     }
 }
 
@@ -270,6 +280,9 @@ impl Hub {
     /// A staff member's shifts changed (see [`Input::OnCallChanged`]).
     pub(crate) fn on_call_changed(&mut self, now: Instant, staff: u64, on_call: Vec<u64>) {
         let sids = self.set_on_call(staff, &on_call);
+        for sid in &sids {
+            self.send_queue_counts(*sid);
+        }
         let Some(view) = self.queues.doctor(staff) else {
             return;
         };
@@ -368,13 +381,23 @@ impl Hub {
                     ServerMsg::PatientOfferWithdrawn {
                         ticket: ticket.0,
                         reason: withdraw_reason(reason).into(),
+                        patient: None,
                     },
                 ),
-                QueueOutput::OfferExpired { session, ticket } => self.push_send(
+                QueueOutput::OfferExpired {
+                    session,
+                    ticket,
+                    afterwards,
+                } => self.push_send(
                     session,
                     ServerMsg::PatientOfferWithdrawn {
                         ticket: ticket.0,
                         reason: "expired".into(),
+                        patient: Some(match afterwards {
+                            AfterOffer::Queued => OfferAfterwards::Queued,
+                            AfterOffer::OfferedToAnother => OfferAfterwards::OfferedToAnother,
+                            AfterOffer::Left => OfferAfterwards::Left,
+                        }),
                     },
                 ),
                 QueueOutput::Doctor { session, status } => self.push_send(
@@ -408,7 +431,13 @@ impl Hub {
                         self.push_output(Output::Paired(p));
                     }
                 }
-                QueueOutput::Snapshot(_) => {}
+                QueueOutput::Snapshot(snap) => {
+                    let counts = queue_counts(&snap);
+                    let to: Vec<SessionId> = self.staff_on_call_for(snap.queue.0);
+                    for sid in to {
+                        self.push_send(sid, counts.clone());
+                    }
+                }
                 QueueOutput::Record(ev) => self.push_output(Output::Record(RecordEvent::Queue(ev))),
                 QueueOutput::Error {
                     session,
@@ -475,6 +504,34 @@ impl Hub {
                 },
             );
             self.pump_queues(now);
+        }
+    }
+
+    /// Staff sessions on call for `queue` now (doctors and nurses): who
+    /// gets its counts.
+    fn staff_on_call_for(&self, queue: u64) -> Vec<SessionId> {
+        let mut sids: Vec<SessionId> = self
+            .staff_sessions()
+            .filter(|(_, info)| info.on_call.contains(&queue))
+            .map(|(sid, _)| sid)
+            .collect();
+        // The sessions live in a hash map: a fixed order keeps outputs
+        // deterministic.
+        sids.sort();
+        sids
+    }
+
+    /// The counts of every queue a staff session is on call for (after
+    /// hello, and when their shifts change): the console shows how many
+    /// wait before the doctor goes available.
+    pub(crate) fn send_queue_counts(&mut self, sid: SessionId) {
+        let Some(info) = self.session_staff(sid) else {
+            return;
+        };
+        for q in info.on_call {
+            if let Some(snap) = self.queues.snapshot(QueueId(q)) {
+                self.push_send(sid, queue_counts(&snap));
+            }
         }
     }
 

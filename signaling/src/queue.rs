@@ -56,6 +56,15 @@
 //! timeout the patient goes back to the head and the doctor is made
 //! unavailable (they probably walked away) and told so.
 //!
+//! **Positions** are the order pairing will follow, not the raw keys: a
+//! patient whom every on-duty doctor of the queue declined within the
+//! cooldown is skipped by pairing, so they are placed (and told they are)
+//! behind the patients who can be offered now, and move back to their
+//! place when the first of those cooldowns lapses. Without that, a lone
+//! doctor's declined patient would read "position 1" while the next
+//! patient is offered first. [`QueueBook::line`], [`QueueBook::patient`]
+//! and the status outputs all use this order.
+//!
 //! # Transfers
 //!
 //! A doctor on a call transfers the patient (by ticket) to a queue or to a
@@ -497,6 +506,19 @@ pub enum WithdrawReason {
     Cleared,
 }
 
+/// Where the patient of an expired offer went: the doctor is told the
+/// truth, not "passed to another doctor" when nobody else was free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AfterOffer {
+    /// Back in the line (or waiting for the doctor they were transferred
+    /// to), for the next available doctor.
+    Queued,
+    /// Offered to another doctor at once.
+    OfferedToAnother,
+    /// Gone (their grace period ended at the same time).
+    Left,
+}
+
 /// The stage a patient was in when they left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropStage {
@@ -701,9 +723,11 @@ pub enum QueueOutput {
         reason: WithdrawReason,
     },
     /// To a doctor: you did not answer in time; you are now unavailable.
+    /// Sent once pairing has run, so that it says where the patient went.
     OfferExpired {
         session: SessionId,
         ticket: Ticket,
+        afterwards: AfterOffer,
     },
     /// To a doctor: their availability, queues and call, when it changes.
     Doctor {
@@ -902,6 +926,12 @@ pub struct QueueBook {
     calls: BTreeMap<Ticket, u64>,
     next_seq: u64,
     out: VecDeque<QueueOutput>,
+    /// The `now` of the latest input or timer: what queries compute the
+    /// offer order with, so that they agree with what patients were told.
+    now: Option<Instant>,
+    /// Offers that expired in this step (doctor session, ticket, doctor):
+    /// told after pairing, with where the patient went.
+    expired: Vec<(SessionId, Ticket, u64)>,
 }
 
 impl QueueBook {
@@ -935,15 +965,19 @@ impl QueueBook {
             calls: BTreeMap::new(),
             next_seq: 0,
             out: VecDeque::new(),
+            now: None,
+            expired: Vec::new(),
         }
     }
 
     /// Feeds one input. Timers already due at `now` fire first, so an
     /// `Accept` arriving after its offer expired does not win.
     pub fn handle(&mut self, now: Instant, input: QueueInput) {
+        self.now = Some(now);
         self.fire_timers(now);
         self.on_input(now, input);
         self.pair(now);
+        self.tell_expired();
         self.flush();
     }
 
@@ -951,8 +985,10 @@ impl QueueBook {
     /// cooldown). Call at least when [`QueueBook::next_deadline`] says, or
     /// once a second; returns the next deadline.
     pub fn handle_timeout(&mut self, now: Instant) -> Option<Instant> {
+        self.now = Some(now);
         self.fire_timers(now);
         self.pair(now);
+        self.tell_expired();
         self.flush();
         self.next_deadline(now)
     }
@@ -992,12 +1028,13 @@ impl QueueBook {
 
     // ---------------------------------------------------------------- queries
 
-    /// Tickets waiting in a queue's line, next first.
+    /// Tickets waiting in a queue's line, in the order they will be
+    /// offered (see *Positions*), next first.
     pub fn line(&self, queue: QueueId) -> Vec<Ticket> {
-        self.queues
-            .get(&queue)
-            .map(|q| q.line.values().cloned().collect())
-            .unwrap_or_default()
+        self.offer_order(queue)
+            .into_iter()
+            .map(|(_, t)| t.clone())
+            .collect()
     }
 
     /// Every ticket the book holds (all stages).
@@ -1806,13 +1843,45 @@ impl QueueBook {
             .ok_or(QueueError::NotADoctor)
     }
 
-    /// 1-based position of a line key in a queue.
+    /// 1-based position of a line key in a queue, in offer order.
     fn position(&self, queue: QueueId, key: LineKey) -> Option<u32> {
-        let q = self.queues.get(&queue)?;
-        if !q.line.contains_key(&key) {
-            return None;
-        }
-        Some(count(q.line.range(..key).count() + 1))
+        self.offer_order(queue)
+            .iter()
+            .position(|(k, _)| *k == key)
+            .map(|i| count(i + 1))
+    }
+
+    /// A queue's line in the order pairing will offer it: by key, except
+    /// that a patient every on-duty doctor of the queue declined less than
+    /// [`QueueConfig::decline_cooldown`] ago goes behind those who can be
+    /// offered now (pairing skips them until a cooldown lapses, which is a
+    /// timer: then they move back to their place).
+    fn offer_order(&self, queue: QueueId) -> Vec<(LineKey, &Ticket)> {
+        let Some(q) = self.queues.get(&queue) else {
+            return Vec::new();
+        };
+        let on_duty: Vec<u64> = self
+            .doctors
+            .values()
+            .filter(|d| d.on_duty_for(queue))
+            .map(|d| d.staff.id)
+            .collect();
+        let cooldown = self.config.decline_cooldown;
+        let blocked = |ticket: &Ticket| -> bool {
+            let (Some(now), Some(p)) = (self.now, self.patients.get(ticket)) else {
+                return false;
+            };
+            !on_duty.is_empty()
+                && on_duty
+                    .iter()
+                    .all(|d| p.declined.get(d).is_some_and(|at| *at + cooldown > now))
+        };
+        let mut order: Vec<(bool, LineKey, &Ticket)> =
+            q.line.iter().map(|(k, t)| (blocked(t), *k, t)).collect();
+        // Already in key order: a stable sort on the flag keeps it within
+        // each group.
+        order.sort_by_key(|(b, _, _)| *b);
+        order.into_iter().map(|(_, k, t)| (k, t)).collect()
     }
 
     fn non_line_status(&self, p: &Patient) -> Option<PatientStatus> {
@@ -2111,10 +2180,7 @@ impl QueueBook {
             d.offer = None;
             d.available = false;
             if let Some(session) = d.session {
-                self.out.push_back(QueueOutput::OfferExpired {
-                    session,
-                    ticket: ticket.clone(),
-                });
+                self.expired.push((session, ticket.clone(), doctor));
             }
         }
         self.record(QueueEvent::OfferExpired {
@@ -2147,6 +2213,27 @@ impl QueueBook {
             stage: drop_stage(&p.stage),
             waited: at.saturating_duration_since(p.joined_at),
         });
+    }
+
+    /// Tells the doctors of offers that expired in this step where each
+    /// patient is now (pairing has run: another doctor may have them).
+    fn tell_expired(&mut self) {
+        for (session, ticket, doctor) in std::mem::take(&mut self.expired) {
+            let afterwards = match self.patients.get(&ticket).map(|p| &p.stage) {
+                None => AfterOffer::Left,
+                Some(Stage::Offered { doctor: d, .. } | Stage::InCall { doctor: d })
+                    if *d != doctor =>
+                {
+                    AfterOffer::OfferedToAnother
+                }
+                Some(_) => AfterOffer::Queued,
+            };
+            self.out.push_back(QueueOutput::OfferExpired {
+                session,
+                ticket,
+                afterwards,
+            });
+        }
     }
 
     // ---------------------------------------------------------------- pairing
@@ -2289,7 +2376,7 @@ impl QueueBook {
         let mut queued: BTreeMap<Ticket, PatientStatus> = BTreeMap::new();
         for (qid, q) in &self.queues {
             let n = on_duty.get(qid).copied().unwrap_or(0);
-            for (i, ticket) in q.line.values().enumerate() {
+            for (i, (_, ticket)) in self.offer_order(*qid).into_iter().enumerate() {
                 let position = count(i + 1);
                 queued.insert(
                     ticket.clone(),

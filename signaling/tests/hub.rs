@@ -2860,3 +2860,92 @@ fn a_shift_that_ends_withdraws_availability_and_one_that_starts_allows_it() {
     });
     assert!(out.is_empty(), "{out:?}");
 }
+
+// ---------------------------------------------------------------------------
+// Issue 12: staff on call see each queue's counts before going available
+
+#[test]
+fn staff_on_call_see_their_queues_counts_and_nobody_else_does() {
+    use tuxa_signaling::StaffInfo;
+    use tuxa_signaling::queue::StaffRef;
+    let mut w = World::new();
+    for q in [1, 2] {
+        w.handle(Input::QueueOpened {
+            queue: q,
+            name: format!("Hàng {q}"),
+            facility: 1,
+        });
+    }
+    let identified = |w: &mut World, id: u64, on_call: Vec<u64>| {
+        let sid = w.connect();
+        w.handle(Input::Identified(
+            sid,
+            StaffInfo {
+                staff: StaffRef {
+                    id,
+                    name: format!("NV {id}"),
+                    facility: 1,
+                },
+                is_doctor: false,
+                on_call,
+            },
+        ));
+        sid
+    };
+    let counts = |out: &[Output], sid: SessionId| -> Vec<(u64, u32, u32, u32)> {
+        sends_to(out, sid)
+            .into_iter()
+            .filter_map(|m| match m {
+                ServerMsg::QueueCounts {
+                    queue,
+                    waiting,
+                    offered,
+                    doctors_available,
+                } => Some((queue, waiting, offered, doctors_available)),
+                _ => None,
+            })
+            .collect()
+    };
+    let nurse = identified(&mut w, 42, vec![1]);
+    let off = identified(&mut w, 43, vec![]);
+    // After welcome: the counts of the queues on call now, and only those.
+    let out = w.frame(nurse, hello(&[1]));
+    assert!(matches!(
+        sends_to(&out, nurse).first(),
+        Some(ServerMsg::Welcome { .. })
+    ));
+    assert_eq!(counts(&out, nurse), [(1, 0, 0, 0)]);
+    let out = w.frame(off, hello(&[1]));
+    assert!(counts(&out, off).is_empty(), "{out:?}");
+
+    // A patient joins queue 1: the nurse on call hears the new count, the
+    // staff member off call and the patient do not.
+    let patient = w.connect();
+    w.hello(patient);
+    w.consent(patient, true);
+    let out = w.frame(
+        patient,
+        ClientMsg::QueueJoin {
+            queue: 1,
+            name: "Bệnh nhân A".into(),
+            phone: "0912345678".into(),
+            reason: "ho".into(),
+        },
+    );
+    assert_eq!(counts(&out, nurse), [(1, 1, 0, 0)]);
+    assert!(counts(&out, off).is_empty());
+    assert!(counts(&out, patient).is_empty());
+    // Nothing but counts reaches staff not in the call: no name, no phone.
+    assert!(
+        sends_to(&out, nurse)
+            .iter()
+            .all(|m| matches!(m, ServerMsg::QueueCounts { .. }))
+    );
+
+    // A shift starts for queue 2: its counts come at once.
+    let out = w.handle(Input::OnCallChanged {
+        staff: 43,
+        on_call: vec![2],
+    });
+    assert_eq!(counts(&out, off), [(2, 0, 0, 0)]);
+}

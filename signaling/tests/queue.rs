@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use tuxa_signaling::SessionId;
 use tuxa_signaling::queue::{
-    DoctorStatus, DropStage, Pairing, PatientCard, PatientStage, PatientStatus, QueueBook,
-    QueueConfig, QueueError, QueueEvent, QueueId, QueueInput, QueueOutput, RemovedReason, StaffRef,
-    Ticket, TicketFlag, TransferTarget, WithdrawReason,
+    AfterOffer, DoctorStatus, DropStage, Pairing, PatientCard, PatientStage, PatientStatus,
+    QueueBook, QueueConfig, QueueError, QueueEvent, QueueId, QueueInput, QueueOutput,
+    RemovedReason, StaffRef, Ticket, TicketFlag, TransferTarget, WithdrawReason,
 };
 
 const FACILITY: u64 = 1;
@@ -388,7 +388,8 @@ fn an_unanswered_offer_expires_and_the_doctor_is_made_unavailable() {
     let out = w.tick(SEC);
     assert!(out.contains(&QueueOutput::OfferExpired {
         session: a,
-        ticket: t("p1")
+        ticket: t("p1"),
+        afterwards: AfterOffer::Queued,
     }));
     assert_eq!(
         doctor_status(&out, a),
@@ -413,10 +414,58 @@ fn an_unanswered_offer_expires_and_the_doctor_is_made_unavailable() {
     let out = w.accept(a, "p1");
     assert_eq!(errors(&out), [(a, QueueError::NoSuchOffer)]);
     // B declines p2: p2 goes back behind p1 (who is older), and B, free
-    // again, is offered the head, p1.
+    // again, is offered the head, p1. B, the only doctor on duty, will not
+    // be offered p2 for a minute, so p3 is next in the line.
     let out = w.decline(b, "p2");
     assert_eq!(offers(&out), [(b, "p1".to_owned())]);
-    assert_eq!(w.line(NOI), ["p2", "p3"]);
+    assert_eq!(w.line(NOI), ["p3", "p2"]);
+}
+
+#[test]
+fn an_expired_offer_tells_the_doctor_where_the_patient_went() {
+    // Issue 12: the doctor was told "passed to another doctor" even when
+    // nobody else was there.
+    let mut w = World::new();
+    let (a, _) = w.doctor(1, &[NOI]);
+    w.advance(SEC);
+    let (b, _) = w.doctor(2, &[NOI]);
+    let (_, out) = w.join(NOI, "p1");
+    assert_eq!(offers(&out), [(a, "p1".to_owned())]);
+    // B is free: when A's offer expires p1 goes to B at once.
+    let out = w.tick(30 * SEC);
+    assert!(out.contains(&QueueOutput::OfferExpired {
+        session: a,
+        ticket: t("p1"),
+        afterwards: AfterOffer::OfferedToAnother,
+    }));
+    assert_eq!(offers(&out), [(b, "p1".to_owned())]);
+    // B lets it expire too: nobody else is available, p1 waits in line.
+    let out = w.tick(30 * SEC);
+    assert!(out.contains(&QueueOutput::OfferExpired {
+        session: b,
+        ticket: t("p1"),
+        afterwards: AfterOffer::Queued,
+    }));
+    assert!(offers(&out).is_empty());
+    assert_eq!(w.stage("p1"), Some(PatientStage::Queued { position: 1 }));
+}
+
+#[test]
+fn an_offer_expiring_as_the_patient_s_grace_ends_says_they_left() {
+    let mut w = World::new();
+    let (d, _) = w.doctor(1, &[NOI]);
+    let (s1, _) = w.join(NOI, "p1");
+    // Closed at once: 30 s of grace, the same as the offer's time.
+    w.handle(QueueInput::SessionClosed { session: s1 });
+    let out = w.tick(30 * SEC);
+    assert!(
+        out.contains(&QueueOutput::OfferExpired {
+            session: d,
+            ticket: t("p1"),
+            afterwards: AfterOffer::Left,
+        }),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -429,7 +478,8 @@ fn an_accept_after_the_deadline_loses_even_without_a_tick() {
     assert_eq!(errors(&out), [(a, QueueError::NoSuchOffer)]);
     assert!(out.contains(&QueueOutput::OfferExpired {
         session: a,
-        ticket: t("p1")
+        ticket: t("p1"),
+        afterwards: AfterOffer::Queued,
     }));
     assert_eq!(w.stage("p1"), Some(PatientStage::Queued { position: 1 }));
 }
@@ -481,6 +531,99 @@ fn a_lone_doctor_who_declined_is_offered_again_after_a_minute() {
     assert!(offers(&out).is_empty());
     let out = w.tick(SEC);
     assert_eq!(offers(&out), [(a, "p1".to_owned())]);
+}
+
+/// The last position each patient session was told, from a run of outputs.
+fn note_positions(told: &mut BTreeMap<SessionId, u32>, out: &[QueueOutput]) {
+    for (session, status) in all_statuses(out) {
+        match status {
+            PatientStatus::Queued { position, .. } => told.insert(session, position),
+            _ => told.remove(&session),
+        };
+    }
+}
+
+#[test]
+fn positions_after_a_decline_match_the_order_of_the_offers() {
+    // Issue 12: a lone doctor declines the head of the line; the declined
+    // patient read "position 1" while the next patient was offered first.
+    let mut w = World::new();
+    let mut told = BTreeMap::new();
+    let (s1, out) = w.join(NOI, "p1");
+    note_positions(&mut told, &out);
+    let (_s2, out) = w.join(NOI, "p2");
+    note_positions(&mut told, &out);
+    let (s3, out) = w.join(NOI, "p3");
+    note_positions(&mut told, &out);
+    let (d, out) = w.doctor(10, &[NOI]);
+    note_positions(&mut told, &out);
+    assert_eq!(offers(&out), [(d, "p1".to_owned())]);
+
+    let declined_p1 = w.now;
+    let out = w.decline(d, "p1");
+    note_positions(&mut told, &out);
+    assert_eq!(offers(&out), [(d, "p2".to_owned())]);
+    // The doctor is not offered p1 again for a minute: p3 comes first, and
+    // both are told so (and the queries agree).
+    assert_eq!((told.get(&s3), told.get(&s1)), (Some(&1), Some(&2)));
+    assert_eq!(w.line(NOI), ["p3", "p1"]);
+    assert_eq!(w.stage("p1"), Some(PatientStage::Queued { position: 2 }));
+    match w.book.status(&t("p1")) {
+        Some(PatientStatus::Queued {
+            position: 2,
+            estimate,
+            ..
+        }) => {
+            assert_eq!(estimate, Some(20 * MIN))
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A short call with p2; the next offer is the patient told "1".
+    w.accept(d, "p2");
+    w.advance(10 * SEC);
+    let out = w.handle(QueueInput::DoctorFree { session: d });
+    note_positions(&mut told, &out);
+    assert_eq!(offers(&out), [(d, "p3".to_owned())]);
+    assert_eq!(told.get(&s1), Some(&1));
+
+    // p3 declined too: both wait out the doctor's minute, p1's ends first.
+    let out = w.decline(d, "p3");
+    note_positions(&mut told, &out);
+    assert!(offers(&out).is_empty(), "{out:?}");
+    assert_eq!((told.get(&s1), told.get(&s3)), (Some(&1), Some(&2)));
+    let out = w.tick(declined_p1 + MIN - w.now);
+    note_positions(&mut told, &out);
+    assert_eq!(offers(&out), [(d, "p1".to_owned())]);
+    assert_eq!(told.get(&s3), Some(&1));
+    assert_eq!(w.line(NOI), ["p3"]);
+}
+
+#[test]
+fn a_declined_patient_moves_back_to_the_head_when_the_minute_is_over() {
+    // The doctor declined p1 and is on a call when the minute ends: p1 is
+    // next again (ahead of p3, who came later), and told so.
+    let mut w = World::new();
+    let mut told = BTreeMap::new();
+    let (d, _) = w.doctor(10, &[NOI]);
+    let (s1, out) = w.join(NOI, "p1");
+    note_positions(&mut told, &out);
+    let (_s2, out) = w.join(NOI, "p2");
+    note_positions(&mut told, &out);
+    let (s3, out) = w.join(NOI, "p3");
+    note_positions(&mut told, &out);
+    let out = w.decline(d, "p1");
+    note_positions(&mut told, &out);
+    assert_eq!(offers(&out), [(d, "p2".to_owned())]);
+    assert_eq!((told.get(&s3), told.get(&s1)), (Some(&1), Some(&2)));
+    w.accept(d, "p2");
+    let out = w.tick(MIN);
+    note_positions(&mut told, &out);
+    assert!(offers(&out).is_empty(), "the doctor is on a call");
+    assert_eq!((told.get(&s1), told.get(&s3)), (Some(&1), Some(&2)));
+    assert_eq!(w.line(NOI), ["p1", "p3"]);
+    let out = w.handle(QueueInput::DoctorFree { session: d });
+    assert_eq!(offers(&out), [(d, "p1".to_owned())]);
 }
 
 #[test]
@@ -808,7 +951,8 @@ fn a_pending_offer_survives_a_short_patient_drop_but_not_the_grace() {
     let out = w.tick(Duration::from_secs(30));
     assert!(out.contains(&QueueOutput::OfferExpired {
         session: d,
-        ticket: t("p1")
+        ticket: t("p1"),
+        afterwards: AfterOffer::Queued,
     }));
     let out = w.tick(Duration::from_secs(90));
     assert!(records(&out).iter().any(|e| matches!(

@@ -401,6 +401,27 @@ async fn every_route_answers_every_caller_as_the_matrix_says() -> anyhow::Result
         row("GET", "/", "/".into(), EVERYONE),
         row("GET", "/join/{room}", format!("/join/{visit}"), EVERYONE),
         row("GET", "/q/{queue}", format!("/q/{queue}"), EVERYONE),
+        // Issue 12: a queue link's QR code and poster are as public as its page.
+        row(
+            "GET",
+            "/q/{queue}/qr.svg",
+            format!("/q/{queue}/qr.svg"),
+            EVERYONE,
+        ),
+        row(
+            "GET",
+            "/q/{queue}/poster",
+            format!("/q/{queue}/poster"),
+            EVERYONE,
+        ),
+        // Any signed-in staff member (or the key) may draw a link's QR code.
+        row(
+            "POST",
+            "/api/v1/qr",
+            "/api/v1/qr".into(),
+            &[&[AdminKey][..], STAFF].concat(),
+        )
+        .json(json!({"url": format!("https://127.0.0.1/join/{visit}#v1.x")})),
         row("GET", "/staff", "/staff".into(), EVERYONE),
         row("GET", "/static/{file}", "/static/app.js".into(), EVERYONE),
         row("GET", "/healthz", "/healthz".into(), EVERYONE),

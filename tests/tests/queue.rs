@@ -95,6 +95,17 @@ async fn a_patient_queues_a_doctor_accepts_and_both_are_in_the_call() -> anyhow:
     // The doctor is available for the queue (and only for queues on their roster).
     let mut doctor = SignalClient::connect_with_cookie(server.http_addr, Some(&cookie)).await?;
     doctor.hello().await?;
+    // Before going available, the counts of the queue they are on call for
+    // (issue 12): nobody waits yet.
+    match doctor.recv(REPLY_TIMEOUT).await? {
+        ServerMsg::QueueCounts {
+            queue: q,
+            waiting: 0,
+            offered: 0,
+            doctors_available: 0,
+        } if q == queue => {}
+        other => anyhow::bail!("expected the queue's counts after welcome, got {other:?}"),
+    }
     doctor
         .send(&ClientMsg::Available {
             queues: vec![queue + 100],

@@ -185,3 +185,44 @@ test('every error code the console shows has a text in both languages', () => {
     }
   }
 });
+
+// ---- Issue 12 (console): sharing, QR data URLs, the flagged title.
+
+import { shareOrCopy, svgDataUrl, flaggedTitle } from '../console-util.js';
+
+test('a link goes to the share sheet where there is one, else to the clipboard', async () => {
+  const shared = [];
+  const phone = { share: async (d) => { shared.push(d); }, canShare: () => true };
+  assert.equal(await shareOrCopy({ url: 'https://x.vn/q/1', title: 'Nội khoa' }, phone), 'shared');
+  assert.deepEqual(shared, [{ url: 'https://x.vn/q/1', title: 'Nội khoa', text: undefined }]);
+  // Closing the sheet is not a failure, and nothing is copied behind the person's back.
+  const copied = [];
+  const closing = {
+    share: async () => { throw Object.assign(new Error('x'), { name: 'AbortError' }); },
+    clipboard: { writeText: async (u) => { copied.push(u); } },
+  };
+  assert.equal(await shareOrCopy({ url: 'https://x.vn/q/1' }, closing), 'cancelled');
+  assert.deepEqual(copied, []);
+  // A desktop without Web Share: the clipboard.
+  const desktop = { clipboard: { writeText: async (u) => { copied.push(u); } } };
+  assert.equal(await shareOrCopy({ url: 'https://x.vn/q/2' }, desktop), 'copied');
+  // A share sheet that refuses (not allowed), then the clipboard.
+  const refusing = {
+    share: async () => { throw Object.assign(new Error('x'), { name: 'NotAllowedError' }); },
+    clipboard: { writeText: async (u) => { copied.push(u); } },
+  };
+  assert.equal(await shareOrCopy({ url: 'https://x.vn/q/3' }, refusing), 'copied');
+  assert.deepEqual(copied, ['https://x.vn/q/2', 'https://x.vn/q/3']);
+  // Neither: said so.
+  const none = { clipboard: { writeText: async () => { throw new Error('denied'); } } };
+  assert.equal(await shareOrCopy({ url: 'https://x.vn/q/4' }, none, null), 'failed');
+});
+
+test('QR codes from the server become data: URLs; the title counts what waits', () => {
+  const svg = '<svg xmlns="http://www.w3.org/2000/svg"><path d="M0 0h1v1H0V0"/></svg>';
+  const url = svgDataUrl(svg);
+  assert.ok(url.startsWith('data:image/svg+xml;base64,'));
+  assert.equal(Buffer.from(url.split(',')[1], 'base64').toString('latin1'), svg);
+  assert.equal(flaggedTitle('Bệnh nhân mới — tuxa', 1), '(1) Bệnh nhân mới — tuxa');
+  assert.equal(flaggedTitle('tuxa', 0), 'tuxa');
+});

@@ -194,7 +194,7 @@ test('queue: a patient queues from the link, a signed-in doctor on call accepts,
     assert.equal(card.phone, '0912 345 678');
     assert.match(card.countdown, /^Còn \d+ giây để trả lời$/);
     assert.equal(card.accept, 'Nhận khám');
-    assert.match(card.title, /^\(!\) /);
+    assert.match(card.title, /^\(1\) /); // an offer waits: the tab says so (issue 12)
     assert.ok(st.offer.expires_in_secs > 0);
     await waitForPageState(patientPage, 'tuxaQueue', 'offered', 10_000);
     assert.equal((await queueView(patientPage)).title, 'Bác sĩ đang xem thông tin của bạn…');
