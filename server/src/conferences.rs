@@ -730,7 +730,10 @@ async fn upload(
     let actor = Actor::from_headers(&state, &headers).await?;
     let r = visible(&state, &actor, id).await?;
     actor.check(Permission::Attach, &r.parties())?;
-    if matches!(r.status, Status::Held | Status::Declined | Status::Cancelled) {
+    if matches!(
+        r.status,
+        Status::Held | Status::Declined | Status::Cancelled
+    ) {
         return Err(ApiError::new(
             ErrorCode::Conflict,
             "the conference was held or declined: its file is closed",

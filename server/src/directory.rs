@@ -896,8 +896,7 @@ fn phone(v: Option<&str>) -> Result<Option<String>> {
     let digits = v.chars().filter(char::is_ascii_digit).count();
     let ok = v.len() <= 24
         && (6..=15).contains(&digits)
-        && v
-            .chars()
+        && v.chars()
             .enumerate()
             .all(|(i, ch)| ch.is_ascii_digit() || " .-()".contains(ch) || (ch == '+' && i == 0));
     if !ok {

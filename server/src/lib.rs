@@ -148,9 +148,8 @@ pub async fn run(
     let (token_key, admin_hash, new_admin_key, rooms, attended, contacts) = store
         .call(move |c| {
             // Sealed under the master key (secrets.rs).
-            let token_key = secrets::token_key(c, &keys).map_err(|e| {
-                rusqlite::Error::ToSqlConversionFailure(e.into())
-            })?;
+            let token_key = secrets::token_key(c, &keys)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
             let mut new_key = None;
             let admin_hash = match (admin_key, store::get_meta(c, "admin_key_sha256")?) {
                 (Some(k), _) => {

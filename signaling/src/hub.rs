@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tuxa_protocol::{
-    ClientMsg, ConsultationKind, EndReason, ErrorCode, FacilityContact, IDLE_TIMEOUT_MS, KEEPALIVE_INTERVAL_MS, LeaveReason,
-    LinkStats, MediaKind, ParticipantId, ParticipantInfo, ProtocolError, Role, RoomId, RoomInfo,
-    SUPPORTED_VERSIONS, ServerMsg, TrackSource,
+    ClientMsg, ConsultationKind, EndReason, ErrorCode, FacilityContact, IDLE_TIMEOUT_MS,
+    KEEPALIVE_INTERVAL_MS, LeaveReason, LinkStats, MediaKind, ParticipantId, ParticipantInfo,
+    ProtocolError, Role, RoomId, RoomInfo, SUPPORTED_VERSIONS, ServerMsg, TrackSource,
 };
 
 use crate::hub_queue::{CallLinks, StaffInfo};

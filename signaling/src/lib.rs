@@ -12,10 +12,10 @@ pub mod queue;
 pub mod token;
 
 pub use hub::{
-    Bar, CHECK_JOIN_WINDOW, CHECK_ROOM_LIFETIME, CheckError, CheckTicket, Consent, DEFAULT_ABANDON_AFTER,
-    DEFAULT_RECONNECT_GRACE, Hub, HubConfig, Input, Live, LiveQueue, LiveRoom, MAX_CHECK_ROOMS,
-    MediaCommand, Output, QUALITY_WINDOW_SECS, QualityWindow, RecordEvent, RoomStatus,
-    STATS_MIN_INTERVAL, SessionId,
+    Bar, CHECK_JOIN_WINDOW, CHECK_ROOM_LIFETIME, CheckError, CheckTicket, Consent,
+    DEFAULT_ABANDON_AFTER, DEFAULT_RECONNECT_GRACE, Hub, HubConfig, Input, Live, LiveQueue,
+    LiveRoom, MAX_CHECK_ROOMS, MediaCommand, Output, QUALITY_WINDOW_SECS, QualityWindow,
+    RecordEvent, RoomStatus, STATS_MIN_INTERVAL, SessionId,
 };
 pub use queue::{
     PatientCard, QueueBook, QueueConfig, QueueError, QueueEvent, QueueId, QueueInput, QueueOutput,

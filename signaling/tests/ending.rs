@@ -99,10 +99,13 @@ impl World {
         while self.now < end {
             self.now = (self.now + Duration::from_secs(1)).min(end);
             n += 1;
-            if n % 15 == 0 {
+            if n.is_multiple_of(15) {
                 for sid in self.live.clone() {
-                    self.hub
-                        .handle(self.now, UNIX_NOW, Input::Frame(sid, Ok(ClientMsg::Ping { seq: n })));
+                    self.hub.handle(
+                        self.now,
+                        UNIX_NOW,
+                        Input::Frame(sid, Ok(ClientMsg::Ping { seq: n })),
+                    );
                 }
             }
             self.hub.handle_timeout(self.now);
@@ -178,7 +181,12 @@ impl World {
     }
 
     fn admit(&mut self, host: SessionId, pid: ParticipantId) {
-        self.frame(host, ClientMsg::Admit { participant_id: pid });
+        self.frame(
+            host,
+            ClientMsg::Admit {
+                participant_id: pid,
+            },
+        );
     }
 
     /// The `Ended` facts for the record so far.
@@ -194,12 +202,18 @@ impl World {
 
     /// What `sid` was told about the end, and whether it was closed after.
     fn end_seen(&self, sid: SessionId) -> Option<(EndReason, Option<String>, bool)> {
-        let at = self.out.iter().position(|o| {
-            matches!(o, Output::Send(s, ServerMsg::RoomEnded { .. }) if *s == sid)
-        })?;
-        let Output::Send(_, ServerMsg::RoomEnded {
-            reason, by, contact: c,
-        }) = &self.out[at]
+        let at = self
+            .out
+            .iter()
+            .position(|o| matches!(o, Output::Send(s, ServerMsg::RoomEnded { .. }) if *s == sid))?;
+        let Output::Send(
+            _,
+            ServerMsg::RoomEnded {
+                reason,
+                by,
+                contact: c,
+            },
+        ) = &self.out[at]
         else {
             unreachable!()
         };
@@ -336,7 +350,10 @@ fn a_room_left_without_doctor_or_nurse_ends_as_abandoned() {
 
     w.wait(Duration::from_secs(4));
     assert_eq!(w.ended(), vec![(EndReason::Abandoned, None)]);
-    assert_eq!(w.end_seen(patient), Some((EndReason::Abandoned, None, true)));
+    assert_eq!(
+        w.end_seen(patient),
+        Some((EndReason::Abandoned, None, true))
+    );
 }
 
 #[test]
@@ -351,7 +368,11 @@ fn a_doctor_coming_back_stops_the_clock() {
     w.wait(ABANDON / 2 + Duration::from_secs(5));
     w.frame(doctor, ClientMsg::Leave {});
     w.wait(ABANDON - Duration::from_secs(5));
-    assert!(w.ended().is_empty(), "the clock was not reset: {:?}", w.ended());
+    assert!(
+        w.ended().is_empty(),
+        "the clock was not reset: {:?}",
+        w.ended()
+    );
     w.wait(Duration::from_secs(10));
     assert_eq!(w.ended(), vec![(EndReason::Abandoned, None)]);
 }
@@ -373,5 +394,8 @@ fn a_room_people_were_in_before_a_restart_ends_if_nobody_comes_back() {
     let (patient, _) = w.join(Role::Patient, false, "Bà Tư");
     w.wait(ABANDON + Duration::from_secs(2));
     assert_eq!(w.ended(), vec![(EndReason::Abandoned, None)]);
-    assert_eq!(w.end_seen(patient), Some((EndReason::Abandoned, None, true)));
+    assert_eq!(
+        w.end_seen(patient),
+        Some((EndReason::Abandoned, None, true))
+    );
 }

@@ -192,7 +192,10 @@ async fn kill_9_loses_nothing() -> anyhow::Result<()> {
         // People were in the room when the server died: it ended at the
         // restart, with that reason and an end time.
         assert_eq!(after["consultation"]["status"], "ended", "{after}");
-        assert!(after["consultation"]["ended_at"].as_i64().is_some(), "{after}");
+        assert!(
+            after["consultation"]["ended_at"].as_i64().is_some(),
+            "{after}"
+        );
         let (_, row) = api
             .admin("GET", &format!("/api/v1/consultations/{room}"), None)
             .await?;

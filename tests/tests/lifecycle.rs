@@ -67,9 +67,16 @@ async fn ending_a_consultation_closes_its_sessions() -> anyhow::Result<()> {
         "{again}"
     );
     let (_, record) = api
-        .admin("GET", &format!("/api/v1/consultations/{room}/record.json"), None)
+        .admin(
+            "GET",
+            &format!("/api/v1/consultations/{room}/record.json"),
+            None,
+        )
         .await?;
-    assert_eq!(record["consultation"]["ended_at"], body["ended_at"], "{record}");
+    assert_eq!(
+        record["consultation"]["ended_at"], body["ended_at"],
+        "{record}"
+    );
     let ends = record["audit"]
         .as_array()
         .into_iter()
@@ -133,7 +140,9 @@ async fn the_doctor_ends_a_visit_from_the_room() -> anyhow::Result<()> {
         })
         .await?;
     doctor
-        .send(&ClientMsg::Admit { participant_id: pid })
+        .send(&ClientMsg::Admit {
+            participant_id: pid,
+        })
         .await?;
     patient
         .recv_until(REPLY_TIMEOUT, "joined", |m| match m {
@@ -233,7 +242,10 @@ async fn a_room_without_staff_ends_as_abandoned() -> anyhow::Result<()> {
             assert_eq!(row["status"], "ended");
             break;
         }
-        assert!(Instant::now() < deadline, "not recorded as abandoned: {row}");
+        assert!(
+            Instant::now() < deadline,
+            "not recorded as abandoned: {row}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     server.shutdown().await?;
