@@ -923,3 +923,100 @@ async fn removed_then_restart(dir: &std::path::Path) -> anyhow::Result<()> {
     );
     server.stop().await
 }
+
+/// The coordinator moves a scheduled conference and then calls it off: the invitee's list shows
+/// each change; a time in the past, a caller who may not schedule, and a cancelled conference's
+/// reschedule are refused and change nothing; the cancelled room's links lead to the end screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinator_reschedules_and_cancels_and_the_invitees_see_it() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let api = server.api();
+    let s = scheduled(&api).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let seen_by_invitee = |v: &Value| -> Value {
+        let id = s.base.rsplit('/').next().unwrap_or_default().to_owned();
+        v["conferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["id"].to_string() == id)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let list = |c: String| {
+        let api = &api;
+        async move { as_staff(api, &c, "GET", "/api/v1/conferences", None).await }
+    };
+    let (_, before) = list(s.c_invitee.clone()).await?;
+    let was = seen_by_invitee(&before)["schedule"]["starts_at"].clone();
+    assert!(was.as_u64().is_some(), "{before}");
+
+    // Refusals change nothing.
+    for (who, cookie, body, want) in [
+        ("into the past", &s.c_coord, json!({"starts_at": now - 3600}), 400),
+        ("by an invitee", &s.c_invitee, json!({"starts_at": now + 86_400}), 403),
+        ("a bad duration", &s.c_coord, json!({"starts_at": now + 86_400, "duration_min": 5}), 400),
+    ] {
+        let (st, v) = as_staff(&api, cookie, "POST", &format!("{}/reschedule", s.base), Some(body)).await?;
+        assert_eq!(st, want, "{who}: {v}");
+        let (_, after) = list(s.c_invitee.clone()).await?;
+        assert_eq!(seen_by_invitee(&after)["schedule"]["starts_at"], was, "{who}");
+    }
+
+    let tomorrow = now + 86_400;
+    let (st, v) = as_staff(
+        &api,
+        &s.c_coord,
+        "POST",
+        &format!("{}/reschedule", s.base),
+        Some(json!({"starts_at": tomorrow, "duration_min": 45})),
+    )
+    .await?;
+    assert_eq!(st, 200, "{v}");
+    let (_, after) = list(s.c_invitee.clone()).await?;
+    let mine = seen_by_invitee(&after);
+    assert_eq!(mine["schedule"]["starts_at"], json!(tomorrow), "{after}");
+    assert_eq!(mine["schedule"]["duration_min"], json!(45), "{after}");
+    assert_eq!(mine["status"], "scheduled");
+
+    let (st, v) = as_staff(
+        &api,
+        &s.c_coord,
+        "POST",
+        &format!("{}/cancel", s.base),
+        Some(json!({"reason": "Bệnh nhân đã chuyển tuyến trên."})),
+    )
+    .await?;
+    assert_eq!(st, 200, "{v}");
+    let (_, after) = list(s.c_invitee.clone()).await?;
+    let mine = seen_by_invitee(&after);
+    assert_eq!(mine["status"], "cancelled", "{after}");
+    assert_eq!(mine["cancelled"]["reason"], "Bệnh nhân đã chuyển tuyến trên.");
+    // Cancelled: no new time, no second cancel, no link.
+    for path in ["reschedule", "cancel"] {
+        let (st, v) = as_staff(
+            &api,
+            &s.c_coord,
+            "POST",
+            &format!("{}/{path}", s.base),
+            Some(if path == "cancel" {
+                json!({"reason": "x"})
+            } else {
+                json!({"starts_at": tomorrow + 3600})
+            }),
+        )
+        .await?;
+        assert_eq!((st, code(&v)), (409, "conflict"), "{path}: {v}");
+    }
+    let (st, v) = as_staff(&api, &s.c_chair, "POST", &format!("{}/join", s.base), None).await?;
+    assert_eq!(st, 409, "{v}");
+    let (_, row) = api
+        .admin("GET", &format!("/api/v1/consultations/{}", s.room), None)
+        .await?;
+    assert_eq!(row["status"], "ended", "{row}");
+    assert_eq!(row["end_reason"], "cancelled", "{row}");
+    server.shutdown().await?;
+    Ok(())
+}

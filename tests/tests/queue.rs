@@ -235,9 +235,29 @@ async fn a_patient_queues_a_doctor_accepts_and_both_are_in_the_call() -> anyhow:
             _ => None,
         })
         .await?;
-    // The doctor ends the call and takes patients again: offered the second.
-    let (status, _) = api.end_consultation(&room_d).await?;
-    assert_eq!(status, 200);
+    // "Kết thúc, nhận bệnh nhân tiếp": the doctor's console ends the visit
+    // (the patient sees the end screen, the record closes) and takes
+    // patients again: offered the second.
+    doctor.send(&ClientMsg::DoctorFree {}).await?;
+    let reason = pt
+        .recv_until(REPLY_TIMEOUT, "the end of the visit", |m| match m {
+            ServerMsg::RoomEnded { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(reason, tuxa_protocol::EndReason::Ended);
+    let deadline = std::time::Instant::now() + REPLY_TIMEOUT;
+    loop {
+        let (_, row) = api
+            .admin("GET", &format!("/api/v1/consultations/{room_d}"), None)
+            .await?;
+        if row["status"] == "ended" {
+            assert_eq!(row["end_reason"], "ended", "{row}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still open: {row}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     doctor
         .recv_until(REPLY_TIMEOUT, "the next offer", |m| match m {
             ServerMsg::PatientOffer { name, .. } if name == "Trần Thị B" => Some(()),
