@@ -33,6 +33,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Set when a TURN server is configured (credentials in `join-check`).
     pub turn: Option<Arc<crate::turn::TurnConfig>>,
+    /// The Department of Health named on the minutes (`--department-name`).
+    pub department_name: Option<Arc<str>>,
 }
 
 /// An [`AppState`] over a real SQLite file in `data_dir`, for in-process
@@ -57,6 +59,7 @@ pub(crate) fn test_state(
         public_url: "https://127.0.0.1:8443".into(),
         next_session: Arc::new(AtomicU64::new(1)),
         turn: None,
+        department_name: Some("Sở Y tế tỉnh An Hòa".into()),
         shutdown,
     };
     (state, hub_rx, shutdown_tx)
