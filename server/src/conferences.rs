@@ -171,7 +171,9 @@ impl CitizenId {
         if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
             Ok(CitizenId(s.to_owned()))
         } else {
-            Err("patient.citizen_id must be the 12 digits of a personal identification number (CCCD)")
+            Err(
+                "patient.citizen_id must be the 12 digits of a personal identification number (CCCD)",
+            )
         }
     }
 
@@ -650,8 +652,11 @@ async fn create(
         ));
     }
     let address = optional_text("patient.address", req.patient.address.take(), 300)?;
-    let record_number =
-        optional_text("patient.record_number", req.patient.record_number.take(), 50)?;
+    let record_number = optional_text(
+        "patient.record_number",
+        req.patient.record_number.take(),
+        50,
+    )?;
     let citizen_id = req.patient.citizen_id.take().map(|c| c.as_str().to_owned());
     let to = req.to_facility_id;
     let target = state

@@ -369,7 +369,11 @@ pub fn read_record(
 
 /// Keeps a queue visit's stated reason with its consultation (the first
 /// one: a resumed pairing does not change it).
-pub fn store_visit_reason(c: &Connection, consultation: &str, reason: &str) -> rusqlite::Result<()> {
+pub fn store_visit_reason(
+    c: &Connection,
+    consultation: &str,
+    reason: &str,
+) -> rusqlite::Result<()> {
     c.execute(
         "INSERT OR IGNORE INTO visit_reasons(consultation_id, reason, at)
          VALUES (?1, ?2, strftime('%s','now'))",
@@ -850,7 +854,12 @@ const CONSENT_PURPOSES: [(&str, &str, &str, &str); 3] = [
         "Có người thứ ba tham dự",
         "patient-privacy",
     ),
-    ("recording", "recording", "Ghi hình, ghi âm", "patient-privacy"),
+    (
+        "recording",
+        "recording",
+        "Ghi hình, ghi âm",
+        "patient-privacy",
+    ),
 ];
 
 /// One `Consent` per purpose of one answer set.
