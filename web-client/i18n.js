@@ -470,7 +470,7 @@ export const STRINGS = {
     conf_export_fhir: 'Tải hồ sơ FHIR',
     conf_export_minutes: 'Mở biên bản để in',
     conf_export_failed: 'Không tải được hồ sơ.',
-    console_report_csv_en: 'Tải CSV (tiếng Anh)',
+    console_report_network: '(toàn mạng)',
   },
   en: {
     app_name: 'tuxa — Remote consultation',
@@ -929,7 +929,7 @@ export const STRINGS = {
     conf_export_fhir: 'Download the FHIR record',
     conf_export_minutes: 'Open the minutes to print',
     conf_export_failed: 'The record could not be downloaded.',
-    console_report_csv_en: 'Download CSV (English)',
+    console_report_network: '(network)',
   },
 };
 
