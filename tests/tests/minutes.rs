@@ -460,3 +460,129 @@ fn vn_datetime(unix: i64) -> String {
         secs % 3600 / 60
     )
 }
+
+/// A visit from an on-call queue: its minutes' "Tóm tắt" is the reason the
+/// patient gave when queueing, and the header names the queue's facility.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_visit_minutes_carry_the_stated_reason() -> anyhow::Result<()> {
+    use tuxa_tests::SignalClient;
+
+    let server = TestServer::start().await?;
+    let api = server.api();
+    let f = created(
+        &api,
+        "/api/v1/facilities",
+        json!({"name": "Bệnh viện Đa khoa tỉnh An Hòa", "tier": "province"}),
+    )
+    .await?;
+    let doctor = staff(
+        &api,
+        &f,
+        "bs.truc",
+        "Lê Hoàng Minh",
+        "doctor",
+        Some("000125/AH-CCHN"),
+    )
+    .await?;
+    let q = created(
+        &api,
+        "/api/v1/queues",
+        json!({"facility_id": f["id"], "specialty": "Nội khoa"}),
+    )
+    .await?;
+    let queue = q["id"].as_u64().expect("queue id");
+    created(
+        &api,
+        &format!("/api/v1/queues/{queue}/roster"),
+        json!({"staff_id": doctor["staff"]["id"], "start": "00:00", "end": "24:00"}),
+    )
+    .await?;
+    let cookie = sign_in(&api, &doctor).await?;
+    let mut d = SignalClient::connect_with_cookie(server.http_addr, Some(&cookie)).await?;
+    d.hello().await?;
+    d.send(&ClientMsg::Available {
+        queues: vec![queue],
+    })
+    .await?;
+    d.recv_until(REPLY_TIMEOUT, "available", |m| {
+        matches!(
+            m,
+            ServerMsg::DoctorStatus {
+                available: true,
+                ..
+            }
+        )
+        .then_some(())
+    })
+    .await?;
+    let mut p = server.signal().await?;
+    p.hello().await?;
+    p.consent().await?;
+    let reason = "Sốt cao 3 ngày, <b>ho</b> nhiều về đêm";
+    p.send(&ClientMsg::QueueJoin {
+        queue,
+        name: "Nguyễn Văn A".into(),
+        phone: "0912345678".into(),
+        reason: reason.into(),
+    })
+    .await?;
+    let ticket = d
+        .recv_until(REPLY_TIMEOUT, "an offer", |m| match m {
+            ServerMsg::PatientOffer { ticket, .. } => Some(ticket.clone()),
+            _ => None,
+        })
+        .await?;
+    d.send(&ClientMsg::AcceptPatient { ticket }).await?;
+    let url = d
+        .recv_until(REPLY_TIMEOUT, "call_ready", |m| match m {
+            ServerMsg::CallReady { url, .. } => Some(url.clone()),
+            _ => None,
+        })
+        .await?;
+    let (room, _) = link_parts(&url);
+
+    let minutes = format!("/consultations/{room}/minutes");
+    let r = api
+        .request_raw("GET", &minutes, None, Auth::Cookie(&cookie))
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body
+            .contains("<b class=\"facility\">BỆNH VIỆN ĐA KHOA TỈNH AN HÒA</b>"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("SỞ Y TẾ ………………"),
+        "no Department configured: a blank to fill in"
+    );
+    assert!(
+        r.body
+            .contains("<p>Sốt cao 3 ngày, &lt;b&gt;ho&lt;/b&gt; nhiều về đêm</p>"),
+        "the stated reason, escaped, is the summary:\n{}",
+        r.body
+    );
+    let (s, rec) = api
+        .request(
+            "GET",
+            &format!("/api/v1/consultations/{room}/record.json"),
+            None,
+            Auth::Cookie(&cookie),
+        )
+        .await?;
+    assert_eq!(s, 200, "{rec}");
+    assert_eq!(rec["visit"]["reason"], reason);
+    assert_eq!(rec["department"], Value::Null);
+    let (s, b) = api
+        .request(
+            "GET",
+            &format!("/api/v1/consultations/{room}/record.fhir.json"),
+            None,
+            Auth::Cookie(&cookie),
+        )
+        .await?;
+    assert_eq!(s, 200, "{b}");
+    let (ok, out) = validate(&b, "visit");
+    assert!(ok, "the visit's Bundle is not valid FHIR R4:\n{out}");
+    server.shutdown().await
+}
