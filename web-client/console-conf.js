@@ -80,6 +80,7 @@ export function createConferences(ctx) {
     guestUrl: null,
     error: null,
     busy: false,
+    records: null, // ended consultations, when their section was opened
     renders: 0, // times the open request was drawn
     loads: 0, // times the open request came from the server (tests wait for a refresh)
   };
@@ -118,6 +119,7 @@ export function createConferences(ctx) {
     $('conf-form').hidden = cs.view !== 'form';
     $('conf-detail').hidden = cs.view !== 'detail';
     $('conf-list').hidden = cs.view !== 'list';
+    $('conf-records').hidden = cs.view !== 'list';
     $('conf-sort').closest('label').hidden = cs.view !== 'list';
     $('conf-empty').hidden = cs.view !== 'list' || !cs.loaded || cs.list.length > 0;
     if (errorLine) showError(errorLine);
@@ -443,6 +445,33 @@ export function createConferences(ctx) {
 
   function exportBlock(consultationId, prefix) {
     return exportButtons(ctx, consultationId, prefix, (e) => { showError(e); });
+  }
+
+  // ---- Ended records (visits and conferences), each with its export buttons.
+  // Loaded when the section is opened (and on "Làm mới"), never on a timer:
+  // a redraw would take the button from under a click.
+
+  async function loadRecords() {
+    if (!$('conf-records').open) return;
+    const r = await ctx.api('GET', '/api/v1/consultations?status=ended');
+    const err = $('conf-records-error');
+    if (r.status === 200 && r.json && Array.isArray(r.json.consultations)) {
+      cs.records = r.json.consultations;
+      err.hidden = true;
+      renderRecords();
+    } else if (r.status !== 401) {
+      err.hidden = false;
+      err.textContent = ctx.errorText(r.code);
+    }
+  }
+
+  function renderRecords() {
+    const list = cs.records || [];
+    $('conf-records-empty').hidden = list.length > 0;
+    fill($('conf-records-list'), list.map((k) => h('li', { class: 'cs-item', dataset: { id: k.id } },
+      h('p', { class: 'cs-item-head' }, h('b', {}, k.title || k.id)),
+      h('p', { class: 'muted-text' }, `${t(`conf_kind_${k.kind === 'conference' ? 'conference' : 'visit'}`)} · ${fmtVnDateTime(k.ended_at)}`),
+      exportButtons(ctx, k.id, `rec-${k.id}`, (e) => showError(e)))));
   }
 
   // ---- Conclusion (chair, secretary) and minutes.
@@ -838,7 +867,8 @@ export function createConferences(ctx) {
   $('cf-cancel').addEventListener('click', closeForm);
   $('conf-form').addEventListener('submit', submitRequest);
   $('cf-files').addEventListener('change', onFilesChosen);
-  $('conf-refresh-btn').addEventListener('click', () => (cs.view === 'detail' && cs.openId != null ? openRequest(cs.openId) : loadList()));
+  $('conf-refresh-btn').addEventListener('click', () => (cs.view === 'detail' && cs.openId != null ? openRequest(cs.openId) : (loadList(), loadRecords())));
+  $('conf-records').addEventListener('toggle', loadRecords);
   $('conf-sort').addEventListener('change', () => { cs.sort = $('conf-sort').value; renderList(); });
 
   return {
@@ -870,11 +900,15 @@ export function createConferences(ctx) {
       resetForm();
       fill($('conf-list'));
       fill($('conf-detail'));
+      cs.records = null;
+      $('conf-records').open = false;
+      fill($('conf-records-list'));
     },
     render,
     /** A language switch: labels relabel themselves; rebuild what mixes text and data. */
     relabel() {
       renderList();
+      if (cs.records) renderRecords();
       if (cs.view === 'detail' && !document.querySelector('#conf-detail input:focus, #conf-detail textarea:focus')) renderDetail();
       fillSchedulePickers();
       render();

@@ -471,6 +471,10 @@ export const STRINGS = {
     conf_export_minutes: 'Mở biên bản để in',
     conf_export_failed: 'Không tải được hồ sơ.',
     console_report_network: '(toàn mạng)',
+    conf_records: 'Hồ sơ đã kết thúc (30 ngày)',
+    conf_records_empty: 'Chưa có buổi khám, hội chẩn nào kết thúc.',
+    conf_kind_visit: 'Khám từ xa',
+    conf_kind_conference: 'Hội chẩn',
   },
   en: {
     app_name: 'tuxa — Remote consultation',
@@ -930,6 +934,10 @@ export const STRINGS = {
     conf_export_minutes: 'Open the minutes to print',
     conf_export_failed: 'The record could not be downloaded.',
     console_report_network: '(network)',
+    conf_records: 'Ended records (30 days)',
+    conf_records_empty: 'No visit or conference has ended yet.',
+    conf_kind_visit: 'Remote visit',
+    conf_kind_conference: 'Conference',
   },
 };
 

@@ -316,5 +316,22 @@ test('minutes: a three-site conference from request to the filed minutes, and th
     });
     assert.ok(fit.scrollWidth <= fit.innerWidth && fit.wrapScroll <= fit.wrapClient,
       `the report scrolls sideways at 1366×768: ${JSON.stringify(fit)}`);
+
+    // ---- A visit's record: the ended visits and conferences are listed with their export buttons.
+    const visit = await pageApi(ch, 'POST', '/api/v1/consultations', { kind: 'visit', title: 'Khám từ xa — Trần Thị B' });
+    assert.equal(visit.status, 201, JSON.stringify(visit.json));
+    const visitId = visit.json.id;
+    const endedVisit = await pageApi(ch, 'POST', `/api/v1/consultations/${visitId}/end`, {});
+    assert.equal(endedVisit.status, 200, JSON.stringify(endedVisit.json));
+    await co.page.bringToFront();
+    await H.clickSettled(co, '#tab-btn-conf');
+    await co.page.click('#conf-records > summary');
+    await H.waitFor('the ended records', async () => staffState(co, (v, k) => !!document.getElementById(`rec-${v}-export-json`)
+      && !!document.getElementById(`rec-${k}-export-fhir`), visitId, consultation), 10_000);
+    await H.clickSettled(co, `#rec-${visitId}-export-json`);
+    await H.waitFor('the visit\'s record saved', async () => staffState(co, (v) => (window.tuxaStaff.exports || [])
+      .some((e) => e.filename === `tuxa-${v}.json` && e.status === 200 && e.bytes > 0), visitId), 10_000);
+    assert.equal(await staffState(co, (v) => document.getElementById(`rec-${v}-minutes`).getAttribute('href'), visitId),
+      `/consultations/${visitId}/minutes`);
   });
 });
