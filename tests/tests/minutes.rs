@@ -300,6 +300,33 @@ async fn a_held_conference_gives_filable_minutes_and_a_valid_fhir_bundle() -> an
     );
     assert_eq!(held["secretary"]["name"], "Nguyễn Văn An");
 
+    // The ended records list has it, for those who see it; a bad status is refused.
+    let (s, v) = as_staff(
+        &api,
+        &c_asker,
+        "GET",
+        "/api/v1/consultations?status=ended",
+        None,
+    )
+    .await?;
+    assert_eq!(s, 200, "{v}");
+    let listed: Vec<&str> = v["consultations"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|k| k["id"].as_str())
+        .collect();
+    assert_eq!(listed, [room.as_str()], "{v}");
+    let (s, v) = as_staff(
+        &api,
+        &c_asker,
+        "GET",
+        "/api/v1/consultations?status=gone",
+        None,
+    )
+    .await?;
+    assert_eq!((s, code(&v)), (400, "bad_request"), "{v}");
+
     // record.json
     let (s, rec) = as_staff(
         &api,
