@@ -863,7 +863,6 @@ const CONSENT_PURPOSES: [(&str, &str, &str, &str); 3] = [
 ];
 
 /// One `Consent` per purpose of one answer set.
-#[allow(clippy::too_many_arguments)]
 fn consents_for(
     cid: &str,
     key: &str,
@@ -872,7 +871,6 @@ fn consents_for(
     at: i64,
     patient: Option<&str>,
     performer: Value,
-    on_behalf: bool,
 ) -> Vec<BundleEntry> {
     CONSENT_PURPOSES
         .iter()
@@ -895,10 +893,6 @@ fn consents_for(
             });
             if let Some(p) = patient {
                 res["patient"] = json!({"reference": p});
-            }
-            if on_behalf {
-                // Given by the requesting clinician on the patient's behalf.
-                res["scope"]["text"] = json!("given on the patient's behalf by the requester");
             }
             Some((urn(&id), res))
         })
@@ -1023,8 +1017,11 @@ pub fn record_to_fhir(r: &Record) -> Value {
             k["text_version"].as_str().unwrap_or_default(),
             k["at"].as_i64().unwrap_or(c.created_at),
             subject.as_deref(),
-            json!({"display": conf["requested_by"]["name"].as_str().unwrap_or_default()}),
-            true,
+            // R4's Consent has no note: who answered, and for whom, is in the display.
+            json!({"display": format!(
+                "{} (thay mặt người bệnh / on the patient's behalf)",
+                conf["requested_by"]["name"].as_str().unwrap_or_default()
+            )}),
         ));
     }
     for (i, k) in r.consents.iter().enumerate() {
@@ -1050,7 +1047,6 @@ pub fn record_to_fhir(r: &Record) -> Value {
             k.at,
             patient.as_deref(),
             performer,
-            false,
         ));
     }
 
@@ -1236,7 +1232,7 @@ fn role_vi(role: &str) -> Option<&'static str> {
         "doctor" => "Bác sĩ",
         "nurse" => "Điều dưỡng",
         "patient" => "Bệnh nhân",
-        "guest" => "Khách",
+        "guest" => "Khách mời",
         _ => return None,
     })
 }
@@ -2329,7 +2325,7 @@ mod tests {
             "<td>BS. Trần Thị B</td><td>Bác sĩ</td><td>BVĐK tỉnh</td><td></td><td>15:40</td><td>16:10</td><td>Tự rời phòng</td>",
             "<td>Bệnh nhân</td>",
             "<td>Điều dưỡng</td>",
-            "<td>Khách</td>",
+            "<td>Khách mời</td>",
             "Mất kết nối",
             "TÓM TẮT BỆNH ÁN",
             "KẾT LUẬN",
