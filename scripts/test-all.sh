@@ -15,12 +15,20 @@ command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 # The netns outage test (tests/tests/netns.rs): ip netns, tc tbf, sysctl.
 command -v tc >/dev/null 2>&1 || missing+=(iproute2)
 command -v sysctl >/dev/null 2>&1 || missing+=(procps)
+# The FHIR R4 validator's venv (tests/fhir): Debian 12's python3 needs python3-venv.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3 python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing: ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+echo "== python: the FHIR R4 validator, pinned (tests/fhir/requirements.txt)"
+pyenv="${CARGO_TARGET_DIR:-$PWD/target}/pyenv"
+[ -x "$pyenv/bin/python" ] || python3 -m venv "$pyenv"
+"$pyenv/bin/pip" install -q --disable-pip-version-check -r tests/fhir/requirements.txt
+export TUXA_FHIR_PYTHON="$pyenv/bin/python"
 
 echo "== cargo test (release: the media tests need real-time speed)"
 cargo test --release --workspace --locked

@@ -21,6 +21,48 @@ const LIST_REFRESH_MS = 30_000;
 /** An element whose text is a UI string, relabelled on a language switch. */
 const tx = (tag, key, attrs = {}) => h(tag, { ...attrs, 'data-i18n': key }, t(key));
 
+/**
+ * Buttons exporting one consultation's record (docs/api.md "Record exports"):
+ * JSON and FHIR are fetched with the staff session and saved as files; the
+ * minutes open in a new tab, where the session cookie goes with the request
+ * (as a page of its own, with its own CSP and styles: a blob of it would
+ * inherit the console's CSP, which refuses its inline styles).
+ * `ctx.ts.exports` records each download for the tests.
+ */
+export function exportButtons(ctx, consultationId, prefix, onError) {
+  const id = encodeURIComponent(consultationId);
+  const save = async (format, path, filename) => {
+    const el = document.getElementById(`${prefix}-export-${format}`);
+    if (el) el.disabled = true;
+    let res = null;
+    try {
+      res = await fetch(path, { credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' } });
+    } catch { /* shown below */ }
+    if (el) el.disabled = false;
+    if (!res || !res.ok) {
+      if (res && res.status === 401) ctx.unauthorized();
+      else onError({ key: 'conf_export_failed' });
+      (ctx.ts.exports ||= []).push({ format, status: res ? res.status : 0 });
+      return;
+    }
+    const blob = await res.blob();
+    (ctx.ts.exports ||= []).push({ format, status: res.status, bytes: blob.size, filename });
+    const url = URL.createObjectURL(blob);
+    const a = h('a', { href: url, download: filename, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  };
+  return h('div', { class: 'cs-export', role: 'group', 'aria-label': t('conf_export') },
+    h('button', { type: 'button', class: 'btn btn-secondary', id: `${prefix}-export-json`, 'data-i18n': 'conf_export_json',
+      onclick: () => save('json', `/api/v1/consultations/${id}/record.json`, `tuxa-${consultationId}.json`) }, t('conf_export_json')),
+    h('button', { type: 'button', class: 'btn btn-secondary', id: `${prefix}-export-fhir`, 'data-i18n': 'conf_export_fhir',
+      onclick: () => save('fhir', `/api/v1/consultations/${id}/record.fhir.json`, `tuxa-${consultationId}.fhir.json`) }, t('conf_export_fhir')),
+    h('a', { class: 'btn btn-secondary', id: `${prefix}-minutes`, 'data-i18n': 'conf_export_minutes',
+      href: `/consultations/${id}/minutes`, target: '_blank', rel: 'noopener' }, t('conf_export_minutes')));
+}
+
 export function createConferences(ctx) {
   const cs = {
     list: [],
@@ -39,6 +81,7 @@ export function createConferences(ctx) {
     guestUrl: null,
     error: null,
     busy: false,
+    records: null, // ended consultations, when their section was opened
     renders: 0, // times the open request was drawn
     loads: 0, // times the open request came from the server (tests wait for a refresh)
   };
@@ -77,6 +120,7 @@ export function createConferences(ctx) {
     $('conf-form').hidden = cs.view !== 'form';
     $('conf-detail').hidden = cs.view !== 'detail';
     $('conf-list').hidden = cs.view !== 'list';
+    $('conf-records').hidden = cs.view !== 'list';
     $('conf-sort').closest('label').hidden = cs.view !== 'list';
     $('conf-empty').hidden = cs.view !== 'list' || !cs.loaded || cs.list.length > 0;
     if (errorLine) showError(errorLine);
@@ -228,6 +272,9 @@ export function createConferences(ctx) {
       h('dl', { class: 'cs-dl' },
         row('conf_route', `${c.from_facility?.name || '?'} → ${c.to_facility?.name || '?'}`),
         row('conf_patient', [patient.name || '', patient.birth_year ? ` (${patient.birth_year})` : '', patient.sex ? ', ' : '', sexText(patient.sex)]),
+        patient.address ? row('conf_address', patient.address) : [],
+        patient.citizen_id ? row('conf_citizen_id', h('span', { id: 'conf-citizen-id' }, patient.citizen_id)) : [],
+        patient.record_number ? row('conf_record_number', patient.record_number) : [],
         row('conf_requested_by', c.requested_by ? [c.requested_by.name, c.requested_by.licence_number ? ` · ${c.requested_by.licence_number}` : ''] : null),
         row('conf_requested_at', fmtVnDateTime(c.created_at)),
         row('conf_summary', h('span', { class: 'cs-pre' }, c.summary || '')),
@@ -263,10 +310,11 @@ export function createConferences(ctx) {
         h('dl', { class: 'cs-dl' },
           row('conf_starts_at', `${fmtVnDateTime(sched.starts_at)} – ${fmtVnTime(sched.starts_at + (sched.duration_min || 0) * 60)} (${t('conf_vn_time')})`),
           row('conf_chair', sched.chair ? sched.chair.name : null),
+          c.secretary ? row('conf_secretary', c.secretary.name) : [],
           row('conf_invitees', h('ul', { class: 'cs-plain', id: 'conf-invitees' }, (sched.invitees || []).map((i) => h('li', {},
             [i.name, ' — ', staffRoleText(i.role), i.facility ? `, ${i.facility}` : '', i.licence_number ? ` · ${i.licence_number}` : '']))))),
         rights.join ? joinBlock(c) : null,
-        rights.minutes ? h('p', {}, h('a', { href: `/consultations/${sched.consultation_id}/minutes`, target: '_blank', rel: 'noopener', id: 'conf-minutes' }, t('conf_minutes'))) : null));
+        rights.minutes ? exportBlock(sched.consultation_id, 'conf') : null));
     }
     if (rights.guestLink) parts.push(guestBlock(c));
     if (c.conclusion || rights.conclusion) parts.push(conclusionBlock(c, rights));
@@ -418,6 +466,39 @@ export function createConferences(ctx) {
     $('cg-copied').textContent = t(ok ? 'conf_copied' : 'conf_copy_failed');
   }
 
+  // ---- Record exports (whoever may read the record: Permission::Export).
+
+  function exportBlock(consultationId, prefix) {
+    return exportButtons(ctx, consultationId, prefix, (e) => { showError(e); });
+  }
+
+  // ---- Ended records (visits and conferences), each with its export buttons.
+  // Loaded when the section is opened (and on "Làm mới"), never on a timer:
+  // a redraw would take the button from under a click.
+
+  async function loadRecords() {
+    if (!$('conf-records').open) return;
+    const r = await ctx.api('GET', '/api/v1/consultations?status=ended');
+    const err = $('conf-records-error');
+    if (r.status === 200 && r.json && Array.isArray(r.json.consultations)) {
+      cs.records = r.json.consultations;
+      err.hidden = true;
+      renderRecords();
+    } else if (r.status !== 401) {
+      err.hidden = false;
+      err.textContent = ctx.errorText(r.code);
+    }
+  }
+
+  function renderRecords() {
+    const list = cs.records || [];
+    $('conf-records-empty').hidden = list.length > 0;
+    fill($('conf-records-list'), list.map((k) => h('li', { class: 'cs-item', dataset: { id: k.id } },
+      h('p', { class: 'cs-item-head' }, h('b', {}, k.title || k.id)),
+      h('p', { class: 'muted-text' }, `${t(`conf_kind_${k.kind === 'conference' ? 'conference' : 'visit'}`)} · ${fmtVnDateTime(k.ended_at)}`),
+      exportButtons(ctx, k.id, `rec-${k.id}`, (e) => showError(e)))));
+  }
+
   // ---- Conclusion (chair, secretary) and minutes.
 
   function conclusionBlock(c, rights) {
@@ -425,10 +506,13 @@ export function createConferences(ctx) {
     return h('section', { class: 'cs-block', 'aria-labelledby': 'conf-concl-title' },
       tx('h3', 'conf_conclusion', { id: 'conf-concl-title' }),
       k ? h('div', { id: 'conf-conclusion' }, h('p', { class: 'cs-pre' }, k.text),
+        k.management_plan ? [tx('h4', 'conf_management_plan'), h('p', { class: 'cs-pre', id: 'conf-plan' }, k.management_plan)] : null,
         h('p', { class: 'muted-text' }, `${k.by ? k.by.name : ''} · ${fmtVnDateTime(k.at)}`)) : null,
       rights.conclusion ? h('form', { class: 'st-form', id: 'conf-concl-form', novalidate: true, onsubmit: (ev) => { ev.preventDefault(); saveConclusion(c.id); } },
         h('label', { class: 'tf', for: 'cc-text' }, tx('span', k ? 'conf_conclusion_edit' : 'conf_conclusion_enter', { class: 'tf-label' }),
           h('textarea', { id: 'cc-text', maxlength: '20000', rows: '6', required: true }, k ? k.text : '')),
+        h('label', { class: 'tf', for: 'cc-plan' }, tx('span', 'conf_management_plan', { class: 'tf-label' }),
+          h('textarea', { id: 'cc-plan', maxlength: '20000', rows: '4' }, k && k.management_plan ? k.management_plan : '')),
         tx('button', 'conf_save', { type: 'submit', class: 'btn btn-primary', id: 'cc-submit' }),
         formError('cc-error')) : null);
   }
@@ -439,7 +523,10 @@ export function createConferences(ctx) {
       setFormError('cc-error', { key: 'conf_err_conclusion' });
       return;
     }
-    const r = await ctx.api('POST', `/api/v1/conferences/${id}/conclusion`, { text });
+    const body = { text };
+    const plan = $('cc-plan').value.trim();
+    if (plan) body.management_plan = plan;
+    const r = await ctx.api('POST', `/api/v1/conferences/${id}/conclusion`, body);
     if (r.status === 200 && r.json && r.json.id != null) {
       setOpen(r.json);
       showNotice('conf_conclusion_saved');
@@ -648,6 +735,15 @@ export function createConferences(ctx) {
       $('cf-pyear').focus();
       return;
     }
+    // Spaces as people group the digits are dropped; then exactly 12 digits.
+    const citizenId = $('cf-pcitizen').value.replace(/\s+/g, '');
+    $('cf-pcitizen').removeAttribute('aria-invalid');
+    if (citizenId && !/^[0-9]{12}$/.test(citizenId)) {
+      setFormErrorForm({ key: 'conf_err_citizen_id' });
+      $('cf-pcitizen').setAttribute('aria-invalid', 'true');
+      $('cf-pcitizen').focus();
+      return;
+    }
     if (!$('cf-consent-exam').checked) {
       setFormErrorForm({ key: 'conf_err_consent' });
       $('cf-consent-exam').focus();
@@ -662,6 +758,11 @@ export function createConferences(ctx) {
     const patient = { name: $('cf-pname').value.trim() };
     if (year) patient.birth_year = year;
     if ($('cf-psex').value) patient.sex = $('cf-psex').value;
+    const address = $('cf-paddress').value.trim();
+    if (address) patient.address = address;
+    const recordNumber = $('cf-precord').value.trim();
+    if (recordNumber) patient.record_number = recordNumber;
+    if (citizenId) patient.citizen_id = citizenId;
     const body = {
       to_facility_id: Number($('cf-to').value),
       specialty: $('cf-specialty').value.trim(),
@@ -792,7 +893,8 @@ export function createConferences(ctx) {
   $('cf-cancel').addEventListener('click', closeForm);
   $('conf-form').addEventListener('submit', submitRequest);
   $('cf-files').addEventListener('change', onFilesChosen);
-  $('conf-refresh-btn').addEventListener('click', () => (cs.view === 'detail' && cs.openId != null ? openRequest(cs.openId) : loadList()));
+  $('conf-refresh-btn').addEventListener('click', () => (cs.view === 'detail' && cs.openId != null ? openRequest(cs.openId) : (loadList(), loadRecords())));
+  $('conf-records').addEventListener('toggle', loadRecords);
   $('conf-sort').addEventListener('change', () => { cs.sort = $('conf-sort').value; renderList(); });
 
   return {
@@ -824,11 +926,15 @@ export function createConferences(ctx) {
       resetForm();
       fill($('conf-list'));
       fill($('conf-detail'));
+      cs.records = null;
+      $('conf-records').open = false;
+      fill($('conf-records-list'));
     },
     render,
     /** A language switch: labels relabel themselves; rebuild what mixes text and data. */
     relabel() {
       renderList();
+      if (cs.records) renderRecords();
       if (cs.view === 'detail' && !document.querySelector('#conf-detail input:focus, #conf-detail textarea:focus')) renderDetail();
       fillSchedulePickers();
       render();

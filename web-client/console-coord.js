@@ -13,13 +13,15 @@
 // roster, facilities, practitioners, staff, created, report, error,
 // tickets, cleared}.
 
-import { t, tf, roleName } from './i18n.js';
+import { t, tf, roleName, getLang } from './i18n.js';
 import {
   h, fill, fmtVnTime, toVnDateValue, vnDayRange, parseHhMm, fmtMinutes, svgDataUrl,
 } from './console-util.js';
 
 const $ = (id) => document.getElementById(id);
 const LIVE_EVERY_MS = 5000;
+/** The report's network-wide rows (server/src/reports.rs `NETWORK`). */
+const NETWORK = '(toàn mạng / network)';
 
 const tx = (tag, key, attrs = {}) => h(tag, { ...attrs, 'data-i18n': key }, t(key));
 
@@ -462,6 +464,8 @@ export function createCoordination(ctx) {
     const q = new URLSearchParams({ from: String(range.from), to: String(range.to) });
     if (provinceLevel() && $('rp-facility').value) q.set('facility', $('rp-facility').value);
     q.set('format', format);
+    // The CSV's headers and kinds in the language of the console.
+    if (format === 'csv') q.set('lang', getLang());
     return `/api/v1/reports/activity?${q}`;
   }
 
@@ -493,13 +497,25 @@ export function createCoordination(ctx) {
     } else if (r.status !== 401) setError('rp-error', { code: r.code });
   }
 
+  // Numbers as the console's language writes them: Vietnamese groups
+  // thousands with a dot and puts a comma before decimals (1.234,5).
+  function reportNumbers() {
+    const locale = getLang() === 'vi' ? 'vi-VN' : 'en-GB';
+    return {
+      int: new Intl.NumberFormat(locale, { maximumFractionDigits: 0 }),
+      pct: new Intl.NumberFormat(locale, { style: 'percent', maximumFractionDigits: 1 }),
+    };
+  }
+
   function renderReport() {
     const rows = co.report?.rows || [];
+    const n = reportNumbers();
+    const int = (v) => (v == null ? null : n.int.format(v));
     $('rp-table').hidden = !co.report || rows.length === 0;
     $('rp-empty').hidden = !co.report || rows.length > 0;
     fill($('rp-table').tBodies[0], rows.map((r) => h('tr', {},
-      h('th', { scope: 'row' }, r.facility), td(t(`console_kind_${r.kind}`)), td(r.count, 'num'), td(r.served, 'num'),
-      td(r.abandoned, 'num'), td(r.drop_rate == null ? null : `${Math.round(r.drop_rate * 1000) / 10}%`, 'num'),
+      h('th', { scope: 'row' }, r.facility === NETWORK ? t('console_report_network') : r.facility), td(t(`console_kind_${r.kind}`)), td(int(r.count), 'num'), td(int(r.served), 'num'),
+      td(int(r.abandoned), 'num'), td(r.drop_rate == null ? null : n.pct.format(r.drop_rate), 'num'),
       td(fmtSecs(r.wait_avg_secs), 'num'), td(fmtSecs(r.wait_max_secs), 'num'), td(fmtSecs(r.duration_avg_secs), 'num'))));
   }
 
@@ -572,6 +588,7 @@ export function createCoordination(ctx) {
       renderDirectory();
       renderRoster();
       renderReport();
+      updateCsvLink();
       fillPractitioners();
     },
   };

@@ -159,6 +159,38 @@ impl Sex {
     }
 }
 
+/// A citizen's personal identification number (số định danh cá nhân, the
+/// number on the CCCD card): 12 digits. Circular 13/2025 links electronic
+/// medical records by it, so a conference's record carries it when the
+/// requester gives it. Parsed once at the edge; anything else is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct CitizenId(String);
+
+impl CitizenId {
+    pub fn parse(s: &str) -> Result<CitizenId, &'static str> {
+        let s = s.trim();
+        if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(CitizenId(s.to_owned()))
+        } else {
+            Err(
+                "patient.citizen_id must be the 12 digits of a personal identification number (CCCD)",
+            )
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for CitizenId {
+    type Error = &'static str;
+    fn try_from(s: String) -> Result<CitizenId, &'static str> {
+        CitizenId::parse(&s)
+    }
+}
+
 /// Where a request stands; derived from its row, never stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
@@ -232,7 +264,8 @@ fn load(c: &Connection, id: i64) -> rusqlite::Result<Option<Request>> {
                     r.consent_remote_examination, r.consent_third_parties, r.consent_recording,
                     r.declined_at, r.decline_reason, r.consultation_id, r.starts_at,
                     r.duration_min, r.chair_staff_id, r.secretary_staff_id, r.conclusion,
-                    r.conclusion_by, r.conclusion_at, k.status
+                    r.conclusion_by, r.conclusion_at, k.status, r.patient_address,
+                    r.patient_record_number, r.patient_citizen_id, r.management_plan
              FROM conference_requests r LEFT JOIN consultations k ON k.id = r.consultation_id
              WHERE r.id = ?1",
             [id],
@@ -271,11 +304,17 @@ fn load(c: &Connection, id: i64) -> rusqlite::Result<Option<Request>> {
                         r.get::<_, Option<i64>>(25)?,
                         r.get::<_, Option<String>>(26)?,
                     ),
+                    (
+                        r.get::<_, Option<String>>(27)?,
+                        r.get::<_, Option<String>>(28)?,
+                        r.get::<_, Option<String>>(29)?,
+                        r.get::<_, Option<String>>(30)?,
+                    ),
                 ))
             },
         )
         .optional()?;
-    let Some((a, b, d)) = row else {
+    let Some((a, b, d, e)) = row else {
         return Ok(None);
     };
     let (id, urgency, from, to, specialty, p_name, p_birth, p_sex, summary, question) = a;
@@ -296,6 +335,7 @@ fn load(c: &Connection, id: i64) -> rusqlite::Result<Option<Request>> {
         [id],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
+    let (p_address, p_record, p_citizen, plan) = e;
     let status = if declined_at.is_some() {
         Status::Declined
     } else if cancelled_at.is_some() {
@@ -338,7 +378,8 @@ fn load(c: &Connection, id: i64) -> rusqlite::Result<Option<Request>> {
                 "starts_at": starts_at,
                 "duration_min": duration_min,
                 "consultation_id": cid,
-                "chair": {"staff_id": chair, "name": chair_p["name"]},
+                "chair": {"staff_id": chair, "name": chair_p["name"],
+                          "licence_number": chair_p["licence_number"]},
                 "invitees": inv,
             })
         }
@@ -347,7 +388,8 @@ fn load(c: &Connection, id: i64) -> rusqlite::Result<Option<Request>> {
     let conclusion_json = match (conclusion, conclusion_by) {
         (Some(text), Some(by)) => {
             let p = person(c, by)?;
-            json!({"text": text, "by": {"staff_id": by, "name": p["name"]}, "at": conclusion_at})
+            json!({"text": text, "management_plan": plan,
+                   "by": {"staff_id": by, "name": p["name"]}, "at": conclusion_at})
         }
         _ => Value::Null,
     };
@@ -358,7 +400,8 @@ fn load(c: &Connection, id: i64) -> rusqlite::Result<Option<Request>> {
         "from_facility": from_ref,
         "to_facility": facility_ref(c, to)?,
         "specialty": specialty,
-        "patient": {"name": p_name, "birth_year": p_birth, "sex": p_sex},
+        "patient": {"name": p_name, "birth_year": p_birth, "sex": p_sex,
+                    "address": p_address, "record_number": p_record, "citizen_id": p_citizen},
         "summary": summary,
         "question": question,
         "requested_by": {
@@ -379,6 +422,13 @@ fn load(c: &Connection, id: i64) -> rusqlite::Result<Option<Request>> {
         "decline_reason": reason,
         "cancelled": cancelled_at.map(|at| json!({"at": at, "reason": cancel_reason})),
         "secretary_staff_id": secretary,
+        "secretary": match secretary {
+            Some(s) => {
+                let p = person(c, s)?;
+                json!({"staff_id": s, "name": p["name"], "licence_number": p["licence_number"]})
+            }
+            None => Value::Null,
+        },
         "conclusion": conclusion_json,
     });
     Ok(Some(Request {
@@ -550,6 +600,13 @@ struct PatientReq {
     birth_year: Option<i64>,
     #[serde(default)]
     sex: Option<Sex>,
+    #[serde(default)]
+    address: Option<String>,
+    /// The requesting facility's own record number (số hồ sơ / mã bệnh án).
+    #[serde(default)]
+    record_number: Option<String>,
+    #[serde(default)]
+    citizen_id: Option<CitizenId>,
 }
 
 #[derive(Deserialize)]
@@ -588,7 +645,7 @@ async fn create(
         &[StaffRole::Doctor, StaffRole::Nurse],
         "request conferences",
     )?;
-    let req = body(req)?;
+    let mut req = body(req)?;
     if !req.consent.remote_examination {
         return Err(ApiError::new(
             ErrorCode::ConsentRequired,
@@ -608,6 +665,13 @@ async fn create(
             "patient.birth_year must be a year between 1900 and 2100",
         ));
     }
+    let address = optional_text("patient.address", req.patient.address.take(), 300)?;
+    let record_number = optional_text(
+        "patient.record_number",
+        req.patient.record_number.take(),
+        50,
+    )?;
+    let citizen_id = req.patient.citizen_id.take().map(|c| c.as_str().to_owned());
     let to = req.to_facility_id;
     let target = state
         .store
@@ -634,8 +698,9 @@ async fn create(
                 "INSERT INTO conference_requests(urgency, from_facility_id, to_facility_id,
                      specialty, patient_name, patient_birth_year, patient_sex, summary, question,
                      requested_by, created_at, consent_text_version, consent_remote_examination,
-                     consent_third_parties, consent_recording)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 1, ?13, ?14)",
+                     consent_third_parties, consent_recording, patient_address,
+                     patient_record_number, patient_citizen_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 1, ?13, ?14, ?15, ?16, ?17)",
                 params![
                     urgency.as_str(),
                     from,
@@ -650,7 +715,10 @@ async fn create(
                     now,
                     text_version,
                     consent.third_parties,
-                    consent.recording
+                    consent.recording,
+                    address,
+                    record_number,
+                    citizen_id
                 ],
             )?;
             Ok(c.last_insert_rowid())
@@ -1381,6 +1449,9 @@ async fn guest_link(
 #[serde(deny_unknown_fields)]
 struct ConclusionReq {
     text: String,
+    /// Hướng xử trí: what the requesting side is advised to do next.
+    #[serde(default)]
+    management_plan: Option<String>,
 }
 
 async fn conclusion(
@@ -1399,16 +1470,22 @@ async fn conclusion(
             format!("the request is {}", r.status.as_str()),
         ));
     }
-    let text = required_text("text", &body(req)?.text, 20_000)?;
+    let req = body(req)?;
+    let text = required_text("text", &req.text, 20_000)?;
+    let plan = optional_text("management_plan", req.management_plan, 20_000)?;
     let digest = crate::hex(&crate::sha256(text.as_bytes()));
+    let plan_digest = plan
+        .as_ref()
+        .map(|p| crate::hex(&crate::sha256(p.as_bytes())));
     let now = unix_now() as i64;
     state
         .store
         .call(move |c| {
             c.execute(
-                "UPDATE conference_requests SET conclusion = ?1, conclusion_by = ?2, conclusion_at = ?3
+                "UPDATE conference_requests SET conclusion = ?1, conclusion_by = ?2, conclusion_at = ?3,
+                     management_plan = ?5
                  WHERE id = ?4",
-                params![text, who, now, id],
+                params![text, who, now, id, plan],
             )
         })
         .await
@@ -1418,7 +1495,7 @@ async fn conclusion(
         Action::ConclusionEntered,
         r.consultation_id.as_deref(),
         &actor,
-        json!({"request": r.id, "sha256": digest}),
+        json!({"request": r.id, "sha256": digest, "management_plan_sha256": plan_digest}),
     );
     reload(&state, id).await
 }

@@ -102,6 +102,9 @@ pub struct Config {
     pub queue_max_per_address: usize,
     /// On-call queues: live tickets with one phone number in one queue.
     pub queue_max_per_phone: usize,
+    /// The Department of Health (Sở Y tế) the facilities answer to, as the
+    /// minutes' header names it; `None`: a blank to write on.
+    pub department_name: Option<String>,
 }
 
 impl Config {
@@ -127,6 +130,7 @@ impl Config {
             keys: crate::secrets::KeysConfig::for_tests(),
             queue_max_per_address: DEFAULT_QUEUE_MAX_PER_ADDRESS,
             queue_max_per_phone: DEFAULT_QUEUE_MAX_PER_PHONE,
+            department_name: None,
         }
     }
 }
@@ -169,6 +173,7 @@ struct FileConfig {
     idle_timeout: Option<u64>,
     queue_max_per_address: Option<usize>,
     queue_max_per_phone: Option<usize>,
+    department_name: Option<String>,
     key_file: Option<PathBuf>,
     old_key_files: Option<Vec<PathBuf>>,
 }
@@ -213,6 +218,8 @@ OPTIONS (each also as an environment variable, and as a key in the TOML file):
   --queue-max-per-address N  on-call queue places held from one       TUXA_QUEUE_MAX_PER_ADDRESS
                           address (IPv6: /64), all queues [5]
   --queue-max-per-phone N places per phone number in one queue [1]    TUXA_QUEUE_MAX_PER_PHONE
+  --department-name NAME  the Department of Health heading the        TUXA_DEPARTMENT_NAME
+                          minutes, e.g. Sở Y tế tỉnh An Hòa [a blank to fill in]
   --demo                  create a demo consultation and print its    TUXA_DEMO=1
                           links at every start [first start, at a terminal]
   --no-demo               never create or print a demo consultation   TUXA_DEMO=0
@@ -462,6 +469,16 @@ impl Settings {
             file.queue_max_per_phone,
             DEFAULT_QUEUE_MAX_PER_PHONE,
         )?;
+        let department_name = pick("department-name", "TUXA_DEPARTMENT_NAME")
+            .or(file.department_name)
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty());
+        if department_name
+            .as_ref()
+            .is_some_and(|n| n.chars().count() > 200 || n.chars().any(char::is_control))
+        {
+            bail!("--department-name must be one line of at most 200 characters");
+        }
         let log = pick("log", "TUXA_LOG")
             .or(file.log)
             .unwrap_or_else(|| "info".into());
@@ -523,6 +540,7 @@ impl Settings {
                 },
                 queue_max_per_address,
                 queue_max_per_phone,
+                department_name,
             },
         })
     }
@@ -556,6 +574,7 @@ fn parse_flags(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
         "old-key-file",
         "queue-max-per-address",
         "queue-max-per-phone",
+        "department-name",
     ];
     let mut out = Vec::new();
     let mut it = args.iter();

@@ -33,6 +33,26 @@ pub const FORMAT_VERSION: u32 = 1;
 const NS_CONSULTATION: &str = "urn:tuxa:consultation";
 const NS_KIND: &str = "urn:tuxa:consultation-kind";
 const NS_ACTION: &str = "urn:tuxa:audit-action";
+/// What a patient consented to (tuxa's three purposes, Law 91/2025).
+const NS_CONSENT_PURPOSE: &str = "urn:tuxa:consent-purpose";
+/// The text of the consent shown, by version (web-client/i18n.js).
+const NS_CONSENT_TEXT: &str = "urn:tuxa:consent-text";
+/// A requesting facility's own record number for the patient.
+const NS_RECORD_NUMBER: &str = "urn:tuxa:facility-record-number";
+/// Vietnam's personal identification number (số định danh cá nhân, CCCD).
+/// No OID is published for it that we could cite; change it here.
+const NS_CITIZEN_ID: &str = "urn:tuxa:vn-citizen-id";
+/// An attachment's SHA-256 (hex), as stored at upload. FHIR R4's
+/// `Attachment.hash` is defined as the base64 SHA-1 of the data only; SHA-1
+/// no longer resists collisions, tuxa never computed it, and computing it
+/// now would mean reading every stored file at each export. So the SHA-256
+/// goes in `DocumentReference.identifier` under this system: an identifier
+/// is what a content address is, any R4 reader keeps it, and it is the same
+/// value the audit log's `attachment_added` entry chained. docs/api.md says so.
+const NS_SHA256: &str = "urn:tuxa:sha256";
+const V2_IDENTIFIER_TYPE: &str = "http://terminology.hl7.org/CodeSystem/v2-0203";
+const CONSENT_SCOPE: &str = "http://terminology.hl7.org/CodeSystem/consentscope";
+const LOINC: &str = "http://loinc.org";
 
 const V3_ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
 const V3_PARTICIPATION_TYPE: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
@@ -177,6 +197,12 @@ pub struct Record {
     /// Evidence of the connection's continuity: per participant, their link
     /// telemetry summed up and every gap (see [`read_continuity`]).
     pub continuity: Value,
+    /// The Department of Health the facility answers to (`--department-name`).
+    pub department: Option<String>,
+    /// The facility the consultation belongs to, from the directory.
+    pub facility: Option<String>,
+    /// A queue visit's reason, as the patient stated it when queueing.
+    pub visit_reason: Option<String>,
 }
 
 impl Record {
@@ -209,6 +235,7 @@ pub fn read_record(
     id: &str,
     exported_at: i64,
     exported_by: &str,
+    department: Option<&str>,
 ) -> rusqlite::Result<Option<Record>> {
     let Some(consultation) = store::consultation(c, id)? else {
         return Ok(None);
@@ -307,8 +334,26 @@ pub fn read_record(
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let continuity = read_continuity(c, id)?;
+    let facility = match consultation.facility_id {
+        Some(f) => c
+            .query_row("SELECT name FROM facilities WHERE id = ?1", [f], |r| {
+                r.get(0)
+            })
+            .optional()?,
+        None => None,
+    };
+    let visit_reason = c
+        .query_row(
+            "SELECT reason FROM visit_reasons WHERE consultation_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?;
     Ok(Some(Record {
         continuity,
+        department: department.map(str::to_owned),
+        facility,
+        visit_reason,
         consultation,
         participants,
         links,
@@ -320,6 +365,21 @@ pub fn read_record(
         conference,
         chat,
     }))
+}
+
+/// Keeps a queue visit's stated reason with its consultation (the first
+/// one: a resumed pairing does not change it).
+pub fn store_visit_reason(
+    c: &Connection,
+    consultation: &str,
+    reason: &str,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT OR IGNORE INTO visit_reasons(consultation_id, reason, at)
+         VALUES (?1, ?2, strftime('%s','now'))",
+        rusqlite::params![consultation, reason],
+    )?;
+    Ok(())
 }
 
 /// The link telemetry (windows of ~10 s, see `signaling::QualityWindow`)
@@ -440,6 +500,7 @@ async fn export(
     let who = authorize(state, headers, id).await?;
     let room = RoomId::parse(id).map_err(|_| not_found())?;
     let now = unix_now() as i64;
+    let department = state.department_name.clone();
     state
         .store
         .call(move |c| {
@@ -456,7 +517,7 @@ async fn export(
                     detail: json!({ "format": format.as_str() }),
                 },
             )?;
-            read_record(c, room.as_str(), now, &who.actor)
+            read_record(c, room.as_str(), now, &who.actor, department.as_deref())
         })
         .await
         .map_err(internal)?
@@ -531,8 +592,12 @@ pub fn record_to_json(r: &Record) -> Value {
             "status": c.status,
             "created_at": c.created_at,
             "ended_at": c.ended_at,
+            "end_reason": c.end_reason,
         },
         "period": {"start": start, "end": end},
+        "department": r.department,
+        "facility": {"id": c.facility_id, "name": r.facility},
+        "visit": if c.kind == "visit" { json!({"reason": r.visit_reason}) } else { Value::Null },
         "participants": r.participants,
         "links": r.links,
         "consents": r.consents,
@@ -634,12 +699,21 @@ impl People {
             patients: Vec::new(),
             staff: Vec::new(),
         };
-        // Patients who took part, then patients who were sent a link.
-        let patient_names = r
-            .participants
-            .iter()
-            .filter(|p| p.role == "patient")
-            .map(|p| p.name.clone())
+        // The patient a conference is about (who may never join), patients
+        // who took part, then patients who were sent a link.
+        let asked_about = r
+            .conference
+            .as_ref()
+            .and_then(|c| c["patient"]["name"].as_str())
+            .map(str::to_owned);
+        let patient_names = asked_about
+            .into_iter()
+            .chain(
+                r.participants
+                    .iter()
+                    .filter(|p| p.role == "patient")
+                    .map(|p| p.name.clone()),
+            )
             .chain(
                 r.links
                     .iter()
@@ -652,11 +726,16 @@ impl People {
                 continue;
             }
             let id = fhir_id(cid, &format!("patient/{}", people.patients.len()));
-            let res = json!({
+            let mut res = json!({
                 "resourceType": "Patient",
                 "id": id,
                 "name": [{"text": name}],
             });
+            if people.patients.is_empty()
+                && let Some(conf) = &r.conference
+            {
+                patient_identity(&mut res, conf);
+            }
             people.patients.push(Stand {
                 key,
                 url: urn(&id),
@@ -718,6 +797,120 @@ impl People {
         };
         Person { reference, display }
     }
+}
+
+/// What the requester gave of a conference's patient, on its `Patient`.
+fn patient_identity(res: &mut Value, conf: &Value) {
+    let p = &conf["patient"];
+    if let Some(g) = p["sex"].as_str() {
+        // tuxa's sexes are FHIR's administrative genders, less `unknown`.
+        res["gender"] = json!(g);
+    }
+    if let Some(y) = p["birth_year"].as_i64() {
+        // A FHIR `date` may be the year alone.
+        res["birthDate"] = json!(format!("{y:04}"));
+    }
+    if let Some(a) = p["address"].as_str() {
+        res["address"] = json!([{"text": a}]);
+    }
+    let mut ids = Vec::new();
+    if let Some(n) = p["record_number"].as_str() {
+        let mut id = json!({
+            "use": "usual",
+            "type": {"coding": [coding(V2_IDENTIFIER_TYPE, "MR", "Medical record number")],
+                     "text": "Số hồ sơ"},
+            "system": NS_RECORD_NUMBER,
+            "value": n,
+        });
+        if let Some(f) = conf["from_facility"]["name"].as_str() {
+            id["assigner"] = json!({"display": f});
+        }
+        ids.push(id);
+    }
+    if let Some(n) = p["citizen_id"].as_str() {
+        ids.push(json!({
+            "use": "official",
+            "type": {"coding": [coding(V2_IDENTIFIER_TYPE, "NI", "National unique individual identifier")],
+                     "text": "Số định danh cá nhân (CCCD)"},
+            "system": NS_CITIZEN_ID,
+            "value": n,
+        }));
+    }
+    if !ids.is_empty() {
+        res["identifier"] = json!(ids);
+    }
+}
+
+/// The three purposes a consent answers, as (field, code, Vietnamese, scope).
+const CONSENT_PURPOSES: [(&str, &str, &str, &str); 3] = [
+    (
+        "remote_examination",
+        "remote-examination",
+        "Khám, tư vấn từ xa",
+        "treatment",
+    ),
+    (
+        "third_parties",
+        "third-parties",
+        "Có người thứ ba tham dự",
+        "patient-privacy",
+    ),
+    (
+        "recording",
+        "recording",
+        "Ghi hình, ghi âm",
+        "patient-privacy",
+    ),
+];
+
+/// One `Consent` per purpose of one answer set.
+fn consents_for(
+    cid: &str,
+    key: &str,
+    answers: &Value,
+    text_version: &str,
+    at: i64,
+    patient: Option<&str>,
+    performer: Value,
+) -> Vec<BundleEntry> {
+    CONSENT_PURPOSES
+        .iter()
+        .filter_map(|(field, code, vi, scope)| {
+            let yes = answers[*field].as_bool()?;
+            let id = fhir_id(cid, &format!("consent/{key}/{code}"));
+            let mut res = json!({
+                "resourceType": "Consent",
+                "id": id,
+                "status": "active",
+                "scope": {"coding": [{"system": CONSENT_SCOPE, "code": scope}]},
+                "category": [{"coding": [coding(LOINC, "59284-0", "Patient Consent")]}],
+                "dateTime": rfc3339(at),
+                "performer": [performer.clone()],
+                "policy": [{"uri": format!("{NS_CONSENT_TEXT}:{text_version}")}],
+                "provision": {
+                    "type": if yes { "permit" } else { "deny" },
+                    "purpose": [{"system": NS_CONSENT_PURPOSE, "code": code, "display": vi}],
+                },
+            });
+            if let Some(p) = patient {
+                res["patient"] = json!({"reference": p});
+            }
+            Some((urn(&id), res))
+        })
+        .collect()
+}
+
+/// Narrative for a Composition section: the text, escaped, a paragraph a line.
+fn narrative(text: &str) -> Value {
+    let body: String = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("<p>{}</p>", html_escape(l)))
+        .collect();
+    json!({
+        "status": "generated",
+        "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{body}</div>"),
+    })
 }
 
 fn reference(p: &Person) -> Value {
@@ -811,6 +1004,130 @@ pub fn record_to_fhir(r: &Record) -> Value {
         entries.extend(stand.entries.iter().cloned());
     }
     entries.push((urn(&device_id), device));
+
+    let subject = people.patients.first().map(|p| p.url.clone());
+
+    // Consent: the requester's, on the patient's behalf, then the
+    // patient's own answers in the room (a change of mind is another set).
+    if let Some(conf) = &r.conference {
+        let k = &conf["consent"];
+        entries.extend(consents_for(
+            cid,
+            "request",
+            k,
+            k["text_version"].as_str().unwrap_or_default(),
+            k["at"].as_i64().unwrap_or(c.created_at),
+            subject.as_deref(),
+            // R4's Consent has no note: who answered, and for whom, is in the display.
+            json!({"display": format!(
+                "{} (thay mặt người bệnh / on the patient's behalf)",
+                conf["requested_by"]["name"].as_str().unwrap_or_default()
+            )}),
+        ));
+    }
+    for (i, k) in r.consents.iter().enumerate() {
+        let who = r
+            .participants
+            .iter()
+            .filter(|p| p.participant_id == k.participant_id && p.joined_at <= k.at)
+            .max_by_key(|p| p.joined_at);
+        let person = who.map(|p| people.person(p));
+        let patient = person
+            .as_ref()
+            .and_then(|p| p.reference.clone())
+            .or(subject.clone());
+        let performer = match &person {
+            Some(p) => reference(p),
+            None => json!({"display": format!("participant:{}", k.participant_id)}),
+        };
+        entries.extend(consents_for(
+            cid,
+            &i.to_string(),
+            &serde_json::to_value(k).unwrap_or_default(),
+            &k.text_version,
+            k.at,
+            patient.as_deref(),
+            performer,
+        ));
+    }
+
+    if let Some(conf) = &r.conference {
+        // The files reviewed, each with its SHA-256 as an identifier (see NS_SHA256).
+        for a in conf["attachments"].as_array().into_iter().flatten() {
+            let id = fhir_id(cid, &format!("attachment/{}", a["id"]));
+            let mut doc = json!({
+                "resourceType": "DocumentReference",
+                "id": id,
+                "identifier": [{"system": NS_SHA256, "value": a["sha256"]}],
+                "status": "current",
+                "description": a["name"],
+                "content": [{"attachment": {
+                    "contentType": a["content_type"],
+                    "title": a["name"],
+                    "size": a["size"],
+                    "creation": rfc3339(a["uploaded_at"].as_i64().unwrap_or(0)),
+                }}],
+                "context": {"encounter": [{"reference": urn(&encounter_id)}]},
+            });
+            if let Some(at) = a["uploaded_at"].as_i64() {
+                doc["date"] = json!(rfc3339(at));
+            }
+            if let Some(s) = &subject {
+                doc["subject"] = json!({"reference": s});
+            }
+            entries.push((urn(&id), doc));
+        }
+        // The conclusion, with the management plan as its own section.
+        let k = &conf["conclusion"];
+        if let Some(text) = k["text"].as_str() {
+            let id = fhir_id(cid, "composition/conclusion");
+            let by = k["by"]["name"].as_str().unwrap_or_default();
+            let author = r
+                .participants
+                .iter()
+                .filter(|p| p.role != "patient")
+                .find(|p| same_person(p, by, None))
+                .map(|p| reference(&people.person(p)))
+                .unwrap_or_else(|| json!({"display": by}));
+            let mut sections = vec![json!({
+                "title": "Kết luận",
+                "code": {"coding": [coding(LOINC, "55110-1", "Conclusions [Interpretation] Document")]},
+                "text": narrative(text),
+            })];
+            if let Some(plan) = k["management_plan"].as_str() {
+                sections.push(json!({
+                    "title": "Hướng xử trí",
+                    "code": {"coding": [coding(LOINC, "18776-5", "Plan of care note")]},
+                    "text": narrative(plan),
+                }));
+            }
+            let mut attesters = Vec::new();
+            for who in [&conf["schedule"]["chair"], &conf["secretary"]] {
+                if let Some(n) = who["name"].as_str() {
+                    attesters.push(json!({"mode": "professional", "party": {"display": n}}));
+                }
+            }
+            let mut comp = json!({
+                "resourceType": "Composition",
+                "id": id,
+                "status": "final",
+                "type": {"coding": [coding(LOINC, "11488-4", "Consult note")],
+                         "text": "Biên bản hội chẩn"},
+                "encounter": {"reference": urn(&encounter_id)},
+                "date": rfc3339(k["at"].as_i64().unwrap_or(r.exported_at)),
+                "author": [author],
+                "title": "Kết luận hội chẩn",
+                "section": sections,
+            });
+            if let Some(s) = &subject {
+                comp["subject"] = json!({"reference": s});
+            }
+            if !attesters.is_empty() {
+                comp["attester"] = json!(attesters);
+            }
+            entries.push((urn(&id), comp));
+        }
+    }
 
     for a in &r.audit {
         let (ty, subtype, action, outcome) = audit_mapping(&a.action);
@@ -916,7 +1233,7 @@ fn role_vi(role: &str) -> Option<&'static str> {
         "doctor" => "Bác sĩ",
         "nurse" => "Điều dưỡng",
         "patient" => "Bệnh nhân",
-        "guest" => "Khách",
+        "guest" => "Khách mời",
         _ => return None,
     })
 }
@@ -936,6 +1253,43 @@ fn leave_reason_vi(reason: &str) -> Option<&'static str> {
         "server_restart" => "Máy chủ khởi động lại",
         _ => return None,
     })
+}
+
+/// Whether an attendance row is the staff member named `name` (with licence
+/// `licence`, when known). Attendance keeps no staff id: a staff member's
+/// link names them "<title> <name>" with their licence number, so the
+/// licence decides when both sides have one, the name otherwise.
+fn same_person(p: &Attendance, name: &str, licence: Option<&str>) -> bool {
+    if name.is_empty() {
+        return false;
+    }
+    if let (Some(a), Some(b)) = (p.licence_number.as_deref(), licence) {
+        return a == b;
+    }
+    p.name == name || p.name.ends_with(&format!(" {name}"))
+}
+
+/// The chair and the secretary of a conference: (name, licence number).
+fn chair_and_secretary(r: &Record) -> [Option<(String, Option<String>)>; 2] {
+    let Some(conf) = &r.conference else {
+        return [None, None];
+    };
+    [&conf["schedule"]["chair"], &conf["secretary"]].map(|v| {
+        v["name"].as_str().map(|n| {
+            (
+                n.to_owned(),
+                v["licence_number"].as_str().map(str::to_owned),
+            )
+        })
+    })
+}
+
+fn sex_vi(sex: &str) -> &'static str {
+    match sex {
+        "male" => "Nam",
+        "female" => "Nữ",
+        _ => "Khác",
+    }
 }
 
 /// Escapes text for HTML element content and quoted attributes.
@@ -996,6 +1350,19 @@ pub fn render_minutes(r: &Record) -> String {
         "Đang mở"
     };
 
+    let [chair, secretary] = chair_and_secretary(r);
+    let marks = |p: &Attendance| -> String {
+        let mut m = String::new();
+        for (who, label) in [(&chair, "Chủ trì"), (&secretary, "Thư ký")] {
+            if let Some((name, lic)) = who
+                && p.role != "patient"
+                && same_person(p, name, lic.as_deref())
+            {
+                m.push_str(&format!("<br><b class=\"mark\">{label}</b>"));
+            }
+        }
+        m
+    };
     let participants = if r.participants.is_empty() {
         "<p class=\"none\">(Chưa có người tham dự.)</p>".to_owned()
     } else {
@@ -1021,10 +1388,11 @@ pub fn render_minutes(r: &Record) -> String {
                 _ => String::new(),
             };
             rows.push_str(&format!(
-                "<tr><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                "<tr><td class=\"n\">{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
                 i + 1,
                 html_escape(&p.name),
                 role,
+                marks(p),
                 html_escape(p.facility.as_deref().unwrap_or("")),
                 html_escape(p.licence_number.as_deref().unwrap_or("")),
                 when(p.joined_at),
@@ -1035,11 +1403,30 @@ pub fn render_minutes(r: &Record) -> String {
         format!(
             "<table class=\"people\">\n<colgroup><col style=\"width:7%\"><col style=\"width:20%\"><col style=\"width:10%\">\
              <col style=\"width:20%\"><col style=\"width:10%\"><col style=\"width:9%\"><col style=\"width:9%\"><col style=\"width:15%\"></colgroup>\n<thead><tr><th>STT</th><th>Họ và tên</th><th>Vai trò</th>\
-             <th>Cơ sở y tế</th><th>Số GPHN</th><th>Vào lúc</th><th>Rời lúc</th><th>Ghi chú</th></tr></thead>\n\
+             <th>Cơ sở y tế</th><th>Số CCHN</th><th>Vào lúc</th><th>Rời lúc</th><th>Ghi chú</th></tr></thead>\n\
              <tbody>\n{rows}</tbody>\n</table>"
         )
     };
     let (y, m, d, _, _, _) = civil(start + VIETNAM_OFFSET_SECS);
+    let signer = |who: &Option<(String, Option<String>)>| match who {
+        Some((name, lic)) => {
+            let lic = lic
+                .as_deref()
+                .map(|l| format!("<div class=\"lic\">Số CCHN: {}</div>", html_escape(l)))
+                .unwrap_or_default();
+            format!("<div class=\"name\">{}</div>{lic}", html_escape(name))
+        }
+        None => String::new(),
+    };
+    // Unknown, the form's blank to write on, as the printed forms have it.
+    let heading = |name: &Option<String>, blank: &str| match name {
+        Some(n) => html_escape(&n.to_uppercase()),
+        None => format!("{blank} ………………"),
+    };
+    let ended = match c.ended_at {
+        Some(e) => vn_datetime(e),
+        None => "(chưa kết thúc)".to_owned(),
+    };
     let audit_ref = match &r.chain_head {
         Some((id, hash)) => format!("mục số {id}, mã băm {}", html_escape(hash)),
         None => "(trống)".to_owned(),
@@ -1054,6 +1441,14 @@ pub fn render_minutes(r: &Record) -> String {
             ("time_from", from),
             ("time_to", to),
             ("status", status.to_owned()),
+            ("ended_at", ended),
+            ("department", heading(&r.department, "SỞ Y TẾ")),
+            ("facility", heading(&r.facility, "CƠ SỞ Y TẾ")),
+            ("patient", minutes_patient(r)),
+            ("attachments", minutes_attachments(r)),
+            ("plan", minutes_plan(r)),
+            ("chair_name", signer(&chair)),
+            ("secretary_name", signer(&secretary)),
             ("participants", participants),
             ("place_date", format!("ngày {d:02} tháng {m:02} năm {y}")),
             ("exported_at", vn_datetime(r.exported_at)),
@@ -1075,25 +1470,130 @@ fn paragraphs(text: &str) -> String {
         .collect()
 }
 
-/// Section III from the conference request, when there is one.
+/// The patient's identity as the requester gave it (a conference), or as
+/// the patient's link named them (a visit).
+fn minutes_patient(r: &Record) -> String {
+    let item = |label: &str, value: &str| {
+        format!(
+            "<li><span class=\"label\">{label}:</span> {}</li>",
+            html_escape(value)
+        )
+    };
+    let Some(conf) = &r.conference else {
+        let name = r
+            .participants
+            .iter()
+            .find(|p| p.role == "patient")
+            .map(|p| p.name.clone())
+            .or_else(|| {
+                r.links
+                    .iter()
+                    .find(|l| l.role == "patient")
+                    .map(|l| l.name.clone())
+            });
+        return match name {
+            Some(n) => format!("<ul class=\"facts\">{}</ul>", item("Họ và tên", &n)),
+            None => BLANK_LINES.to_owned(),
+        };
+    };
+    let p = &conf["patient"];
+    let mut out = String::from("<ul class=\"facts patient\">");
+    out.push_str(&item("Họ và tên", p["name"].as_str().unwrap_or_default()));
+    if let Some(s) = p["sex"].as_str() {
+        out.push_str(&item("Giới tính", sex_vi(s)));
+    }
+    if let Some(y) = p["birth_year"].as_i64() {
+        out.push_str(&item("Năm sinh", &y.to_string()));
+    }
+    if let Some(a) = p["address"].as_str() {
+        out.push_str(&item("Địa chỉ", a));
+    }
+    if let Some(n) = p["citizen_id"].as_str() {
+        out.push_str(&item("Số định danh cá nhân (CCCD)", n));
+    }
+    if let Some(n) = p["record_number"].as_str() {
+        out.push_str(&item("Số hồ sơ tại cơ sở đề nghị", n));
+    }
+    out.push_str("</ul>");
+    out
+}
+
+/// Section IV: the conference request's case, or a visit's stated reason.
 fn minutes_summary(r: &Record) -> String {
     let Some(conf) = &r.conference else {
-        return BLANK_LINES.to_owned();
+        return match &r.visit_reason {
+            Some(reason) => format!(
+                "<p><b>Tóm tắt</b> (lý do khám người bệnh nêu khi đăng ký):</p>{}",
+                paragraphs(reason)
+            ),
+            None => BLANK_LINES.to_owned(),
+        };
     };
     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-    let patient = &conf["patient"];
-    let mut who = text(&patient["name"]);
-    if let Some(y) = patient["birth_year"].as_i64() {
-        who.push_str(&format!(", sinh năm {y}"));
-    }
     format!(
-        "<p><b>Người bệnh:</b> {}</p>\n<p><b>Cơ sở đề nghị:</b> {} — <b>chuyên khoa:</b> {}</p>\n         <p><b>Tóm tắt:</b></p>{}\n<p><b>Câu hỏi hội chẩn:</b></p>{}",
-        html_escape(&who),
+        "<p><b>Cơ sở đề nghị:</b> {} — <b>chuyên khoa:</b> {}</p>\n<p><b>Tóm tắt:</b></p>{}\n<p><b>Câu hỏi hội chẩn:</b></p>{}",
         html_escape(&text(&conf["from_facility"]["name"])),
         html_escape(&text(&conf["specialty"])),
         paragraphs(&text(&conf["summary"])),
         paragraphs(&text(&conf["question"])),
     )
+}
+
+/// The files the conference reviewed, each with its SHA-256 as stored at
+/// upload: anyone holding a copy can check it is the one reviewed.
+fn minutes_attachments(r: &Record) -> String {
+    let files: Vec<&Value> = r
+        .conference
+        .as_ref()
+        .and_then(|c| c["attachments"].as_array())
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    if files.is_empty() {
+        return "<p class=\"none\">(Không có tài liệu đính kèm.)</p>".to_owned();
+    }
+    let rows: String = files
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            format!(
+                "<tr><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"hash\">{}</td></tr>\n",
+                i + 1,
+                html_escape(a["name"].as_str().unwrap_or_default()),
+                html_escape(a["content_type"].as_str().unwrap_or_default()),
+                vn_bytes(a["size"].as_i64().unwrap_or(0)),
+                html_escape(a["sha256"].as_str().unwrap_or_default()),
+            )
+        })
+        .collect();
+    format!(
+        "<table class=\"people files\">\n<colgroup><col style=\"width:7%\"><col style=\"width:25%\"><col style=\"width:16%\"><col style=\"width:12%\"><col style=\"width:40%\"></colgroup>\n\
+         <thead><tr><th>STT</th><th>Tên tệp</th><th>Loại</th><th>Dung lượng</th><th>SHA-256</th></tr></thead>\n<tbody>\n{rows}</tbody>\n</table>"
+    )
+}
+
+/// A size in bytes the Vietnamese way: `1.234.567 byte`.
+fn vn_bytes(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push('.');
+        }
+        out.push(ch);
+    }
+    format!("{out} byte")
+}
+
+/// Section VI: the management plan entered with the conclusion.
+fn minutes_plan(r: &Record) -> String {
+    match r
+        .conference
+        .as_ref()
+        .and_then(|c| c["conclusion"]["management_plan"].as_str())
+    {
+        Some(plan) => paragraphs(plan),
+        None => BLANK_LINES.to_owned(),
+    }
 }
 
 /// Section IV: the conclusion the chair or secretary entered.
@@ -1826,7 +2326,7 @@ mod tests {
             "<td>BS. Trần Thị B</td><td>Bác sĩ</td><td>BVĐK tỉnh</td><td></td><td>15:40</td><td>16:10</td><td>Tự rời phòng</td>",
             "<td>Bệnh nhân</td>",
             "<td>Điều dưỡng</td>",
-            "<td>Khách</td>",
+            "<td>Khách mời</td>",
             "Mất kết nối",
             "TÓM TẮT BỆNH ÁN",
             "KẾT LUẬN",

@@ -33,6 +33,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Set when a TURN server is configured (credentials in `join-check`).
     pub turn: Option<Arc<crate::turn::TurnConfig>>,
+    /// The Department of Health named on the minutes (`--department-name`).
+    pub department_name: Option<Arc<str>>,
 }
 
 /// An [`AppState`] over a real SQLite file in `data_dir`, for in-process
@@ -57,6 +59,7 @@ pub(crate) fn test_state(
         public_url: "https://127.0.0.1:8443".into(),
         next_session: Arc::new(AtomicU64::new(1)),
         turn: None,
+        department_name: Some("Sở Y tế tỉnh An Hòa".into()),
         shutdown,
     };
     (state, hub_rx, shutdown_tx)
@@ -504,17 +507,54 @@ async fn participants(state: &AppState, id: &str) -> Vec<tuxa_protocol::Particip
     rx.await.unwrap_or_default()
 }
 
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    status: Option<String>,
+}
+
+/// Ended consultations listed: those of the last 30 days, newest first, at
+/// most this many (their records are what staff export; older ones by id).
+const ENDED_LISTED: usize = 50;
+
 async fn list_consultations(
     State(state): State<AppState>,
     headers: HeaderMap,
+    query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let actor = Actor::from_headers(&state, &headers).await?;
+    let ended = match query.ok().and_then(|q| q.0.status).as_deref() {
+        None | Some("open") => false,
+        Some("ended") => true,
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "status is open or ended",
+            ));
+        }
+    };
     let rows = state
         .store
         .call(|c| store::consultations(c))
         .await
         .map_err(ApiError::internal)?;
     let mut list = Vec::new();
+    if ended {
+        let since = crate::hub_task::unix_now() as i64 - 30 * 86_400;
+        for row in rows
+            .iter()
+            .rev()
+            .filter(|r| r.status == "ended" && r.ended_at.unwrap_or(0) >= since)
+        {
+            if list.len() == ENDED_LISTED {
+                break;
+            }
+            if may_see(&state, &actor, row).await? {
+                list.push(consultation_json(row, None));
+            }
+        }
+        return Ok(Json(json!({ "consultations": list })));
+    }
     for row in rows.iter().filter(|r| r.status == "open") {
         if !may_see(&state, &actor, row).await? {
             continue;

@@ -398,6 +398,7 @@ pub async fn run(
         next_session: Arc::new(AtomicU64::new(1)),
         shutdown: shutdown_rx.clone(),
         turn: config.turn.clone().map(Arc::new),
+        department_name: config.department_name.as_deref().map(Arc::from),
     };
     // Extractors read at most this much even of a body whose length the
     // body check (limits.rs) could not know; the upload route sets its own.
@@ -669,6 +670,13 @@ async fn pairing_task(
             .await?;
             let room = RoomId::parse(&row.id)
                 .map_err(|_| http::ApiError::new(tuxa_protocol::ErrorCode::Internal, "room id"))?;
+            // The patient's stated reason is the visit's "Tóm tắt" in its minutes.
+            let (cid, reason) = (row.id.clone(), p.card.reason.trim().to_owned());
+            if !reason.is_empty() {
+                state.store.spawn("visit reason", move |c| {
+                    crate::export::store_visit_reason(c, &cid, &reason)
+                });
+            }
             // A consultation from the queue lasts hours at most.
             let ttl = 4 * 3600;
             let doctor = http::mint(

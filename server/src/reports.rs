@@ -94,6 +94,49 @@ pub struct Row {
     pub duration_avg_secs: Option<f64>,
 }
 
+/// The facility of the network-wide rows (consultations not from a queue).
+pub const NETWORK: &str = "(toàn mạng / network)";
+
+/// The language of the CSV's words (headers, kinds); numbers stay plain
+/// (a dot before decimals, no grouping) so that any spreadsheet reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    #[default]
+    Vi,
+    En,
+}
+
+impl Lang {
+    fn header(self) -> &'static str {
+        match self {
+            Lang::Vi => {
+                "Cơ sở,Loại,Số lượt,Được khám,Bỏ về,Tỷ lệ bỏ,Chờ trung bình (giây),Chờ lâu nhất (giây),Thời lượng trung bình (giây)"
+            }
+            Lang::En => {
+                "facility,kind,count,served,abandoned,drop_rate,wait_avg_secs,wait_max_secs,duration_avg_secs"
+            }
+        }
+    }
+
+    fn kind(self, kind: &str) -> &str {
+        match (self, kind) {
+            (Lang::Vi, "visit") => "Khám từ xa",
+            (Lang::Vi, "conference") => "Hội chẩn",
+            (Lang::Vi, "queue") => "Hàng chờ trực tuyến",
+            (_, k) => k,
+        }
+    }
+
+    fn facility(self, name: &str) -> &str {
+        match (self, name) {
+            (Lang::Vi, NETWORK) => "(toàn mạng)",
+            (Lang::En, NETWORK) => "(network)",
+            (_, n) => n,
+        }
+    }
+}
+
 /// The report for `[from, to)` (Unix seconds), optionally one facility.
 pub fn activity(
     c: &Connection,
@@ -104,14 +147,20 @@ pub fn activity(
     let mut rows = Vec::new();
     // Consultations by kind. A consultation's facility is that of the
     // queue it came from when there is one; others are counted network-wide.
+    // A duration runs from the first join (a conference is created when it
+    // is scheduled, maybe days before) to the end; open ones have none yet.
     let mut st = c.prepare(
-        "SELECT kind, count(*), avg(ended_at - created_at) FROM consultations
-         WHERE created_at >= ?1 AND created_at < ?2 GROUP BY kind ORDER BY kind",
+        "SELECT k.kind, count(*),
+                avg(k.ended_at - coalesce(
+                    (SELECT min(a.joined_at) FROM attendance a WHERE a.consultation_id = k.id),
+                    k.created_at))
+         FROM consultations k
+         WHERE k.created_at >= ?1 AND k.created_at < ?2 GROUP BY k.kind ORDER BY k.kind",
     )?;
     if facility.is_none() {
         for r in st.query_map(params![from, to], |r| {
             Ok(Row {
-                facility: "(toàn mạng / network)".into(),
+                facility: NETWORK.into(),
                 kind: r.get(0)?,
                 count: r.get(1)?,
                 served: None,
@@ -159,7 +208,7 @@ pub fn activity(
 }
 
 /// CSV (RFC 4180, UTF-8 with a BOM so that Excel shows Vietnamese right).
-pub fn to_csv(rows: &[Row]) -> String {
+pub fn to_csv(rows: &[Row], lang: Lang) -> String {
     fn field(s: &str) -> String {
         // A cell that starts like a formula is run as one by Excel and
         // LibreOffice (CSV injection): a facility named "=HYPERLINK(…)" must
@@ -179,15 +228,13 @@ pub fn to_csv(rows: &[Row]) -> String {
     fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
         v.as_ref().map(|x| x.to_string()).unwrap_or_default()
     }
-    let mut out = String::from(
-        "\u{feff}facility,kind,count,served,abandoned,drop_rate,wait_avg_secs,wait_max_secs,duration_avg_secs\r\n",
-    );
+    let mut out = format!("\u{feff}{}\r\n", lang.header());
     for r in rows {
         let _ = write!(
             out,
             "{},{},{},{},{},{},{},{},{}\r\n",
-            field(&r.facility),
-            field(&r.kind),
+            field(lang.facility(&r.facility)),
+            field(lang.kind(&r.kind)),
             r.count,
             opt(&r.served),
             opt(&r.abandoned),
@@ -214,9 +261,12 @@ struct Params {
     to: Option<i64>,
     facility: Option<i64>,
     format: Option<String>,
+    /// The CSV's words: `vi` (default) or `en`.
+    #[serde(default)]
+    lang: Lang,
 }
 
-/// `GET /api/v1/reports/activity?from=&to=&facility=&format=csv|json`.
+/// `GET /api/v1/reports/activity?from=&to=&facility=&format=csv|json&lang=vi|en`.
 /// The admin key, or a signed-in coordinator or admin: at a province-level
 /// facility they see the whole network, elsewhere their own facility.
 async fn report(
@@ -270,14 +320,17 @@ async fn report(
         )
         .into_response()),
         Some("csv") => {
-            let mut res = to_csv(&rows).into_response();
+            let mut res = to_csv(&rows, p.lang).into_response();
             res.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/csv; charset=utf-8"),
             );
             res.headers_mut().insert(
                 header::CONTENT_DISPOSITION,
-                HeaderValue::from_static("attachment; filename=\"tuxa-activity.csv\""),
+                HeaderValue::from_static(match p.lang {
+                    Lang::Vi => "attachment; filename=\"tuxa-bao-cao-hoat-dong.csv\"",
+                    Lang::En => "attachment; filename=\"tuxa-activity.csv\"",
+                }),
             );
             Ok(res)
         }
@@ -359,7 +412,20 @@ mod tests {
         let rows = activity(&c, 0, 10_000, Some(2)).unwrap();
         assert_eq!(rows.len(), 1);
 
-        let csv = to_csv(&activity(&c, 0, 10_000, None).unwrap());
+        let rows = activity(&c, 0, 10_000, None).unwrap();
+        // Vietnamese by default: headers and kinds; the same numbers.
+        let vi = to_csv(&rows, Lang::default());
+        assert!(
+            vi.starts_with("\u{feff}Cơ sở,Loại,Số lượt,Được khám,Bỏ về,Tỷ lệ bỏ,"),
+            "{vi}"
+        );
+        assert!(
+            vi.contains("\"TTYT huyện Tân Lập, \"\"cơ sở 2\"\"\",Hàng chờ trực tuyến,1,0,1,1.000"),
+            "{vi}"
+        );
+        assert!(vi.contains("\r\n(toàn mạng),Khám từ xa,1,"), "{vi}");
+        let csv = to_csv(&rows, Lang::En);
+        assert!(csv.contains("\r\n(network),visit,1,"), "{csv}");
         assert!(csv.starts_with("\u{feff}facility,kind,count"));
         assert!(
             csv.contains("\"TTYT huyện Tân Lập, \"\"cơ sở 2\"\"\",queue,1,0,1,1.000"),
@@ -368,6 +434,31 @@ mod tests {
         // Aggregates only: no consultation title (here a patient's name), no ticket.
         assert!(!csv.contains("Nguyễn Văn A") && !csv.contains("t1"));
     }
+    /// An ended consultation's duration runs from its first join to its
+    /// end: a conference scheduled a day ahead lasted its call, not the day.
+    #[test]
+    fn durations_of_ended_consultations_run_from_the_first_join() {
+        let c = db();
+        c.execute_batch(
+            "INSERT INTO consultations(id, kind, title, status, created_at, ended_at) VALUES
+                 ('cccccccccccccccc', 'conference', 'y', 'ended', 200, 90000);
+             INSERT INTO attendance(consultation_id, participant_id, name, role, joined_at, left_at)
+                 VALUES ('cccccccccccccccc', 1, 'BS A', 'doctor', 87000, 90000),
+                        ('cccccccccccccccc', 2, 'BS B', 'doctor', 87600, 89000);",
+        )
+        .unwrap();
+        let rows = activity(&c, 0, 10_000, None).unwrap();
+        let conf = rows.iter().find(|r| r.kind == "conference").unwrap();
+        // Two conferences, one still open: only the ended one has a duration.
+        assert_eq!((conf.count, conf.duration_avg_secs), (2, Some(3000.0)));
+        let visit = rows.iter().find(|r| r.kind == "visit").unwrap();
+        assert_eq!(
+            visit.duration_avg_secs,
+            Some(600.0),
+            "nobody joined: from its creation"
+        );
+    }
+
     /// A facility name that a spreadsheet would run as a formula comes out
     /// as text: each of the four trigger characters (and a leading tab),
     /// with and without the quoting a comma needs.
@@ -392,7 +483,7 @@ mod tests {
             "\t=1",
             "=1,2",
         ];
-        let csv = to_csv(&names.map(row));
+        let csv = to_csv(&names.map(row), Lang::En);
         let cells: Vec<&str> = csv
             .lines()
             .skip(1)
@@ -410,6 +501,10 @@ mod tests {
             ]
         );
         // An ordinary name is left as it is.
-        assert!(to_csv(&[row("TTYT Tân Lập")]).contains("\r\nTTYT Tân Lập,queue,"));
+        assert!(to_csv(&[row("TTYT Tân Lập")], Lang::En).contains("\r\nTTYT Tân Lập,queue,"));
+        // Kept in Vietnamese too.
+        let vi = to_csv(&names.map(row), Lang::Vi);
+        assert!(vi.contains("\r\n'+1+1,Hàng chờ trực tuyến,"), "{vi}");
+        assert!(vi.contains("\r\n\"'=1,2\",Hàng chờ trực tuyến,"), "{vi}");
     }
 }

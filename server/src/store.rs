@@ -295,6 +295,21 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE facilities ADD COLUMN phone TEXT;
      ALTER TABLE conference_requests ADD COLUMN cancelled_at INTEGER;
      ALTER TABLE conference_requests ADD COLUMN cancel_reason TEXT;",
+    // Minutes a hospital can file (TT49/2017 Appendix I; Circular 13/2025
+    // links records by the citizen ID): the patient's identity as the
+    // requester gave it, the management plan (hướng xử trí) entered with the
+    // conclusion, and a queue visit's stated reason (its "Tóm tắt").
+    "ALTER TABLE conference_requests ADD COLUMN patient_address TEXT;
+     ALTER TABLE conference_requests ADD COLUMN patient_record_number TEXT;
+     ALTER TABLE conference_requests ADD COLUMN patient_citizen_id TEXT
+         CHECK (patient_citizen_id IS NULL OR (length(patient_citizen_id) = 12
+                AND patient_citizen_id NOT GLOB '*[^0-9]*'));
+     ALTER TABLE conference_requests ADD COLUMN management_plan TEXT;
+     CREATE TABLE visit_reasons (
+         consultation_id TEXT PRIMARY KEY REFERENCES consultations(id),
+         reason TEXT NOT NULL,
+         at INTEGER NOT NULL
+     ) STRICT;",
 ];
 
 impl Store {

@@ -955,14 +955,40 @@ async fn the_coordinator_reschedules_and_cancels_and_the_invitees_see_it() -> an
 
     // Refusals change nothing.
     for (who, cookie, body, want) in [
-        ("into the past", &s.c_coord, json!({"starts_at": now - 3600}), 400),
-        ("by an invitee", &s.c_invitee, json!({"starts_at": now + 86_400}), 403),
-        ("a bad duration", &s.c_coord, json!({"starts_at": now + 86_400, "duration_min": 5}), 400),
+        (
+            "into the past",
+            &s.c_coord,
+            json!({"starts_at": now - 3600}),
+            400,
+        ),
+        (
+            "by an invitee",
+            &s.c_invitee,
+            json!({"starts_at": now + 86_400}),
+            403,
+        ),
+        (
+            "a bad duration",
+            &s.c_coord,
+            json!({"starts_at": now + 86_400, "duration_min": 5}),
+            400,
+        ),
     ] {
-        let (st, v) = as_staff(&api, cookie, "POST", &format!("{}/reschedule", s.base), Some(body)).await?;
+        let (st, v) = as_staff(
+            &api,
+            cookie,
+            "POST",
+            &format!("{}/reschedule", s.base),
+            Some(body),
+        )
+        .await?;
         assert_eq!(st, want, "{who}: {v}");
         let (_, after) = list(s.c_invitee.clone()).await?;
-        assert_eq!(seen_by_invitee(&after)["schedule"]["starts_at"], was, "{who}");
+        assert_eq!(
+            seen_by_invitee(&after)["schedule"]["starts_at"],
+            was,
+            "{who}"
+        );
     }
 
     let tomorrow = now + 86_400;
@@ -993,7 +1019,10 @@ async fn the_coordinator_reschedules_and_cancels_and_the_invitees_see_it() -> an
     let (_, after) = list(s.c_invitee.clone()).await?;
     let mine = seen_by_invitee(&after);
     assert_eq!(mine["status"], "cancelled", "{after}");
-    assert_eq!(mine["cancelled"]["reason"], "Bệnh nhân đã chuyển tuyến trên.");
+    assert_eq!(
+        mine["cancelled"]["reason"],
+        "Bệnh nhân đã chuyển tuyến trên."
+    );
     // Cancelled: no new time, no second cancel, no link.
     for path in ["reschedule", "cancel"] {
         let (st, v) = as_staff(

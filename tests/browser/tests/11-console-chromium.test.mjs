@@ -109,10 +109,10 @@ test('console: a coordinator sees the live panel, creates a queue and a roster w
     });
     assert.equal(csv.status, 200, csv.text);
     assert.match(csv.type, /^text\/csv/);
-    assert.match(csv.href, /^\/api\/v1\/reports\/activity\?from=\d+&to=\d+&format=csv$/);
+    assert.match(csv.href, /^\/api\/v1\/reports\/activity\?from=\d+&to=\d+&format=csv&lang=vi$/);
     assert.equal(csv.download, 'tuxa-activity.csv');
     assert.equal(csv.text.replace(/^\ufeff/, '').split('\r\n')[0],
-      'facility,kind,count,served,abandoned,drop_rate,wait_avg_secs,wait_max_secs,duration_avg_secs');
+      'Cơ sở,Loại,Số lượt,Được khám,Bỏ về,Tỷ lệ bỏ,Chờ trung bình (giây),Chờ lâu nhất (giây),Thời lượng trung bình (giây)');
 
     // ---- English, then back.
     await c.page.click('#lang-btn');
@@ -195,7 +195,9 @@ test('console: a district doctor requests a conference with an attachment, the c
     assert.equal(filed.urgency, 'urgent');
     assert.equal(filed.to_facility.id, prov.id);
     assert.equal(filed.from_facility.id, dist.id);
-    assert.deepEqual(filed.patient, { name: 'Trần Thị B', birth_year: 1958, sex: 'female' });
+    assert.deepEqual(filed.patient, {
+      name: 'Trần Thị B', birth_year: 1958, sex: 'female', address: null, record_number: null, citizen_id: null,
+    });
     assert.equal(filed.consent.remote_examination, true);
     assert.equal(filed.consent.third_parties, true);
     assert.equal(filed.consent.recording, false);
