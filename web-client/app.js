@@ -70,7 +70,7 @@ import {
   t, tf, errorText, roleName, getLang, setLang, onLangChange, locale, LANGS,
 } from './i18n.js';
 import { mountCheck } from './check.js';
-import { createTabFlag } from './console-util.js';
+import { createTabFlag, fmtVnDateTime } from './console-util.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -206,7 +206,12 @@ function renderError() {
   if (!shownError) return;
   $('error-title').textContent = t(ERROR_TITLES[shownError] || 'error_title');
   $('error-text').textContent = errorText(shownError);
-  $('error-code').textContent = `(${shownError})`;
+  // The code is for staff (a details line to quote to IT); patients and
+  // guests get the words only.
+  const role = tuxa.you ? tuxa.you.role : identity && identity.role;
+  const staff = role === 'doctor' || role === 'nurse';
+  $('error-code').textContent = staff ? `${t('error_details')} ${shownError}` : '';
+  $('error-code').hidden = !staff;
   $('retry-btn').hidden = NO_RETRY.has(shownError);
 }
 
@@ -2513,14 +2518,8 @@ function renderIdentity() {
   $('id-facility-dt').hidden = !hasFacility;
   $('id-room').textContent = identity.room ? identity.room.title : '';
   if (identity.expires_at) {
-    const d = new Date(identity.expires_at * 1000);
-    let when;
-    try {
-      when = d.toLocaleString(locale(), { dateStyle: 'medium', timeStyle: 'short' });
-    } catch {
-      when = d.toLocaleString();
-    }
-    $('link-expiry').textContent = `${t('link_valid_until')}: ${when}`;
+    // dd/mm/yyyy HH:MM, Vietnam time: the way every other date in tuxa reads.
+    $('link-expiry').textContent = `${t('link_valid_until')}: ${fmtVnDateTime(identity.expires_at)}`;
   }
 }
 

@@ -227,7 +227,9 @@ function renderStatus() {
 function renderError() {
   if (!shownError) return;
   $('error-text').textContent = shownError.key ? t(shownError.key) : errorText(shownError.code);
-  $('error-code').textContent = shownError.code ? `(${shownError.code})` : '';
+  // Patients never see raw error codes: the words say what to do.
+  $('error-code').textContent = '';
+  $('error-code').hidden = true;
 }
 
 function updateTitle() {

@@ -167,7 +167,7 @@ test('a chaired conference: lobby, chat, secretary, mute, lock, screen share and
       return { meta: el.querySelector('.meta').textContent, licence: el.querySelector('.licence').textContent, badges: el.querySelector('.role-badges').textContent };
     }, ids.chair);
     assert.deepEqual(chairLabel, {
-      meta: `Bác sĩ · ${CHAIR.facility}`, licence: `CCHN: ${CHAIR.licence_number}`, badges: 'Chủ tọa',
+      meta: `Bác sĩ · ${CHAIR.facility}`, licence: `CCHN: ${CHAIR.licence_number}`, badges: 'Chủ trì',
     });
 
     // The district doctor has no chair's controls; the chair has them.
