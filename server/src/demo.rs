@@ -202,7 +202,7 @@ pub(crate) fn load_into(
     let mut depth: HashMap<&str, usize> = HashMap::new();
     let mut tree = Vec::new();
     let mut facilities_new = 0;
-    for f in FACILITIES {
+    for (n, f) in FACILITIES.iter().enumerate() {
         let parent = f.parent.map(|p| ids[p].0);
         let d = f.parent.map_or(0, |p| depth[p] + 1);
         let id = match directory::facility_named(&tx, f.name, parent)? {
@@ -214,6 +214,12 @@ pub(crate) fn load_into(
                     parent,
                 };
                 let made = directory::insert_facility(&tx, &new, now).map_err(failed)?;
+                // A made-up number in the demo province's area code, for
+                // the end screen's "Liên hệ".
+                tx.execute(
+                    "UPDATE facilities SET phone = ?1 WHERE id = ?2",
+                    rusqlite::params![format!("0210 3800 {:03}", 100 + n), made.id],
+                )?;
                 facilities_new += 1;
                 new_entry(
                     Action::FacilityCreated,
