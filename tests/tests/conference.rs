@@ -1049,3 +1049,45 @@ async fn the_coordinator_reschedules_and_cancels_and_the_invitees_see_it() -> an
     server.shutdown().await?;
     Ok(())
 }
+
+/// Ending from a session that was signed out is refused (401) and the conference stays open;
+/// ending someone else's room (an invitee, who may join but not end) is 403; the chair's end
+/// works once, and a second end is 410 with nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_needs_a_live_session_and_the_right_and_happens_once() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let api = server.api();
+    let s = scheduled(&api).await?;
+    let end = format!("/api/v1/consultations/{}/end", s.room);
+    let status = |api: &ApiClient| {
+        let path = format!("/api/v1/consultations/{}", s.room);
+        let api = api.clone();
+        async move { api.admin("GET", &path, None).await.map(|(_, v)| v) }
+    };
+
+    // A signed-out session.
+    let (st, _) = as_staff(&api, &s.c_chair, "POST", "/api/v1/auth/logout", None).await?;
+    assert_eq!(st, 204);
+    let (st, v) = as_staff(&api, &s.c_chair, "POST", &end, None).await?;
+    assert_eq!((st, code(&v)), (401, "unauthorized"), "{v}");
+    assert_eq!(status(&api).await?["status"], "open");
+
+    // Someone else's room.
+    let (st, v) = as_staff(&api, &s.c_invitee, "POST", &end, None).await?;
+    assert_eq!((st, code(&v)), (403, "forbidden"), "{v}");
+    assert_eq!(status(&api).await?["status"], "open");
+
+    // Those who may: once.
+    let (st, v) = as_staff(&api, &s.c_coord, "POST", &end, None).await?;
+    assert_eq!(st, 200, "{v}");
+    let first = status(&api).await?;
+    assert_eq!(first["status"], "ended");
+    let (st, v) = as_staff(&api, &s.c_coord, "POST", &end, None).await?;
+    assert_eq!((st, code(&v)), (410, "room_ended"), "{v}");
+    assert_eq!(status(&api).await?["ended_at"], first["ended_at"]);
+    // The request reads as held now.
+    let (_, req) = as_staff(&api, &s.c_coord, "GET", &s.base, None).await?;
+    assert_eq!(req["status"], "held", "{req}");
+    server.shutdown().await?;
+    Ok(())
+}
