@@ -936,12 +936,12 @@ async fn the_coordinator_reschedules_and_cancels_and_the_invitees_see_it() -> an
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
     let seen_by_invitee = |v: &Value| -> Value {
-        let id = s.base.rsplit('/').next().unwrap_or_default().to_owned();
+        let id: i64 = s.base.rsplit('/').next().unwrap_or_default().parse().unwrap_or(-1);
         v["conferences"]
             .as_array()
             .into_iter()
             .flatten()
-            .find(|r| r["id"].to_string() == id)
+            .find(|r| r["id"].as_i64() == Some(id))
             .cloned()
             .unwrap_or(Value::Null)
     };
