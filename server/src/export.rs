@@ -1841,7 +1841,7 @@ mod tests {
                     )?;
                 }
                 c.execute(
-                    "UPDATE consultations SET status = 'ended', ended_at = ?1 WHERE id = ?2",
+                    "UPDATE consultations SET status = 'ended', ended_at = ?1, end_reason = 'ended' WHERE id = ?2",
                     rusqlite::params![T0 + 1800, room],
                 )?;
                 audit::append(c, &entry(T0 + 1800, Action::ConsultationEnded, &room, "admin", json!({})))?;
@@ -1961,7 +1961,8 @@ mod tests {
         assert_eq!(
             v["consultation"],
             json!({"id": id, "kind": "conference", "title": "Hội chẩn <b>Nội khoa</b> & \"tim mạch\"",
-                   "status": "ended", "created_at": T0 - 600, "ended_at": T0 + 1800})
+                   "status": "ended", "created_at": T0 - 600, "ended_at": T0 + 1800,
+                   "end_reason": "ended"})
         );
         assert_eq!(v["period"], json!({"start": T0, "end": T0 + 1800}));
 

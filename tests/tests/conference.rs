@@ -936,7 +936,13 @@ async fn the_coordinator_reschedules_and_cancels_and_the_invitees_see_it() -> an
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
     let seen_by_invitee = |v: &Value| -> Value {
-        let id: i64 = s.base.rsplit('/').next().unwrap_or_default().parse().unwrap_or(-1);
+        let id: i64 = s
+            .base
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or(-1);
         v["conferences"]
             .as_array()
             .into_iter()
