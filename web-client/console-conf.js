@@ -283,7 +283,11 @@ export function createConferences(ctx) {
           tx('span', 'conf_consent_exam_short'), ': ', yesNo(consent.remote_examination), ' · ',
           tx('span', 'conf_consent_third_short'), ': ', yesNo(consent.third_parties), ' · ',
           tx('span', 'conf_consent_recording_short'), ': ', yesNo(consent.recording))),
-        c.status === 'declined' ? row('conf_decline_reason', h('span', { class: 'cs-pre' }, c.decline_reason || '')) : []),
+        c.status === 'declined' ? row('conf_decline_reason', h('span', { class: 'cs-pre' }, c.decline_reason || '')) : [],
+        c.status === 'cancelled' && c.cancelled ? [
+          ...row('conf_cancelled_at', fmtVnDateTime(c.cancelled.at)),
+          ...row('conf_cancel_reason', h('span', { class: 'cs-pre', id: 'conf-cancel-reason' }, c.cancelled.reason || '')),
+        ] : []),
     ];
 
     // Attachments.
@@ -320,6 +324,8 @@ export function createConferences(ctx) {
     if (c.conclusion || rights.conclusion) parts.push(conclusionBlock(c, rights));
     if (rights.schedule) parts.push(scheduleBlock(c, rights));
     if (rights.decline) parts.push(declineBlock(c));
+    if (rights.reschedule && sched) parts.push(rescheduleBlock(c));
+    if (rights.cancel) parts.push(cancelBlock(c));
     fill(el, parts);
     el.setAttribute('aria-labelledby', 'conf-detail-title');
     el.tabIndex = -1;
@@ -655,6 +661,107 @@ export function createConferences(ctx) {
       setOpen(r.json);
       showNotice('conf_declined_ok');
     } else if (r.status !== 401) setFormError('cd-error', { code: r.code });
+  }
+
+  // -------------------------------------------------------------------------
+  // Reschedule and cancel a scheduled conference (docs/api.md), by those who
+  // schedule; the server refuses once someone has entered the room.
+
+  function rescheduleBlock(c) {
+    const sched = c.schedule;
+    const durations = [30, 45, 60, 90, 120];
+    if (sched.duration_min && !durations.includes(sched.duration_min)) durations.push(sched.duration_min);
+    durations.sort((a, b) => a - b);
+    // The input's own display follows the browser's locale: the line under it
+    // says the chosen time as dd/mm/yyyy HH:MM, Vietnam time, whatever that is.
+    const showNew = () => {
+      const at = fromVnInputValue($('cr-start').value);
+      $('cr-start-vn').textContent = at == null ? '' : `${t('conf_new_time')} ${fmtVnDateTime(at)} (${t('conf_vn_time')})`;
+    };
+    const block = h('details', { class: 'cs-block', id: 'conf-reschedule' },
+      tx('summary', 'conf_reschedule', { id: 'conf-reschedule-summary' }),
+      h('form', { class: 'st-form', id: 'conf-reschedule-form', novalidate: true, onsubmit: (ev) => { ev.preventDefault(); reschedule(c.id); } },
+        tx('p', 'conf_reschedule_hint', { class: 'muted-text' }),
+        h('div', { class: 'cs-row' },
+          h('label', { class: 'tf', for: 'cr-start' }, tx('span', 'conf_starts_at_vn', { class: 'tf-label' }),
+            h('input', { id: 'cr-start', type: 'datetime-local', required: true, value: toVnInputValue(sched.starts_at), step: '60', oninput: showNew })),
+          h('label', { class: 'tf', for: 'cr-duration' }, tx('span', 'conf_duration', { class: 'tf-label' }),
+            h('select', { id: 'cr-duration' }, durations.map((m) => h('option', { value: String(m), selected: m === sched.duration_min }, tf('st_minutes', { n: m })))))),
+        h('p', { class: 'cs-newtime', id: 'cr-start-vn', 'aria-live': 'polite' }),
+        tx('button', 'conf_reschedule_submit', { type: 'submit', class: 'btn btn-primary', id: 'cr-submit' }),
+        formError('cr-error')));
+    queueMicrotask(() => { if ($('cr-start')) showNew(); });
+    return block;
+  }
+
+  /** A refusal of reschedule or cancel: a conflict says why in words; others as the server said. */
+  function changeError(r) {
+    return r.status === 409 ? { key: 'conf_err_not_changeable' } : { code: r.code };
+  }
+
+  async function reschedule(id) {
+    setFormError('cr-error', null);
+    const startsAt = fromVnInputValue($('cr-start').value);
+    if (startsAt == null) {
+      setFormError('cr-error', { key: 'conf_err_start' });
+      $('cr-start').focus();
+      return;
+    }
+    if (startsAt < Date.now() / 1000) {
+      setFormError('cr-error', { key: 'conf_err_past' });
+      $('cr-start').focus();
+      return;
+    }
+    $('cr-submit').disabled = true;
+    const r = await ctx.api('POST', `/api/v1/conferences/${id}/reschedule`, {
+      starts_at: startsAt, duration_min: Number($('cr-duration').value),
+    });
+    if ($('cr-submit')) $('cr-submit').disabled = false;
+    if (r.status === 200 && r.json && r.json.id != null) {
+      setOpen(r.json);
+      showNotice('conf_rescheduled_ok');
+    } else if (r.status !== 401) setFormError('cr-error', changeError(r));
+  }
+
+  function cancelBlock(c) {
+    const ask = (on) => {
+      $('cx-confirm').hidden = !on;
+      $('cx-submit').hidden = on;
+      $('cx-reason').readOnly = on;
+      (on ? $('cx-no') : $('cx-submit')).focus();
+    };
+    return h('details', { class: 'cs-block', id: 'conf-cancel' },
+      tx('summary', 'conf_cancel', { id: 'conf-cancel-summary' }),
+      h('form', { class: 'st-form', id: 'conf-cancel-form', novalidate: true, onsubmit: (ev) => {
+        ev.preventDefault();
+        setFormError('cx-error', null);
+        if (!$('cx-reason').value.trim()) {
+          setFormError('cx-error', { key: 'conf_err_cancel_reason' });
+          $('cx-reason').focus();
+          return;
+        }
+        ask(true);
+      } },
+        h('label', { class: 'tf', for: 'cx-reason' }, tx('span', 'conf_cancel_reason', { class: 'tf-label' }),
+          h('textarea', { id: 'cx-reason', maxlength: '4000', rows: '3', required: true })),
+        tx('button', 'conf_cancel_submit', { type: 'submit', class: 'btn btn-danger', id: 'cx-submit' }),
+        h('div', { class: 'cs-confirm', id: 'cx-confirm', role: 'alertdialog', 'aria-labelledby': 'cx-confirm-text', hidden: true },
+          tx('p', 'conf_cancel_confirm', { id: 'cx-confirm-text' }),
+          h('div', { class: 'cs-actions' },
+            tx('button', 'conf_cancel_yes', { type: 'button', class: 'btn btn-danger', id: 'cx-yes', onclick: () => cancelConference(c.id) }),
+            tx('button', 'conf_cancel_no', { type: 'button', class: 'btn btn-secondary', id: 'cx-no', onclick: () => ask(false) }))),
+        formError('cx-error')));
+  }
+
+  async function cancelConference(id) {
+    const reason = $('cx-reason').value.trim();
+    $('cx-yes').disabled = true;
+    const r = await ctx.api('POST', `/api/v1/conferences/${id}/cancel`, { reason });
+    if ($('cx-yes')) $('cx-yes').disabled = false;
+    if (r.status === 200 && r.json && r.json.id != null) {
+      setOpen(r.json);
+      showNotice('conf_cancelled_ok');
+    } else if (r.status !== 401) setFormError('cx-error', changeError(r));
   }
 
   // -------------------------------------------------------------------------

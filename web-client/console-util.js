@@ -147,6 +147,9 @@ export function conferenceRights(conf, me) {
   return {
     schedule: !!conf && conf.status === 'requested' && mayDecide,
     decline: !!conf && conf.status === 'requested' && mayDecide,
+    // Before it starts (the server also refuses once someone has entered).
+    reschedule: !!conf && conf.status === 'scheduled' && mayDecide,
+    cancel: !!conf && conf.status === 'scheduled' && mayDecide,
     join: !!conf && conf.status === 'scheduled' && invited,
     guestLink: !!conf && conf.status === 'scheduled' && isChair,
     conclusion: !!conf && (conf.status === 'scheduled' || conf.status === 'held') && (isChair || isSecretary),

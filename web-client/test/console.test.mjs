@@ -116,6 +116,15 @@ test('what a role may do with a request', () => {
   assert.equal(conferenceRights(scheduled, docP).conclusion, true);
   assert.equal(conferenceRights(scheduled, coordP).join, false, 'not invited');
   assert.equal(conferenceRights(scheduled, coordP).minutes, true);
+  // Reschedule and cancel: those who schedule, while it is scheduled.
+  assert.equal(conferenceRights(scheduled, coordP).reschedule, true);
+  assert.equal(conferenceRights(scheduled, coordP).cancel, true);
+  assert.equal(conferenceRights(scheduled, docP).cancel, true, 'a doctor of the target facility');
+  assert.equal(conferenceRights(scheduled, docD).reschedule, false, 'the requesting side does not reschedule');
+  assert.equal(conferenceRights(scheduled, docD).cancel, false);
+  assert.equal(conferenceRights(conf, coordP).reschedule, false, 'not yet scheduled');
+  assert.equal(conferenceRights({ ...scheduled, status: 'cancelled' }, coordP).cancel, false);
+  assert.equal(conferenceRights({ ...scheduled, status: 'held' }, coordP).reschedule, false);
   const held = { ...scheduled, status: 'held' };
   assert.equal(conferenceRights(held, docP).join, false);
   assert.equal(conferenceRights(held, docP).conclusion, true);
