@@ -655,6 +655,10 @@ async function retry() {
   // meanwhile (then there is nothing to retry), and TURN credentials renew.
   const check = await joinCheck();
   if (tuxa.state !== 'reconnecting') return;
+  if (check.error === 'room_ended') {
+    showEnded({ reason: check.ended && check.ended.reason, contact: check.ended && check.ended.contact });
+    return;
+  }
   if (check.error) {
     if (NO_RETRY.has(check.error)) {
       fail(check.error);
@@ -2426,6 +2430,7 @@ function renderEnded() {
   if (e.reason === 'ended') why = e.by ? tf('ended_by', { name: e.by }) : t('ended_by_staff');
   else if (e.reason === 'abandoned') why = t('ended_abandoned');
   else if (e.reason === 'server_restart') why = t('ended_server_restart');
+  else if (e.reason === 'cancelled') why = t('ended_cancelled');
   $('ended-why').textContent = why;
   $('ended-why').hidden = !why;
   const staff = tuxa.you && ['doctor', 'nurse'].includes(tuxa.you.role);
@@ -2546,6 +2551,10 @@ async function joinCheck() {
     const code = body && body.error && typeof body.error.code === 'string' ? body.error.code
       : res.status >= 500 ? 'internal' : 'unknown_error';
     log('join-check', res.status, code);
+    // An ended consultation: why, and whom to call (the end screen).
+    if (code === 'room_ended' && body && body.ended && typeof body.ended === 'object') {
+      return { error: code, ended: body.ended };
+    }
     return { error: code };
   }
   if (!body || typeof body.name !== 'string') return { error: 'internal' };
@@ -2564,6 +2573,10 @@ async function start() {
     return;
   }
   const check = await joinCheck();
+  if (check.error === 'room_ended') {
+    showEnded({ reason: check.ended && check.ended.reason, contact: check.ended && check.ended.contact });
+    return;
+  }
   if (check.error) {
     fail(check.error);
     return;

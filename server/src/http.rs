@@ -334,7 +334,49 @@ struct JoinCheck {
 async fn join_check(
     State(state): State<AppState>,
     req: Result<Json<JoinCheck>, JsonRejection>,
+) -> Response {
+    let room = req.as_ref().ok().map(|Json(r)| r.room.clone());
+    match join_check_inner(&state, req).await {
+        Ok(v) => v.into_response(),
+        // An ended consultation's link leads to its end screen: why it
+        // ended and whom to call, as `room_ended` says in the room.
+        Err(e) if e.code == ErrorCode::RoomEnded => {
+            let ended = match room {
+                Some(room) => state
+                    .store
+                    .call(move |c| {
+                        let Some(row) = crate::store::consultation(c, &room)? else {
+                            return Ok(None);
+                        };
+                        let contact = crate::store::facility_contact(c, row.facility_id)?;
+                        Ok(Some(json!({"reason": row.end_reason, "contact": contact})))
+                    })
+                    .await
+                    .ok()
+                    .flatten(),
+                None => None,
+            };
+            match ended {
+                Some(ended) => (
+                    StatusCode::GONE,
+                    Json(json!({
+                        "error": {"code": e.code.as_str(), "message": e.message},
+                        "ended": ended,
+                    })),
+                )
+                    .into_response(),
+                None => e.into_response(),
+            }
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn join_check_inner(
+    state: &AppState,
+    req: Result<Json<JoinCheck>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
+    let state = state.clone();
     let req = body(req)?;
     let room = RoomId::parse(&req.room)
         .map_err(|_| ApiError::new(ErrorCode::RoomNotFound, "no such consultation"))?;
