@@ -210,6 +210,9 @@ test('ending: the doctor ends the visit for everyone; the patient in the room an
     assert.equal(again.screen, true);
     assert.equal(again.error, null);
     assert.equal(again.title, 'Buổi khám đã kết thúc');
+    // Why, and whom to call, as in the room (the link check's 410 carries them).
+    assert.equal(again.ended.reason, 'ended');
+    assert.ok(again.contact && again.contact.includes(phone), `contact on the reopened link: ${again.contact}`);
     assert.ok(again.scrollWidth <= again.innerWidth);
   });
 });
