@@ -310,7 +310,11 @@ async fn a_patient_queues_a_doctor_accepts_and_both_are_in_the_call() -> anyhow:
         )
         .await?;
     assert_eq!(csv.status, 200);
-    assert!(csv.body.contains("BVĐK tỉnh,queue,2,1,0"), "{}", csv.body);
+    assert!(
+        csv.body.contains("BVĐK tỉnh,Hàng chờ trực tuyến,2,1,0"),
+        "{}",
+        csv.body
+    );
     assert!(!csv.body.contains("Nguyễn Văn A") && !csv.body.contains("0912345678"));
     server.shutdown().await?;
     Ok(())
