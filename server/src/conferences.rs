@@ -1124,9 +1124,10 @@ async fn schedule(
     reload(&state, id).await
 }
 
+/// Why a request is declined or a conference cancelled.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DeclineReq {
+struct ReasonReq {
     reason: String,
 }
 
@@ -1134,7 +1135,7 @@ async fn decline(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<i64>,
-    req: Result<Json<DeclineReq>, JsonRejection>,
+    req: Result<Json<ReasonReq>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let (actor, _) = awaiting_decision(&state, &headers, id).await?;
     let reason = required_text("reason", &body(req)?.reason, 1000)?;
@@ -1263,17 +1264,11 @@ async fn reschedule(
     reload(&state, id).await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CancelReq {
-    reason: String,
-}
-
 async fn cancel(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<i64>,
-    req: Result<Json<CancelReq>, JsonRejection>,
+    req: Result<Json<ReasonReq>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let (actor, r) = scheduled_not_started(&state, &headers, id).await?;
     let reason = required_text("reason", &body(req)?.reason, 1000)?;
