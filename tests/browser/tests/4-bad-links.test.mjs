@@ -8,7 +8,7 @@ import {
   createConsultation, mintLink, endConsultation, joinUrl, launchChromium, openParticipant,
   closeAllBrowsers, withDiagnostics, uniqueTitle, sleep, BASE,
 } from '../lib/harness.mjs';
-import { ERROR_TEXTS } from '../../../web-client/i18n.js';
+import { ERROR_TEXTS, STRINGS } from '../../../web-client/i18n.js';
 
 let browser;
 let page;
@@ -112,9 +112,16 @@ test('a link without its token is explained', { timeout: 60_000 }, async () => {
 });
 
 test('an ended consultation: at the link check, and at Join time over the WebSocket', { timeout: 60_000 }, async () => {
+  // Not an error: the end screen ("Buổi khám đã kết thúc"), what happens next, no retry.
   const room = await createConsultation('visit', uniqueTitle('Đã kết thúc'));
   const early = await mintLink(room.id, { role: 'patient', name: 'Người Đến Sớm' });
   const late = await mintLink(room.id, { role: 'doctor', name: 'BS. Đến Muộn' });
+  const endScreen = () => page.page.evaluate(() => ({
+    title: document.getElementById('ended-title').textContent,
+    shown: !document.getElementById('screen-ended').hidden,
+    errorShown: !document.getElementById('screen-error').hidden,
+    history: window.tuxa.history,
+  }));
   await withDiagnostics([page], async () => {
     // The page is on the preview when the consultation ends; then Join.
     await page.goto(joinUrl(early, { autojoin: false }));
@@ -122,18 +129,18 @@ test('an ended consultation: at the link check, and at Join time over the WebSoc
     await endConsultation(room.id);
     await page.page.click('#consent-exam'); // a patient: Join needs their consent
     await page.page.click('#join-btn');
-    await page.waitForState('error', 20_000);
-    const r1 = await page.page.evaluate(() => ({
-      code: window.tuxa.error, text: document.getElementById('error-text').textContent, history: window.tuxa.history,
-    }));
-    assert.equal(r1.code, 'room_ended');
-    assert.equal(r1.text, ERROR_TEXTS.vi.room_ended);
+    await page.waitForState('ended', 20_000);
+    const r1 = await endScreen();
+    assert.equal(r1.title, STRINGS.vi.ended_title);
+    assert.ok(r1.shown && !r1.errorShown, JSON.stringify(r1));
     assert.ok(!r1.history.includes('in-call'), `reached in-call: ${r1.history}`);
 
-    // A link of an ended consultation fails at the link check.
-    const r2 = await openExpectingError(joinUrl(late));
-    assert.equal(r2.code, 'room_ended');
-    assert.equal(r2.text, ERROR_TEXTS.vi.room_ended);
-    assertNeverInCall(r2);
+    // A link of an ended consultation shows the end screen at the link check.
+    await page.goto(joinUrl(late));
+    await page.waitForState('ended', 20_000);
+    const r2 = await endScreen();
+    assert.equal(r2.title, STRINGS.vi.ended_title);
+    assert.ok(r2.shown && !r2.errorShown, JSON.stringify(r2));
+    assert.ok(!r2.history.includes('in-call') && !r2.history.includes('preview'), `history: ${r2.history}`);
   });
 });

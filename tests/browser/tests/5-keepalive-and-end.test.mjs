@@ -1,8 +1,8 @@
 // A doctor alone in a call, and a patient left waiting in the lobby, for
 // longer than the server's idle timeout: both stay (the pages ping every
 // keepalive_interval_ms, the waiting one too); then the consultation is ended
-// through the API and both pages show "Buổi khám đã kết thúc" (the fatal
-// room_ended error), the waiting patient without ever entering the call.
+// through the API and both pages show the end screen "Buổi khám đã kết thúc"
+// (room_ended), the waiting patient without ever entering the call.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +10,7 @@ import {
   createConsultation, mintLink, endConsultation, joinUrl, launchChromium, openParticipant,
   closeAllBrowsers, withDiagnostics, uniqueTitle, sleep, waitInLobby, lobbyPanel, history, openJoinPage,
 } from '../lib/harness.mjs';
-import { ERROR_TEXTS } from '../../../web-client/i18n.js';
+import { STRINGS } from '../../../web-client/i18n.js';
 
 after(closeAllBrowsers);
 
@@ -51,12 +51,13 @@ test('pings keep quiet sessions alive, in the call and in the lobby; ending the 
 
     await endConsultation(room.id);
     for (const p of [doctor, patient]) {
-      await p.waitForState('error', 15_000);
+      await p.waitForState('ended', 15_000);
       const r = await p.page.evaluate(() => ({
-        code: window.tuxa.error, text: document.getElementById('error-text').textContent,
+        reason: window.tuxa.ended && window.tuxa.ended.reason,
+        title: document.getElementById('ended-title').textContent,
       }));
-      assert.equal(r.code, 'room_ended', p.name);
-      assert.equal(r.text, ERROR_TEXTS.vi.room_ended, p.name);
+      assert.equal(r.reason, 'ended', p.name);
+      assert.equal(r.title, STRINGS.vi.ended_title, p.name);
     }
     assert.ok(!(await history(patient)).includes('in-call'), 'the waiting patient entered the call');
   });
