@@ -994,7 +994,10 @@ impl Hub {
         self.sessions.len()
     }
 
-    /// Ends every session, for a clean shutdown.
+    /// Ends every session, for a clean shutdown. Places kept for a
+    /// reconnect go too: their presence ends now, so that the record is
+    /// closed by a clean stop (a restart then finds no attendance open and
+    /// does not take the rooms for crashed).
     pub fn shutdown(&mut self) {
         let sids: Vec<SessionId> = self.sessions.keys().copied().collect();
         for sid in sids {
@@ -1005,6 +1008,19 @@ impl Hub {
                 None,
             );
             self.drop_session(sid, LeaveReason::Disconnected);
+        }
+        let away: Vec<(RoomId, ParticipantId)> = self
+            .rooms
+            .iter()
+            .flat_map(|(id, r)| {
+                r.members
+                    .values()
+                    .filter(|m| m.away_since.is_some())
+                    .map(move |m| (id.clone(), m.info.id))
+            })
+            .collect();
+        for (room, pid) in away {
+            self.remove_member(&room, pid, LeaveReason::Disconnected);
         }
     }
 

@@ -1300,6 +1300,29 @@ fn shutdown_closes_every_session() {
     assert!(w.hub.participants_in(&r).is_empty());
 }
 
+#[test]
+fn shutdown_ends_the_places_kept_for_a_reconnect_too() {
+    // Otherwise their attendance stays open, and the next start takes the
+    // room for one a crash left (and ends it as server_restart).
+    let mut w = World::with_grace();
+    let r = room_id(1);
+    w.open_room(&r);
+    let (a, info, _) = w.join(&r, Role::Doctor, "BS. An");
+    w.handle(Input::Disconnected(a));
+    assert_eq!(w.hub.participants_in(&r).len(), 1, "the place is kept");
+    w.hub.shutdown();
+    let out = w.drain();
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::Record(RecordEvent::Left { participant, reason: LeaveReason::Disconnected, .. })
+                if *participant == info.id
+        )),
+        "{out:?}"
+    );
+    assert!(w.hub.participants_in(&r).is_empty());
+}
+
 // ---------------------------------------------------------------------------
 // lobby
 
