@@ -973,6 +973,27 @@ fn default_duration() -> u64 {
     60
 }
 
+/// The caller and the request, when the caller may schedule it and the
+/// request is `want` (`conflict`, saying it is `expected`, otherwise).
+async fn for_scheduler(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: i64,
+    want: Status,
+    expected: &str,
+) -> ApiResult<(Actor, Request)> {
+    let actor = Actor::from_headers(state, headers).await?;
+    let r = visible(state, &actor, id).await?;
+    actor.check(Permission::Schedule, &r.parties())?;
+    if r.status != want {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("the request is {}, not {expected}", r.status.as_str()),
+        ));
+    }
+    Ok((actor, r))
+}
+
 /// The caller and the request, when the caller may schedule or decline it
 /// and it still waits for that decision.
 async fn awaiting_decision(
@@ -980,19 +1001,14 @@ async fn awaiting_decision(
     headers: &HeaderMap,
     id: i64,
 ) -> ApiResult<(Actor, Request)> {
-    let actor = Actor::from_headers(state, headers).await?;
-    let r = visible(state, &actor, id).await?;
-    actor.check(Permission::Schedule, &r.parties())?;
-    if r.status != Status::Requested {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!(
-                "the request is {}, not waiting to be scheduled",
-                r.status.as_str()
-            ),
-        ));
-    }
-    Ok((actor, r))
+    for_scheduler(
+        state,
+        headers,
+        id,
+        Status::Requested,
+        "waiting to be scheduled",
+    )
+    .await
 }
 
 async fn schedule(
@@ -1173,15 +1189,7 @@ async fn scheduled_not_started(
     headers: &HeaderMap,
     id: i64,
 ) -> ApiResult<(Actor, Request)> {
-    let actor = Actor::from_headers(state, headers).await?;
-    let r = visible(state, &actor, id).await?;
-    actor.check(Permission::Schedule, &r.parties())?;
-    if r.status != Status::Scheduled {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("the request is {}, not scheduled", r.status.as_str()),
-        ));
-    }
+    let (actor, r) = for_scheduler(state, headers, id, Status::Scheduled, "scheduled").await?;
     let cid = r.consultation_id.clone().unwrap_or_default();
     let started: bool = state
         .store

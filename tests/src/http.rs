@@ -238,6 +238,26 @@ impl ApiClient {
             .await
     }
 
+    /// `GET /api/v1/consultations/{room}` once it reads `ended` (the store
+    /// closes the row after the hub ended the room), or as it is after
+    /// `within`.
+    pub async fn consultation_once_ended(
+        &self,
+        room: &RoomId,
+        within: Duration,
+    ) -> anyhow::Result<Value> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let (_, row) = self
+                .admin("GET", &format!("/api/v1/consultations/{room}"), None)
+                .await?;
+            if row["status"] == "ended" || std::time::Instant::now() > deadline {
+                return Ok(row);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// `POST /api/v1/join-check`: `(status, JSON)`.
     pub async fn join_check(&self, room: &str, token: &str) -> anyhow::Result<(u16, Value)> {
         self.request(

@@ -179,16 +179,7 @@ async fn the_doctor_ends_a_visit_from_the_room() -> anyhow::Result<()> {
         s.expect_close(REPLY_TIMEOUT).await?;
     }
     // The record is closed by the store task: wait for it.
-    let deadline = Instant::now() + REPLY_TIMEOUT;
-    let row = loop {
-        let (_, row) = api
-            .admin("GET", &format!("/api/v1/consultations/{room}"), None)
-            .await?;
-        if row["status"] == "ended" || Instant::now() > deadline {
-            break row;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let row = api.consultation_once_ended(&room, REPLY_TIMEOUT).await?;
     assert_eq!(row["status"], "ended", "{row}");
     assert_eq!(row["end_reason"], "ended", "{row}");
     let ended_at = row["ended_at"].as_i64().expect("ended_at");
@@ -233,21 +224,9 @@ async fn a_room_without_staff_ends_as_abandoned() -> anyhow::Result<()> {
         })
         .await?;
     assert_eq!(reason, EndReason::Abandoned);
-    let deadline = Instant::now() + REPLY_TIMEOUT;
-    loop {
-        let (_, row) = api
-            .admin("GET", &format!("/api/v1/consultations/{room}"), None)
-            .await?;
-        if row["end_reason"] == "abandoned" {
-            assert_eq!(row["status"], "ended");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not recorded as abandoned: {row}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let row = api.consultation_once_ended(&room, REPLY_TIMEOUT).await?;
+    assert_eq!(row["status"], "ended", "not recorded as abandoned: {row}");
+    assert_eq!(row["end_reason"], "abandoned", "{row}");
     server.shutdown().await?;
     Ok(())
 }

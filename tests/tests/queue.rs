@@ -246,18 +246,9 @@ async fn a_patient_queues_a_doctor_accepts_and_both_are_in_the_call() -> anyhow:
         })
         .await?;
     assert_eq!(reason, tuxa_protocol::EndReason::Ended);
-    let deadline = std::time::Instant::now() + REPLY_TIMEOUT;
-    loop {
-        let (_, row) = api
-            .admin("GET", &format!("/api/v1/consultations/{room_d}"), None)
-            .await?;
-        if row["status"] == "ended" {
-            assert_eq!(row["end_reason"], "ended", "{row}");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "still open: {row}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let row = api.consultation_once_ended(&room_d, REPLY_TIMEOUT).await?;
+    assert_eq!(row["status"], "ended", "still open: {row}");
+    assert_eq!(row["end_reason"], "ended", "{row}");
     doctor
         .recv_until(REPLY_TIMEOUT, "the next offer", |m| match m {
             ServerMsg::PatientOffer { name, .. } if name == "Trần Thị B" => Some(()),
