@@ -125,11 +125,32 @@ async fn security_headers(mut res: Response) -> Response {
     res
 }
 
-/// An error response with a stable code.
+/// An error response with a stable code. Every refusal reaches the caller
+/// through this type: domain errors ([`tuxa_records::Error`]) convert into
+/// it, and [`IntoResponse`] below is the one place codes become statuses.
 #[derive(Debug)]
 pub struct ApiError {
     code: ErrorCode,
     message: String,
+    /// Seconds, sent as `Retry-After` (too many sign-in attempts).
+    retry_after: Option<u64>,
+}
+
+impl From<tuxa_records::Error> for ApiError {
+    fn from(e: tuxa_records::Error) -> ApiError {
+        if let tuxa_records::Error::Internal(detail) = &e {
+            tracing::error!("internal error: {detail}");
+        }
+        let retry_after = match e {
+            tuxa_records::Error::TooManyAttempts { retry_after_secs } => Some(retry_after_secs),
+            _ => None,
+        };
+        ApiError {
+            code: e.code(),
+            message: e.public_message(),
+            retry_after,
+        }
+    }
 }
 
 impl ApiError {
@@ -137,6 +158,7 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -173,7 +195,12 @@ impl IntoResponse for ApiError {
             _ => StatusCode::BAD_REQUEST,
         };
         let body = json!({"error": {"code": self.code.as_str(), "message": self.message}});
-        (status, Json(body)).into_response()
+        let mut res = (status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
     }
 }
 
