@@ -5,13 +5,13 @@
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tuxa_protocol::{ConsultationKind, ErrorCode, Role, RoomId};
 
 use crate::authz::{self, Actor};
+use crate::gate::{Access, Routes};
 use crate::http::{self, ApiError, AppState, LinkSpec, optional_text, required_text};
 use crate::hub_task::unix_now;
 
@@ -45,16 +45,17 @@ fn default_duration() -> u64 {
     30
 }
 
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new().route("/api/v1/appointments", post(create).get(list))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/api/v1/appointments", Access::STAFF, create)
+        .get("/api/v1/appointments", Access::STAFF, list)
 }
 
 async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     req: Result<Json<NewAppointment>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let actor = Actor::from_headers(&state, &headers).await?;
     actor.require(authz::CARE, "make appointments")?;
     let Json(req) = req.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
     let now = unix_now();
@@ -139,8 +140,7 @@ async fn create(
     ))
 }
 
-async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let actor = Actor::from_headers(&state, &headers).await?;
+async fn list(State(state): State<AppState>, actor: Actor) -> Result<Json<Value>, ApiError> {
     actor.require(authz::CARE, "list appointments")?;
     let now = unix_now() as i64;
     let rows = state

@@ -42,7 +42,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+
 use axum::{Extension, Json};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
@@ -50,6 +50,7 @@ use serde_json::{Value, json};
 
 use crate::audit::Action;
 use crate::directory::{self, Error, Profile, Result, StaffId, Username, audit, body};
+use crate::gate::{Access, Routes};
 use crate::http::AppState;
 use crate::hub_task::unix_now;
 use crate::random_bytes;
@@ -829,15 +830,16 @@ fn profile_json(s: &SignedIn) -> Value {
 // ---------------------------------------------------------------------------
 // HTTP
 
-pub fn routes() -> axum::Router<AppState> {
+pub fn routes() -> Routes {
     routes_with(Arc::new(AuthState::new()))
 }
 
-fn routes_with(auth: Arc<AuthState>) -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/api/v1/auth/login", post(login))
-        .route("/api/v1/auth/logout", post(logout))
-        .route("/api/v1/me", get(me))
+fn routes_with(auth: Arc<AuthState>) -> Routes {
+    Routes::new()
+        .post("/api/v1/auth/login", Access::Public, login)
+        // Its session may have expired already; it must still clear the cookie.
+        .post("/api/v1/auth/logout", Access::Public, logout)
+        .get("/api/v1/me", Access::Session, me)
         .layer(Extension(auth))
 }
 

@@ -18,13 +18,13 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use axum::{Extension, Json};
 use serde_json::json;
 use tokio::sync::oneshot;
 use tuxa_protocol::ErrorCode;
 use tuxa_signaling::CheckError;
 
+use crate::gate::{Access, Routes};
 use crate::http::{ApiError, AppState};
 use crate::hub_task::HubMsg;
 
@@ -74,13 +74,14 @@ impl Default for CheckLimits {
     }
 }
 
-pub fn routes() -> axum::Router<AppState> {
+pub fn routes() -> Routes {
     routes_with(Arc::new(CheckLimits::new()))
 }
 
-fn routes_with(limits: Arc<CheckLimits>) -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/api/v1/check", post(open_check))
+fn routes_with(limits: Arc<CheckLimits>) -> Routes {
+    Routes::new()
+        // Anyone with the check page; rate-limited per address and overall.
+        .post("/api/v1/check", Access::Public, open_check)
         .layer(Extension(limits))
 }
 

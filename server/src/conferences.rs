@@ -13,7 +13,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -23,6 +23,7 @@ use tuxa_signaling::Input;
 use crate::audit::{Action, Entry};
 use crate::authz::{Actor, ConferenceParties, Parties, Permission};
 use crate::directory::{self, FacilityId, StaffId, StaffRole, Tier};
+use crate::gate::{Access, Routes};
 use crate::http::{self, ApiError, ApiResult, AppState, LinkSpec, optional_text, required_text};
 use crate::hub_task::unix_now;
 
@@ -42,32 +43,51 @@ const ALLOWED_TYPES: &[&str] = &[
     "text/plain",
 ];
 
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/api/v1/conferences", post(create).get(list))
-        .route("/api/v1/conferences/{id}", get(one))
-        .route(
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/api/v1/conferences", Access::STAFF, create)
+        .get("/api/v1/conferences", Access::STAFF, list)
+        .get("/api/v1/conferences/{id}", Access::STAFF, one)
+        .add(
+            "POST",
             "/api/v1/conferences/{id}/attachments",
+            Access::STAFF,
             post(upload).layer(DefaultBodyLimit::max(MAX_ATTACHMENT_BYTES + 1)),
         )
-        .route(
+        .get(
             "/api/v1/conferences/{id}/attachments/{attachment}",
-            get(download),
+            Access::STAFF,
+            download,
         )
-        .route("/api/v1/conferences/{id}/schedule", post(schedule))
-        .route("/api/v1/conferences/{id}/decline", post(decline))
-        .route("/api/v1/conferences/{id}/reschedule", post(reschedule))
-        .route("/api/v1/conferences/{id}/cancel", post(cancel))
-        .route("/api/v1/conferences/{id}/join", post(join))
-        .route("/api/v1/conferences/{id}/guest-link", post(guest_link))
-        .route("/api/v1/conferences/{id}/conclusion", post(conclusion))
-        .route("/api/v1/live", get(live))
+        .post("/api/v1/conferences/{id}/schedule", Access::STAFF, schedule)
+        .post("/api/v1/conferences/{id}/decline", Access::STAFF, decline)
+        .post(
+            "/api/v1/conferences/{id}/reschedule",
+            Access::STAFF,
+            reschedule,
+        )
+        .post("/api/v1/conferences/{id}/cancel", Access::STAFF, cancel)
+        .post("/api/v1/conferences/{id}/join", Access::STAFF, join)
+        .post(
+            "/api/v1/conferences/{id}/guest-link",
+            Access::STAFF,
+            guest_link,
+        )
+        .post(
+            "/api/v1/conferences/{id}/conclusion",
+            Access::STAFF,
+            conclusion,
+        )
+        .get(
+            "/api/v1/live",
+            Access::Roles(crate::authz::COORDINATION),
+            live,
+        )
 }
 
 /// What is happening now, for a coordinator: queues and rooms in their
 /// scope, counts only.
-async fn live(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    let actor = Actor::from_headers(&state, &headers).await?;
+async fn live(State(state): State<AppState>, actor: Actor) -> ApiResult<Json<Value>> {
     actor.require(crate::authz::COORDINATION, "see live queues and rooms")?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     state
@@ -632,10 +652,9 @@ struct NewRequest {
 
 async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     req: Result<Json<NewRequest>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let actor = Actor::from_headers(&state, &headers).await?;
     let Some(profile) = actor.profile().cloned() else {
         return Err(forbidden(
             "a conference request is filed by a signed-in doctor or nurse, not with the admin key",
@@ -736,8 +755,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(v)))
 }
 
-async fn list(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    let actor = Actor::from_headers(&state, &headers).await?;
+async fn list(State(state): State<AppState>, actor: Actor) -> ApiResult<Json<Value>> {
     let all = state
         .store
         .call(|c| {
@@ -766,10 +784,9 @@ async fn list(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Js
 
 async fn one(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<Value>> {
-    let actor = Actor::from_headers(&state, &headers).await?;
     Ok(Json(visible(&state, &actor, id).await?.json))
 }
 
@@ -783,6 +800,7 @@ struct UploadQuery {
 
 async fn upload(
     State(state): State<AppState>,
+    actor: Actor,
     headers: HeaderMap,
     Path(id): Path<i64>,
     query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
@@ -795,7 +813,7 @@ async fn upload(
             format!("a file is 1 byte to {} MiB", MAX_ATTACHMENT_BYTES >> 20),
         )
     })?;
-    let actor = Actor::from_headers(&state, &headers).await?;
+
     let r = visible(&state, &actor, id).await?;
     actor.check(Permission::Attach, &r.parties())?;
     if matches!(
@@ -881,10 +899,9 @@ async fn upload(
 
 async fn download(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Path((id, aid)): Path<(i64, i64)>,
 ) -> ApiResult<Response> {
-    let actor = Actor::from_headers(&state, &headers).await?;
     let r = visible(&state, &actor, id).await?;
     let file = state
         .store
@@ -977,12 +994,11 @@ fn default_duration() -> u64 {
 /// request is `want` (`conflict`, saying it is `expected`, otherwise).
 async fn for_scheduler(
     state: &AppState,
-    headers: &HeaderMap,
+    actor: Actor,
     id: i64,
     want: Status,
     expected: &str,
 ) -> ApiResult<(Actor, Request)> {
-    let actor = Actor::from_headers(state, headers).await?;
     let r = visible(state, &actor, id).await?;
     actor.check(Permission::Schedule, &r.parties())?;
     if r.status != want {
@@ -996,14 +1012,10 @@ async fn for_scheduler(
 
 /// The caller and the request, when the caller may schedule or decline it
 /// and it still waits for that decision.
-async fn awaiting_decision(
-    state: &AppState,
-    headers: &HeaderMap,
-    id: i64,
-) -> ApiResult<(Actor, Request)> {
+async fn awaiting_decision(state: &AppState, actor: Actor, id: i64) -> ApiResult<(Actor, Request)> {
     for_scheduler(
         state,
-        headers,
+        actor,
         id,
         Status::Requested,
         "waiting to be scheduled",
@@ -1013,11 +1025,11 @@ async fn awaiting_decision(
 
 async fn schedule(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Path(id): Path<i64>,
     req: Result<Json<ScheduleReq>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    let (actor, r) = awaiting_decision(&state, &headers, id).await?;
+    let (actor, r) = awaiting_decision(&state, actor, id).await?;
     let req = body(req)?;
     if !(15..=240).contains(&req.duration_min) {
         return Err(ApiError::new(
@@ -1149,11 +1161,11 @@ struct ReasonReq {
 
 async fn decline(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Path(id): Path<i64>,
     req: Result<Json<ReasonReq>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    let (actor, _) = awaiting_decision(&state, &headers, id).await?;
+    let (actor, _) = awaiting_decision(&state, actor, id).await?;
     let reason = required_text("reason", &body(req)?.reason, 1000)?;
     let now = unix_now() as i64;
     let rs = reason.clone();
@@ -1186,10 +1198,10 @@ async fn decline(
 /// is ended, not moved).
 async fn scheduled_not_started(
     state: &AppState,
-    headers: &HeaderMap,
+    actor: Actor,
     id: i64,
 ) -> ApiResult<(Actor, Request)> {
-    let (actor, r) = for_scheduler(state, headers, id, Status::Scheduled, "scheduled").await?;
+    let (actor, r) = for_scheduler(state, actor, id, Status::Scheduled, "scheduled").await?;
     let cid = r.consultation_id.clone().unwrap_or_default();
     let started: bool = state
         .store
@@ -1221,11 +1233,11 @@ struct RescheduleReq {
 
 async fn reschedule(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Path(id): Path<i64>,
     req: Result<Json<RescheduleReq>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    let (actor, r) = scheduled_not_started(&state, &headers, id).await?;
+    let (actor, r) = scheduled_not_started(&state, actor, id).await?;
     let req = body(req)?;
     let duration = req
         .duration_min
@@ -1274,11 +1286,11 @@ async fn reschedule(
 
 async fn cancel(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Path(id): Path<i64>,
     req: Result<Json<ReasonReq>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    let (actor, r) = scheduled_not_started(&state, &headers, id).await?;
+    let (actor, r) = scheduled_not_started(&state, actor, id).await?;
     let reason = required_text("reason", &body(req)?.reason, 1000)?;
     let now = unix_now() as i64;
     let cid = r.consultation_id.clone().unwrap_or_default();
@@ -1364,10 +1376,9 @@ fn open_room(r: &Request) -> ApiResult<RoomId> {
 
 async fn join(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<Value>> {
-    let actor = Actor::from_headers(&state, &headers).await?;
     let r = visible(&state, &actor, id).await?;
     let Some(profile) = actor.profile().cloned() else {
         return Err(forbidden("invitees join from their own console"));
@@ -1413,11 +1424,10 @@ struct GuestReq {
 
 async fn guest_link(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Path(id): Path<i64>,
     req: Result<Json<GuestReq>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let actor = Actor::from_headers(&state, &headers).await?;
     let r = visible(&state, &actor, id).await?;
     actor.check(Permission::Moderate, &r.parties())?;
     let req = body(req)?;
@@ -1459,11 +1469,10 @@ struct ConclusionReq {
 
 async fn conclusion(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Path(id): Path<i64>,
     req: Result<Json<ConclusionReq>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    let actor = Actor::from_headers(&state, &headers).await?;
     let r = visible(&state, &actor, id).await?;
     actor.check(Permission::Conclude, &r.parties())?;
     let who = me(&actor);

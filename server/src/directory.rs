@@ -19,7 +19,6 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{patch, post};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -28,6 +27,7 @@ use tuxa_protocol::ErrorCode;
 use crate::audit::{Action, Entry};
 use crate::auth::{self, TotpSecret};
 use crate::authz::{self, Actor};
+use crate::gate::{Access, Routes};
 use crate::http::AppState;
 use crate::hub_task::unix_now;
 
@@ -528,18 +528,15 @@ pub fn set_disabled(c: &Connection, id: StaffId, disabled: bool) -> Result<(Staf
 // ---------------------------------------------------------------------------
 // HTTP: admin-key endpoints
 
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route(
-            "/api/v1/facilities",
-            post(create_facility).get(list_facilities),
-        )
-        .route(
-            "/api/v1/practitioners",
-            post(create_practitioner).get(list_practitioners),
-        )
-        .route("/api/v1/staff", post(create_staff).get(list_staff))
-        .route("/api/v1/staff/{id}", patch(update_staff))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/api/v1/facilities", Access::STAFF, create_facility)
+        .get("/api/v1/facilities", Access::STAFF, list_facilities)
+        .post("/api/v1/practitioners", Access::STAFF, create_practitioner)
+        .get("/api/v1/practitioners", Access::STAFF, list_practitioners)
+        .post("/api/v1/staff", Access::STAFF, create_staff)
+        .get("/api/v1/staff", Access::STAFF, list_staff)
+        .patch("/api/v1/staff/{id}", Access::STAFF, update_staff)
         .merge(auth::routes())
 }
 

@@ -9,17 +9,16 @@
 //!
 //! Who may export is decided by [`authorize`] alone: `authz::Permission::Export`.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tuxa_protocol::{ErrorCode, RoomId};
 
 use crate::audit::{self, Action, Entry};
+use crate::gate::{Access, Routes};
 use crate::http::{ApiError, AppState};
 use crate::hub_task::unix_now;
 use crate::store::{self, ConsultationRow};
@@ -63,14 +62,19 @@ const SECURITY_SOURCE_TYPE: &str = "http://terminology.hl7.org/CodeSystem/securi
 
 const VIETNAM_OFFSET_SECS: i64 = 7 * 3600;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/consultations/{id}/record.json", get(record_json))
-        .route(
-            "/api/v1/consultations/{id}/record.fhir.json",
-            get(record_fhir),
+pub fn routes() -> Routes {
+    Routes::new()
+        .get(
+            "/api/v1/consultations/{id}/record.json",
+            Access::STAFF,
+            record_json,
         )
-        .route("/consultations/{id}/minutes", get(minutes))
+        .get(
+            "/api/v1/consultations/{id}/record.fhir.json",
+            Access::STAFF,
+            record_fhir,
+        )
+        .get("/consultations/{id}/minutes", Access::STAFF, minutes)
 }
 
 // ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -18,6 +18,7 @@ use tuxa_signaling::{Claims, Input, RoomStatus, SessionId, TokenKey};
 use crate::audit::{Action, Entry};
 use crate::authz::{self, Actor, Parties, Permission};
 use crate::directory::FacilityId;
+use crate::gate::{Access, Routes};
 use crate::hub_task::{HubMsg, unix_now};
 use crate::store::{self, ConsultationRow, Store};
 use crate::{random_bytes, web};
@@ -65,24 +66,34 @@ pub(crate) fn test_state(
     (state, hub_rx, shutdown_tx)
 }
 
-pub fn router(state: AppState) -> axum::Router {
-    axum::Router::new()
-        .route("/", get(web::landing))
-        .route("/join/{room}", get(web::join_page))
-        .route("/q/{queue}", get(web::queue_page))
-        .route("/staff", get(web::staff_page))
-        .route("/check", get(web::check_page))
-        .route("/static/{file}", get(web::asset))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/ws", get(ws_upgrade))
-        .route("/api/v1/join-check", post(join_check))
-        .route(
-            "/api/v1/consultations",
-            post(create_consultation).get(list_consultations),
+/// Every route, each with the access it requires (gate.rs).
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/", Access::Public, web::landing)
+        .get("/join/{room}", Access::Public, web::join_page)
+        .get("/q/{queue}", Access::Public, web::queue_page)
+        .get("/staff", Access::Public, web::staff_page)
+        .get("/check", Access::Public, web::check_page)
+        .get("/static/{file}", Access::Public, web::asset)
+        .get("/healthz", Access::Public, || async { "ok" })
+        // The token comes in the first frame (ws.rs); a staff cookie, when
+        // there is one, is read by the handler.
+        .get("/ws", Access::Public, ws_upgrade)
+        // The token is in the body.
+        .post("/api/v1/join-check", Access::Public, join_check)
+        .post("/api/v1/consultations", Access::STAFF, create_consultation)
+        .get("/api/v1/consultations", Access::STAFF, list_consultations)
+        .get(
+            "/api/v1/consultations/{id}",
+            Access::STAFF,
+            get_consultation,
         )
-        .route("/api/v1/consultations/{id}", get(get_consultation))
-        .route("/api/v1/consultations/{id}/links", post(mint_link))
-        .route("/api/v1/consultations/{id}/end", post(end_consultation))
+        .post("/api/v1/consultations/{id}/links", Access::STAFF, mint_link)
+        .post(
+            "/api/v1/consultations/{id}/end",
+            Access::STAFF,
+            end_consultation,
+        )
         // Record exports (export.rs).
         .merge(crate::export::routes())
         // Staff sign-in and the directory (auth.rs, directory.rs).
@@ -96,11 +107,12 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(crate::conferences::routes())
         // The pre-call check's room and link (check.rs).
         .merge(crate::check::routes())
-        // Bodies: declared length, limits and authentication before reading (limits.rs).
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::limits::bodies,
-        ))
+}
+
+pub fn router(state: AppState) -> axum::Router {
+    routes()
+        // The gate: access, then body limits, before the body is read.
+        .into_router(&state)
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such page") })
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
@@ -465,10 +477,9 @@ struct NewConsultation {
 
 async fn create_consultation(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     req: Result<Json<NewConsultation>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let actor = Actor::from_headers(&state, &headers).await?;
     actor.require(authz::CARE, "create consultations")?;
     let req = body(req)?;
     let kind = ConsultationKind::parse(&req.kind).ok_or_else(|| {
@@ -588,10 +599,9 @@ const ENDED_LISTED: usize = 50;
 
 async fn list_consultations(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let actor = Actor::from_headers(&state, &headers).await?;
     let ended = match query.ok().and_then(|q| q.0.status).as_deref() {
         None | Some("open") => false,
         Some("ended") => true,
@@ -698,10 +708,9 @@ async fn load(state: &AppState, id: &str) -> ApiResult<ConsultationRow> {
 
 async fn get_consultation(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let actor = Actor::from_headers(&state, &headers).await?;
     let row = load_visible(&state, &actor, &id).await?;
     let p = participants(&state, &row.id).await;
     Ok(Json(consultation_json(&row, Some(p))))
@@ -726,11 +735,10 @@ struct NewLink {
 
 async fn mint_link(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Path(id): Path<String>,
     req: Result<Json<NewLink>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let actor = Actor::from_headers(&state, &headers).await?;
     let req = body(req)?;
     if req.chair {
         return Err(ApiError::new(
@@ -873,10 +881,9 @@ pub async fn mint(state: &AppState, room: &RoomId, spec: LinkSpec) -> ApiResult<
 
 async fn end_consultation(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let actor = Actor::from_headers(&state, &headers).await?;
     let row = load_for(&state, &actor, &id, Permission::End).await?;
     let now = unix_now() as i64;
     let rid = row.id.clone();

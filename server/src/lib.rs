@@ -27,6 +27,7 @@ pub mod config;
 pub mod demo;
 mod directory;
 mod export;
+pub mod gate;
 mod http;
 mod hub_task;
 mod limits;

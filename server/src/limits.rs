@@ -1,13 +1,11 @@
 //! What a request body may make the server do, decided from the request's
 //! head before a byte of the body is read.
 //!
-//! [`bodies`] runs on every route (a `route_layer` in `http.rs`, so the
-//! route's template is known):
+//! [`bodies`] runs on every route, called by the gate (gate.rs) once it has
+//! authenticated the caller of every route that is not `Access::Public` —
+//! before the body is read, so a stranger's upload costs one header parse:
 //! - a body must declare its length (`Content-Length`; HTTP/2 may end the
 //!   stream instead): a chunked body of unknown size gets `411`;
-//! - on every route that is not [`PUBLIC`], the caller is authenticated
-//!   ([`Actor::from_headers`]: the admin key or a session) before the body is
-//!   read, so a stranger's upload costs one header parse;
 //! - a declared length over the route's limit gets `413 payload_too_large`:
 //!   [`MAX_ATTACHMENT_BYTES`] for a conference attachment, [`JSON_BODY_MAX`]
 //!   for everything else (every other body is JSON).
@@ -17,16 +15,15 @@
 //! `DefaultBodyLimit` (set in `lib.rs`) bounds the extractors too.
 
 use axum::body::{Body, HttpBody};
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use tuxa_protocol::ErrorCode;
 
-use crate::authz::Actor;
 use crate::conferences::MAX_ATTACHMENT_BYTES;
-use crate::http::{ApiError, AppState};
+use crate::http::ApiError;
 
 /// The largest JSON body. The longest texts of the API are two fields of
 /// 4,000 characters (a conference request); 64 KiB holds them even in the
@@ -35,17 +32,6 @@ pub const JSON_BODY_MAX: usize = 64 * 1024;
 
 /// The attachment upload: the only body that is not JSON.
 const UPLOAD_ROUTE: &str = "/api/v1/conferences/{id}/attachments";
-
-/// Routes that take a body from someone not signed in: a patient's link
-/// check, the sign-in itself, and the sign-out (its session may have expired
-/// already; it must still clear the cookie); and the pre-call check (it takes
-/// no body: `check.rs` refuses one, unread past the JSON limit).
-pub const PUBLIC: &[&str] = &[
-    "/api/v1/join-check",
-    "/api/v1/check",
-    "/api/v1/auth/login",
-    "/api/v1/auth/logout",
-];
 
 /// A signed-in caller whose body is over the limit by less than this factor
 /// has it read and thrown away before the answer, so that their browser sees
@@ -61,14 +47,9 @@ pub fn limit_for(route: Option<&str>) -> usize {
     }
 }
 
-/// The middleware: see the module's documentation.
-pub async fn bodies(
-    State(state): State<AppState>,
-    route: Option<MatchedPath>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let route = route.as_ref().map(MatchedPath::as_str);
+/// Called by the gate (gate.rs) once the caller of a route that is not
+/// public has been authenticated: see the module's documentation.
+pub async fn bodies(public: bool, route: Option<&str>, req: Request, next: Next) -> Response {
     // No Content-Length and no Transfer-Encoding (HTTP/1), or a HEADERS
     // frame that ended the stream (HTTP/2): an exact 0.
     let declared = req.body().size_hint().exact();
@@ -84,10 +65,6 @@ pub async fn bodies(
             StatusCode::LENGTH_REQUIRED,
         );
     };
-    let public = route.is_some_and(|r| PUBLIC.contains(&r));
-    if !public && let Err(e) = Actor::from_headers(&state, req.headers()).await {
-        return e.into_response();
-    }
     let limit = limit_for(route);
     if declared > limit as u64 {
         let refused = with_status(

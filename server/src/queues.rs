@@ -6,8 +6,7 @@
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{delete, get, post};
+use axum::http::StatusCode;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -16,7 +15,8 @@ use tuxa_protocol::ErrorCode;
 use crate::audit::{Action, Entry};
 use crate::authz::{self, Actor};
 use crate::directory::{self, FacilityId, StaffId};
-use crate::http::{ApiError, AppState, check_admin, optional_text, required_text};
+use crate::gate::{Access, Routes};
+use crate::http::{ApiError, AppState, optional_text, required_text};
 use crate::hub_task::unix_now;
 
 /// Vietnam has one time zone and no daylight saving: rosters are in UTC+7.
@@ -159,20 +159,25 @@ fn parse_hhmm(s: &str) -> Option<u16> {
     (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
 }
 
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/api/v1/queues", post(create).get(list))
-        .route(
-            "/api/v1/queues/{id}/roster",
-            post(add_window).get(get_roster),
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/api/v1/queues", Access::STAFF, create)
+        .get("/api/v1/queues", Access::STAFF, list)
+        .post("/api/v1/queues/{id}/roster", Access::STAFF, add_window)
+        .get("/api/v1/queues/{id}/roster", Access::STAFF, get_roster)
+        // What the queue page shows a patient before they join: public.
+        .get("/api/v1/queues/{id}/public", Access::Public, public)
+        // QR codes and posters of queue links (public, as the queue page is),
+        // QR codes of join links (qr.rs).
+        .get("/q/{queue}/qr.svg", Access::Public, crate::qr::queue_svg)
+        .get("/q/{queue}/poster", Access::Public, crate::qr::queue_poster)
+        .post("/api/v1/qr", Access::STAFF, crate::qr::link_svg)
+        .get("/api/v1/queues/{id}/tickets", Access::STAFF, tickets)
+        .delete(
+            "/api/v1/queues/{id}/tickets/{handle}",
+            Access::STAFF,
+            clear_ticket,
         )
-        .route("/api/v1/queues/{id}/public", get(public))
-        // QR codes and posters of queue links, QR codes of join links (qr.rs).
-        .route("/q/{queue}/qr.svg", get(crate::qr::queue_svg))
-        .route("/q/{queue}/poster", get(crate::qr::queue_poster))
-        .route("/api/v1/qr", post(crate::qr::link_svg))
-        .route("/api/v1/queues/{id}/tickets", get(tickets))
-        .route("/api/v1/queues/{id}/tickets/{handle}", delete(clear_ticket))
 }
 
 fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
@@ -196,12 +201,11 @@ struct NewQueue {
 
 async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     req: Result<Json<NewQueue>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Queue>), ApiError> {
     let req = body(req)?;
     let facility = FacilityId(req.facility_id);
-    let actor = Actor::from_headers(&state, &headers).await?;
     actor.require_in(authz::COORDINATION, Some(facility), "create queues")?;
     let specialty = required_text("specialty", &req.specialty, 100)?;
     let name = optional_text("name", req.name, 200)?;
@@ -230,20 +234,12 @@ async fn create(
 
 /// The admin sees every queue; a signed-in staff member those of the
 /// facilities they may see.
-async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn list(State(state): State<AppState>, actor: Actor) -> Result<Json<Value>, ApiError> {
     let all = state.store.call(|c| queues(c)).await.map_err(internal)?;
-    let visible: Vec<Queue> = if check_admin(&state, &headers).is_ok() {
-        all
-    } else {
-        let me = crate::auth::signed_in(&state, &headers)
-            .await
-            .map_err(|_| {
-                ApiError::new(ErrorCode::Unauthorized, "sign in, or send the admin key")
-            })?;
-        all.into_iter()
-            .filter(|q| me.profile.may_see_facility(q.facility_id))
-            .collect()
-    };
+    let visible: Vec<Queue> = all
+        .into_iter()
+        .filter(|q| actor.sees(Some(q.facility_id)))
+        .collect();
     Ok(Json(json!({ "queues": visible })))
 }
 
@@ -260,11 +256,10 @@ struct NewWindow {
 
 async fn add_window(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Path(id): Path<i64>,
     req: Result<Json<NewWindow>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let actor = Actor::from_headers(&state, &headers).await?;
     actor.require(authz::COORDINATION, "change rosters")?;
     let q = state
         .store
@@ -329,10 +324,9 @@ async fn add_window(
 
 async fn get_roster(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    let actor = Actor::from_headers(&state, &headers).await?;
     let q = state
         .store
         .call(move |c| queue(c, id))
@@ -383,8 +377,7 @@ fn ticket_json(t: &tuxa_signaling::StaffTicket, now: std::time::Instant) -> Valu
 
 /// The queue, if the caller may look after its tickets: its facility's
 /// coordinators and doctors (and whoever sees that facility).
-async fn ticket_keeper(state: &AppState, headers: &HeaderMap, id: i64) -> Result<Actor, ApiError> {
-    let actor = Actor::from_headers(state, headers).await?;
+async fn ticket_keeper(state: &AppState, actor: Actor, id: i64) -> Result<Actor, ApiError> {
     actor.require(authz::CARE, "look after queue tickets")?;
     let q = state
         .store
@@ -399,10 +392,10 @@ async fn ticket_keeper(state: &AppState, headers: &HeaderMap, id: i64) -> Result
 /// The live tickets of a queue with what makes them suspicious.
 async fn tickets(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    ticket_keeper(&state, &headers, id).await?;
+    ticket_keeper(&state, actor, id).await?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     state
         .hub
@@ -422,10 +415,10 @@ async fn tickets(
 /// audited with what the ticket looked like.
 async fn clear_ticket(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Path((id, handle)): Path<(i64, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let actor = ticket_keeper(&state, &headers, id).await?;
+    let actor = ticket_keeper(&state, actor, id).await?;
     if handle.len() != 16 || !handle.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::new(
             ErrorCode::BadRequest,

@@ -7,13 +7,13 @@ use std::fmt::Write as _;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tuxa_protocol::ErrorCode;
 use tuxa_signaling::queue::{DropStage, QueueEvent};
 
+use crate::gate::{Access, Routes};
 use crate::http::{ApiError, AppState, check_admin};
 use crate::hub_task::unix_now;
 
@@ -251,8 +251,8 @@ pub fn to_csv(rows: &[Row], lang: Lang) -> String {
     out
 }
 
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new().route("/api/v1/reports/activity", get(report))
+pub fn routes() -> Routes {
+    Routes::new().get("/api/v1/reports/activity", Access::STAFF, report)
 }
 
 #[derive(Deserialize)]

@@ -130,44 +130,22 @@ impl Row {
     }
 }
 
-/// `(method, route)` of every route the server declares, read from its source.
+/// `(method, route)` of every route the server declares, with the access the gate requires,
+/// from the server's own route table (`tuxa_server::gate::route_table`): no route can be
+/// added to the server without an access, and none without a row here.
 fn declared_routes() -> BTreeSet<(String, String)> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../server/src");
-    let mut out = BTreeSet::new();
-    for entry in std::fs::read_dir(dir).expect("server/src") {
-        let path = entry.expect("an entry").path();
-        if path.extension().is_none_or(|e| e != "rs") {
-            continue;
-        }
-        let src = std::fs::read_to_string(&path).expect("a source file");
-        // Each `.route(` up to the next one: its path literal, then every method router named
-        // in its chain (`get(`, `post(`, …, also as `.get(` after the first).
-        for piece in src.split(".route(").skip(1) {
-            let piece = piece.trim_start();
-            let Some(rest) = piece.strip_prefix('"') else {
-                continue;
-            };
-            let Some(end) = rest.find('"') else { continue };
-            let route = &rest[..end];
-            let chain = &rest[end..];
-            let chain = chain
-                .find(".merge(")
-                .or_else(|| chain.find(".fallback("))
-                .or_else(|| chain.find(".with_state("))
-                .map_or(chain, |i| &chain[..i]);
-            for m in ["get", "post", "patch", "put", "delete"] {
-                let called = chain.match_indices(&format!("{m}(")).any(|(i, _)| {
-                    i == 0
-                        || !chain.as_bytes()[i - 1].is_ascii_alphanumeric()
-                            && chain.as_bytes()[i - 1] != b'_'
-                });
-                if called {
-                    out.insert((m.to_uppercase(), route.to_owned()));
-                }
-            }
-        }
-    }
-    out
+    tuxa_server::gate::route_table()
+        .into_iter()
+        .map(|r| (r.method.to_owned(), r.path.to_owned()))
+        .collect()
+}
+
+/// The gate's access of a route.
+fn access_of(method: &str, route: &str) -> Option<tuxa_server::gate::Access> {
+    tuxa_server::gate::route_table()
+        .into_iter()
+        .find(|r| r.method == method && r.path == route)
+        .map(|r| r.access)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -764,6 +742,18 @@ async fn every_route_answers_every_caller_as_the_matrix_says() -> anyhow::Result
         .collect();
     let missing: Vec<_> = declared.difference(&covered).collect();
     let stale: Vec<_> = covered.difference(&declared).collect();
+    // What the gate lets through without a credential agrees with the rows: a route a stranger
+    // may call is public, and a public route's row lets strangers through.
+    let gate_disagrees: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            let public = access_of(r.method, r.route)? == tuxa_server::gate::Access::Public;
+            let anonymous_through = r.may.contains(&Anonymous) || r.everyone_gets.is_some();
+            (public != anonymous_through).then(|| {
+                format!("{} {}: gate public = {public}, row lets strangers through = {anonymous_through}", r.method, r.route)
+            })
+        })
+        .collect();
 
     let mut wrong = Vec::new();
     let mut seen = 0;
@@ -804,9 +794,10 @@ async fn every_route_answers_every_caller_as_the_matrix_says() -> anyhow::Result
         }
     }
     assert!(
-        missing.is_empty() && stale.is_empty() && wrong.is_empty(),
+        missing.is_empty() && stale.is_empty() && wrong.is_empty() && gate_disagrees.is_empty(),
         "routes without a row in the permission matrix: {missing:?}\nrows for no route: \
-         {stale:?}\n{} of {seen} answers differ from the matrix:\n{}",
+         {stale:?}\nthe gate's access and the rows disagree: {gate_disagrees:#?}\n{} of {seen} \
+         answers differ from the matrix:\n{}",
         wrong.len(),
         wrong.join("\n")
     );
