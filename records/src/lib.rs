@@ -7,6 +7,7 @@
 //! What is here: the ids, the directory's types and scoping rule, and one
 //! error type. See ARCHITECTURE.md, "Code map".
 
+pub mod authz;
 pub mod directory;
 pub mod error;
 pub mod ids;

@@ -559,7 +559,7 @@ async fn actor_for(
     facility: Option<FacilityId>,
     what: &str,
 ) -> Result<Actor> {
-    let actor = Actor::from_headers(state, headers).await?;
+    let actor = crate::authz::authenticate(state, headers).await?;
     actor.require_in(roles, facility, what)?;
     Ok(actor)
 }
@@ -676,7 +676,7 @@ async fn list_facilities(
     headers: HeaderMap,
     Query(q): Query<FacilityQuery>,
 ) -> Result<Json<Value>> {
-    let actor = Actor::from_headers(&state, &headers).await?;
+    let actor = crate::authz::authenticate(&state, &headers).await?;
     let upper = q.upper.unwrap_or(0) != 0;
     if !upper {
         actor.require(authz::COORDINATION, "list facilities")?;
@@ -741,7 +741,7 @@ async fn list_practitioners(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>> {
-    let actor = Actor::from_headers(&state, &headers).await?;
+    let actor = crate::authz::authenticate(&state, &headers).await?;
     actor.require(authz::COORDINATION, "list practitioners")?;
     let list = on_store(&state, |c| Ok(practitioners(c)?)).await?;
     let list: Vec<Practitioner> = list
@@ -837,7 +837,7 @@ async fn create_staff(
 }
 
 async fn list_staff(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>> {
-    let actor = Actor::from_headers(&state, &headers).await?;
+    let actor = crate::authz::authenticate(&state, &headers).await?;
     actor.require(authz::COORDINATION, "list staff")?;
     let list = on_store(&state, |c| Ok(staff_list(c)?)).await?;
     let list: Vec<Staff> = list

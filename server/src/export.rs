@@ -95,7 +95,7 @@ async fn authorize(
     headers: &HeaderMap,
     consultation: &str,
 ) -> Result<Requester, ApiError> {
-    let actor = crate::authz::Actor::from_headers(state, headers).await?;
+    let actor = crate::authz::authenticate(state, headers).await?;
     crate::http::load_for(
         state,
         &actor,

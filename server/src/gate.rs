@@ -203,22 +203,24 @@ async fn gate(
             }
             Err(e) => return e.into_response(),
         },
-        Some(Access::Roles(roles)) => match Actor::from_headers(&gs.app, req.headers()).await {
-            Ok(actor) => {
-                if let Some(role) = actor.role()
-                    && !roles.contains(&role)
-                {
-                    return ApiError::new(
-                        ErrorCode::Forbidden,
-                        format!("a {} may not do this", role.as_str()),
-                    )
-                    .into_response();
+        Some(Access::Roles(roles)) => {
+            match crate::authz::authenticate(&gs.app, req.headers()).await {
+                Ok(actor) => {
+                    if let Some(role) = actor.role()
+                        && !roles.contains(&role)
+                    {
+                        return ApiError::new(
+                            ErrorCode::Forbidden,
+                            format!("a {} may not do this", role.as_str()),
+                        )
+                        .into_response();
+                    }
+                    req.extensions_mut().insert(actor);
+                    false
                 }
-                req.extensions_mut().insert(actor);
-                false
+                Err(e) => return e.into_response(),
             }
-            Err(e) => return e.into_response(),
-        },
+        }
     };
     crate::limits::bodies(public, path, req, next).await
 }

@@ -22,7 +22,6 @@ use qrcode::{EcLevel, QrCode, Version};
 use serde::Deserialize;
 use tuxa_protocol::ErrorCode;
 
-use crate::authz::Actor;
 use crate::export::html_escape;
 use crate::http::{ApiError, AppState};
 
@@ -221,7 +220,7 @@ pub(crate) async fn link_svg(
     headers: HeaderMap,
     req: Result<Json<LinkReq>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    Actor::from_headers(&state, &headers).await?;
+    crate::authz::authenticate(&state, &headers).await?;
     let Json(req) = req.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
     if !valid_link(&req.url) {
         return Err(ApiError::new(
