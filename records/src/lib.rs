@@ -7,10 +7,12 @@
 //! What is here: the ids, the directory's types and scoping rule, and one
 //! error type. See ARCHITECTURE.md, "Code map".
 
+pub mod appointment;
 pub mod authz;
 pub mod directory;
 pub mod error;
 pub mod ids;
+pub mod roster;
 pub mod time;
 
 pub use error::{Error, Result};

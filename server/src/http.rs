@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 use tuxa_protocol::{ConsultationKind, ErrorCode, MAX_MESSAGE_BYTES, Role, RoomId, RoomInfo};
-use tuxa_signaling::{Claims, Input, RoomStatus, SessionId, TokenKey};
+use tuxa_signaling::{Claims, Input, SessionId, TokenKey};
 
 use crate::audit::{Action, Entry};
 use crate::authz::{self, Actor, Parties, Permission};
@@ -21,7 +21,7 @@ use crate::directory::FacilityId;
 use crate::gate::{Access, Routes};
 use crate::hub_task::{HubMsg, unix_now};
 use crate::store::{self, ConsultationRow, Store};
-use crate::{random_bytes, web};
+use crate::web;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -182,7 +182,7 @@ impl ApiError {
         &self.message
     }
 
-    fn internal(e: impl std::fmt::Display) -> ApiError {
+    pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
         tracing::error!("internal error: {e}");
         ApiError::new(ErrorCode::Internal, "internal error; see the server log")
     }
@@ -345,7 +345,7 @@ async fn staff_info(state: &AppState, headers: &HeaderMap) -> Option<tuxa_signal
             let mut ids = Vec::new();
             for q in crate::queues::queues(c)? {
                 if crate::queues::on_call(c, q.id, staff_id, now)? {
-                    ids.push(q.id as u64);
+                    ids.push(q.id.0 as u64);
                 }
             }
             Ok(ids)
@@ -493,7 +493,7 @@ async fn create_consultation(
     Ok((StatusCode::CREATED, Json(consultation_json(&row, None))))
 }
 
-/// Creates a consultation in the store and opens its room in the hub.
+/// [`AppState::create_consultation`] (for callers not yet moved to it).
 pub async fn create(
     state: &AppState,
     kind: ConsultationKind,
@@ -501,51 +501,9 @@ pub async fn create(
     facility_id: Option<FacilityId>,
     actor: &str,
 ) -> ApiResult<ConsultationRow> {
-    let id = RoomId::from_random(random_bytes());
-    let row = ConsultationRow {
-        id: id.to_string(),
-        kind: kind.as_str().to_owned(),
-        title: title.clone(),
-        status: "open".into(),
-        created_at: unix_now() as i64,
-        ended_at: None,
-        facility_id,
-        end_reason: None,
-    };
-    let r = row.clone();
-    let contact = state
-        .store
-        .call(move |c| {
-            c.execute(
-                "INSERT INTO consultations(id, kind, title, status, created_at, facility_id)
-                 VALUES (?1, ?2, ?3, 'open', ?4, ?5)",
-                rusqlite::params![r.id, r.kind, r.title, r.created_at, r.facility_id],
-            )?;
-            crate::store::facility_contact(c, r.facility_id)
-        })
+    state
+        .create_consultation(kind, title, facility_id, actor)
         .await
-        .map_err(ApiError::internal)?;
-    let _ = state.hub.send(HubMsg::Input(Input::RoomOpened(
-        RoomInfo {
-            id: id.clone(),
-            kind,
-            title,
-        },
-        RoomStatus::Open,
-    )));
-    if let Some(contact) = contact {
-        let _ = state
-            .hub
-            .send(HubMsg::Input(Input::RoomContact { room: id, contact }));
-    }
-    audit(
-        state,
-        Action::ConsultationCreated,
-        Some(&row.id),
-        actor,
-        json!({"kind": row.kind, "facility_id": row.facility_id}),
-    );
-    Ok(row)
 }
 
 fn consultation_json(
@@ -738,7 +696,7 @@ async fn mint_link(
     actor: Actor,
     Path(id): Path<String>,
     req: Result<Json<NewLink>, JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Link>)> {
     let req = body(req)?;
     if req.chair {
         return Err(ApiError::new(
@@ -776,107 +734,16 @@ async fn mint_link(
         actor: actor.audit_name(),
         ..LinkSpec::new(role, name, facility, ttl)
     };
-    let link = mint(&state, &room, spec).await?;
+    let link = state.mint_link(&room, spec).await?;
     Ok((StatusCode::CREATED, Json(link)))
 }
 
-/// Mints a token, records that it was minted (not the token itself), and
-/// returns the link.
-/// What a join link grants.
-pub struct LinkSpec {
-    pub role: Role,
-    pub name: String,
-    pub facility: Option<String>,
-    pub ttl_secs: u64,
-    /// Appointment links open shortly before the appointment.
-    pub not_before: Option<u64>,
-    /// Skips the lobby (a patient a doctor accepted from a queue).
-    pub pre_admitted: bool,
-    /// The staff account it is minted for (conference invitees).
-    pub staff_id: Option<u64>,
-    pub licence_number: Option<String>,
-    pub chair: bool,
-    /// Who minted it, for the audit log (`admin`, `staff:<id>`, `system`).
-    pub actor: String,
-}
+pub use crate::app::{Link, LinkSpec};
 
-impl LinkSpec {
-    pub fn new(role: Role, name: String, facility: Option<String>, ttl_secs: u64) -> LinkSpec {
-        LinkSpec {
-            role,
-            name,
-            facility,
-            ttl_secs,
-            not_before: None,
-            pre_admitted: false,
-            staff_id: None,
-            licence_number: None,
-            chair: false,
-            actor: "admin".into(),
-        }
-    }
-}
-
+/// [`AppState::mint_link`] as the API's JSON (for callers not yet moved to it).
 pub async fn mint(state: &AppState, room: &RoomId, spec: LinkSpec) -> ApiResult<Value> {
-    let LinkSpec {
-        role,
-        name,
-        facility,
-        ttl_secs,
-        not_before,
-        pre_admitted,
-        staff_id,
-        licence_number,
-        chair,
-        actor,
-    } = spec;
-    let now = unix_now();
-    let claims = Claims {
-        room: room.clone(),
-        role,
-        name,
-        facility,
-        expires_at: now + ttl_secs,
-        not_before,
-        pre_admitted,
-        staff_id,
-        licence_number,
-        chair,
-    };
-    let token = state.tokens.mint(&claims, random_bytes());
-    let c = claims.clone();
-    state
-        .store
-        .call(move |db| {
-            db.execute(
-                "INSERT INTO links(consultation_id, role, name, facility, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                rusqlite::params![
-                    c.room.as_str(),
-                    c.role.as_str(),
-                    c.name,
-                    c.facility,
-                    now as i64,
-                    c.expires_at as i64
-                ],
-            )
-        })
-        .await
-        .map_err(ApiError::internal)?;
-    audit(
-        state,
-        Action::LinkMinted,
-        Some(room.as_str()),
-        &actor,
-        json!({"role": role, "expires_at": claims.expires_at, "chair": chair, "staff_id": staff_id}),
-    );
-    Ok(json!({
-        "url": format!("{}/join/{}#{}", state.public_url, room, token),
-        "token": token,
-        "role": role,
-        "expires_at": claims.expires_at,
-        "not_before": claims.not_before,
-    }))
+    let link = state.mint_link(room, spec).await?;
+    serde_json::to_value(link).map_err(ApiError::internal)
 }
 
 async fn end_consultation(

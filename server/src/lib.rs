@@ -17,6 +17,7 @@
 //! They talk by message; nothing is shared behind a lock.
 
 mod accept;
+mod app;
 pub mod appointments;
 pub mod audit;
 mod auth;
@@ -336,7 +337,7 @@ pub async fn run(
             std::time::Instant::now(),
             hub_task::unix_now(),
             Input::QueueOpened {
-                queue: q.id as u64,
+                queue: q.id.0 as u64,
                 name: q.name,
                 facility: q.facility_id.0 as u64,
             },
@@ -520,30 +521,30 @@ async fn print_demo(state: &http::AppState) {
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let room = RoomId::parse(&row.id).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let doctor = http::mint(
-            state,
-            &room,
-            http::LinkSpec::new(
-                Role::Doctor,
-                "BS. Demo".into(),
-                Some("Bệnh viện đa khoa tỉnh".into()),
-                86_400,
-            ),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let patient = http::mint(
-            state,
-            &room,
-            http::LinkSpec::new(
-                Role::Patient,
-                "Bệnh nhân Demo".into(),
-                Some("Trạm y tế xã".into()),
-                86_400,
-            ),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let doctor = state
+            .mint_link(
+                &room,
+                http::LinkSpec::new(
+                    Role::Doctor,
+                    "BS. Demo".into(),
+                    Some("Bệnh viện đa khoa tỉnh".into()),
+                    86_400,
+                ),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let patient = state
+            .mint_link(
+                &room,
+                http::LinkSpec::new(
+                    Role::Patient,
+                    "Bệnh nhân Demo".into(),
+                    Some("Trạm y tế xã".into()),
+                    86_400,
+                ),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         anyhow::Ok((doctor, patient))
     }
     .await;
@@ -551,14 +552,8 @@ async fn print_demo(state: &http::AppState) {
         Ok((d, p)) => {
             println!();
             println!("  Demo consultation — open each link in its own browser window:");
-            println!(
-                "    doctor  / bác sĩ:     {}",
-                d["url"].as_str().unwrap_or("")
-            );
-            println!(
-                "    patient / bệnh nhân:  {}",
-                p["url"].as_str().unwrap_or("")
-            );
+            println!("    doctor  / bác sĩ:     {}", d.url);
+            println!("    patient / bệnh nhân:  {}", p.url);
             println!("  (The certificate is self-signed: accept the browser's warning once.)");
             println!();
         }
@@ -617,7 +612,7 @@ async fn roster_task(state: http::AppState) {
                     let mut on_call = Vec::new();
                     for q in &queues {
                         if queues::on_call(c, q.id, directory::StaffId(staff as i64), now)? {
-                            on_call.push(q.id as u64);
+                            on_call.push(q.id.0 as u64);
                         }
                     }
                     out.push((staff, on_call));
@@ -646,7 +641,7 @@ async fn pairing_task(
         let queue_id = p.queue.0 as i64;
         let queue = state
             .store
-            .call(move |c| queues::queue(c, queue_id))
+            .call(move |c| queues::queue(c, tuxa_records::QueueId(queue_id)))
             .await
             .ok()
             .flatten();
@@ -680,40 +675,40 @@ async fn pairing_task(
             }
             // A consultation from the queue lasts hours at most.
             let ttl = 4 * 3600;
-            let doctor = http::mint(
-                &state,
-                &room,
-                http::LinkSpec {
-                    staff_id: Some(p.doctor.id),
-                    licence_number: doctor_profile
-                        .as_ref()
-                        .and_then(|d| d.practitioner.as_ref())
-                        .map(|pr| pr.licence_number.clone()),
-                    actor: "system".into(),
-                    ..http::LinkSpec::new(
-                        Role::Doctor,
-                        p.doctor.name.clone(),
-                        doctor_profile.as_ref().map(|d| d.facility.name.clone()),
-                        ttl,
-                    )
-                },
-            )
-            .await?;
-            let patient = http::mint(
-                &state,
-                &room,
-                http::LinkSpec {
-                    pre_admitted: true,
-                    actor: "system".into(),
-                    ..http::LinkSpec::new(Role::Patient, p.card.name.clone(), None, ttl)
-                },
-            )
-            .await?;
+            let doctor = state
+                .mint_link(
+                    &room,
+                    http::LinkSpec {
+                        staff_id: Some(p.doctor.id),
+                        licence_number: doctor_profile
+                            .as_ref()
+                            .and_then(|d| d.practitioner.as_ref())
+                            .map(|pr| pr.licence_number.clone()),
+                        actor: "system".into(),
+                        ..http::LinkSpec::new(
+                            Role::Doctor,
+                            p.doctor.name.clone(),
+                            doctor_profile.as_ref().map(|d| d.facility.name.clone()),
+                            ttl,
+                        )
+                    },
+                )
+                .await?;
+            let patient = state
+                .mint_link(
+                    &room,
+                    http::LinkSpec {
+                        pre_admitted: true,
+                        actor: "system".into(),
+                        ..http::LinkSpec::new(Role::Patient, p.card.name.clone(), None, ttl)
+                    },
+                )
+                .await?;
             Ok::<_, http::ApiError>(tuxa_signaling::CallLinks {
                 ticket: p.ticket.0.clone(),
                 room,
-                patient_url: patient["url"].as_str().unwrap_or_default().to_owned(),
-                doctor_url: doctor["url"].as_str().unwrap_or_default().to_owned(),
+                patient_url: patient.url.clone(),
+                doctor_url: doctor.url.clone(),
             })
         }
         .await;

@@ -85,7 +85,7 @@ async fn find_queue(state: &AppState, raw: &str) -> Result<Option<crate::queues:
     };
     state
         .store
-        .call(move |c| crate::queues::queue(c, id))
+        .call(move |c| crate::queues::queue(c, tuxa_records::QueueId(id)))
         .await
         .map_err(|e| {
             tracing::error!("qr: reading queue: {e}");
@@ -114,7 +114,7 @@ pub(crate) async fn queue_svg(
     let q = find_queue(&state, &raw)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such queue"))?;
-    let qr = render(&queue_url(&state, q.id)).map_err(|_| {
+    let qr = render(&queue_url(&state, q.id.0)).map_err(|_| {
         ApiError::new(
             ErrorCode::Internal,
             "the public URL is too long for a QR code",
@@ -192,7 +192,7 @@ pub(crate) async fn queue_poster(
 ) -> Result<Response, ApiError> {
     Ok(match find_queue(&state, &raw).await? {
         Some(q) => {
-            let url = queue_url(&state, q.id);
+            let url = queue_url(&state, q.id.0);
             page(StatusCode::OK, poster_html(&q, &url))
         }
         None => page(StatusCode::NOT_FOUND, POSTER_MISSING.to_owned()),
@@ -458,7 +458,7 @@ mod tests {
     #[test]
     fn the_poster_escapes_names_and_fills_every_field() {
         let q = crate::queues::Queue {
-            id: 7,
+            id: tuxa_records::QueueId(7),
             facility_id: crate::directory::FacilityId(1),
             facility_name: "Trạm Y tế xã <Tân Lập>".into(),
             specialty: "Nội khoa".into(),

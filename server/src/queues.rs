@@ -7,156 +7,50 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use rusqlite::{Connection, OptionalExtension, params};
-use serde::{Deserialize, Serialize};
+use rusqlite::Connection;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tuxa_protocol::ErrorCode;
 
 use crate::audit::{Action, Entry};
 use crate::authz::{self, Actor};
-use crate::directory::{self, FacilityId, StaffId};
+use crate::directory::{FacilityId, StaffId};
 use crate::gate::{Access, Routes};
 use crate::http::{ApiError, AppState, optional_text, required_text};
 use crate::hub_task::unix_now;
+use tuxa_records::roster::{NewWindow, masked_phone};
+use tuxa_records::{QueueId, UnixTime};
 
-/// Vietnam has one time zone and no daylight saving: rosters are in UTC+7.
-pub const VIETNAM_OFFSET_SECS: i64 = 7 * 3600;
+// The types and rules are the domain's (tuxa-records' `roster`), the SQL the
+// store's; other modules reach them through this one.
+pub use tuxa_records::roster::{Queue, RosterEntry, VIETNAM_OFFSET_SECS};
+pub use tuxa_store::queues::{on_call, queue, queues, roster};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Queue {
-    pub id: i64,
-    pub facility_id: FacilityId,
-    pub facility_name: String,
-    pub specialty: String,
-    pub name: String,
-}
-
-/// One on-call window: a weekday (0 = Monday … 6 = Sunday, or every day)
-/// and minutes since local midnight, `start < end`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RosterEntry {
-    pub id: i64,
-    pub queue_id: i64,
-    pub staff_id: StaffId,
-    pub weekday: Option<u8>,
-    pub start_min: u16,
-    pub end_min: u16,
-}
-
-impl RosterEntry {
-    /// Whether the window covers the Unix time `at`.
-    pub fn covers(&self, at: i64) -> bool {
-        let local = at + VIETNAM_OFFSET_SECS;
-        let days = local.div_euclid(86_400);
-        // 1970-01-01 was a Thursday (weekday 3 with Monday = 0).
-        let weekday = ((days + 3).rem_euclid(7)) as u8;
-        let minute = (local.rem_euclid(86_400) / 60) as u16;
-        self.weekday.is_none_or(|w| w == weekday)
-            && self.start_min <= minute
-            && minute < self.end_min
-    }
-}
-
-pub fn queues(c: &Connection) -> rusqlite::Result<Vec<Queue>> {
-    let mut st = c.prepare(
-        "SELECT q.id, q.facility_id, f.name, q.specialty, q.name
-         FROM queues q JOIN facilities f ON f.id = q.facility_id ORDER BY q.id",
-    )?;
-    st.query_map([], row_to_queue)?.collect()
-}
-
-pub fn queue(c: &Connection, id: i64) -> rusqlite::Result<Option<Queue>> {
-    c.query_row(
-        "SELECT q.id, q.facility_id, f.name, q.specialty, q.name
-         FROM queues q JOIN facilities f ON f.id = q.facility_id WHERE q.id = ?1",
-        [id],
-        row_to_queue,
-    )
-    .optional()
-}
-
-fn row_to_queue(r: &rusqlite::Row<'_>) -> rusqlite::Result<Queue> {
-    Ok(Queue {
-        id: r.get(0)?,
-        facility_id: r.get(1)?,
-        facility_name: r.get(2)?,
-        specialty: r.get(3)?,
-        name: r.get(4)?,
-    })
-}
-
-pub fn roster(c: &Connection, queue_id: i64) -> rusqlite::Result<Vec<RosterEntry>> {
-    let mut st = c.prepare(
-        "SELECT id, queue_id, staff_id, weekday, start_min, end_min
-         FROM rosters WHERE queue_id = ?1 ORDER BY id",
-    )?;
-    st.query_map([queue_id], |r| {
-        Ok(RosterEntry {
-            id: r.get(0)?,
-            queue_id: r.get(1)?,
-            staff_id: r.get(2)?,
-            weekday: r.get(3)?,
-            start_min: r.get(4)?,
-            end_min: r.get(5)?,
-        })
-    })?
-    .collect()
-}
-
-/// Whether `staff` is on call for `queue_id` at Unix time `at`: only they
-/// may mark themselves available for it.
-pub fn on_call(c: &Connection, queue_id: i64, staff: StaffId, at: i64) -> rusqlite::Result<bool> {
-    Ok(roster(c, queue_id)?
-        .iter()
-        .any(|e| e.staff_id == staff && e.covers(at)))
-}
-
-/// Creates a queue (idempotent on facility + specialty).
+/// Creates a queue (idempotent on facility + specialty), now.
 pub fn create_queue(
     c: &Connection,
     facility: FacilityId,
     specialty: &str,
     name: Option<&str>,
 ) -> rusqlite::Result<Option<Queue>> {
-    let Some(f) = directory::facility(c, facility)? else {
-        return Ok(None);
-    };
-    let name = name
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("{specialty} — {}", f.name));
-    c.execute(
-        "INSERT INTO queues(facility_id, specialty, name, created_at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT(facility_id, specialty) DO NOTHING",
-        params![facility, specialty, name, unix_now() as i64],
-    )?;
-    let id: i64 = c.query_row(
-        "SELECT id FROM queues WHERE facility_id = ?1 AND specialty = ?2",
-        params![facility, specialty],
-        |r| r.get(0),
-    )?;
-    queue(c, id)
+    tuxa_store::queues::create_queue(c, facility, specialty, name, UnixTime(unix_now() as i64))
 }
 
+/// A window for every day from `start_min` to `end_min` (demo data).
 pub fn add_roster(
     c: &Connection,
-    queue_id: i64,
+    queue_id: QueueId,
     staff: StaffId,
     weekday: Option<u8>,
     start_min: u16,
     end_min: u16,
 ) -> rusqlite::Result<i64> {
-    c.execute(
-        "INSERT INTO rosters(queue_id, staff_id, weekday, start_min, end_min) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![queue_id, staff, weekday, start_min, end_min],
-    )?;
-    Ok(c.last_insert_rowid())
-}
-
-/// "07:30" → 450.
-fn parse_hhmm(s: &str) -> Option<u16> {
-    let (h, m) = s.split_once(':')?;
-    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
-    (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+    let window = tuxa_records::roster::NewWindow {
+        weekday,
+        start_min,
+        end_min,
+    };
+    tuxa_store::queues::add_roster(c, queue_id, staff, window)
 }
 
 pub fn routes() -> Routes {
@@ -217,7 +111,7 @@ async fn create(
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such facility"))?;
     let _ = state.hub.send(crate::hub_task::HubMsg::Input(
         tuxa_signaling::Input::QueueOpened {
-            queue: q.id as u64,
+            queue: q.id.0 as u64,
             name: q.name.clone(),
             facility: q.facility_id.0 as u64,
         },
@@ -245,7 +139,7 @@ async fn list(State(state): State<AppState>, actor: Actor) -> Result<Json<Value>
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewWindow {
+struct WindowReq {
     staff_id: i64,
     /// 0 = Monday … 6 = Sunday; absent: every day.
     #[serde(default)]
@@ -257,8 +151,8 @@ struct NewWindow {
 async fn add_window(
     State(state): State<AppState>,
     actor: Actor,
-    Path(id): Path<i64>,
-    req: Result<Json<NewWindow>, JsonRejection>,
+    Path(id): Path<QueueId>,
+    req: Result<Json<WindowReq>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     actor.require(authz::COORDINATION, "change rosters")?;
     let q = state
@@ -269,49 +163,13 @@ async fn add_window(
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such queue"))?;
     actor.require_in(authz::COORDINATION, Some(q.facility_id), "change rosters")?;
     let req = body(req)?;
-    if req.weekday.is_some_and(|w| w > 6) {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "weekday is 0 (Monday) to 6 (Sunday)",
-        ));
-    }
-    let (Some(start), Some(end)) = (parse_hhmm(&req.start), parse_hhmm(&req.end)) else {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "start and end are times like 07:30",
-        ));
-    };
-    if start >= end {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "start must be before end",
-        ));
-    }
+    let window = NewWindow::parse(req.weekday, &req.start, &req.end)?;
     let staff = StaffId(req.staff_id);
-    let weekday = req.weekday;
     let result = state
         .store
-        .call(move |c| {
-            let Some(q) = queue(c, id)? else {
-                return Ok(Err(ApiError::new(ErrorCode::NotFound, "no such queue")));
-            };
-            let Some(s) = directory::staff(c, staff)? else {
-                return Ok(Err(ApiError::new(
-                    ErrorCode::NotFound,
-                    "no such staff member",
-                )));
-            };
-            if s.facility_id != q.facility_id {
-                return Ok(Err(ApiError::new(
-                    ErrorCode::BadRequest,
-                    "staff can be rostered only on their own facility's queues",
-                )));
-            }
-            let rid = add_roster(c, id, staff, weekday, start, end)?;
-            Ok(Ok(rid))
-        })
-        .await
-        .map_err(internal)??;
+        .run(move |c| tuxa_store::queues::add_window(c, id, staff, window))
+        .await?;
+    let (weekday, start, end) = (window.weekday, window.start_min, window.end_min);
     state.store.audit(Entry {
         at: unix_now() as i64,
         action: Action::RosterChanged,
@@ -325,7 +183,7 @@ async fn add_window(
 async fn get_roster(
     State(state): State<AppState>,
     actor: Actor,
-    Path(id): Path<i64>,
+    Path(id): Path<QueueId>,
 ) -> Result<Json<Value>, ApiError> {
     let q = state
         .store
@@ -340,17 +198,6 @@ async fn get_roster(
         .await
         .map_err(internal)?;
     Ok(Json(json!({ "roster": entries })))
-}
-
-/// A phone number as staff see it in the ticket list: enough to tell two
-/// apart, not enough to call.
-fn masked_phone(phone: &str) -> String {
-    let chars: Vec<char> = phone.chars().filter(|c| !c.is_whitespace()).collect();
-    let keep = chars.len().min(3);
-    let hidden = chars.len() - keep;
-    let mut out: String = std::iter::repeat_n('•', hidden.min(8)).collect();
-    out.extend(&chars[hidden..]);
-    out
 }
 
 fn ticket_json(t: &tuxa_signaling::StaffTicket, now: std::time::Instant) -> Value {
@@ -377,7 +224,7 @@ fn ticket_json(t: &tuxa_signaling::StaffTicket, now: std::time::Instant) -> Valu
 
 /// The queue, if the caller may look after its tickets: its facility's
 /// coordinators and doctors (and whoever sees that facility).
-async fn ticket_keeper(state: &AppState, actor: Actor, id: i64) -> Result<Actor, ApiError> {
+async fn ticket_keeper(state: &AppState, actor: Actor, id: QueueId) -> Result<Actor, ApiError> {
     actor.require(authz::CARE, "look after queue tickets")?;
     let q = state
         .store
@@ -393,14 +240,14 @@ async fn ticket_keeper(state: &AppState, actor: Actor, id: i64) -> Result<Actor,
 async fn tickets(
     State(state): State<AppState>,
     actor: Actor,
-    Path(id): Path<i64>,
+    Path(id): Path<QueueId>,
 ) -> Result<Json<Value>, ApiError> {
     ticket_keeper(&state, actor, id).await?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     state
         .hub
         .send(crate::hub_task::HubMsg::QueueTickets {
-            queue: id as u64,
+            queue: id.0 as u64,
             reply: tx,
         })
         .map_err(internal)?;
@@ -416,7 +263,7 @@ async fn tickets(
 async fn clear_ticket(
     State(state): State<AppState>,
     actor: Actor,
-    Path((id, handle)): Path<(i64, String)>,
+    Path((id, handle)): Path<(QueueId, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let actor = ticket_keeper(&state, actor, id).await?;
     if handle.len() != 16 || !handle.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -429,7 +276,7 @@ async fn clear_ticket(
     state
         .hub
         .send(crate::hub_task::HubMsg::ClearTicket {
-            queue: id as u64,
+            queue: id.0 as u64,
             handle: handle.to_ascii_lowercase(),
             reply: tx,
         })
@@ -457,7 +304,7 @@ async fn clear_ticket(
 /// What a patient's queue page shows before anything is asked of them.
 async fn public(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    Path(id): Path<QueueId>,
 ) -> Result<Json<Value>, ApiError> {
     let q = state
         .store
@@ -473,53 +320,6 @@ async fn public(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn window(weekday: Option<u8>, start: &str, end: &str) -> RosterEntry {
-        RosterEntry {
-            id: 1,
-            queue_id: 1,
-            staff_id: StaffId(1),
-            weekday,
-            start_min: parse_hhmm(start).unwrap(),
-            end_min: parse_hhmm(end).unwrap(),
-        }
-    }
-
-    #[test]
-    fn staff_see_only_the_end_of_a_phone_number() {
-        assert_eq!(masked_phone("0912 345 678"), "•••••••678");
-        assert_eq!(masked_phone("+84912345678"), "••••••••678");
-        assert_eq!(masked_phone("12"), "12");
-        assert_eq!(masked_phone(""), "");
-    }
-
-    #[test]
-    fn windows_are_in_vietnam_time() {
-        // 2026-11-25 (a Wednesday) 01:30 UTC = 08:30 in Hà Nội.
-        let t = 1795570200;
-        assert!(window(None, "07:00", "17:00").covers(t));
-        assert!(
-            window(Some(2), "08:30", "08:31").covers(t),
-            "Wednesday is 2"
-        );
-        assert!(!window(Some(3), "07:00", "17:00").covers(t));
-        assert!(!window(None, "08:31", "17:00").covers(t));
-        assert!(
-            !window(None, "00:00", "08:30").covers(t),
-            "end is exclusive"
-        );
-        // 23:30 local the day before is still Tuesday.
-        assert!(window(Some(1), "23:00", "24:00").covers(t - 9 * 3600));
-    }
-
-    #[test]
-    fn times_parse_strictly() {
-        assert_eq!(parse_hhmm("07:30"), Some(450));
-        assert_eq!(parse_hhmm("24:00"), Some(1440));
-        for bad in ["24:01", "7", "07:60", "ab:cd", "-1:00", ""] {
-            assert_eq!(parse_hhmm(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn queues_and_rosters_in_a_real_file() {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, mpsc};
 
 use anyhow::Context;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::secrets::{Keyring, KeysConfig};
@@ -356,6 +356,23 @@ impl Store {
         Ok(rx.await.context("the store thread dropped a request")??)
     }
 
+    /// Runs a domain operation on the store's thread: its refusals come back
+    /// as the domain's errors (`tuxa_records::Error`), and a store that has
+    /// stopped as an internal one.
+    pub async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> tuxa_records::Result<R> + Send + 'static,
+    ) -> tuxa_records::Result<R> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Box::new(move |c| {
+                let _ = tx.send(f(c));
+            }))
+            .map_err(|_| tuxa_records::Error::internal("the store thread has stopped"))?;
+        rx.await
+            .map_err(|_| tuxa_records::Error::internal("the store thread dropped a request"))?
+    }
+
     /// Appends to the audit log, in order, without waiting.
     pub fn audit(&self, entry: crate::audit::Entry) {
         self.spawn("audit", move |c| crate::audit::append(c, &entry));
@@ -490,81 +507,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn get_meta(c: &Connection, key: &str) -> rusqlite::Result<Option<Vec<u8>>> {
-    c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-        .optional()
-}
-
-pub fn set_meta(c: &Connection, key: &str, value: &[u8]) -> rusqlite::Result<()> {
-    c.execute(
-        "INSERT INTO meta(key, value) VALUES (?1, ?2)
-         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        params![key, value],
-    )?;
-    Ok(())
-}
-
-/// A consultation row.
-#[derive(Debug, Clone)]
-pub struct ConsultationRow {
-    pub id: String,
-    pub kind: String,
-    pub title: String,
-    pub status: String,
-    pub created_at: i64,
-    pub ended_at: Option<i64>,
-    /// Whose it is (who may see it); none when made with the admin key.
-    pub facility_id: Option<crate::directory::FacilityId>,
-    /// Why it ended (`EndReason::as_str`, or `cancelled`), once it has.
-    pub end_reason: Option<String>,
-}
-
-/// The facility's name and phone, for a room's end screen.
-pub fn facility_contact(
-    c: &Connection,
-    facility: Option<crate::directory::FacilityId>,
-) -> rusqlite::Result<Option<tuxa_protocol::FacilityContact>> {
-    let Some(id) = facility else {
-        return Ok(None);
-    };
-    c.query_row(
-        "SELECT name, phone FROM facilities WHERE id = ?1",
-        [id],
-        |r| {
-            Ok(tuxa_protocol::FacilityContact {
-                name: r.get(0)?,
-                phone: r.get(1)?,
-            })
-        },
-    )
-    .optional()
-}
-
-pub fn consultations(c: &Connection) -> rusqlite::Result<Vec<ConsultationRow>> {
-    let mut st = c.prepare(
-        "SELECT id, kind, title, status, created_at, ended_at, facility_id, end_reason FROM consultations ORDER BY created_at",
-    )?;
-    st.query_map([], row_to_consultation)?.collect()
-}
-
-pub fn consultation(c: &Connection, id: &str) -> rusqlite::Result<Option<ConsultationRow>> {
-    c.query_row(
-        "SELECT id, kind, title, status, created_at, ended_at, facility_id, end_reason FROM consultations WHERE id = ?1",
-        [id],
-        row_to_consultation,
-    )
-    .optional()
-}
-
-fn row_to_consultation(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsultationRow> {
-    Ok(ConsultationRow {
-        id: r.get(0)?,
-        kind: r.get(1)?,
-        title: r.get(2)?,
-        status: r.get(3)?,
-        created_at: r.get(4)?,
-        ended_at: r.get(5)?,
-        facility_id: r.get(6)?,
-        end_reason: r.get(7)?,
-    })
-}
+// The consultations' and meta rows: in the store crate.
+pub use tuxa_store::consultations::{
+    ConsultationRow, consultation, consultations, facility_contact, get_meta, set_meta,
+};
