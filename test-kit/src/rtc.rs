@@ -146,6 +146,12 @@ pub fn receive(
     ))
 }
 
+/// Is this datagram RTP (not RTCP, STUN or DTLS)? SRTP leaves the RTP header in the clear, so
+/// this holds for encrypted media too (RFC 7983 demultiplexing, RFC 5761 for RTCP).
+pub fn is_rtp(d: &[u8]) -> bool {
+    d.len() >= 12 && (128..192).contains(&d[0]) && !(192..=223).contains(&d[1])
+}
+
 /// str0m's media kind as tuxa's protocol names it.
 pub fn protocol_kind(kind: MediaKind) -> tuxa_protocol::MediaKind {
     match kind {

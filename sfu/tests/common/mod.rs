@@ -736,7 +736,7 @@ impl Sim {
             }
             if dst == sfu_addr() {
                 // SRTP leaves the RTP header in the clear: count by SSRC.
-                if data.len() >= 12 && data[0] >> 6 == 2 && !(192..=223).contains(&data[1]) {
+                if rtc::is_rtp(&data) {
                     let ssrc = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);
                     *self.rtp_at_sfu.entry(ssrc).or_default() += 1;
                 }
