@@ -13,4 +13,6 @@ pub mod run;
 pub mod rxts;
 pub mod sig;
 pub mod smoke;
-pub mod tls;
+
+/// The insecure TLS client config (one definition, in the test kit).
+pub use tuxa_test_kit::tls;

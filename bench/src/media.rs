@@ -200,9 +200,7 @@ impl Collector {
 pub type Shared = std::sync::Arc<Mutex<Collector>>;
 
 /// Is this datagram RTP (not RTCP, STUN or DTLS)?
-pub fn is_rtp(d: &[u8]) -> bool {
-    d.len() >= 12 && (128..192).contains(&d[0]) && !(192..=223).contains(&d[1])
-}
+pub use tuxa_test_kit::rtc::is_rtp;
 
 pub fn percentile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {

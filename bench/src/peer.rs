@@ -1,28 +1,21 @@
 //! One str0m client peer (full ICE, controlling when it offers) on its own UDP socket, driven
-//! by a task of the load generator's single-threaded runtime.
+//! by a task of the load generator's single-threaded runtime. The str0m set-up, offer/answer
+//! and frame writing come from `tuxa-test-kit`; the scheduling and the measuring are here.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use anyhow::Context;
-use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::crypto::CryptoProvider;
-use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
+use str0m::media::{Direction, MediaKind};
+use str0m::net::Protocol;
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
+use tuxa_test_kit::rtc;
+use tuxa_test_kit::sdp::{self, Mids, PendingOffer, Track};
 
 use crate::media::{self, AUDIO_INTERVAL, Kind, Shared, VIDEO_INTERVAL, now_ns};
 use crate::sig::{Sig, SigEvent};
-
-fn crypto() -> Arc<CryptoProvider> {
-    static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    P.get_or_init(|| Arc::new(str0m::crypto::from_feature_flags()))
-        .clone()
-}
 
 #[derive(Clone, Debug)]
 pub struct PeerOpts {
@@ -44,25 +37,15 @@ pub struct PeerReport {
     pub connected: bool,
 }
 
-pub fn new_rtc() -> Rtc {
-    Rtc::builder()
-        .clear_codecs()
-        .enable_opus(true, false)
-        .enable_vp8(true)
-        .set_crypto_provider(crypto())
-        .build(Instant::now())
-}
-
 struct P {
     rtc: Rtc,
     socket: UdpSocket,
     local: SocketAddr,
     opts: PeerOpts,
     col: Shared,
-    pending: Option<SdpPendingOffer>,
-    proposed: (Option<Mid>, Option<Mid>),
-    audio: Option<Mid>,
-    video: Option<Mid>,
+    pending: Option<PendingOffer>,
+    /// Our published m-lines (a publisher's, once answered).
+    published: Mids,
     connected: bool,
     want_key: bool,
     seq_a: u32,
@@ -127,41 +110,34 @@ impl P {
                 }
                 c.on_frame(kind, &d.data, self.last_arrival);
             }
-            Event::KeyframeRequest(r) if Some(r.mid) == self.video => self.want_key = true,
+            Event::KeyframeRequest(r) if Some(r.mid) == self.published.video => {
+                self.want_key = true
+            }
             _ => {}
         }
     }
 
     fn make_offer(&mut self) -> Option<String> {
-        let mut api = self.rtc.sdp_api();
         let dir = if self.opts.publish {
             Direction::SendOnly
         } else {
             Direction::RecvOnly
         };
-        let s = Some(format!("bench{}", self.opts.id));
-        let a = api.add_media(MediaKind::Audio, dir, s.clone(), s.clone(), None);
-        let v = self
-            .opts
-            .publish
-            .then(|| api.add_media(MediaKind::Video, dir, s.clone(), s.clone(), None));
-        let (offer, pending) = api.apply()?;
+        let s = format!("bench{}", self.opts.id);
+        let track = Track::new(dir, &s, &s);
+        let video = self.opts.publish.then(|| track.clone());
+        let (offer, pending) = sdp::offer(&mut self.rtc, Some(track), video)?;
         self.pending = Some(pending);
-        self.proposed = (Some(a), v);
-        Some(offer.to_sdp_string())
+        Some(offer)
     }
 
     fn write(&mut self, kind: Kind) {
-        let (mid, codec) = match kind {
-            Kind::Audio => (self.audio, Codec::Opus),
-            Kind::Video => (self.video, Codec::Vp8),
+        let (mid, skind) = match kind {
+            Kind::Audio => (self.published.audio, MediaKind::Audio),
+            Kind::Video => (self.published.video, MediaKind::Video),
         };
         let Some(mid) = mid else { return };
-        let us = self.start.elapsed().as_micros() as u64;
-        let rtp_time = match kind {
-            Kind::Audio => MediaTime::new(us * 48 / 1000, Frequency::FORTY_EIGHT_KHZ),
-            Kind::Video => MediaTime::from_90khz(us * 90 / 1000),
-        };
+        let rtp_time = rtc::media_time(skind, self.start.elapsed());
         let key = kind == Kind::Video && (self.want_key || self.seq_v == 0);
         let seq = match kind {
             Kind::Audio => {
@@ -174,17 +150,10 @@ impl P {
             }
         };
         let data = media::frame(kind, self.opts.id, seq, key);
-        let Some(w) = self.rtc.writer(mid) else {
+        let Some(pt) = rtc::pt_for(&mut self.rtc, mid, rtc::codec(skind)) else {
             return;
         };
-        let Some(pt) = w
-            .payload_params()
-            .find(|p| p.spec().codec == codec)
-            .map(|p| p.pt())
-        else {
-            return;
-        };
-        if w.write(pt, Instant::now(), rtp_time, data).is_ok() {
+        if rtc::write_frame(&mut self.rtc, mid, pt, Instant::now(), rtp_time, data).is_ok() {
             if key {
                 self.want_key = false;
             }
@@ -216,7 +185,7 @@ pub async fn run(
     let socket = UdpSocket::bind((ip.as_str(), 0)).await?;
     crate::rxts::enable(&socket)?;
     let local = socket.local_addr()?;
-    let mut rtc = new_rtc();
+    let mut rtc = rtc::new_rtc();
     rtc.add_local_candidate(Candidate::host(local, "udp").context("host candidate")?);
     let mut p = P {
         rtc,
@@ -225,9 +194,7 @@ pub async fn run(
         opts,
         col,
         pending: None,
-        proposed: (None, None),
-        audio: None,
-        video: None,
+        published: Mids::default(),
         connected: false,
         want_key: true,
         seq_a: 0,
@@ -261,8 +228,8 @@ pub async fn run(
             let step = tokio::select! {
                 r = crate::rxts::recv(&p.socket, &mut buf) => Step::Udp(r),
                 _ = tokio::time::sleep_until(deadline.into()) => Step::Timeout,
-                _ = a_tick.tick(), if sending && p.audio.is_some() => Step::Audio,
-                _ = v_tick.tick(), if sending && p.video.is_some() => Step::Video,
+                _ = a_tick.tick(), if sending && p.published.audio.is_some() => Step::Audio,
+                _ = v_tick.tick(), if sending && p.published.video.is_some() => Step::Video,
                 e = sig.next() => Step::Sig(e),
                 _ = ka.tick() => Step::Keepalive,
                 _ = stop.changed() => Step::Stop,
@@ -277,18 +244,11 @@ pub async fn run(
                         let resend = p.rtx_pts.contains(&(buf[1] & 0x7f));
                         p.col.lock().unwrap().on_rtp(!resend);
                     }
-                    let Ok(contents) = buf[..n].try_into() else {
+                    let Some(input) =
+                        rtc::receive(Instant::now(), Protocol::Udp, source, p.local, &buf[..n])
+                    else {
                         continue;
                     };
-                    let input = Input::Receive(
-                        Instant::now(),
-                        Receive {
-                            proto: Protocol::Udp,
-                            source,
-                            destination: p.local,
-                            contents,
-                        },
-                    );
                     if p.rtc.accepts(&input) {
                         p.rtc.handle_input(input)?;
                     }
@@ -300,22 +260,17 @@ pub async fn run(
                 Step::Stop => return Ok(()),
                 Step::Sig(SigEvent::Offer(sdp)) => {
                     tracing::debug!(peer = p.opts.id, "remote offer:\n{sdp}");
-                    let offer = SdpOffer::from_sdp_string(&sdp)
-                        .map_err(|e| anyhow::anyhow!("offer: {e}"))?;
                     // Polite: drop an offer of ours in flight (tuxa answers it with glare).
                     p.pending = None;
-                    let answer = p.rtc.sdp_api().accept_offer(offer)?;
-                    sig.send_answer(answer.to_sdp_string()).await?;
+                    let answer = sdp::answer(&mut p.rtc, &sdp)?;
+                    sig.send_answer(answer).await?;
                 }
                 Step::Sig(SigEvent::Answer(sdp)) => {
                     tracing::debug!(peer = p.opts.id, "remote answer:\n{sdp}");
                     if let Some(pending) = p.pending.take() {
-                        let answer = SdpAnswer::from_sdp_string(&sdp)
-                            .map_err(|e| anyhow::anyhow!("answer: {e}"))?;
-                        p.rtc.sdp_api().accept_answer(pending, answer)?;
+                        let accepted = pending.accept(&mut p.rtc, &sdp)?;
                         if p.opts.publish {
-                            p.audio = p.proposed.0;
-                            p.video = p.proposed.1;
+                            p.published.adopt(accepted);
                         }
                     }
                 }

@@ -20,10 +20,12 @@ pub mod server;
 pub mod signal;
 pub mod staff;
 pub mod stats;
-pub mod tls;
 
 mod str0m_peer;
 mod webrtc_peer;
+
+/// The insecure TLS client config (one definition, in the test kit).
+pub use tuxa_test_kit::tls;
 
 pub use events::{EventLog, PeerEvent};
 pub use http::{ApiClient, Auth, Response};

@@ -4,7 +4,8 @@
 //! as `Event::MediaData` (depacketized by str0m).
 //!
 //! One task owns everything (the `Rtc`, the socket, the WebSocket) and drives the sans-IO
-//! `Rtc` in a `select!` loop.
+//! `Rtc` in a `select!` loop. The str0m set-up, offer/answer and frame writing come from
+//! `tuxa-test-kit`; the loop, the sockets and the negotiation rules (glare, rollback) are here.
 //!
 //! With `PeerOptions::tcp_only` the peer reaches the server over ICE-TCP only: it connects a
 //! `TcpStream` to the server's media TCP port first, offers that connection's address as its one
@@ -12,31 +13,24 @@
 //! and a writer task move whole frames between the stream and the loop.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use anyhow::Context;
-use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::crypto::CryptoProvider;
-use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, MediaKind as SMediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive, TcpType};
+use str0m::media::Direction;
+use str0m::net::{Protocol, TcpType};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tuxa_protocol::{ClientMsg, ErrorCode, MediaKind, ServerMsg};
+use tuxa_test_kit::rtc;
+use tuxa_test_kit::sdp::{self, Mids, PendingOffer, Track};
 
 use crate::events::PeerEvent;
 use crate::peer::{FrameSource, Negotiation, PeerCmd, Shared, send_ping};
 use crate::signal::{SignalClient, WsEvent};
-
-fn crypto() -> Arc<CryptoProvider> {
-    static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    P.get_or_init(|| Arc::new(str0m::crypto::from_feature_flags()))
-        .clone()
-}
 
 struct State {
     shared: Arc<Shared>,
@@ -46,11 +40,10 @@ struct State {
     /// ICE-TCP: frames to write to the server's media TCP port.
     tcp_out: Option<mpsc::UnboundedSender<Vec<u8>>>,
     neg: Negotiation,
-    pending: Option<SdpPendingOffer>,
-    /// The mids our offer in flight proposes for (audio, video).
-    proposed: (Option<Mid>, Option<Mid>),
+    /// Our offer in flight, with the mids it proposes.
+    pending: Option<PendingOffer>,
     /// The mids of our published tracks, once the server accepted them.
-    published: (Option<Mid>, Option<Mid>),
+    published: Mids,
     connected: bool,
     src: FrameSource,
     start: Instant,
@@ -111,14 +104,11 @@ impl State {
                 let Some(media) = self.rtc.media(data.mid) else {
                     return;
                 };
-                let kind = match media.kind() {
-                    SMediaKind::Audio => MediaKind::Audio,
-                    SMediaKind::Video => MediaKind::Video,
-                };
+                let kind = rtc::protocol_kind(media.kind());
                 let label = media.stream_id().to_owned();
                 self.shared.rx.record(kind, Some(&label), &data.data);
             }
-            Event::KeyframeRequest(req) if Some(req.mid) == self.published.1 => {
+            Event::KeyframeRequest(req) if Some(req.mid) == self.published.video => {
                 self.shared.keyframe_requested();
             }
             Event::Closed => events.note("str0m: closed"),
@@ -132,38 +122,23 @@ impl State {
         }
         self.neg.want_offer = false;
         let id = self.shared.id;
-        let opts = self.shared.opts.clone();
-        let mut api = self.rtc.sdp_api();
-        let a = opts.send_audio.then(|| {
-            api.add_media(
-                SMediaKind::Audio,
-                Direction::SendRecv,
-                Some(id.to_string()),
-                Some(format!("{id}-audio")),
-                None,
-            )
-        });
-        let v = opts.send_video.then(|| {
-            api.add_media(
-                SMediaKind::Video,
-                Direction::SendRecv,
-                Some(id.to_string()),
-                Some(format!("{id}-video")),
-                None,
-            )
-        });
-        let (offer, pending) = api.apply()?;
+        let opts = &self.shared.opts;
+        let track =
+            |kind: &str| Track::new(Direction::SendRecv, id.to_string(), format!("{id}-{kind}"));
+        let (offer, pending) = sdp::offer(
+            &mut self.rtc,
+            opts.send_audio.then(|| track("audio")),
+            opts.send_video.then(|| track("video")),
+        )?;
         self.pending = Some(pending);
-        self.proposed = (a, v);
         self.neg.offer_pending = true;
         self.neg.offers_sent += 1;
-        Some(offer.to_sdp_string())
+        Some(offer)
     }
 
     fn rollback(&mut self) {
         // Dropping the pending offer is str0m's rollback: nothing was applied yet.
         self.pending = None;
-        self.proposed = (None, None);
         self.neg.offer_pending = false;
     }
 
@@ -172,43 +147,28 @@ impl State {
         let events = self.shared.events.clone();
         match msg {
             ServerMsg::Offer { sdp } => {
-                let offer = SdpOffer::from_sdp_string(&sdp)
-                    .map_err(|e| anyhow::anyhow!("parsing the server's offer: {e}"))?;
                 if self.neg.offer_pending {
                     self.rollback();
                     self.neg.expected_glares += 1;
                     self.neg.want_offer = true;
                     events.note("rolled back our offer for the server's");
                 }
-                let answer = self
-                    .rtc
-                    .sdp_api()
-                    .accept_offer(offer)
-                    .context("accepting the server's offer")?;
+                let answer =
+                    sdp::answer(&mut self.rtc, &sdp).context("answering the server's offer")?;
                 self.neg.answers_sent += 1;
                 events.note(format!("answered ({})", self.neg.answers_sent));
-                Ok(Some(ClientMsg::Answer {
-                    sdp: answer.to_sdp_string(),
-                }))
+                Ok(Some(ClientMsg::Answer { sdp: answer }))
             }
             ServerMsg::Answer { sdp } => {
                 let Some(pending) = self.pending.take() else {
                     events.note("an answer to no offer of ours");
                     return Ok(None);
                 };
-                let answer = SdpAnswer::from_sdp_string(&sdp)
-                    .map_err(|e| anyhow::anyhow!("parsing the server's answer: {e}"))?;
-                self.rtc
-                    .sdp_api()
-                    .accept_answer(pending, answer)
-                    .context("accepting the server's answer")?;
+                let accepted = pending
+                    .accept(&mut self.rtc, &sdp)
+                    .context("the server's answer")?;
                 self.neg.offer_pending = false;
-                if self.proposed.0.is_some() {
-                    self.published.0 = self.proposed.0;
-                }
-                if self.proposed.1.is_some() {
-                    self.published.1 = self.proposed.1;
-                }
+                self.published.adopt(accepted);
                 events.note("answer applied");
                 Ok(None)
             }
@@ -237,40 +197,24 @@ impl State {
     }
 
     fn write_frame(&mut self, kind: MediaKind) {
-        let (mid, codec, rtp_time) = match kind {
-            MediaKind::Audio => (
-                self.published.0,
-                Codec::Opus,
-                MediaTime::new(
-                    (self.start.elapsed().as_micros() * 48 / 1000) as u64,
-                    Frequency::FORTY_EIGHT_KHZ,
-                ),
-            ),
-            MediaKind::Video => (
-                self.published.1,
-                Codec::Vp8,
-                MediaTime::from_90khz((self.start.elapsed().as_micros() * 90 / 1000) as u64),
-            ),
+        let mid = match kind {
+            MediaKind::Audio => self.published.audio,
+            MediaKind::Video => self.published.video,
         };
         let Some(mid) = mid else { return };
         if !self.connected {
             return;
         }
-        let Some(writer) = self.rtc.writer(mid) else {
+        let skind = rtc::str0m_kind(kind);
+        let Some(pt) = rtc::pt_for(&mut self.rtc, mid, rtc::codec(skind)) else {
             return;
         };
-        let Some(pt) = writer
-            .payload_params()
-            .find(|p| p.spec().codec == codec)
-            .map(|p| p.pt())
-        else {
-            return;
-        };
+        let rtp_time = rtc::media_time(skind, self.start.elapsed());
         let (data, key) = match kind {
             MediaKind::Audio => (self.src.audio(), false),
             MediaKind::Video => self.src.video(),
         };
-        match writer.write(pt, Instant::now(), rtp_time, data) {
+        match rtc::write_frame(&mut self.rtc, mid, pt, Instant::now(), rtp_time, data) {
             Ok(()) => self.src.sent(kind, key),
             Err(e) => {
                 if key {
@@ -303,12 +247,7 @@ pub(crate) async fn run(
 ) -> anyhow::Result<()> {
     let socket = UdpSocket::bind((shared.opts.local_ip, 0)).await?;
     let local = socket.local_addr()?;
-    let mut rtc = Rtc::builder()
-        .clear_codecs()
-        .enable_opus(true, false)
-        .enable_vp8(true)
-        .set_crypto_provider(crypto())
-        .build(Instant::now());
+    let mut rtc = rtc::new_rtc();
     let (mut tcp_in, tcp_out, tcp_local) = match shared.opts.tcp_only {
         None => {
             let candidate = Candidate::host(local, "udp").context("host candidate")?;
@@ -345,8 +284,7 @@ pub(crate) async fn run(
             ..Default::default()
         },
         pending: None,
-        proposed: (None, None),
-        published: (None, None),
+        published: Mids::default(),
         connected: false,
         start: Instant::now(),
     };
@@ -375,8 +313,8 @@ pub(crate) async fn run(
                 r = st.socket.recv_from(&mut buf) => Step::Udp(r),
                 f = next_frame(&mut tcp_in) => Step::Tcp(f),
                 _ = tokio::time::sleep_until(deadline.into()) => Step::Timeout,
-                _ = a_tick.tick(), if sending && st.published.0.is_some() => Step::Audio,
-                _ = v_tick.tick(), if sending && st.published.1.is_some() => Step::Video,
+                _ = a_tick.tick(), if sending && st.published.audio.is_some() => Step::Audio,
+                _ = v_tick.tick(), if sending && st.published.video.is_some() => Step::Video,
                 ev = ws.next_event() => Step::Ws(ev),
                 cmd = cmds.recv() => Step::Cmd(cmd),
                 _ = ping.tick() => Step::Ping,
@@ -390,19 +328,12 @@ pub(crate) async fn run(
                     let Some((tcp_local, server)) = tcp_local else {
                         continue;
                     };
-                    let Ok(contents) = frame.as_slice().try_into() else {
+                    let Some(input) =
+                        rtc::receive(Instant::now(), Protocol::Tcp, server, tcp_local, &frame)
+                    else {
                         continue;
                     };
                     shared.tx.tcp_packets_in.fetch_add(1, Ordering::Relaxed);
-                    let input = Input::Receive(
-                        Instant::now(),
-                        Receive {
-                            proto: Protocol::Tcp,
-                            source: server,
-                            destination: tcp_local,
-                            contents,
-                        },
-                    );
                     if st.rtc.accepts(&input) {
                         st.rtc.handle_input(input).context("str0m input (TCP)")?;
                     }
@@ -410,18 +341,11 @@ pub(crate) async fn run(
                 Step::Udp(r) => {
                     let (n, source) = r.context("UDP recv")?;
                     shared.tx.udp_packets_in.fetch_add(1, Ordering::Relaxed);
-                    let Ok(contents) = buf[..n].try_into() else {
+                    let Some(input) =
+                        rtc::receive(Instant::now(), Protocol::Udp, source, st.local, &buf[..n])
+                    else {
                         continue;
                     };
-                    let input = Input::Receive(
-                        Instant::now(),
-                        Receive {
-                            proto: Protocol::Udp,
-                            source,
-                            destination: st.local,
-                            contents,
-                        },
-                    );
                     if st.rtc.accepts(&input) {
                         st.rtc.handle_input(input).context("str0m input")?;
                     }
@@ -450,17 +374,12 @@ pub(crate) async fn run(
                         events.note("ICE restart skipped: an offer is outstanding");
                         continue;
                     }
-                    let mut api = st.rtc.sdp_api();
-                    let creds = api.ice_restart(true);
-                    if let Some((offer, pending)) = api.apply() {
+                    if let Some((sdp, pending, creds)) = sdp::ice_restart(&mut st.rtc) {
                         st.pending = Some(pending);
                         st.neg.offer_pending = true;
                         st.neg.offers_sent += 1;
                         events.note(format!("ICE restart offered (ufrag {})", creds.ufrag));
-                        ws.send(&ClientMsg::Offer {
-                            sdp: offer.to_sdp_string(),
-                        })
-                        .await?;
+                        ws.send(&ClientMsg::Offer { sdp }).await?;
                     }
                 }
                 Step::Cmd(Some(PeerCmd::Close)) | Step::Cmd(None) => {

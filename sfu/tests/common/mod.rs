@@ -14,6 +14,11 @@
 //! also be a simulcast publisher ([`Sim::add_simulcast_publisher`]): str0m
 //! in RTP mode, VP8 with Chrome's payload descriptor (15-bit picture id,
 //! TL0PICIDX) on three layers `q`, `h`, `f`, each frame tagged with its layer.
+//!
+//! The str0m client set-up, offer/answer, payloads and the simulcast
+//! publisher come from `tuxa-test-kit` (shared with the end-to-end tests and
+//! the bench); what is here is the simulation's own: the wire, the links,
+//! virtual time, and what each client records.
 
 #![allow(dead_code)]
 
@@ -25,17 +30,21 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
 use str0m::format::CodecExtra;
-use str0m::format::{Codec, FormatParams};
-use str0m::media::{
-    Direction, Frequency, MediaKind, MediaTime, Mid, Pt, Rid, Simulcast, SimulcastLayer,
-};
-use str0m::net::{DatagramRecv, Protocol, Receive};
-use str0m::rtp::{RtpWrite, SeqNo};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::Protocol;
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tuxa_protocol::{ParticipantId, RoomId, ServerMsg};
 use tuxa_sfu::{Sfu, SfuConfig, SfuOutput};
+use tuxa_test_kit::rtc;
+use tuxa_test_kit::sdp::{self, Mids, PendingOffer, Track};
+
+pub use tuxa_test_kit::payload::*;
+pub use tuxa_test_kit::rtc::Codecs;
+// Each test binary uses its own part of what this module offers.
+#[allow(unused_imports)]
+pub use tuxa_test_kit::simulcast::{FRAME_INTERVAL, LAYERS, SimulcastPub};
 
 pub fn sfu_addr() -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 3478)
@@ -44,173 +53,6 @@ pub fn sfu_addr() -> SocketAddr {
 pub fn client_addr(n: u8) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)), 5000)
 }
-
-/// A synthetic VP8 frame: a keyframe has the frame-type bit clear, the start
-/// code 9d 01 2a and a size; an interframe has the bit set. The rest is
-/// deterministic noise keyed by `salt` and `seq`, so every frame differs.
-pub fn vp8_frame(key: bool, salt: u8, seq: u32, len: usize) -> Vec<u8> {
-    let mut v = Vec::with_capacity(len);
-    let first_part = (len as u32).saturating_sub(10).min(0x7_ffff);
-    // bit0: 0 = key frame; bits 1-3: version 0; bit 4: show_frame; 5-23: size.
-    let tag = u32::from(!key) | (1 << 4) | (first_part << 5);
-    v.extend_from_slice(&tag.to_le_bytes()[..3]);
-    if key {
-        v.extend_from_slice(&[0x9d, 0x01, 0x2a]);
-        v.extend_from_slice(&640u16.to_le_bytes());
-        v.extend_from_slice(&480u16.to_le_bytes());
-    }
-    v.push(salt);
-    v.extend_from_slice(&seq.to_be_bytes());
-    noise(&mut v, len, u64::from(salt) << 32 | u64::from(seq));
-    v
-}
-
-pub fn is_vp8_keyframe(frame: &[u8]) -> bool {
-    frame.len() >= 10 && frame[0] & 1 == 0 && frame[3..6] == [0x9d, 0x01, 0x2a]
-}
-
-/// An "Opus" payload: the SFU never looks inside.
-pub fn opus_frame(salt: u8, seq: u32) -> Vec<u8> {
-    let len = 40 + (seq as usize * 37) % 90;
-    let mut v = vec![0x78, salt];
-    v.extend_from_slice(&seq.to_be_bytes());
-    noise(
-        &mut v,
-        len,
-        0xa0d1_0000_0000 | u64::from(salt) << 32 | u64::from(seq),
-    );
-    v
-}
-
-fn noise(v: &mut Vec<u8>, len: usize, seed: u64) {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    while v.len() < len {
-        // xorshift64
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.push(x as u8);
-    }
-}
-
-/// A simulcast frame: `vp8_frame` whose salt byte says the layer (0xa0 |
-/// index, lowest first) and whose sequence number is the frame number (the
-/// same on every layer for the same picture).
-pub fn layer_frame(key: bool, layer: u8, frame: u32, len: usize) -> Vec<u8> {
-    vp8_frame(key, 0xa0 | layer, frame, len)
-}
-
-/// The (layer index, frame number) a `layer_frame` carries.
-pub fn frame_layer(frame: &[u8]) -> Option<(u8, u32)> {
-    let at = if is_vp8_keyframe(frame) { 10 } else { 3 };
-    let tag = *frame.get(at)?;
-    if tag & 0xf0 != 0xa0 {
-        return None;
-    }
-    let n = frame.get(at + 1..at + 5)?;
-    Some((tag & 0x0f, u32::from_be_bytes([n[0], n[1], n[2], n[3]])))
-}
-
-/// The sequence number an `opus_frame` carries.
-pub fn audio_seq(frame: &[u8]) -> Option<u32> {
-    let n = frame.get(2..6)?;
-    Some(u32::from_be_bytes([n[0], n[1], n[2], n[3]]))
-}
-
-/// Simulcast layers, lowest first: rid and bytes per frame at 30 frames/s
-/// (about 120 kbit/s, 400 kbit/s and 1.2 Mbit/s). A keyframe is three times
-/// the size.
-pub const LAYERS: [(&str, usize); 3] = [("q", 500), ("h", 1_667), ("f", 5_000)];
-/// Frame interval of every layer.
-pub const FRAME_INTERVAL: Duration = Duration::from_millis(33);
-/// Largest VP8 payload fragment per RTP packet.
-const VP8_FRAGMENT: usize = 1_100;
-
-/// One simulcast layer as the publisher sends it.
-#[derive(Debug, Clone)]
-pub struct PubLayer {
-    pub rid: Rid,
-    pub frame_bytes: usize,
-    seq: u64,
-    picture_id: u16,
-    tl0: u8,
-    /// Not paused by `publish_layers`.
-    pub active: bool,
-    want_key: bool,
-    pub frames: u64,
-    pub packets: u64,
-    /// RTP payload bytes.
-    pub bytes: u64,
-    /// When keyframes were sent on this layer.
-    pub keyframes: Vec<Instant>,
-    /// When a keyframe request for this layer arrived.
-    pub key_requests: Vec<Instant>,
-    /// (when, active) each time `publish_layers` changed this layer.
-    pub toggles: Vec<(Instant, bool)>,
-}
-
-/// A simulcast publisher's sending state (str0m in RTP mode: we packetize).
-#[derive(Debug, Clone)]
-pub struct SimulcastPub {
-    pub layers: Vec<PubLayer>,
-    frame_no: u32,
-    audio_seq: u64,
-    /// Pause and resume layers as `publish_layers` says (as a browser does).
-    pub honour_publish_layers: bool,
-}
-
-impl SimulcastPub {
-    fn new() -> SimulcastPub {
-        let layers = LAYERS
-            .iter()
-            .enumerate()
-            .map(|(i, (rid, bytes))| PubLayer {
-                rid: (*rid).into(),
-                frame_bytes: *bytes,
-                seq: 1_000 + 7_000 * i as u64,
-                // Independent encoders: unrelated picture ids, one close
-                // to the 15-bit wrap.
-                picture_id: [300, 12_000, 32_700][i],
-                tl0: [10, 100, 250][i],
-                active: true,
-                want_key: true,
-                frames: 0,
-                packets: 0,
-                bytes: 0,
-                keyframes: Vec::new(),
-                key_requests: Vec::new(),
-                toggles: Vec::new(),
-            })
-            .collect();
-        SimulcastPub {
-            layers,
-            frame_no: 0,
-            audio_seq: 5_000,
-            honour_publish_layers: true,
-        }
-    }
-
-    pub fn layer(&self, rid: &str) -> &PubLayer {
-        self.layers
-            .iter()
-            .find(|l| &*l.rid == rid)
-            .expect("a layer with that rid")
-    }
-}
-
-/// Chrome's VP8 payload descriptor for simulcast: X, S on a frame's first
-/// packet; I with a 15-bit picture id, L (TL0PICIDX), T (TID 0, Y=1).
-pub fn vp8_descriptor(first: bool, picture_id: u16, tl0: u8) -> [u8; 6] {
-    [
-        0x80 | if first { 0x10 } else { 0 },
-        0xe0,
-        0x80 | (picture_id >> 8) as u8 & 0x7f,
-        picture_id as u8,
-        tl0,
-        0x20,
-    ]
-}
-
 /// A datagram in flight. `link` is the client address and direction whose
 /// link carries it (None: a destination no client has).
 #[derive(Debug, Clone)]
@@ -266,8 +108,7 @@ pub struct Client {
     pub pid: ParticipantId,
     pub addr: SocketAddr,
     pub rtc: Rtc,
-    pending: Option<SdpPendingOffer>,
-    proposed: (Option<Mid>, Option<Mid>),
+    pending: Option<PendingOffer>,
     /// Our published m-lines, once the SFU's answer is applied.
     pub audio: Option<Mid>,
     pub video: Option<Mid>,
@@ -336,13 +177,18 @@ pub const RECHECK_INTERVAL: Duration = Duration::from_secs(2);
 pub const AUTO_PLI_INTERVAL: Duration = Duration::from_millis(500);
 
 impl Client {
+    /// The send-only microphone and camera m-lines of a publish.
+    fn tracks(&self) -> (Track, Track) {
+        let stream = self.pid.to_string();
+        (
+            Track::new(Direction::SendOnly, &stream, format!("{}-mic", self.name)),
+            Track::new(Direction::SendOnly, stream, format!("{}-cam", self.name)),
+        )
+    }
+
     /// The payload type this client's str0m uses for `codec`.
     pub fn pt_for(&mut self, mid: Mid, codec: Codec) -> Option<Pt> {
-        self.rtc
-            .writer(mid)?
-            .payload_params()
-            .find(|p| p.spec().codec == codec)
-            .map(|p| p.pt())
+        rtc::pt_for(&mut self.rtc, mid, codec)
     }
 
     /// The receiving m-line that carries `publisher`'s media of `kind`.
@@ -400,8 +246,8 @@ impl Client {
                 let data: Arc<[u8]> = opus_frame(self.salt, seq).into();
                 let pt = self.pt_for(mid, Codec::Opus).expect("opus pt");
                 let t = MediaTime::new(u64::from(seq) * 960, Frequency::FORTY_EIGHT_KHZ);
-                let w = self.rtc.writer(mid).expect("audio writer");
-                w.write(pt, now, t, data.clone()).expect("write audio");
+                rtc::write_frame(&mut self.rtc, mid, pt, now, t, data.clone())
+                    .expect("write audio");
                 self.sent_audio.push(Sent {
                     at: now,
                     data,
@@ -425,8 +271,8 @@ impl Client {
                 let data: Arc<[u8]> = vp8_frame(key, self.salt, seq, len).into();
                 let pt = self.pt_for(mid, Codec::Vp8).expect("vp8 pt");
                 let t = MediaTime::from_90khz(u64::from(seq) * 3_000);
-                let w = self.rtc.writer(mid).expect("video writer");
-                w.write(pt, now, t, data.clone()).expect("write video");
+                rtc::write_frame(&mut self.rtc, mid, pt, now, t, data.clone())
+                    .expect("write video");
                 self.sent_video.push(Sent { at: now, data, key });
                 self.next_video = Some(due + Duration::from_millis(33));
             }
@@ -434,32 +280,20 @@ impl Client {
     }
 
     /// A simulcast publisher's media: audio every 20 ms, and every frame
-    /// interval one frame on each active layer, packetized here.
+    /// interval one frame on each active layer, packetized by the kit's
+    /// publisher.
     fn write_simulcast(&mut self, now: Instant) {
         let (Some(amid), Some(vmid)) = (self.audio, self.video) else {
             return;
         };
         let opus = self.pt_in_config(Codec::Opus).expect("opus pt");
         let vp8 = self.pt_in_config(Codec::Vp8).expect("vp8 pt");
-        let salt = self.salt;
         let sp = self.simulcast.as_mut().expect("a simulcast publisher");
         let due = *self.next_audio.get_or_insert(now);
         if now >= due {
             let n = self.sent_audio.len() as u32;
-            let data: Arc<[u8]> = opus_frame(salt, n).into();
-            sp.audio_seq += 1;
-            let mut api = self.rtc.direct_api();
-            let tx = api.stream_tx_by_mid(amid, None).expect("audio stream");
-            tx.write_rtp(
-                RtpWrite::new(
-                    opus,
-                    SeqNo::from(sp.audio_seq),
-                    n.wrapping_mul(960),
-                    now,
-                    data.to_vec(),
-                )
-                .marker(false),
-            );
+            let data: Arc<[u8]> = opus_frame(self.salt, n).into();
+            sp.write_audio(&mut self.rtc, amid, opus, now, n, data.to_vec());
             self.sent_audio.push(Sent {
                 at: now,
                 data,
@@ -472,54 +306,12 @@ impl Client {
             return;
         }
         self.next_video = Some(due + FRAME_INTERVAL);
-        let frame_no = sp.frame_no;
-        sp.frame_no += 1;
-        let ts = frame_no.wrapping_mul(3_000);
-        for (i, l) in sp.layers.iter_mut().enumerate() {
-            if !l.active {
-                continue;
-            }
-            let key = l.want_key;
-            l.want_key = false;
-            // Interframes vary ±30 % around the layer's mean.
-            let len = if key {
-                3 * l.frame_bytes
-            } else {
-                l.frame_bytes * (70 + (frame_no as usize * 37 + i * 11) % 61) / 100
-            };
-            let frame = layer_frame(key, i as u8, frame_no, len);
-            let chunks: Vec<&[u8]> = frame.chunks(VP8_FRAGMENT).collect();
-            let mut api = self.rtc.direct_api();
-            let tx = api
-                .stream_tx_by_mid(vmid, Some(l.rid))
-                .expect("a send stream per simulcast layer");
-            for (k, chunk) in chunks.iter().enumerate() {
-                let mut payload = vp8_descriptor(k == 0, l.picture_id, l.tl0).to_vec();
-                payload.extend_from_slice(chunk);
-                l.seq += 1;
-                l.packets += 1;
-                l.bytes += payload.len() as u64;
-                tx.write_rtp(
-                    RtpWrite::new(vp8, SeqNo::from(l.seq), ts, now, payload)
-                        .marker(k + 1 == chunks.len())
-                        .nackable(true),
-                );
-            }
-            l.picture_id = (l.picture_id + 1) & 0x7fff;
-            l.tl0 = l.tl0.wrapping_add(1);
-            l.frames += 1;
-            if key {
-                l.keyframes.push(now);
-            }
-        }
+        sp.write_video(&mut self.rtc, vmid, vp8, now);
     }
 
     /// A payload type from our codec configuration (RTP mode has no writer).
     pub fn pt_in_config(&self, codec: Codec) -> Option<Pt> {
-        self.rtc
-            .codec_config()
-            .find(|p| p.spec().codec == codec)
-            .map(|p| p.pt())
+        rtc::pt_in_config(&self.rtc, codec)
     }
 
     /// The SSRC our str0m sends a simulcast layer on.
@@ -617,27 +409,13 @@ impl Client {
                 if Some(req.mid) == self.video {
                     self.want_keyframe = true;
                     if let Some(sp) = &mut self.simulcast {
-                        for l in &mut sp.layers {
-                            if req.rid.is_none() || req.rid == Some(l.rid) {
-                                l.want_key = true;
-                                l.key_requests.push(now);
-                            }
-                        }
+                        sp.on_keyframe_request(now, req.rid);
                     }
                 }
             }
             _ => {}
         }
     }
-}
-
-/// How a new client's codecs are set up.
-#[derive(Debug, Clone, Copy)]
-pub enum Codecs {
-    /// str0m's defaults for Opus and VP8 (VP8 on 96, as Chromium).
-    Default,
-    /// VP8 on the given payload type (Firefox uses 120, RTX 124), Opus on 109.
-    Vp8On(u8, u8),
 }
 
 pub struct Sim {
@@ -713,37 +491,9 @@ impl Sim {
     ) -> usize {
         let n = self.clients.len() as u8 + 2;
         let addr = client_addr(n);
-        let mut cfg = RtcConfig::new().clear_codecs().set_rtp_mode(rtp_mode);
+        let mut cfg = rtc::config(codecs).set_rtp_mode(rtp_mode);
         if bwe {
             cfg = cfg.enable_bwe(Some(str0m::bwe::Bitrate::kbps(300)));
-        }
-        match codecs {
-            Codecs::Default => {
-                cfg = cfg.enable_opus(true, false).enable_vp8(true);
-            }
-            Codecs::Vp8On(pt, rtx) => {
-                let cc = cfg.codec_config();
-                cc.add_config(
-                    Pt::new_with_value(109),
-                    None,
-                    Codec::Opus,
-                    Frequency::FORTY_EIGHT_KHZ,
-                    Some(2),
-                    FormatParams {
-                        min_p_time: Some(10),
-                        use_inband_fec: Some(true),
-                        ..Default::default()
-                    },
-                );
-                cc.add_config(
-                    Pt::new_with_value(pt),
-                    Some(Pt::new_with_value(rtx)),
-                    Codec::Vp8,
-                    Frequency::NINETY_KHZ,
-                    None,
-                    FormatParams::default(),
-                );
-            }
         }
         let mut rtc = cfg.build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("host candidate"))
@@ -754,7 +504,6 @@ impl Sim {
             addr,
             rtc,
             pending: None,
-            proposed: (None, None),
             audio: None,
             video: None,
             connected: false,
@@ -793,89 +542,43 @@ impl Sim {
 
     /// The client offers audio + video (send only) and the SFU answers.
     pub fn publish(&mut self, i: usize) {
-        let c = &mut self.clients[i];
-        let stream = c.pid.to_string();
-        let mut api = c.rtc.sdp_api();
-        let a = api.add_media(
-            MediaKind::Audio,
-            Direction::SendOnly,
-            Some(stream.clone()),
-            Some(format!("{}-mic", c.name)),
-            None,
-        );
-        let v = api.add_media(
-            MediaKind::Video,
-            Direction::SendOnly,
-            Some(stream),
-            Some(format!("{}-cam", c.name)),
-            None,
-        );
-        let (offer, pending) = api.apply().expect("an offer with two m-lines");
-        c.pending = Some(pending);
-        c.proposed = (Some(a), Some(v));
-        self.send_offer(i, &offer.to_sdp_string());
+        let (mic, cam) = self.clients[i].tracks();
+        self.offer(i, Some(mic), Some(cam));
     }
 
-    fn send_offer(&mut self, i: usize, sdp: &str) {
+    /// Client `i` offers these m-lines; the SFU answers.
+    fn offer(&mut self, i: usize, audio: Option<Track>, video: Option<Track>) {
         let c = &mut self.clients[i];
+        let (sdp, pending) = sdp::offer(&mut c.rtc, audio, video).expect("an offer with m-lines");
+        c.pending = Some(pending);
         c.offers_made += 1;
         let pid = c.pid;
         let room = self.room.clone();
-        self.sfu.handle_offer(self.now, &room, pid, sdp);
+        self.sfu.handle_offer(self.now, &room, pid, &sdp);
         self.pump();
     }
 
     /// The client offers audio only (send only): a participant who mostly
     /// watches.
     pub fn publish_audio_only(&mut self, i: usize) {
-        let c = &mut self.clients[i];
-        let stream = c.pid.to_string();
-        let mut api = c.rtc.sdp_api();
-        let a = api.add_media(
-            MediaKind::Audio,
-            Direction::SendOnly,
-            Some(stream),
-            Some(format!("{}-mic", c.name)),
-            None,
-        );
-        let (offer, pending) = api.apply().expect("an offer with one m-line");
-        c.pending = Some(pending);
-        c.proposed = (Some(a), None);
-        self.send_offer(i, &offer.to_sdp_string());
+        let (mic, _) = self.clients[i].tracks();
+        self.offer(i, Some(mic), None);
     }
 
     /// A simulcast publisher offers audio and video with three send layers.
     pub fn publish_simulcast(&mut self, i: usize) {
-        let c = &mut self.clients[i];
+        let c = &self.clients[i];
         assert!(
             c.simulcast.is_some(),
             "{} is no simulcast publisher",
             c.name
         );
-        let stream = c.pid.to_string();
-        let mut simulcast = Simulcast::new();
-        for (rid, _) in LAYERS {
-            simulcast.add_send_layer(SimulcastLayer::new(rid));
-        }
-        let mut api = c.rtc.sdp_api();
-        let a = api.add_media(
-            MediaKind::Audio,
-            Direction::SendOnly,
-            Some(stream.clone()),
-            Some(format!("{}-mic", c.name)),
-            None,
+        let (mic, cam) = c.tracks();
+        self.offer(
+            i,
+            Some(mic),
+            Some(cam.with_simulcast(SimulcastPub::send_layers())),
         );
-        let v = api.add_media(
-            MediaKind::Video,
-            Direction::SendOnly,
-            Some(stream),
-            Some(format!("{}-cam", c.name)),
-            Some(simulcast),
-        );
-        let (offer, pending) = api.apply().expect("an offer with two m-lines");
-        c.pending = Some(pending);
-        c.proposed = (Some(a), Some(v));
-        self.send_offer(i, &offer.to_sdp_string());
     }
 
     /// Changes one direction of client `i`'s link from now on.
@@ -957,35 +660,22 @@ impl Sim {
             ServerMsg::PublishLayers { mid, active } => {
                 let ours = c.video.is_some_and(|v| *v == *mid);
                 if let Some(sp) = &mut c.simulcast
-                    && sp.honour_publish_layers
                     && ours
                 {
-                    for l in &mut sp.layers {
-                        let on = active.iter().any(|r| *r == *l.rid);
-                        if on != l.active {
-                            l.active = on;
-                            l.toggles.push((now, on));
-                            // A resumed encoding starts with a keyframe.
-                            if on {
-                                l.want_key = true;
-                            }
-                        }
-                    }
+                    sp.on_publish_layers(now, &active);
                 }
             }
             ServerMsg::Answer { sdp } => {
                 let pending = c.pending.take().expect("an answer to an offer we made");
-                let answer = SdpAnswer::from_sdp_string(&sdp).expect("the SFU's answer parses");
-                c.rtc
-                    .sdp_api()
-                    .accept_answer(pending, answer)
+                let accepted = pending
+                    .accept(&mut c.rtc, &sdp)
                     .expect("the SFU's answer applies");
-                if c.proposed.0.is_some() {
-                    c.audio = c.proposed.0.take();
-                }
-                if c.proposed.1.is_some() {
-                    c.video = c.proposed.1.take();
-                }
+                let mut mids = Mids {
+                    audio: c.audio,
+                    video: c.video,
+                };
+                mids.adopt(accepted);
+                (c.audio, c.video) = (mids.audio, mids.video);
             }
             ServerMsg::Offer { sdp } => {
                 if c.auto_answer {
@@ -1002,17 +692,11 @@ impl Sim {
     pub fn answer(&mut self, i: usize, sdp: &str) {
         let c = &mut self.clients[i];
         assert!(c.pending.is_none(), "{}: glare in the simulation", c.name);
-        let offer = SdpOffer::from_sdp_string(sdp).expect("the SFU's offer parses");
-        let answer = c
-            .rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .expect("the SFU's offer is acceptable");
+        let answer = sdp::answer(&mut c.rtc, sdp).expect("the SFU's offer is acceptable");
         c.answered_at.push(self.now);
-        c.answers.push(answer.to_sdp_string());
+        c.answers.push(answer.clone());
         let pid = c.pid;
-        self.sfu
-            .handle_answer(self.now, pid, &answer.to_sdp_string());
+        self.sfu.handle_answer(self.now, pid, &answer);
         self.pump();
     }
 
@@ -1052,7 +736,7 @@ impl Sim {
             }
             if dst == sfu_addr() {
                 // SRTP leaves the RTP header in the clear: count by SSRC.
-                if data.len() >= 12 && data[0] >> 6 == 2 && !(192..=223).contains(&data[1]) {
+                if rtc::is_rtp(&data) {
                     let ssrc = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);
                     *self.rtp_at_sfu.entry(ssrc).or_default() += 1;
                 }
@@ -1063,16 +747,8 @@ impl Sim {
                 .iter_mut()
                 .find(|c| c.addr == dst && !c.unplugged)
             {
-                let contents = DatagramRecv::try_from(&data[..]).expect("a datagram str0m made");
-                let input = Input::Receive(
-                    now,
-                    Receive {
-                        proto: Protocol::Udp,
-                        source: src,
-                        destination: dst,
-                        contents,
-                    },
-                );
+                let input = rtc::receive(now, Protocol::Udp, src, dst, &data)
+                    .expect("a datagram str0m made");
                 if let Err(e) = c.rtc.handle_input(input) {
                     c.errors.push(e.to_string());
                 }

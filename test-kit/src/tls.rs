@@ -1,5 +1,9 @@
-//! A rustls client configuration that accepts any server certificate (tuxa serves a
-//! self-signed one on the benchmark machine). Handshake signatures are still verified.
+//! A rustls client configuration that accepts any server certificate.
+//!
+//! The server under test (or on the benchmark machine) serves a self-signed certificate made at
+//! start-up; the tests and the bench check the protocol behind TLS, not the certificate.
+//! Signatures are still verified (the handshake must be a real one), only the chain of trust is
+//! skipped.
 
 use std::sync::Arc;
 
@@ -56,9 +60,11 @@ impl ServerCertVerifier for AcceptAnyCert {
     }
 }
 
+/// A client config that trusts any certificate. `alpn` is e.g. `[b"http/1.1"]`, or empty.
 pub fn insecure_client_config(alpn: &[&[u8]]) -> Arc<ClientConfig> {
-    static CACHE: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
-    let provider = CACHE
+    // One provider for the process: the load generator makes a config per client.
+    static PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
+    let provider = PROVIDER
         .get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .clone();
     let mut config = ClientConfig::builder_with_provider(provider.clone())
