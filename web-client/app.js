@@ -64,10 +64,11 @@
 
 import * as P from './protocol.js';
 import {
-  Keepalive, backoffMs, pageLog, safeJson, summarizeStats, cameraEncodings, setLayerActivity,
+  pageLog, safeJson, summarizeStats, cameraEncodings, setLayerActivity,
 } from './session.js';
+import { Connection } from './connection.js';
 import {
-  t, tf, errorText, roleName, getLang, setLang, onLangChange, locale, LANGS,
+  t, tf, errorText, roleName, getLang, applyLang, mountLang, locale,
 } from './i18n.js';
 import { mountCheck } from './check.js';
 import { createTabFlag, fmtVnDateTime } from './console-util.js';
@@ -82,7 +83,6 @@ const tuxa = {
   ended: null, // room_ended: {reason, by?, contact?} (or {} when the link's consultation had ended)
   history: ['loading'], // every state this page has been in
   pc: null,
-  ws: null,
   room: null, // {id, kind, title}
   you: null, // our Participant (after joined) or the join-check identity
   participants: {}, // the others, by id (decimal string keys)
@@ -482,24 +482,32 @@ function stopLocalMedia() {
 // ---------------------------------------------------------------------------
 // Signaling.
 
-let ws = null;
-const keepalive = new Keepalive((seq) => send(P.ping(seq)));
+// One session to /ws (connection.js): hello, keepalive, the silence watch
+// and the backoff of rejoins; this page decides when to rejoin (in a call
+// or the lobby) and checks its link first.
+const conn = new Connection({
+  log,
+  watchSilence: true,
+  describeSent: (msg) => (msg.type === 'offer' || msg.type === 'answer' ? `${msg.sdp.length}B` : ''),
+  onMessage: (msg) => onServerMsg(msg),
+  onLost: (lost) => {
+    if (['left', 'ended', 'error'].includes(tuxa.state)) return;
+    onSocketLost(lost.opened);
+  },
+  onSilent: () => {
+    if (['in-call', 'waiting'].includes(tuxa.state)) startReconnect('server silent');
+  },
+});
+// Tests close the live socket as a network would.
+Object.defineProperty(tuxa, 'ws', { get: () => conn.socket, enumerable: true });
 
+/** @param {{ type: string, [k: string]: any }} msg */
 function send(msg) {
-  if (!ws || ws.readyState !== WebSocket.OPEN) {
-    log('not sent (socket closed):', msg.type);
-    return false;
-  }
-  if (msg.type !== 'ping') log('→', msg.type, msg.type === 'offer' || msg.type === 'answer' ? `${msg.sdp.length}B` : '');
-  ws.send(P.encode(msg));
-  return true;
+  return conn.send(msg);
 }
 
 // ---------------------------------------------------------------------------
 // Consent (patients).
-
-/** Names the consent text shown (its wording per language and date). */
-const CONSENT_TEXT_VERSION = '2026-11';
 
 function needsConsent() {
   return !!identity && identity.role === 'patient';
@@ -533,7 +541,7 @@ function storeGiven(answers, via) {
 function consentAnswers() {
   if (given) return { ...given.answers };
   return {
-    text_version: `${getLang()}-${CONSENT_TEXT_VERSION}`,
+    text_version: P.consentTextVersion(getLang()),
     remote_examination: $('consent-exam').checked,
     third_parties: $('consent-third').checked,
     recording: $('consent-recording').checked,
@@ -575,42 +583,8 @@ function connect() {
   openSocket();
 }
 
-let lastHeard = 0; // performance.now() of the last frame from the server
-let silenceLimitMs = 2 * P.KEEPALIVE_INTERVAL_MS + 5000;
-
 function openSocket() {
-  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  let opened = false;
-  let sock;
-  try {
-    sock = new WebSocket(`${scheme}://${location.host}/ws`);
-  } catch (e) {
-    log('WebSocket failed', e);
-    onSocketLost(false);
-    return;
-  }
-  ws = sock;
-  tuxa.ws = sock;
-  sock.onopen = () => {
-    if (sock !== ws) return;
-    opened = true;
-    lastHeard = performance.now();
-    log('socket open');
-    send(P.hello());
-  };
-  sock.onmessage = (ev) => {
-    if (sock !== ws) return;
-    lastHeard = performance.now();
-    P.dispatchServerFrame(ev.data, onServerMsg, log);
-  };
-  sock.onerror = () => log('socket error');
-  sock.onclose = (ev) => {
-    log('socket closed', ev.code, ev.reason || '');
-    if (sock !== ws) return;
-    keepalive.stop();
-    if (['left', 'ended', 'error'].includes(tuxa.state)) return;
-    onSocketLost(opened);
-  };
+  conn.connect();
 }
 
 /** The WebSocket closed or could not open. In a call (or the lobby): rejoin. */
@@ -626,30 +600,28 @@ function onSocketLost(opened) {
 // Reconnecting (docs/protocol.md, "Reconnecting"): the server keeps our place
 // for its grace window; a join with the same token takes it back.
 
-const rc = { attempt: 0, timer: null };
-
 function startReconnect(reason) {
   if (['left', 'ended', 'error'].includes(tuxa.state)) return;
   log('reconnecting:', reason);
   dropCall();
   if (tuxa.state !== 'reconnecting') {
     tuxa.reconnects += 1;
-    rc.attempt = 0;
+    conn.resetBackoff();
     setState('reconnecting');
   }
   scheduleRetry();
 }
 
+function runRetry() {
+  retry().catch((e) => { log('retry failed', e); scheduleRetry(); });
+}
+
 function scheduleRetry() {
-  clearTimeout(rc.timer);
-  const delay = backoffMs(rc.attempt);
-  rc.attempt += 1;
+  const delay = conn.retryLater(runRetry);
   log('next attempt in', delay, 'ms');
-  rc.timer = setTimeout(() => { retry().catch((e) => { log('retry failed', e); scheduleRetry(); }); }, delay);
 }
 
 async function retry() {
-  rc.timer = null;
   if (tuxa.state !== 'reconnecting') return;
   // The link again: the consultation may have ended or the link expired
   // meanwhile (then there is nothing to retry), and TURN credentials renew.
@@ -673,15 +645,10 @@ async function retry() {
 
 /** Closes the WebSocket and the peer connection, keeping camera and microphone. */
 function dropCall() {
-  keepalive.stop();
+  conn.close(1000);
   stopStats();
   clearTimeout(iceTimer);
   iceTimer = null;
-  if (ws) {
-    const w = ws;
-    ws = null;
-    try { w.close(1000); } catch { /* ignore */ }
-  }
   if (pc) {
     try { pc.close(); } catch { /* ignore */ }
   }
@@ -700,19 +667,10 @@ function dropCall() {
   setBanner(null);
 }
 
-// A WebSocket can die without a close (a NAT forgets it, the phone changes
-// network): the server answers every ping, so a long silence means it is gone.
-setInterval(() => {
-  if (!['in-call', 'waiting'].includes(tuxa.state) || !ws || ws.readyState !== WebSocket.OPEN) return;
-  if (performance.now() - lastHeard > silenceLimitMs) startReconnect('server silent');
-}, 2000);
-
 window.addEventListener('online', () => {
-  if (tuxa.state === 'reconnecting' && rc.timer) {
-    clearTimeout(rc.timer);
-    rc.timer = null;
+  if (tuxa.state === 'reconnecting' && conn.retryPending) {
     log('network back: retrying now');
-    retry().catch((e) => { log('retry failed', e); scheduleRetry(); });
+    conn.retryNow();
   }
 });
 
@@ -720,8 +678,7 @@ function onServerMsg(msg) {
   if (msg.type !== 'pong') log('←', msg.type, describe(msg));
   switch (msg.type) {
     case 'welcome':
-      keepalive.start(msg.keepalive_interval_ms, P.KEEPALIVE_INTERVAL_MS);
-      if (msg.keepalive_interval_ms >= 1000) silenceLimitMs = 2 * msg.keepalive_interval_ms + 5000;
+      // The connection has started the keepalive at the welcome's interval.
       if (needsConsent()) {
         // The hub handles a session's messages in order: the consent is
         // recorded before the join is looked at. On a rejoin the answers
@@ -914,9 +871,8 @@ function renderWaiting() {
 
 function onJoined(msg) {
   if (tuxa.state === 'reconnecting') {
-    clearTimeout(rc.timer);
-    rc.timer = null;
-    rc.attempt = 0;
+    conn.cancelRetry();
+    conn.resetBackoff();
     log(msg.resumed ? 'reconnected: our place was kept' : 'reconnected as a new participant');
   }
   tuxa.room = msg.room;
@@ -1373,7 +1329,7 @@ function armIceRecovery() {
   iceTimer = setTimeout(() => {
     iceTimer = null;
     if (tuxa.state !== 'in-call' || !pc || ['connected', 'completed'].includes(pc.iceConnectionState)) return;
-    if (!ws || ws.readyState !== WebSocket.OPEN || typeof pc.restartIce !== 'function') {
+    if (!conn.isOpen || typeof pc.restartIce !== 'function') {
       startReconnect('ICE disconnected');
       return;
     }
@@ -2356,18 +2312,12 @@ async function checkExtraTiles() {
 // Leaving and tearing down.
 
 function teardown() {
-  keepalive.stop();
   stopStats();
-  clearTimeout(rc.timer);
   clearTimeout(iceTimer);
   if (pc) {
     try { pc.close(); } catch { /* ignore */ }
   }
-  if (ws) {
-    const w = ws;
-    ws = null;
-    try { w.close(1000); } catch { /* ignore */ }
-  }
+  conn.close(1000);
   for (const pid of [...tiles.keys()]) removeTile(pid);
   trackOwner.clear();
   stopAllExtras();
@@ -2453,17 +2403,13 @@ function renderEnded() {
 function leave() {
   log('leaving');
   stopStats();
-  clearTimeout(rc.timer);
   clearTimeout(iceTimer);
-  if (ws && ws.readyState === WebSocket.OPEN) send(P.leave());
+  if (conn.isOpen) send(P.leave());
   // Let the leave frame go out before the close.
-  const w = ws;
-  ws = null;
-  keepalive.stop();
+  conn.close(1000, { lingerMs: 200 });
   if (pc) {
     try { pc.close(); } catch { /* ignore */ }
   }
-  if (w) setTimeout(() => { try { w.close(1000); } catch { /* ignore */ } }, 200);
   for (const pid of [...tiles.keys()]) removeTile(pid);
   stopAllExtras();
   stopLocalMedia();
@@ -2476,19 +2422,9 @@ function leave() {
 // ---------------------------------------------------------------------------
 // Language.
 
-function applyLang() {
-  const lang = getLang();
-  document.documentElement.lang = lang;
-  for (const el of document.querySelectorAll('[data-i18n]')) {
-    el.textContent = t(el.dataset.i18n);
-  }
-  for (const el of document.querySelectorAll('[data-i18n-label]')) el.setAttribute('aria-label', t(el.dataset.i18nLabel));
-  for (const el of document.querySelectorAll('[data-i18n-placeholder]')) el.placeholder = t(el.dataset.i18nPlaceholder);
+/** What this page draws itself, in the new language (after i18n's applyLang). */
+function renderLang() {
   if (tuxa.room) $('room-title').textContent = tuxa.room.title;
-  const lb = $('lang-btn');
-  lb.textContent = t('lang_switch');
-  lb.setAttribute('aria-label', t('lang_switch_label'));
-  lb.lang = lang === 'vi' ? 'en' : 'vi';
   renderIdentity();
   updateJoinButton();
   renderWaiting();
@@ -2563,6 +2499,7 @@ async function joinCheck() {
 
 async function start() {
   applyLang();
+  renderLang();
   document.body.dataset.state = tuxa.state;
   if (!ROOM || !P.isRoomId(ROOM)) {
     fail('bad_link');
@@ -2596,11 +2533,7 @@ async function start() {
 }
 
 function wireUi() {
-  $('lang-btn').addEventListener('click', () => {
-    const i = LANGS.indexOf(getLang());
-    setLang(LANGS[(i + 1) % LANGS.length]);
-  });
-  onLangChange(applyLang);
+  mountLang(renderLang);
   // The click is the user gesture that lets remote audio autoplay.
   $('join-btn').addEventListener('click', primeChime);
   $('join-btn').addEventListener('click', connect);
@@ -2676,8 +2609,8 @@ function wireUi() {
   }
   // Closing the tab: say goodbye so the others see "left", not "disconnected".
   window.addEventListener('pagehide', () => {
-    if ((tuxa.state === 'in-call' || tuxa.state === 'waiting') && ws && ws.readyState === WebSocket.OPEN) {
-      try { ws.send(P.encode(P.leave())); } catch { /* ignore */ }
+    if ((tuxa.state === 'in-call' || tuxa.state === 'waiting') && conn.isOpen) {
+      try { send(P.leave()); } catch { /* ignore */ }
     }
   });
 }

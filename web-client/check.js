@@ -9,7 +9,9 @@
 // leave. No DOM use at import time (the pure helpers are tested under Node).
 
 import * as P from './protocol.js';
-import { t, tf, getLang, setLang, LANGS, onLangChange } from './i18n.js';
+import {
+  t, tf, getLang, onLangChange, applyLang, mountLang,
+} from './i18n.js';
 
 // ---------------------------------------------------------------------------
 // Pure helpers.
@@ -576,16 +578,6 @@ export function mountCheck(root, { getTracks = null, log = () => {} } = {}) {
 // ---------------------------------------------------------------------------
 // The /check page.
 
-function applyStaticLang() {
-  document.documentElement.lang = getLang();
-  for (const e of document.querySelectorAll('[data-i18n]')) e.textContent = t(e.dataset.i18n);
-  const lb = document.getElementById('lang-btn');
-  if (lb) {
-    lb.textContent = t('lang_switch');
-    lb.setAttribute('aria-label', t('lang_switch_label'));
-  }
-}
-
 if (typeof document !== 'undefined' && document.getElementById('check-page')) {
   const entries = [];
   const log = (...a) => {
@@ -595,10 +587,6 @@ if (typeof document !== 'undefined' && document.getElementById('check-page')) {
   const state = mountCheck(document.getElementById('check-body'), { log });
   state.log = entries;
   globalThis.tuxaCheck = state;
-  document.getElementById('lang-btn').addEventListener('click', () => {
-    const i = LANGS.indexOf(getLang());
-    setLang(LANGS[(i + 1) % LANGS.length]);
-  });
-  onLangChange(applyStaticLang);
-  applyStaticLang();
+  mountLang();
+  applyLang();
 }

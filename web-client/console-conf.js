@@ -8,6 +8,7 @@
 // joinNotBefore, guestUrl, uploads, error, …}.
 
 import { t, tf, getLang, roleName } from './i18n.js';
+import { consentTextVersion } from './protocol.js';
 import {
   h, fill, fmtVnDateTime, fmtVnTime, toVnInputValue, fromVnInputValue, sortConferences,
   conferenceRights, attachmentProblem, attachmentType, fmtBytes, MAX_ATTACHMENT_BYTES,
@@ -15,7 +16,6 @@ import {
 } from './console-util.js';
 
 const $ = (id) => document.getElementById(id);
-const CONSENT_TEXT_VERSION = 'conf-2026-11';
 const LIST_REFRESH_MS = 30_000;
 
 /** An element whose text is a UI string, relabelled on a language switch. */
@@ -878,7 +878,7 @@ export function createConferences(ctx) {
       summary: $('cf-summary').value.trim(),
       question: $('cf-question').value.trim(),
       consent: {
-        text_version: `${getLang()}-${CONSENT_TEXT_VERSION}`,
+        text_version: consentTextVersion(getLang(), { conference: true }),
         remote_examination: true,
         third_parties: $('cf-consent-third').checked,
         recording: $('cf-consent-recording').checked,

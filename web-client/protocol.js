@@ -92,6 +92,24 @@ export function hello(versions = PROTOCOL_VERSIONS, client = CLIENT_NAME) {
   return msg;
 }
 
+// Consent text versions: the one place that names the wording a patient
+// answered (per language: `vi-2026-11`, and `vi-conf-2026-11` for the
+// conference consent a doctor records for a patient in the console). Change
+// it with the wording in i18n.js.
+
+/** The date of the consent wording shown on the call and queue pages and the console. */
+export const CONSENT_TEXT_DATE = '2026-11';
+
+/**
+ * The `text_version` of a consent answered in `lang`: the call and queue
+ * pages' wording, or with `conference` the console's conference consent.
+ * @param {string} lang
+ * @param {{ conference?: boolean }} [which]
+ */
+export function consentTextVersion(lang, { conference = false } = {}) {
+  return `${lang}-${conference ? 'conf-' : ''}${CONSENT_TEXT_DATE}`;
+}
+
 /** `join {room, token}` — enter a room with the token from the link. */
 export function join(room, token) {
   return { type: 'join', room: String(room), token: String(token) };

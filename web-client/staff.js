@@ -20,9 +20,10 @@
 // `?noopen=1` keeps the call from opening (read callUrl instead).
 
 import * as P from './protocol.js';
-import { Keepalive, pageLog, safeJson } from './session.js';
+import { pageLog, safeJson } from './session.js';
+import { Connection } from './connection.js';
 import {
-  t, tf, errorText, roleName, getLang, setLang, onLangChange, LANGS, STRINGS,
+  t, tf, errorText, roleName, getLang, applyLang, mountLang, STRINGS,
 } from './i18n.js';
 import {
   apiErrorCode, flaggedTitle, createTabFlag, shareOrCopy,
@@ -318,15 +319,8 @@ function renderSignin() {
   $('signin-btn').textContent = signingIn ? t('st_signing_in') : t('st_signin');
 }
 
-function applyLang() {
-  const lang = getLang();
-  document.documentElement.lang = lang;
-  for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
-  const lb = $('lang-btn');
-  lb.textContent = t('lang_switch');
-  lb.setAttribute('aria-label', t('lang_switch_label'));
-  lb.lang = lang === 'vi' ? 'en' : 'vi';
-  for (const el of document.querySelectorAll('[data-i18n-label]')) el.setAttribute('aria-label', t(el.dataset.i18nLabel));
+/** What this page draws itself, in the new language (after i18n's applyLang). */
+function renderLang() {
   if (lastQueuesErr) queuesError = describeQueuesError(lastQueuesErr);
   if (ts.me) {
     conferences.relabel();
@@ -503,10 +497,19 @@ async function signOut() {
 // ---------------------------------------------------------------------------
 // Signaling.
 
-let ws = null;
-const keepalive = new Keepalive((seq) => send(P.ping(seq)));
-let reconnectTimer = null;
-let reconnectAttempt = 0;
+// One session to /ws (connection.js): hello, keepalive and the backoff of
+// reconnects (1 s doubling to 15 s); this page reconnects while signed in,
+// after checking that the sign-in still holds.
+const conn = new Connection({
+  log,
+  backoff: (attempt) => Math.min(15_000, 1000 * 2 ** attempt),
+  describeSent: (msg) => (msg.type === 'available' ? msg.queues : ''),
+  onMessage: (msg) => onServerMsg(msg),
+  onLost: (lost) => {
+    if (lost.created) onSocketGone();
+    else scheduleReconnect();
+  },
+});
 let everConnected = false;
 let connectedAt = 0;
 let wantAvailable = []; // queues to be available for again after a reconnect
@@ -515,14 +518,9 @@ let pendingFree = false;
 let queuesError = null; // text shown above the switches
 let lastQueuesErr = null; // {code, queue}: to translate again on a language switch
 
+/** @param {{ type: string, [k: string]: any }} msg */
 function send(msg) {
-  if (!ws || ws.readyState !== WebSocket.OPEN) {
-    log('not sent (socket closed):', msg.type);
-    return false;
-  }
-  if (msg.type !== 'ping') log('→', msg.type, msg.type === 'available' ? msg.queues : '');
-  ws.send(P.encode(msg));
-  return true;
+  return conn.send(msg);
 }
 
 function connect() {
@@ -530,48 +528,15 @@ function connect() {
   if (!ts.me || fatal) return;
   ts.connection = 'connecting';
   update();
-  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  let sock;
-  try {
-    sock = new WebSocket(`${scheme}://${location.host}/ws`);
-  } catch (e) {
-    log('WebSocket failed', e);
-    scheduleReconnect();
-    return;
-  }
-  ws = sock;
-  sock.onopen = () => {
-    if (sock !== ws) return;
-    log('socket open');
-    send(P.hello());
-  };
-  sock.onmessage = (ev) => {
-    if (sock !== ws) return;
-    P.dispatchServerFrame(ev.data, onServerMsg, log);
-  };
-  sock.onerror = () => log('socket error');
-  sock.onclose = (ev) => {
-    log('socket closed', ev.code, ev.reason || '');
-    if (sock !== ws) return;
-    ws = null;
-    onSocketGone();
-  };
+  conn.connect();
 }
 
 function closeSocket() {
-  keepalive.stop();
-  clearTimeout(reconnectTimer);
-  reconnectTimer = null;
-  if (ws) {
-    const w = ws;
-    ws = null;
-    try { w.close(1000); } catch { /* ignore */ }
-  }
+  conn.close(1000);
   ts.connection = 'closed';
 }
 
 function onSocketGone() {
-  keepalive.stop();
   ts.connection = 'closed';
   // Counts from a closed connection may be stale: the next welcome brings them again.
   ts.counts = {};
@@ -591,10 +556,7 @@ function onSocketGone() {
 
 function scheduleReconnect() {
   ts.connection = 'closed';
-  const delay = Math.min(15_000, 1000 * 2 ** reconnectAttempt);
-  reconnectAttempt += 1;
-  clearTimeout(reconnectTimer);
-  reconnectTimer = setTimeout(async () => {
+  conn.retryLater(async () => {
     // A dead sign-in would connect as a stranger: check it first.
     const me = await fetchMe();
     if (me === null) {
@@ -603,7 +565,7 @@ function scheduleReconnect() {
     }
     if (me) ts.me = me;
     connect();
-  }, delay);
+  });
   update();
 }
 
@@ -614,8 +576,7 @@ function onServerMsg(msg) {
       ts.connection = 'open';
       everConnected = true;
       connectedAt = performance.now();
-      reconnectAttempt = 0;
-      keepalive.start(msg.keepalive_interval_ms, P.KEEPALIVE_INTERVAL_MS);
+      conn.resetBackoff();
       if (retryAfterReconnect) {
         const queues = retryAfterReconnect;
         retryAfterReconnect = null;
@@ -1013,6 +974,7 @@ const coordination = createCoordination(ctx);
 
 async function start() {
   applyLang();
+  renderLang();
   document.body.dataset.state = ts.state;
   const me = await fetchMe();
   checked = true;
@@ -1026,11 +988,7 @@ async function start() {
 }
 
 function wireUi() {
-  $('lang-btn').addEventListener('click', () => {
-    const i = LANGS.indexOf(getLang());
-    setLang(LANGS[(i + 1) % LANGS.length]);
-  });
-  onLangChange(applyLang);
+  mountLang(renderLang);
   $('signin-form').addEventListener('submit', onSignin);
   $('signout-btn').addEventListener('click', signOut);
   $('accept-btn').addEventListener('click', accept);
@@ -1045,7 +1003,7 @@ function wireUi() {
 // For tests and debugging: drop the connection as a flaky network would.
 ts.debug = {
   dropConnection() {
-    if (ws) ws.close(4000, 'dropped for a test');
+    conn.drop(4000, 'dropped for a test');
   },
 };
 
