@@ -1,3 +1,4 @@
+// @ts-check
 // tuxa browser client: join page → camera preview → call.
 //
 // Flow (docs/protocol.md, docs/api.md):
@@ -71,7 +72,7 @@ import {
   t, tf, errorText, roleName, getLang, applyLang, mountLang, locale,
 } from './i18n.js';
 import { mountCheck } from './check.js';
-import { createTabFlag, fmtVnDateTime } from './console-util.js';
+import { createTabFlag, fmtVnDateTime, $as } from './console-util.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -286,7 +287,7 @@ function rebuildLocalStream() {
   media.stream = new MediaStream(tracks);
   const videoOnly = media.video ? new MediaStream([media.video]) : null;
   for (const id of LOCAL_VIDEOS) {
-    const v = $(id);
+    const v = $as('video', id);
     if (v.srcObject !== videoOnly) v.srcObject = videoOnly;
     if (videoOnly) v.play().catch(() => {});
   }
@@ -448,14 +449,14 @@ async function cameraOn() {
 }
 
 function updateLocalUi() {
-  for (const b of document.querySelectorAll('.mic-toggle')) {
+  for (const b of /** @type {NodeListOf<HTMLButtonElement>} */ (document.querySelectorAll('.mic-toggle'))) {
     const off = media.micMuted || !media.audio;
     b.setAttribute('aria-pressed', String(off));
     b.classList.toggle('is-off', off);
     b.disabled = !media.audio;
     b.querySelector('.ctl-label').textContent = media.micMuted ? t('unmute_mic') : t('mute_mic');
   }
-  for (const b of document.querySelectorAll('.cam-toggle')) {
+  for (const b of /** @type {NodeListOf<HTMLButtonElement>} */ (document.querySelectorAll('.cam-toggle'))) {
     const off = media.camOff || !media.video;
     b.setAttribute('aria-pressed', String(off));
     b.classList.toggle('is-off', off);
@@ -476,7 +477,7 @@ function updateLocalUi() {
 
 function stopLocalMedia() {
   for (const tr of [media.audio, media.video]) if (tr) tr.stop();
-  for (const id of LOCAL_VIDEOS) $(id).srcObject = null;
+  for (const id of LOCAL_VIDEOS) $as('video', id).srcObject = null;
 }
 
 // ---------------------------------------------------------------------------
@@ -542,25 +543,25 @@ function consentAnswers() {
   if (given) return { ...given.answers };
   return {
     text_version: P.consentTextVersion(getLang()),
-    remote_examination: $('consent-exam').checked,
-    third_parties: $('consent-third').checked,
-    recording: $('consent-recording').checked,
+    remote_examination: $as('input', 'consent-exam').checked,
+    third_parties: $as('input', 'consent-third').checked,
+    recording: $as('input', 'consent-recording').checked,
   };
 }
 
 /** "Xem hoặc thay đổi": the form again, with the patient's own answers in it. */
 function reopenConsent() {
   if (!given) return;
-  $('consent-exam').checked = given.answers.remote_examination;
-  $('consent-third').checked = given.answers.third_parties;
-  $('consent-recording').checked = given.answers.recording;
+  $as('input', 'consent-exam').checked = given.answers.remote_examination;
+  $as('input', 'consent-third').checked = given.answers.third_parties;
+  $as('input', 'consent-recording').checked = given.answers.recording;
   given = null;
   updateJoinButton();
   $('consent-exam').focus();
 }
 
 function consented() {
-  return !needsConsent() || !!given || $('consent-exam').checked;
+  return !needsConsent() || !!given || $as('input', 'consent-exam').checked;
 }
 
 function updateJoinButton() {
@@ -569,7 +570,7 @@ function updateJoinButton() {
   $('screen-preview').classList.toggle('asks-consent', !$('consent').hidden);
   $('consent-given').hidden = !(needsConsent() && given);
   $('consent-given-text').textContent = given ? t(given.via === 'queue' ? 'consent_given_queue' : 'consent_given_before') : '';
-  $('join-btn').disabled = blocked;
+  $as('button', 'join-btn').disabled = blocked;
   $('consent-needed').hidden = !blocked;
 }
 
@@ -2010,18 +2011,18 @@ function renderUnread() {
 }
 
 function renderChatCount() {
-  const input = $('chat-input');
+  const input = $as('textarea', 'chat-input');
   const left = P.MAX_CHAT_CHARS - P.charCount(input.value.trim());
   const el = $('chat-count');
   el.hidden = left > 200;
   el.classList.toggle('is-over', left < 0);
   el.textContent = left < 0 ? tf('call_chat_too_long', { max: P.MAX_CHAT_CHARS }) : tf('call_chat_chars_left', { n: left });
-  $('chat-send').disabled = P.chatTextProblem(input.value) !== null;
+  $as('button', 'chat-send').disabled = P.chatTextProblem(input.value) !== null;
 }
 
 function sendChat(ev) {
   if (ev) ev.preventDefault();
-  const input = $('chat-input');
+  const input = $as('textarea', 'chat-input');
   if (P.chatTextProblem(input.value) !== null) {
     renderChatCount();
     return;
@@ -2033,7 +2034,7 @@ function sendChat(ev) {
 }
 
 function renderChatTimes() {
-  for (const el of document.querySelectorAll('#chat-list .chat-time')) {
+  for (const el of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll('#chat-list .chat-time'))) {
     el.textContent = P.formatChatTime(Number(el.dataset.at), locale());
   }
   for (const li of document.querySelectorAll('#chat-list .chat-msg.is-mine .chat-name')) li.textContent = t('you');
@@ -2134,7 +2135,7 @@ async function openCam2Picker() {
   const main = media.video ? media.video.getSettings().deviceId : '';
   // Another device first; the main camera last (some capture cards show as
   // the same device in a second mode, and a fake or virtual camera may too).
-  cams.sort((a, b) => (a.deviceId === main) - (b.deviceId === main));
+  cams.sort((a, b) => Number(a.deviceId === main) - Number(b.deviceId === main));
   cams.forEach((d, i) => {
     const o = document.createElement('option');
     o.value = d.deviceId;
@@ -2143,12 +2144,12 @@ async function openCam2Picker() {
   });
   $('cam2-note').hidden = cams.some((d) => d.deviceId !== main);
   $('cam2-note').textContent = t('call_no_second_camera');
-  $('cam2-start').disabled = cams.length === 0;
+  $as('button', 'cam2-start').disabled = cams.length === 0;
   openModal('cam2-picker', 'cam2-select');
 }
 
 async function startCam2() {
-  const deviceId = $('cam2-select').value;
+  const deviceId = $as('select', 'cam2-select').value;
   closeModal('cam2-picker');
   if (!deviceId) return;
   let track;
@@ -2538,7 +2539,7 @@ function wireUi() {
   $('join-btn').addEventListener('click', primeChime);
   $('join-btn').addEventListener('click', connect);
   // Consent is never implied: not even by a browser restoring ticked boxes.
-  for (const id of ['consent-exam', 'consent-third', 'consent-recording']) $(id).checked = false;
+  for (const id of ['consent-exam', 'consent-third', 'consent-recording']) $as('input', id).checked = false;
   $('consent-exam').addEventListener('change', updateJoinButton);
   $('leave-btn').addEventListener('click', onLeaveClick);
   $('end-all-btn').addEventListener('click', endForEveryone);
@@ -2553,8 +2554,8 @@ function wireUi() {
   });
   for (const b of document.querySelectorAll('.mic-toggle')) b.addEventListener('click', toggleMic);
   for (const b of document.querySelectorAll('.cam-toggle')) b.addEventListener('click', toggleCam);
-  $('camera-select').addEventListener('change', (e) => switchDevice('video', e.target.value));
-  $('mic-select').addEventListener('change', (e) => switchDevice('audio', e.target.value));
+  $('camera-select').addEventListener('change', () => switchDevice('video', $as('select', 'camera-select').value));
+  $('mic-select').addEventListener('change', () => switchDevice('audio', $as('select', 'mic-select').value));
   $('flip-btn').addEventListener('click', () => nextCamera());
   // In the call: panels, chat, chairing, screen share and second camera.
   $('people-btn').addEventListener('click', () => openPanel('people'));
@@ -2582,10 +2583,10 @@ function wireUi() {
   $('more-btn').addEventListener('click', () => setMoreOpen($('more-btn').getAttribute('aria-expanded') !== 'true'));
   // A choice in the menu closes it (its own handler ran first: the click bubbles here after).
   $('more-menu').addEventListener('click', (e) => {
-    if (e.target.closest('button') && PHONE_BAR.matches) setMoreOpen(false, { focus: false });
+    if (e.target instanceof Element && e.target.closest('button') && PHONE_BAR.matches) setMoreOpen(false, { focus: false });
   });
   document.addEventListener('click', (e) => {
-    if (!e.target.closest('.controls')) setMoreOpen(false, { focus: false });
+    if (!(e.target instanceof Element && e.target.closest('.controls'))) setMoreOpen(false, { focus: false });
   });
   // (Safari before 14 has only the old addListener.)
   const onBarChange = () => setMoreOpen(false, { focus: false });
@@ -2593,7 +2594,7 @@ function wireUi() {
   else if (PHONE_BAR.addListener) PHONE_BAR.addListener(onBarChange);
   $('consent-change').addEventListener('click', reopenConsent);
   // Wide screens show the device pickers; phones keep them folded under the join button.
-  if (window.matchMedia('(min-width: 760px)').matches) $('devices').open = true;
+  if (window.matchMedia('(min-width: 760px)').matches) $as('details', 'devices').open = true;
   $('screen-btn').addEventListener('click', () => { toggleScreen().catch((e) => log('screen share failed', e)); });
   $('cam2-btn').addEventListener('click', () => { openCam2Picker().catch((e) => log('camera 2 failed', e)); });
   $('cam2-cancel').addEventListener('click', () => closeModal('cam2-picker'));
@@ -2624,7 +2625,7 @@ function wirePrecheck() {
   });
   tuxa.check = check;
   $('precheck').addEventListener('toggle', () => {
-    if ($('precheck').open) check.startMeter();
+    if ($as('details', 'precheck').open) check.startMeter();
     else check.stop();
   });
 }

@@ -1,3 +1,4 @@
+// @ts-check
 // The pre-call check: camera preview, microphone level, a speaker test tone,
 // and a connection test against this server (WebSocket round trip, whether
 // media reaches the SFU over UDP, TCP or neither, a throughput estimate),
@@ -166,9 +167,12 @@ async function checkRoom() {
 }
 
 /** The selected candidate pair and its local candidate, from a stats report. */
+/** @param {RTCStatsReport} report */
 function selectedPair(report) {
+  /** @type {Map<string, any>} stats objects differ by type; read by field */
   const byId = new Map();
   report.forEach((r) => byId.set(r.id, r));
+  /** @type {any} a candidate-pair stats object */
   let pair = null;
   report.forEach((r) => {
     if (r.type === 'transport' && r.selectedCandidatePairId) pair = byId.get(r.selectedCandidatePairId);
@@ -279,6 +283,10 @@ async function mediaTrip(s, tracks, { only = null, seconds = 5, log }) {
  * The whole connection test. `tracks`: what to publish (the preview's
  * tracks, cloned here so that stopping them leaves the preview alone).
  * `onStep(name)` reports progress. Resolves the result and its verdict.
+ */
+/**
+ * @param {MediaStreamTrack[]} tracks
+ * @param {{ onStep?: (step: string) => void, log?: (...args: any[]) => void }} [hooks]
  */
 export async function runConnectionTest(tracks, { onStep = () => {}, log = () => {} } = {}) {
   const result = { ws: { ok: false, rttMs: null }, media: null, tcpOnly: null, bps: null, verdict: 'none', refused: null };
@@ -423,6 +431,10 @@ function formatBps(bps) {
  * with (the join page passes its preview's; null: the check opens camera
  * and microphone itself, with a preview of its own). Returns the state
  * object the page exposes to tests.
+ */
+/**
+ * @param {HTMLElement} root
+ * @param {{ getTracks?: (() => (MediaStreamTrack | null)[]) | null, log?: (...args: any[]) => void }} [opts]
  */
 export function mountCheck(root, { getTracks = null, log = () => {} } = {}) {
   const state = { state: 'idle', micPeak: 0, tone: false, result: null };

@@ -1,3 +1,4 @@
+// @ts-check
 // Strings of the tuxa web client: Vietnamese (default) and English.
 //
 // No DOM use at import time, so Node can load it (the tests check that every

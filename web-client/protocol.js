@@ -1,3 +1,4 @@
+// @ts-check
 // tuxa signaling protocol, version 1 — the JavaScript mirror of
 // protocol/src/msg.rs and protocol/src/error.rs (see docs/protocol.md).
 //
@@ -221,11 +222,16 @@ export function decline_patient(ticket) {
   return { type: 'decline_patient', ticket: checkStr('decline_patient', ticket, 128) };
 }
 
-/** `transfer` — to a queue ({queue}) or a doctor ({doctor}), exactly one. */
+/**
+ * `transfer` — to a queue ({queue}) or a doctor ({doctor}), exactly one.
+ * @param {string} ticket
+ * @param {{ queue?: number, doctor?: number }} [to]
+ */
 export function transfer(ticket, { queue, doctor } = {}) {
   if ((queue === undefined) === (doctor === undefined)) {
     throw new TypeError('transfer: name exactly one of queue or doctor');
   }
+  /** @type {{ type: 'transfer', ticket: string, queue?: number, doctor?: number }} */
   const msg = { type: 'transfer', ticket: checkStr('transfer', ticket, 128) };
   if (queue !== undefined) msg.queue = checkUint('transfer queue', queue);
   if (doctor !== undefined) msg.doctor = checkUint('transfer doctor', doctor);
@@ -298,7 +304,11 @@ export const LINK_GRADES = Object.freeze(['good', 'fair', 'poor']);
  * (undefined, NaN) are left out; figures are clamped to the server's bounds
  * and rounded (integers but loss, a percentage).
  */
+/**
+ * @param {{ rtt_ms?: number, loss_pct?: number, jitter_ms?: number, frame_height?: number, audio_only?: boolean }} [sample]
+ */
 export function stats({ rtt_ms, loss_pct, jitter_ms, frame_height, audio_only } = {}) {
+  /** @type {{ rtt_ms?: number, loss_pct?: number, jitter_ms?: number, frame_height?: number, audio_only?: boolean }} */
   const out = {};
   const int = (v, max) => Math.min(max, Math.max(0, Math.round(v)));
   if (Number.isFinite(rtt_ms)) out.rtt_ms = int(rtt_ms, STATS_LIMITS.rtt_ms);

@@ -1,3 +1,4 @@
+// @ts-check
 // tuxa patient queue page: /q/{queue id}.
 //
 // Flow (docs/api.md "On-call queues and rosters", docs/protocol.md):
@@ -21,6 +22,7 @@
 import * as P from './protocol.js';
 import { pageLog, safeJson } from './session.js';
 import { Connection } from './connection.js';
+import { $as } from './console-util.js';
 import {
   t, tf, errorText, getLang, applyLang, mountLang,
 } from './i18n.js';
@@ -209,7 +211,7 @@ function renderStatus() {
   $('q-position').hidden = !position;
   $('q-estimate').textContent = estimate;
   $('q-estimate').hidden = !estimate;
-  const link = $('q-call-link');
+  const link = $as('a', 'q-call-link');
   link.hidden = !(s === 'call_ready' && tq.callUrl);
   if (tq.callUrl) link.href = tq.callUrl;
   // No cancelling once the doctor took the patient (the server refuses it).
@@ -264,21 +266,21 @@ let formErrorKey = null;
 function consentAnswers() {
   return {
     text_version: P.consentTextVersion(getLang()),
-    remote_examination: $('consent-exam').checked,
-    third_parties: $('consent-third').checked,
-    recording: $('consent-recording').checked,
+    remote_examination: $as('input', 'consent-exam').checked,
+    third_parties: $as('input', 'consent-third').checked,
+    recording: $as('input', 'consent-recording').checked,
   };
 }
 
 /** Nothing is ticked for the patient: not even a browser restoring a reloaded form. */
 function resetConsent() {
-  for (const id of ['consent-exam', 'consent-third', 'consent-recording']) $(id).checked = false;
+  for (const id of ['consent-exam', 'consent-third', 'consent-recording']) $as('input', id).checked = false;
   updateJoinButton();
 }
 
 function updateJoinButton() {
-  const blocked = !$('consent-exam').checked;
-  $('q-join-btn').disabled = blocked || tq.state !== 'form';
+  const blocked = !$as('input', 'consent-exam').checked;
+  $as('button', 'q-join-btn').disabled = blocked || tq.state !== 'form';
   $('consent-needed').hidden = !blocked;
 }
 
@@ -294,9 +296,9 @@ function setFormError(key, field = null) {
 }
 
 function readForm() {
-  const name = $('f-name').value.trim().replace(/\s+/g, ' ');
-  const phone = $('f-phone').value.trim();
-  const reason = $('f-reason').value.trim();
+  const name = $as('input', 'f-name').value.trim().replace(/\s+/g, ' ');
+  const phone = $as('input', 'f-phone').value.trim();
+  const reason = $as('textarea', 'f-reason').value.trim();
   if (!name) return { error: 'q_fill_needed', field: 'f-name' };
   if (!reason) return { error: 'q_fill_needed', field: 'f-reason' };
   const digits = phone.replace(/\D/g, '');
@@ -311,7 +313,7 @@ let pendingCard = null; // what queue_join will send
 function onSubmit(ev) {
   ev.preventDefault();
   if (tq.state !== 'form') return;
-  if (!$('consent-exam').checked) {
+  if (!$as('input', 'consent-exam').checked) {
     updateJoinButton();
     return;
   }
@@ -611,9 +613,9 @@ async function start() {
   tq.queue = info.ok;
   const card = readCard();
   if (card) {
-    $('f-name').value = card.name || '';
-    $('f-phone').value = card.phone || '';
-    $('f-reason').value = card.reason || '';
+    $as('input', 'f-name').value = card.name || '';
+    $as('input', 'f-phone').value = card.phone || '';
+    $as('textarea', 'f-reason').value = card.reason || '';
   }
   const stored = readStored();
   if (stored && Date.now() - stored.at < RESUME_GRACE_MS) {

@@ -1,3 +1,4 @@
+// @ts-check
 // tuxa staff console: /staff.
 //
 // Sign-in (username, password, the authenticator's 6-digit code) →
@@ -26,7 +27,7 @@ import {
   t, tf, errorText, roleName, getLang, applyLang, mountLang, STRINGS,
 } from './i18n.js';
 import {
-  apiErrorCode, flaggedTitle, createTabFlag, shareOrCopy,
+  apiErrorCode, flaggedTitle, createTabFlag, shareOrCopy, $as,
 } from './console-util.js';
 import { createConferences } from './console-conf.js';
 import { createCoordination } from './console-coord.js';
@@ -269,7 +270,7 @@ function renderOffer() {
   if (!o) return;
   $('offer-name').textContent = o.name;
   $('offer-reason').textContent = o.reason || '—';
-  const phone = $('offer-phone');
+  const phone = $as('a', 'offer-phone');
   phone.textContent = o.phone || '—';
   if (o.phone) phone.href = `tel:${o.phone.replace(/[^0-9+]/g, '')}`;
   else phone.removeAttribute('href');
@@ -282,17 +283,17 @@ function renderOffer() {
   $('offer-countdown').textContent = accepting ? t('st_accepting')
     : left > 0 ? tf('st_expires', { n: left }) : t('st_expired');
   $('offer-bar').style.width = `${offerTotal > 0 ? Math.max(0, Math.min(100, ((offerDeadline - performance.now()) / offerTotal) * 100)) : 0}%`;
-  $('accept-btn').disabled = accepting || left <= 0;
-  $('decline-btn').disabled = accepting || left <= 0;
+  $as('button', 'accept-btn').disabled = accepting || left <= 0;
+  $as('button', 'decline-btn').disabled = accepting || left <= 0;
 }
 
 function renderCall() {
   $('call-panel').hidden = !ts.onCall;
-  const link = $('open-call');
+  const link = $as('a', 'open-call');
   link.hidden = !ts.callUrl;
   if (ts.callUrl) link.href = ts.callUrl;
   $('popup-blocked').hidden = !ts.popupBlocked;
-  $('done-btn').disabled = pendingFree;
+  $as('button', 'done-btn').disabled = pendingFree;
 }
 
 function renderError() {
@@ -302,6 +303,7 @@ function renderError() {
   $('retry-btn').textContent = fatal.code === 'replaced' ? t('st_use_here') : t('retry');
 }
 
+/** @type {{ key?: string, code?: string, retryAfter?: number | null } | null} */
 let signinError = null; // {key} | {code, retryAfter}
 let signinNote = null; // a key
 
@@ -315,7 +317,7 @@ function renderSignin() {
   el.hidden = !signinError;
   $('signin-note').hidden = !signinNote;
   $('signin-note').textContent = signinNote ? t(signinNote) : '';
-  $('signin-btn').disabled = signingIn;
+  $as('button', 'signin-btn').disabled = signingIn;
   $('signin-btn').textContent = signingIn ? t('st_signing_in') : t('st_signin');
 }
 
@@ -333,6 +335,7 @@ function renderLang() {
 // HTTP.
 
 async function api(method, path, body) {
+  /** @type {RequestInit & { headers: Record<string, string> }} */
   const init = { method, cache: 'no-store', credentials: 'same-origin', headers: { Accept: 'application/json' } };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
@@ -382,9 +385,9 @@ async function onSignin(ev) {
   ev.preventDefault();
   primeAudio(); // a click: a later chime may play
   if (signingIn) return;
-  const username = $('username').value.trim().toLowerCase();
-  const password = $('password').value;
-  const code = $('totp').value.replace(/\s+/g, '');
+  const username = $as('input', 'username').value.trim().toLowerCase();
+  const password = $as('input', 'password').value;
+  const code = $as('input', 'totp').value.replace(/\s+/g, '');
   signinNote = null;
   if (!username || !password || !code) {
     signinError = { key: 'st_fields_needed' };
@@ -405,8 +408,8 @@ async function onSignin(ev) {
   signingIn = false;
   if (r.status === 200 && r.json && r.json.staff) {
     log('signed in as', r.json.staff.username);
-    $('password').value = '';
-    $('totp').value = '';
+    $as('input', 'password').value = '';
+    $as('input', 'totp').value = '';
     await enterConsole(r.json);
     return;
   }
@@ -419,7 +422,7 @@ async function onSignin(ev) {
   else if (r.status === 400) signinError = { code: 'login_failed' };
   else signinError = { code: r.json && r.json.error && r.json.error.code ? r.json.error.code : 'internal' };
   log('sign-in failed', r.status, signinError.code || signinError.key);
-  $('totp').value = '';
+  $as('input', 'totp').value = '';
   update();
   $('totp').focus();
 }
