@@ -1,3 +1,4 @@
+// @ts-check
 // tuxa browser client: join page → camera preview → call.
 //
 // Flow (docs/protocol.md, docs/api.md):
@@ -64,13 +65,14 @@
 
 import * as P from './protocol.js';
 import {
-  Keepalive, backoffMs, pageLog, safeJson, summarizeStats, cameraEncodings, setLayerActivity,
+  pageLog, safeJson, summarizeStats, cameraEncodings, setLayerActivity,
 } from './session.js';
+import { Connection } from './connection.js';
 import {
-  t, tf, errorText, roleName, getLang, setLang, onLangChange, locale, LANGS,
+  t, tf, errorText, roleName, getLang, applyLang, mountLang, locale,
 } from './i18n.js';
 import { mountCheck } from './check.js';
-import { createTabFlag, fmtVnDateTime } from './console-util.js';
+import { createTabFlag, fmtVnDateTime, $as } from './console-util.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -82,7 +84,6 @@ const tuxa = {
   ended: null, // room_ended: {reason, by?, contact?} (or {} when the link's consultation had ended)
   history: ['loading'], // every state this page has been in
   pc: null,
-  ws: null,
   room: null, // {id, kind, title}
   you: null, // our Participant (after joined) or the join-check identity
   participants: {}, // the others, by id (decimal string keys)
@@ -286,7 +287,7 @@ function rebuildLocalStream() {
   media.stream = new MediaStream(tracks);
   const videoOnly = media.video ? new MediaStream([media.video]) : null;
   for (const id of LOCAL_VIDEOS) {
-    const v = $(id);
+    const v = $as('video', id);
     if (v.srcObject !== videoOnly) v.srcObject = videoOnly;
     if (videoOnly) v.play().catch(() => {});
   }
@@ -448,14 +449,14 @@ async function cameraOn() {
 }
 
 function updateLocalUi() {
-  for (const b of document.querySelectorAll('.mic-toggle')) {
+  for (const b of /** @type {NodeListOf<HTMLButtonElement>} */ (document.querySelectorAll('.mic-toggle'))) {
     const off = media.micMuted || !media.audio;
     b.setAttribute('aria-pressed', String(off));
     b.classList.toggle('is-off', off);
     b.disabled = !media.audio;
     b.querySelector('.ctl-label').textContent = media.micMuted ? t('unmute_mic') : t('mute_mic');
   }
-  for (const b of document.querySelectorAll('.cam-toggle')) {
+  for (const b of /** @type {NodeListOf<HTMLButtonElement>} */ (document.querySelectorAll('.cam-toggle'))) {
     const off = media.camOff || !media.video;
     b.setAttribute('aria-pressed', String(off));
     b.classList.toggle('is-off', off);
@@ -476,30 +477,38 @@ function updateLocalUi() {
 
 function stopLocalMedia() {
   for (const tr of [media.audio, media.video]) if (tr) tr.stop();
-  for (const id of LOCAL_VIDEOS) $(id).srcObject = null;
+  for (const id of LOCAL_VIDEOS) $as('video', id).srcObject = null;
 }
 
 // ---------------------------------------------------------------------------
 // Signaling.
 
-let ws = null;
-const keepalive = new Keepalive((seq) => send(P.ping(seq)));
+// One session to /ws (connection.js): hello, keepalive, the silence watch
+// and the backoff of rejoins; this page decides when to rejoin (in a call
+// or the lobby) and checks its link first.
+const conn = new Connection({
+  log,
+  watchSilence: true,
+  describeSent: (msg) => (msg.type === 'offer' || msg.type === 'answer' ? `${msg.sdp.length}B` : ''),
+  onMessage: (msg) => onServerMsg(msg),
+  onLost: (lost) => {
+    if (['left', 'ended', 'error'].includes(tuxa.state)) return;
+    onSocketLost(lost.opened);
+  },
+  onSilent: () => {
+    if (['in-call', 'waiting'].includes(tuxa.state)) startReconnect('server silent');
+  },
+});
+// Tests close the live socket as a network would.
+Object.defineProperty(tuxa, 'ws', { get: () => conn.socket, enumerable: true });
 
+/** @param {{ type: string, [k: string]: any }} msg */
 function send(msg) {
-  if (!ws || ws.readyState !== WebSocket.OPEN) {
-    log('not sent (socket closed):', msg.type);
-    return false;
-  }
-  if (msg.type !== 'ping') log('→', msg.type, msg.type === 'offer' || msg.type === 'answer' ? `${msg.sdp.length}B` : '');
-  ws.send(P.encode(msg));
-  return true;
+  return conn.send(msg);
 }
 
 // ---------------------------------------------------------------------------
 // Consent (patients).
-
-/** Names the consent text shown (its wording per language and date). */
-const CONSENT_TEXT_VERSION = '2026-11';
 
 function needsConsent() {
   return !!identity && identity.role === 'patient';
@@ -533,26 +542,26 @@ function storeGiven(answers, via) {
 function consentAnswers() {
   if (given) return { ...given.answers };
   return {
-    text_version: `${getLang()}-${CONSENT_TEXT_VERSION}`,
-    remote_examination: $('consent-exam').checked,
-    third_parties: $('consent-third').checked,
-    recording: $('consent-recording').checked,
+    text_version: P.consentTextVersion(getLang()),
+    remote_examination: $as('input', 'consent-exam').checked,
+    third_parties: $as('input', 'consent-third').checked,
+    recording: $as('input', 'consent-recording').checked,
   };
 }
 
 /** "Xem hoặc thay đổi": the form again, with the patient's own answers in it. */
 function reopenConsent() {
   if (!given) return;
-  $('consent-exam').checked = given.answers.remote_examination;
-  $('consent-third').checked = given.answers.third_parties;
-  $('consent-recording').checked = given.answers.recording;
+  $as('input', 'consent-exam').checked = given.answers.remote_examination;
+  $as('input', 'consent-third').checked = given.answers.third_parties;
+  $as('input', 'consent-recording').checked = given.answers.recording;
   given = null;
   updateJoinButton();
   $('consent-exam').focus();
 }
 
 function consented() {
-  return !needsConsent() || !!given || $('consent-exam').checked;
+  return !needsConsent() || !!given || $as('input', 'consent-exam').checked;
 }
 
 function updateJoinButton() {
@@ -561,7 +570,7 @@ function updateJoinButton() {
   $('screen-preview').classList.toggle('asks-consent', !$('consent').hidden);
   $('consent-given').hidden = !(needsConsent() && given);
   $('consent-given-text').textContent = given ? t(given.via === 'queue' ? 'consent_given_queue' : 'consent_given_before') : '';
-  $('join-btn').disabled = blocked;
+  $as('button', 'join-btn').disabled = blocked;
   $('consent-needed').hidden = !blocked;
 }
 
@@ -575,42 +584,8 @@ function connect() {
   openSocket();
 }
 
-let lastHeard = 0; // performance.now() of the last frame from the server
-let silenceLimitMs = 2 * P.KEEPALIVE_INTERVAL_MS + 5000;
-
 function openSocket() {
-  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  let opened = false;
-  let sock;
-  try {
-    sock = new WebSocket(`${scheme}://${location.host}/ws`);
-  } catch (e) {
-    log('WebSocket failed', e);
-    onSocketLost(false);
-    return;
-  }
-  ws = sock;
-  tuxa.ws = sock;
-  sock.onopen = () => {
-    if (sock !== ws) return;
-    opened = true;
-    lastHeard = performance.now();
-    log('socket open');
-    send(P.hello());
-  };
-  sock.onmessage = (ev) => {
-    if (sock !== ws) return;
-    lastHeard = performance.now();
-    P.dispatchServerFrame(ev.data, onServerMsg, log);
-  };
-  sock.onerror = () => log('socket error');
-  sock.onclose = (ev) => {
-    log('socket closed', ev.code, ev.reason || '');
-    if (sock !== ws) return;
-    keepalive.stop();
-    if (['left', 'ended', 'error'].includes(tuxa.state)) return;
-    onSocketLost(opened);
-  };
+  conn.connect();
 }
 
 /** The WebSocket closed or could not open. In a call (or the lobby): rejoin. */
@@ -626,30 +601,28 @@ function onSocketLost(opened) {
 // Reconnecting (docs/protocol.md, "Reconnecting"): the server keeps our place
 // for its grace window; a join with the same token takes it back.
 
-const rc = { attempt: 0, timer: null };
-
 function startReconnect(reason) {
   if (['left', 'ended', 'error'].includes(tuxa.state)) return;
   log('reconnecting:', reason);
   dropCall();
   if (tuxa.state !== 'reconnecting') {
     tuxa.reconnects += 1;
-    rc.attempt = 0;
+    conn.resetBackoff();
     setState('reconnecting');
   }
   scheduleRetry();
 }
 
+function runRetry() {
+  retry().catch((e) => { log('retry failed', e); scheduleRetry(); });
+}
+
 function scheduleRetry() {
-  clearTimeout(rc.timer);
-  const delay = backoffMs(rc.attempt);
-  rc.attempt += 1;
+  const delay = conn.retryLater(runRetry);
   log('next attempt in', delay, 'ms');
-  rc.timer = setTimeout(() => { retry().catch((e) => { log('retry failed', e); scheduleRetry(); }); }, delay);
 }
 
 async function retry() {
-  rc.timer = null;
   if (tuxa.state !== 'reconnecting') return;
   // The link again: the consultation may have ended or the link expired
   // meanwhile (then there is nothing to retry), and TURN credentials renew.
@@ -673,15 +646,10 @@ async function retry() {
 
 /** Closes the WebSocket and the peer connection, keeping camera and microphone. */
 function dropCall() {
-  keepalive.stop();
+  conn.close(1000);
   stopStats();
   clearTimeout(iceTimer);
   iceTimer = null;
-  if (ws) {
-    const w = ws;
-    ws = null;
-    try { w.close(1000); } catch { /* ignore */ }
-  }
   if (pc) {
     try { pc.close(); } catch { /* ignore */ }
   }
@@ -700,19 +668,10 @@ function dropCall() {
   setBanner(null);
 }
 
-// A WebSocket can die without a close (a NAT forgets it, the phone changes
-// network): the server answers every ping, so a long silence means it is gone.
-setInterval(() => {
-  if (!['in-call', 'waiting'].includes(tuxa.state) || !ws || ws.readyState !== WebSocket.OPEN) return;
-  if (performance.now() - lastHeard > silenceLimitMs) startReconnect('server silent');
-}, 2000);
-
 window.addEventListener('online', () => {
-  if (tuxa.state === 'reconnecting' && rc.timer) {
-    clearTimeout(rc.timer);
-    rc.timer = null;
+  if (tuxa.state === 'reconnecting' && conn.retryPending) {
     log('network back: retrying now');
-    retry().catch((e) => { log('retry failed', e); scheduleRetry(); });
+    conn.retryNow();
   }
 });
 
@@ -720,8 +679,7 @@ function onServerMsg(msg) {
   if (msg.type !== 'pong') log('←', msg.type, describe(msg));
   switch (msg.type) {
     case 'welcome':
-      keepalive.start(msg.keepalive_interval_ms, P.KEEPALIVE_INTERVAL_MS);
-      if (msg.keepalive_interval_ms >= 1000) silenceLimitMs = 2 * msg.keepalive_interval_ms + 5000;
+      // The connection has started the keepalive at the welcome's interval.
       if (needsConsent()) {
         // The hub handles a session's messages in order: the consent is
         // recorded before the join is looked at. On a rejoin the answers
@@ -914,9 +872,8 @@ function renderWaiting() {
 
 function onJoined(msg) {
   if (tuxa.state === 'reconnecting') {
-    clearTimeout(rc.timer);
-    rc.timer = null;
-    rc.attempt = 0;
+    conn.cancelRetry();
+    conn.resetBackoff();
     log(msg.resumed ? 'reconnected: our place was kept' : 'reconnected as a new participant');
   }
   tuxa.room = msg.room;
@@ -1373,7 +1330,7 @@ function armIceRecovery() {
   iceTimer = setTimeout(() => {
     iceTimer = null;
     if (tuxa.state !== 'in-call' || !pc || ['connected', 'completed'].includes(pc.iceConnectionState)) return;
-    if (!ws || ws.readyState !== WebSocket.OPEN || typeof pc.restartIce !== 'function') {
+    if (!conn.isOpen || typeof pc.restartIce !== 'function') {
       startReconnect('ICE disconnected');
       return;
     }
@@ -2054,18 +2011,18 @@ function renderUnread() {
 }
 
 function renderChatCount() {
-  const input = $('chat-input');
+  const input = $as('textarea', 'chat-input');
   const left = P.MAX_CHAT_CHARS - P.charCount(input.value.trim());
   const el = $('chat-count');
   el.hidden = left > 200;
   el.classList.toggle('is-over', left < 0);
   el.textContent = left < 0 ? tf('call_chat_too_long', { max: P.MAX_CHAT_CHARS }) : tf('call_chat_chars_left', { n: left });
-  $('chat-send').disabled = P.chatTextProblem(input.value) !== null;
+  $as('button', 'chat-send').disabled = P.chatTextProblem(input.value) !== null;
 }
 
 function sendChat(ev) {
   if (ev) ev.preventDefault();
-  const input = $('chat-input');
+  const input = $as('textarea', 'chat-input');
   if (P.chatTextProblem(input.value) !== null) {
     renderChatCount();
     return;
@@ -2077,7 +2034,7 @@ function sendChat(ev) {
 }
 
 function renderChatTimes() {
-  for (const el of document.querySelectorAll('#chat-list .chat-time')) {
+  for (const el of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll('#chat-list .chat-time'))) {
     el.textContent = P.formatChatTime(Number(el.dataset.at), locale());
   }
   for (const li of document.querySelectorAll('#chat-list .chat-msg.is-mine .chat-name')) li.textContent = t('you');
@@ -2178,7 +2135,7 @@ async function openCam2Picker() {
   const main = media.video ? media.video.getSettings().deviceId : '';
   // Another device first; the main camera last (some capture cards show as
   // the same device in a second mode, and a fake or virtual camera may too).
-  cams.sort((a, b) => (a.deviceId === main) - (b.deviceId === main));
+  cams.sort((a, b) => Number(a.deviceId === main) - Number(b.deviceId === main));
   cams.forEach((d, i) => {
     const o = document.createElement('option');
     o.value = d.deviceId;
@@ -2187,12 +2144,12 @@ async function openCam2Picker() {
   });
   $('cam2-note').hidden = cams.some((d) => d.deviceId !== main);
   $('cam2-note').textContent = t('call_no_second_camera');
-  $('cam2-start').disabled = cams.length === 0;
+  $as('button', 'cam2-start').disabled = cams.length === 0;
   openModal('cam2-picker', 'cam2-select');
 }
 
 async function startCam2() {
-  const deviceId = $('cam2-select').value;
+  const deviceId = $as('select', 'cam2-select').value;
   closeModal('cam2-picker');
   if (!deviceId) return;
   let track;
@@ -2356,18 +2313,12 @@ async function checkExtraTiles() {
 // Leaving and tearing down.
 
 function teardown() {
-  keepalive.stop();
   stopStats();
-  clearTimeout(rc.timer);
   clearTimeout(iceTimer);
   if (pc) {
     try { pc.close(); } catch { /* ignore */ }
   }
-  if (ws) {
-    const w = ws;
-    ws = null;
-    try { w.close(1000); } catch { /* ignore */ }
-  }
+  conn.close(1000);
   for (const pid of [...tiles.keys()]) removeTile(pid);
   trackOwner.clear();
   stopAllExtras();
@@ -2453,17 +2404,13 @@ function renderEnded() {
 function leave() {
   log('leaving');
   stopStats();
-  clearTimeout(rc.timer);
   clearTimeout(iceTimer);
-  if (ws && ws.readyState === WebSocket.OPEN) send(P.leave());
+  if (conn.isOpen) send(P.leave());
   // Let the leave frame go out before the close.
-  const w = ws;
-  ws = null;
-  keepalive.stop();
+  conn.close(1000, { lingerMs: 200 });
   if (pc) {
     try { pc.close(); } catch { /* ignore */ }
   }
-  if (w) setTimeout(() => { try { w.close(1000); } catch { /* ignore */ } }, 200);
   for (const pid of [...tiles.keys()]) removeTile(pid);
   stopAllExtras();
   stopLocalMedia();
@@ -2476,19 +2423,9 @@ function leave() {
 // ---------------------------------------------------------------------------
 // Language.
 
-function applyLang() {
-  const lang = getLang();
-  document.documentElement.lang = lang;
-  for (const el of document.querySelectorAll('[data-i18n]')) {
-    el.textContent = t(el.dataset.i18n);
-  }
-  for (const el of document.querySelectorAll('[data-i18n-label]')) el.setAttribute('aria-label', t(el.dataset.i18nLabel));
-  for (const el of document.querySelectorAll('[data-i18n-placeholder]')) el.placeholder = t(el.dataset.i18nPlaceholder);
+/** What this page draws itself, in the new language (after i18n's applyLang). */
+function renderLang() {
   if (tuxa.room) $('room-title').textContent = tuxa.room.title;
-  const lb = $('lang-btn');
-  lb.textContent = t('lang_switch');
-  lb.setAttribute('aria-label', t('lang_switch_label'));
-  lb.lang = lang === 'vi' ? 'en' : 'vi';
   renderIdentity();
   updateJoinButton();
   renderWaiting();
@@ -2563,6 +2500,7 @@ async function joinCheck() {
 
 async function start() {
   applyLang();
+  renderLang();
   document.body.dataset.state = tuxa.state;
   if (!ROOM || !P.isRoomId(ROOM)) {
     fail('bad_link');
@@ -2596,16 +2534,12 @@ async function start() {
 }
 
 function wireUi() {
-  $('lang-btn').addEventListener('click', () => {
-    const i = LANGS.indexOf(getLang());
-    setLang(LANGS[(i + 1) % LANGS.length]);
-  });
-  onLangChange(applyLang);
+  mountLang(renderLang);
   // The click is the user gesture that lets remote audio autoplay.
   $('join-btn').addEventListener('click', primeChime);
   $('join-btn').addEventListener('click', connect);
   // Consent is never implied: not even by a browser restoring ticked boxes.
-  for (const id of ['consent-exam', 'consent-third', 'consent-recording']) $(id).checked = false;
+  for (const id of ['consent-exam', 'consent-third', 'consent-recording']) $as('input', id).checked = false;
   $('consent-exam').addEventListener('change', updateJoinButton);
   $('leave-btn').addEventListener('click', onLeaveClick);
   $('end-all-btn').addEventListener('click', endForEveryone);
@@ -2620,8 +2554,8 @@ function wireUi() {
   });
   for (const b of document.querySelectorAll('.mic-toggle')) b.addEventListener('click', toggleMic);
   for (const b of document.querySelectorAll('.cam-toggle')) b.addEventListener('click', toggleCam);
-  $('camera-select').addEventListener('change', (e) => switchDevice('video', e.target.value));
-  $('mic-select').addEventListener('change', (e) => switchDevice('audio', e.target.value));
+  $('camera-select').addEventListener('change', () => switchDevice('video', $as('select', 'camera-select').value));
+  $('mic-select').addEventListener('change', () => switchDevice('audio', $as('select', 'mic-select').value));
   $('flip-btn').addEventListener('click', () => nextCamera());
   // In the call: panels, chat, chairing, screen share and second camera.
   $('people-btn').addEventListener('click', () => openPanel('people'));
@@ -2649,10 +2583,10 @@ function wireUi() {
   $('more-btn').addEventListener('click', () => setMoreOpen($('more-btn').getAttribute('aria-expanded') !== 'true'));
   // A choice in the menu closes it (its own handler ran first: the click bubbles here after).
   $('more-menu').addEventListener('click', (e) => {
-    if (e.target.closest('button') && PHONE_BAR.matches) setMoreOpen(false, { focus: false });
+    if (e.target instanceof Element && e.target.closest('button') && PHONE_BAR.matches) setMoreOpen(false, { focus: false });
   });
   document.addEventListener('click', (e) => {
-    if (!e.target.closest('.controls')) setMoreOpen(false, { focus: false });
+    if (!(e.target instanceof Element && e.target.closest('.controls'))) setMoreOpen(false, { focus: false });
   });
   // (Safari before 14 has only the old addListener.)
   const onBarChange = () => setMoreOpen(false, { focus: false });
@@ -2660,7 +2594,7 @@ function wireUi() {
   else if (PHONE_BAR.addListener) PHONE_BAR.addListener(onBarChange);
   $('consent-change').addEventListener('click', reopenConsent);
   // Wide screens show the device pickers; phones keep them folded under the join button.
-  if (window.matchMedia('(min-width: 760px)').matches) $('devices').open = true;
+  if (window.matchMedia('(min-width: 760px)').matches) $as('details', 'devices').open = true;
   $('screen-btn').addEventListener('click', () => { toggleScreen().catch((e) => log('screen share failed', e)); });
   $('cam2-btn').addEventListener('click', () => { openCam2Picker().catch((e) => log('camera 2 failed', e)); });
   $('cam2-cancel').addEventListener('click', () => closeModal('cam2-picker'));
@@ -2676,8 +2610,8 @@ function wireUi() {
   }
   // Closing the tab: say goodbye so the others see "left", not "disconnected".
   window.addEventListener('pagehide', () => {
-    if ((tuxa.state === 'in-call' || tuxa.state === 'waiting') && ws && ws.readyState === WebSocket.OPEN) {
-      try { ws.send(P.encode(P.leave())); } catch { /* ignore */ }
+    if ((tuxa.state === 'in-call' || tuxa.state === 'waiting') && conn.isOpen) {
+      try { send(P.leave()); } catch { /* ignore */ }
     }
   });
 }
@@ -2691,7 +2625,7 @@ function wirePrecheck() {
   });
   tuxa.check = check;
   $('precheck').addEventListener('toggle', () => {
-    if ($('precheck').open) check.startMeter();
+    if ($as('details', 'precheck').open) check.startMeter();
     else check.stop();
   });
 }

@@ -1,3 +1,4 @@
+// @ts-check
 // The pre-call check: camera preview, microphone level, a speaker test tone,
 // and a connection test against this server (WebSocket round trip, whether
 // media reaches the SFU over UDP, TCP or neither, a throughput estimate),
@@ -9,7 +10,9 @@
 // leave. No DOM use at import time (the pure helpers are tested under Node).
 
 import * as P from './protocol.js';
-import { t, tf, getLang, setLang, LANGS, onLangChange } from './i18n.js';
+import {
+  t, tf, getLang, onLangChange, applyLang, mountLang,
+} from './i18n.js';
 
 // ---------------------------------------------------------------------------
 // Pure helpers.
@@ -164,9 +167,12 @@ async function checkRoom() {
 }
 
 /** The selected candidate pair and its local candidate, from a stats report. */
+/** @param {RTCStatsReport} report */
 function selectedPair(report) {
+  /** @type {Map<string, any>} stats objects differ by type; read by field */
   const byId = new Map();
   report.forEach((r) => byId.set(r.id, r));
+  /** @type {any} a candidate-pair stats object */
   let pair = null;
   report.forEach((r) => {
     if (r.type === 'transport' && r.selectedCandidatePairId) pair = byId.get(r.selectedCandidatePairId);
@@ -277,6 +283,10 @@ async function mediaTrip(s, tracks, { only = null, seconds = 5, log }) {
  * The whole connection test. `tracks`: what to publish (the preview's
  * tracks, cloned here so that stopping them leaves the preview alone).
  * `onStep(name)` reports progress. Resolves the result and its verdict.
+ */
+/**
+ * @param {MediaStreamTrack[]} tracks
+ * @param {{ onStep?: (step: string) => void, log?: (...args: any[]) => void }} [hooks]
  */
 export async function runConnectionTest(tracks, { onStep = () => {}, log = () => {} } = {}) {
   const result = { ws: { ok: false, rttMs: null }, media: null, tcpOnly: null, bps: null, verdict: 'none', refused: null };
@@ -421,6 +431,10 @@ function formatBps(bps) {
  * with (the join page passes its preview's; null: the check opens camera
  * and microphone itself, with a preview of its own). Returns the state
  * object the page exposes to tests.
+ */
+/**
+ * @param {HTMLElement} root
+ * @param {{ getTracks?: (() => (MediaStreamTrack | null)[]) | null, log?: (...args: any[]) => void }} [opts]
  */
 export function mountCheck(root, { getTracks = null, log = () => {} } = {}) {
   const state = { state: 'idle', micPeak: 0, tone: false, result: null };
@@ -576,16 +590,6 @@ export function mountCheck(root, { getTracks = null, log = () => {} } = {}) {
 // ---------------------------------------------------------------------------
 // The /check page.
 
-function applyStaticLang() {
-  document.documentElement.lang = getLang();
-  for (const e of document.querySelectorAll('[data-i18n]')) e.textContent = t(e.dataset.i18n);
-  const lb = document.getElementById('lang-btn');
-  if (lb) {
-    lb.textContent = t('lang_switch');
-    lb.setAttribute('aria-label', t('lang_switch_label'));
-  }
-}
-
 if (typeof document !== 'undefined' && document.getElementById('check-page')) {
   const entries = [];
   const log = (...a) => {
@@ -595,10 +599,6 @@ if (typeof document !== 'undefined' && document.getElementById('check-page')) {
   const state = mountCheck(document.getElementById('check-body'), { log });
   state.log = entries;
   globalThis.tuxaCheck = state;
-  document.getElementById('lang-btn').addEventListener('click', () => {
-    const i = LANGS.indexOf(getLang());
-    setLang(LANGS[(i + 1) % LANGS.length]);
-  });
-  onLangChange(applyStaticLang);
-  applyStaticLang();
+  mountLang();
+  applyLang();
 }

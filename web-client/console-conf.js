@@ -1,3 +1,4 @@
+// @ts-check
 // The staff console's "Hội chẩn" (case conferences) tab: the requests one
 // sees (GET /api/v1/conferences), a new request with its attachments
 // (doctors and nurses), and per request what one's role allows: schedule or
@@ -8,14 +9,14 @@
 // joinNotBefore, guestUrl, uploads, error, …}.
 
 import { t, tf, getLang, roleName } from './i18n.js';
+import { consentTextVersion } from './protocol.js';
 import {
   h, fill, fmtVnDateTime, fmtVnTime, toVnInputValue, fromVnInputValue, sortConferences,
   conferenceRights, attachmentProblem, attachmentType, fmtBytes, MAX_ATTACHMENT_BYTES,
-  fetchQrDataUrl, shareOrCopy,
+  fetchQrDataUrl, shareOrCopy, $as,
 } from './console-util.js';
 
 const $ = (id) => document.getElementById(id);
-const CONSENT_TEXT_VERSION = 'conf-2026-11';
 const LIST_REFRESH_MS = 30_000;
 
 /** An element whose text is a UI string, relabelled on a language switch. */
@@ -32,7 +33,7 @@ const tx = (tag, key, attrs = {}) => h(tag, { ...attrs, 'data-i18n': key }, t(ke
 export function exportButtons(ctx, consultationId, prefix, onError) {
   const id = encodeURIComponent(consultationId);
   const save = async (format, path, filename) => {
-    const el = document.getElementById(`${prefix}-export-${format}`);
+    const el = /** @type {HTMLButtonElement | null} */ (document.getElementById(`${prefix}-export-${format}`));
     if (el) el.disabled = true;
     let res = null;
     try {
@@ -301,7 +302,7 @@ export function createConferences(ctx) {
       h('ul', { class: 'cs-files', id: 'conf-uploads', 'aria-live': 'polite' }),
       rights.attach ? h('label', { class: 'tf', for: 'conf-more-files' },
         tx('span', 'conf_add_files', { class: 'tf-label' }),
-        h('input', { id: 'conf-more-files', type: 'file', multiple: true, accept: $('cf-files').accept, onchange: (ev) => {
+        h('input', { id: 'conf-more-files', type: 'file', multiple: true, accept: $as('input', 'cf-files').accept, onchange: (ev) => {
           const files = [...ev.target.files];
           ev.target.value = '';
           queueUploads(c.id, files);
@@ -322,7 +323,7 @@ export function createConferences(ctx) {
     }
     if (rights.guestLink) parts.push(guestBlock(c));
     if (c.conclusion || rights.conclusion) parts.push(conclusionBlock(c, rights));
-    if (rights.schedule) parts.push(scheduleBlock(c, rights));
+    if (rights.schedule) parts.push(scheduleBlock(c));
     if (rights.decline) parts.push(declineBlock(c));
     if (rights.reschedule && sched) parts.push(rescheduleBlock(c));
     if (rights.cancel) parts.push(cancelBlock(c));
@@ -423,14 +424,14 @@ export function createConferences(ctx) {
   }
 
   async function guestLink(id) {
-    const name = $('cg-name').value.trim();
+    const name = $as('input', 'cg-name').value.trim();
     if (!name) {
       setFormError('cg-error', { key: 'conf_err_guest_name' });
       $('cg-name').focus();
       return;
     }
-    const body = { role: $('cg-role').value, name };
-    const facility = $('cg-facility').value.trim();
+    const body = { role: $as('select', 'cg-role').value, name };
+    const facility = $as('input', 'cg-facility').value.trim();
     if (facility) body.facility = facility;
     const r = await ctx.api('POST', `/api/v1/conferences/${id}/guest-link`, body);
     if ((r.status === 201 || r.status === 200) && r.json && r.json.url) {
@@ -438,7 +439,7 @@ export function createConferences(ctx) {
       cs.guestQr = null;
       renderDetail();
       $('cg-url')?.focus();
-      $('cg-url')?.select();
+      $as('input', 'cg-url')?.select();
     } else if (r.status !== 401) setFormError('cg-error', { code: r.code });
   }
 
@@ -460,7 +461,7 @@ export function createConferences(ctx) {
   }
 
   async function copyGuestUrl() {
-    const input = $('cg-url');
+    const input = $as('input', 'cg-url');
     let ok = false;
     try {
       await navigator.clipboard.writeText(input.value);
@@ -483,7 +484,7 @@ export function createConferences(ctx) {
   // a redraw would take the button from under a click.
 
   async function loadRecords() {
-    if (!$('conf-records').open) return;
+    if (!$as('details', 'conf-records').open) return;
     const r = await ctx.api('GET', '/api/v1/consultations?status=ended');
     const err = $('conf-records-error');
     if (r.status === 200 && r.json && Array.isArray(r.json.consultations)) {
@@ -524,13 +525,13 @@ export function createConferences(ctx) {
   }
 
   async function saveConclusion(id) {
-    const text = $('cc-text').value.trim();
+    const text = $as('textarea', 'cc-text').value.trim();
     if (!text) {
       setFormError('cc-error', { key: 'conf_err_conclusion' });
       return;
     }
     const body = { text };
-    const plan = $('cc-plan').value.trim();
+    const plan = $as('textarea', 'cc-plan').value.trim();
     if (plan) body.management_plan = plan;
     const r = await ctx.api('POST', `/api/v1/conferences/${id}/conclusion`, body);
     if (r.status === 200 && r.json && r.json.id != null) {
@@ -557,7 +558,7 @@ export function createConferences(ctx) {
   }
 
   function fillSchedulePickers() {
-    const chair = $('cs-chair');
+    const chair = $as('select', 'cs-chair');
     const box = $('cs-invitees');
     if (!chair || !box) return;
     const self = me().staff;
@@ -572,7 +573,7 @@ export function createConferences(ctx) {
     const doctors = [...cs.staff.filter((s) => s.role === 'doctor'), ...cs.staff.filter((s) => s.role === 'nurse')];
     fill(chair, tx('option', 'conf_pick_chair', { value: '' }), doctors.map((s) => h('option', { value: String(s.id) }, staffLabel(s))));
     if (keep) chair.value = keep;
-    const checked = new Set([...box.querySelectorAll('input:checked')].map((i) => i.value));
+    const checked = new Set([.../** @type {NodeListOf<HTMLInputElement>} */ (box.querySelectorAll('input:checked'))].map((i) => i.value));
     const requester = cs.open && cs.open.requested_by ? cs.open.requested_by.staff_id : null;
     const invitable = cs.staff.filter((s) => (s.role === 'doctor' || s.role === 'nurse' || s.role === 'coordinator') && s.id !== requester);
     fill(box, invitable.map((s) => h('label', { class: 'check cs-invitee', dataset: { name: `${s.name} ${s.username}`.toLowerCase() } },
@@ -581,8 +582,8 @@ export function createConferences(ctx) {
   }
 
   function filterInvitees() {
-    const q = $('cs-filter').value.trim().toLowerCase();
-    for (const l of $('cs-invitees').querySelectorAll('.cs-invitee')) l.hidden = !!q && !l.dataset.name.includes(q);
+    const q = $as('input', 'cs-filter').value.trim().toLowerCase();
+    for (const l of /** @type {NodeListOf<HTMLElement>} */ ($('cs-invitees').querySelectorAll('.cs-invitee'))) l.hidden = !!q && !l.dataset.name.includes(q);
   }
 
   function defaultStart() {
@@ -611,7 +612,7 @@ export function createConferences(ctx) {
 
   async function schedule(id) {
     setFormError('cs-error', null);
-    const startsAt = fromVnInputValue($('cs-start').value);
+    const startsAt = fromVnInputValue($as('input', 'cs-start').value);
     if (startsAt == null) {
       setFormError('cs-error', { key: 'conf_err_start' });
       $('cs-start').focus();
@@ -622,17 +623,17 @@ export function createConferences(ctx) {
       $('cs-start').focus();
       return;
     }
-    const chair = Number($('cs-chair').value);
+    const chair = Number($as('select', 'cs-chair').value);
     if (!chair) {
       setFormError('cs-error', { key: 'conf_err_chair' });
       $('cs-chair').focus();
       return;
     }
-    const invite = [...$('cs-invitees').querySelectorAll('input:checked')].map((i) => Number(i.value)).filter((x) => x && x !== chair);
-    const body = { starts_at: startsAt, duration_min: Number($('cs-duration').value), chair_staff_id: chair, invite_staff_ids: invite };
-    $('cs-submit').disabled = true;
+    const invite = [.../** @type {NodeListOf<HTMLInputElement>} */ ($('cs-invitees').querySelectorAll('input:checked'))].map((i) => Number(i.value)).filter((x) => x && x !== chair);
+    const body = { starts_at: startsAt, duration_min: Number($as('select', 'cs-duration').value), chair_staff_id: chair, invite_staff_ids: invite };
+    $as('button', 'cs-submit').disabled = true;
     const r = await ctx.api('POST', `/api/v1/conferences/${id}/schedule`, body);
-    if ($('cs-submit')) $('cs-submit').disabled = false;
+    if ($('cs-submit')) $as('button', 'cs-submit').disabled = false;
     if (r.status === 200 && r.json && r.json.id != null) {
       setOpen(r.json);
       showNotice('conf_scheduled_ok');
@@ -650,7 +651,7 @@ export function createConferences(ctx) {
   }
 
   async function decline(id) {
-    const reason = $('cd-reason').value.trim();
+    const reason = $as('textarea', 'cd-reason').value.trim();
     if (!reason) {
       setFormError('cd-error', { key: 'conf_err_reason' });
       $('cd-reason').focus();
@@ -675,7 +676,7 @@ export function createConferences(ctx) {
     // The input's own display follows the browser's locale: the line under it
     // says the chosen time as dd/mm/yyyy HH:MM, Vietnam time, whatever that is.
     const showNew = () => {
-      const at = fromVnInputValue($('cr-start').value);
+      const at = fromVnInputValue($as('input', 'cr-start').value);
       $('cr-start-vn').textContent = at == null ? '' : `${t('conf_new_time')} ${fmtVnDateTime(at)} (${t('conf_vn_time')})`;
     };
     const block = h('details', { class: 'cs-block', id: 'conf-reschedule' },
@@ -701,7 +702,7 @@ export function createConferences(ctx) {
 
   async function reschedule(id) {
     setFormError('cr-error', null);
-    const startsAt = fromVnInputValue($('cr-start').value);
+    const startsAt = fromVnInputValue($as('input', 'cr-start').value);
     if (startsAt == null) {
       setFormError('cr-error', { key: 'conf_err_start' });
       $('cr-start').focus();
@@ -712,11 +713,11 @@ export function createConferences(ctx) {
       $('cr-start').focus();
       return;
     }
-    $('cr-submit').disabled = true;
+    $as('button', 'cr-submit').disabled = true;
     const r = await ctx.api('POST', `/api/v1/conferences/${id}/reschedule`, {
-      starts_at: startsAt, duration_min: Number($('cr-duration').value),
+      starts_at: startsAt, duration_min: Number($as('select', 'cr-duration').value),
     });
-    if ($('cr-submit')) $('cr-submit').disabled = false;
+    if ($('cr-submit')) $as('button', 'cr-submit').disabled = false;
     if (r.status === 200 && r.json && r.json.id != null) {
       setOpen(r.json);
       showNotice('conf_rescheduled_ok');
@@ -727,7 +728,7 @@ export function createConferences(ctx) {
     const ask = (on) => {
       $('cx-confirm').hidden = !on;
       $('cx-submit').hidden = on;
-      $('cx-reason').readOnly = on;
+      $as('textarea', 'cx-reason').readOnly = on;
       (on ? $('cx-no') : $('cx-submit')).focus();
     };
     return h('details', { class: 'cs-block', id: 'conf-cancel' },
@@ -735,7 +736,7 @@ export function createConferences(ctx) {
       h('form', { class: 'st-form', id: 'conf-cancel-form', novalidate: true, onsubmit: (ev) => {
         ev.preventDefault();
         setFormError('cx-error', null);
-        if (!$('cx-reason').value.trim()) {
+        if (!$as('textarea', 'cx-reason').value.trim()) {
           setFormError('cx-error', { key: 'conf_err_cancel_reason' });
           $('cx-reason').focus();
           return;
@@ -754,10 +755,10 @@ export function createConferences(ctx) {
   }
 
   async function cancelConference(id) {
-    const reason = $('cx-reason').value.trim();
-    $('cx-yes').disabled = true;
+    const reason = $as('textarea', 'cx-reason').value.trim();
+    $as('button', 'cx-yes').disabled = true;
     const r = await ctx.api('POST', `/api/v1/conferences/${id}/cancel`, { reason });
-    if ($('cx-yes')) $('cx-yes').disabled = false;
+    if ($('cx-yes')) $as('button', 'cx-yes').disabled = false;
     if (r.status === 200 && r.json && r.json.id != null) {
       setOpen(r.json);
       showNotice('conf_cancelled_ok');
@@ -774,7 +775,7 @@ export function createConferences(ctx) {
     showNotice(null);
     cs.view = 'form';
     setFormErrorForm(null);
-    for (const id of ['cf-consent-exam', 'cf-consent-third', 'cf-consent-recording']) $(id).checked = false;
+    for (const id of ['cf-consent-exam', 'cf-consent-third', 'cf-consent-recording']) $as('input', id).checked = false;
     render();
     $('cf-to').focus();
     if (!cs.facilities) {
@@ -788,11 +789,11 @@ export function createConferences(ctx) {
         return;
       }
     }
-    const keep = $('cf-to').value;
+    const keep = $as('select', 'cf-to').value;
     fill($('cf-to'), tx('option', 'conf_pick_facility', { value: '' }),
       cs.facilities.map((f) => h('option', { value: String(f.id) }, f.name)));
-    if (keep) $('cf-to').value = keep;
-    else if (cs.facilities.length === 1) $('cf-to').value = String(cs.facilities[0].id);
+    if (keep) $as('select', 'cf-to').value = keep;
+    else if (cs.facilities.length === 1) $as('select', 'cf-to').value = String(cs.facilities[0].id);
   }
 
   function closeForm() {
@@ -817,7 +818,7 @@ export function createConferences(ctx) {
   }
 
   function onFilesChosen() {
-    chosenFiles = [...$('cf-files').files];
+    chosenFiles = [...$as('input', 'cf-files').files];
     renderFileList();
   }
 
@@ -826,7 +827,7 @@ export function createConferences(ctx) {
     if (cs.busy) return;
     setFormErrorForm(null);
     const need = (id, key) => {
-      if ($(id).value.trim()) return false;
+      if (/** @type {HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement} */ ($(id)).value.trim()) return false;
       setFormErrorForm({ key });
       $(id).setAttribute('aria-invalid', 'true');
       $(id).focus();
@@ -835,7 +836,7 @@ export function createConferences(ctx) {
     for (const id of ['cf-to', 'cf-specialty', 'cf-pname', 'cf-summary', 'cf-question']) $(id).removeAttribute('aria-invalid');
     if (need('cf-to', 'conf_err_facility') || need('cf-specialty', 'conf_err_specialty') || need('cf-pname', 'conf_err_patient')
       || need('cf-summary', 'conf_err_summary') || need('cf-question', 'conf_err_question')) return;
-    const yearText = $('cf-pyear').value.trim();
+    const yearText = $as('input', 'cf-pyear').value.trim();
     const year = yearText ? Number(yearText) : null;
     if (yearText && !(Number.isInteger(year) && year >= 1900 && year <= new Date().getFullYear())) {
       setFormErrorForm({ key: 'conf_err_birth_year' });
@@ -843,7 +844,7 @@ export function createConferences(ctx) {
       return;
     }
     // Spaces as people group the digits are dropped; then exactly 12 digits.
-    const citizenId = $('cf-pcitizen').value.replace(/\s+/g, '');
+    const citizenId = $as('input', 'cf-pcitizen').value.replace(/\s+/g, '');
     $('cf-pcitizen').removeAttribute('aria-invalid');
     if (citizenId && !/^[0-9]{12}$/.test(citizenId)) {
       setFormErrorForm({ key: 'conf_err_citizen_id' });
@@ -851,7 +852,7 @@ export function createConferences(ctx) {
       $('cf-pcitizen').focus();
       return;
     }
-    if (!$('cf-consent-exam').checked) {
+    if (!$as('input', 'cf-consent-exam').checked) {
       setFormErrorForm({ key: 'conf_err_consent' });
       $('cf-consent-exam').focus();
       return;
@@ -862,33 +863,33 @@ export function createConferences(ctx) {
       $('cf-files').focus();
       return;
     }
-    const patient = { name: $('cf-pname').value.trim() };
+    const patient = { name: $as('input', 'cf-pname').value.trim() };
     if (year) patient.birth_year = year;
-    if ($('cf-psex').value) patient.sex = $('cf-psex').value;
-    const address = $('cf-paddress').value.trim();
+    if ($as('select', 'cf-psex').value) patient.sex = $as('select', 'cf-psex').value;
+    const address = $as('input', 'cf-paddress').value.trim();
     if (address) patient.address = address;
-    const recordNumber = $('cf-precord').value.trim();
+    const recordNumber = $as('input', 'cf-precord').value.trim();
     if (recordNumber) patient.record_number = recordNumber;
     if (citizenId) patient.citizen_id = citizenId;
     const body = {
-      to_facility_id: Number($('cf-to').value),
-      specialty: $('cf-specialty').value.trim(),
-      urgency: document.querySelector('input[name="cf-urgency"]:checked')?.value || 'routine',
+      to_facility_id: Number($as('select', 'cf-to').value),
+      specialty: $as('input', 'cf-specialty').value.trim(),
+      urgency: /** @type {HTMLInputElement | null} */ (document.querySelector('input[name="cf-urgency"]:checked'))?.value || 'routine',
       patient,
-      summary: $('cf-summary').value.trim(),
-      question: $('cf-question').value.trim(),
+      summary: $as('textarea', 'cf-summary').value.trim(),
+      question: $as('textarea', 'cf-question').value.trim(),
       consent: {
-        text_version: `${getLang()}-${CONSENT_TEXT_VERSION}`,
+        text_version: consentTextVersion(getLang(), { conference: true }),
         remote_examination: true,
-        third_parties: $('cf-consent-third').checked,
-        recording: $('cf-consent-recording').checked,
+        third_parties: $as('input', 'cf-consent-third').checked,
+        recording: $as('input', 'cf-consent-recording').checked,
       },
     };
     cs.busy = true;
-    $('cf-submit').disabled = true;
+    $as('button', 'cf-submit').disabled = true;
     const r = await ctx.api('POST', '/api/v1/conferences', body);
     cs.busy = false;
-    $('cf-submit').disabled = false;
+    $as('button', 'cf-submit').disabled = false;
     if ((r.status === 201 || r.status === 200) && r.json && r.json.id != null) {
       ctx.log('conference requested', r.json.id);
       const files = chosenFiles;
@@ -908,7 +909,7 @@ export function createConferences(ctx) {
   }
 
   function resetForm() {
-    $('conf-form').reset();
+    $as('form', 'conf-form').reset();
     chosenFiles = [];
     renderFileList();
   }
@@ -976,7 +977,7 @@ export function createConferences(ctx) {
   }
 
   function renderUploadProgress(u) {
-    const bar = document.querySelector(`#conf-uploads li[data-key="${u.key}"] progress`);
+    const bar = /** @type {HTMLProgressElement | null} */ (document.querySelector(`#conf-uploads li[data-key="${u.key}"] progress`));
     if (bar) bar.value = Math.round(u.progress * 100);
   }
 
@@ -1002,7 +1003,7 @@ export function createConferences(ctx) {
   $('cf-files').addEventListener('change', onFilesChosen);
   $('conf-refresh-btn').addEventListener('click', () => (cs.view === 'detail' && cs.openId != null ? openRequest(cs.openId) : (loadList(), loadRecords())));
   $('conf-records').addEventListener('toggle', loadRecords);
-  $('conf-sort').addEventListener('change', () => { cs.sort = $('conf-sort').value; renderList(); });
+  $('conf-sort').addEventListener('change', () => { cs.sort = $as('select', 'conf-sort').value; renderList(); });
 
   return {
     /** The tab is shown: load, and keep the list fresh while it stays shown. */
@@ -1034,7 +1035,7 @@ export function createConferences(ctx) {
       fill($('conf-list'));
       fill($('conf-detail'));
       cs.records = null;
-      $('conf-records').open = false;
+      $as('details', 'conf-records').open = false;
       fill($('conf-records-list'));
     },
     render,

@@ -1,3 +1,4 @@
+// @ts-check
 // The staff console's "Điều phối" (coordination) tab, for coordinators and
 // administrators: what is happening now (GET /api/v1/live every 5 s while
 // it is on screen), queues and their rosters, the directory (facilities,
@@ -15,7 +16,7 @@
 
 import { t, tf, roleName, getLang } from './i18n.js';
 import {
-  h, fill, fmtVnTime, toVnDateValue, vnDayRange, parseHhMm, fmtMinutes, svgDataUrl,
+  h, fill, fmtVnTime, toVnDateValue, vnDayRange, parseHhMm, fmtMinutes, svgDataUrl, $as,
 } from './console-util.js';
 
 const $ = (id) => document.getElementById(id);
@@ -89,7 +90,7 @@ export function createCoordination(ctx) {
   // -------------------------------------------------------------------------
   // Live.
 
-  const liveVisible = () => shown && $('coord-live').open && document.visibilityState === 'visible';
+  const liveVisible = () => shown && $as('details', 'coord-live').open && document.visibilityState === 'visible';
 
   async function pollLive() {
     if (!liveVisible() || liveInFlight) return;
@@ -150,7 +151,7 @@ export function createCoordination(ctx) {
     else if (!list.length) body = h('p', { class: 'muted-text' }, t('console_no_tickets'));
     else {
       // Flagged first, then oldest first (the server's order).
-      const sorted = [...list].sort((a, b) => (b.flags.length > 0) - (a.flags.length > 0));
+      const sorted = [...list].sort((a, b) => Number(b.flags.length > 0) - Number(a.flags.length > 0));
       body = h('ul', { class: 'cs-tickets' }, sorted.map((tk) => h('li', {
         dataset: { handle: tk.handle }, class: tk.flags.length ? 'cs-alert' : null,
       },
@@ -171,7 +172,7 @@ export function createCoordination(ctx) {
     $('live-updated').textContent = co.liveAt ? tf('console_updated_at', { at: `${fmtVnTime(co.liveAt)}:${secs}` }) : '';
     if (!l) return;
     const qs = [...l.queues].sort((a, b) => (b.waiting || 0) - (a.waiting || 0) || String(a.name).localeCompare(String(b.name)));
-    fill($('live-queues').tBodies[0], qs.length ? qs.flatMap((q) => [h('tr', {
+    fill($as('table', 'live-queues').tBodies[0], qs.length ? qs.flatMap((q) => [h('tr', {
       class: (q.waiting > 0 && !q.doctors_available) ? 'cs-alert' : null, dataset: { queue: q.id },
     }, h('th', { scope: 'row' }, q.name, h('button', {
       type: 'button', class: 'btn btn-secondary cs-small', 'aria-expanded': ticketsOpen.has(q.id) ? 'true' : 'false',
@@ -179,7 +180,7 @@ export function createCoordination(ctx) {
     }, t('console_tickets'))), td(q.waiting, 'num'), td(q.offered, 'num'), td(q.calls, 'num'), td(q.doctors_available, 'num'),
     td(q.waiting > 0 ? fmtSecs(q.longest_wait_secs) : '—', 'num')), ticketsOpen.has(q.id) ? ticketRow(q.id) : null])
       : h('tr', {}, h('td', { colspan: '6', class: 'muted-text' }, t('console_none'))));
-    fill($('live-rooms').tBodies[0], l.rooms.length ? l.rooms.map((r) => h('tr', { class: r.waiting > 0 ? 'cs-alert' : null, dataset: { room: r.id } },
+    fill($as('table', 'live-rooms').tBodies[0], l.rooms.length ? l.rooms.map((r) => h('tr', { class: r.waiting > 0 ? 'cs-alert' : null, dataset: { room: r.id } },
       h('th', { scope: 'row' }, r.title || r.id, h('span', { class: 'cs-sub' }, facilityName(r.facility_id))),
       td(t(`console_kind_${r.kind}`)), td(r.in_room, 'num'), td(r.waiting, 'num'), td(t(r.locked ? 'conf_yes' : 'conf_no'))))
       : h('tr', {}, h('td', { colspan: '5', class: 'muted-text' }, t('console_none'))));
@@ -219,11 +220,11 @@ export function createCoordination(ctx) {
 
   function renderDirectory() {
     const tierText = (tier) => t(`console_tier_${tier}`);
-    fill($('dir-facilities').tBodies[0], co.facilities.map((f) => h('tr', { dataset: { id: f.id } },
+    fill($as('table', 'dir-facilities').tBodies[0], co.facilities.map((f) => h('tr', { dataset: { id: f.id } },
       h('th', { scope: 'row' }, f.name), td(tierText(f.tier)), td(f.parent_id == null ? '—' : facilityName(f.parent_id)))));
-    fill($('dir-practitioners').tBodies[0], co.practitioners.map((p) => h('tr', { dataset: { id: p.id } },
+    fill($as('table', 'dir-practitioners').tBodies[0], co.practitioners.map((p) => h('tr', { dataset: { id: p.id } },
       h('th', { scope: 'row' }, [p.title, p.name].filter(Boolean).join(' ')), td(p.licence_number), td(p.specialty), td(facilityName(p.facility_id)))));
-    fill($('dir-staff').tBodies[0], co.staff.map((s) => h('tr', { dataset: { id: s.id }, class: s.disabled ? 'cs-disabled' : null },
+    fill($as('table', 'dir-staff').tBodies[0], co.staff.map((s) => h('tr', { dataset: { id: s.id }, class: s.disabled ? 'cs-disabled' : null },
       h('th', { scope: 'row' }, s.username), td(s.name), td(staffRoleText(s.role)), td(facilityName(s.facility_id)),
       h('td', {}, t(s.disabled ? 'console_disabled' : 'console_active'),
         isAdmin() && s.id !== me()?.staff?.id ? h('button', {
@@ -261,11 +262,11 @@ export function createCoordination(ctx) {
   }
 
   function fillPractitioners() {
-    const fid = Number($('sf-facility').value);
+    const fid = Number($as('select', 'sf-facility').value);
     const taken = new Set(co.staff.map((s) => s.practitioner_id).filter((x) => x != null));
     const list = co.practitioners.filter((p) => p.facility_id === fid && !taken.has(p.id));
     fillSelect($('sf-practitioner'), [tx('option', 'console_pick_practitioner', { value: '' }), ...list.map((p) => option(p.id, `${p.title} ${p.name} · ${p.licence_number}`))]);
-    const clinical = ['doctor', 'nurse'].includes($('sf-role').value);
+    const clinical = ['doctor', 'nurse'].includes($as('select', 'sf-role').value);
     $('sf-practitioner-label').hidden = !clinical;
   }
 
@@ -280,7 +281,7 @@ export function createCoordination(ctx) {
     $('dir-secret-totp').textContent = c.totp?.secret || '';
     $('dir-secret-uri').textContent = c.totp?.otpauth_uri || '';
     // The same URI as a QR code for the authenticator app (drawn by the server).
-    const qr = $('dir-secret-qr');
+    const qr = $as('img', 'dir-secret-qr');
     qr.hidden = !c.totp?.qr_svg;
     if (c.totp?.qr_svg) qr.src = svgDataUrl(c.totp.qr_svg);
     else qr.removeAttribute('src');
@@ -301,7 +302,7 @@ export function createCoordination(ctx) {
 
   function required(ids, errId) {
     for (const id of ids) {
-      const el = $(id);
+      const el = /** @type {HTMLInputElement | HTMLSelectElement} */ ($(id));
       el.removeAttribute('aria-invalid');
       if (!String(el.value).trim()) {
         el.setAttribute('aria-invalid', 'true');
@@ -316,11 +317,11 @@ export function createCoordination(ctx) {
   async function createFacility(ev) {
     ev.preventDefault();
     if (!required(['ff-name'], 'dir-error')) return;
-    const body = { name: $('ff-name').value.trim(), tier: $('ff-tier').value };
-    if ($('ff-parent').value) body.parent_id = Number($('ff-parent').value);
+    const body = { name: $as('input', 'ff-name').value.trim(), tier: $as('select', 'ff-tier').value };
+    if ($as('select', 'ff-parent').value) body.parent_id = Number($as('select', 'ff-parent').value);
     const made = await post('/api/v1/facilities', body, 'dir-error');
     if (!made) return;
-    $('facility-form').reset();
+    $as('form', 'facility-form').reset();
     setNotice('dir-notice', 'console_created', { name: made.name });
     await loadDirectory();
   }
@@ -329,34 +330,34 @@ export function createCoordination(ctx) {
     ev.preventDefault();
     if (!required(['pf-name', 'pf-title', 'pf-licence', 'pf-specialty', 'pf-facility'], 'dir-error')) return;
     const made = await post('/api/v1/practitioners', {
-      name: $('pf-name').value.trim(), title: $('pf-title').value.trim(), licence_number: $('pf-licence').value.trim(),
-      specialty: $('pf-specialty').value.trim(), facility_id: Number($('pf-facility').value),
+      name: $as('input', 'pf-name').value.trim(), title: $as('input', 'pf-title').value.trim(), licence_number: $as('input', 'pf-licence').value.trim(),
+      specialty: $as('input', 'pf-specialty').value.trim(), facility_id: Number($as('select', 'pf-facility').value),
     }, 'dir-error');
     if (!made) return;
-    $('practitioner-form').reset();
+    $as('form', 'practitioner-form').reset();
     setNotice('dir-notice', 'console_created', { name: made.name });
     await loadDirectory();
   }
 
   async function createStaff(ev) {
     ev.preventDefault();
-    const clinical = ['doctor', 'nurse'].includes($('sf-role').value);
+    const clinical = ['doctor', 'nurse'].includes($as('select', 'sf-role').value);
     if (!required(['sf-username', 'sf-name', 'sf-facility', ...(clinical ? ['sf-practitioner'] : [])], 'dir-error')) return;
-    const password = $('sf-password').value;
+    const password = $as('input', 'sf-password').value;
     if (password && password.length < 10) {
       setError('dir-error', { key: 'console_err_password' });
       $('sf-password').focus();
       return;
     }
     const body = {
-      username: $('sf-username').value.trim().toLowerCase(), name: $('sf-name').value.trim(), role: $('sf-role').value,
-      facility_id: Number($('sf-facility').value),
+      username: $as('input', 'sf-username').value.trim().toLowerCase(), name: $as('input', 'sf-name').value.trim(), role: $as('select', 'sf-role').value,
+      facility_id: Number($as('select', 'sf-facility').value),
     };
-    if (clinical) body.practitioner_id = Number($('sf-practitioner').value);
+    if (clinical) body.practitioner_id = Number($as('select', 'sf-practitioner').value);
     if (password) body.password = password;
     const made = await post('/api/v1/staff', body, 'dir-error');
     if (!made) return;
-    $('staff-form').reset();
+    $as('form', 'staff-form').reset();
     co.created = made;
     setNotice('dir-notice', null);
     renderSecret();
@@ -390,7 +391,7 @@ export function createCoordination(ctx) {
   }
 
   function fillRosterStaff() {
-    const q = co.queues.find((x) => x.id === Number($('rf-queue').value));
+    const q = co.queues.find((x) => x.id === Number($as('select', 'rf-queue').value));
     const list = co.staff.filter((s) => !s.disabled && s.role === 'doctor' && (!q || s.facility_id === q.facility_id));
     fillSelect($('rf-staff'), list.map((s) => option(s.id, `${s.name} (${s.username})`)));
   }
@@ -401,7 +402,7 @@ export function createCoordination(ctx) {
 
   async function loadRoster() {
     fillRosterStaff();
-    const id = Number($('rf-queue').value);
+    const id = Number($as('select', 'rf-queue').value);
     if (!id) {
       co.roster = [];
       fill($('rf-roster'));
@@ -424,32 +425,32 @@ export function createCoordination(ctx) {
   async function createQueue(ev) {
     ev.preventDefault();
     if (!required(['qf-facility', 'qf-specialty'], 'qr-error')) return;
-    const body = { facility_id: Number($('qf-facility').value), specialty: $('qf-specialty').value.trim() };
-    if ($('qf-name').value.trim()) body.name = $('qf-name').value.trim();
+    const body = { facility_id: Number($as('select', 'qf-facility').value), specialty: $as('input', 'qf-specialty').value.trim() };
+    if ($as('input', 'qf-name').value.trim()) body.name = $as('input', 'qf-name').value.trim();
     const made = await post('/api/v1/queues', body, 'qr-error');
     if (!made) return;
-    $('qf-specialty').value = '';
-    $('qf-name').value = '';
+    $as('input', 'qf-specialty').value = '';
+    $as('input', 'qf-name').value = '';
     setNotice('qr-notice', 'console_queue_created', { name: made.name });
     await loadQueues();
-    $('rf-queue').value = String(made.id);
+    $as('select', 'rf-queue').value = String(made.id);
     await loadRoster();
   }
 
   async function addRoster(ev) {
     ev.preventDefault();
     if (!required(['rf-queue', 'rf-staff'], 'qr-error')) return;
-    const start = parseHhMm($('rf-start').value);
-    const midnight = $('rf-midnight').checked;
-    const end = midnight ? 1440 : parseHhMm($('rf-end').value);
+    const start = parseHhMm($as('input', 'rf-start').value);
+    const midnight = $as('input', 'rf-midnight').checked;
+    const end = midnight ? 1440 : parseHhMm($as('input', 'rf-end').value);
     if (start == null || end == null || end <= start) {
       setError('qr-error', { key: 'console_err_times' });
       $('rf-start').focus();
       return;
     }
-    const body = { staff_id: Number($('rf-staff').value), start: fmtMinutes(start), end: fmtMinutes(end) };
-    if ($('rf-weekday').value !== '') body.weekday = Number($('rf-weekday').value);
-    const made = await post(`/api/v1/queues/${$('rf-queue').value}/roster`, body, 'qr-error');
+    const body = { staff_id: Number($as('select', 'rf-staff').value), start: fmtMinutes(start), end: fmtMinutes(end) };
+    if ($as('select', 'rf-weekday').value !== '') body.weekday = Number($as('select', 'rf-weekday').value);
+    const made = await post(`/api/v1/queues/${$as('select', 'rf-queue').value}/roster`, body, 'qr-error');
     if (!made) return;
     setNotice('qr-notice', 'console_roster_added');
     await loadRoster();
@@ -459,10 +460,10 @@ export function createCoordination(ctx) {
   // Activity report.
 
   function reportQuery(format) {
-    const range = vnDayRange($('rp-from').value, $('rp-to').value);
+    const range = vnDayRange($as('input', 'rp-from').value, $as('input', 'rp-to').value);
     if (!range) return null;
     const q = new URLSearchParams({ from: String(range.from), to: String(range.to) });
-    if (provinceLevel() && $('rp-facility').value) q.set('facility', $('rp-facility').value);
+    if (provinceLevel() && $as('select', 'rp-facility').value) q.set('facility', $as('select', 'rp-facility').value);
     q.set('format', format);
     // The CSV's headers and kinds in the language of the console.
     if (format === 'csv') q.set('lang', getLang());
@@ -471,7 +472,7 @@ export function createCoordination(ctx) {
 
   function updateCsvLink() {
     const url = reportQuery('csv');
-    const a = $('rp-csv');
+    const a = $as('a', 'rp-csv');
     if (url) {
       a.href = url;
       a.removeAttribute('aria-disabled');
@@ -513,7 +514,7 @@ export function createCoordination(ctx) {
     const int = (v) => (v == null ? null : n.int.format(v));
     $('rp-table').hidden = !co.report || rows.length === 0;
     $('rp-empty').hidden = !co.report || rows.length > 0;
-    fill($('rp-table').tBodies[0], rows.map((r) => h('tr', {},
+    fill($as('table', 'rp-table').tBodies[0], rows.map((r) => h('tr', {},
       h('th', { scope: 'row' }, r.facility === NETWORK ? t('console_report_network') : r.facility), td(t(`console_kind_${r.kind}`)), td(int(r.count), 'num'), td(int(r.served), 'num'),
       td(int(r.abandoned), 'num'), td(r.drop_rate == null ? null : n.pct.format(r.drop_rate), 'num'),
       td(fmtSecs(r.wait_avg_secs), 'num'), td(fmtSecs(r.wait_max_secs), 'num'), td(fmtSecs(r.duration_avg_secs), 'num'))));
@@ -531,7 +532,7 @@ export function createCoordination(ctx) {
   $('queue-form').addEventListener('submit', createQueue);
   $('roster-form').addEventListener('submit', addRoster);
   $('rf-queue').addEventListener('change', loadRoster);
-  $('rf-midnight').addEventListener('change', () => { $('rf-end').disabled = $('rf-midnight').checked; });
+  $('rf-midnight').addEventListener('change', () => { $as('input', 'rf-end').disabled = $as('input', 'rf-midnight').checked; });
   $('facility-form').addEventListener('submit', createFacility);
   $('practitioner-form').addEventListener('submit', createPractitioner);
   $('staff-form').addEventListener('submit', createStaff);
@@ -543,8 +544,8 @@ export function createCoordination(ctx) {
 
   function initReportDates() {
     const now = Math.floor(Date.now() / 1000);
-    if (!$('rp-from').value) $('rp-from').value = toVnDateValue(now - 29 * 86_400);
-    if (!$('rp-to').value) $('rp-to').value = toVnDateValue(now);
+    if (!$as('input', 'rp-from').value) $as('input', 'rp-from').value = toVnDateValue(now - 29 * 86_400);
+    if (!$as('input', 'rp-to').value) $as('input', 'rp-to').value = toVnDateValue(now);
     updateCsvLink();
   }
 
@@ -573,7 +574,7 @@ export function createCoordination(ctx) {
       ticketsOpen.clear();
       for (const id of Object.keys(errors)) setError(id, null);
       for (const id of Object.keys(notices)) setNotice(id, null);
-      for (const id of ['live-queues', 'live-rooms', 'dir-facilities', 'dir-practitioners', 'dir-staff', 'rp-table']) fill($(id).tBodies[0]);
+      for (const id of ['live-queues', 'live-rooms', 'dir-facilities', 'dir-practitioners', 'dir-staff', 'rp-table']) fill($as('table', id).tBodies[0]);
       fill($('qr-list'));
       fill($('rf-roster'));
       $('live-updated').textContent = '';

@@ -1,3 +1,4 @@
+// @ts-check
 // What the staff console's tabs share: Vietnam-time conversions, ordering
 // of conference requests, file checks, and a small DOM builder. The pure
 // functions use no DOM (web-client/test/console.test.mjs runs them in Node);
@@ -228,6 +229,19 @@ export function apiErrorCode(status, json) {
 // DOM.
 
 /**
+ * The element with this id, of the type its `tag` names: the page's HTML
+ * (or the code that built the element) makes it one. This is for the type
+ * checker only (no check at run time, as `getElementById` makes none).
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {string} id
+ * @returns {HTMLElementTagNameMap[K]}
+ */
+export function $as(tag, id, doc = globalThis.document) {
+  return /** @type {HTMLElementTagNameMap[K]} */ (doc.getElementById(id));
+}
+
+/**
  * h('button', {class: 'btn', type: 'button', onclick: f, dataset: {id: 3}}, 'text', child…):
  * an element; `null`/`false` children are skipped, strings become text.
  */
@@ -267,6 +281,11 @@ export function fill(el, ...children) {
  * 'shared', 'cancelled' (the person closed the sheet), 'copied' or 'failed'.
  * `nav` and `doc` are parameters so that Node tests can pass stand-ins.
  */
+/**
+ * @param {{ url: string, title?: string, text?: string }} what
+ * @param {Navigator} [nav]
+ * @param {Document} [doc]
+ */
 export async function shareOrCopy({ url, title, text }, nav = globalThis.navigator, doc = globalThis.document) {
   const data = { url, title: title || undefined, text: text || undefined };
   if (nav && typeof nav.share === 'function' && (typeof nav.canShare !== 'function' || nav.canShare(data))) {
@@ -300,7 +319,10 @@ export async function shareOrCopy({ url, title, text }, nav = globalThis.navigat
 /** An SVG document (ASCII, from the server) as a `data:` URL for an `<img>` (the CSP allows `data:` images, not inline markup). */
 export function svgDataUrl(svg) {
   const text = String(svg);
-  const b64 = typeof btoa === 'function' ? btoa(text) : Buffer.from(text, 'latin1').toString('base64');
+  // Node (the unit tests) before btoa was global had only Buffer.
+  const b64 = typeof btoa === 'function' ? btoa(text)
+    // @ts-expect-error Buffer is Node's, absent from the DOM types; reached only under Node.
+    : Buffer.from(text, 'latin1').toString('base64');
   return `data:image/svg+xml;base64,${b64}`;
 }
 
@@ -353,7 +375,7 @@ export function createTabFlag(win = globalThis) {
     raise() {
       if (seenNow()) return false;
       if (!link) {
-        link = doc.querySelector('link[rel~="icon"]') || doc.head.appendChild(doc.createElement('link'));
+        link = /** @type {HTMLLinkElement | null} */ (doc.querySelector('link[rel~="icon"]')) || doc.head.appendChild(doc.createElement('link'));
         link.rel = 'icon';
         plain = link.getAttribute('href') || 'data:,';
       }

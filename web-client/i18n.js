@@ -1,3 +1,4 @@
+// @ts-check
 // Strings of the tuxa web client: Vietnamese (default) and English.
 //
 // No DOM use at import time, so Node can load it (the tests check that every
@@ -1284,4 +1285,60 @@ export function roleName(role, lang = current) {
 /** BCP 47 locale for dates in the current language. */
 export function locale(lang = current) {
   return lang === 'vi' ? 'vi-VN' : 'en-GB';
+}
+
+// ---------------------------------------------------------------------------
+// The page's language (every page: call, queue, console, check). DOM use only
+// when called, so Node still loads this module.
+
+/**
+ * Puts the current language on what the page's HTML declares: `<html lang>`,
+ * the text of every `[data-i18n]`, the `aria-label` of every
+ * `[data-i18n-label]`, the placeholder of every `[data-i18n-placeholder]`,
+ * and the language button (`#lang-btn`, which names the other language, in
+ * that language).
+ * @param {Document} [doc]
+ */
+export function applyLang(doc = globalThis.document) {
+  const lang = current;
+  doc.documentElement.lang = lang;
+  for (const el of doc.querySelectorAll('[data-i18n]')) {
+    if (el instanceof HTMLElement) el.textContent = t(el.dataset.i18n || '');
+  }
+  for (const el of doc.querySelectorAll('[data-i18n-label]')) {
+    if (el instanceof HTMLElement) el.setAttribute('aria-label', t(el.dataset.i18nLabel || ''));
+  }
+  for (const el of doc.querySelectorAll('[data-i18n-placeholder]')) {
+    if (el instanceof HTMLInputElement || el instanceof HTMLTextAreaElement) el.placeholder = t(el.dataset.i18nPlaceholder || '');
+  }
+  const lb = doc.getElementById('lang-btn');
+  if (lb) {
+    lb.textContent = t('lang_switch');
+    lb.setAttribute('aria-label', t('lang_switch_label'));
+    lb.lang = lang === 'vi' ? 'en' : 'vi';
+  }
+}
+
+/**
+ * Wires the language button (`#lang-btn` steps through LANGS) and applies
+ * the language on every switch: `applyLang`, then `rerender` for what the
+ * page draws itself. Returns that step, for the page's first drawing.
+ * @param {() => void} [rerender]
+ * @param {Document} [doc]
+ * @returns {() => void}
+ */
+export function mountLang(rerender = () => {}, doc = globalThis.document) {
+  const lb = doc.getElementById('lang-btn');
+  if (lb) {
+    lb.addEventListener('click', () => {
+      const i = LANGS.indexOf(current);
+      setLang(LANGS[(i + 1) % LANGS.length]);
+    });
+  }
+  const apply = () => {
+    applyLang(doc);
+    rerender();
+  };
+  onLangChange(apply);
+  return apply;
 }

@@ -1,3 +1,4 @@
+// @ts-check
 // A queue's poster page (/q/{id}/poster, rendered by the server): print it,
 // or share its link through the phone's share sheet (Web Share API) with
 // copy-to-clipboard where there is none. The page's texts are the

@@ -1,3 +1,4 @@
+// @ts-check
 // tuxa signaling protocol, version 1 — the JavaScript mirror of
 // protocol/src/msg.rs and protocol/src/error.rs (see docs/protocol.md).
 //
@@ -90,6 +91,24 @@ export function hello(versions = PROTOCOL_VERSIONS, client = CLIENT_NAME) {
   const msg = { type: 'hello', versions: [...versions] };
   if (client !== undefined && client !== null) msg.client = String(client);
   return msg;
+}
+
+// Consent text versions: the one place that names the wording a patient
+// answered (per language: `vi-2026-11`, and `vi-conf-2026-11` for the
+// conference consent a doctor records for a patient in the console). Change
+// it with the wording in i18n.js.
+
+/** The date of the consent wording shown on the call and queue pages and the console. */
+export const CONSENT_TEXT_DATE = '2026-11';
+
+/**
+ * The `text_version` of a consent answered in `lang`: the call and queue
+ * pages' wording, or with `conference` the console's conference consent.
+ * @param {string} lang
+ * @param {{ conference?: boolean }} [which]
+ */
+export function consentTextVersion(lang, { conference = false } = {}) {
+  return `${lang}-${conference ? 'conf-' : ''}${CONSENT_TEXT_DATE}`;
 }
 
 /** `join {room, token}` — enter a room with the token from the link. */
@@ -203,11 +222,16 @@ export function decline_patient(ticket) {
   return { type: 'decline_patient', ticket: checkStr('decline_patient', ticket, 128) };
 }
 
-/** `transfer` — to a queue ({queue}) or a doctor ({doctor}), exactly one. */
+/**
+ * `transfer` — to a queue ({queue}) or a doctor ({doctor}), exactly one.
+ * @param {string} ticket
+ * @param {{ queue?: number, doctor?: number }} [to]
+ */
 export function transfer(ticket, { queue, doctor } = {}) {
   if ((queue === undefined) === (doctor === undefined)) {
     throw new TypeError('transfer: name exactly one of queue or doctor');
   }
+  /** @type {{ type: 'transfer', ticket: string, queue?: number, doctor?: number }} */
   const msg = { type: 'transfer', ticket: checkStr('transfer', ticket, 128) };
   if (queue !== undefined) msg.queue = checkUint('transfer queue', queue);
   if (doctor !== undefined) msg.doctor = checkUint('transfer doctor', doctor);
@@ -280,7 +304,11 @@ export const LINK_GRADES = Object.freeze(['good', 'fair', 'poor']);
  * (undefined, NaN) are left out; figures are clamped to the server's bounds
  * and rounded (integers but loss, a percentage).
  */
+/**
+ * @param {{ rtt_ms?: number, loss_pct?: number, jitter_ms?: number, frame_height?: number, audio_only?: boolean }} [sample]
+ */
 export function stats({ rtt_ms, loss_pct, jitter_ms, frame_height, audio_only } = {}) {
+  /** @type {{ rtt_ms?: number, loss_pct?: number, jitter_ms?: number, frame_height?: number, audio_only?: boolean }} */
   const out = {};
   const int = (v, max) => Math.min(max, Math.max(0, Math.round(v)));
   if (Number.isFinite(rtt_ms)) out.rtt_ms = int(rtt_ms, STATS_LIMITS.rtt_ms);

@@ -1,3 +1,4 @@
+// @ts-check
 // tuxa patient queue page: /q/{queue id}.
 //
 // Flow (docs/api.md "On-call queues and rosters", docs/protocol.md):
@@ -19,15 +20,15 @@
 // For tests: window.tuxaQueue = {state, position, estimateSecs, ticket, error, …}.
 
 import * as P from './protocol.js';
-import { Keepalive, pageLog, safeJson } from './session.js';
+import { pageLog, safeJson } from './session.js';
+import { Connection } from './connection.js';
+import { $as } from './console-util.js';
 import {
-  t, tf, errorText, getLang, setLang, onLangChange, LANGS,
+  t, tf, errorText, getLang, applyLang, mountLang,
 } from './i18n.js';
 
 const $ = (id) => document.getElementById(id);
 
-/** Names the consent text shown (as the join page does). */
-const CONSENT_TEXT_VERSION = '2026-11';
 /** The server keeps a disconnected patient's place this long. */
 const RESUME_GRACE_MS = 120_000;
 /** Give up reconnecting after this (the place is gone by then). */
@@ -210,7 +211,7 @@ function renderStatus() {
   $('q-position').hidden = !position;
   $('q-estimate').textContent = estimate;
   $('q-estimate').hidden = !estimate;
-  const link = $('q-call-link');
+  const link = $as('a', 'q-call-link');
   link.hidden = !(s === 'call_ready' && tq.callUrl);
   if (tq.callUrl) link.href = tq.callUrl;
   // No cancelling once the doctor took the patient (the server refuses it).
@@ -238,14 +239,8 @@ function updateTitle() {
     ? `(${tq.position}) ${base} — tuxa` : `${base} — tuxa`;
 }
 
-function applyLang() {
-  const lang = getLang();
-  document.documentElement.lang = lang;
-  for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
-  const lb = $('lang-btn');
-  lb.textContent = t('lang_switch');
-  lb.setAttribute('aria-label', t('lang_switch_label'));
-  lb.lang = lang === 'vi' ? 'en' : 'vi';
+/** What this page draws itself, in the new language (after i18n's applyLang). */
+function renderLang() {
   if (formErrorKey) $('q-form-error').textContent = t(formErrorKey);
   render();
 }
@@ -270,22 +265,22 @@ let formErrorKey = null;
 
 function consentAnswers() {
   return {
-    text_version: `${getLang()}-${CONSENT_TEXT_VERSION}`,
-    remote_examination: $('consent-exam').checked,
-    third_parties: $('consent-third').checked,
-    recording: $('consent-recording').checked,
+    text_version: P.consentTextVersion(getLang()),
+    remote_examination: $as('input', 'consent-exam').checked,
+    third_parties: $as('input', 'consent-third').checked,
+    recording: $as('input', 'consent-recording').checked,
   };
 }
 
 /** Nothing is ticked for the patient: not even a browser restoring a reloaded form. */
 function resetConsent() {
-  for (const id of ['consent-exam', 'consent-third', 'consent-recording']) $(id).checked = false;
+  for (const id of ['consent-exam', 'consent-third', 'consent-recording']) $as('input', id).checked = false;
   updateJoinButton();
 }
 
 function updateJoinButton() {
-  const blocked = !$('consent-exam').checked;
-  $('q-join-btn').disabled = blocked || tq.state !== 'form';
+  const blocked = !$as('input', 'consent-exam').checked;
+  $as('button', 'q-join-btn').disabled = blocked || tq.state !== 'form';
   $('consent-needed').hidden = !blocked;
 }
 
@@ -301,9 +296,9 @@ function setFormError(key, field = null) {
 }
 
 function readForm() {
-  const name = $('f-name').value.trim().replace(/\s+/g, ' ');
-  const phone = $('f-phone').value.trim();
-  const reason = $('f-reason').value.trim();
+  const name = $as('input', 'f-name').value.trim().replace(/\s+/g, ' ');
+  const phone = $as('input', 'f-phone').value.trim();
+  const reason = $as('textarea', 'f-reason').value.trim();
   if (!name) return { error: 'q_fill_needed', field: 'f-name' };
   if (!reason) return { error: 'q_fill_needed', field: 'f-reason' };
   const digits = phone.replace(/\D/g, '');
@@ -318,7 +313,7 @@ let pendingCard = null; // what queue_join will send
 function onSubmit(ev) {
   ev.preventDefault();
   if (tq.state !== 'form') return;
-  if (!$('consent-exam').checked) {
+  if (!$as('input', 'consent-exam').checked) {
     updateJoinButton();
     return;
   }
@@ -341,74 +336,45 @@ function onSubmit(ev) {
 // ---------------------------------------------------------------------------
 // Signaling.
 
-let ws = null;
 let mode = 'join'; // join | resume: what the next welcome leads to
-const keepalive = new Keepalive((seq) => send(P.ping(seq)));
-let reconnectTimer = null;
-let reconnectAttempt = 0;
 let lostSince = 0; // when the connection holding our ticket dropped
 
+// One session to /ws (connection.js): hello, keepalive and the backoff of
+// reconnects (1 s doubling to 8 s: the place is kept for 2 minutes, and a
+// patient waiting should come back at once); this page reconnects only
+// while it holds a place.
+const conn = new Connection({
+  log,
+  backoff: (attempt) => Math.min(8000, 1000 * 2 ** attempt),
+  onMessage: (msg) => onServerMsg(msg),
+  onLost: (lost) => onSocketGone(lost.opened),
+});
+
+/** @param {{ type: string, [k: string]: any }} msg */
 function send(msg) {
-  if (!ws || ws.readyState !== WebSocket.OPEN) {
-    log('not sent (socket closed):', msg.type);
-    return false;
-  }
-  if (msg.type !== 'ping') log('→', msg.type);
-  ws.send(P.encode(msg));
-  return true;
+  return conn.send(msg);
 }
 
+/** @param {'join' | 'resume'} how */
 function connect(how) {
   mode = how;
   closeSocket();
   if (!tq.ticket || !isWaitingState(tq.state)) setState('connecting');
-  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  let sock;
-  try {
-    sock = new WebSocket(`${scheme}://${location.host}/ws`);
-  } catch (e) {
-    log('WebSocket failed', e);
-    onSocketGone(false);
-    return;
-  }
-  ws = sock;
-  let opened = false;
-  sock.onopen = () => {
-    if (sock !== ws) return;
-    opened = true;
-    log('socket open');
-    send(P.hello());
-  };
-  sock.onmessage = (ev) => {
-    if (sock !== ws) return;
-    P.dispatchServerFrame(ev.data, onServerMsg, log);
-  };
-  sock.onerror = () => log('socket error');
-  sock.onclose = (ev) => {
-    log('socket closed', ev.code, ev.reason || '');
-    if (sock !== ws) return;
-    ws = null;
-    onSocketGone(opened);
-  };
+  conn.connect();
 }
 
 function closeSocket() {
-  keepalive.stop();
-  clearTimeout(reconnectTimer);
-  reconnectTimer = null;
-  if (ws) {
-    const w = ws;
-    ws = null;
-    try { w.close(1000); } catch { /* ignore */ }
-  }
+  conn.close(1000);
   tq.connection = 'closed';
 }
 
 const isWaitingState = (s) => s === 'queued' || s === 'offered' || s === 'waiting_for_doctor';
 
-/** The socket closed without us asking. */
+/**
+ * The socket closed without us asking.
+ * @param {boolean} opened
+ */
 function onSocketGone(opened) {
-  keepalive.stop();
   tq.connection = 'closed';
   if (tq.state === 'left' || tq.state === 'error' || tq.state === 'call_ready' || tq.state === 'form') return;
   if (tq.ticket) {
@@ -422,13 +388,10 @@ function onSocketGone(opened) {
     tq.connection = 'reconnecting';
     bannerKey = 'q_reconnecting';
     render();
-    const delay = Math.min(8000, 1000 * 2 ** reconnectAttempt);
-    reconnectAttempt += 1;
-    clearTimeout(reconnectTimer);
-    reconnectTimer = setTimeout(() => {
+    conn.retryLater(() => {
       tq.resumed = true;
       connect('resume');
-    }, delay);
+    });
     return;
   }
   // No place yet (the join was never confirmed): say so; Retry goes back to the form.
@@ -440,7 +403,6 @@ function onServerMsg(msg) {
   switch (msg.type) {
     case 'welcome':
       tq.connection = 'open';
-      keepalive.start(msg.keepalive_interval_ms, P.KEEPALIVE_INTERVAL_MS);
       if (mode === 'resume' && tq.ticket) {
         send(P.queue_resume(tq.ticket));
       } else {
@@ -487,7 +449,7 @@ function onStatus(msg) {
   tq.position = msg.state === 'queued' && msg.position != null ? msg.position : null;
   tq.estimateSecs = msg.state === 'queued' && msg.estimate_secs != null ? msg.estimate_secs : null;
   lostSince = 0;
-  reconnectAttempt = 0;
+  conn.resetBackoff();
   bannerKey = null;
   mode = 'resume'; // from now on, a new connection takes this place back
   storeTicket();
@@ -635,6 +597,7 @@ async function loadQueue() {
 async function start() {
   resetConsent();
   applyLang();
+  renderLang();
   document.body.dataset.state = tq.state;
   const m = location.pathname.match(/^\/q\/(\d{1,15})\/?$/);
   if (!m) {
@@ -650,9 +613,9 @@ async function start() {
   tq.queue = info.ok;
   const card = readCard();
   if (card) {
-    $('f-name').value = card.name || '';
-    $('f-phone').value = card.phone || '';
-    $('f-reason').value = card.reason || '';
+    $as('input', 'f-name').value = card.name || '';
+    $as('input', 'f-phone').value = card.phone || '';
+    $as('textarea', 'f-reason').value = card.reason || '';
   }
   const stored = readStored();
   if (stored && Date.now() - stored.at < RESUME_GRACE_MS) {
@@ -669,11 +632,7 @@ async function start() {
 }
 
 function wireUi() {
-  $('lang-btn').addEventListener('click', () => {
-    const i = LANGS.indexOf(getLang());
-    setLang(LANGS[(i + 1) % LANGS.length]);
-  });
-  onLangChange(applyLang);
+  mountLang(renderLang);
   $('q-form').addEventListener('submit', onSubmit);
   $('consent-exam').addEventListener('change', updateJoinButton);
   for (const id of ['f-name', 'f-phone', 'f-reason']) {
@@ -708,7 +667,7 @@ function wireUi() {
 // For tests and debugging: drop the connection as a flaky network would.
 tq.debug = {
   dropConnection() {
-    if (ws) ws.close(4000, 'dropped for a test');
+    conn.drop(4000, 'dropped for a test');
   },
 };
 

@@ -1,6 +1,8 @@
+// @ts-check
 // What the join page, the queue page and the staff console share besides
-// the protocol: their page log (kept for tests and support) and the
-// keepalive on their WebSocket. No DOM use: loads in Node too.
+// the protocol and their connection (connection.js): their page log (kept
+// for tests and support), the reconnect backoff, and the call's telemetry
+// and simulcast helpers. No DOM use: loads in Node too.
 
 /** A value for a log line: errors by name and message, the rest as JSON. */
 export function safeJson(v) {
@@ -19,26 +21,6 @@ export function pageLog(entries, tag) {
     if (entries.length > 300) entries.shift();
     console.log(tag, line);
   };
-}
-
-/** Sends `ping`s with growing `seq` at the interval the server's `welcome` names. */
-export class Keepalive {
-  constructor(sendPing) {
-    this.sendPing = sendPing;
-    this.timer = null;
-    this.seq = 0;
-  }
-
-  start(ms, fallbackMs) {
-    this.stop();
-    const every = Number.isFinite(ms) && ms >= 1000 ? ms : fallbackMs;
-    this.timer = setInterval(() => this.sendPing(++this.seq), every);
-  }
-
-  stop() {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-  }
 }
 
 /**

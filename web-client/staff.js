@@ -1,3 +1,4 @@
+// @ts-check
 // tuxa staff console: /staff.
 //
 // Sign-in (username, password, the authenticator's 6-digit code) →
@@ -20,12 +21,13 @@
 // `?noopen=1` keeps the call from opening (read callUrl instead).
 
 import * as P from './protocol.js';
-import { Keepalive, pageLog, safeJson } from './session.js';
+import { pageLog, safeJson } from './session.js';
+import { Connection } from './connection.js';
 import {
-  t, tf, errorText, roleName, getLang, setLang, onLangChange, LANGS, STRINGS,
+  t, tf, errorText, roleName, getLang, applyLang, mountLang, STRINGS,
 } from './i18n.js';
 import {
-  apiErrorCode, flaggedTitle, createTabFlag, shareOrCopy,
+  apiErrorCode, flaggedTitle, createTabFlag, shareOrCopy, $as,
 } from './console-util.js';
 import { createConferences } from './console-conf.js';
 import { createCoordination } from './console-coord.js';
@@ -268,7 +270,7 @@ function renderOffer() {
   if (!o) return;
   $('offer-name').textContent = o.name;
   $('offer-reason').textContent = o.reason || '—';
-  const phone = $('offer-phone');
+  const phone = $as('a', 'offer-phone');
   phone.textContent = o.phone || '—';
   if (o.phone) phone.href = `tel:${o.phone.replace(/[^0-9+]/g, '')}`;
   else phone.removeAttribute('href');
@@ -281,17 +283,17 @@ function renderOffer() {
   $('offer-countdown').textContent = accepting ? t('st_accepting')
     : left > 0 ? tf('st_expires', { n: left }) : t('st_expired');
   $('offer-bar').style.width = `${offerTotal > 0 ? Math.max(0, Math.min(100, ((offerDeadline - performance.now()) / offerTotal) * 100)) : 0}%`;
-  $('accept-btn').disabled = accepting || left <= 0;
-  $('decline-btn').disabled = accepting || left <= 0;
+  $as('button', 'accept-btn').disabled = accepting || left <= 0;
+  $as('button', 'decline-btn').disabled = accepting || left <= 0;
 }
 
 function renderCall() {
   $('call-panel').hidden = !ts.onCall;
-  const link = $('open-call');
+  const link = $as('a', 'open-call');
   link.hidden = !ts.callUrl;
   if (ts.callUrl) link.href = ts.callUrl;
   $('popup-blocked').hidden = !ts.popupBlocked;
-  $('done-btn').disabled = pendingFree;
+  $as('button', 'done-btn').disabled = pendingFree;
 }
 
 function renderError() {
@@ -301,6 +303,7 @@ function renderError() {
   $('retry-btn').textContent = fatal.code === 'replaced' ? t('st_use_here') : t('retry');
 }
 
+/** @type {{ key?: string, code?: string, retryAfter?: number | null } | null} */
 let signinError = null; // {key} | {code, retryAfter}
 let signinNote = null; // a key
 
@@ -314,19 +317,12 @@ function renderSignin() {
   el.hidden = !signinError;
   $('signin-note').hidden = !signinNote;
   $('signin-note').textContent = signinNote ? t(signinNote) : '';
-  $('signin-btn').disabled = signingIn;
+  $as('button', 'signin-btn').disabled = signingIn;
   $('signin-btn').textContent = signingIn ? t('st_signing_in') : t('st_signin');
 }
 
-function applyLang() {
-  const lang = getLang();
-  document.documentElement.lang = lang;
-  for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
-  const lb = $('lang-btn');
-  lb.textContent = t('lang_switch');
-  lb.setAttribute('aria-label', t('lang_switch_label'));
-  lb.lang = lang === 'vi' ? 'en' : 'vi';
-  for (const el of document.querySelectorAll('[data-i18n-label]')) el.setAttribute('aria-label', t(el.dataset.i18nLabel));
+/** What this page draws itself, in the new language (after i18n's applyLang). */
+function renderLang() {
   if (lastQueuesErr) queuesError = describeQueuesError(lastQueuesErr);
   if (ts.me) {
     conferences.relabel();
@@ -339,6 +335,7 @@ function applyLang() {
 // HTTP.
 
 async function api(method, path, body) {
+  /** @type {RequestInit & { headers: Record<string, string> }} */
   const init = { method, cache: 'no-store', credentials: 'same-origin', headers: { Accept: 'application/json' } };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
@@ -388,9 +385,9 @@ async function onSignin(ev) {
   ev.preventDefault();
   primeAudio(); // a click: a later chime may play
   if (signingIn) return;
-  const username = $('username').value.trim().toLowerCase();
-  const password = $('password').value;
-  const code = $('totp').value.replace(/\s+/g, '');
+  const username = $as('input', 'username').value.trim().toLowerCase();
+  const password = $as('input', 'password').value;
+  const code = $as('input', 'totp').value.replace(/\s+/g, '');
   signinNote = null;
   if (!username || !password || !code) {
     signinError = { key: 'st_fields_needed' };
@@ -411,8 +408,8 @@ async function onSignin(ev) {
   signingIn = false;
   if (r.status === 200 && r.json && r.json.staff) {
     log('signed in as', r.json.staff.username);
-    $('password').value = '';
-    $('totp').value = '';
+    $as('input', 'password').value = '';
+    $as('input', 'totp').value = '';
     await enterConsole(r.json);
     return;
   }
@@ -425,7 +422,7 @@ async function onSignin(ev) {
   else if (r.status === 400) signinError = { code: 'login_failed' };
   else signinError = { code: r.json && r.json.error && r.json.error.code ? r.json.error.code : 'internal' };
   log('sign-in failed', r.status, signinError.code || signinError.key);
-  $('totp').value = '';
+  $as('input', 'totp').value = '';
   update();
   $('totp').focus();
 }
@@ -503,10 +500,19 @@ async function signOut() {
 // ---------------------------------------------------------------------------
 // Signaling.
 
-let ws = null;
-const keepalive = new Keepalive((seq) => send(P.ping(seq)));
-let reconnectTimer = null;
-let reconnectAttempt = 0;
+// One session to /ws (connection.js): hello, keepalive and the backoff of
+// reconnects (1 s doubling to 15 s); this page reconnects while signed in,
+// after checking that the sign-in still holds.
+const conn = new Connection({
+  log,
+  backoff: (attempt) => Math.min(15_000, 1000 * 2 ** attempt),
+  describeSent: (msg) => (msg.type === 'available' ? msg.queues : ''),
+  onMessage: (msg) => onServerMsg(msg),
+  onLost: (lost) => {
+    if (lost.created) onSocketGone();
+    else scheduleReconnect();
+  },
+});
 let everConnected = false;
 let connectedAt = 0;
 let wantAvailable = []; // queues to be available for again after a reconnect
@@ -515,14 +521,9 @@ let pendingFree = false;
 let queuesError = null; // text shown above the switches
 let lastQueuesErr = null; // {code, queue}: to translate again on a language switch
 
+/** @param {{ type: string, [k: string]: any }} msg */
 function send(msg) {
-  if (!ws || ws.readyState !== WebSocket.OPEN) {
-    log('not sent (socket closed):', msg.type);
-    return false;
-  }
-  if (msg.type !== 'ping') log('→', msg.type, msg.type === 'available' ? msg.queues : '');
-  ws.send(P.encode(msg));
-  return true;
+  return conn.send(msg);
 }
 
 function connect() {
@@ -530,48 +531,15 @@ function connect() {
   if (!ts.me || fatal) return;
   ts.connection = 'connecting';
   update();
-  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  let sock;
-  try {
-    sock = new WebSocket(`${scheme}://${location.host}/ws`);
-  } catch (e) {
-    log('WebSocket failed', e);
-    scheduleReconnect();
-    return;
-  }
-  ws = sock;
-  sock.onopen = () => {
-    if (sock !== ws) return;
-    log('socket open');
-    send(P.hello());
-  };
-  sock.onmessage = (ev) => {
-    if (sock !== ws) return;
-    P.dispatchServerFrame(ev.data, onServerMsg, log);
-  };
-  sock.onerror = () => log('socket error');
-  sock.onclose = (ev) => {
-    log('socket closed', ev.code, ev.reason || '');
-    if (sock !== ws) return;
-    ws = null;
-    onSocketGone();
-  };
+  conn.connect();
 }
 
 function closeSocket() {
-  keepalive.stop();
-  clearTimeout(reconnectTimer);
-  reconnectTimer = null;
-  if (ws) {
-    const w = ws;
-    ws = null;
-    try { w.close(1000); } catch { /* ignore */ }
-  }
+  conn.close(1000);
   ts.connection = 'closed';
 }
 
 function onSocketGone() {
-  keepalive.stop();
   ts.connection = 'closed';
   // Counts from a closed connection may be stale: the next welcome brings them again.
   ts.counts = {};
@@ -591,10 +559,7 @@ function onSocketGone() {
 
 function scheduleReconnect() {
   ts.connection = 'closed';
-  const delay = Math.min(15_000, 1000 * 2 ** reconnectAttempt);
-  reconnectAttempt += 1;
-  clearTimeout(reconnectTimer);
-  reconnectTimer = setTimeout(async () => {
+  conn.retryLater(async () => {
     // A dead sign-in would connect as a stranger: check it first.
     const me = await fetchMe();
     if (me === null) {
@@ -603,7 +568,7 @@ function scheduleReconnect() {
     }
     if (me) ts.me = me;
     connect();
-  }, delay);
+  });
   update();
 }
 
@@ -614,8 +579,7 @@ function onServerMsg(msg) {
       ts.connection = 'open';
       everConnected = true;
       connectedAt = performance.now();
-      reconnectAttempt = 0;
-      keepalive.start(msg.keepalive_interval_ms, P.KEEPALIVE_INTERVAL_MS);
+      conn.resetBackoff();
       if (retryAfterReconnect) {
         const queues = retryAfterReconnect;
         retryAfterReconnect = null;
@@ -1013,6 +977,7 @@ const coordination = createCoordination(ctx);
 
 async function start() {
   applyLang();
+  renderLang();
   document.body.dataset.state = ts.state;
   const me = await fetchMe();
   checked = true;
@@ -1026,11 +991,7 @@ async function start() {
 }
 
 function wireUi() {
-  $('lang-btn').addEventListener('click', () => {
-    const i = LANGS.indexOf(getLang());
-    setLang(LANGS[(i + 1) % LANGS.length]);
-  });
-  onLangChange(applyLang);
+  mountLang(renderLang);
   $('signin-form').addEventListener('submit', onSignin);
   $('signout-btn').addEventListener('click', signOut);
   $('accept-btn').addEventListener('click', accept);
@@ -1045,7 +1006,7 @@ function wireUi() {
 // For tests and debugging: drop the connection as a flaky network would.
 ts.debug = {
   dropConnection() {
-    if (ws) ws.close(4000, 'dropped for a test');
+    conn.drop(4000, 'dropped for a test');
   },
 };
 

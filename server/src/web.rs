@@ -32,6 +32,12 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../web-client/session.js"),
     ),
+    // The WebSocket session the call, queue and console pages share.
+    (
+        "connection.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web-client/connection.js"),
+    ),
     (
         "queue.js",
         "text/javascript; charset=utf-8",

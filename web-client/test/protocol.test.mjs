@@ -231,3 +231,15 @@ test('every UI string key used by index.html and app.js exists in both languages
     for (const lang of LANGS) assert.ok(STRINGS[lang][key], `${lang}: no string ${key}`);
   }
 });
+
+test('the consent text version is named in one place, per language and wording', () => {
+  // The server records what it is given; the browser tests and the console's
+  // records compare these exact strings.
+  assert.equal(P.consentTextVersion('vi'), 'vi-2026-11');
+  assert.equal(P.consentTextVersion('en'), 'en-2026-11');
+  assert.equal(P.consentTextVersion('vi', { conference: true }), 'vi-conf-2026-11');
+  for (const lang of LANGS) {
+    const v = P.consentTextVersion(lang, { conference: true });
+    assert.doesNotThrow(() => P.consent({ text_version: v, remote_examination: true }));
+  }
+});
