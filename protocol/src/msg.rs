@@ -370,6 +370,18 @@ pub enum LeaveReason {
     Removed,
 }
 
+impl LeaveReason {
+    /// As on the wire, and as the record keeps it (`attendance.leave_reason`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaveReason::Left => "left",
+            LeaveReason::Disconnected => "disconnected",
+            LeaveReason::Ended => "ended",
+            LeaveReason::Removed => "removed",
+        }
+    }
+}
+
 /// Why a consultation ended (`room_ended`, and the record's `end_reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

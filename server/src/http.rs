@@ -22,6 +22,7 @@ use crate::gate::{Access, Routes};
 use crate::hub_task::{HubMsg, unix_now};
 use crate::store::{self, ConsultationRow, Store};
 use crate::web;
+use tuxa_records::UnixTime;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -756,18 +757,12 @@ async fn end_consultation(
     let rid = row.id.clone();
     let changed = state
         .store
-        .call(move |c| {
-            c.execute(
-                "UPDATE consultations SET status = 'ended', ended_at = ?1, end_reason = 'ended'
-                 WHERE id = ?2 AND status = 'open'",
-                rusqlite::params![now, rid],
-            )
-        })
+        .call(move |c| tuxa_store::consultations::end_by_hand(c, &rid, UnixTime(now)))
         .await
         .map_err(ApiError::internal)?;
     // Ending twice changes nothing: the first end time and its audit entry
     // stand.
-    if changed == 0 {
+    if !changed {
         return Err(ApiError::new(
             ErrorCode::RoomEnded,
             "the consultation has already ended",

@@ -11,6 +11,8 @@ use tuxa_signaling::{Bar, Claims, Hub, Input, MediaCommand, Output, RecordEvent,
 
 use crate::audit::{Action, Entry};
 use crate::store::Store;
+use tuxa_records::{StaffId, UnixTime};
+use tuxa_store::live;
 
 /// What a session task is told to do.
 #[derive(Debug)]
@@ -195,21 +197,15 @@ fn record(store: &Store, ev: RecordEvent) {
         RecordEvent::Joined { room, participant } => {
             tracing::info!(room = %room, participant = %participant.id, role = participant.role.as_str(), "joined");
             store.spawn("attendance", move |c| {
-                c.execute(
-                    "INSERT INTO attendance(consultation_id, participant_id, name, role, facility,
-                         licence_number, joined_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    rusqlite::params![
-                        room.as_str(),
-                        participant.id.0 as i64,
-                        participant.name,
-                        participant.role.as_str(),
-                        participant.facility,
-                        participant.licence_number,
-                        now
-                    ],
-                )?;
-                Ok(())
+                let j = live::Joined {
+                    room: room.as_str(),
+                    participant: participant.id.0,
+                    name: &participant.name,
+                    role: participant.role.as_str(),
+                    facility: participant.facility.as_deref(),
+                    licence_number: participant.licence_number.as_deref(),
+                };
+                live::joined(c, &j, UnixTime(now))
             });
         }
         RecordEvent::Left {
@@ -220,14 +216,14 @@ fn record(store: &Store, ev: RecordEvent) {
             tracing::info!(room = %room, participant = %participant, ?reason, "left");
             // Gone while away (grace over, room ended, removed): the gap ends here.
             close_gap(store, room.clone(), participant, now, "left");
-            let reason = format!("{reason:?}").to_lowercase();
             store.spawn("attendance", move |c| {
-                c.execute(
-                    "UPDATE attendance SET left_at = ?1, leave_reason = ?2
-                     WHERE consultation_id = ?3 AND participant_id = ?4 AND left_at IS NULL",
-                    rusqlite::params![now, reason, room.as_str(), participant.0 as i64],
-                )?;
-                Ok(())
+                live::left(
+                    c,
+                    room.as_str(),
+                    participant.0,
+                    reason.as_str(),
+                    UnixTime(now),
+                )
             });
         }
         RecordEvent::TokenRefused { room, code } => {
@@ -239,21 +235,16 @@ fn record(store: &Store, ev: RecordEvent) {
             consent,
         } => {
             store.spawn("consent", move |c| {
-                c.execute(
-                    "INSERT INTO consents(consultation_id, participant_id, text_version,
-                         remote_examination, third_parties, recording, at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    rusqlite::params![
-                        room.as_str(),
-                        participant.0 as i64,
-                        consent.text_version,
-                        consent.remote_examination,
-                        consent.third_parties,
-                        consent.recording,
-                        consent.at as i64
-                    ],
-                )?;
-                Ok(())
+                let k = live::Consent {
+                    room: room.as_str(),
+                    participant: participant.0,
+                    text_version: &consent.text_version,
+                    remote_examination: consent.remote_examination,
+                    third_parties: consent.third_parties,
+                    recording: consent.recording,
+                    at: UnixTime(consent.at as i64),
+                };
+                live::consent(c, &k)
             });
         }
         RecordEvent::Waiting { room, participant } => {
@@ -281,33 +272,26 @@ fn record(store: &Store, ev: RecordEvent) {
             at,
         } => {
             store.spawn("chat", move |c| {
-                c.execute(
-                    "INSERT INTO chat_messages(consultation_id, participant_id, name, text, at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    rusqlite::params![room.as_str(), participant.0 as i64, name, text, at as i64],
-                )?;
-                Ok(())
+                live::chat(
+                    c,
+                    room.as_str(),
+                    participant.0,
+                    &name,
+                    &text,
+                    UnixTime(at as i64),
+                )
             });
         }
         RecordEvent::SecretaryNamed { room, staff_id, .. } => {
             // The secretary may enter the conclusion after the call.
             store.spawn("secretary", move |c| {
-                c.execute(
-                    "UPDATE conference_requests SET secretary_staff_id = ?1 WHERE consultation_id = ?2",
-                    rusqlite::params![staff_id.map(|s| s as i64), room.as_str()],
-                )?;
-                Ok(())
+                live::secretary(c, room.as_str(), staff_id.map(|s| StaffId(s as i64)))
             });
         }
         RecordEvent::LinkLost { room, participant } => {
             tracing::info!(room = %room, participant = %participant, "connection lost; place kept");
             store.spawn("link gap", move |c| {
-                c.execute(
-                    "INSERT INTO link_gaps(consultation_id, participant_id, started_at)
-                     VALUES (?1, ?2, ?3)",
-                    rusqlite::params![room.as_str(), participant.0 as i64, now],
-                )?;
-                Ok(())
+                live::gap_started(c, room.as_str(), participant.0, UnixTime(now))
             });
         }
         RecordEvent::LinkBack {
@@ -324,54 +308,36 @@ fn record(store: &Store, ev: RecordEvent) {
             window: w,
         } => {
             store.spawn("link quality", move |c| {
-                c.execute(
-                    "INSERT INTO link_quality(consultation_id, participant_id, from_at, to_at,
-                         samples, rtt_ms_avg, rtt_ms_max, loss_pct_max, jitter_ms_max,
-                         frame_height_min, covered_ms, audio_only_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                    rusqlite::params![
-                        room.as_str(),
-                        participant.0 as i64,
-                        w.from as i64,
-                        w.to as i64,
-                        w.samples,
-                        w.rtt_ms_avg,
-                        w.rtt_ms_max,
-                        w.loss_pct_max.map(f64::from),
-                        w.jitter_ms_max,
-                        w.frame_height_min,
-                        w.covered_ms as i64,
-                        w.audio_only_ms as i64
-                    ],
-                )?;
-                Ok(())
+                let q = live::Quality {
+                    from: w.from,
+                    to: w.to,
+                    samples: w.samples,
+                    rtt_ms_avg: w.rtt_ms_avg,
+                    rtt_ms_max: w.rtt_ms_max,
+                    loss_pct_max: w.loss_pct_max,
+                    jitter_ms_max: w.jitter_ms_max,
+                    frame_height_min: w.frame_height_min,
+                    covered_ms: w.covered_ms,
+                    audio_only_ms: w.audio_only_ms,
+                };
+                live::quality(c, room.as_str(), participant.0, &q)
             });
         }
         RecordEvent::Removed { room, bar, .. } => {
             // Kept with the room, so that a restart does not let them back.
-            let (staff_id, link) = match bar {
-                Bar::Staff(id) => (Some(id as i64), None),
-                Bar::Link(digest) => (None, Some(digest)),
+            let who = match bar {
+                Bar::Staff(id) => live::Barred::Staff(StaffId(id as i64)),
+                Bar::Link(digest) => live::Barred::Link(digest),
             };
             store.spawn("room bar", move |c| {
-                c.execute(
-                    "INSERT INTO room_bars(consultation_id, staff_id, link_sha256, barred_at)
-                     VALUES (?1, ?2, ?3, ?4)",
-                    rusqlite::params![room.as_str(), staff_id, link, now],
-                )?;
-                Ok(())
+                live::bar(c, room.as_str(), who, UnixTime(now))
             });
         }
         RecordEvent::Ended { room, reason, .. } => {
             // Ended through the API, the row is closed already: the first
             // end time stands.
             store.spawn("consultation end", move |c| {
-                c.execute(
-                    "UPDATE consultations SET status = 'ended', ended_at = ?1, end_reason = ?2
-                     WHERE id = ?3 AND status = 'open'",
-                    rusqlite::params![now, reason.as_str(), room.as_str()],
-                )?;
-                Ok(())
+                live::ended(c, room.as_str(), reason.as_str(), UnixTime(now))
             });
         }
         RecordEvent::Locked { .. } | RecordEvent::MuteRequested { .. } => {}
@@ -381,31 +347,16 @@ fn record(store: &Store, ev: RecordEvent) {
 /// Who was removed from each open room, by consultation id, for the hub at
 /// start (`Input::Barred`).
 pub fn room_bars(c: &rusqlite::Connection) -> rusqlite::Result<Vec<(String, Bar)>> {
-    let mut st = c.prepare(
-        "SELECT b.consultation_id, b.staff_id, b.link_sha256
-         FROM room_bars b JOIN consultations k ON k.id = b.consultation_id
-         WHERE k.status = 'open' ORDER BY b.id",
-    )?;
-    st.query_map([], |r| {
-        let room: String = r.get(0)?;
-        let bar = match (
-            r.get::<_, Option<i64>>(1)?,
-            r.get::<_, Option<[u8; 32]>>(2)?,
-        ) {
-            (Some(staff), _) => Bar::Staff(staff as u64),
-            (None, Some(digest)) => Bar::Link(digest),
-            // The table's CHECK makes this impossible.
-            (None, None) => {
-                return Err(rusqlite::Error::InvalidColumnType(
-                    1,
-                    "staff_id".into(),
-                    rusqlite::types::Type::Null,
-                ));
-            }
-        };
-        Ok((room, bar))
-    })?
-    .collect()
+    Ok(live::bars(c)?
+        .into_iter()
+        .map(|(room, who)| {
+            let bar = match who {
+                live::Barred::Staff(id) => Bar::Staff(id.0 as u64),
+                live::Barred::Link(digest) => Bar::Link(digest),
+            };
+            (room, bar)
+        })
+        .collect())
 }
 
 /// Ends a participant's open connection gap, if any.
@@ -417,12 +368,7 @@ fn close_gap(
     outcome: &'static str,
 ) {
     store.spawn("link gap", move |c| {
-        c.execute(
-            "UPDATE link_gaps SET ended_at = ?1, outcome = ?2
-             WHERE consultation_id = ?3 AND participant_id = ?4 AND ended_at IS NULL",
-            rusqlite::params![now, outcome, room.as_str(), participant.0 as i64],
-        )?;
-        Ok(())
+        live::gap_ended(c, room.as_str(), participant.0, outcome, UnixTime(now))
     });
 }
 

@@ -171,23 +171,10 @@ pub async fn run(
             // A room with people in it when the server died ends at the
             // restart (`server_restart`), its attendance with it: the
             // record gets an end time instead of staying open for ever.
-            let crashed: Vec<String> = {
-                let mut st = c.prepare(
-                    "SELECT DISTINCT a.consultation_id FROM attendance a
-                     JOIN consultations k ON k.id = a.consultation_id
-                     WHERE a.left_at IS NULL AND k.status = 'open'",
-                )?;
-                st.query_map([], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?
-            };
+            let crashed = tuxa_store::live::rooms_left_open(c)?;
             let now = hub_task::unix_now() as i64;
             for id in &crashed {
-                c.execute(
-                    "UPDATE consultations SET status = 'ended', ended_at = ?1,
-                         end_reason = 'server_restart'
-                     WHERE id = ?2 AND status = 'open'",
-                    rusqlite::params![now, id],
-                )?;
+                tuxa_store::live::end_at_restart(c, id, tuxa_records::UnixTime(now))?;
                 audit::append(
                     c,
                     &audit::Entry {
@@ -199,23 +186,11 @@ pub async fn run(
                     },
                 )?;
             }
-            c.execute(
-                "UPDATE attendance SET left_at = ?1, leave_reason = 'server_restart'
-                 WHERE left_at IS NULL",
-                [now],
-            )?;
+            tuxa_store::live::close_attendance_at_restart(c, tuxa_records::UnixTime(now))?;
             let rooms = store::consultations(c)?;
             // Open rooms someone was in before a clean stop: with no doctor
             // or nurse coming back they end as abandoned.
-            let attended: Vec<String> = {
-                let mut st = c.prepare(
-                    "SELECT DISTINCT a.consultation_id FROM attendance a
-                     JOIN consultations k ON k.id = a.consultation_id
-                     WHERE k.status = 'open' AND a.role IN ('doctor', 'nurse')",
-                )?;
-                st.query_map([], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?
-            };
+            let attended = tuxa_store::live::staffed_open_rooms(c)?;
             let contacts = rooms
                 .iter()
                 .filter(|r| r.status == "open")

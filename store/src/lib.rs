@@ -4,4 +4,5 @@
 //! connection. Domain errors travel as `tuxa_records::Error`.
 
 pub mod consultations;
+pub mod live;
 pub mod queues;
