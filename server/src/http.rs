@@ -111,31 +111,35 @@ pub fn routes() -> Routes {
 }
 
 pub fn router(state: AppState) -> axum::Router {
-    routes()
+    let router = routes()
         // The gate: access, then body limits, before the body is read.
         .into_router(&state)
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such page") })
-        .layer(axum::middleware::map_response(security_headers))
-        .with_state(state)
+        .with_state(state);
+    security_headers(router)
 }
 
-async fn security_headers(mut res: Response) -> Response {
-    let h = res.headers_mut();
-    h.insert(
-        header::STRICT_TRANSPORT_SECURITY,
-        HeaderValue::from_static("max-age=31536000"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    // The token sits in the URL fragment; never let it leak in a Referer.
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    res
+/// The headers every answer carries.
+fn security_headers(router: axum::Router) -> axum::Router {
+    use tower_http::set_header::SetResponseHeaderLayer as Set;
+    router
+        .layer(Set::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ))
+        .layer(Set::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        // The token sits in the URL fragment; never let it leak in a Referer.
+        .layer(Set::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(Set::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
 }
 
 /// An error response with a stable code. Every refusal reaches the caller

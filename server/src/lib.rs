@@ -84,7 +84,7 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
 }
 
 pub(crate) fn hex(data: &[u8]) -> String {
-    data.iter().map(|b| format!("{b:02x}")).collect()
+    data_encoding::HEXLOWER.encode(data)
 }
 
 /// Serves until `shutdown` completes, then stops cleanly: every session is

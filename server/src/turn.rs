@@ -63,20 +63,10 @@ pub fn credentials(config: &TurnConfig, now_unix: u64, label: &str) -> IceServer
 }
 
 /// RFC 4648 §4 base64 (with `+`, `/` and `=` padding), which coturn
-/// expects, from the URL-safe encoder the signaling crate already has.
+/// expects.
 fn base64_std(data: &[u8]) -> String {
-    let mut s: String = tuxa_signaling::b64_encode(data)
-        .chars()
-        .map(|c| match c {
-            '-' => '+',
-            '_' => '/',
-            c => c,
-        })
-        .collect();
-    while !s.len().is_multiple_of(4) {
-        s.push('=');
-    }
-    s
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 #[cfg(test)]
