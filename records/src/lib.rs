@@ -7,9 +7,13 @@
 //! What is here: the ids, the directory's types and scoping rule, and one
 //! error type. See ARCHITECTURE.md, "Code map".
 
+/// The audit chain: entries, hashes, the strangers' windows, verification.
+pub mod audit;
 pub mod directory;
 pub mod error;
 pub mod ids;
+/// The activity report: aggregation over rows, and its CSV.
+pub mod reports;
 pub mod time;
 
 pub use error::{Error, Result};

@@ -2,3 +2,17 @@
 //! query (as plain functions on a `rusqlite::Connection`, returning the
 //! domain's types from `tuxa-records`), and the store thread that owns the
 //! connection. Domain errors travel as `tuxa_records::Error`.
+
+/// The audit chain's table: appending (with the strangers' aggregation) and verifying.
+pub mod audit;
+/// The activity report's rows (queue events, a period's facts).
+pub mod reports;
+
+/// A connection with the whole schema, in memory, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_db() -> rusqlite::Connection {
+    let c = rusqlite::Connection::open_in_memory().expect("SQLite in memory");
+    c.execute_batch(include_str!("testdata/schema.sql"))
+        .expect("the schema");
+    c
+}
