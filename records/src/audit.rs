@@ -250,9 +250,8 @@ pub enum Verdict {
 /// not match. Streams: a failure to read a row stops the walk with it.
 pub fn verify<E>(rows: impl IntoIterator<Item = Result<ChainRow, E>>) -> Result<Verdict, E> {
     let mut prev = GENESIS.to_owned();
-    let mut expected_id = 1i64;
     let mut n = 0u64;
-    for r in rows {
+    for (expected_id, r) in (1i64..).zip(rows) {
         let r = r?;
         if r.id != expected_id {
             return Ok(Verdict::Broken {
@@ -282,7 +281,6 @@ pub fn verify<E>(rows: impl IntoIterator<Item = Result<ChainRow, E>>) -> Result<
             });
         }
         prev = r.hash;
-        expected_id += 1;
         n += 1;
     }
     Ok(Verdict::Intact {
@@ -302,7 +300,7 @@ mod tests {
             .map(|id| {
                 let (at, actor) = (1_700_000_000 + id, format!("participant:{id}"));
                 let hash = entry_hash(&prev, id, at, "joined", "abcdefghijklmnop", &actor, "{}");
-                let row = ChainRow {
+                ChainRow {
                     id,
                     at,
                     action: "joined".into(),
@@ -311,8 +309,7 @@ mod tests {
                     detail: "{}".into(),
                     prev_hash: std::mem::replace(&mut prev, hash.clone()),
                     hash,
-                };
-                row
+                }
             })
             .collect()
     }

@@ -5,6 +5,8 @@
 
 /// The audit chain's table: appending (with the strangers' aggregation) and verifying.
 pub mod audit;
+/// A consultation's record: reading its facts; a visit's stated reason.
+pub mod record;
 /// The activity report's rows (queue events, a period's facts).
 pub mod reports;
 
