@@ -271,3 +271,75 @@ pub fn record_to_json(r: &Record) -> Value {
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(
+        pid: i64,
+        from: i64,
+        loss: Option<f64>,
+        rtt: Option<i64>,
+        h: Option<i64>,
+    ) -> QualityWindow {
+        QualityWindow {
+            participant_id: pid,
+            from,
+            to: from + 10,
+            samples: 5,
+            rtt_ms_avg: rtt,
+            rtt_ms_max: rtt,
+            loss_pct_max: loss,
+            jitter_ms_max: Some(30),
+            frame_height_min: h,
+            covered_ms: 9_500,
+            audio_only_ms: 1_500,
+        }
+    }
+
+    /// Per participant: sums, the worst figures, the smallest picture, and
+    /// each gap with its length (none while it is open); a participant with
+    /// only a gap is listed too.
+    #[test]
+    fn continuity_sums_up_each_participant() {
+        let windows = [
+            window(2, 100, Some(1.5), Some(80), Some(360)),
+            window(2, 110, Some(7.25), Some(40), Some(180)),
+            window(2, 120, None, None, None),
+        ];
+        let gaps = [
+            LinkGap {
+                participant_id: 2,
+                started_at: 115,
+                ended_at: Some(127),
+                outcome: Some("resumed".into()),
+            },
+            LinkGap {
+                participant_id: 3,
+                started_at: 130,
+                ended_at: None,
+                outcome: None,
+            },
+        ];
+        let v = continuity(&windows, &gaps, 10);
+        assert_eq!(v["window_secs"], 10);
+        assert_eq!(v["windows"].as_array().unwrap().len(), 3);
+        let p = &v["participants"][0];
+        assert_eq!(p["participant_id"], 2);
+        assert_eq!(
+            (p["samples"].as_i64(), p["covered_secs"].as_i64()),
+            (Some(15), Some(28))
+        );
+        assert_eq!(p["audio_only_secs"], 4);
+        assert_eq!(p["loss_pct_max"], 7.25);
+        assert_eq!(p["rtt_ms_max"], 80);
+        assert_eq!(p["jitter_ms_max"], 30);
+        assert_eq!(p["frame_height_min"], 180);
+        assert_eq!(p["gaps"][0]["secs"], 12);
+        let q = &v["participants"][1];
+        assert_eq!(q["participant_id"], 3);
+        assert!(q["loss_pct_max"].is_null() && q["frame_height_min"].is_null());
+        assert!(q["gaps"][0]["secs"].is_null(), "still open");
+    }
+}

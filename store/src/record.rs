@@ -235,3 +235,82 @@ pub fn continuity(c: &Connection, id: &str, window_secs: u64) -> rusqlite::Resul
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(record::continuity(&windows, &gaps, window_secs))
 }
+
+#[cfg(test)]
+mod tests {
+    use tuxa_records::audit::{Action, Entry};
+
+    use super::*;
+
+    const ROOM: &str = "abcdefghijklmnop";
+
+    /// What the record holds comes from every table that keeps a part of it,
+    /// in order; an unknown consultation has none.
+    #[test]
+    fn a_record_is_read_from_its_tables() {
+        let mut c = crate::test_db();
+        assert!(
+            read_record(&c, ROOM, 0, "admin", None, 10)
+                .unwrap()
+                .is_none()
+        );
+        c.execute_batch(
+            "INSERT INTO facilities(id, name, tier, parent_id, created_at)
+                 VALUES (1, 'BVĐK tỉnh', 'province', NULL, 0);
+             INSERT INTO consultations(id, kind, title, status, created_at, facility_id)
+                 VALUES ('abcdefghijklmnop', 'visit', 'Khám', 'open', 100, 1);
+             INSERT INTO attendance(consultation_id, participant_id, name, role, joined_at, left_at, leave_reason)
+                 VALUES ('abcdefghijklmnop', 2, 'BN A', 'patient', 130, NULL, NULL),
+                        ('abcdefghijklmnop', 1, 'BS B', 'doctor', 120, 200, 'left');
+             INSERT INTO consents(consultation_id, participant_id, text_version,
+                     remote_examination, third_parties, recording, at)
+                 VALUES ('abcdefghijklmnop', 2, 'vi-2026-11', 1, 0, 1, 129);
+             INSERT INTO link_gaps(consultation_id, participant_id, started_at)
+                 VALUES ('abcdefghijklmnop', 2, 150);",
+        )
+        .unwrap();
+        store_visit_reason(&c, ROOM, "Ho").unwrap();
+        store_visit_reason(&c, ROOM, "changed").unwrap();
+        for (at, consultation) in [(100, Some(ROOM)), (101, None)] {
+            crate::audit::append(
+                &mut c,
+                &Entry {
+                    at,
+                    action: Action::ConsultationCreated,
+                    consultation: consultation.map(str::to_owned),
+                    actor: "admin".into(),
+                    detail: serde_json::json!({"kind": "visit"}),
+                },
+            )
+            .unwrap();
+        }
+        let r = read_record(&c, ROOM, 300, "staff:1", Some("Sở Y tế"), 10)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            r.consultation.facility_id,
+            Some(tuxa_records::FacilityId(1))
+        );
+        assert_eq!(r.facility.as_deref(), Some("BVĐK tỉnh"));
+        let names: Vec<&str> = r.participants.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["BS B", "BN A"], "in order of joining");
+        assert!(r.consents[0].remote_examination && r.consents[0].recording);
+        assert_eq!(r.audit.len(), 1, "this consultation's entries only");
+        assert_eq!(
+            r.chain_head.as_ref().map(|h| h.0),
+            Some(2),
+            "the whole log's head"
+        );
+        assert_eq!(
+            r.visit_reason.as_deref(),
+            Some("Ho"),
+            "the first reason stays"
+        );
+        assert_eq!(
+            r.continuity["participants"][0]["gaps"][0]["started_at"],
+            150
+        );
+        assert_eq!((r.exported_at, r.exported_by.as_str()), (300, "staff:1"));
+        assert!(r.conference.is_none(), "the caller reads it");
+    }
+}
