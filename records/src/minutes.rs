@@ -6,7 +6,7 @@
 //! MiniJinja rather than askama: the page is one template rendered per
 //! export, so compile-time templates buy little, and MiniJinja brings no
 //! proc macros (its one dependency is serde). Every value goes through
-//! [`html_escape`] on its way into the page (the template's formatter), the
+//! [`html_escape`](crate::minutes::html_escape) on its way into the page (the template's formatter), the
 //! same escaping the page had before it had a template, so the output is
 //! unchanged.
 
