@@ -9,10 +9,22 @@
 
 pub mod appointment;
 pub mod authz;
+/// The audit chain: entries, hashes, the strangers' windows, verification.
+pub mod audit;
+/// Dates as the record prints them: RFC 3339, and Vietnam time with jiff.
+pub mod dates;
 pub mod directory;
 pub mod error;
+/// The record as a FHIR R4 Bundle.
+pub mod fhir;
 pub mod ids;
 pub mod roster;
+/// The record as the printable minutes page (a MiniJinja template).
+pub mod minutes;
+/// A consultation's record: its facts, record.json and the continuity summary.
+pub mod record;
+/// The activity report: aggregation over rows, and its CSV.
+pub mod reports;
 pub mod time;
 
 pub use error::{Error, Result};

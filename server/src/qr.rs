@@ -367,12 +367,18 @@ mod tests {
         let q = state
             .store
             .call(|c| {
-                c.execute(
-                    "INSERT INTO facilities(id, name, tier, parent_id, created_at)
-                     VALUES (1, 'Trạm Y tế xã Tân Lập', 'commune_station', NULL, 0)",
-                    [],
-                )?;
-                crate::queues::create_queue(c, crate::directory::FacilityId(1), "Nội khoa", None)
+                // A root facility: the directory's tier rule is not what this tests.
+                let facility = crate::directory::insert_facility(
+                    c,
+                    &crate::directory::NewFacility {
+                        name: "Trạm Y tế xã Tân Lập".into(),
+                        tier: crate::directory::Tier::Province,
+                        parent: None,
+                    },
+                    0,
+                )
+                .expect("a facility");
+                crate::queues::create_queue(c, facility.id, "Nội khoa", None)
             })
             .await
             .unwrap()

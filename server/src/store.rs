@@ -507,7 +507,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     Ok(())
 }
 
-// The consultations' and meta rows: in the store crate.
-pub use tuxa_store::consultations::{
-    ConsultationRow, consultation, consultations, facility_contact, get_meta, set_meta,
-};
+// The consultations' and meta rows: in the store crate; the row type is the record's.
+pub use tuxa_records::record::ConsultationRow;
+pub use tuxa_store::consultations::{facility_contact, get_meta, set_meta};
+pub use tuxa_store::record::{consultation, consultations};

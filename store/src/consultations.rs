@@ -2,6 +2,7 @@
 //! server's meta rows.
 
 use rusqlite::{Connection, OptionalExtension, params};
+use tuxa_records::record::ConsultationRow;
 use tuxa_records::{FacilityId, UnixTime};
 
 pub fn get_meta(c: &Connection, key: &str) -> rusqlite::Result<Option<Vec<u8>>> {
@@ -16,21 +17,6 @@ pub fn set_meta(c: &Connection, key: &str, value: &[u8]) -> rusqlite::Result<()>
         params![key, value],
     )?;
     Ok(())
-}
-
-/// A consultation row.
-#[derive(Debug, Clone)]
-pub struct ConsultationRow {
-    pub id: String,
-    pub kind: String,
-    pub title: String,
-    pub status: String,
-    pub created_at: i64,
-    pub ended_at: Option<i64>,
-    /// Whose it is (who may see it); none when made with the admin key.
-    pub facility_id: Option<FacilityId>,
-    /// Why it ended (`EndReason::as_str`, or `cancelled`), once it has.
-    pub end_reason: Option<String>,
 }
 
 /// The facility's name and phone, for a room's end screen.
@@ -54,34 +40,6 @@ pub fn facility_contact(
     .optional()
 }
 
-pub fn consultations(c: &Connection) -> rusqlite::Result<Vec<ConsultationRow>> {
-    let mut st = c.prepare(
-        "SELECT id, kind, title, status, created_at, ended_at, facility_id, end_reason FROM consultations ORDER BY created_at",
-    )?;
-    st.query_map([], row_to_consultation)?.collect()
-}
-
-pub fn consultation(c: &Connection, id: &str) -> rusqlite::Result<Option<ConsultationRow>> {
-    c.query_row(
-        "SELECT id, kind, title, status, created_at, ended_at, facility_id, end_reason FROM consultations WHERE id = ?1",
-        [id],
-        row_to_consultation,
-    )
-    .optional()
-}
-
-fn row_to_consultation(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsultationRow> {
-    Ok(ConsultationRow {
-        id: r.get(0)?,
-        kind: r.get(1)?,
-        title: r.get(2)?,
-        status: r.get(3)?,
-        created_at: r.get(4)?,
-        ended_at: r.get(5)?,
-        facility_id: r.get(6)?,
-        end_reason: r.get(7)?,
-    })
-}
 
 /// A new consultation, open.
 pub fn insert_consultation(c: &Connection, row: &ConsultationRow) -> rusqlite::Result<()> {

@@ -6,3 +6,18 @@
 pub mod consultations;
 pub mod live;
 pub mod queues;
+/// The audit chain's table: appending (with the strangers' aggregation) and verifying.
+pub mod audit;
+/// A consultation's record: reading its facts; a visit's stated reason.
+pub mod record;
+/// The activity report's rows (queue events, a period's facts).
+pub mod reports;
+
+/// A connection with the whole schema, in memory, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_db() -> rusqlite::Connection {
+    let c = rusqlite::Connection::open_in_memory().expect("SQLite in memory");
+    c.execute_batch(include_str!("testdata/schema.sql"))
+        .expect("the schema");
+    c
+}
