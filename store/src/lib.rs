@@ -5,3 +5,9 @@
 
 /// The schema, its migrations, and the connection's durability settings.
 pub mod schema;
+/// The directory's rows: facilities, practitioners, staff accounts.
+pub mod directory;
+/// Sign-in rows: credentials, sessions, the last TOTP step.
+pub mod auth;
+/// The secrets as stored (sealed by the server).
+pub mod secrets;
