@@ -401,11 +401,17 @@ mod tests {
     fn enums_and_usernames_parse() {
         for t in Tier::ALL {
             assert_eq!(Tier::parse(t.as_str()), Some(t));
-            assert_eq!(serde_json::to_value(t).unwrap(), serde_json::json!(t.as_str()));
+            assert_eq!(
+                serde_json::to_value(t).unwrap(),
+                serde_json::json!(t.as_str())
+            );
         }
         for r in StaffRole::ALL {
             assert_eq!(StaffRole::parse(r.as_str()), Some(r));
-            assert_eq!(serde_json::to_value(r).unwrap(), serde_json::json!(r.as_str()));
+            assert_eq!(
+                serde_json::to_value(r).unwrap(),
+                serde_json::json!(r.as_str())
+            );
         }
         assert_eq!(Tier::parse("hospital"), None);
         assert_eq!(StaffRole::parse("patient"), None);

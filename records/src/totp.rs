@@ -184,7 +184,11 @@ mod tests {
         }
         // At the epoch's first step there is no step before.
         let s0 = s.code_at(0);
-        assert_eq!(s.verify(&s0, 0, 0), None, "step 0 is never after last_step 0");
+        assert_eq!(
+            s.verify(&s0, 0, 0),
+            None,
+            "step 0 is never after last_step 0"
+        );
         assert_eq!(s.verify(&s.code_at(30), 0, 0), Some(1));
     }
 

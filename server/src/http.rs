@@ -162,12 +162,9 @@ impl ApiError {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn code(&self) -> ErrorCode {
         self.code
-    }
-
-    pub(crate) fn message(&self) -> &str {
-        &self.message
     }
 
     fn internal(e: impl std::fmt::Display) -> ApiError {

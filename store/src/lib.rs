@@ -3,11 +3,11 @@
 //! domain's types from `tuxa-records`), and the store thread that owns the
 //! connection. Domain errors travel as `tuxa_records::Error`.
 
-/// The schema, its migrations, and the connection's durability settings.
-pub mod schema;
-/// The directory's rows: facilities, practitioners, staff accounts.
-pub mod directory;
 /// Sign-in rows: credentials, sessions, the last TOTP step.
 pub mod auth;
+/// The directory's rows: facilities, practitioners, staff accounts.
+pub mod directory;
+/// The schema, its migrations, and the connection's durability settings.
+pub mod schema;
 /// The secrets as stored (sealed by the server).
 pub mod secrets;

@@ -131,11 +131,17 @@ mod tests {
         .unwrap();
         assert_eq!(
             secrets(&c).unwrap(),
-            vec![(Slot::TokenKey, vec![3; 32]), (Slot::Totp(s.id), vec![7; 20])]
+            vec![
+                (Slot::TokenKey, vec![3; 32]),
+                (Slot::Totp(s.id), vec![7; 20])
+            ]
         );
         overwrite(
             &mut c,
-            &[(Slot::TokenKey, b"k".to_vec()), (Slot::Totp(s.id), b"t".to_vec())],
+            &[
+                (Slot::TokenKey, b"k".to_vec()),
+                (Slot::Totp(s.id), b"t".to_vec()),
+            ],
         )
         .unwrap();
         assert_eq!(token_key(&c).unwrap().as_deref(), Some(&b"k"[..]));
