@@ -129,3 +129,107 @@ pub fn end_session(c: &Connection, token_hash: &[u8]) -> rusqlite::Result<Option
     )
     .optional()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tuxa_records::auth::{SESSION_IDLE_SECS, SESSION_TTL_SECS};
+    use tuxa_records::directory::{NewFacility, NewStaff, StaffRole, Tier};
+
+    fn with_account() -> (Connection, StaffId) {
+        let mut c = Connection::open_in_memory().unwrap();
+        crate::schema::migrate(&mut c).unwrap();
+        let f = crate::directory::insert_facility(
+            &c,
+            &NewFacility {
+                name: "F".into(),
+                tier: Tier::Province,
+                parent: None,
+            },
+            0,
+        )
+        .unwrap();
+        let s = crate::directory::insert_staff(
+            &c,
+            &NewStaff {
+                username: Username::parse("dp.a").unwrap(),
+                name: "A".into(),
+                role: StaffRole::Coordinator,
+                facility: f.id,
+                practitioner: None,
+            },
+            "phc",
+            b"sealed",
+            0,
+        )
+        .unwrap();
+        (c, s.id)
+    }
+
+    #[test]
+    fn a_step_opens_one_session_and_sessions_end() {
+        let (mut c, id) = with_account();
+        let k = credentials(&c, &Username::parse("dp.a").unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                k.id,
+                k.password_hash.as_str(),
+                &k.totp_sealed[..],
+                k.totp_last_step,
+                k.disabled
+            ),
+            (id, "phc", &b"sealed"[..], 0, false)
+        );
+        assert!(
+            credentials(&c, &Username::parse("nobody").unwrap())
+                .unwrap()
+                .is_none()
+        );
+
+        let t = 1_000_000;
+        let s = open_session(&mut c, id, 10, &[1; 32], t).unwrap().unwrap();
+        assert_eq!(s.session_expires_at, t + SESSION_TTL_SECS);
+        // The same step, or an earlier one, opens nothing.
+        assert!(open_session(&mut c, id, 10, &[2; 32], t).unwrap().is_none());
+        assert!(open_session(&mut c, id, 9, &[2; 32], t).unwrap().is_none());
+        assert!(live_session(&c, &[2; 32], t).unwrap().is_none());
+        assert_eq!(
+            credentials(&c, &Username::parse("dp.a").unwrap())
+                .unwrap()
+                .unwrap()
+                .totp_last_step,
+            10
+        );
+
+        // Live while used; gone after an idle hour.
+        assert_eq!(
+            live_session(&c, &[1; 32], t + 600)
+                .unwrap()
+                .unwrap()
+                .profile
+                .staff
+                .id,
+            id
+        );
+        assert!(
+            live_session(&c, &[1; 32], t + 600 + SESSION_IDLE_SECS)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            live_session(&c, &[1; 32], t + 601).unwrap().is_none(),
+            "deleted"
+        );
+
+        open_session(&mut c, id, 11, &[3; 32], t).unwrap().unwrap();
+        assert_eq!(end_session(&c, &[3; 32]).unwrap(), Some(id));
+        assert_eq!(end_session(&c, &[3; 32]).unwrap(), None);
+        assert!(live_session(&c, &[3; 32], t).unwrap().is_none());
+
+        // A disabled account opens no session.
+        crate::directory::set_disabled(&c, id, true).unwrap();
+        assert!(open_session(&mut c, id, 12, &[4; 32], t).unwrap().is_none());
+    }
+}

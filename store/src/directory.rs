@@ -394,3 +394,149 @@ pub fn update_staff(
         _ => Err(Error::internal("update_staff: nothing was updated")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tuxa_records::directory::Tier;
+
+    fn conn() -> Connection {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.pragma_update(None, "foreign_keys", "ON").unwrap();
+        crate::schema::migrate(&mut c).unwrap();
+        c
+    }
+
+    fn fac(name: &str, tier: Tier, parent: Option<FacilityId>) -> NewFacility {
+        NewFacility {
+            name: name.into(),
+            tier,
+            parent,
+        }
+    }
+
+    #[test]
+    fn facilities_nest_and_names_are_unique_under_a_parent() {
+        let c = conn();
+        let p = insert_facility_with_phone(
+            &c,
+            &fac("BVĐK tỉnh", Tier::Province, None),
+            Some("0210 3812 345".into()),
+            1,
+        )
+        .unwrap();
+        assert_eq!(facility(&c, p.id).unwrap(), Some(p.clone()));
+        assert_eq!(p.phone.as_deref(), Some("0210 3812 345"));
+        let d = insert_facility(&c, &fac("TTYT Tân Lập", Tier::District, Some(p.id)), 2).unwrap();
+        assert!(matches!(
+            insert_facility(&c, &fac("TTYT Tân Lập", Tier::District, Some(p.id)), 3),
+            Err(Error::Conflict(_))
+        ));
+        for (bad, parent) in [
+            (fac("X", Tier::CommuneStation, Some(p.id)), "tier"),
+            (fac("X", Tier::District, Some(FacilityId(99))), "missing"),
+        ] {
+            assert!(
+                matches!(insert_facility(&c, &bad, 3), Err(Error::BadRequest(_))),
+                "{parent}"
+            );
+        }
+        assert_eq!(
+            facilities(&c)
+                .unwrap()
+                .iter()
+                .map(|f| f.id)
+                .collect::<Vec<_>>(),
+            [p.id, d.id],
+            "nothing refused was written"
+        );
+    }
+
+    #[test]
+    fn staff_accounts_follow_their_practitioner_and_change_in_one_transaction() {
+        let mut c = conn();
+        let f = insert_facility(&c, &fac("BVĐK tỉnh", Tier::Province, None), 1).unwrap();
+        let other = insert_facility(&c, &fac("CDC", Tier::Cdc, None), 1).unwrap();
+        let pr = insert_practitioner(
+            &c,
+            &NewPractitioner {
+                name: "Nguyễn Văn An".into(),
+                title: "BSCKI".into(),
+                licence_number: "000733/AH-CCHN".into(),
+                specialty: "Nội khoa".into(),
+                facility: f.id,
+            },
+            1,
+        )
+        .unwrap();
+        let new = |username: &str, role, facility, practitioner| NewStaff {
+            username: Username::parse(username).unwrap(),
+            name: "A".into(),
+            role,
+            facility,
+            practitioner,
+        };
+        // A doctor needs a practitioner record at their facility.
+        for bad in [
+            new("bs.a", StaffRole::Doctor, f.id, None),
+            new("bs.a", StaffRole::Doctor, other.id, Some(pr.id)),
+        ] {
+            assert!(matches!(
+                insert_staff(&c, &bad, "h", b"t", 1),
+                Err(Error::BadRequest(_))
+            ));
+        }
+        let doc = insert_staff(
+            &c,
+            &new("bs.a", StaffRole::Doctor, f.id, Some(pr.id)),
+            "h",
+            b"t",
+            1,
+        )
+        .unwrap();
+        assert!(matches!(
+            insert_staff(
+                &c,
+                &new("bs.b", StaffRole::Doctor, f.id, Some(pr.id)),
+                "h",
+                b"t",
+                1
+            ),
+            Err(Error::Conflict(_))
+        ));
+        let coord = insert_staff(
+            &c,
+            &new("dp.c", StaffRole::Coordinator, f.id, None),
+            "h",
+            b"t",
+            1,
+        )
+        .unwrap();
+        assert!(matches!(
+            insert_staff(&c, &new("DP.C", StaffRole::Admin, f.id, None), "h", b"t", 1),
+            Err(Error::Conflict(_))
+        ));
+        assert_eq!(profile(&c, doc.id).unwrap().unwrap().practitioner, Some(pr));
+
+        // A coordinator cannot become a doctor without a practitioner: and
+        // the disabling asked for with it is not written either.
+        assert!(matches!(
+            update_staff(&mut c, coord.id, Some(StaffRole::Doctor), Some(true)),
+            Err(Error::BadRequest(_))
+        ));
+        assert_eq!(staff(&c, coord.id).unwrap(), Some(coord.clone()));
+        let (before, after) =
+            update_staff(&mut c, coord.id, Some(StaffRole::Admin), Some(true)).unwrap();
+        assert_eq!(before, coord);
+        assert_eq!((after.role, after.disabled), (StaffRole::Admin, true));
+        assert_eq!(staff(&c, coord.id).unwrap(), Some(after));
+        assert!(matches!(
+            update_staff(&mut c, StaffId(99), None, Some(true)),
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            update_staff(&mut c, coord.id, None, None),
+            Err(Error::BadRequest(_))
+        ));
+    }
+}
