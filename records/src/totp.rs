@@ -6,7 +6,7 @@
 //! Sans IO: the secret's bytes come from the caller's CSPRNG, `now` from
 //! the caller's clock.
 
-use totp_rs::{Algorithm, Secret, TOTP};
+use totp_rs::{Algorithm, TOTP};
 
 pub const TOTP_STEP_SECS: u64 = 30;
 pub const TOTP_DIGITS: u32 = 6;
@@ -18,10 +18,7 @@ pub const TOTP_SECRET_LEN: usize = 20;
 /// RFC 4648 base32, upper case, without padding (what authenticator apps
 /// expect in an `otpauth://` URI).
 pub fn base32(data: &[u8]) -> String {
-    match Secret::Raw(data.to_vec()).to_encoded() {
-        Secret::Encoded(s) => s,
-        Secret::Raw(_) => unreachable!("to_encoded gives Encoded"),
-    }
+    generator(data, TOTP_DIGITS).get_secret_base32()
 }
 
 /// The `digits`-digit TOTP code of `key` at Unix time `unix` (30 s steps,
