@@ -239,6 +239,13 @@ impl Profile {
     }
 }
 
+/// Whether a change of account from `before` to `after` must end what the
+/// account has open (its WebSockets were identified with the old role, or
+/// the account may no longer act).
+pub fn revokes_connections(before: &Staff, after: &Staff) -> bool {
+    before.role != after.role || (after.disabled && !before.disabled)
+}
+
 // ---------------------------------------------------------------------------
 // New records, and the rules their fields follow
 
@@ -434,6 +441,23 @@ mod tests {
         assert!(Cdc.parent_allowed(None));
         assert!(Cdc.parent_allowed(Some(Province)));
         assert!(!Cdc.parent_allowed(Some(District)));
+    }
+
+    #[test]
+    fn a_new_role_or_disabling_revokes_re_enabling_does_not() {
+        let s = staff(StaffRole::Nurse, 1);
+        let off = Staff {
+            disabled: true,
+            ..s.clone()
+        };
+        let doctor = Staff {
+            role: StaffRole::Doctor,
+            ..s.clone()
+        };
+        assert!(!revokes_connections(&s, &s));
+        assert!(revokes_connections(&s, &off));
+        assert!(revokes_connections(&s, &doctor));
+        assert!(!revokes_connections(&off, &s));
     }
 
     #[test]

@@ -372,9 +372,7 @@ async fn update_staff(
     )
     .await?;
     let req = body(req)?;
-    if req.role.is_none() && req.disabled.is_none() {
-        return Err(tuxa_records::Error::bad_request("give role, disabled, or both").into());
-    }
+    // Neither given is refused there (tuxa_store::directory::update_staff).
     let (role, disabled) = (req.role, req.disabled);
     let (before, after) = on_store(&state, move |c| {
         tuxa_store::directory::update_staff(c, id, role, disabled)
@@ -389,8 +387,7 @@ async fn update_staff(
             json!({"staff_id": id, "from": before.role, "to": after.role}),
         );
     }
-    if before.role != after.role || (after.disabled && !before.disabled) {
-        // Open WebSockets were identified with the old role (or account).
+    if revokes_connections(&before, &after) {
         let _ = state.hub.send(crate::hub_task::HubMsg::Input(
             tuxa_signaling::Input::StaffRevoked(id.0 as u64),
         ));
