@@ -238,3 +238,243 @@ impl Profile {
         may_see_facility(&self.staff, &self.facility, target)
     }
 }
+
+/// Whether a change of account from `before` to `after` must end what the
+/// account has open (its WebSockets were identified with the old role, or
+/// the account may no longer act).
+pub fn revokes_connections(before: &Staff, after: &Staff) -> bool {
+    before.role != after.role || (after.disabled && !before.disabled)
+}
+
+// ---------------------------------------------------------------------------
+// New records, and the rules their fields follow
+
+#[derive(Debug, Clone)]
+pub struct NewFacility {
+    pub name: String,
+    pub tier: Tier,
+    pub parent: Option<FacilityId>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewPractitioner {
+    pub name: String,
+    pub title: String,
+    pub licence_number: String,
+    pub specialty: String,
+    pub facility: FacilityId,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewStaff {
+    pub username: Username,
+    pub name: String,
+    pub role: StaffRole,
+    pub facility: FacilityId,
+    pub practitioner: Option<PractitionerId>,
+}
+
+/// A trimmed, non-empty text of at most `max` characters without control
+/// characters.
+pub fn text(field: &str, value: &str, max: usize) -> crate::Result<String> {
+    let v = value.trim();
+    if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
+        return Err(crate::Error::bad_request(format!(
+            "{field} must be 1 to {max} characters, without control characters"
+        )));
+    }
+    Ok(v.to_owned())
+}
+
+/// A phone number as people write it: 6 to 15 digits, with `+` in front
+/// and spaces, dots, dashes or brackets between groups. Empty is none.
+pub fn phone(v: Option<&str>) -> crate::Result<Option<String>> {
+    let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let digits = v.chars().filter(char::is_ascii_digit).count();
+    let ok = v.len() <= 24
+        && (6..=15).contains(&digits)
+        && v.chars()
+            .enumerate()
+            .all(|(i, ch)| ch.is_ascii_digit() || " .-()".contains(ch) || (ch == '+' && i == 0));
+    if !ok {
+        return Err(crate::Error::bad_request(
+            "phone: 6 to 15 digits, e.g. 0210 3812 345 or +84 210 3812 345",
+        ));
+    }
+    Ok(Some(v.to_owned()))
+}
+
+impl Username {
+    /// [`Username::parse`], or the refusal that says what a username is.
+    pub fn parse_or_refuse(s: &str) -> crate::Result<Username> {
+        Username::parse(s).ok_or_else(|| {
+            crate::Error::bad_request(
+                "username must be 3 to 32 of a-z 0-9 . _ -, starting with a letter or digit",
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn staff(role: StaffRole, facility: i64) -> Staff {
+        Staff {
+            id: StaffId(1),
+            username: Username::parse("someone").unwrap(),
+            name: "Nguyễn Văn A".into(),
+            role,
+            facility_id: FacilityId(facility),
+            practitioner_id: None,
+            disabled: false,
+            created_at: 0,
+        }
+    }
+
+    fn facility(id: i64, tier: Tier) -> Facility {
+        Facility {
+            id: FacilityId(id),
+            name: format!("f{id}"),
+            tier,
+            parent_id: None,
+            phone: None,
+        }
+    }
+
+    #[test]
+    fn scoping_for_every_role_and_tier() {
+        // For every role and every tier of the home facility: the own
+        // facility is visible; another facility only to a coordinator or
+        // admin at province level; nothing to a disabled account.
+        for role in StaffRole::ALL {
+            for tier in Tier::ALL {
+                let home = facility(10, tier);
+                let s = staff(role, 10);
+                assert!(
+                    may_see_facility(&s, &home, FacilityId(10)),
+                    "{role:?} at {tier:?} sees own facility"
+                );
+                let sees_all = matches!(role, StaffRole::Coordinator | StaffRole::Admin)
+                    && tier == Tier::Province;
+                for other in [11, 12, 99] {
+                    assert_eq!(
+                        may_see_facility(&s, &home, FacilityId(other)),
+                        sees_all,
+                        "{role:?} at {tier:?} looking at facility {other}"
+                    );
+                }
+                let disabled = Staff {
+                    disabled: true,
+                    ..s.clone()
+                };
+                assert!(!may_see_facility(&disabled, &home, FacilityId(10)));
+                assert!(!may_see_facility(&disabled, &home, FacilityId(11)));
+            }
+        }
+        // Spelled out, the cases the issue names.
+        let district = facility(2, Tier::District);
+        assert!(!may_see_facility(
+            &staff(StaffRole::Nurse, 2),
+            &district,
+            FacilityId(3)
+        ));
+        assert!(!may_see_facility(
+            &staff(StaffRole::Coordinator, 2),
+            &district,
+            FacilityId(3)
+        ));
+        let province = facility(1, Tier::Province);
+        assert!(!may_see_facility(
+            &staff(StaffRole::Doctor, 1),
+            &province,
+            FacilityId(2)
+        ));
+        assert!(may_see_facility(
+            &staff(StaffRole::Coordinator, 1),
+            &province,
+            FacilityId(2)
+        ));
+        assert!(may_see_facility(
+            &staff(StaffRole::Admin, 1),
+            &province,
+            FacilityId(2)
+        ));
+    }
+
+    #[test]
+    fn enums_and_usernames_parse() {
+        for t in Tier::ALL {
+            assert_eq!(Tier::parse(t.as_str()), Some(t));
+            assert_eq!(
+                serde_json::to_value(t).unwrap(),
+                serde_json::json!(t.as_str())
+            );
+        }
+        for r in StaffRole::ALL {
+            assert_eq!(StaffRole::parse(r.as_str()), Some(r));
+            assert_eq!(
+                serde_json::to_value(r).unwrap(),
+                serde_json::json!(r.as_str())
+            );
+        }
+        assert_eq!(Tier::parse("hospital"), None);
+        assert_eq!(StaffRole::parse("patient"), None);
+        assert_eq!(Username::parse(" BS.Minh ").unwrap().as_str(), "bs.minh");
+        for bad in ["ab", ".minh", "bs minh", "bác.sĩ", &"a".repeat(33), ""] {
+            assert!(Username::parse(bad).is_none(), "{bad:?}");
+            assert!(Username::parse_or_refuse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tiers_nest_as_the_network_does() {
+        use Tier::*;
+        assert!(Province.parent_allowed(None));
+        assert!(!Province.parent_allowed(Some(Province)));
+        assert!(District.parent_allowed(Some(Province)));
+        assert!(!District.parent_allowed(None));
+        assert!(CommuneStation.parent_allowed(Some(District)));
+        assert!(!CommuneStation.parent_allowed(Some(Province)));
+        assert!(Cdc.parent_allowed(None));
+        assert!(Cdc.parent_allowed(Some(Province)));
+        assert!(!Cdc.parent_allowed(Some(District)));
+    }
+
+    #[test]
+    fn a_new_role_or_disabling_revokes_re_enabling_does_not() {
+        let s = staff(StaffRole::Nurse, 1);
+        let off = Staff {
+            disabled: true,
+            ..s.clone()
+        };
+        let doctor = Staff {
+            role: StaffRole::Doctor,
+            ..s.clone()
+        };
+        assert!(!revokes_connections(&s, &s));
+        assert!(revokes_connections(&s, &off));
+        assert!(revokes_connections(&s, &doctor));
+        assert!(!revokes_connections(&off, &s));
+    }
+
+    #[test]
+    fn texts_and_phones() {
+        assert_eq!(text("name", "  Trạm Y tế  ", 20).unwrap(), "Trạm Y tế");
+        for bad in ["", "   ", "a\nb", &"x".repeat(21)] {
+            let e = text("name", bad, 20).unwrap_err();
+            assert!(matches!(e, crate::Error::BadRequest(_)), "{bad:?}");
+        }
+        assert_eq!(phone(None).unwrap(), None);
+        assert_eq!(phone(Some("  ")).unwrap(), None);
+        assert_eq!(
+            phone(Some(" +84 (210) 3812-345 ")).unwrap().as_deref(),
+            Some("+84 (210) 3812-345")
+        );
+        for bad in ["12345", "84+210381234", "0210 abc 345", &"1".repeat(16)] {
+            assert!(phone(Some(bad)).is_err(), "{bad:?}");
+        }
+    }
+}

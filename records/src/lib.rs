@@ -8,9 +8,11 @@
 //! error type. See ARCHITECTURE.md, "Code map".
 
 pub mod appointment;
-pub mod authz;
 /// The audit chain: entries, hashes, the strangers' windows, verification.
 pub mod audit;
+/// Staff sessions: their lifetime rules.
+pub mod auth;
+pub mod authz;
 /// Dates as the record prints them: RFC 3339, and Vietnam time with jiff.
 pub mod dates;
 pub mod directory;
@@ -18,14 +20,18 @@ pub mod error;
 /// The record as a FHIR R4 Bundle.
 pub mod fhir;
 pub mod ids;
-pub mod roster;
 /// The record as the printable minutes page (a MiniJinja template).
 pub mod minutes;
+/// Password policy and the argon2 cost.
+pub mod password;
 /// A consultation's record: its facts, record.json and the continuity summary.
 pub mod record;
 /// The activity report: aggregation over rows, and its CSV.
 pub mod reports;
+pub mod roster;
 pub mod time;
+/// TOTP by totp-rs, with the rule that a code is accepted once.
+pub mod totp;
 
 pub use error::{Error, Result};
 pub use ids::{ConferenceId, FacilityId, PractitionerId, QueueId, StaffId};

@@ -25,10 +25,3 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Ac
         )),
     }
 }
-
-/// Until the directory's handlers answer with `ApiError` like the others.
-impl From<tuxa_records::Error> for crate::directory::Error {
-    fn from(e: tuxa_records::Error) -> crate::directory::Error {
-        crate::directory::Error::from(ApiError::from(e))
-    }
-}

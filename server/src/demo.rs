@@ -167,8 +167,8 @@ pub fn load(data_dir: &Path, keys: &crate::secrets::KeysConfig) -> anyhow::Resul
     Ok(report)
 }
 
-fn failed(e: directory::Error) -> anyhow::Error {
-    anyhow::anyhow!("{} ({})", e.status(), e.code().as_str())
+fn failed(e: tuxa_records::Error) -> anyhow::Error {
+    anyhow::anyhow!("{} ({})", e.public_message(), e.code().as_str())
 }
 
 /// The load itself, on an open, migrated connection.
@@ -216,9 +216,10 @@ pub(crate) fn load_into(
                 let made = directory::insert_facility(&tx, &new, now).map_err(failed)?;
                 // A made-up number in the demo province's area code, for
                 // the end screen's "Liên hệ".
-                tx.execute(
-                    "UPDATE facilities SET phone = ?1 WHERE id = ?2",
-                    rusqlite::params![format!("0210 3800 {:03}", 100 + n), made.id],
+                tuxa_store::directory::set_facility_phone(
+                    &tx,
+                    made.id,
+                    &format!("0210 3800 {:03}", 100 + n),
                 )?;
                 facilities_new += 1;
                 new_entry(
@@ -272,14 +273,11 @@ pub(crate) fn load_into(
         let username = Username::parse(p.username).context("a demo username")?;
         let existing_id = directory::staff_by_username(&tx, &username)?.map(|s| s.id);
         let secret = match directory::staff_by_username(&tx, &username)? {
-            Some(existing) => {
-                let (hash, secret): (String, Vec<u8>) = tx.query_row(
-                    "SELECT password_hash, totp_secret FROM staff WHERE id = ?1",
-                    [existing.id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?;
-                to_check.push((staff.len(), hash));
-                keys.open(crate::secrets::Purpose::TotpSecret, &secret)
+            Some(_) => {
+                let stored = tuxa_store::auth::credentials(&tx, &username)?
+                    .context("a demo account read back")?;
+                to_check.push((staff.len(), stored.password_hash));
+                keys.open(crate::secrets::Purpose::TotpSecret, &stored.totp_sealed)
                     .ok()
                     .and_then(|s| TotpSecret::from_slice(&s))
             }
@@ -291,7 +289,7 @@ pub(crate) fn load_into(
                     facility: facility_id,
                     practitioner,
                 };
-                let secret = TotpSecret::generate();
+                let secret = auth::new_totp_secret();
                 let hash = hashes
                     .remove(p.username)
                     .unwrap_or_else(|| auth::hash_password(DEMO_PASSWORD));
@@ -326,11 +324,11 @@ pub(crate) fn load_into(
     }
     let mut queues_new = 0;
     for (facility, specialty, doctor) in &on_call {
-        let before: i64 = tx.query_row("SELECT count(*) FROM queues", [], |r| r.get(0))?;
+        let before = crate::queues::queues(&tx)?.len();
         let Some(q) = crate::queues::create_queue(&tx, *facility, specialty, None)? else {
             continue;
         };
-        let after: i64 = tx.query_row("SELECT count(*) FROM queues", [], |r| r.get(0))?;
+        let after = crate::queues::queues(&tx)?.len();
         if after > before {
             queues_new += 1;
             new_entry(
@@ -338,16 +336,14 @@ pub(crate) fn load_into(
                 json!({"queue": q.id, "facility": q.facility_id, "specialty": q.specialty, "via": "load-demo"}),
             );
         }
-        let rostered: bool = tx.query_row(
-            "SELECT EXISTS(SELECT 1 FROM rosters WHERE queue_id = ?1 AND staff_id = ?2)",
-            rusqlite::params![q.id, doctor],
-            |r| r.get(0),
-        )?;
+        let rostered = crate::queues::roster(&tx, q.id)?
+            .iter()
+            .any(|r| r.staff_id == *doctor);
         if !rostered {
             crate::queues::add_roster(&tx, q.id, *doctor, None, 0, 24 * 60)?;
         }
     }
-    let queues_total: i64 = tx.query_row("SELECT count(*) FROM queues", [], |r| r.get(0))?;
+    let queues_total = crate::queues::queues(&tx)?.len();
     tx.commit()?;
     // Secrets of accounts that existed are shown only while they still have
     // the demo password (never a real account's).
@@ -368,7 +364,7 @@ pub(crate) fn load_into(
         facilities: (facilities_new, FACILITIES.len()),
         practitioners: (practitioners_new, practitioners_total),
         accounts: (accounts_new, PEOPLE.len()),
-        queues: (queues_new, queues_total as usize),
+        queues: (queues_new, queues_total),
         tree,
         staff,
     })

@@ -1,25 +1,19 @@
-//! The directory: facilities (with their tier and parent), practitioners,
-//! staff accounts, and who may see which facility's queues and cases.
-//!
-//! Types are parsed at the edge (request bodies, SQLite rows) into typed ids
-//! and enums, so the rest of the code never handles a bare string role or a
-//! bare integer id. The SQL lives here too, as plain functions on a
-//! `Connection`: the store thread runs them (see `store.rs`), and
-//! `demo.rs` runs the same ones on its own connection.
+//! The directory's HTTP side: facilities (with their tier and parent),
+//! practitioners, staff accounts. Its types, scoping and text rules are in
+//! `tuxa_records::directory`, its SQL in `tuxa_store::directory` (re-exported
+//! here for the other modules); the store thread runs that SQL (see
+//! `store.rs`), and `demo.rs` runs the same functions on its own connection.
 //!
 //! HTTP: the admin-key endpoints that manage the directory
 //! (`/api/v1/facilities`, `/api/v1/practitioners`, `/api/v1/staff`); the
 //! sign-in endpoints are in `auth.rs`. See `docs/api.md`, "Staff and
 //! directory".
 
-use std::fmt;
-
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use rusqlite::{Connection, OptionalExtension, params};
+use axum::http::{HeaderMap, StatusCode};
+use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tuxa_protocol::ErrorCode;
@@ -28,420 +22,31 @@ use crate::audit::{Action, Entry};
 use crate::auth::{self, TotpSecret};
 use crate::authz::{self, Actor};
 use crate::gate::{Access, Routes};
-use crate::http::AppState;
+use crate::http::{ApiError, AppState};
 use crate::hub_task::unix_now;
 
 // ---------------------------------------------------------------------------
-// Typed ids and enums: in the domain crate (tuxa-records).
+// Typed ids and enums, the directory's rules: in the domain crate
+// (tuxa-records). Its SQL: in the store crate (tuxa-store).
 
 pub use tuxa_records::directory::*;
 pub use tuxa_records::ids::{FacilityId, PractitionerId, StaffId};
+pub use tuxa_store::directory::{
+    facilities, facility, facility_named, insert_facility, insert_practitioner,
+    practitioner_by_licence, practitioners, profile, staff, staff_by_username, staff_list,
+};
 
-// ---------------------------------------------------------------------------
-// Errors
-
-/// An API refusal: the JSON shape and codes of `http::ApiError`, with an
-/// HTTP status of its own (`login_failed` 401, `too_many_attempts` 429,
-/// `forbidden` 403, `conflict` 409).
-#[derive(Debug)]
-pub struct Error {
-    status: StatusCode,
-    code: ErrorCode,
-    message: String,
-    retry_after: Option<u64>,
-}
-
-impl Error {
-    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Error {
-        Error {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> Error {
-        Error::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
-    }
-
-    pub fn not_found(message: impl Into<String>) -> Error {
-        Error::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
-    }
-
-    /// A unique name or number is already taken.
-    pub fn conflict(message: impl Into<String>) -> Error {
-        Error::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
-    }
-
-    /// No valid staff session.
-    pub fn not_signed_in() -> Error {
-        Error::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Unauthorized,
-            "sign in first",
-        )
-    }
-
-    /// Signed in, but this staff member may not do that.
-    pub fn forbidden(message: impl Into<String>) -> Error {
-        Error::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
-    }
-
-    /// Any wrong sign-in: the same answer whether the user exists, the
-    /// password was wrong or the code was.
-    pub fn login_failed() -> Error {
-        Error::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::LoginFailed,
-            "wrong username, password or code",
-        )
-    }
-
-    /// Too many failed sign-ins for this username. Sent with `Retry-After`.
-    pub fn too_many_attempts(retry_after_secs: u64) -> Error {
-        let mut e = Error::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::TooManyAttempts,
-            format!("too many failed sign-ins; try again in {retry_after_secs} s"),
-        );
-        e.retry_after = Some(retry_after_secs);
-        e
-    }
-
-    pub fn internal(e: impl fmt::Display) -> Error {
-        tracing::error!("internal error: {e}");
-        Error::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::Internal,
-            "internal error; see the server log",
-        )
-    }
-
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    pub fn code(&self) -> ErrorCode {
-        self.code
-    }
-}
-
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Error {
-        Error::internal(e)
-    }
-}
-
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code.as_str(), "message": self.message}});
-        let mut res = (self.status, Json(body)).into_response();
-        if let Some(secs) = self.retry_after {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        res
-    }
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+/// What the handlers answer: the API's one error type (http.rs maps codes
+/// to statuses), into which the domain's errors convert.
+pub(crate) type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 pub(crate) fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T> {
     r.map(|Json(v)| v)
-        .map_err(|e| Error::bad_request(e.body_text()))
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))
 }
 
-/// A trimmed, non-empty text of at most `max` characters without control
-/// characters.
-fn text(field: &str, value: &str, max: usize) -> Result<String> {
-    let v = value.trim();
-    if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
-        return Err(Error::bad_request(format!(
-            "{field} must be 1 to {max} characters, without control characters"
-        )));
-    }
-    Ok(v.to_owned())
-}
-
-// ---------------------------------------------------------------------------
-// New records, parsed
-
-#[derive(Debug, Clone)]
-pub struct NewFacility {
-    pub name: String,
-    pub tier: Tier,
-    pub parent: Option<FacilityId>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewPractitioner {
-    pub name: String,
-    pub title: String,
-    pub licence_number: String,
-    pub specialty: String,
-    pub facility: FacilityId,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewStaff {
-    pub username: Username,
-    pub name: String,
-    pub role: StaffRole,
-    pub facility: FacilityId,
-    pub practitioner: Option<PractitionerId>,
-}
-
-// ---------------------------------------------------------------------------
-// SQL (runs on the store thread, or on demo.rs's connection)
-
-fn row_to_facility(r: &rusqlite::Row<'_>) -> rusqlite::Result<Facility> {
-    Ok(Facility {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        tier: r.get(2)?,
-        parent_id: r.get(3)?,
-        phone: r.get(4)?,
-    })
-}
-
-const FACILITY_COLS: &str = "id, name, tier, parent_id, phone";
-
-pub fn facilities(c: &Connection) -> rusqlite::Result<Vec<Facility>> {
-    let mut st = c.prepare(&format!(
-        "SELECT {FACILITY_COLS} FROM facilities ORDER BY id"
-    ))?;
-    st.query_map([], row_to_facility)?.collect()
-}
-
-pub fn facility(c: &Connection, id: FacilityId) -> rusqlite::Result<Option<Facility>> {
-    c.query_row(
-        &format!("SELECT {FACILITY_COLS} FROM facilities WHERE id = ?1"),
-        [id],
-        row_to_facility,
-    )
-    .optional()
-}
-
-/// The facility called `name` under `parent`, if there is one.
-pub fn facility_named(
-    c: &Connection,
-    name: &str,
-    parent: Option<FacilityId>,
-) -> rusqlite::Result<Option<Facility>> {
-    c.query_row(
-        &format!("SELECT {FACILITY_COLS} FROM facilities WHERE name = ?1 AND parent_id IS ?2"),
-        params![name, parent],
-        row_to_facility,
-    )
-    .optional()
-}
-
-pub fn insert_facility(c: &Connection, f: &NewFacility, now: i64) -> Result<Facility> {
-    let parent_tier = match f.parent {
-        Some(p) => Some(
-            facility(c, p)?
-                .ok_or_else(|| Error::bad_request(format!("no facility with id {p}")))?
-                .tier,
-        ),
-        None => None,
-    };
-    if !f.tier.parent_allowed(parent_tier) {
-        return Err(Error::bad_request(f.tier.parent_rule()));
-    }
-    if facility_named(c, &f.name, f.parent)?.is_some() {
-        return Err(Error::conflict(
-            "a facility with this name already exists there",
-        ));
-    }
-    c.execute(
-        "INSERT INTO facilities(name, tier, parent_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![f.name, f.tier, f.parent, now],
-    )?;
-    Ok(Facility {
-        id: FacilityId(c.last_insert_rowid()),
-        name: f.name.clone(),
-        tier: f.tier,
-        parent_id: f.parent,
-        phone: None,
-    })
-}
-
-fn row_to_practitioner(r: &rusqlite::Row<'_>) -> rusqlite::Result<Practitioner> {
-    Ok(Practitioner {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        title: r.get(2)?,
-        licence_number: r.get(3)?,
-        specialty: r.get(4)?,
-        facility_id: r.get(5)?,
-    })
-}
-
-const PRACTITIONER_COLS: &str = "id, name, title, licence_number, specialty, facility_id";
-
-pub fn practitioners(c: &Connection) -> rusqlite::Result<Vec<Practitioner>> {
-    let mut st = c.prepare(&format!(
-        "SELECT {PRACTITIONER_COLS} FROM practitioners ORDER BY id"
-    ))?;
-    st.query_map([], row_to_practitioner)?.collect()
-}
-
-pub fn practitioner(c: &Connection, id: PractitionerId) -> rusqlite::Result<Option<Practitioner>> {
-    c.query_row(
-        &format!("SELECT {PRACTITIONER_COLS} FROM practitioners WHERE id = ?1"),
-        [id],
-        row_to_practitioner,
-    )
-    .optional()
-}
-
-pub fn practitioner_by_licence(
-    c: &Connection,
-    licence_number: &str,
-) -> rusqlite::Result<Option<Practitioner>> {
-    c.query_row(
-        &format!("SELECT {PRACTITIONER_COLS} FROM practitioners WHERE licence_number = ?1"),
-        [licence_number],
-        row_to_practitioner,
-    )
-    .optional()
-}
-
-pub fn insert_practitioner(c: &Connection, p: &NewPractitioner, now: i64) -> Result<Practitioner> {
-    if facility(c, p.facility)?.is_none() {
-        return Err(Error::bad_request(format!(
-            "no facility with id {}",
-            p.facility
-        )));
-    }
-    if practitioner_by_licence(c, &p.licence_number)?.is_some() {
-        return Err(Error::conflict(
-            "a practitioner with this licence number already exists",
-        ));
-    }
-    c.execute(
-        "INSERT INTO practitioners(name, title, licence_number, specialty, facility_id, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            p.name,
-            p.title,
-            p.licence_number,
-            p.specialty,
-            p.facility,
-            now
-        ],
-    )?;
-    Ok(Practitioner {
-        id: PractitionerId(c.last_insert_rowid()),
-        name: p.name.clone(),
-        title: p.title.clone(),
-        licence_number: p.licence_number.clone(),
-        specialty: p.specialty.clone(),
-        facility_id: p.facility,
-    })
-}
-
-fn row_to_staff(r: &rusqlite::Row<'_>) -> rusqlite::Result<Staff> {
-    Ok(Staff {
-        id: r.get(0)?,
-        username: r.get(1)?,
-        name: r.get(2)?,
-        role: r.get(3)?,
-        facility_id: r.get(4)?,
-        practitioner_id: r.get(5)?,
-        disabled: r.get(6)?,
-        created_at: r.get(7)?,
-    })
-}
-
-const STAFF_COLS: &str =
-    "id, username, display_name, role, facility_id, practitioner_id, disabled, created_at";
-
-pub fn staff_list(c: &Connection) -> rusqlite::Result<Vec<Staff>> {
-    let mut st = c.prepare(&format!("SELECT {STAFF_COLS} FROM staff ORDER BY id"))?;
-    st.query_map([], row_to_staff)?.collect()
-}
-
-pub fn staff(c: &Connection, id: StaffId) -> rusqlite::Result<Option<Staff>> {
-    c.query_row(
-        &format!("SELECT {STAFF_COLS} FROM staff WHERE id = ?1"),
-        [id],
-        row_to_staff,
-    )
-    .optional()
-}
-
-pub fn staff_by_username(c: &Connection, username: &Username) -> rusqlite::Result<Option<Staff>> {
-    c.query_row(
-        &format!("SELECT {STAFF_COLS} FROM staff WHERE username = ?1"),
-        [username],
-        row_to_staff,
-    )
-    .optional()
-}
-
-/// A staff member with their facility and practitioner record.
-pub fn profile(c: &Connection, id: StaffId) -> rusqlite::Result<Option<Profile>> {
-    let Some(staff) = staff(c, id)? else {
-        return Ok(None);
-    };
-    let Some(facility) = facility(c, staff.facility_id)? else {
-        return Ok(None);
-    };
-    let practitioner = match staff.practitioner_id {
-        Some(p) => practitioner(c, p)?,
-        None => None,
-    };
-    Ok(Some(Profile {
-        staff,
-        facility,
-        practitioner,
-    }))
-}
-
-/// Checks that `role` fits `practitioner` at `facility`.
-fn check_practitioner(
-    c: &Connection,
-    role: StaffRole,
-    facility: FacilityId,
-    linked: Option<PractitionerId>,
-    this_account: Option<StaffId>,
-) -> Result<()> {
-    match linked {
-        None if role.needs_practitioner() => Err(Error::bad_request(format!(
-            "a {} account needs practitioner_id (the practitioner record with the licence number)",
-            role.as_str()
-        ))),
-        None => Ok(()),
-        Some(p) => {
-            let rec = practitioner(c, p)?
-                .ok_or_else(|| Error::bad_request(format!("no practitioner with id {p}")))?;
-            if rec.facility_id != facility {
-                return Err(Error::bad_request(
-                    "the practitioner belongs to another facility",
-                ));
-            }
-            let taken: Option<StaffId> = c
-                .query_row(
-                    "SELECT id FROM staff WHERE practitioner_id = ?1",
-                    [p],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if taken.is_some_and(|s| Some(s) != this_account) {
-                return Err(Error::conflict(
-                    "this practitioner already has a staff account",
-                ));
-            }
-            Ok(())
-        }
-    }
-}
-
-/// Inserts a staff account. `password_hash` is a PHC string from
-/// [`auth::hash_password`]; the TOTP secret is stored sealed under `keys`
-/// (secrets.rs).
+/// Inserts a staff account (tuxa_store::directory::insert_staff), its TOTP
+/// secret sealed under `keys` (secrets.rs): the store never sees it plain.
 pub fn insert_staff(
     c: &Connection,
     s: &NewStaff,
@@ -449,80 +54,9 @@ pub fn insert_staff(
     totp: &TotpSecret,
     keys: &crate::secrets::Keyring,
     now: i64,
-) -> Result<Staff> {
-    if facility(c, s.facility)?.is_none() {
-        return Err(Error::bad_request(format!(
-            "no facility with id {}",
-            s.facility
-        )));
-    }
-    check_practitioner(c, s.role, s.facility, s.practitioner, None)?;
-    if staff_by_username(c, &s.username)?.is_some() {
-        return Err(Error::conflict("this username is taken"));
-    }
-    c.execute(
-        "INSERT INTO staff(username, display_name, password_hash, totp_secret, role,
-                           facility_id, practitioner_id, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            s.username,
-            s.name,
-            password_hash,
-            keys.seal(crate::secrets::Purpose::TotpSecret, totp.as_bytes()),
-            s.role,
-            s.facility,
-            s.practitioner,
-            now
-        ],
-    )?;
-    Ok(Staff {
-        id: StaffId(c.last_insert_rowid()),
-        username: s.username.clone(),
-        name: s.name.clone(),
-        role: s.role,
-        facility_id: s.facility,
-        practitioner_id: s.practitioner,
-        disabled: false,
-        created_at: now,
-    })
-}
-
-/// Changes a staff member's role. Returns the account before and after.
-pub fn set_role(c: &Connection, id: StaffId, role: StaffRole) -> Result<(Staff, Staff)> {
-    let before = staff(c, id)?.ok_or_else(|| Error::not_found("no such staff member"))?;
-    check_practitioner(
-        c,
-        role,
-        before.facility_id,
-        before.practitioner_id,
-        Some(id),
-    )?;
-    c.execute(
-        "UPDATE staff SET role = ?1 WHERE id = ?2",
-        params![role, id],
-    )?;
-    let after = Staff {
-        role,
-        ..before.clone()
-    };
-    Ok((before, after))
-}
-
-/// Disables or re-enables an account. Disabling ends its sessions.
-pub fn set_disabled(c: &Connection, id: StaffId, disabled: bool) -> Result<(Staff, Staff)> {
-    let before = staff(c, id)?.ok_or_else(|| Error::not_found("no such staff member"))?;
-    c.execute(
-        "UPDATE staff SET disabled = ?1 WHERE id = ?2",
-        params![disabled, id],
-    )?;
-    if disabled {
-        c.execute("DELETE FROM staff_sessions WHERE staff_id = ?1", [id])?;
-    }
-    let after = Staff {
-        disabled,
-        ..before.clone()
-    };
-    Ok((before, after))
+) -> tuxa_records::Result<Staff> {
+    let sealed = keys.seal(crate::secrets::Purpose::TotpSecret, totp.as_bytes());
+    tuxa_store::directory::insert_staff(c, s, password_hash, &sealed, now)
 }
 
 // ---------------------------------------------------------------------------
@@ -564,28 +98,17 @@ async fn actor_for(
     Ok(actor)
 }
 
-impl From<crate::http::ApiError> for Error {
-    fn from(e: crate::http::ApiError) -> Error {
-        let status = match e.code() {
-            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-            ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        Error::new(status, e.code(), e.message())
-    }
-}
-
+/// Runs `f` on the store's thread; a domain refusal comes back as itself,
+/// a store failure as an internal error.
 async fn on_store<R: Send + 'static>(
     state: &AppState,
-    f: impl FnOnce(&mut Connection) -> Result<R> + Send + 'static,
+    f: impl FnOnce(&mut Connection) -> tuxa_records::Result<R> + Send + 'static,
 ) -> Result<R> {
-    state
+    Ok(state
         .store
         .call(move |c| Ok(f(c)))
         .await
-        .map_err(Error::internal)?
+        .map_err(tuxa_records::Error::internal)??)
 }
 
 #[derive(Deserialize)]
@@ -598,26 +121,6 @@ struct FacilityReq {
     /// A phone number patients can call (digits, spaces, `+ - . ( )`).
     #[serde(default)]
     phone: Option<String>,
-}
-
-/// A phone number as people write it: 6 to 15 digits, with `+` in front
-/// and spaces, dots, dashes or brackets between groups.
-fn phone(v: Option<&str>) -> Result<Option<String>> {
-    let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
-        return Ok(None);
-    };
-    let digits = v.chars().filter(char::is_ascii_digit).count();
-    let ok = v.len() <= 24
-        && (6..=15).contains(&digits)
-        && v.chars()
-            .enumerate()
-            .all(|(i, ch)| ch.is_ascii_digit() || " .-()".contains(ch) || (ch == '+' && i == 0));
-    if !ok {
-        return Err(Error::bad_request(
-            "phone: 6 to 15 digits, e.g. 0210 3812 345 or +84 210 3812 345",
-        ));
-    }
-    Ok(Some(v.to_owned()))
 }
 
 async fn create_facility(
@@ -643,15 +146,7 @@ async fn create_facility(
     let phone = phone(req.phone.as_deref())?;
     let now = unix_now() as i64;
     let f = on_store(&state, move |c| {
-        let mut f = insert_facility(c, &new, now)?;
-        if let Some(p) = phone {
-            c.execute(
-                "UPDATE facilities SET phone = ?1 WHERE id = ?2",
-                params![p, f.id],
-            )?;
-            f.phone = Some(p);
-        }
-        Ok(f)
+        tuxa_store::directory::insert_facility_with_phone(c, &new, phone, now)
     })
     .await?;
     audit(
@@ -783,11 +278,7 @@ async fn create_staff(
         "create staff accounts",
     )
     .await?;
-    let username = Username::parse(&req.username).ok_or_else(|| {
-        Error::bad_request(
-            "username must be 3 to 32 of a-z 0-9 . _ -, starting with a letter or digit",
-        )
-    })?;
+    let username = Username::parse_or_refuse(&req.username)?;
     let new = NewStaff {
         username,
         name: text("name", &req.name, 100)?,
@@ -797,10 +288,10 @@ async fn create_staff(
     };
     let (password, generated) = match req.password {
         Some(p) => (auth::Password::parse(&p)?, false),
-        None => (auth::Password::generate(), true),
+        None => (auth::generate_password(), true),
     };
     let hash = auth::hash_password_off_runtime(password.clone()).await?;
-    let totp = TotpSecret::generate();
+    let totp = auth::new_totp_secret();
     let now = unix_now() as i64;
     let secret = totp.clone();
     let keys = state.store.keys().clone();
@@ -819,7 +310,7 @@ async fn create_staff(
         "totp": {
             "secret": totp.base32(),
             "otpauth_uri": totp.otpauth_uri(s.username.as_str()),
-            "qr_svg": totp.qr_svg(s.username.as_str()),
+            "qr_svg": auth::totp_qr_svg(&totp, s.username.as_str()),
         },
     });
     if generated {
@@ -865,10 +356,10 @@ async fn update_staff(
     let id = id
         .parse::<i64>()
         .map(StaffId)
-        .map_err(|_| Error::not_found("no such staff member"))?;
+        .map_err(|_| tuxa_records::Error::not_found("no such staff member"))?;
     let target = on_store(&state, move |c| Ok(staff(c, id)?))
         .await?
-        .ok_or_else(|| Error::not_found("no such staff member"))?;
+        .ok_or_else(|| tuxa_records::Error::not_found("no such staff member"))?;
     let actor = actor_for(
         &state,
         &headers,
@@ -878,29 +369,10 @@ async fn update_staff(
     )
     .await?;
     let req = body(req)?;
-    if req.role.is_none() && req.disabled.is_none() {
-        return Err(Error::bad_request("give role, disabled, or both"));
-    }
+    // Neither given is refused there (tuxa_store::directory::update_staff).
     let (role, disabled) = (req.role, req.disabled);
     let (before, after) = on_store(&state, move |c| {
-        let tx = c.transaction()?;
-        let mut before = None;
-        let mut after = None;
-        if let Some(role) = role {
-            let (b, a) = set_role(&tx, id, role)?;
-            before.get_or_insert(b);
-            after = Some(a);
-        }
-        if let Some(d) = disabled {
-            let (b, a) = set_disabled(&tx, id, d)?;
-            before.get_or_insert(b);
-            after = Some(a);
-        }
-        tx.commit()?;
-        match (before, after) {
-            (Some(b), Some(a)) => Ok((b, a)),
-            _ => Err(Error::internal("update_staff: nothing was updated")),
-        }
+        tuxa_store::directory::update_staff(c, id, role, disabled)
     })
     .await?;
     let actor = &actor.audit_name();
@@ -912,8 +384,7 @@ async fn update_staff(
             json!({"staff_id": id, "from": before.role, "to": after.role}),
         );
     }
-    if before.role != after.role || (after.disabled && !before.disabled) {
-        // Open WebSockets were identified with the old role (or account).
+    if revokes_connections(&before, &after) {
         let _ = state.hub.send(crate::hub_task::HubMsg::Input(
             tuxa_signaling::Input::StaffRevoked(id.0 as u64),
         ));
@@ -927,124 +398,4 @@ async fn update_staff(
         audit(&state, action, actor, json!({"staff_id": id}));
     }
     Ok(Json(after))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn staff(role: StaffRole, facility: i64) -> Staff {
-        Staff {
-            id: StaffId(1),
-            username: Username::parse("someone").unwrap(),
-            name: "Nguyễn Văn A".into(),
-            role,
-            facility_id: FacilityId(facility),
-            practitioner_id: None,
-            disabled: false,
-            created_at: 0,
-        }
-    }
-
-    fn facility(id: i64, tier: Tier) -> Facility {
-        Facility {
-            id: FacilityId(id),
-            name: format!("f{id}"),
-            tier,
-            parent_id: None,
-            phone: None,
-        }
-    }
-
-    #[test]
-    fn scoping_for_every_role_and_tier() {
-        // For every role and every tier of the home facility: the own
-        // facility is visible; another facility only to a coordinator or
-        // admin at province level; nothing to a disabled account.
-        for role in StaffRole::ALL {
-            for tier in Tier::ALL {
-                let home = facility(10, tier);
-                let s = staff(role, 10);
-                assert!(
-                    may_see_facility(&s, &home, FacilityId(10)),
-                    "{role:?} at {tier:?} sees own facility"
-                );
-                let sees_all = matches!(role, StaffRole::Coordinator | StaffRole::Admin)
-                    && tier == Tier::Province;
-                for other in [11, 12, 99] {
-                    assert_eq!(
-                        may_see_facility(&s, &home, FacilityId(other)),
-                        sees_all,
-                        "{role:?} at {tier:?} looking at facility {other}"
-                    );
-                }
-                let disabled = Staff {
-                    disabled: true,
-                    ..s.clone()
-                };
-                assert!(!may_see_facility(&disabled, &home, FacilityId(10)));
-                assert!(!may_see_facility(&disabled, &home, FacilityId(11)));
-            }
-        }
-        // Spelled out, the cases the issue names.
-        let district = facility(2, Tier::District);
-        assert!(!may_see_facility(
-            &staff(StaffRole::Nurse, 2),
-            &district,
-            FacilityId(3)
-        ));
-        assert!(!may_see_facility(
-            &staff(StaffRole::Coordinator, 2),
-            &district,
-            FacilityId(3)
-        ));
-        let province = facility(1, Tier::Province);
-        assert!(!may_see_facility(
-            &staff(StaffRole::Doctor, 1),
-            &province,
-            FacilityId(2)
-        ));
-        assert!(may_see_facility(
-            &staff(StaffRole::Coordinator, 1),
-            &province,
-            FacilityId(2)
-        ));
-        assert!(may_see_facility(
-            &staff(StaffRole::Admin, 1),
-            &province,
-            FacilityId(2)
-        ));
-    }
-
-    #[test]
-    fn enums_and_usernames_parse() {
-        for t in Tier::ALL {
-            assert_eq!(Tier::parse(t.as_str()), Some(t));
-            assert_eq!(serde_json::to_value(t).unwrap(), json!(t.as_str()));
-        }
-        for r in StaffRole::ALL {
-            assert_eq!(StaffRole::parse(r.as_str()), Some(r));
-            assert_eq!(serde_json::to_value(r).unwrap(), json!(r.as_str()));
-        }
-        assert_eq!(Tier::parse("hospital"), None);
-        assert_eq!(StaffRole::parse("patient"), None);
-        assert_eq!(Username::parse(" BS.Minh ").unwrap().as_str(), "bs.minh");
-        for bad in ["ab", ".minh", "bs minh", "bác.sĩ", &"a".repeat(33), ""] {
-            assert!(Username::parse(bad).is_none(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn tiers_nest_as_the_network_does() {
-        use Tier::*;
-        assert!(Province.parent_allowed(None));
-        assert!(!Province.parent_allowed(Some(Province)));
-        assert!(District.parent_allowed(Some(Province)));
-        assert!(!District.parent_allowed(None));
-        assert!(CommuneStation.parent_allowed(Some(District)));
-        assert!(!CommuneStation.parent_allowed(Some(Province)));
-        assert!(Cdc.parent_allowed(None));
-        assert!(Cdc.parent_allowed(Some(Province)));
-        assert!(!Cdc.parent_allowed(Some(District)));
-    }
 }

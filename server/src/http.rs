@@ -179,14 +179,6 @@ impl ApiError {
         }
     }
 
-    pub(crate) fn code(&self) -> ErrorCode {
-        self.code
-    }
-
-    pub(crate) fn message(&self) -> &str {
-        &self.message
-    }
-
     pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
         tracing::error!("internal error: {e}");
         ApiError::new(ErrorCode::Internal, "internal error; see the server log")

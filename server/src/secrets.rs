@@ -23,7 +23,8 @@ use anyhow::{Context, bail};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::hkdf;
 use base64::Engine as _;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
+use tuxa_store::secrets::{self as stored, Slot};
 
 /// Marks a sealed value (format version 1).
 pub const SEALED_PREFIX: &[u8] = b"enc1:";
@@ -366,62 +367,28 @@ pub fn write_key_file(path: &Path, key: &[u8; MasterKey::LEN]) -> anyhow::Result
 // ---------------------------------------------------------------------------
 // The database's secrets
 
-/// Where a secret lives in the database.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Slot {
-    TokenKey,
-    Totp(i64),
-}
+// The rows are the store's (tuxa_store::secrets); what each is for, and
+// sealing them, is this module's.
 
-impl Slot {
-    fn purpose(&self) -> Purpose {
-        match self {
-            Slot::TokenKey => Purpose::TokenKey,
-            Slot::Totp(_) => Purpose::TotpSecret,
-        }
+fn purpose(slot: &Slot) -> Purpose {
+    match slot {
+        Slot::TokenKey => Purpose::TokenKey,
+        Slot::Totp(_) => Purpose::TotpSecret,
     }
-}
-
-fn table_exists(c: &Connection, name: &str) -> rusqlite::Result<bool> {
-    c.query_row(
-        "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
-        [name],
-        |r| r.get(0),
-    )
-}
-
-/// Every secret in the database, sealed or not. Works on a database of any
-/// schema version (a table not made yet holds none).
-fn secrets(c: &Connection) -> rusqlite::Result<Vec<(Slot, Vec<u8>)>> {
-    let mut out = Vec::new();
-    if table_exists(c, "meta")? {
-        let v: Option<Vec<u8>> = c
-            .query_row("SELECT value FROM meta WHERE key = 'token_key'", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        out.extend(v.map(|v| (Slot::TokenKey, v)));
-    }
-    if table_exists(c, "staff")? {
-        let mut st = c.prepare("SELECT id, totp_secret FROM staff ORDER BY id")?;
-        let rows = st.query_map([], |r| Ok((Slot::Totp(r.get(0)?), r.get(1)?)))?;
-        for row in rows {
-            out.push(row?);
-        }
-    }
-    Ok(out)
 }
 
 /// Whether the database holds any sealed secret (then only the key that
 /// sealed it will do).
 pub fn holds_sealed(c: &Connection) -> anyhow::Result<bool> {
-    Ok(secrets(c)?.iter().any(|(_, v)| sealed_key_id(v).is_some()))
+    Ok(stored::secrets(c)?
+        .iter()
+        .any(|(_, v)| sealed_key_id(v).is_some()))
 }
 
 /// Checks that `keys` open every sealed secret, before anything is written.
 pub fn check_opens(c: &Connection, keys: &Keyring) -> anyhow::Result<()> {
-    for (slot, v) in secrets(c)? {
-        match keys.open(slot.purpose(), &v) {
+    for (slot, v) in stored::secrets(c)? {
+        match keys.open(purpose(&slot), &v) {
             Ok(_) | Err(OpenError::Plain) => {}
             Err(e) => bail!(
                 "the master key from {} (key id {}) cannot open the secrets in the database: \
@@ -441,7 +408,7 @@ pub fn check_opens(c: &Connection, keys: &Keyring) -> anyhow::Result<()> {
 /// zeroed on disk (`secure_delete`) and the write-ahead log is emptied, so
 /// they do not linger in the file. Returns how many values were written.
 pub fn seal_in_place(c: &mut Connection, keys: &Keyring) -> anyhow::Result<usize> {
-    let todo: Vec<(Slot, Vec<u8>)> = secrets(c)?
+    let todo: Vec<(Slot, Vec<u8>)> = stored::secrets(c)?
         .into_iter()
         .filter(|(_, v)| !keys.is_current(v))
         .collect();
@@ -452,31 +419,18 @@ pub fn seal_in_place(c: &mut Connection, keys: &Keyring) -> anyhow::Result<usize
         .iter()
         .filter(|(_, v)| sealed_key_id(v).is_none())
         .count();
-    c.pragma_update(None, "secure_delete", "ON")?;
-    let tx = c.transaction()?;
+    let mut sealed = Vec::with_capacity(todo.len());
     for (slot, v) in &todo {
-        let value = match keys.open(slot.purpose(), v) {
+        let value = match keys.open(purpose(slot), v) {
             Ok(p) => p,
             Err(OpenError::Plain) => v.clone(),
             Err(e) => bail!("sealing the database's secrets: {e}"),
         };
-        let sealed = keys.seal(slot.purpose(), &value);
-        match slot {
-            Slot::TokenKey => tx.execute(
-                "UPDATE meta SET value = ?1 WHERE key = 'token_key'",
-                [&sealed],
-            )?,
-            Slot::Totp(id) => tx.execute(
-                "UPDATE staff SET totp_secret = ?1 WHERE id = ?2",
-                params![sealed, id],
-            )?,
-        };
+        sealed.push((slot.clone(), keys.seal(purpose(slot), &value)));
     }
-    tx.commit()?;
-    // The old page images stay in the WAL until it is checkpointed: copy
-    // them home (zeroed now) and truncate the log.
-    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-    c.pragma_update(None, "secure_delete", "OFF")?;
+    // One transaction; the plain values are zeroed on disk and out of the
+    // write-ahead log (tuxa_store::secrets::overwrite).
+    stored::overwrite(c, &sealed)?;
     if plain > 0 {
         tracing::warn!(
             "sealed {plain} secret(s) that were stored in plain under master key {}; copies \
@@ -496,7 +450,7 @@ pub fn seal_in_place(c: &mut Connection, keys: &Keyring) -> anyhow::Result<usize
 
 /// The join-token key: opened from `meta`, or made and stored sealed.
 pub fn token_key(c: &Connection, keys: &Keyring) -> anyhow::Result<[u8; 32]> {
-    if let Some(v) = crate::store::get_meta(c, "token_key")? {
+    if let Some(v) = stored::token_key(c)? {
         let plain = keys
             .open(Purpose::TokenKey, &v)
             .context("opening the join-token key")?;
@@ -506,7 +460,7 @@ pub fn token_key(c: &Connection, keys: &Keyring) -> anyhow::Result<[u8; 32]> {
         tracing::warn!("the stored join-token key has the wrong length: a new one is made");
     }
     let k = crate::random_bytes::<32>();
-    crate::store::set_meta(c, "token_key", &keys.seal(Purpose::TokenKey, &k))?;
+    stored::set_token_key(c, &keys.seal(Purpose::TokenKey, &k))?;
     Ok(k)
 }
 
@@ -650,11 +604,30 @@ mod tests {
         let mut c = Connection::open_in_memory().unwrap();
         crate::store::migrate(&mut c).unwrap();
         let plain_key = [3u8; 32];
-        crate::store::set_meta(&c, "token_key", &plain_key).unwrap();
-        c.execute_batch(
-            "INSERT INTO facilities(id, name, tier, created_at) VALUES (1, 'F', 'province', 0);
-             INSERT INTO staff(id, username, display_name, password_hash, totp_secret, role, facility_id, created_at)
-             VALUES (1, 'dp.a', 'A', 'x', x'0102030405060708090a0b0c0d0e0f1011121314', 'coordinator', 1, 0);",
+        stored::set_token_key(&c, &plain_key).unwrap();
+        // A staff account from before sealing: its TOTP secret in plain.
+        let f = tuxa_store::directory::insert_facility(
+            &c,
+            &tuxa_records::directory::NewFacility {
+                name: "F".into(),
+                tier: tuxa_records::directory::Tier::Province,
+                parent: None,
+            },
+            0,
+        )
+        .unwrap();
+        let staff = tuxa_store::directory::insert_staff(
+            &c,
+            &tuxa_records::directory::NewStaff {
+                username: tuxa_records::directory::Username::parse("dp.a").unwrap(),
+                name: "A".into(),
+                role: tuxa_records::directory::StaffRole::Coordinator,
+                facility: f.id,
+                practitioner: None,
+            },
+            "x",
+            &(1..=20).collect::<Vec<u8>>(),
+            0,
         )
         .unwrap();
         let a = ring(1);
@@ -664,11 +637,7 @@ mod tests {
         assert!(holds_sealed(&c).unwrap());
         assert_eq!(seal_in_place(&mut c, &a).unwrap(), 0, "nothing left to do");
         assert_eq!(token_key(&c, &a).unwrap(), plain_key);
-        let totp: Vec<u8> = c
-            .query_row("SELECT totp_secret FROM staff WHERE id = 1", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let totp = stored::totp_secret(&c, staff.id).unwrap().unwrap();
         assert_eq!(
             a.open(Purpose::TotpSecret, &totp).unwrap(),
             (1..=20).collect::<Vec<u8>>()

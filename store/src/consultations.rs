@@ -40,7 +40,6 @@ pub fn facility_contact(
     .optional()
 }
 
-
 /// A new consultation, open.
 pub fn insert_consultation(c: &Connection, row: &ConsultationRow) -> rusqlite::Result<()> {
     c.execute(

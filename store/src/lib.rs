@@ -3,11 +3,11 @@
 //! domain's types from `tuxa-records`), and the store thread that owns the
 //! connection. Domain errors travel as `tuxa_records::Error`.
 
+/// The audit chain's table: appending (with the strangers' aggregation) and verifying.
+pub mod audit;
 pub mod consultations;
 pub mod live;
 pub mod queues;
-/// The audit chain's table: appending (with the strangers' aggregation) and verifying.
-pub mod audit;
 /// A consultation's record: reading its facts; a visit's stated reason.
 pub mod record;
 /// The activity report's rows (queue events, a period's facts).
@@ -17,7 +17,15 @@ pub mod reports;
 #[cfg(test)]
 pub(crate) fn test_db() -> rusqlite::Connection {
     let c = rusqlite::Connection::open_in_memory().expect("SQLite in memory");
-    c.execute_batch(include_str!("testdata/schema.sql"))
-        .expect("the schema");
+    let mut c = c;
+    schema::migrate(&mut c).expect("the schema");
     c
 }
+/// Sign-in rows: credentials, sessions, the last TOTP step.
+pub mod auth;
+/// The directory's rows: facilities, practitioners, staff accounts.
+pub mod directory;
+/// The schema, its migrations, and the connection's durability settings.
+pub mod schema;
+/// The secrets as stored (sealed by the server).
+pub mod secrets;
