@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::config::TlsSource;
@@ -88,16 +89,20 @@ fn read_pem(
     key: &Path,
 ) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
     let cert_pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
-    let chain = rustls_pemfile::certs(&mut cert_pem.as_slice())
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("parsing {}", cert.display()))?;
     if chain.is_empty() {
         anyhow::bail!("{} holds no certificate", cert.display());
     }
     let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
-    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .with_context(|| format!("parsing {}", key.display()))?
-        .with_context(|| format!("{} holds no private key", key.display()))?;
+    let key = match PrivateKeyDer::from_pem_slice(&key_pem) {
+        Ok(k) => k,
+        Err(pem::Error::NoItemsFound) => {
+            anyhow::bail!("{} holds no private key", key.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("parsing {}", key.display())),
+    };
     Ok((chain, key))
 }
 
