@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of tuxa: Rust unit, simulated-time and integration tests,
+# Runs every test of tuxa: formatting, clippy and cargo-deny (licences, bans,
+# sources), then Rust unit, simulated-time and integration tests,
 # the Node protocol check, and the browser end-to-end suite (Chromium and
 # Firefox with fake camera and microphone). Installs what they need on a
 # fresh Debian 12 machine first.
@@ -29,6 +30,29 @@ pyenv="${CARGO_TARGET_DIR:-$PWD/target}/pyenv"
 [ -x "$pyenv/bin/python" ] || python3 -m venv "$pyenv"
 "$pyenv/bin/pip" install -q --disable-pip-version-check -r tests/fhir/requirements.txt
 export TUXA_FHIR_PYTHON="$pyenv/bin/python"
+
+# Style, lints and the dependency policy first: they take seconds to a few
+# minutes and fail for reasons a reader fixes at once.
+command -v rustfmt >/dev/null 2>&1 || rustup component add rustfmt
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+# cargo-deny from the crate registry, pinned (its checks and deny.toml's
+# format change between releases).
+CARGO_DENY_VERSION=0.20.2
+if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]; then
+  echo "== installing cargo-deny $CARGO_DENY_VERSION"
+  cargo install --locked "cargo-deny@$CARGO_DENY_VERSION"
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+
+echo "== cargo clippy (warnings are errors)"
+cargo clippy --release --workspace --all-targets --locked -- -D warnings
+
+# Advisories are not checked here: the advisory database is on GitHub, which
+# these machines and CI cannot reach (deny.toml says more).
+echo "== cargo deny: licences, bans, sources"
+cargo deny --locked check licenses bans sources
 
 echo "== cargo test (release: the media tests need real-time speed)"
 cargo test --release --workspace --locked

@@ -1,11 +1,15 @@
 //! Configuration: built-in defaults, then a TOML file, then environment
 //! variables, then command-line flags (each overrides the one before).
+//! clap reads the command line and the environment (`Cli`); the file and the
+//! defaults fill in what they left, and the checks apply to every source.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::Deserialize;
 
 /// Where the HTTPS certificate comes from.
@@ -146,6 +150,252 @@ pub struct Settings {
     pub config: Config,
 }
 
+/// The command line: sub-commands, and the server's options. Every option
+/// also has a `TUXA_*` environment variable and a key in the TOML file
+/// (`--config`); the file's keys are the long names with `_` for `-`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tuxa",
+    about = "tuxa — video consultation server (tư vấn, khám chữa bệnh từ xa)",
+    after_help = ENV_ONLY_HELP,
+    // The options also serve the sub-commands (`verify-audit --data-dir …`).
+    args_conflicts_with_subcommands = false
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub options: Options,
+}
+
+/// What the binary does besides serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Check the audit log's hash chain (exit status 1 when it is broken).
+    VerifyAudit,
+    /// Load a demo province (facilities, staff, queues) and print its sign-ins.
+    LoadDemo,
+    /// Seal the database's secrets under a new master key.
+    RotateKey {
+        /// The new master key (made if absent); the current one comes from
+        /// --key-file or TUXA_MASTER_KEY as usual.
+        #[arg(long, value_name = "FILE")]
+        new_key_file: PathBuf,
+    },
+}
+
+/// Variables that have no flag: a secret on a command line is visible to
+/// every user of the machine (`ps`).
+const ENV_ONLY_HELP: &str = "\
+Environment only:
+  TUXA_ADMIN_KEY    set the admin API key instead of generating one
+  TUXA_MASTER_KEY   the master key itself (base64 or 64 hex digits), instead of a file
+  TUXA_KEY_FILE     as --key-file, when TUXA_MASTER_KEY is not set
+  TUXA_DEMO         1: as --demo; 0 (or false, no): as --no-demo
+
+Precedence: command line, then environment, then the --config file, then the default.";
+
+/// The server's options as given on the command line or in the environment;
+/// `None` where neither gave one (the file or the default decides).
+///
+/// No clap default values: a default would hide the TOML file's value.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Options {
+    /// TOML file with the options below (keys: listen, media_listen, …).
+    #[arg(long, global = true, env = "TUXA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// HTTPS + WebSocket address [default: 0.0.0.0:8443].
+    #[arg(long, global = true, env = "TUXA_LISTEN", value_name = "ADDR", value_parser = listen_addr)]
+    pub listen: Option<SocketAddr>,
+    /// UDP media address [default: 0.0.0.0:8443].
+    #[arg(long, global = true, env = "TUXA_MEDIA_LISTEN", value_name = "ADDR", value_parser = listen_addr)]
+    pub media_listen: Option<SocketAddr>,
+    /// Media over TCP (ICE-TCP) for networks that block UDP; `off` disables
+    /// it (docs/turn.md) [default: 0.0.0.0:8444].
+    #[arg(long, global = true, env = "TUXA_MEDIA_TCP_LISTEN", value_name = "ADDR|off", value_parser = tcp_listen)]
+    pub media_tcp_listen: Option<TcpListen>,
+    /// Addresses put in ICE candidates, comma-separated (behind NAT: the
+    /// public address) [default: the machine's primary address and 127.0.0.1].
+    #[arg(long, global = true, env = "TUXA_ANNOUNCE", value_name = "IP[,IP…]", value_parser = ip_list)]
+    pub announce: Option<IpList>,
+    /// Addresses in the TCP candidates [default: as --announce].
+    #[arg(long, global = true, env = "TUXA_ANNOUNCE_TCP", value_name = "IP[,IP…]", value_parser = ip_list)]
+    pub announce_tcp: Option<IpList>,
+    /// Base of join links, https:// [default: https://<announced address>:<port>].
+    #[arg(long, global = true, env = "TUXA_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// The SQLite file's folder (made 0700, its files 0600) [default: data].
+    #[arg(long, global = true, env = "TUXA_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Master key sealing the secrets in the database; made if absent; keep
+    /// it outside the data directory (docs/security.md) [env: TUXA_KEY_FILE,
+    /// below TUXA_MASTER_KEY] [default: <config file's folder, or .>/keys/tuxa.key].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Earlier master keys, comma-separated, after a rotation.
+    #[arg(
+        long,
+        global = true,
+        env = "TUXA_OLD_KEY_FILES",
+        value_name = "FILE[,FILE…]"
+    )]
+    pub old_key_file: Option<String>,
+    /// Where the self-signed dev certificate is kept (certs/README.md) [default: certs].
+    #[arg(long, global = true, env = "TUXA_CERT_DIR", value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// A real certificate chain (PEM); with --key.
+    #[arg(long, global = true, env = "TUXA_CERT", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// The real certificate's private key (PEM); with --cert.
+    #[arg(long, global = true, env = "TUXA_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Participants per room, 2–250 [default: 16].
+    #[arg(long, global = true, env = "TUXA_MAX_PARTICIPANTS", value_name = "N", value_parser = whole_number)]
+    pub max_participants: Option<usize>,
+    /// A dropped participant's place is kept this long, at most 600 [default: 30].
+    #[arg(long, global = true, env = "TUXA_RECONNECT_GRACE", value_name = "SECS", value_parser = seconds)]
+    pub reconnect_grace: Option<u64>,
+    /// A room without a doctor or nurse ends (abandoned) after this long,
+    /// 1–3600 [default: 600].
+    #[arg(long, global = true, env = "TUXA_ABANDON_AFTER", value_name = "SECS", value_parser = seconds)]
+    pub abandon_after: Option<u64>,
+    /// TURN server(s) for networks without UDP, comma-separated, e.g.
+    /// turns:turn.example.vn:443?transport=tcp (docs/turn.md).
+    #[arg(long, global = true, env = "TUXA_TURN_URL", value_name = "URL[,URL…]")]
+    pub turn_url: Option<String>,
+    /// coturn's static-auth-secret; with --turn-url.
+    #[arg(
+        long,
+        global = true,
+        env = "TUXA_TURN_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub turn_secret: Option<String>,
+    /// Lifetime of TURN credentials, 60 s–7 days [default: 21600].
+    #[arg(long, global = true, env = "TUXA_TURN_TTL", value_name = "SECS", value_parser = seconds)]
+    pub turn_ttl: Option<u64>,
+    /// HTTPS connections open at once [default: 2000].
+    #[arg(long, global = true, env = "TUXA_MAX_CONNECTIONS", value_name = "N", value_parser = whole_number)]
+    pub max_connections: Option<usize>,
+    /// HTTPS connections open at once from one address (IPv6: /64) [default: 64].
+    #[arg(long, global = true, env = "TUXA_MAX_CONNECTIONS_PER_IP", value_name = "N", value_parser = whole_number)]
+    pub max_connections_per_ip: Option<usize>,
+    /// Time for the TLS handshake and each request header, 1–3600 [default: 10].
+    #[arg(long, global = true, env = "TUXA_HEADER_TIMEOUT", value_name = "SECS", value_parser = seconds)]
+    pub header_timeout: Option<u64>,
+    /// Close a connection silent this long, 1–3600 [default: 60].
+    #[arg(long, global = true, env = "TUXA_IDLE_TIMEOUT", value_name = "SECS", value_parser = seconds)]
+    pub idle_timeout: Option<u64>,
+    /// On-call queue places held from one address (IPv6: /64), all queues
+    /// together, 1–10000 [default: 5].
+    #[arg(long, global = true, env = "TUXA_QUEUE_MAX_PER_ADDRESS", value_name = "N", value_parser = whole_number)]
+    pub queue_max_per_address: Option<usize>,
+    /// Places per phone number in one queue, 1–10000 [default: 1].
+    #[arg(long, global = true, env = "TUXA_QUEUE_MAX_PER_PHONE", value_name = "N", value_parser = whole_number)]
+    pub queue_max_per_phone: Option<usize>,
+    /// The Department of Health heading the minutes, e.g. "Sở Y tế tỉnh An
+    /// Hòa" [default: a blank to fill in].
+    #[arg(long, global = true, env = "TUXA_DEPARTMENT_NAME", value_name = "NAME")]
+    pub department_name: Option<String>,
+    /// Create a demo consultation and print its links at every start
+    /// [env: TUXA_DEMO=1] [default: at the first start, at a terminal].
+    #[arg(long, global = true)]
+    pub demo: bool,
+    /// Never create or print a demo consultation (wins over --demo) [env: TUXA_DEMO=0].
+    #[arg(long, global = true)]
+    pub no_demo: bool,
+    /// Log filter, e.g. info,tuxa_sfu=debug [default: info].
+    #[arg(long, global = true, env = "TUXA_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// `--media-tcp-listen`: an address, or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpListen(pub Option<SocketAddr>);
+
+/// A comma-separated list of IP addresses (`--announce`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpList(pub Vec<IpAddr>);
+
+fn listen_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| "must be an address like 0.0.0.0:8443".to_owned())
+}
+
+fn tcp_listen(s: &str) -> Result<TcpListen, String> {
+    match s.trim() {
+        "off" | "" => Ok(TcpListen(None)),
+        a => a
+            .parse()
+            .map(|a| TcpListen(Some(a)))
+            .map_err(|_| "must be an address like 0.0.0.0:8444, or off".to_owned()),
+    }
+}
+
+fn ip_list(s: &str) -> Result<IpList, String> {
+    ip_items(s.split(','))
+}
+
+fn ip_items<'a>(items: impl Iterator<Item = &'a str>) -> Result<IpList, String> {
+    items
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpAddr>()
+                .map_err(|_| format!("{s:?} is not an IP address"))
+        })
+        .collect::<Result<_, _>>()
+        .map(IpList)
+}
+
+fn whole_number(s: &str) -> Result<usize, String> {
+    s.parse().map_err(|_| "must be a whole number".to_owned())
+}
+
+fn seconds(s: &str) -> Result<u64, String> {
+    s.parse()
+        .map_err(|_| "must be a whole number of seconds".to_owned())
+}
+
+impl Cli {
+    /// Parses `args` (without the program name) with `env` standing in for
+    /// the process environment: what `Cli::parse` does, for tests (a test
+    /// may not change its process's environment) and for embedding.
+    pub fn parse_with_env(
+        args: &[String],
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Cli, clap::Error> {
+        let with_env = Cli::command();
+        let env_args: Vec<(String, String, String)> = with_env
+            .get_arguments()
+            .filter_map(|a| {
+                Some((
+                    a.get_id().to_string(),
+                    a.get_long()?.to_owned(),
+                    a.get_env()?.to_str()?.to_owned(),
+                ))
+            })
+            .collect();
+        // clap reads the process's variables itself: take them off, then
+        // give the caller's values as flags to those the command line left.
+        let bare = || Cli::command().mut_args(|a| a.env(None));
+        let mut argv: Vec<String> = std::iter::once("tuxa".to_owned())
+            .chain(args.iter().cloned())
+            .collect();
+        let given = bare().try_get_matches_from(&argv)?;
+        for (id, long, var) in env_args {
+            if given.value_source(&id) != Some(ValueSource::CommandLine)
+                && let Some(value) = env(&var)
+            {
+                argv.push(format!("--{long}={value}"));
+            }
+        }
+        let matches = bare().try_get_matches_from(&argv)?;
+        Cli::from_arg_matches(&matches)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -178,56 +428,16 @@ struct FileConfig {
     old_key_files: Option<Vec<PathBuf>>,
 }
 
-pub const USAGE: &str = "\
-tuxa — video consultation server (tư vấn, khám chữa bệnh từ xa)
-
-USAGE: tuxa [OPTIONS]
-       tuxa verify-audit [--data-dir DIR]   check the audit log's hash chain
-       tuxa load-demo [--data-dir DIR]      load a demo province (facilities, staff, queues)
-       tuxa rotate-key --new-key-file FILE  seal the database's secrets under a new master key
-
-OPTIONS (each also as an environment variable, and as a key in the TOML file):
-  --config FILE           TOML file with the options below            TUXA_CONFIG
-  --listen ADDR           HTTPS + WebSocket address [0.0.0.0:8443]    TUXA_LISTEN
-  --media-listen ADDR     UDP media address [0.0.0.0:8443]            TUXA_MEDIA_LISTEN
-  --media-tcp-listen ADDR media over TCP (ICE-TCP) for networks that  TUXA_MEDIA_TCP_LISTEN
-                          block UDP; `off` to disable [0.0.0.0:8444] (docs/turn.md)
-  --announce IP[,IP…]     addresses put in ICE candidates             TUXA_ANNOUNCE
-                          (behind NAT: the public address) [auto]
-  --announce-tcp IP[,IP…] addresses in TCP candidates [--announce]    TUXA_ANNOUNCE_TCP
-  --public-url URL        base of join links [https://<announce>:<port>]  TUXA_PUBLIC_URL
-  --data-dir DIR          the SQLite file (made 0700/0600) [data]     TUXA_DATA_DIR
-  --key-file FILE         master key sealing the secrets in the       TUXA_KEY_FILE
-                          database; made if absent, keep it outside the data directory
-                          [<config file's folder or .>/keys/tuxa.key] (docs/security.md)
-  --old-key-file FILE[,FILE…]  earlier master keys, after a rotation  TUXA_OLD_KEY_FILES
-  --cert-dir DIR          where the self-signed dev cert is kept [certs]  TUXA_CERT_DIR
-  --cert FILE --key FILE  a real certificate chain and key (PEM)      TUXA_CERT, TUXA_KEY
-  --max-participants N    per room, at most 250 [16]                  TUXA_MAX_PARTICIPANTS
-  --reconnect-grace SECS  a dropped participant's place is kept [30]  TUXA_RECONNECT_GRACE
-  --abandon-after SECS    a room without a doctor or nurse ends      TUXA_ABANDON_AFTER
-                          (abandoned) after this long, 1–3600 [600]
-  --turn-url URL[,URL…]   TURN server(s) for networks without UDP,    TUXA_TURN_URL
-                          e.g. turns:turn.example.vn:443?transport=tcp (docs/turn.md)
-  --turn-secret SECRET    coturn's static-auth-secret                 TUXA_TURN_SECRET
-  --turn-ttl SECS         lifetime of TURN credentials [21600]        TUXA_TURN_TTL
-  --max-connections N     HTTPS connections open at once [2000]       TUXA_MAX_CONNECTIONS
-  --max-connections-per-ip N  …from one address (IPv6: /64) [64]      TUXA_MAX_CONNECTIONS_PER_IP
-  --header-timeout SECS   TLS handshake and request header [10]       TUXA_HEADER_TIMEOUT
-  --idle-timeout SECS     close a connection silent this long [60]    TUXA_IDLE_TIMEOUT
-  --queue-max-per-address N  on-call queue places held from one       TUXA_QUEUE_MAX_PER_ADDRESS
-                          address (IPv6: /64), all queues [5]
-  --queue-max-per-phone N places per phone number in one queue [1]    TUXA_QUEUE_MAX_PER_PHONE
-  --department-name NAME  the Department of Health heading the        TUXA_DEPARTMENT_NAME
-                          minutes, e.g. Sở Y tế tỉnh An Hòa [a blank to fill in]
-  --demo                  create a demo consultation and print its    TUXA_DEMO=1
-                          links at every start [first start, at a terminal]
-  --no-demo               never create or print a demo consultation   TUXA_DEMO=0
-  --log FILTER            log filter [info]                           TUXA_LOG
-  TUXA_ADMIN_KEY          set the admin API key instead of generating one
-  TUXA_MASTER_KEY         the master key itself (base64 or 64 hex digits), instead of a file
-  -h, --help              this text
-";
+/// The file's value for an option given as text, checked as the flag is.
+fn from_file<T>(
+    value: Option<String>,
+    key: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> anyhow::Result<Option<T>> {
+    value
+        .map(|v| parse(&v).map_err(|e| anyhow!("{key} in the configuration file: {v:?} {e}")))
+        .transpose()
+}
 
 impl Settings {
     /// Resolves settings from flags (`args` without the program name) and
@@ -236,62 +446,58 @@ impl Settings {
         args: &[String],
         env: impl Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Settings> {
-        let flags = parse_flags(args)?;
-        let flag = |name: &str| {
-            flags
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        let pick = |name: &str, var: &str| flag(name).or_else(|| env(var));
+        let cli = Cli::parse_with_env(args, &env).map_err(|e| anyhow!("{}", e.render()))?;
+        Settings::from_options(cli.options, env)
+    }
 
-        let file: FileConfig = match pick("config", "TUXA_CONFIG") {
+    /// Completes the command line's and environment's options with the
+    /// TOML file and the defaults, and checks them. `env` is asked only for
+    /// the variables without a flag (`ENV_ONLY_HELP`).
+    pub fn from_options(
+        o: Options,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Settings> {
+        let file: FileConfig = match &o.config {
             Some(path) => {
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading the configuration file {path}"))?;
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("reading the configuration file {}", path.display())
+                })?;
                 toml::from_str(&text)
-                    .with_context(|| format!("in the configuration file {path}"))?
+                    .with_context(|| format!("in the configuration file {}", path.display()))?
             }
             None => FileConfig::default(),
         };
 
-        let listen: SocketAddr = pick("listen", "TUXA_LISTEN")
-            .or(file.listen)
-            .unwrap_or_else(|| "0.0.0.0:8443".into())
-            .parse()
-            .context("--listen must be an address like 0.0.0.0:8443")?;
-        let media_listen: SocketAddr = pick("media-listen", "TUXA_MEDIA_LISTEN")
-            .or(file.media_listen)
-            .unwrap_or_else(|| "0.0.0.0:8443".into())
-            .parse()
-            .context("--media-listen must be an address like 0.0.0.0:8443")?;
-        let media_tcp_listen = match pick("media-tcp-listen", "TUXA_MEDIA_TCP_LISTEN")
-            .or(file.media_tcp_listen)
-            .unwrap_or_else(|| "0.0.0.0:8444".into())
-            .trim()
-        {
-            "off" | "" => None,
-            a => Some(
-                a.parse::<SocketAddr>()
-                    .context("--media-tcp-listen must be an address like 0.0.0.0:8444, or off")?,
+        let default_listen = SocketAddr::from(([0, 0, 0, 0], 8443));
+        let listen = match o.listen {
+            Some(a) => a,
+            None => from_file(file.listen, "listen", listen_addr)?.unwrap_or(default_listen),
+        };
+        let media_listen = match o.media_listen {
+            Some(a) => a,
+            None => {
+                from_file(file.media_listen, "media_listen", listen_addr)?.unwrap_or(default_listen)
+            }
+        };
+        let media_tcp_listen = match o.media_tcp_listen {
+            Some(TcpListen(a)) => a,
+            None => match from_file(file.media_tcp_listen, "media_tcp_listen", tcp_listen)? {
+                Some(TcpListen(a)) => a,
+                None => Some(SocketAddr::from(([0, 0, 0, 0], 8444))),
+            },
+        };
+        let ips = |given: Option<IpList>, key: &str, from: Option<Vec<String>>| match given {
+            Some(IpList(list)) => anyhow::Ok(list),
+            None => Ok(
+                ip_items(from.unwrap_or_default().iter().map(String::as_str))
+                    .map_err(|e| anyhow!("{key} in the configuration file: {e}"))?
+                    .0,
             ),
         };
-        let ip_list = |flag: &str, var: &str, from_file: Option<Vec<String>>| {
-            let list: Vec<String> = match pick(flag, var) {
-                Some(list) => list.split(',').map(|s| s.trim().to_owned()).collect(),
-                None => from_file.unwrap_or_default(),
-            };
-            list.iter()
-                .filter(|s| !s.is_empty())
-                .map(|s| {
-                    s.parse::<IpAddr>()
-                        .with_context(|| format!("--{flag}: {s:?} is not an IP address"))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()
-        };
-        let announce = ip_list("announce", "TUXA_ANNOUNCE", file.announce)?;
-        let announce_tcp = ip_list("announce-tcp", "TUXA_ANNOUNCE_TCP", file.announce_tcp)?;
-        let public_url = pick("public-url", "TUXA_PUBLIC_URL")
+        let announce = ips(o.announce, "announce", file.announce)?;
+        let announce_tcp = ips(o.announce_tcp, "announce_tcp", file.announce_tcp)?;
+        let public_url = o
+            .public_url
             .or(file.public_url)
             .map(|u| u.trim_end_matches('/').to_owned());
         if let Some(u) = &public_url
@@ -301,37 +507,32 @@ impl Settings {
                 "--public-url must start with https:// (browsers allow camera access only on secure pages)"
             );
         }
-        let data_dir = pick("data-dir", "TUXA_DATA_DIR")
-            .map(PathBuf::from)
+        let data_dir = o
+            .data_dir
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("data"));
-        let cert = pick("cert", "TUXA_CERT").map(PathBuf::from).or(file.cert);
-        let key = pick("key", "TUXA_KEY").map(PathBuf::from).or(file.key);
+        let cert = o.cert.or(file.cert);
+        let key = o.key.or(file.key);
         let tls = match (cert, key) {
             (Some(cert), Some(key)) => TlsSource::Files { cert, key },
             (None, None) => TlsSource::SelfSigned {
-                dir: pick("cert-dir", "TUXA_CERT_DIR")
-                    .map(PathBuf::from)
+                dir: o
+                    .cert_dir
                     .or(file.cert_dir)
                     .unwrap_or_else(|| PathBuf::from("certs")),
             },
             _ => bail!("--cert and --key go together"),
         };
-        let max_participants = match pick("max-participants", "TUXA_MAX_PARTICIPANTS") {
-            Some(n) => n
-                .parse()
-                .context("--max-participants must be a whole number")?,
-            None => file.max_participants.unwrap_or(16),
-        };
+        let max_participants = o.max_participants.or(file.max_participants).unwrap_or(16);
         // 16 suits a consultation; a teaching session or a hospital-wide
         // briefing may need a few hundred receivers (the SFU's benchmark S3
         // runs one publisher and 199 subscribers in one room).
         if !(2..=MAX_PARTICIPANTS_LIMIT).contains(&max_participants) {
             bail!("--max-participants must be between 2 and {MAX_PARTICIPANTS_LIMIT}");
         }
-        let demo = if flags.iter().any(|(k, _)| k == "no-demo") {
+        let demo = if o.no_demo {
             Demo::Never
-        } else if flags.iter().any(|(k, _)| k == "demo") {
+        } else if o.demo {
             Demo::Always
         } else if let Some(v) = env("TUXA_DEMO").filter(|v| !v.is_empty()) {
             if matches!(v.as_str(), "0" | "false" | "no") {
@@ -346,37 +547,25 @@ impl Settings {
                 None => Demo::FirstStart,
             }
         };
-        let count = |flag: &str, var: &str, from_file: Option<usize>, default: usize| {
-            let n = match pick(flag, var) {
-                Some(n) => n
-                    .parse()
-                    .with_context(|| format!("--{flag} must be a whole number"))?,
-                None => from_file.unwrap_or(default),
-            };
+        let at_least_one = |flag: &str, n: usize| {
             if n == 0 {
                 bail!("--{flag} must be at least 1");
             }
             anyhow::Ok(n)
         };
-        let max_connections = count(
+        let max_connections = at_least_one(
             "max-connections",
-            "TUXA_MAX_CONNECTIONS",
-            file.max_connections,
-            DEFAULT_MAX_CONNECTIONS,
+            o.max_connections
+                .or(file.max_connections)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
         )?;
-        let max_connections_per_ip = count(
+        let max_connections_per_ip = at_least_one(
             "max-connections-per-ip",
-            "TUXA_MAX_CONNECTIONS_PER_IP",
-            file.max_connections_per_ip,
-            DEFAULT_MAX_CONNECTIONS_PER_IP,
+            o.max_connections_per_ip
+                .or(file.max_connections_per_ip)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP),
         )?;
-        let secs = |flag: &str, var: &str, from_file: Option<u64>, default: Duration| {
-            let n: u64 = match pick(flag, var) {
-                Some(n) => n
-                    .parse()
-                    .with_context(|| format!("--{flag} must be a whole number of seconds"))?,
-                None => from_file.unwrap_or(default.as_secs()),
-            };
+        let secs = |flag: &str, n: u64| {
             if !(1..=3600).contains(&n) {
                 bail!("--{flag} must be between 1 and 3600 seconds");
             }
@@ -384,34 +573,30 @@ impl Settings {
         };
         let abandon_after = secs(
             "abandon-after",
-            "TUXA_ABANDON_AFTER",
-            file.abandon_after,
-            tuxa_signaling::DEFAULT_ABANDON_AFTER,
+            o.abandon_after
+                .or(file.abandon_after)
+                .unwrap_or(tuxa_signaling::DEFAULT_ABANDON_AFTER.as_secs()),
         )?;
         let header_timeout = secs(
             "header-timeout",
-            "TUXA_HEADER_TIMEOUT",
-            file.header_timeout,
-            DEFAULT_HEADER_TIMEOUT,
+            o.header_timeout
+                .or(file.header_timeout)
+                .unwrap_or(DEFAULT_HEADER_TIMEOUT.as_secs()),
         )?;
         let idle_timeout = secs(
             "idle-timeout",
-            "TUXA_IDLE_TIMEOUT",
-            file.idle_timeout,
-            DEFAULT_IDLE_TIMEOUT,
+            o.idle_timeout
+                .or(file.idle_timeout)
+                .unwrap_or(DEFAULT_IDLE_TIMEOUT.as_secs()),
         )?;
-        let reconnect_grace = match pick("reconnect-grace", "TUXA_RECONNECT_GRACE") {
-            Some(n) => n
-                .parse()
-                .context("--reconnect-grace must be a whole number of seconds")?,
-            None => file
-                .reconnect_grace
-                .unwrap_or(tuxa_signaling::DEFAULT_RECONNECT_GRACE.as_secs()),
-        };
+        let reconnect_grace = o
+            .reconnect_grace
+            .or(file.reconnect_grace)
+            .unwrap_or(tuxa_signaling::DEFAULT_RECONNECT_GRACE.as_secs());
         if reconnect_grace > 600 {
             bail!("--reconnect-grace must be at most 600 seconds");
         }
-        let turn_urls: Vec<String> = match pick("turn-url", "TUXA_TURN_URL") {
+        let turn_urls: Vec<String> = match o.turn_url {
             Some(list) => list.split(',').map(|s| s.trim().to_owned()).collect(),
             None => file.turn_url.unwrap_or_default(),
         }
@@ -424,15 +609,11 @@ impl Settings {
         {
             bail!("--turn-url: {bad:?} must start with turn: or turns:");
         }
-        let turn_secret = pick("turn-secret", "TUXA_TURN_SECRET")
-            .or(file.turn_secret)
-            .filter(|s| !s.is_empty());
-        let turn_ttl = match pick("turn-ttl", "TUXA_TURN_TTL") {
-            Some(n) => n
-                .parse()
-                .context("--turn-ttl must be a whole number of seconds")?,
-            None => file.turn_ttl.unwrap_or(crate::turn::DEFAULT_TTL.as_secs()),
-        };
+        let turn_secret = o.turn_secret.or(file.turn_secret).filter(|s| !s.is_empty());
+        let turn_ttl = o
+            .turn_ttl
+            .or(file.turn_ttl)
+            .unwrap_or(crate::turn::DEFAULT_TTL.as_secs());
         if !(60..=7 * 86400).contains(&turn_ttl) {
             bail!("--turn-ttl must be between 60 seconds and 7 days");
         }
@@ -445,31 +626,26 @@ impl Settings {
             }),
             _ => bail!("--turn-url and --turn-secret go together"),
         };
-        let count = |flag: &str, var: &str, from_file: Option<usize>, default: usize| {
-            let n: usize = match pick(flag, var) {
-                Some(n) => n
-                    .parse()
-                    .with_context(|| format!("--{flag} must be a whole number"))?,
-                None => from_file.unwrap_or(default),
-            };
+        let places = |flag: &str, n: usize| {
             if !(1..=10_000).contains(&n) {
                 bail!("--{flag} must be between 1 and 10000");
             }
             anyhow::Ok(n)
         };
-        let queue_max_per_address = count(
+        let queue_max_per_address = places(
             "queue-max-per-address",
-            "TUXA_QUEUE_MAX_PER_ADDRESS",
-            file.queue_max_per_address,
-            DEFAULT_QUEUE_MAX_PER_ADDRESS,
+            o.queue_max_per_address
+                .or(file.queue_max_per_address)
+                .unwrap_or(DEFAULT_QUEUE_MAX_PER_ADDRESS),
         )?;
-        let queue_max_per_phone = count(
+        let queue_max_per_phone = places(
             "queue-max-per-phone",
-            "TUXA_QUEUE_MAX_PER_PHONE",
-            file.queue_max_per_phone,
-            DEFAULT_QUEUE_MAX_PER_PHONE,
+            o.queue_max_per_phone
+                .or(file.queue_max_per_phone)
+                .unwrap_or(DEFAULT_QUEUE_MAX_PER_PHONE),
         )?;
-        let department_name = pick("department-name", "TUXA_DEPARTMENT_NAME")
+        let department_name = o
+            .department_name
             .or(file.department_name)
             .map(|n| n.trim().to_owned())
             .filter(|n| !n.is_empty());
@@ -479,13 +655,10 @@ impl Settings {
         {
             bail!("--department-name must be one line of at most 200 characters");
         }
-        let log = pick("log", "TUXA_LOG")
-            .or(file.log)
-            .unwrap_or_else(|| "info".into());
+        let log = o.log.or(file.log).unwrap_or_else(|| "info".into());
         // The key is kept apart from the data directory (a copy or backup of
         // it must not carry the key): next to the configuration by default.
-        let key_file = flag("key-file").map(PathBuf::from);
-        let master_key = match (key_file, env("TUXA_MASTER_KEY").filter(|k| !k.is_empty())) {
+        let master_key = match (o.key_file, env("TUXA_MASTER_KEY").filter(|k| !k.is_empty())) {
             (Some(path), _) => crate::secrets::MasterKeySource::File(path),
             (None, Some(text)) => crate::secrets::MasterKeySource::Inline(std::sync::Arc::new(
                 crate::secrets::MasterKey::parse_text(&text)
@@ -496,15 +669,16 @@ impl Settings {
                     .map(PathBuf::from)
                     .or(file.key_file)
                     .unwrap_or_else(|| {
-                        pick("config", "TUXA_CONFIG")
-                            .and_then(|c| PathBuf::from(c).parent().map(PathBuf::from))
+                        o.config
+                            .as_deref()
+                            .and_then(|c| c.parent().map(PathBuf::from))
                             .unwrap_or_default()
                             .join("keys")
                             .join("tuxa.key")
                     }),
             ),
         };
-        let old_key_files: Vec<PathBuf> = match pick("old-key-file", "TUXA_OLD_KEY_FILES") {
+        let old_key_files: Vec<PathBuf> = match o.old_key_file {
             Some(list) => list
                 .split(',')
                 .map(str::trim)
@@ -544,64 +718,6 @@ impl Settings {
             },
         })
     }
-}
-
-fn parse_flags(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
-    const WITH_VALUE: &[&str] = &[
-        "config",
-        "listen",
-        "media-listen",
-        "media-tcp-listen",
-        "announce",
-        "announce-tcp",
-        "public-url",
-        "data-dir",
-        "cert-dir",
-        "cert",
-        "key",
-        "max-participants",
-        "abandon-after",
-        "log",
-        "reconnect-grace",
-        "turn-url",
-        "turn-secret",
-        "turn-ttl",
-        "max-connections",
-        "max-connections-per-ip",
-        "header-timeout",
-        "idle-timeout",
-        "key-file",
-        "old-key-file",
-        "queue-max-per-address",
-        "queue-max-per-phone",
-        "department-name",
-    ];
-    let mut out = Vec::new();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let Some(name) = arg.strip_prefix("--") else {
-            bail!("unexpected argument {arg:?} (see --help)");
-        };
-        let (name, inline) = match name.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_owned())),
-            None => (name, None),
-        };
-        if name == "no-demo" || name == "demo" {
-            out.push((name.to_owned(), String::new()));
-        } else if WITH_VALUE.contains(&name) {
-            let value = match inline {
-                Some(v) => v,
-                None => it
-                    .next()
-                    .with_context(|| format!("--{name} needs a value"))?
-                    .clone(),
-            };
-            out.push((name.to_owned(), value));
-        } else {
-            bail!("unknown option --{name} (see --help)");
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -710,6 +826,150 @@ mod tests {
         assert_eq!(s.config.reconnect_grace.as_secs(), 20);
         std::fs::write(&path, "lisen = 1\n").unwrap();
         assert!(Settings::resolve(&args(&["--config", path.to_str().unwrap()]), |_| None).is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flag_over_variable_over_file_over_default() {
+        let dir = std::env::temp_dir().join(format!("tuxa-cfg-prec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tuxa.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9100\"\nmedia_listen = \"127.0.0.1:9101\"\n\
+             max_participants = 20\nidle_timeout = 40\nlog = \"debug\"\n",
+        )
+        .unwrap();
+        let config = path.to_str().unwrap().to_owned();
+        // The file path itself may come from the environment.
+        let env = |k: &str| match k {
+            "TUXA_CONFIG" => Some(config.clone()),
+            "TUXA_LISTEN" => Some("127.0.0.1:9200".to_owned()),
+            "TUXA_MEDIA_LISTEN" => Some("127.0.0.1:9201".to_owned()),
+            "TUXA_MAX_PARTICIPANTS" => Some("30".to_owned()),
+            _ => None,
+        };
+        let s = Settings::resolve(&args(&["--listen", "127.0.0.1:9300"]), env).unwrap();
+        assert_eq!(s.listen.port(), 9300, "the flag wins over all");
+        assert_eq!(
+            s.media_listen.port(),
+            9201,
+            "the variable wins over the file"
+        );
+        assert_eq!(s.config.max_participants, 30);
+        assert_eq!(
+            s.config.idle_timeout,
+            Duration::from_secs(40),
+            "the file over the default"
+        );
+        assert_eq!(s.log, "debug");
+        assert_eq!(
+            s.config.header_timeout, DEFAULT_HEADER_TIMEOUT,
+            "the default"
+        );
+        // `--opt=value` is the same as `--opt value`, and options may follow
+        // a sub-command.
+        let cli = Cli::parse_with_env(
+            &args(&[
+                "rotate-key",
+                "--new-key-file=/k/new.key",
+                "--data-dir",
+                "/srv/d",
+            ]),
+            |_| None,
+        )
+        .unwrap();
+        assert!(
+            matches!(&cli.command, Some(Command::RotateKey { new_key_file }) if new_key_file == std::path::Path::new("/k/new.key"))
+        );
+        let s = Settings::from_options(cli.options, |_| None).unwrap();
+        assert_eq!(s.config.data_dir, PathBuf::from("/srv/d"));
+        let cli = Cli::parse_with_env(&args(&["--data-dir", "/srv/e", "verify-audit"]), |k| {
+            (k == "TUXA_DATA_DIR").then(|| "/srv/env".to_owned())
+        })
+        .unwrap();
+        assert!(matches!(cli.command, Some(Command::VerifyAudit)));
+        assert_eq!(cli.options.data_dir, Some(PathBuf::from("/srv/e")));
+        assert!(Cli::parse_with_env(&args(&["rotate-key"]), |_| None).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_option_whatever_its_source() {
+        let err = |a: &[&str], env: &dyn Fn(&str) -> Option<String>| {
+            format!("{:#}", Settings::resolve(&args(a), env).unwrap_err())
+        };
+        let e = err(&["--max-connections", "many"], &|_| None);
+        assert!(
+            e.contains("--max-connections") && e.contains("whole number"),
+            "{e}"
+        );
+        let e = err(&[], &|k| (k == "TUXA_LISTEN").then(|| "nowhere".to_owned()));
+        assert!(e.contains("--listen") && e.contains("0.0.0.0:8443"), "{e}");
+        let e = err(&[], &|k| (k == "TUXA_IDLE_TIMEOUT").then(|| "0".to_owned()));
+        assert!(
+            e.contains("--idle-timeout must be between 1 and 3600"),
+            "{e}"
+        );
+        let e = err(&["--announce", "10.0.0.1,not-an-ip"], &|_| None);
+        assert!(e.contains("\"not-an-ip\" is not an IP address"), "{e}");
+        let e = err(&["--frobnicate"], &|_| None);
+        assert!(e.contains("--frobnicate"), "{e}");
+        let dir = std::env::temp_dir().join(format!("tuxa-cfg-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tuxa.toml");
+        std::fs::write(&path, "media_tcp_listen = \"8444\"\n").unwrap();
+        let e = err(&["--config", path.to_str().unwrap()], &|_| None);
+        assert!(
+            e.contains("media_tcp_listen") && e.contains("or off"),
+            "{e}"
+        );
+        std::fs::write(&path, "announce = [\"10.0.0.1\", \"x\"]\n").unwrap();
+        let e = err(&["--config", path.to_str().unwrap()], &|_| None);
+        assert!(e.contains("announce") && e.contains("\"x\" is not"), "{e}");
+        // A bad value in the file does not matter when a flag overrides it.
+        assert!(
+            Settings::resolve(
+                &args(&["--config", path.to_str().unwrap(), "--announce", "10.0.0.2"]),
+                |_| None
+            )
+            .is_ok()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn help_lists_every_option_and_its_variable() {
+        let help = Cli::command().render_long_help().to_string();
+        for arg in Cli::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            assert!(
+                help.contains(&format!("--{long}")),
+                "--{long} missing from --help"
+            );
+            if let Some(var) = arg.get_env() {
+                assert!(
+                    help.contains(var.to_str().unwrap()),
+                    "{var:?} missing from --help"
+                );
+            }
+        }
+        for var in [
+            "TUXA_ADMIN_KEY",
+            "TUXA_MASTER_KEY",
+            "TUXA_KEY_FILE",
+            "TUXA_DEMO",
+        ] {
+            assert!(help.contains(var), "{var} missing from --help");
+        }
+        assert!(
+            !help.contains("TUXA_TURN_SECRET="),
+            "a secret's value is never shown"
+        );
     }
 
     #[test]

@@ -1,55 +1,41 @@
 //! The `tuxa` binary: resolve settings, bind sockets, run until Ctrl-C.
 
 use anyhow::Context;
-use tuxa_server::{Listeners, Settings, config::USAGE};
+use clap::Parser;
+use tuxa_server::config::{Cli, Command};
+use tuxa_server::{Listeners, Settings};
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        print!("{USAGE}");
-        return Ok(());
-    }
-    if args.first().map(String::as_str) == Some("verify-audit") {
-        let settings = Settings::resolve(&args[1..], |k| std::env::var(k).ok())?;
-        let (report, intact) = tuxa_server::verify_audit(&settings.config.data_dir)?;
-        println!("{report}");
-        std::process::exit(if intact { 0 } else { 1 });
-    }
-    if args.first().map(String::as_str) == Some("load-demo") {
-        let settings = Settings::resolve(&args[1..], |k| std::env::var(k).ok())?;
-        print!(
-            "{}",
-            tuxa_server::demo::load(&settings.config.data_dir, &settings.config.keys)?
-        );
-        return Ok(());
-    }
-    if args.first().map(String::as_str) == Some("rotate-key") {
-        // `--new-key-file` belongs to this command only.
-        let mut rest = Vec::new();
-        let mut new_key_file = None;
-        let mut it = args[1..].iter();
-        while let Some(a) = it.next() {
-            if let Some(v) = a.strip_prefix("--new-key-file=") {
-                new_key_file = Some(v.to_owned());
-            } else if a == "--new-key-file" {
-                new_key_file = Some(it.next().context("--new-key-file needs a value")?.clone());
-            } else {
-                rest.push(a.clone());
-            }
+    // clap reads the command line and the TUXA_* variables; `--help` and a
+    // bad value end here with clap's message and status.
+    let cli = Cli::parse();
+    let settings = Settings::from_options(cli.options, |k| std::env::var(k).ok())?;
+    match cli.command {
+        None => {}
+        Some(Command::VerifyAudit) => {
+            let (report, intact) = tuxa_server::verify_audit(&settings.config.data_dir)?;
+            println!("{report}");
+            std::process::exit(if intact { 0 } else { 1 });
         }
-        let new_key_file = new_key_file.context("rotate-key needs --new-key-file FILE")?;
-        let settings = Settings::resolve(&rest, |k| std::env::var(k).ok())?;
-        println!(
-            "{}",
-            tuxa_server::secrets::rotate(
-                &settings.config.data_dir,
-                &settings.config.keys,
-                std::path::Path::new(&new_key_file),
-            )?
-        );
-        return Ok(());
+        Some(Command::LoadDemo) => {
+            print!(
+                "{}",
+                tuxa_server::demo::load(&settings.config.data_dir, &settings.config.keys)?
+            );
+            return Ok(());
+        }
+        Some(Command::RotateKey { new_key_file }) => {
+            println!(
+                "{}",
+                tuxa_server::secrets::rotate(
+                    &settings.config.data_dir,
+                    &settings.config.keys,
+                    &new_key_file,
+                )?
+            );
+            return Ok(());
+        }
     }
-    let settings = Settings::resolve(&args, |k| std::env::var(k).ok())?;
 
     tracing_subscriber::fmt()
         .with_env_filter(

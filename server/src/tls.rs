@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::config::TlsSource;
@@ -88,16 +89,20 @@ fn read_pem(
     key: &Path,
 ) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
     let cert_pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
-    let chain = rustls_pemfile::certs(&mut cert_pem.as_slice())
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("parsing {}", cert.display()))?;
     if chain.is_empty() {
         anyhow::bail!("{} holds no certificate", cert.display());
     }
     let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
-    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .with_context(|| format!("parsing {}", key.display()))?
-        .with_context(|| format!("{} holds no private key", key.display()))?;
+    let key = match PrivateKeyDer::from_pem_slice(&key_pem) {
+        Ok(k) => k,
+        Err(pem::Error::NoItemsFound) => {
+            anyhow::bail!("{} holds no private key", key.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("parsing {}", key.display())),
+    };
     Ok((chain, key))
 }
 
@@ -113,4 +118,63 @@ fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     f.write_all(data)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dev_certificate_is_made_once_then_read_back() {
+        let dir = std::env::temp_dir().join(format!("tuxa-tls-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let source = TlsSource::SelfSigned { dir: dir.clone() };
+        let ips = [IpAddr::from([127, 0, 0, 1])];
+        let first = load(&source, &[], &ips).unwrap();
+        let cert = dir.join("tuxa-dev.crt.pem");
+        assert_eq!(first.created.as_deref(), Some(cert.as_path()));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("tuxa-dev.key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the key is readable by its owner only");
+        let pem = std::fs::read(&cert).unwrap();
+        // The second start reads the PEM files back instead of making new ones.
+        let second = load(&source, &[], &ips).unwrap();
+        assert!(second.created.is_none());
+        assert_eq!(std::fs::read(&cert).unwrap(), pem);
+        // The same files given as a real certificate load too.
+        let files = TlsSource::Files {
+            cert: cert.clone(),
+            key: dir.join("tuxa-dev.key.pem"),
+        };
+        assert!(load(&files, &[], &ips).is_ok());
+
+        // What is wrong with a file is said, with its name.
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let e = |source: &TlsSource| format!("{:#}", load(source, &[], &ips).err().unwrap());
+        let msg = e(&TlsSource::Files {
+            cert: empty.clone(),
+            key: dir.join("tuxa-dev.key.pem"),
+        });
+        assert!(msg.contains("empty.pem holds no certificate"), "{msg}");
+        let msg = e(&TlsSource::Files {
+            cert: cert.clone(),
+            key: cert.clone(),
+        });
+        assert!(msg.contains("holds no private key"), "{msg}");
+        let broken = dir.join("broken.pem");
+        std::fs::write(&broken, "-----BEGIN PRIVATE KEY-----\nAAAA\n").unwrap();
+        let msg = e(&TlsSource::Files {
+            cert: cert.clone(),
+            key: broken,
+        });
+        assert!(
+            msg.contains("parsing") && msg.contains("broken.pem"),
+            "{msg}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
