@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::dates::rfc3339;
 use crate::minutes::{html_escape, kind_vi, same_person};
+use crate::record::ConsultationStatus;
 use crate::record::{Attendance, AuditRow, Record};
 
 /// Namespaces for tuxa's own identifiers and codes in FHIR. Change them
@@ -396,7 +397,7 @@ pub fn record_to_fhir(r: &Record) -> Value {
         .iter()
         .filter(|p| p.role != "patient")
         .map(|p| {
-            let (code, display) = participation_type(&p.role, &c.kind);
+            let (code, display) = participation_type(&p.role, c.kind.as_str());
             json!({
                 "type": [{"coding": [coding(V3_PARTICIPATION_TYPE, code, display)], "text": p.role}],
                 "period": fhir_period(p.joined_at, p.left_at),
@@ -408,11 +409,11 @@ pub fn record_to_fhir(r: &Record) -> Value {
         "resourceType": "Encounter",
         "id": encounter_id,
         "identifier": [{"system": NS_CONSULTATION, "value": cid}],
-        "status": if c.status == "ended" { "finished" } else { "in-progress" },
+        "status": if c.status == ConsultationStatus::Ended { "finished" } else { "in-progress" },
         "class": coding(V3_ACT_CODE, "VR", "virtual"),
         "type": [{
             "coding": [{"system": NS_KIND, "code": c.kind}],
-            "text": kind_vi(&c.kind),
+            "text": kind_vi(c.kind.as_str()),
         }],
         "period": fhir_period(start, end),
     });

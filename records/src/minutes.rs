@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::dates::{vietnam, vn_date, vn_datetime, vn_time};
+use crate::record::ConsultationStatus;
 use crate::record::{Attendance, Record};
 
 const MINUTES_TEMPLATE: &str = include_str!("../templates/minutes.html");
@@ -294,7 +295,7 @@ fn page(r: &Record) -> Page {
                 (Some(reason), _) => leave_reason_vi(reason)
                     .map(str::to_owned)
                     .unwrap_or_else(|| reason.clone()),
-                (None, None) if c.status == "open" => "Đang tham dự".to_owned(),
+                (None, None) if c.status == ConsultationStatus::Open => "Đang tham dự".to_owned(),
                 _ => String::new(),
             },
         })
@@ -305,11 +306,11 @@ fn page(r: &Record) -> Page {
     Page {
         title: c.title.clone(),
         id: c.id.clone(),
-        kind: kind_vi(&c.kind),
+        kind: kind_vi(c.kind.as_str()),
         time_from: vn_time(start),
         date,
         time_to: to,
-        status: if c.status == "ended" {
+        status: if c.status == ConsultationStatus::Ended {
             "Đã kết thúc"
         } else {
             "Đang mở"

@@ -15,19 +15,84 @@ use crate::ids::FacilityId;
 /// removing or changing the meaning of one bumps it.
 pub const FORMAT_VERSION: u32 = 1;
 
+pub use tuxa_protocol::ConsultationKind;
+
+/// Whether a consultation is still open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsultationStatus {
+    Open,
+    Ended,
+}
+
+impl ConsultationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsultationStatus::Open => "open",
+            ConsultationStatus::Ended => "ended",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ConsultationStatus> {
+        match s {
+            "open" => Some(ConsultationStatus::Open),
+            "ended" => Some(ConsultationStatus::Ended),
+            _ => None,
+        }
+    }
+}
+
+/// Why a consultation ended: the wire's `EndReason`, or a conference called
+/// off before it was held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    Ended,
+    Abandoned,
+    ServerRestart,
+    Cancelled,
+}
+
+impl Ending {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ending::Ended => "ended",
+            Ending::Abandoned => "abandoned",
+            Ending::ServerRestart => "server_restart",
+            Ending::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Ending> {
+        [
+            Ending::Ended,
+            Ending::Abandoned,
+            Ending::ServerRestart,
+            Ending::Cancelled,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == s)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+crate::text_enum_sql!(ConsultationStatus);
+#[cfg(feature = "sqlite")]
+crate::text_enum_sql!(Ending);
+
 /// A consultation row.
 #[derive(Debug, Clone)]
 pub struct ConsultationRow {
     pub id: String,
-    pub kind: String,
+    pub kind: ConsultationKind,
     pub title: String,
-    pub status: String,
+    pub status: ConsultationStatus,
     pub created_at: i64,
     pub ended_at: Option<i64>,
     /// Whose it is (who may see it); none when made with the admin key.
     pub facility_id: Option<FacilityId>,
-    /// Why it ended (`EndReason::as_str`, or `cancelled`), once it has.
-    pub end_reason: Option<String>,
+    /// Why it ended, once it has.
+    pub end_reason: Option<Ending>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,7 +322,7 @@ pub fn record_to_json(r: &Record) -> Value {
         "period": {"start": start, "end": end},
         "department": r.department,
         "facility": {"id": c.facility_id, "name": r.facility},
-        "visit": if c.kind == "visit" { json!({"reason": r.visit_reason}) } else { Value::Null },
+        "visit": if c.kind == ConsultationKind::Visit { json!({"reason": r.visit_reason}) } else { Value::Null },
         "participants": r.participants,
         "links": r.links,
         "consents": r.consents,

@@ -74,9 +74,9 @@ impl AppState {
         let id = RoomId::from_random(random_bytes());
         let row = ConsultationRow {
             id: id.to_string(),
-            kind: kind.as_str().to_owned(),
+            kind,
             title: title.clone(),
-            status: "open".into(),
+            status: tuxa_records::record::ConsultationStatus::Open,
             created_at: unix_now() as i64,
             ended_at: None,
             facility_id,

@@ -575,11 +575,10 @@ async fn list_consultations(
     let mut list = Vec::new();
     if ended {
         let since = crate::hub_task::unix_now() as i64 - 30 * 86_400;
-        for row in rows
-            .iter()
-            .rev()
-            .filter(|r| r.status == "ended" && r.ended_at.unwrap_or(0) >= since)
-        {
+        for row in rows.iter().rev().filter(|r| {
+            r.status == tuxa_records::record::ConsultationStatus::Ended
+                && r.ended_at.unwrap_or(0) >= since
+        }) {
             if list.len() == ENDED_LISTED {
                 break;
             }
@@ -589,7 +588,10 @@ async fn list_consultations(
         }
         return Ok(Json(json!({ "consultations": list })));
     }
-    for row in rows.iter().filter(|r| r.status == "open") {
+    for row in rows
+        .iter()
+        .filter(|r| r.status == tuxa_records::record::ConsultationStatus::Open)
+    {
         if !may_see(&state, &actor, row).await? {
             continue;
         }
@@ -703,7 +705,7 @@ async fn mint_link(
         ));
     }
     let row = load_for(&state, &actor, &id, Permission::MintLinks).await?;
-    if row.status != "open" {
+    if row.status != tuxa_records::record::ConsultationStatus::Open {
         return Err(ApiError::new(
             ErrorCode::RoomEnded,
             "the consultation has ended",

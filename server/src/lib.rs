@@ -193,7 +193,7 @@ pub async fn run(
             let attended = tuxa_store::live::staffed_open_rooms(c)?;
             let contacts = rooms
                 .iter()
-                .filter(|r| r.status == "open")
+                .filter(|r| r.status == tuxa_records::record::ConsultationStatus::Open)
                 .map(|r| Ok((r.id.clone(), store::facility_contact(c, r.facility_id)?)))
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok((token_key, admin_hash, new_key, rooms, attended, contacts))
@@ -241,10 +241,11 @@ pub async fn run(
         ..tuxa_signaling::QueueConfig::default()
     });
     for r in &rooms {
-        let (Ok(id), Some(kind)) = (RoomId::parse(&r.id), ConsultationKind::parse(&r.kind)) else {
+        let Ok(id) = RoomId::parse(&r.id) else {
             continue;
         };
-        let status = if r.status == "open" {
+        let kind = r.kind;
+        let status = if r.status == tuxa_records::record::ConsultationStatus::Open {
             RoomStatus::Open
         } else {
             RoomStatus::Ended

@@ -45,7 +45,13 @@ pub fn insert_consultation(c: &Connection, row: &ConsultationRow) -> rusqlite::R
     c.execute(
         "INSERT INTO consultations(id, kind, title, status, created_at, facility_id)
          VALUES (?1, ?2, ?3, 'open', ?4, ?5)",
-        params![row.id, row.kind, row.title, row.created_at, row.facility_id],
+        params![
+            row.id,
+            row.kind.as_str(),
+            row.title,
+            row.created_at,
+            row.facility_id
+        ],
     )?;
     Ok(())
 }

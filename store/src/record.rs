@@ -5,6 +5,7 @@
 
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{Value, json};
+use tuxa_records::record::ConsultationKind;
 use tuxa_records::record::{
     self, Attendance, AuditRow, ConsentRow, ConsultationRow, LinkGap, LinkRow, QualityWindow,
     Record,
@@ -14,9 +15,17 @@ const CONSULTATION_COLUMNS: &str =
     "id, kind, title, status, created_at, ended_at, facility_id, end_reason";
 
 fn row_to_consultation(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsultationRow> {
+    let kind: String = r.get(1)?;
+    let kind = ConsultationKind::parse(&kind).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            1,
+            rusqlite::types::Type::Text,
+            format!("unknown consultation kind {kind:?}").into(),
+        )
+    })?;
     Ok(ConsultationRow {
         id: r.get(0)?,
-        kind: r.get(1)?,
+        kind,
         title: r.get(2)?,
         status: r.get(3)?,
         created_at: r.get(4)?,
