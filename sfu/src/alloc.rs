@@ -5,6 +5,33 @@
 //! (str0m's send-side estimate less audio and headroom), and gets back the
 //! layer each track should receive, or none. Audio is never in the sum: it
 //! is reserved before the budget is computed, so video cannot starve it.
+//!
+//! How the numbers fit together (the constants below, and the SFU's timers
+//! in `lib.rs` that call this):
+//! - every 0.5 s (at once on a sharp fall) each subscriber's video budget is
+//!   the estimate × [`HEADROOM`], cut further for smoothed loss above 5 %
+//!   ([`video_budget`]), less its audio — reserved first for every microphone
+//!   that sends ([`AUDIO_RESERVE_BPS`] until measured), RED counted at half on
+//!   a link under 500 kbit/s where it is stripped;
+//! - [`allocate`] gives every video track its lowest layer (counted at most
+//!   [`MIN_VIDEO_BPS`]; screen shares first, then in the order subscribed),
+//!   then raises tracks one layer at a time while the budget lasts. Moving up
+//!   costs [`UP_MARGIN`] (an upper layer at least its nominal rate), resuming
+//!   stopped video [`RESUME_MARGIN`], holding the current layer
+//!   [`HOLD_DISCOUNT`]: an estimate at a layer's edge does not flap, and every
+//!   move costs a keyframe;
+//! - a move down stops the higher layer at once (a short freeze) rather than
+//!   queue it ahead of the audio; videos that do not fit stop at once while
+//!   another still flows; the last one is held on its lowest layer for 2 s
+//!   without room (never in a subscriber's first 10 s, while the estimate
+//!   settles), unless the budget has been under half the lowest layer for 1 s;
+//! - when no video fits the subscriber gets `audio_only {reason:
+//!   weak_network}`, and video resumes by itself when the estimate grows back:
+//!   str0m probes when the desired rate (the next step up) rises, the SFU asks
+//!   again every 4 s while video flows and restarts an estimator with no new
+//!   estimate for 8 s; layers nobody receives for 3 s are paused at the
+//!   publisher, the lowest always runs, and a layer the publisher stops by
+//!   itself (0.7 s silent while another arrives) is not chosen.
 
 /// The share of the estimate given to media: the estimate is a guess that
 /// overshoots before it backs off, and retransmissions need room.
