@@ -79,10 +79,7 @@ impl World {
     /// Lets time pass until `end` as the server's hub task does: asleep
     /// until the hub's own deadline, `handle_timeout` then, and again.
     fn run_until(&mut self, end: Instant) {
-        loop {
-            let Some(at) = self.hub.poll_timeout(self.now) else {
-                break;
-            };
+        while let Some(at) = self.hub.poll_timeout(self.now) {
             if at > end {
                 break;
             }
