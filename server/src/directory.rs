@@ -1201,9 +1201,12 @@ async fn update_staff(
     }
     if before.role != after.role || (after.disabled && !before.disabled) {
         // Open WebSockets were identified with the old role (or account).
-        let _ = state.hub.send(crate::hub_task::HubMsg::Input(
-            tuxa_signaling::Input::StaffRevoked(id.0 as u64),
-        ));
+        let _ = state
+            .hub
+            .send(crate::hub_task::HubMsg::Input(
+                tuxa_signaling::Input::StaffRevoked(id.0 as u64),
+            ))
+            .await;
     }
     if before.disabled != after.disabled {
         let action = if after.disabled {

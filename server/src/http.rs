@@ -24,7 +24,7 @@ use crate::{random_bytes, web};
 
 #[derive(Clone)]
 pub struct AppState {
-    pub hub: mpsc::UnboundedSender<HubMsg>,
+    pub hub: mpsc::Sender<HubMsg>,
     pub store: Store,
     pub tokens: Arc<TokenKey>,
     pub admin_key_hash: Arc<[u8; 32]>,
@@ -43,13 +43,9 @@ pub struct AppState {
 pub(crate) fn test_state(
     data_dir: &std::path::Path,
     admin_key: &str,
-) -> (
-    AppState,
-    mpsc::UnboundedReceiver<HubMsg>,
-    watch::Sender<bool>,
-) {
+) -> (AppState, mpsc::Receiver<HubMsg>, watch::Sender<bool>) {
     let store = Store::open(&data_dir.join("tuxa.sqlite3")).expect("a test store");
-    let (hub, hub_rx) = mpsc::unbounded_channel();
+    let (hub, hub_rx) = mpsc::channel(crate::hub_task::HUB_QUEUE);
     let (shutdown_tx, shutdown) = watch::channel(false);
     let state = AppState {
         hub,
@@ -388,6 +384,7 @@ async fn join_check_inner(
             token: req.token.clone(),
             reply: tx,
         })
+        .await
         .map_err(ApiError::internal)?;
     let (claims, room): (Claims, RoomInfo) = match rx.await.map_err(ApiError::internal)? {
         Ok(ok) => ok,
@@ -487,18 +484,22 @@ pub async fn create(
         })
         .await
         .map_err(ApiError::internal)?;
-    let _ = state.hub.send(HubMsg::Input(Input::RoomOpened(
-        RoomInfo {
-            id: id.clone(),
-            kind,
-            title,
-        },
-        RoomStatus::Open,
-    )));
+    let _ = state
+        .hub
+        .send(HubMsg::Input(Input::RoomOpened(
+            RoomInfo {
+                id: id.clone(),
+                kind,
+                title,
+            },
+            RoomStatus::Open,
+        )))
+        .await;
     if let Some(contact) = contact {
         let _ = state
             .hub
-            .send(HubMsg::Input(Input::RoomContact { room: id, contact }));
+            .send(HubMsg::Input(Input::RoomContact { room: id, contact }))
+            .await;
     }
     audit(
         state,
@@ -542,6 +543,7 @@ async fn participants(state: &AppState, id: &str) -> Vec<tuxa_protocol::Particip
     if state
         .hub
         .send(HubMsg::Participants { room, reply: tx })
+        .await
         .is_err()
     {
         return Vec::new();
@@ -873,7 +875,7 @@ async fn end_consultation(
         ));
     }
     let room = parse_room(&row.id)?;
-    let _ = state.hub.send(HubMsg::Input(Input::EndRoom(room)));
+    let _ = state.hub.send(HubMsg::Input(Input::EndRoom(room))).await;
     audit(
         &state,
         Action::ConsultationEnded,
