@@ -42,7 +42,11 @@ pub const MEDIA_EVENTS: usize = 1024;
 pub const MEDIA_QUEUE: usize = 1024;
 /// Accepted queue patients on their way to the pairing task. A pairing is a
 /// doctor's click; 64 waiting means the store is stuck, and the rest wait in
-/// the hub's [`Outbox`] like media commands.
+/// the hub's [`Outbox`]. Unlike media commands, a pairing backlog does not
+/// stop the hub taking messages: the pairing task answers through that very
+/// queue (`CallReady`), so gating it would be a cycle of waits. The backlog
+/// is bounded anyway: one pairing per doctor who accepted a patient and is
+/// not yet in the call, so at most one per signed-in session.
 pub const PAIRING_QUEUE: usize = 64;
 
 pub type TokenCheck = Result<(Claims, RoomInfo), (ErrorCode, String)>;
@@ -89,9 +93,10 @@ pub fn unix_now() -> u64 {
 /// A bounded channel to a task the hub must not wait on (the media task,
 /// the pairing task: both send to the hub in turn, so a hub waiting on a
 /// full queue to them while they wait on the hub would be a deadlock). What
-/// does not fit waits here, in order, and is sent as room frees up; while
-/// anything waits the hub takes no new message from sessions or the API,
-/// which is what bounds it.
+/// does not fit waits here, in order, and is sent as room frees up. While
+/// media commands wait the hub takes no new message from sessions or the
+/// API, which is what bounds that backlog (see [`PAIRING_QUEUE`] for the
+/// other).
 pub struct Outbox<T> {
     tx: mpsc::Sender<T>,
     backlog: VecDeque<T>,
@@ -166,7 +171,7 @@ impl HubTask {
             // The hub's own next deadline, not a tick: asleep while nothing
             // is timed.
             let deadline = self.hub.poll_timeout(Instant::now());
-            let backlogged = self.media.backlogged() || self.pairings.backlogged();
+            let backlogged = self.media.backlogged();
             let msg = tokio::select! {
                 biased;
                 // The media task may be waiting for room here: its events go
