@@ -72,11 +72,14 @@ pub async fn accept_loop(
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let places = Arc::new(Semaphore::new(limits.max_connections));
+    // The configuration has no upper bound; a semaphore does (and panics
+    // over it). Past it the cap is no cap anyway.
+    let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let places = Arc::new(Semaphore::new(max));
     // Each connection sends exactly one message, when its slot is dropped,
-    // and holds a place meanwhile: the channel never holds more than
-    // `max_connections`, so the slot's `try_send` never finds it full.
-    let (done_tx, mut done_rx) = mpsc::channel::<IpAddr>(limits.max_connections.max(1));
+    // and holds a place meanwhile: the channel never holds more than `max`,
+    // so the slot's `try_send` never finds it full.
+    let (done_tx, mut done_rx) = mpsc::channel::<IpAddr>(max);
     let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
     loop {
         tokio::select! {

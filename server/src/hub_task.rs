@@ -714,3 +714,40 @@ fn audit_entry(now: i64, ev: &RecordEvent) -> Option<Entry> {
         },
     })
 }
+
+#[cfg(test)]
+mod outbox_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_outbox_keeps_what_does_not_fit_in_order_and_loses_nothing() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let mut out = Outbox::new(tx);
+        for i in 0..5 {
+            out.push(i);
+        }
+        assert!(out.backlogged());
+        // Once anything waits, later items queue behind it, even with room.
+        assert_eq!(rx.recv().await, Some(0));
+        out.push(5);
+        assert_eq!(out.backlog.len(), 4);
+        let mut got = vec![0];
+        while out.backlogged() {
+            out.drain().await;
+            while let Ok(i) = rx.try_recv() {
+                got.push(i);
+            }
+        }
+        while let Ok(i) = rx.try_recv() {
+            got.push(i);
+        }
+        assert_eq!(got, vec![0, 1, 2, 3, 4, 5]);
+        // A receiver gone (shutdown): nothing waits for it.
+        out.push(6);
+        out.push(7);
+        out.push(8);
+        drop(rx);
+        out.drain().await;
+        assert!(!out.backlogged());
+    }
+}

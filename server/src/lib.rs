@@ -14,7 +14,8 @@
 //! - the HTTPS accept loop owns the connection counts and spawns one task
 //!   per TLS connection (`accept.rs`).
 //!
-//! They talk by message; nothing is shared behind a lock.
+//! They talk by message over bounded channels; nothing is shared behind a
+//! lock (ARCHITECTURE.md, "Backpressure and stopping").
 
 mod accept;
 pub mod appointments;
