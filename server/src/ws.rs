@@ -258,30 +258,31 @@ pub async fn session(
                         break;
                     }
                 }
-                // Not reading on until the hub has room: see the module doc.
-                if hub.send(HubMsg::Input(Input::Frame(sid, parsed))).await.is_err() {
+                // Not reading on until the hub has room (see the module
+                // doc); what the hub sends meanwhile still goes out, so a
+                // busy hub does not fill this session's queue and close it.
+                let permit = loop {
+                    tokio::select! {
+                        // The hub's commands first: at a stop, its
+                        // `server_shutdown` and close are queued before its
+                        // queue goes away.
+                        biased;
+                        cmd = rx.recv() => {
+                            if !deliver(cmd, &mut sink, &mut stream, &mut rx).await {
+                                break None;
+                            }
+                        }
+                        p = hub.reserve() => break p.ok(),
+                    }
+                };
+                let Some(permit) = permit else { break };
+                permit.send(HubMsg::Input(Input::Frame(sid, parsed)));
+            }
+            cmd = rx.recv() => {
+                if !deliver(cmd, &mut sink, &mut stream, &mut rx).await {
                     break;
                 }
             }
-            cmd = rx.recv() => match cmd {
-                Some(SessionCmd::Send(text)) => {
-                    if sink.send(Message::Text(text.into())).await.is_err() {
-                        break;
-                    }
-                }
-                Some(SessionCmd::Close) | None => {
-                    // Let the frames queued before the close go out first.
-                    while let Ok(SessionCmd::Send(text)) = rx.try_recv() {
-                        let _ = sink.send(Message::Text(text.into())).await;
-                    }
-                    let _ = sink.send(Message::Close(None)).await;
-                    break;
-                }
-                Some(SessionCmd::GoingAway) => {
-                    close(&mut sink, &mut stream, going_away()).await;
-                    break;
-                }
-            },
             _ = shutdown.changed() => {
                 // The hub's `server_shutdown` (and its own close) first, if
                 // it is on its way.
@@ -295,6 +296,30 @@ pub async fn session(
         }
     }
     let _ = hub.send(HubMsg::Input(Input::Disconnected(sid))).await;
+}
+
+/// Carries out one of the hub's commands; `false`: the session is over.
+async fn deliver(
+    cmd: Option<SessionCmd>,
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    rx: &mut mpsc::Receiver<SessionCmd>,
+) -> bool {
+    match cmd {
+        Some(SessionCmd::Send(text)) => sink.send(Message::Text(text.into())).await.is_ok(),
+        Some(SessionCmd::Close) | None => {
+            // Let the frames queued before the close go out first.
+            while let Ok(SessionCmd::Send(text)) = rx.try_recv() {
+                let _ = sink.send(Message::Text(text.into())).await;
+            }
+            let _ = sink.send(Message::Close(None)).await;
+            false
+        }
+        Some(SessionCmd::GoingAway) => {
+            close(sink, stream, going_away()).await;
+            false
+        }
+    }
 }
 
 /// How long a closing session waits for the client's side of the close.
