@@ -1,14 +1,20 @@
 //! The HTTPS accept loop: who may hold a connection, and for how long.
 //!
 //! Who owns what:
-//! - the **accept loop** ([`accept_loop`]) owns the listener and the counts
-//!   of open connections, in total and per address (an IPv6 /64 counts as
-//!   one address: one client holds a whole /64). Over either cap a new
-//!   connection is closed at once, before TLS;
+//! - the **accept loop** ([`accept_loop`]) owns the listener, the places
+//!   (a semaphore of `max_connections` permits, as in mini-redis) and the
+//!   count of open connections per address (an IPv6 /64 counts as one
+//!   address: one client holds a whole /64). Over either cap a new
+//!   connection is closed at once, before TLS, rather than left waiting in
+//!   the kernel's backlog: a browser shows its error (and the web client
+//!   retries) at once instead of after a silent minute, and a flood from one
+//!   address cannot hold the accept loop for everyone else;
 //! - each connection's socket carries a [`Slot`] that gives its place back
-//!   to the loop when the socket is dropped: when the connection ends, or,
-//!   for a WebSocket (the socket moves into the upgraded stream), when the
-//!   WebSocket closes. A WebSocket counts for as long as it is open;
+//!   when the socket is dropped: when the connection ends, or, for a
+//!   WebSocket (the socket moves into the upgraded stream), when the
+//!   WebSocket closes. A WebSocket counts for as long as it is open, and so
+//!   does it for the server's drain at shutdown (the slot holds a
+//!   [`TaskTracker`] token);
 //! - one **connection task** per connection runs TLS and hyper, and watches
 //!   the connection's last activity.
 //!
@@ -37,8 +43,10 @@ use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 
 /// The bounds of the HTTPS listener (from [`crate::Config`]).
 #[derive(Debug, Clone, Copy)]
@@ -53,28 +61,33 @@ pub struct Limits {
 /// before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// Accepts connections until `stop` changes; each gets its own task.
+/// Accepts connections until `stop` is cancelled; each gets its own task,
+/// and every connection (WebSockets included) is tracked on `tracker`.
+/// `stop` also tells open connections to close.
 pub async fn accept_loop(
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     app: axum::Router,
     limits: Limits,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
 ) {
-    let mut shutdown = stop.clone();
-    // Each connection sends exactly one message, when its slot is dropped:
-    // the channel holds at most one per open connection.
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<IpAddr>();
+    // The configuration has no upper bound; a semaphore does (and panics
+    // over it). Past it the cap is no cap anyway.
+    let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let places = Arc::new(Semaphore::new(max));
+    // Each connection sends exactly one message, when its slot is dropped,
+    // and holds a place meanwhile: the channel never holds more than `max`,
+    // so the slot's `try_send` never finds it full.
+    let (done_tx, mut done_rx) = mpsc::channel::<IpAddr>(max);
     let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
-    let mut total = 0usize;
     loop {
         tokio::select! {
             // Places given back first: a client that closed one connection
             // and opens the next finds its place free.
             biased;
-            _ = shutdown.changed() => break,
+            _ = stop.cancelled() => break,
             Some(key) = done_rx.recv() => {
-                total = total.saturating_sub(1);
                 if let Some(n) = per_ip.get_mut(&key) {
                     *n -= 1;
                     if *n == 0 {
@@ -94,16 +107,23 @@ pub async fn accept_loop(
                 };
                 let key = address_key(peer.ip());
                 let from_ip = per_ip.get(&key).copied().unwrap_or(0);
-                if total >= limits.max_connections || from_ip >= limits.max_per_ip {
-                    // Debug only: a flood must not flood the journal too.
-                    tracing::debug!(%peer, total, from_ip, "https: too many connections, closed");
-                    drop(stream);
-                    continue;
-                }
-                total += 1;
+                let place = match places.clone().try_acquire_owned() {
+                    Ok(p) if from_ip < limits.max_per_ip => p,
+                    _ => {
+                        // Debug only: a flood must not flood the journal too.
+                        tracing::debug!(%peer, from_ip, "https: too many connections, closed");
+                        drop(stream);
+                        continue;
+                    }
+                };
                 *per_ip.entry(key).or_default() += 1;
-                let slot = Slot { key, done: done_tx.clone() };
-                tokio::spawn(connection(
+                let slot = Slot {
+                    key,
+                    done: done_tx.clone(),
+                    _place: place,
+                    _tracked: tracker.token(),
+                };
+                tracker.spawn(connection(
                     stream,
                     peer,
                     slot,
@@ -137,7 +157,7 @@ async fn connection(
     acceptor: tokio_rustls::TlsAcceptor,
     app: axum::Router,
     limits: Limits,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let activity = Arc::new(Activity::new());
     let io = Tracked {
@@ -207,7 +227,7 @@ async fn drive<F, E>(
     activity: &Activity,
     peer: SocketAddr,
     limits: Limits,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) where
     F: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
@@ -222,7 +242,12 @@ async fn drive<F, E>(
                 }
                 return;
             }
-            _ = stop.changed() => return,
+            // Requests under way finish; keep-alive and HTTP/2 end.
+            _ = stop.cancelled() => {
+                graceful(conn.as_mut());
+                let _ = tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await;
+                return;
+            }
             _ = tokio::time::sleep_until(idle_at) => {
                 // Something may have moved while this slept: look again.
                 if activity.last() + limits.idle_timeout <= Instant::now() {
@@ -239,13 +264,16 @@ async fn drive<F, E>(
 /// A connection's place in the counts; dropping it gives the place back.
 struct Slot {
     key: IpAddr,
-    done: mpsc::UnboundedSender<IpAddr>,
+    done: mpsc::Sender<IpAddr>,
+    _place: OwnedSemaphorePermit,
+    _tracked: TaskTrackerToken,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        // The loop is gone only at shutdown: nothing left to count.
-        let _ = self.done.send(self.key);
+        // Never full (see `accept_loop`); the loop is gone only at
+        // shutdown, with nothing left to count.
+        let _ = self.done.try_send(self.key);
     }
 }
 

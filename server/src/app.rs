@@ -91,18 +91,22 @@ impl AppState {
             })
             .await
             .map_err(ApiError::internal)?;
-        let _ = self.hub.send(HubMsg::Input(Input::RoomOpened(
-            RoomInfo {
-                id: id.clone(),
-                kind,
-                title,
-            },
-            RoomStatus::Open,
-        )));
+        let _ = self
+            .hub
+            .send(HubMsg::Input(Input::RoomOpened(
+                RoomInfo {
+                    id: id.clone(),
+                    kind,
+                    title,
+                },
+                RoomStatus::Open,
+            )))
+            .await;
         if let Some(contact) = contact {
             let _ = self
                 .hub
-                .send(HubMsg::Input(Input::RoomContact { room: id, contact }));
+                .send(HubMsg::Input(Input::RoomContact { room: id, contact }))
+                .await;
         }
         self.store.audit(Entry {
             at: unix_now() as i64,

@@ -839,9 +839,12 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
         if let Some(id) = ended {
             audit(&state, Action::Logout, &format!("staff:{id}"), json!({}));
             // Consoles opened with this sign-in must not keep taking patients.
-            let _ = state.hub.send(crate::hub_task::HubMsg::Input(
-                tuxa_signaling::Input::StaffRevoked(id.0 as u64),
-            ));
+            let _ = state
+                .hub
+                .send(crate::hub_task::HubMsg::Input(
+                    tuxa_signaling::Input::StaffRevoked(id.0 as u64),
+                ))
+                .await;
         }
     }
     let mut res = StatusCode::NO_CONTENT.into_response();
@@ -1132,7 +1135,7 @@ mod api_tests {
         store: Store,
         dir: PathBuf,
         // Kept alive: the router's state holds their other halves.
-        _hub: tokio::sync::mpsc::UnboundedReceiver<crate::hub_task::HubMsg>,
+        _hub: tokio::sync::mpsc::Receiver<crate::hub_task::HubMsg>,
         _shutdown: tokio::sync::watch::Sender<bool>,
     }
 

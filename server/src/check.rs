@@ -106,7 +106,7 @@ async fn open_check(
         );
     }
     let (reply, answer) = oneshot::channel();
-    if state.hub.send(HubMsg::OpenCheck(reply)).is_err() {
+    if state.hub.send(HubMsg::OpenCheck(reply)).await.is_err() {
         return ApiError::new(ErrorCode::ServerShutdown, "the server is stopping").into_response();
     }
     match answer.await {
@@ -144,7 +144,7 @@ mod tests {
     use tower::ServiceExt;
 
     /// The hub's side, answered by a real hub in the test's own task.
-    fn serve_hub(mut rx: tokio::sync::mpsc::UnboundedReceiver<HubMsg>) {
+    fn serve_hub(mut rx: tokio::sync::mpsc::Receiver<HubMsg>) {
         tokio::spawn(async move {
             let mut hub = tuxa_signaling::Hub::new(
                 tuxa_signaling::HubConfig::default(),

@@ -93,6 +93,7 @@ async fn live(State(state): State<AppState>, actor: Actor) -> ApiResult<Json<Val
     state
         .hub
         .send(crate::hub_task::HubMsg::Live(tx))
+        .await
         .map_err(internal)?;
     let snapshot = rx.await.map_err(internal)?;
     let ids: Vec<String> = snapshot
@@ -1107,7 +1108,8 @@ async fn schedule(
         .send(crate::hub_task::HubMsg::Input(Input::ChairNamed {
             room,
             staff: chair.0 as u64,
-        }));
+        }))
+        .await;
     let cid = row.id.clone();
     let who = actor.audit_name();
     let (starts, dur) = (req.starts_at as i64, req.duration_min as i64);
@@ -1324,7 +1326,8 @@ async fn cancel(
     if let Ok(room) = RoomId::parse(r.consultation_id.as_deref().unwrap_or_default()) {
         let _ = state
             .hub
-            .send(crate::hub_task::HubMsg::Input(Input::EndRoom(room)));
+            .send(crate::hub_task::HubMsg::Input(Input::EndRoom(room)))
+            .await;
     }
     audit(
         &state,

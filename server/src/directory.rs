@@ -385,9 +385,12 @@ async fn update_staff(
         );
     }
     if revokes_connections(&before, &after) {
-        let _ = state.hub.send(crate::hub_task::HubMsg::Input(
-            tuxa_signaling::Input::StaffRevoked(id.0 as u64),
-        ));
+        let _ = state
+            .hub
+            .send(crate::hub_task::HubMsg::Input(
+                tuxa_signaling::Input::StaffRevoked(id.0 as u64),
+            ))
+            .await;
     }
     if before.disabled != after.disabled {
         let action = if after.disabled {

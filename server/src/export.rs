@@ -224,7 +224,7 @@ mod tests {
 
     struct Server {
         _dir: Scratch,
-        _hub: mpsc::UnboundedReceiver<HubMsg>,
+        _hub: mpsc::Receiver<HubMsg>,
         _shutdown: watch::Sender<bool>,
         state: AppState,
         app: axum::Router,

@@ -26,7 +26,7 @@ use tuxa_records::UnixTime;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub hub: mpsc::UnboundedSender<HubMsg>,
+    pub hub: mpsc::Sender<HubMsg>,
     pub store: Store,
     pub tokens: Arc<TokenKey>,
     pub admin_key_hash: Arc<[u8; 32]>,
@@ -45,13 +45,9 @@ pub struct AppState {
 pub(crate) fn test_state(
     data_dir: &std::path::Path,
     admin_key: &str,
-) -> (
-    AppState,
-    mpsc::UnboundedReceiver<HubMsg>,
-    watch::Sender<bool>,
-) {
+) -> (AppState, mpsc::Receiver<HubMsg>, watch::Sender<bool>) {
     let store = Store::open(&data_dir.join("tuxa.sqlite3")).expect("a test store");
-    let (hub, hub_rx) = mpsc::unbounded_channel();
+    let (hub, hub_rx) = mpsc::channel(crate::hub_task::HUB_QUEUE);
     let (shutdown_tx, shutdown) = watch::channel(false);
     let state = AppState {
         hub,
@@ -424,6 +420,7 @@ async fn join_check_inner(
             token: req.token.clone(),
             reply: tx,
         })
+        .await
         .map_err(ApiError::internal)?;
     let (claims, room): (Claims, RoomInfo) = match rx.await.map_err(ApiError::internal)? {
         Ok(ok) => ok,
@@ -535,6 +532,7 @@ async fn participants(state: &AppState, id: &str) -> Vec<tuxa_protocol::Particip
     if state
         .hub
         .send(HubMsg::Participants { room, reply: tx })
+        .await
         .is_err()
     {
         return Vec::new();
@@ -767,7 +765,7 @@ async fn end_consultation(
         ));
     }
     let room = parse_room(&row.id)?;
-    let _ = state.hub.send(HubMsg::Input(Input::EndRoom(room)));
+    let _ = state.hub.send(HubMsg::Input(Input::EndRoom(room))).await;
     audit(
         &state,
         Action::ConsultationEnded,

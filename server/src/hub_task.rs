@@ -2,8 +2,8 @@
 //! outgoing queue. Sessions, the media task and the HTTP API talk to it by
 //! message; it is the only place that state changes.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 use tuxa_protocol::{ErrorCode, ParticipantInfo, RoomId, RoomInfo};
@@ -19,11 +19,37 @@ use tuxa_store::live;
 pub enum SessionCmd {
     Send(String),
     Close,
+    /// Close because the server stops (close code 1001, docs/protocol.md).
+    GoingAway,
 }
 
 /// Frames a slow client may have queued before it is cut off. A phone on
 /// 3G that cannot keep up with signaling this small is gone in practice.
 pub const SESSION_QUEUE: usize = 256;
+
+/// Messages from sessions and the API waiting for the hub. A session awaits
+/// its place here before it reads its next frame, so a full queue stops the
+/// reading of every WebSocket (TCP flow control then slows the clients)
+/// instead of growing: each session has at most one frame in flight, and
+/// 1024 is several times the sessions of a busy province's afternoon, so in
+/// ordinary use nobody waits.
+pub const HUB_QUEUE: usize = 1024;
+/// Events from the media task (SDP answers, ICE state, link stats). The
+/// media task awaits its place; the hub takes these before anything else
+/// and never waits on the media task itself, so this wait always ends.
+pub const MEDIA_EVENTS: usize = 1024;
+/// Commands for the media task (offers, answers, removals): one or two per
+/// negotiation. Never dropped: over this, the hub keeps them in order in its
+/// [`Outbox`] and takes no new session or API message until they are out.
+pub const MEDIA_QUEUE: usize = 1024;
+/// Accepted queue patients on their way to the pairing task. A pairing is a
+/// doctor's click; 64 waiting means the store is stuck, and the rest wait in
+/// the hub's [`Outbox`]. Unlike media commands, a pairing backlog does not
+/// stop the hub taking messages: the pairing task answers through that very
+/// queue (`CallReady`), so gating it would be a cycle of waits. The backlog
+/// is bounded anyway: one pairing per doctor who accepted a patient and is
+/// not yet in the call, so at most one per signed-in session.
+pub const PAIRING_QUEUE: usize = 64;
 
 pub type TokenCheck = Result<(Claims, RoomInfo), (ErrorCode, String)>;
 
@@ -66,28 +92,110 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// A bounded channel to a task the hub must not wait on (the media task,
+/// the pairing task: both send to the hub in turn, so a hub waiting on a
+/// full queue to them while they wait on the hub would be a deadlock). What
+/// does not fit waits here, in order, and is sent as room frees up. While
+/// media commands wait the hub takes no new message from sessions or the
+/// API, which is what bounds that backlog (see [`PAIRING_QUEUE`] for the
+/// other).
+pub struct Outbox<T> {
+    tx: mpsc::Sender<T>,
+    backlog: VecDeque<T>,
+}
+
+impl<T> Outbox<T> {
+    pub fn new(tx: mpsc::Sender<T>) -> Outbox<T> {
+        Outbox {
+            tx,
+            backlog: VecDeque::new(),
+        }
+    }
+
+    fn push(&mut self, item: T) {
+        if !self.backlog.is_empty() {
+            self.backlog.push_back(item);
+            return;
+        }
+        match self.tx.try_send(item) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(item)) => self.backlog.push_back(item),
+            // The receiving task ended (shutdown): nobody to tell.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn backlogged(&self) -> bool {
+        !self.backlog.is_empty()
+    }
+
+    /// Waits for room and sends what waits (cancel-safe: an item leaves the
+    /// backlog only with a permit in hand).
+    async fn drain(&mut self) {
+        let Ok(permit) = self.tx.reserve().await else {
+            self.backlog.clear();
+            return;
+        };
+        if let Some(item) = self.backlog.pop_front() {
+            permit.send(item);
+        }
+        while let Some(item) = self.backlog.pop_front() {
+            if let Err(e) = self.tx.try_send(item) {
+                if let mpsc::error::TrySendError::Full(item) = e {
+                    self.backlog.push_front(item);
+                }
+                return;
+            }
+        }
+    }
+}
+
 pub struct HubTask {
     pub hub: Hub,
-    pub rx: mpsc::UnboundedReceiver<HubMsg>,
-    pub media: mpsc::UnboundedSender<MediaCommand>,
+    /// Sessions and the API ([`HUB_QUEUE`]).
+    pub rx: mpsc::Receiver<HubMsg>,
+    /// The media task's events ([`MEDIA_EVENTS`]).
+    pub from_media: mpsc::Receiver<Input>,
+    pub media: Outbox<MediaCommand>,
     pub store: Store,
     /// Accepted queue patients, for the task that creates their rooms.
-    pub pairings: mpsc::UnboundedSender<tuxa_signaling::queue::Pairing>,
+    pub pairings: Outbox<tuxa_signaling::queue::Pairing>,
 }
 
 impl HubTask {
+    /// Runs until every sender is gone or the server stops
+    /// ([`HubMsg::Shutdown`]): then the rooms are ended and recorded, and
+    /// the task returns with the store's jobs queued.
     pub async fn run(mut self) {
         let mut sessions: HashMap<SessionId, mpsc::Sender<SessionCmd>> = HashMap::new();
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut media_open = true;
         loop {
+            // The hub's own next deadline, not a tick: asleep while nothing
+            // is timed.
+            let deadline = self.hub.poll_timeout(Instant::now());
+            let backlogged = self.media.backlogged();
             let msg = tokio::select! {
-                m = self.rx.recv() => m,
-                _ = tick.tick() => {
-                    self.hub.handle_timeout(Instant::now());
-                    self.flush(&mut sessions);
+                biased;
+                // The media task may be waiting for room here: its events go
+                // first and are taken whatever else waits (see `Outbox`).
+                ev = self.from_media.recv(), if media_open => {
+                    match ev {
+                        Some(input) => {
+                            self.hub.handle(Instant::now(), unix_now(), input);
+                            self.flush(&mut sessions, false);
+                        }
+                        None => media_open = false,
+                    }
                     continue;
                 }
+                _ = self.media.drain(), if self.media.backlogged() => continue,
+                _ = self.pairings.drain(), if self.pairings.backlogged() => continue,
+                _ = sleep_until(deadline) => {
+                    self.hub.handle_timeout(Instant::now());
+                    self.flush(&mut sessions, false);
+                    continue;
+                }
+                m = self.rx.recv(), if !backlogged => m,
             };
             let Some(msg) = msg else { break };
             match msg {
@@ -102,7 +210,7 @@ impl HubTask {
                         _ => None,
                     };
                     self.hub.handle(Instant::now(), unix_now(), input);
-                    self.flush(&mut sessions);
+                    self.flush(&mut sessions, false);
                     if let Some(sid) = gone {
                         sessions.remove(&sid);
                     }
@@ -139,15 +247,24 @@ impl HubTask {
                 }
                 HubMsg::Shutdown(done) => {
                     self.hub.shutdown();
-                    self.flush(&mut sessions);
+                    self.flush(&mut sessions, true);
+                    // Every session is told; what the media task would still
+                    // be asked (removals) does not matter: it stops too.
                     let _ = done.send(());
+                    return;
                 }
             }
-            self.flush(&mut sessions);
+            self.flush(&mut sessions, false);
         }
     }
 
-    fn flush(&mut self, sessions: &mut HashMap<SessionId, mpsc::Sender<SessionCmd>>) {
+    /// Hands out what the hub said; `stopping`: the server stops, and the
+    /// sessions closed now are closed with 1001.
+    fn flush(
+        &mut self,
+        sessions: &mut HashMap<SessionId, mpsc::Sender<SessionCmd>>,
+        stopping: bool,
+    ) {
         while let Some(out) = self.hub.poll_output() {
             match out {
                 Output::Send(sid, msg) => {
@@ -163,18 +280,27 @@ impl HubTask {
                 }
                 Output::Close(sid) => {
                     if let Some(tx) = sessions.remove(&sid) {
-                        let _ = tx.try_send(SessionCmd::Close);
+                        // Full: the session notices the dropped sender.
+                        let _ = tx.try_send(if stopping {
+                            SessionCmd::GoingAway
+                        } else {
+                            SessionCmd::Close
+                        });
                     }
                 }
-                Output::Media(cmd) => {
-                    let _ = self.media.send(cmd);
-                }
+                Output::Media(cmd) => self.media.push(cmd),
                 Output::Record(ev) => record(&self.store, ev),
-                Output::Paired(p) => {
-                    let _ = self.pairings.send(p);
-                }
+                Output::Paired(p) => self.pairings.push(p),
             }
         }
+    }
+}
+
+/// Sleeps until `deadline`, or for ever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -533,4 +659,41 @@ fn audit_entry(now: i64, ev: &RecordEvent) -> Option<Entry> {
             detail: serde_json::json!({ "participant": participant, "kind": kind }),
         },
     })
+}
+
+#[cfg(test)]
+mod outbox_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_outbox_keeps_what_does_not_fit_in_order_and_loses_nothing() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let mut out = Outbox::new(tx);
+        for i in 0..5 {
+            out.push(i);
+        }
+        assert!(out.backlogged());
+        // Once anything waits, later items queue behind it, even with room.
+        assert_eq!(rx.recv().await, Some(0));
+        out.push(5);
+        assert_eq!(out.backlog.len(), 4);
+        let mut got = vec![0];
+        while out.backlogged() {
+            out.drain().await;
+            while let Ok(i) = rx.try_recv() {
+                got.push(i);
+            }
+        }
+        while let Ok(i) = rx.try_recv() {
+            got.push(i);
+        }
+        assert_eq!(got, vec![0, 1, 2, 3, 4, 5]);
+        // A receiver gone (shutdown): nothing waits for it.
+        out.push(6);
+        out.push(7);
+        out.push(8);
+        drop(rx);
+        out.drain().await;
+        assert!(!out.backlogged());
+    }
 }

@@ -14,7 +14,8 @@
 //! - the HTTPS accept loop owns the connection counts and spawns one task
 //!   per TLS connection (`accept.rs`).
 //!
-//! They talk by message; nothing is shared behind a lock.
+//! They talk by message over bounded channels; nothing is shared behind a
+//! lock (ARCHITECTURE.md, "Backpressure and stopping").
 
 mod accept;
 mod app;
@@ -53,6 +54,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tuxa_protocol::{ConsultationKind, Role, RoomId, RoomInfo};
 use tuxa_sfu::{Sfu, SfuConfig};
 use tuxa_signaling::{Hub, HubConfig, Input, RoomStatus, TokenKey};
@@ -221,10 +224,16 @@ pub async fn run(
     }
     let acceptor = tokio_rustls::TlsAcceptor::from(loaded.server_config);
 
-    // Tasks.
+    // Tasks. `accepting` stops the listeners; `stop` everything else once
+    // the hub has ended the rooms. The sessions hear `stop` through
+    // `AppState::shutdown` (a watch, set from it below).
+    let accepting = CancellationToken::new();
+    let stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (hub_tx, hub_rx) = mpsc::unbounded_channel();
-    let (media_tx, media_rx) = mpsc::unbounded_channel();
+    let (hub_tx, hub_rx) = mpsc::channel(hub_task::HUB_QUEUE);
+    let (media_tx, media_rx) = mpsc::channel(hub_task::MEDIA_QUEUE);
+    let (from_media_tx, from_media_rx) = mpsc::channel(hub_task::MEDIA_EVENTS);
     let mut hub = Hub::new(
         HubConfig {
             max_participants: config.max_participants,
@@ -319,7 +328,7 @@ pub async fn run(
             },
         );
     }
-    let (pairings_tx, pairings_rx) = mpsc::unbounded_channel();
+    let (pairings_tx, pairings_rx) = mpsc::channel(hub_task::PAIRING_QUEUE);
     store.audit(audit::Entry {
         at: hub_task::unix_now() as i64,
         action: audit::Action::ServerStarted,
@@ -331,9 +340,10 @@ pub async fn run(
         hub_task::HubTask {
             hub,
             rx: hub_rx,
-            media: media_tx,
+            from_media: from_media_rx,
+            media: hub_task::Outbox::new(media_tx),
             store: store.clone(),
-            pairings: pairings_tx,
+            pairings: hub_task::Outbox::new(pairings_tx),
         }
         .run(),
     );
@@ -345,7 +355,12 @@ pub async fn run(
             l.set_nonblocking(true)?;
             let l = tokio::net::TcpListener::from_std(l)?;
             let (tx, rx) = mpsc::channel(media_tcp::EVENT_QUEUE);
-            tokio::spawn(media_tcp::accept_loop(l, tx, shutdown_rx.clone()));
+            tokio::spawn(media_tcp::accept_loop(
+                l,
+                tx,
+                accepting.clone(),
+                tracker.clone(),
+            ));
             Some(rx)
         }
         None => None,
@@ -358,9 +373,9 @@ pub async fn run(
                 tcp_candidates: tcp_candidates.clone(),
             }),
             commands: media_rx,
-            hub: hub_tx.clone(),
+            hub: from_media_tx,
             candidates: candidates.clone(),
-            shutdown: shutdown_rx.clone(),
+            shutdown: stop.clone(),
             tcp: media_tcp,
             tcp_routes: media_tcp::TcpRoutes::new(tcp_candidates.clone()),
         }
@@ -382,6 +397,8 @@ pub async fn run(
     // body check (limits.rs) could not know; the upload route sets its own.
     let app = http::router(state.clone())
         .layer(axum::extract::DefaultBodyLimit::max(limits::JSON_BODY_MAX));
+    // Not tracked: they end with the hub's channel, and what they were
+    // doing (a pairing's room) is in the store or never started.
     tokio::spawn(pairing_task(state.clone(), pairings_rx));
     tokio::spawn(roster_task(state.clone()));
 
@@ -416,7 +433,8 @@ pub async fn run(
             header_timeout: config.header_timeout,
             idle_timeout: config.idle_timeout,
         },
-        shutdown_rx.clone(),
+        accepting.clone(),
+        tracker.clone(),
     );
 
     let (trigger_tx, trigger_rx) = oneshot::channel::<()>();
@@ -429,23 +447,52 @@ pub async fn run(
         _ = trigger_rx => {}
     }
 
+    // The drain, in order, all of it within DRAIN_TIMEOUT:
+    // 1. no new connection (HTTPS, media TCP);
+    // 2. the hub ends every room (attendance closed, `server_shutdown` and a
+    //    1001 close queued for each session) and returns;
+    // 3. `stop`: connections finish their request and close, sessions send
+    //    what they have queued and their close frame, the media task ends;
+    // 4. every tracked connection and session is gone;
+    // 5. the store has written everything queued before.
     tracing::info!("shutting down");
-    let (done_tx, done_rx) = oneshot::channel();
-    if hub_tx.send(hub_task::HubMsg::Shutdown(done_tx)).is_ok() {
-        let _ = done_rx.await;
+    accepting.cancel();
+    let drain = async {
+        let (done_tx, done_rx) = oneshot::channel();
+        if hub_tx
+            .send(hub_task::HubMsg::Shutdown(done_tx))
+            .await
+            .is_ok()
+        {
+            let _ = done_rx.await;
+        }
+        stop.cancel();
+        let _ = shutdown_tx.send(true);
+        tracker.close();
+        tracker.wait().await;
+        let _ = media_handle.await;
+        let _ = hub_handle.await;
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+        tracing::warn!(
+            "shutdown: connections still open after {DRAIN_TIMEOUT:?}; stopping without them"
+        );
+        stop.cancel();
+        let _ = shutdown_tx.send(true);
     }
-    // Give sessions a moment to flush their last frames and close.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let _ = shutdown_tx.send(true);
-    let _ = media_handle.await;
     drop(hub_tx);
     drop(state);
-    hub_handle.abort();
     // A last round trip through the store thread: everything queued before
-    // it has been written.
+    // it (the hub's last records included) has been written.
     let _ = store.call(|_| Ok(())).await;
     Ok(())
 }
+
+/// How long a stop waits for sessions and connections to close. A session's
+/// close handshake waits at most 2 s for its client (`ws.rs`), an HTTP
+/// connection 1 s; what is still open after this belongs to a client that
+/// does not answer, and the process exits without it.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The addresses to announce as ICE candidates.
 fn announce_addresses(config: &Config, media: SocketAddr) -> Vec<IpAddr> {
@@ -571,7 +618,12 @@ async fn roster_task(state: http::AppState) {
     loop {
         tick.tick().await;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if state.hub.send(hub_task::HubMsg::StaffOnline(tx)).is_err() {
+        if state
+            .hub
+            .send(hub_task::HubMsg::StaffOnline(tx))
+            .await
+            .is_err()
+        {
             return;
         }
         let Ok(online) = rx.await else { return };
@@ -599,9 +651,12 @@ async fn roster_task(state: http::AppState) {
         match changes {
             Ok(changes) => {
                 for (staff, on_call) in changes {
-                    let _ = state.hub.send(hub_task::HubMsg::Input(
-                        tuxa_signaling::Input::OnCallChanged { staff, on_call },
-                    ));
+                    let _ = state
+                        .hub
+                        .send(hub_task::HubMsg::Input(
+                            tuxa_signaling::Input::OnCallChanged { staff, on_call },
+                        ))
+                        .await;
                 }
             }
             Err(e) => tracing::warn!("roster refresh: {e}"),
@@ -611,7 +666,7 @@ async fn roster_task(state: http::AppState) {
 
 async fn pairing_task(
     state: http::AppState,
-    mut pairings: mpsc::UnboundedReceiver<tuxa_signaling::queue::Pairing>,
+    mut pairings: mpsc::Receiver<tuxa_signaling::queue::Pairing>,
 ) {
     while let Some(p) = pairings.recv().await {
         let queue_id = p.queue.0 as i64;
@@ -690,11 +745,14 @@ async fn pairing_task(
         .await;
         match made {
             Ok(links) => {
-                let _ = state.hub.send(hub_task::HubMsg::Input(Input::CallReady {
-                    links,
-                    patient: p.patient_session,
-                    doctor: p.doctor_session,
-                }));
+                let _ = state
+                    .hub
+                    .send(hub_task::HubMsg::Input(Input::CallReady {
+                        links,
+                        patient: p.patient_session,
+                        doctor: p.doctor_session,
+                    }))
+                    .await;
             }
             Err(e) => tracing::error!("could not make the room of a queue call: {e:?}"),
         }

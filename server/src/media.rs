@@ -12,6 +12,12 @@
 //! ICE-TCP (`media_tcp.rs`) feeds the same SFU: TCP frames arrive over a
 //! bounded channel from the connection tasks, and the SFU's TCP `Transmit`s
 //! are queued on their connection; this task owns that routing.
+//!
+//! Both channels with the hub are bounded. This task awaits room to send
+//! its events to the hub (an SDP answer must not be lost); that wait always
+//! ends because the hub takes media events before anything else and never
+//! waits on this task (its commands to us go through an `Outbox`). So
+//! there is no cycle of waits between the two.
 
 use std::io::{ErrorKind, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -22,11 +28,11 @@ use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendto
 use str0m::net::{Protocol, Transmit};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tuxa_sfu::{Sfu, SfuOutput};
 use tuxa_signaling::{Input, MediaCommand};
 
-use crate::hub_task::HubMsg;
 use crate::media_tcp::{TcpEvent, TcpRoutes};
 
 /// Datagrams per `recvmmsg`.
@@ -48,11 +54,12 @@ const COUNTS_LOG_INTERVAL: Duration = Duration::from_secs(1);
 pub struct MediaTask {
     pub socket: UdpSocket,
     pub sfu: Sfu,
-    pub commands: mpsc::UnboundedReceiver<MediaCommand>,
-    pub hub: mpsc::UnboundedSender<HubMsg>,
+    pub commands: mpsc::Receiver<MediaCommand>,
+    /// To the hub ([`crate::hub_task::MEDIA_EVENTS`]).
+    pub hub: mpsc::Sender<Input>,
     /// Announced candidate addresses; see [`MediaTask::local_for`].
     pub candidates: Vec<SocketAddr>,
-    pub shutdown: watch::Receiver<bool>,
+    pub shutdown: CancellationToken,
     /// Frames and connection events from the ICE-TCP connections (`None`:
     /// no TCP listener).
     pub tcp: Option<mpsc::Receiver<TcpEvent>>,
@@ -106,7 +113,7 @@ impl MediaTask {
             }
             tokio::select! {
                 biased;
-                _ = self.shutdown.changed() => break,
+                _ = self.shutdown.cancelled() => break,
                 // Timers before the socket: a socket that is always readable
                 // must not starve retransmissions and reports.
                 _ = tokio::time::sleep_until(deadline.into()) => {
@@ -194,10 +201,10 @@ impl MediaTask {
                     }
                 }
                 SfuOutput::Signal(pid, msg) => {
-                    let _ = self.hub.send(HubMsg::Input(Input::FromMedia(pid, msg)));
+                    let _ = self.hub.send(Input::FromMedia(pid, msg)).await;
                 }
                 SfuOutput::Gone(pid) => {
-                    let _ = self.hub.send(HubMsg::Input(Input::MediaGone(pid)));
+                    let _ = self.hub.send(Input::MediaGone(pid)).await;
                 }
             }
         }

@@ -29,11 +29,15 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
 use str0m::net::Transmit;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// The largest frame accepted or sent. Browsers send over TCP the same
 /// packets as over UDP (at most ~1200 bytes; str0m's MTU is 1150 bytes of
@@ -94,22 +98,26 @@ enum Ended {
     MediaGone,
 }
 
-/// Accepts connections until shutdown; each gets its own task.
+/// Accepts connections until shutdown; each gets its own task, on
+/// `tracker` (the server's drain waits for them).
 pub async fn accept_loop(
     listener: TcpListener,
     events: mpsc::Sender<TcpEvent>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
 ) {
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<IpAddr>();
+    // A place per connection, given back when its task ends.
+    let places = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // Each connection sends one message, as it ends, after giving back its
+    // place: never more in the channel than connections open.
+    let (done_tx, mut done_rx) = mpsc::channel::<IpAddr>(MAX_CONNECTIONS);
     let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
-    let mut total = 0usize;
     let mut next_id = 0u64;
     loop {
         tokio::select! {
             biased;
-            _ = shutdown.changed() => break,
+            _ = shutdown.cancelled() => break,
             Some(ip) = done_rx.recv() => {
-                total = total.saturating_sub(1);
                 if let Some(n) = per_ip.get_mut(&ip) {
                     *n -= 1;
                     if *n == 0 {
@@ -128,20 +136,25 @@ pub async fn accept_loop(
                     }
                 };
                 let n = per_ip.get(&remote.ip()).copied().unwrap_or(0);
-                if total >= MAX_CONNECTIONS || n >= MAX_PER_IP {
-                    tracing::debug!(%remote, total, from_ip = n, "media TCP: too many connections, refused");
-                    continue;
-                }
+                // Refused, not kept waiting: a browser tries its other
+                // candidate pairs at once rather than after a stalled one.
+                let place = match places.clone().try_acquire_owned() {
+                    Ok(p) if n < MAX_PER_IP => p,
+                    _ => {
+                        tracing::debug!(%remote, from_ip = n, "media TCP: too many connections, refused");
+                        continue;
+                    }
+                };
                 let Ok(local) = stream.local_addr() else { continue };
-                total += 1;
                 *per_ip.entry(remote.ip()).or_default() += 1;
                 next_id += 1;
                 let id = next_id;
                 let events = events.clone();
                 let done = done_tx.clone();
-                tokio::spawn(async move {
+                tracker.spawn(async move {
                     connection(id, stream, remote, local, events).await;
-                    let _ = done.send(remote.ip());
+                    drop(place);
+                    let _ = done.send(remote.ip()).await;
                 });
             }
         }

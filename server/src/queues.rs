@@ -109,13 +109,16 @@ async fn create(
         .await
         .map_err(internal)?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such facility"))?;
-    let _ = state.hub.send(crate::hub_task::HubMsg::Input(
-        tuxa_signaling::Input::QueueOpened {
-            queue: q.id.0 as u64,
-            name: q.name.clone(),
-            facility: q.facility_id.0 as u64,
-        },
-    ));
+    let _ = state
+        .hub
+        .send(crate::hub_task::HubMsg::Input(
+            tuxa_signaling::Input::QueueOpened {
+                queue: q.id.0 as u64,
+                name: q.name.clone(),
+                facility: q.facility_id.0 as u64,
+            },
+        ))
+        .await;
     state.store.audit(Entry {
         at: unix_now() as i64,
         action: Action::QueueCreated,
@@ -250,6 +253,7 @@ async fn tickets(
             queue: id.0 as u64,
             reply: tx,
         })
+        .await
         .map_err(internal)?;
     let now = std::time::Instant::now();
     // A queue the hub does not know yet (just made) has no tickets.
@@ -280,6 +284,7 @@ async fn clear_ticket(
             handle: handle.to_ascii_lowercase(),
             reply: tx,
         })
+        .await
         .map_err(internal)?;
     let cleared = rx
         .await

@@ -4,14 +4,21 @@
 //! Each session has a budget (docs/protocol.md, "Limits"): frames of any
 //! kind, and chat messages apart. It is kept here, before the hub's
 //! channel, rather than in the hub: a flood costs parsing and a channel
-//! hop per frame, and the hub's channel is unbounded, so the frames that
-//! are over budget must never reach it. What the budget is for (a per
-//! connection resource) is this task's business; the hub keeps room state.
+//! hop per frame, and the frames that are over budget must never take the
+//! hub's time. What the budget is for (a per connection resource) is this
+//! task's business; the hub keeps room state.
+//!
+//! Backpressure: a frame within budget waits for its place in the hub's
+//! bounded queue ([`crate::hub_task::HUB_QUEUE`]) before the next frame is
+//! read, so a session never has more than one frame in flight; when the hub
+//! is behind, sessions stop reading and TCP slows their clients. The budget
+//! is what cuts off the one client that sends too much; the bound is what
+//! keeps the server's memory flat whatever all of them send.
 
 use std::net::IpAddr;
 use std::time::Instant;
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tuxa_protocol::{ClientMsg, ErrorCode, ProtocolError, ServerMsg, parse_client_msg};
@@ -151,6 +158,22 @@ pub fn origin_allowed(origin: &str, public_url: &str, host: Option<&str>) -> boo
         .is_some_and(|o| o == origin)
 }
 
+/// The close frame of a session closed because the server stops.
+fn going_away() -> Message {
+    Message::Close(Some(CloseFrame {
+        code: close_code::AWAY,
+        reason: "server_shutdown".into(),
+    }))
+}
+
+/// The close frame of a session closed for flooding.
+fn policy_close() -> Message {
+    Message::Close(Some(CloseFrame {
+        code: close_code::POLICY,
+        reason: "rate_limited".into(),
+    }))
+}
+
 fn error_frame(message: &str, in_reply_to: Option<&str>) -> Message {
     let msg = ServerMsg::Error {
         code: ErrorCode::RateLimited,
@@ -164,16 +187,16 @@ pub async fn session(
     socket: WebSocket,
     sid: SessionId,
     addr: IpAddr,
-    hub: mpsc::UnboundedSender<HubMsg>,
+    hub: mpsc::Sender<HubMsg>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     staff: Option<tuxa_signaling::StaffInfo>,
 ) {
     let (tx, mut rx) = mpsc::channel(SESSION_QUEUE);
-    if hub.send(HubMsg::Register(sid, addr, tx)).is_err() {
+    if hub.send(HubMsg::Register(sid, addr, tx)).await.is_err() {
         return;
     }
     if let Some(staff) = staff {
-        let _ = hub.send(HubMsg::Input(Input::Identified(sid, staff)));
+        let _ = hub.send(HubMsg::Input(Input::Identified(sid, staff))).await;
     }
     let (mut sink, mut stream) = socket.split();
     let mut budget = Budget::new(Instant::now());
@@ -195,7 +218,7 @@ pub async fn session(
                     // Pings are answered by the WebSocket layer, but count.
                     Message::Ping(_) | Message::Pong(_) => {
                         if budget.judge(Instant::now(), false) == Verdict::Close {
-                            close(&mut sink, &mut stream).await;
+                            close(&mut sink, &mut stream, policy_close()).await;
                             break;
                         }
                         continue;
@@ -231,39 +254,72 @@ pub async fn session(
                         tracing::info!(session = sid.0, "closing a session that floods");
                         let m = error_frame("too many messages: the session is closed", None);
                         let _ = sink.send(m).await;
-                        close(&mut sink, &mut stream).await;
+                        close(&mut sink, &mut stream, policy_close()).await;
                         break;
                     }
                 }
-                if hub.send(HubMsg::Input(Input::Frame(sid, parsed))).is_err() {
+                // Not reading on until the hub has room (see the module
+                // doc); what the hub sends meanwhile still goes out, so a
+                // busy hub does not fill this session's queue and close it.
+                let permit = loop {
+                    tokio::select! {
+                        // The hub's commands first: at a stop, its
+                        // `server_shutdown` and close are queued before its
+                        // queue goes away.
+                        biased;
+                        cmd = rx.recv() => {
+                            if !deliver(cmd, &mut sink, &mut stream, &mut rx).await {
+                                break None;
+                            }
+                        }
+                        p = hub.reserve() => break p.ok(),
+                    }
+                };
+                let Some(permit) = permit else { break };
+                permit.send(HubMsg::Input(Input::Frame(sid, parsed)));
+            }
+            cmd = rx.recv() => {
+                if !deliver(cmd, &mut sink, &mut stream, &mut rx).await {
                     break;
                 }
             }
-            cmd = rx.recv() => match cmd {
-                Some(SessionCmd::Send(text)) => {
-                    if sink.send(Message::Text(text.into())).await.is_err() {
-                        break;
-                    }
-                }
-                Some(SessionCmd::Close) | None => {
-                    // Let the frames queued before the close go out first.
-                    while let Ok(SessionCmd::Send(text)) = rx.try_recv() {
-                        let _ = sink.send(Message::Text(text.into())).await;
-                    }
-                    let _ = sink.send(Message::Close(None)).await;
-                    break;
-                }
-            },
             _ = shutdown.changed() => {
-                while let Ok(SessionCmd::Send(text)) = rx.try_recv() {
+                // The hub's `server_shutdown` (and its own close) first, if
+                // it is on its way.
+                while let Ok(cmd) = rx.try_recv() {
+                    let SessionCmd::Send(text) = cmd else { break };
                     let _ = sink.send(Message::Text(text.into())).await;
                 }
-                let _ = sink.send(Message::Close(None)).await;
+                close(&mut sink, &mut stream, going_away()).await;
                 break;
             }
         }
     }
-    let _ = hub.send(HubMsg::Input(Input::Disconnected(sid)));
+    let _ = hub.send(HubMsg::Input(Input::Disconnected(sid))).await;
+}
+
+/// Carries out one of the hub's commands; `false`: the session is over.
+async fn deliver(
+    cmd: Option<SessionCmd>,
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    rx: &mut mpsc::Receiver<SessionCmd>,
+) -> bool {
+    match cmd {
+        Some(SessionCmd::Send(text)) => sink.send(Message::Text(text.into())).await.is_ok(),
+        Some(SessionCmd::Close) | None => {
+            // Let the frames queued before the close go out first.
+            while let Ok(SessionCmd::Send(text)) = rx.try_recv() {
+                let _ = sink.send(Message::Text(text.into())).await;
+            }
+            let _ = sink.send(Message::Close(None)).await;
+            false
+        }
+        Some(SessionCmd::GoingAway) => {
+            close(sink, stream, going_away()).await;
+            false
+        }
+    }
 }
 
 /// How long a closing session waits for the client's side of the close.
@@ -277,8 +333,9 @@ const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 async fn close(
     sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    frame: Message,
 ) {
-    if sink.send(Message::Close(None)).await.is_err() {
+    if sink.send(frame).await.is_err() {
         return;
     }
     let _ = tokio::time::timeout(CLOSE_WAIT, async {

@@ -475,7 +475,7 @@ struct Room {
     /// from then on, a room without any ends after `abandon_after`.
     staffed_once: bool,
     /// Since when no doctor or nurse is in the room (set by
-    /// `handle_timeout`, which runs at least once a second).
+    /// `handle_timeout`, which `poll_timeout` asks for at once).
     unstaffed_since: Option<Instant>,
 }
 
@@ -869,6 +869,44 @@ impl Hub {
             .chain(away_deadline)
             .chain(abandon_deadline)
             .chain(check_deadline)
+            .min()
+    }
+
+    /// When [`Hub::handle_timeout`] must next be called, from the state as it
+    /// is now (after any [`Hub::handle`]): a session's idle timeout, a kept
+    /// place's reconnect grace, a room's abandonment, a queue timer, a check
+    /// room. `None`: nothing is timed. A time at or before `now` means at
+    /// once: some clocks (a room that just lost its last doctor, a check
+    /// room just entered) start at the next `handle_timeout`, which is how
+    /// they keep one definition of "since".
+    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+        let idle = self.config.idle_timeout;
+        let grace = self.config.reconnect_grace;
+        let abandon_after = self.config.abandon_after;
+        let sessions = self
+            .sessions
+            .values()
+            .filter(|s| !matches!(s.state, SessionState::Closing))
+            .map(|s| s.last_heard + idle);
+        let away = self
+            .rooms
+            .values()
+            .flat_map(|r| r.members.values())
+            .filter_map(|m| m.away_since.map(|t| t + grace));
+        let abandon = self.rooms.values().filter_map(|r| {
+            let unstaffed = r.status != RoomStatus::Ended && r.staffed_once && !r.has_staff();
+            match (unstaffed, r.unstaffed_since) {
+                (true, Some(since)) => Some(since + abandon_after),
+                // The clock is started, or stopped, by `handle_timeout`.
+                (true, None) | (false, Some(_)) => Some(now),
+                (false, None) => None,
+            }
+        });
+        sessions
+            .chain(away)
+            .chain(abandon)
+            .chain(self.queues.next_deadline(now))
+            .chain(self.check_rooms_deadline(now))
             .min()
     }
 

@@ -118,6 +118,30 @@ impl Hub {
         self.check_rooms.contains_key(room)
     }
 
+    /// When [`Hub::expire_check_rooms`] next has something to do, for
+    /// [`Hub::poll_timeout`]. `entered` is only learnt at a call to it, so a
+    /// room whose participant came (or went) since is due at once.
+    pub(super) fn check_rooms_deadline(&self, now: Instant) -> Option<Instant> {
+        self.check_rooms
+            .iter()
+            .map(|(id, check)| {
+                let present = self.rooms.get(id).is_some_and(|r| {
+                    r.status == RoomStatus::Open
+                        && r.members.values().any(|m| m.away_since.is_none())
+                });
+                if present != check.entered {
+                    return now;
+                }
+                check.opened
+                    + if present {
+                        CHECK_ROOM_LIFETIME
+                    } else {
+                        CHECK_JOIN_WINDOW
+                    }
+            })
+            .min()
+    }
+
     /// Ends the check rooms whose time is up or whose participant is gone;
     /// returns when the next one is due.
     pub(super) fn expire_check_rooms(&mut self, now: Instant) -> Option<Instant> {
