@@ -8,6 +8,8 @@
 //! error type. See ARCHITECTURE.md, "Code map".
 
 pub mod authz;
+/// Case conference requests: status and its changes, link window, invitees, attachments.
+pub mod conference;
 pub mod directory;
 pub mod error;
 pub mod ids;
