@@ -24,7 +24,7 @@ fn facility_ref(c: &Connection, id: FacilityId) -> Result<FacilityRef> {
 pub fn person(c: &Connection, id: StaffId) -> Result<Person> {
     let details = c
         .query_row(
-            "SELECT s.name, s.role, f.name, p.licence_number
+            "SELECT s.display_name, s.role, f.name, p.licence_number
              FROM staff s JOIN facilities f ON f.id = s.facility_id
                   LEFT JOIN practitioners p ON p.id = s.practitioner_id
              WHERE s.id = ?1",
