@@ -533,3 +533,320 @@ pub fn attachment(c: &Connection, id: ConferenceId, aid: i64) -> Result<Option<A
     )
     .optional()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tuxa_protocol::ErrorCode;
+
+    /// The tables these queries touch, as the server's migrations leave
+    /// them (server/src/store.rs, migrations 1, 3, 8 and later columns).
+    /// To be replaced by the migrations themselves once they live in this
+    /// crate.
+    const SCHEMA: &str = "
+        CREATE TABLE facilities (
+            id INTEGER PRIMARY KEY, name TEXT NOT NULL,
+            tier TEXT NOT NULL CHECK (tier IN ('province', 'district', 'commune_station', 'cdc')),
+            parent_id INTEGER REFERENCES facilities(id), created_at INTEGER NOT NULL, phone TEXT
+        ) STRICT;
+        CREATE TABLE practitioners (
+            id INTEGER PRIMARY KEY, name TEXT NOT NULL, title TEXT NOT NULL,
+            licence_number TEXT NOT NULL UNIQUE, specialty TEXT NOT NULL,
+            facility_id INTEGER NOT NULL REFERENCES facilities(id), created_at INTEGER NOT NULL
+        ) STRICT;
+        CREATE TABLE staff (
+            id INTEGER PRIMARY KEY, username TEXT NOT NULL UNIQUE, display_name TEXT NOT NULL,
+            password_hash TEXT NOT NULL, totp_secret BLOB NOT NULL,
+            totp_last_step INTEGER NOT NULL DEFAULT 0,
+            role TEXT NOT NULL CHECK (role IN ('doctor', 'nurse', 'coordinator', 'admin')),
+            facility_id INTEGER NOT NULL REFERENCES facilities(id),
+            practitioner_id INTEGER UNIQUE REFERENCES practitioners(id),
+            disabled INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),
+            created_at INTEGER NOT NULL
+        ) STRICT;
+        CREATE TABLE consultations (
+            id TEXT PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('visit', 'conference')),
+            title TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('open', 'ended')),
+            created_at INTEGER NOT NULL, ended_at INTEGER,
+            facility_id INTEGER REFERENCES facilities(id),
+            end_reason TEXT CHECK (end_reason IN ('ended', 'abandoned', 'server_restart', 'cancelled'))
+        ) STRICT;
+        CREATE TABLE attendance (
+            id INTEGER PRIMARY KEY, consultation_id TEXT NOT NULL REFERENCES consultations(id),
+            participant_id INTEGER NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL,
+            facility TEXT, joined_at INTEGER NOT NULL, left_at INTEGER, leave_reason TEXT,
+            licence_number TEXT
+        ) STRICT;
+        CREATE TABLE conference_requests (
+            id INTEGER PRIMARY KEY,
+            urgency TEXT NOT NULL CHECK (urgency IN ('routine', 'urgent', 'emergency')),
+            from_facility_id INTEGER NOT NULL REFERENCES facilities(id),
+            to_facility_id INTEGER NOT NULL REFERENCES facilities(id),
+            specialty TEXT NOT NULL, patient_name TEXT NOT NULL, patient_birth_year INTEGER,
+            patient_sex TEXT CHECK (patient_sex IN ('male', 'female', 'other')),
+            summary TEXT NOT NULL, question TEXT NOT NULL,
+            requested_by INTEGER NOT NULL REFERENCES staff(id), created_at INTEGER NOT NULL,
+            consent_text_version TEXT NOT NULL,
+            consent_remote_examination INTEGER NOT NULL CHECK (consent_remote_examination = 1),
+            consent_third_parties INTEGER NOT NULL CHECK (consent_third_parties IN (0, 1)),
+            consent_recording INTEGER NOT NULL CHECK (consent_recording IN (0, 1)),
+            declined_at INTEGER, decline_reason TEXT,
+            consultation_id TEXT UNIQUE REFERENCES consultations(id),
+            starts_at INTEGER, duration_min INTEGER,
+            chair_staff_id INTEGER REFERENCES staff(id), scheduled_by TEXT,
+            secretary_staff_id INTEGER REFERENCES staff(id),
+            conclusion TEXT, conclusion_by INTEGER REFERENCES staff(id), conclusion_at INTEGER,
+            cancelled_at INTEGER, cancel_reason TEXT,
+            patient_address TEXT, patient_record_number TEXT,
+            patient_citizen_id TEXT CHECK (patient_citizen_id IS NULL OR (length(patient_citizen_id) = 12
+                AND patient_citizen_id NOT GLOB '*[^0-9]*')),
+            management_plan TEXT
+        ) STRICT;
+        CREATE TABLE conference_invitees (
+            request_id INTEGER NOT NULL REFERENCES conference_requests(id),
+            staff_id INTEGER NOT NULL REFERENCES staff(id),
+            PRIMARY KEY (request_id, staff_id)
+        ) STRICT;
+        CREATE TABLE conference_attachments (
+            id INTEGER PRIMARY KEY,
+            request_id INTEGER NOT NULL REFERENCES conference_requests(id),
+            name TEXT NOT NULL, content_type TEXT NOT NULL, size INTEGER NOT NULL,
+            sha256 TEXT NOT NULL, data BLOB NOT NULL, uploaded_by TEXT NOT NULL,
+            uploaded_at INTEGER NOT NULL
+        ) STRICT;
+        INSERT INTO facilities(id, name, tier, created_at) VALUES
+            (1, 'BVĐK tỉnh', 'province', 0), (2, 'TTYT huyện A', 'district', 0);
+        INSERT INTO practitioners(id, name, title, licence_number, specialty, facility_id, created_at)
+            VALUES (1, 'Lan', 'BS', '000123/BYT-CCHN', 'Nội khoa', 1, 0);
+        INSERT INTO staff(id, username, display_name, password_hash, totp_secret, role,
+                          facility_id, practitioner_id, disabled, created_at) VALUES
+            (1, 'bs.lan', 'BS. Lan', 'x', x'00', 'doctor', 1, 1, 0, 0),
+            (2, 'dd.hoa', 'Hoa', 'x', x'00', 'nurse', 2, NULL, 0, 0),
+            (3, 'dp.nam', 'Nam', 'x', x'00', 'coordinator', 1, NULL, 1, 0);
+        INSERT INTO consultations(id, kind, title, status, created_at)
+            VALUES ('room-1', 'conference', 'Hội chẩn', 'open', 0);";
+
+    fn db() -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        c
+    }
+
+    fn filed(c: &Connection) -> ConferenceId {
+        let r = NewRequest {
+            urgency: Urgency::Urgent,
+            from_facility: FacilityId(2),
+            to_facility: FacilityId(1),
+            specialty: "Nội khoa".into(),
+            patient: Patient {
+                name: "Nguyễn Văn B".into(),
+                birth_year: Some(1960),
+                sex: Some(Sex::Male),
+                address: Some("Xã C".into()),
+                record_number: None,
+                citizen_id: Some("001060012345".into()),
+            },
+            summary: "Sốt".into(),
+            question: "Chẩn đoán?".into(),
+            requested_by: StaffId(2),
+            consent: Consent {
+                text_version: "v1".into(),
+                remote_examination: true,
+                third_parties: true,
+                recording: false,
+            },
+        };
+        insert(c, &r, 100).unwrap()
+    }
+
+    fn schedule_row<'a>(invitees: &'a [StaffId]) -> ScheduleRow<'a> {
+        ScheduleRow {
+            consultation_id: "room-1",
+            starts_at: 10_000,
+            duration_min: 60,
+            chair: StaffId(1),
+            by: "staff:bs.lan",
+            invitees,
+        }
+    }
+
+    #[test]
+    fn a_filed_request_loads_with_its_people() {
+        let c = db();
+        let id = filed(&c);
+        let r = load(&c, id).unwrap().unwrap();
+        assert_eq!(r.status, Status::Requested);
+        assert_eq!(r.urgency, Urgency::Urgent);
+        assert_eq!(r.from_facility.name.as_deref(), Some("TTYT huyện A"));
+        assert_eq!(r.to_facility.name.as_deref(), Some("BVĐK tỉnh"));
+        assert_eq!(r.patient.sex, Some(Sex::Male));
+        assert_eq!(r.patient.citizen_id.as_deref(), Some("001060012345"));
+        assert_eq!(r.requested_by.name(), Some("Hoa"));
+        assert_eq!(r.requested_by.licence_number(), None);
+        assert!(r.consent.third_parties && !r.consent.recording);
+        assert_eq!(
+            (r.created_at, r.schedule.as_ref(), r.conclusion.as_ref()),
+            (100, None, None)
+        );
+        assert!(load(&c, ConferenceId(99)).unwrap().is_none());
+        // A doctor's licence comes from their practitioner record; a gone
+        // account has no details.
+        let lan = person(&c, StaffId(1)).unwrap();
+        assert_eq!(lan.name(), Some("BS. Lan"));
+        assert_eq!(lan.licence_number(), Some("000123/BYT-CCHN"));
+        assert_eq!(lan.details.unwrap().facility, "BVĐK tỉnh");
+        assert_eq!(person(&c, StaffId(9)).unwrap().details, None);
+        assert_eq!(
+            facility_tier(&c, FacilityId(2)).unwrap(),
+            Some(Tier::District)
+        );
+        assert_eq!(facility_tier(&c, FacilityId(9)).unwrap(), None);
+        let found = invitable(&c, &[StaffId(3), StaffId(9)]).unwrap();
+        assert_eq!(
+            found,
+            vec![
+                (
+                    StaffId(3),
+                    Some(Invitable {
+                        role: StaffRole::Coordinator,
+                        disabled: true
+                    })
+                ),
+                (StaffId(9), None)
+            ]
+        );
+    }
+
+    #[test]
+    fn scheduling_then_cancelling() {
+        let c = db();
+        let id = filed(&c);
+        let inv = [StaffId(1), StaffId(2)];
+        schedule(&c, id, &schedule_row(&inv)).unwrap();
+        // Twice: the second finds it scheduled meanwhile.
+        let e = schedule(&c, id, &schedule_row(&inv)).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Conflict);
+        // Declining a scheduled request changes nothing.
+        decline(&c, id, "no", 200).unwrap();
+        let r = load(&c, id).unwrap().unwrap();
+        assert_eq!(r.status, Status::Scheduled);
+        assert_eq!(r.decline_reason, None);
+        assert_eq!(r.invitees, inv);
+        let s = r.schedule.unwrap();
+        assert_eq!(s.chair.name(), Some("BS. Lan"));
+        assert_eq!(s.invitees.len(), 2);
+        assert_eq!((s.starts_at, s.duration_min), (Some(10_000), Some(60)));
+        assert_eq!(
+            conference_parties(&c, "room-1").unwrap(),
+            Some(ConferenceParties {
+                requester: FacilityId(2),
+                chair: Some(StaffId(1)),
+                secretary: None,
+                invitees: inv.to_vec(),
+            })
+        );
+        assert_eq!(conference_parties(&c, "room-2").unwrap(), None);
+        assert_eq!(
+            named_chairs(&c).unwrap(),
+            vec![("room-1".to_owned(), StaffId(1))]
+        );
+        assert_eq!(for_consultation(&c, "room-1").unwrap().unwrap().id, id);
+        assert!(!has_started(&c, "room-1").unwrap());
+
+        reschedule(&c, id, 20_000, 90).unwrap();
+        let r = load(&c, id).unwrap().unwrap();
+        assert_eq!((r.starts_at, r.duration_min), (Some(20_000), Some(90)));
+
+        cancel(&c, id, "room-1", "bệnh nhân chuyển viện", 300).unwrap();
+        let r = load(&c, id).unwrap().unwrap();
+        assert_eq!(r.status, Status::Cancelled);
+        let k = r.cancelled.unwrap();
+        assert_eq!(
+            (k.at, k.reason.as_deref()),
+            (300, Some("bệnh nhân chuyển viện"))
+        );
+        // Its room ended with it: no chair to tell the hub of any more.
+        assert!(named_chairs(&c).unwrap().is_empty());
+        assert_eq!(
+            cancel(&c, id, "room-1", "again", 400).unwrap_err().code(),
+            ErrorCode::Conflict
+        );
+        assert_eq!(
+            reschedule(&c, id, 30_000, 60).unwrap_err().code(),
+            ErrorCode::Conflict
+        );
+    }
+
+    #[test]
+    fn declined_started_held_and_concluded() {
+        let c = db();
+        let declined = filed(&c);
+        decline(&c, declined, "thiếu thông tin", 200).unwrap();
+        let r = load(&c, declined).unwrap().unwrap();
+        assert_eq!(r.status, Status::Declined);
+        assert_eq!(r.decline_reason.as_deref(), Some("thiếu thông tin"));
+        assert_eq!(
+            schedule(&c, declined, &schedule_row(&[]))
+                .unwrap_err()
+                .code(),
+            ErrorCode::Conflict
+        );
+
+        let id = filed(&c);
+        schedule(&c, id, &schedule_row(&[StaffId(1)])).unwrap();
+        c.execute_batch(
+            "INSERT INTO attendance(consultation_id, participant_id, name, role, joined_at)
+             VALUES ('room-1', 1, 'BS. Lan', 'doctor', 10000);
+             UPDATE consultations SET status = 'ended' WHERE id = 'room-1';",
+        )
+        .unwrap();
+        assert!(has_started(&c, "room-1").unwrap());
+        assert_eq!(load(&c, id).unwrap().unwrap().status, Status::Held);
+
+        set_conclusion(
+            &c,
+            id,
+            "Viêm phổi",
+            Some("Kháng sinh"),
+            Some(StaffId(1)),
+            500,
+        )
+        .unwrap();
+        let k = load(&c, id).unwrap().unwrap().conclusion.unwrap();
+        assert_eq!(k.text, "Viêm phổi");
+        assert_eq!(k.management_plan.as_deref(), Some("Kháng sinh"));
+        assert_eq!((k.by.name(), k.at), (Some("BS. Lan"), Some(500)));
+    }
+
+    #[test]
+    fn attachments_are_kept_and_read_by_their_request() {
+        let c = db();
+        let id = filed(&c);
+        let other = filed(&c);
+        let a = Attachment {
+            id: 0,
+            name: "phim X-quang.png".into(),
+            content_type: "image/png".into(),
+            size: 3,
+            sha256: "abc".into(),
+            uploaded_at: 150,
+        };
+        let aid = insert_attachment(&c, id, &a, b"png", "staff:dd.hoa").unwrap();
+        let listed = load(&c, id).unwrap().unwrap().attachments;
+        assert_eq!(listed, vec![Attachment { id: aid, ..a }]);
+        let f = attachment(&c, id, aid).unwrap().unwrap();
+        assert_eq!(
+            (f.name.as_str(), f.data.as_slice()),
+            ("phim X-quang.png", &b"png"[..])
+        );
+        // Not through another request's id.
+        assert_eq!(attachment(&c, other, aid).unwrap(), None);
+        assert!(load(&c, other).unwrap().unwrap().attachments.is_empty());
+        let all = all(&c).unwrap();
+        assert_eq!(
+            all.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![other, id]
+        );
+    }
+}
