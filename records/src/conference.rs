@@ -465,6 +465,17 @@ pub fn link_window(
     })
 }
 
+/// The role an invitee has in the conference's room: coordinators and
+/// administrators attend without a clinical role.
+pub fn role_in_room(staff: StaffRole) -> tuxa_protocol::Role {
+    use tuxa_protocol::Role;
+    match staff {
+        StaffRole::Doctor => Role::Doctor,
+        StaffRole::Nurse => Role::Nurse,
+        StaffRole::Coordinator | StaffRole::Admin => Role::Guest,
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Filing a request
 
@@ -898,6 +909,15 @@ mod tests {
         assert!(check_file_name("../etc").is_err());
         assert!(check_file_name("a\\b").is_err());
         assert!(check_file_name("a\u{7}").is_err());
+    }
+
+    #[test]
+    fn invitees_join_with_their_clinical_role_or_as_guests() {
+        use tuxa_protocol::Role;
+        assert_eq!(role_in_room(StaffRole::Doctor), Role::Doctor);
+        assert_eq!(role_in_room(StaffRole::Nurse), Role::Nurse);
+        assert_eq!(role_in_room(StaffRole::Coordinator), Role::Guest);
+        assert_eq!(role_in_room(StaffRole::Admin), Role::Guest);
     }
 
     #[test]

@@ -796,12 +796,7 @@ async fn join(
     };
     actor.check(Permission::Join, &r.parties())?;
     let (room, not_before, ttl) = link_window(&r)?;
-    let role = match profile.staff.role {
-        StaffRole::Doctor => Role::Doctor,
-        StaffRole::Nurse => Role::Nurse,
-        // Coordinators and administrators attend without a clinical role.
-        StaffRole::Coordinator | StaffRole::Admin => Role::Guest,
-    };
+    let role = rules::role_in_room(profile.staff.role);
     let name = match &profile.practitioner {
         Some(p) => format!("{} {}", p.title, profile.staff.name),
         None => profile.staff.name.clone(),
