@@ -13,6 +13,8 @@ pub mod audit;
 /// Staff sessions: their lifetime rules.
 pub mod auth;
 pub mod authz;
+/// Case conference requests: status and its changes, link window, invitees, attachments.
+pub mod conference;
 /// Dates as the record prints them: RFC 3339, and Vietnam time with jiff.
 pub mod dates;
 pub mod directory;

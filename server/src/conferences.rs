@@ -6,6 +6,9 @@
 //! kind `conference`. Its chair is the staff member the scheduler named: the
 //! hub is told (`Input::ChairNamed`) and gives the chair's rights only to
 //! that member's own link, minted by `join`.
+//!
+//! Only HTTP is here: the rules are `tuxa_records::conference`'s, the SQL
+//! is `tuxa_store::conferences`'.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -14,34 +17,27 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tuxa_protocol::{ConsultationKind, ErrorCode, Role, RoomId};
+use tuxa_records::conference::{
+    self as rules, CitizenId, ConferenceRequest, Consent, NewRequest, Patient, Person, Sex, Status,
+    Urgency,
+};
+use tuxa_records::{ConferenceId, UnixTime};
 use tuxa_signaling::Input;
+use tuxa_store::conferences as db;
 
 use crate::audit::{Action, Entry};
-use crate::authz::{Actor, ConferenceParties, Parties, Permission};
-use crate::directory::{self, FacilityId, StaffId, StaffRole, Tier};
+use crate::authz::{Actor, ConferenceParties, Permission};
+use crate::directory::{FacilityId, StaffId, StaffRole};
 use crate::gate::{Access, Routes};
 use crate::http::{self, ApiError, ApiResult, AppState, LinkSpec, optional_text, required_text};
 use crate::hub_task::unix_now;
 
 /// The largest attachment (an X-ray, a scanned referral, a short clip).
-pub const MAX_ATTACHMENT_BYTES: usize = 10 * 1024 * 1024;
-/// Links open this long before the conference starts…
-const OPENS_BEFORE_SECS: u64 = 15 * 60;
-/// …and expire this long after its planned end.
-const GRACE_AFTER_SECS: u64 = 30 * 60;
-const MAX_INVITEES: usize = 30;
-const ALLOWED_TYPES: &[&str] = &[
-    "image/jpeg",
-    "image/png",
-    "application/pdf",
-    "application/dicom",
-    "video/mp4",
-    "text/plain",
-];
+pub use tuxa_records::conference::MAX_ATTACHMENT_BYTES;
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -144,330 +140,75 @@ async fn live(State(state): State<AppState>, actor: Actor) -> ApiResult<Json<Val
     Ok(Json(json!({ "queues": queues, "rooms": rooms })))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Urgency {
-    Routine,
-    Urgent,
-    Emergency,
+// ---------------------------------------------------------------------------
+// The API's JSON of a request
+
+fn person_json(p: &Person) -> Value {
+    serde_json::to_value(p).unwrap_or(Value::Null)
 }
 
-impl Urgency {
-    fn as_str(self) -> &'static str {
-        match self {
-            Urgency::Routine => "routine",
-            Urgency::Urgent => "urgent",
-            Urgency::Emergency => "emergency",
-        }
-    }
+/// A person as `{staff_id, name, licence_number}` (the requester, the
+/// chair, the secretary).
+fn named(p: &Person) -> Value {
+    json!({"staff_id": p.staff_id, "name": p.name(), "licence_number": p.licence_number()})
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Sex {
-    Male,
-    Female,
-    Other,
-}
-
-impl Sex {
-    fn as_str(self) -> &'static str {
-        match self {
-            Sex::Male => "male",
-            Sex::Female => "female",
-            Sex::Other => "other",
-        }
-    }
-}
-
-/// A citizen's personal identification number (số định danh cá nhân, the
-/// number on the CCCD card): 12 digits. Circular 13/2025 links electronic
-/// medical records by it, so a conference's record carries it when the
-/// requester gives it. Parsed once at the edge; anything else is refused.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct CitizenId(String);
-
-impl CitizenId {
-    pub fn parse(s: &str) -> Result<CitizenId, &'static str> {
-        let s = s.trim();
-        if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
-            Ok(CitizenId(s.to_owned()))
-        } else {
-            Err(
-                "patient.citizen_id must be the 12 digits of a personal identification number (CCCD)",
-            )
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for CitizenId {
-    type Error = &'static str;
-    fn try_from(s: String) -> Result<CitizenId, &'static str> {
-        CitizenId::parse(&s)
-    }
-}
-
-/// Where a request stands; derived from its row, never stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
-    Requested,
-    Scheduled,
-    Declined,
-    Held,
-    /// Called off by those who schedule, before it was held.
-    Cancelled,
-}
-
-impl Status {
-    fn as_str(self) -> &'static str {
-        match self {
-            Status::Requested => "requested",
-            Status::Scheduled => "scheduled",
-            Status::Declined => "declined",
-            Status::Held => "held",
-            Status::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// A request as stored, with what the permission checks need.
-#[derive(Debug, Clone)]
-struct Request {
-    id: i64,
-    status: Status,
-    from_facility: FacilityId,
-    to_facility: FacilityId,
-    requested_by: StaffId,
-    chair: Option<StaffId>,
-    secretary: Option<StaffId>,
-    consultation_id: Option<String>,
-    starts_at: Option<i64>,
-    duration_min: Option<i64>,
-    specialty: String,
-    from_name: String,
-    invitees: Vec<StaffId>,
-    json: Value,
-}
-
-fn facility_ref(c: &Connection, id: FacilityId) -> rusqlite::Result<Value> {
-    let name: Option<String> = c
-        .query_row("SELECT name FROM facilities WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    Ok(json!({"id": id, "name": name}))
-}
-
-fn person(c: &Connection, id: StaffId) -> rusqlite::Result<Value> {
-    Ok(match directory::profile(c, id)? {
-        Some(p) => json!({
-            "staff_id": id,
-            "name": p.staff.name,
-            "role": p.staff.role,
-            "facility": p.facility.name,
-            "licence_number": p.practitioner.map(|x| x.licence_number),
+/// A request as the API shows it (docs/api.md, "Case conferences").
+fn request_json(r: &ConferenceRequest) -> Value {
+    let schedule = match &r.schedule {
+        Some(s) => json!({
+            "starts_at": s.starts_at,
+            "duration_min": s.duration_min,
+            "consultation_id": s.consultation_id,
+            "chair": named(&s.chair),
+            "invitees": s.invitees.iter().map(person_json).collect::<Vec<_>>(),
         }),
-        None => json!({"staff_id": id}),
+        None => Value::Null,
+    };
+    let conclusion = match &r.conclusion {
+        Some(k) => json!({"text": k.text, "management_plan": k.management_plan,
+               "by": {"staff_id": k.by.staff_id, "name": k.by.name()}, "at": k.at}),
+        None => Value::Null,
+    };
+    let p = &r.patient;
+    json!({
+        "id": r.id,
+        "status": r.status.as_str(),
+        "urgency": r.urgency.as_str(),
+        "from_facility": r.from_facility,
+        "to_facility": r.to_facility,
+        "specialty": r.specialty,
+        "patient": {"name": p.name, "birth_year": p.birth_year, "sex": p.sex.map(Sex::as_str),
+                    "address": p.address, "record_number": p.record_number,
+                    "citizen_id": p.citizen_id},
+        "summary": r.summary,
+        "question": r.question,
+        "requested_by": named(&r.requested_by),
+        "created_at": r.created_at,
+        "consent": {
+            "text_version": r.consent.text_version,
+            "remote_examination": r.consent.remote_examination,
+            "third_parties": r.consent.third_parties,
+            "recording": r.consent.recording,
+            "at": r.created_at,
+        },
+        "attachments": r.attachments,
+        "schedule": schedule,
+        "decline_reason": r.decline_reason,
+        "cancelled": r.cancelled.as_ref().map(|c| json!({"at": c.at, "reason": c.reason})),
+        "secretary_staff_id": r.secretary.as_ref().map(|s| s.staff_id),
+        "secretary": r.secretary.as_ref().map(named),
+        "conclusion": conclusion,
     })
 }
 
-fn load(c: &Connection, id: i64) -> rusqlite::Result<Option<Request>> {
-    let row = c
-        .query_row(
-            "SELECT r.id, r.urgency, r.from_facility_id, r.to_facility_id, r.specialty,
-                    r.patient_name, r.patient_birth_year, r.patient_sex, r.summary, r.question,
-                    r.requested_by, r.created_at, r.consent_text_version,
-                    r.consent_remote_examination, r.consent_third_parties, r.consent_recording,
-                    r.declined_at, r.decline_reason, r.consultation_id, r.starts_at,
-                    r.duration_min, r.chair_staff_id, r.secretary_staff_id, r.conclusion,
-                    r.conclusion_by, r.conclusion_at, k.status, r.patient_address,
-                    r.patient_record_number, r.patient_citizen_id, r.management_plan
-             FROM conference_requests r LEFT JOIN consultations k ON k.id = r.consultation_id
-             WHERE r.id = ?1",
-            [id],
-            |r| {
-                Ok((
-                    (
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, FacilityId>(2)?,
-                        r.get::<_, FacilityId>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, String>(5)?,
-                        r.get::<_, Option<i64>>(6)?,
-                        r.get::<_, Option<String>>(7)?,
-                        r.get::<_, String>(8)?,
-                        r.get::<_, String>(9)?,
-                    ),
-                    (
-                        r.get::<_, StaffId>(10)?,
-                        r.get::<_, i64>(11)?,
-                        r.get::<_, String>(12)?,
-                        r.get::<_, bool>(13)?,
-                        r.get::<_, bool>(14)?,
-                        r.get::<_, bool>(15)?,
-                        r.get::<_, Option<i64>>(16)?,
-                        r.get::<_, Option<String>>(17)?,
-                        r.get::<_, Option<String>>(18)?,
-                    ),
-                    (
-                        r.get::<_, Option<i64>>(19)?,
-                        r.get::<_, Option<i64>>(20)?,
-                        r.get::<_, Option<StaffId>>(21)?,
-                        r.get::<_, Option<StaffId>>(22)?,
-                        r.get::<_, Option<String>>(23)?,
-                        r.get::<_, Option<StaffId>>(24)?,
-                        r.get::<_, Option<i64>>(25)?,
-                        r.get::<_, Option<String>>(26)?,
-                    ),
-                    (
-                        r.get::<_, Option<String>>(27)?,
-                        r.get::<_, Option<String>>(28)?,
-                        r.get::<_, Option<String>>(29)?,
-                        r.get::<_, Option<String>>(30)?,
-                    ),
-                ))
-            },
-        )
-        .optional()?;
-    let Some((a, b, d, e)) = row else {
-        return Ok(None);
-    };
-    let (id, urgency, from, to, specialty, p_name, p_birth, p_sex, summary, question) = a;
-    let (requested_by, created_at, ctv, c_exam, c_third, c_rec, declined_at, reason, cons_id) = b;
-    let (
-        starts_at,
-        duration_min,
-        chair,
-        secretary,
-        conclusion,
-        conclusion_by,
-        conclusion_at,
-        k_status,
-    ) = d;
-    // Kept apart from the query above: the cancellation came later.
-    let (cancelled_at, cancel_reason): (Option<i64>, Option<String>) = c.query_row(
-        "SELECT cancelled_at, cancel_reason FROM conference_requests WHERE id = ?1",
-        [id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let (p_address, p_record, p_citizen, plan) = e;
-    let status = if declined_at.is_some() {
-        Status::Declined
-    } else if cancelled_at.is_some() {
-        Status::Cancelled
-    } else if cons_id.is_none() {
-        Status::Requested
-    } else if k_status.as_deref() == Some("ended") {
-        Status::Held
-    } else {
-        Status::Scheduled
-    };
-    let invitees = invitees(c, id)?;
-    let attachments: Vec<Value> = {
-        let mut st = c.prepare(
-            "SELECT id, name, content_type, size, sha256, uploaded_at
-             FROM conference_attachments WHERE request_id = ?1 ORDER BY id",
-        )?;
-        st.query_map([id], |r| {
-            Ok(json!({
-                "id": r.get::<_, i64>(0)?,
-                "name": r.get::<_, String>(1)?,
-                "content_type": r.get::<_, String>(2)?,
-                "size": r.get::<_, i64>(3)?,
-                "sha256": r.get::<_, String>(4)?,
-                "uploaded_at": r.get::<_, i64>(5)?,
-            }))
-        })?
-        .collect::<rusqlite::Result<_>>()?
-    };
-    let from_ref = facility_ref(c, from)?;
-    let requester = person(c, requested_by)?;
-    let schedule = match (&cons_id, chair) {
-        (Some(cid), Some(chair)) => {
-            let chair_p = person(c, chair)?;
-            let inv: Vec<Value> = invitees
-                .iter()
-                .map(|s| person(c, *s))
-                .collect::<rusqlite::Result<_>>()?;
-            json!({
-                "starts_at": starts_at,
-                "duration_min": duration_min,
-                "consultation_id": cid,
-                "chair": {"staff_id": chair, "name": chair_p["name"],
-                          "licence_number": chair_p["licence_number"]},
-                "invitees": inv,
-            })
-        }
-        _ => Value::Null,
-    };
-    let conclusion_json = match (conclusion, conclusion_by) {
-        (Some(text), Some(by)) => {
-            let p = person(c, by)?;
-            json!({"text": text, "management_plan": plan,
-                   "by": {"staff_id": by, "name": p["name"]}, "at": conclusion_at})
-        }
-        _ => Value::Null,
-    };
-    let json = json!({
-        "id": id,
-        "status": status.as_str(),
-        "urgency": urgency,
-        "from_facility": from_ref,
-        "to_facility": facility_ref(c, to)?,
-        "specialty": specialty,
-        "patient": {"name": p_name, "birth_year": p_birth, "sex": p_sex,
-                    "address": p_address, "record_number": p_record, "citizen_id": p_citizen},
-        "summary": summary,
-        "question": question,
-        "requested_by": {
-            "staff_id": requested_by,
-            "name": requester["name"],
-            "licence_number": requester["licence_number"],
-        },
-        "created_at": created_at,
-        "consent": {
-            "text_version": ctv,
-            "remote_examination": c_exam,
-            "third_parties": c_third,
-            "recording": c_rec,
-            "at": created_at,
-        },
-        "attachments": attachments,
-        "schedule": schedule,
-        "decline_reason": reason,
-        "cancelled": cancelled_at.map(|at| json!({"at": at, "reason": cancel_reason})),
-        "secretary_staff_id": secretary,
-        "secretary": match secretary {
-            Some(s) => {
-                let p = person(c, s)?;
-                json!({"staff_id": s, "name": p["name"], "licence_number": p["licence_number"]})
-            }
-            None => Value::Null,
-        },
-        "conclusion": conclusion_json,
-    });
-    Ok(Some(Request {
-        id,
-        status,
-        from_facility: from,
-        to_facility: to,
-        requested_by,
-        chair,
-        secretary,
-        consultation_id: cons_id,
-        starts_at,
-        duration_min,
-        specialty: json["specialty"].as_str().unwrap_or_default().to_owned(),
-        from_name: from_ref["name"].as_str().unwrap_or_default().to_owned(),
-        invitees,
-        json,
-    }))
+// ---------------------------------------------------------------------------
+// For the other modules (they run on the store thread)
+
+/// The store's domain error as a `rusqlite::Error`, for the callers below
+/// that still speak rusqlite.
+fn to_sqlite(e: tuxa_records::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
 }
 
 /// The parties of the conference held in `consultation_id`, if one is:
@@ -477,80 +218,25 @@ pub fn conference_parties(
     c: &Connection,
     consultation_id: &str,
 ) -> rusqlite::Result<Option<ConferenceParties>> {
-    let row = c
-        .query_row(
-            "SELECT id, from_facility_id, chair_staff_id, secretary_staff_id
-             FROM conference_requests WHERE consultation_id = ?1",
-            [consultation_id],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, FacilityId>(1)?,
-                    r.get::<_, Option<StaffId>>(2)?,
-                    r.get::<_, Option<StaffId>>(3)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((id, requester, chair, secretary)) = row else {
-        return Ok(None);
-    };
-    Ok(Some(ConferenceParties {
-        requester,
-        chair,
-        secretary,
-        invitees: invitees(c, id)?,
-    }))
-}
-
-fn invitees(c: &Connection, request: i64) -> rusqlite::Result<Vec<StaffId>> {
-    let mut st = c.prepare(
-        "SELECT staff_id FROM conference_invitees WHERE request_id = ?1 ORDER BY staff_id",
-    )?;
-    st.query_map([request], |r| r.get(0))?.collect()
+    db::conference_parties(c, consultation_id).map_err(to_sqlite)
 }
 
 /// The chair each open conference's scheduler named, by consultation id: the
 /// hub is told at start (`Input::ChairNamed`).
 pub fn named_chairs(c: &Connection) -> rusqlite::Result<Vec<(String, StaffId)>> {
-    let mut st = c.prepare(
-        "SELECT r.consultation_id, r.chair_staff_id
-         FROM conference_requests r JOIN consultations k ON k.id = r.consultation_id
-         WHERE k.status = 'open' AND r.chair_staff_id IS NOT NULL",
-    )?;
-    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+    db::named_chairs(c).map_err(to_sqlite)
 }
 
 /// The conference request held in a consultation, for the record exports.
 pub fn for_consultation(c: &Connection, consultation_id: &str) -> rusqlite::Result<Option<Value>> {
-    let id: Option<i64> = c
-        .query_row(
-            "SELECT id FROM conference_requests WHERE consultation_id = ?1",
-            [consultation_id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(match id {
-        Some(id) => load(c, id)?.map(|r| r.json),
-        None => None,
-    })
+    Ok(db::for_consultation(c, consultation_id)
+        .map_err(to_sqlite)?
+        .as_ref()
+        .map(request_json))
 }
 
-impl Request {
-    /// Who the request concerns, for the permission checks: it belongs to
-    /// the facility asked.
-    fn parties(&self) -> Parties {
-        Parties {
-            owner: Some(self.to_facility),
-            conference: Some(ConferenceParties {
-                requester: self.from_facility,
-                chair: self.chair,
-                secretary: self.secretary,
-                invitees: self.invitees.clone(),
-            }),
-        }
-    }
-}
+// ---------------------------------------------------------------------------
+// Helpers
 
 fn me(actor: &Actor) -> Option<StaffId> {
     actor.profile().map(|p| p.staff.id)
@@ -565,6 +251,23 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorCode::Internal, "internal error; see the server log")
 }
 
+fn now() -> UnixTime {
+    UnixTime(unix_now() as i64)
+}
+
+/// Runs `f` on the store thread; its domain error becomes the answer.
+async fn run<R: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Connection) -> tuxa_records::Result<R> + Send + 'static,
+) -> ApiResult<R> {
+    let r = state
+        .store
+        .call(move |c| Ok(f(c)))
+        .await
+        .map_err(internal)?;
+    Ok(r?)
+}
+
 fn audit(state: &AppState, action: Action, room: Option<&str>, actor: &Actor, detail: Value) {
     state.store.audit(Entry {
         at: unix_now() as i64,
@@ -575,34 +278,29 @@ fn audit(state: &AppState, action: Action, room: Option<&str>, actor: &Actor, de
     });
 }
 
+fn no_such_request() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such conference request")
+}
+
 /// Loads a request the actor may see: `not_found` for a request that does
 /// not exist and for one they may not see alike (ids are not secrets, but
 /// a district need not learn of another district's patients).
-async fn visible(state: &AppState, actor: &Actor, id: i64) -> ApiResult<Request> {
-    let r = state
-        .store
-        .call(move |c| load(c, id))
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such conference request"))?;
+async fn visible(state: &AppState, actor: &Actor, id: i64) -> ApiResult<ConferenceRequest> {
+    let r = run(state, move |c| db::load(c, ConferenceId(id)))
+        .await?
+        .ok_or_else(no_such_request)?;
     if actor.may(Permission::See, &r.parties()) {
         Ok(r)
     } else {
-        Err(ApiError::new(
-            ErrorCode::NotFound,
-            "no such conference request",
-        ))
+        Err(no_such_request())
     }
 }
 
-async fn reload(state: &AppState, id: i64) -> ApiResult<Json<Value>> {
-    let r = state
-        .store
-        .call(move |c| load(c, id))
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such conference request"))?;
-    Ok(Json(r.json))
+async fn reload(state: &AppState, id: ConferenceId) -> ApiResult<Json<Value>> {
+    let r = run(state, move |c| db::load(c, id))
+        .await?
+        .ok_or_else(no_such_request)?;
+    Ok(Json(request_json(&r)))
 }
 
 fn body<T>(r: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
@@ -641,7 +339,7 @@ struct ConsentReq {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewRequest {
+struct NewRequestReq {
     to_facility_id: FacilityId,
     specialty: String,
     urgency: Urgency,
@@ -654,7 +352,7 @@ struct NewRequest {
 async fn create(
     State(state): State<AppState>,
     actor: Actor,
-    req: Result<Json<NewRequest>, JsonRejection>,
+    req: Result<Json<NewRequestReq>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let Some(profile) = actor.profile().cloned() else {
         return Err(forbidden(
@@ -666,85 +364,51 @@ async fn create(
         "request conferences",
     )?;
     let mut req = body(req)?;
-    if !req.consent.remote_examination {
-        return Err(ApiError::new(
-            ErrorCode::ConsentRequired,
-            "the patient must consent to remote examination before a conference is requested",
-        ));
-    }
+    rules::require_consent(req.consent.remote_examination)?;
     let text_version = required_text("consent.text_version", &req.consent.text_version, 64)?;
     let specialty = required_text("specialty", &req.specialty, 100)?;
     let summary = required_text("summary", &req.summary, 4000)?;
     let question = required_text("question", &req.question, 4000)?;
     let patient_name = required_text("patient.name", &req.patient.name, 100)?;
-    if let Some(y) = req.patient.birth_year
-        && !(1900..=2100).contains(&y)
-    {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "patient.birth_year must be a year between 1900 and 2100",
-        ));
-    }
+    rules::check_birth_year(req.patient.birth_year)?;
     let address = optional_text("patient.address", req.patient.address.take(), 300)?;
     let record_number = optional_text(
         "patient.record_number",
         req.patient.record_number.take(),
         50,
     )?;
-    let citizen_id = req.patient.citizen_id.take().map(|c| c.as_str().to_owned());
+    let citizen_id = req.patient.citizen_id.take().map(String::from);
     let to = req.to_facility_id;
-    let target = state
-        .store
-        .call(move |c| directory::facility(c, to))
-        .await
-        .map_err(internal)?
+    let tier = run(&state, move |c| db::facility_tier(c, to))
+        .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such facility"))?;
-    if !matches!(target.tier, Tier::Province | Tier::Cdc) || target.id == profile.facility.id {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "a conference is asked of an upper-level facility: a provincial hospital or the CDC",
-        ));
-    }
-    let now = unix_now() as i64;
-    let from = profile.facility.id;
-    let by = profile.staff.id;
-    let (urgency, sex) = (req.urgency, req.patient.sex);
-    let birth = req.patient.birth_year;
-    let consent = req.consent;
-    let id = state
-        .store
-        .call(move |c| {
-            c.execute(
-                "INSERT INTO conference_requests(urgency, from_facility_id, to_facility_id,
-                     specialty, patient_name, patient_birth_year, patient_sex, summary, question,
-                     requested_by, created_at, consent_text_version, consent_remote_examination,
-                     consent_third_parties, consent_recording, patient_address,
-                     patient_record_number, patient_citizen_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 1, ?13, ?14, ?15, ?16, ?17)",
-                params![
-                    urgency.as_str(),
-                    from,
-                    to,
-                    specialty,
-                    patient_name,
-                    birth,
-                    sex.map(Sex::as_str),
-                    summary,
-                    question,
-                    by,
-                    now,
-                    text_version,
-                    consent.third_parties,
-                    consent.recording,
-                    address,
-                    record_number,
-                    citizen_id
-                ],
-            )?;
-            Ok(c.last_insert_rowid())
-        })
-        .await
-        .map_err(internal)?;
+    rules::check_target(to, tier, profile.facility.id)?;
+    let new = NewRequest {
+        urgency: req.urgency,
+        from_facility: profile.facility.id,
+        to_facility: to,
+        specialty,
+        patient: Patient {
+            name: patient_name,
+            birth_year: req.patient.birth_year,
+            sex: req.patient.sex,
+            address,
+            record_number,
+            citizen_id,
+        },
+        summary,
+        question,
+        requested_by: profile.staff.id,
+        consent: Consent {
+            text_version,
+            remote_examination: true,
+            third_parties: req.consent.third_parties,
+            recording: req.consent.recording,
+        },
+    };
+    let urgency = new.urgency;
+    let at = now().secs();
+    let id = run(&state, move |c| db::insert(c, &new, at)).await?;
     audit(
         &state,
         Action::ConferenceRequested,
@@ -757,28 +421,11 @@ async fn create(
 }
 
 async fn list(State(state): State<AppState>, actor: Actor) -> ApiResult<Json<Value>> {
-    let all = state
-        .store
-        .call(|c| {
-            let ids: Vec<i64> = {
-                let mut st = c.prepare("SELECT id FROM conference_requests ORDER BY id DESC")?;
-                st.query_map([], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?
-            };
-            let mut out = Vec::new();
-            for id in ids {
-                if let Some(r) = load(c, id)? {
-                    out.push(r);
-                }
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(internal)?;
+    let all = run(&state, db::all).await?;
     let list: Vec<Value> = all
-        .into_iter()
+        .iter()
         .filter(|r| actor.may(Permission::See, &r.parties()))
-        .map(|r| r.json)
+        .map(request_json)
         .collect();
     Ok(Json(json!({ "conferences": list })))
 }
@@ -788,7 +435,7 @@ async fn one(
     actor: Actor,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(visible(&state, &actor, id).await?.json))
+    Ok(Json(request_json(&visible(&state, &actor, id).await?)))
 }
 
 // ---------------------------------------------------------------------------
@@ -808,93 +455,46 @@ async fn upload(
     data: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     // Over the limit, axum answers in plain text; the API answers in JSON.
-    let data = data.map_err(|_| {
-        ApiError::new(
-            ErrorCode::BadRequest,
-            format!("a file is 1 byte to {} MiB", MAX_ATTACHMENT_BYTES >> 20),
-        )
-    })?;
+    let data = data.map_err(|_| rules::size_refused())?;
 
     let r = visible(&state, &actor, id).await?;
     actor.check(Permission::Attach, &r.parties())?;
-    if matches!(
-        r.status,
-        Status::Held | Status::Declined | Status::Cancelled
-    ) {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            "the conference was held or declined: its file is closed",
-        ));
-    }
+    r.status.attach()?;
     let Query(q) = query
         .map_err(|_| ApiError::new(ErrorCode::BadRequest, "name the file: ?name=<file name>"))?;
     let name = required_text("name", &q.name, 200)?;
-    if name
-        .chars()
-        .any(|c| c.is_control() || c == '/' || c == '\\')
-    {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "a file name has no slashes or control characters",
-        ));
-    }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
-    if !ALLOWED_TYPES.contains(&content_type.as_str()) {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            format!(
-                "Content-Type {content_type:?} is not accepted; send one of {}",
-                ALLOWED_TYPES.join(", ")
-            ),
-        ));
-    }
-    if data.is_empty() || data.len() > MAX_ATTACHMENT_BYTES {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            format!("a file is 1 byte to {} MiB", MAX_ATTACHMENT_BYTES >> 20),
-        ));
-    }
-    let digest = crate::hex(&crate::sha256(&data));
-    let size = data.len() as i64;
-    let now = unix_now() as i64;
+    rules::check_file_name(&name)?;
+    let content_type = rules::content_type(
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    )?;
+    rules::check_size(data.len())?;
+    let file = rules::Attachment {
+        id: 0,
+        name,
+        content_type,
+        size: data.len() as i64,
+        sha256: crate::hex(&crate::sha256(&data)),
+        uploaded_at: now().secs(),
+    };
     let who = actor.audit_name();
-    let (d, ct, n) = (digest.clone(), content_type.clone(), name.clone());
-    let aid = state
-        .store
-        .call(move |c| {
-            c.execute(
-                "INSERT INTO conference_attachments(request_id, name, content_type, size, sha256,
-                     data, uploaded_by, uploaded_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![id, n, ct, size, d, data.as_ref(), who, now],
-            )?;
-            Ok(c.last_insert_rowid())
-        })
-        .await
-        .map_err(internal)?;
+    let (rid, row) = (r.id, file.clone());
+    let aid = run(&state, move |c| {
+        db::insert_attachment(c, rid, &row, &data, &who)
+    })
+    .await?;
+    let file = rules::Attachment { id: aid, ..file };
     audit(
         &state,
         Action::AttachmentAdded,
         r.consultation_id.as_deref(),
         &actor,
-        json!({"request": id, "attachment": aid, "size": size, "sha256": digest}),
+        json!({"request": id, "attachment": aid, "size": file.size, "sha256": file.sha256}),
     );
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({"id": aid, "name": name, "content_type": content_type, "size": size,
-                    "sha256": digest, "uploaded_at": now}),
-        ),
+        Json(serde_json::to_value(&file).map_err(internal)?),
     ))
 }
 
@@ -904,26 +504,8 @@ async fn download(
     Path((id, aid)): Path<(i64, i64)>,
 ) -> ApiResult<Response> {
     let r = visible(&state, &actor, id).await?;
-    let file = state
-        .store
-        .call(move |c| {
-            c.query_row(
-                "SELECT name, content_type, data FROM conference_attachments
-                 WHERE id = ?1 AND request_id = ?2",
-                params![aid, id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Vec<u8>>(2)?,
-                    ))
-                },
-            )
-            .optional()
-        })
-        .await
-        .map_err(internal)?;
-    let Some((name, content_type, data)) = file else {
+    let rid = r.id;
+    let Some(file) = run(&state, move |c| db::attachment(c, rid, aid)).await? else {
         return Err(ApiError::new(ErrorCode::NotFound, "no such attachment"));
     };
     audit(
@@ -933,6 +515,11 @@ async fn download(
         &actor,
         json!({"request": id, "attachment": aid}),
     );
+    let rules::AttachmentFile {
+        name,
+        content_type,
+        data,
+    } = file;
     // The name may be Vietnamese: an ASCII fallback plus RFC 5987's form.
     let ascii: String = name
         .chars()
@@ -988,40 +575,21 @@ struct ScheduleReq {
 }
 
 fn default_duration() -> u64 {
-    60
+    rules::DEFAULT_DURATION_MIN
 }
 
-/// The caller and the request, when the caller may schedule it and the
-/// request is `want` (`conflict`, saying it is `expected`, otherwise).
+/// The caller and the request, when the caller may schedule it and its
+/// status allows `change` (its refusal otherwise).
 async fn for_scheduler(
     state: &AppState,
     actor: Actor,
     id: i64,
-    want: Status,
-    expected: &str,
-) -> ApiResult<(Actor, Request)> {
+    change: impl FnOnce(Status) -> tuxa_records::Result<Status>,
+) -> ApiResult<(Actor, ConferenceRequest)> {
     let r = visible(state, &actor, id).await?;
     actor.check(Permission::Schedule, &r.parties())?;
-    if r.status != want {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("the request is {}, not {expected}", r.status.as_str()),
-        ));
-    }
+    change(r.status)?;
     Ok((actor, r))
-}
-
-/// The caller and the request, when the caller may schedule or decline it
-/// and it still waits for that decision.
-async fn awaiting_decision(state: &AppState, actor: Actor, id: i64) -> ApiResult<(Actor, Request)> {
-    for_scheduler(
-        state,
-        actor,
-        id,
-        Status::Requested,
-        "waiting to be scheduled",
-    )
-    .await
 }
 
 async fn schedule(
@@ -1030,73 +598,21 @@ async fn schedule(
     Path(id): Path<i64>,
     req: Result<Json<ScheduleReq>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    let (actor, r) = awaiting_decision(&state, actor, id).await?;
+    let (actor, r) = for_scheduler(&state, actor, id, Status::schedule).await?;
     let req = body(req)?;
-    if !(15..=240).contains(&req.duration_min) {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "duration_min must be between 15 and 240",
-        ));
-    }
-    let now = unix_now();
-    let ends = req.starts_at + req.duration_min * 60;
-    if ends <= now || req.starts_at > now + 366 * 86_400 {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "starts_at must be in the coming year and the conference not already over",
-        ));
-    }
-    // A doctor scheduling for their facility chairs it themselves unless
-    // they can see the others (they cannot list staff).
-    if let Some(p) = actor.profile()
-        && p.staff.role == StaffRole::Doctor
-        && req.chair_staff_id != p.staff.id
-    {
-        return Err(forbidden("a doctor who schedules a conference chairs it"));
-    }
-    let mut invitees: Vec<StaffId> = vec![r.requested_by, req.chair_staff_id];
-    invitees.extend(req.invite_staff_ids.iter().copied());
-    invitees.sort();
-    invitees.dedup();
-    if invitees.len() > MAX_INVITEES {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            format!("at most {MAX_INVITEES} invitees"),
-        ));
-    }
-    let check = invitees.clone();
+    rules::check_duration(req.duration_min)?;
+    rules::check_schedule_time(req.starts_at, req.duration_min, now())?;
     let chair = req.chair_staff_id;
-    let problem = state
-        .store
-        .call(move |c| {
-            for s in &check {
-                match directory::staff(c, *s)? {
-                    None => return Ok(Some(format!("no staff member {s}"))),
-                    Some(st) if st.disabled => {
-                        return Ok(Some(format!("staff member {s} is disabled")));
-                    }
-                    Some(st)
-                        if *s == chair
-                            && !matches!(st.role, StaffRole::Doctor | StaffRole::Nurse) =>
-                    {
-                        return Ok(Some("the chair must be a doctor or nurse".into()));
-                    }
-                    Some(_) => {}
-                }
-            }
-            Ok(None)
-        })
-        .await
-        .map_err(internal)?;
-    if let Some(p) = problem {
-        return Err(ApiError::new(ErrorCode::BadRequest, p));
-    }
-    let title = format!("Hội chẩn — {} — {}", r.specialty, r.from_name);
+    rules::check_chair(actor.profile().map(|p| (p.staff.id, p.staff.role)), chair)?;
+    let invitees = rules::invitees(r.requested_by.staff_id, chair, &req.invite_staff_ids)?;
+    let check = invitees.clone();
+    let found = run(&state, move |c| db::invitable(c, &check)).await?;
+    rules::check_invitees(&found, chair)?;
     let row = http::create(
         &state,
         ConsultationKind::Conference,
-        title,
-        Some(r.to_facility),
+        r.room_title(),
+        Some(r.to_facility.id),
         &actor.audit_name(),
     )
     .await?;
@@ -1114,36 +630,23 @@ async fn schedule(
     let who = actor.audit_name();
     let (starts, dur) = (req.starts_at as i64, req.duration_min as i64);
     let inv = invitees.clone();
-    let updated = state
-        .store
-        .call(move |c| {
-            let tx = c.transaction()?;
-            let n = tx.execute(
-                "UPDATE conference_requests SET consultation_id = ?1, starts_at = ?2,
-                     duration_min = ?3, chair_staff_id = ?4, scheduled_by = ?5
-                 WHERE id = ?6 AND consultation_id IS NULL AND declined_at IS NULL",
-                params![cid, starts, dur, chair, who, id],
-            )?;
-            if n == 1 {
-                for s in &inv {
-                    tx.execute(
-                        "INSERT OR IGNORE INTO conference_invitees(request_id, staff_id) VALUES (?1, ?2)",
-                        params![id, s],
-                    )?;
-                }
-            }
-            tx.commit()?;
-            Ok(n == 1)
-        })
-        .await
-        .map_err(internal)?;
-    if !updated {
-        // Someone else scheduled or declined it meanwhile.
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            "the request was scheduled or declined meanwhile",
-        ));
-    }
+    let rid = r.id;
+    // Someone else may have scheduled or declined it meanwhile: a conflict.
+    run(&state, move |c| {
+        db::schedule(
+            c,
+            rid,
+            &db::ScheduleRow {
+                consultation_id: &cid,
+                starts_at: starts,
+                duration_min: dur,
+                chair,
+                by: &who,
+                invitees: &inv,
+            },
+        )
+    })
+    .await?;
     audit(
         &state,
         Action::ConferenceScheduled,
@@ -1151,7 +654,7 @@ async fn schedule(
         &actor,
         json!({"request": id, "starts_at": starts, "chair": chair, "invitees": invitees}),
     );
-    reload(&state, id).await
+    reload(&state, rid).await
 }
 
 /// Why a request is declined or a conference cancelled.
@@ -1167,21 +670,11 @@ async fn decline(
     Path(id): Path<i64>,
     req: Result<Json<ReasonReq>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    let (actor, _) = awaiting_decision(&state, actor, id).await?;
+    let (actor, r) = for_scheduler(&state, actor, id, Status::decline).await?;
     let reason = required_text("reason", &body(req)?.reason, 1000)?;
-    let now = unix_now() as i64;
-    let rs = reason.clone();
-    state
-        .store
-        .call(move |c| {
-            c.execute(
-                "UPDATE conference_requests SET declined_at = ?1, decline_reason = ?2
-                 WHERE id = ?3 AND consultation_id IS NULL AND declined_at IS NULL",
-                params![now, rs, id],
-            )
-        })
-        .await
-        .map_err(internal)?;
+    let at = now().secs();
+    let rid = r.id;
+    run(&state, move |c| db::decline(c, rid, &reason, at)).await?;
     audit(
         &state,
         Action::ConferenceDeclined,
@@ -1189,39 +682,30 @@ async fn decline(
         &actor,
         json!({"request": id}),
     );
-    reload(&state, id).await
+    reload(&state, rid).await
 }
 
 // ---------------------------------------------------------------------------
 // Changing a scheduled conference: another time, or calling it off.
 
-/// The caller and the request, when the caller may schedule it and it is
-/// scheduled but nobody has entered its room yet (a conference under way
-/// is ended, not moved).
+/// The caller and the request, when the caller may schedule it and `change`
+/// (rescheduling or cancelling) is allowed: it is scheduled and nobody has
+/// entered its room yet (a conference under way is ended, not moved).
 async fn scheduled_not_started(
     state: &AppState,
     actor: Actor,
     id: i64,
-) -> ApiResult<(Actor, Request)> {
-    let (actor, r) = for_scheduler(state, actor, id, Status::Scheduled, "scheduled").await?;
-    let cid = r.consultation_id.clone().unwrap_or_default();
-    let started: bool = state
-        .store
-        .call(move |c| {
-            c.query_row(
-                "SELECT EXISTS(SELECT 1 FROM attendance WHERE consultation_id = ?1)",
-                [cid],
-                |r| r.get(0),
-            )
-        })
-        .await
-        .map_err(internal)?;
-    if started {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            "the conference has started: end it from the room instead",
-        ));
-    }
+    change: impl FnOnce(Status, bool) -> tuxa_records::Result<Status>,
+) -> ApiResult<(Actor, ConferenceRequest)> {
+    let r = visible(state, &actor, id).await?;
+    actor.check(Permission::Schedule, &r.parties())?;
+    let cid = r.consultation_id.clone();
+    let started = run(state, move |c| match cid {
+        Some(cid) => db::has_started(c, &cid),
+        None => Ok(false),
+    })
+    .await?;
+    change(r.status, started)?;
     Ok((actor, r))
 }
 
@@ -1239,43 +723,19 @@ async fn reschedule(
     Path(id): Path<i64>,
     req: Result<Json<RescheduleReq>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    let (actor, r) = scheduled_not_started(&state, actor, id).await?;
+    let (actor, r) =
+        scheduled_not_started(&state, actor, id, |s, started| s.reschedule(|| Ok(started))).await?;
     let req = body(req)?;
     let duration = req
         .duration_min
         .unwrap_or(r.duration_min.unwrap_or(60) as u64);
-    if !(15..=240).contains(&duration) {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "duration_min must be between 15 and 240",
-        ));
-    }
-    let now = unix_now();
-    if req.starts_at <= now || req.starts_at > now + 366 * 86_400 {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "starts_at must be in the future, within a year",
-        ));
-    }
+    rules::check_duration(duration)?;
+    rules::check_reschedule_time(req.starts_at, now())?;
     let before = r.starts_at;
     let (starts, dur) = (req.starts_at as i64, duration as i64);
-    let changed = state
-        .store
-        .call(move |c| {
-            c.execute(
-                "UPDATE conference_requests SET starts_at = ?1, duration_min = ?2
-                 WHERE id = ?3 AND cancelled_at IS NULL",
-                params![starts, dur, id],
-            )
-        })
-        .await
-        .map_err(internal)?;
-    if changed != 1 {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            "the request was cancelled meanwhile",
-        ));
-    }
+    let rid = r.id;
+    // A conflict when it was cancelled meanwhile.
+    run(&state, move |c| db::reschedule(c, rid, starts, dur)).await?;
     audit(
         &state,
         Action::ConferenceRescheduled,
@@ -1283,7 +743,7 @@ async fn reschedule(
         &actor,
         json!({"request": id, "starts_at": starts, "duration_min": dur, "was": before}),
     );
-    reload(&state, id).await
+    reload(&state, rid).await
 }
 
 async fn cancel(
@@ -1292,37 +752,15 @@ async fn cancel(
     Path(id): Path<i64>,
     req: Result<Json<ReasonReq>, JsonRejection>,
 ) -> ApiResult<Json<Value>> {
-    let (actor, r) = scheduled_not_started(&state, actor, id).await?;
+    let (actor, r) =
+        scheduled_not_started(&state, actor, id, |s, started| s.cancel(|| Ok(started))).await?;
     let reason = required_text("reason", &body(req)?.reason, 1000)?;
-    let now = unix_now() as i64;
+    let at = now().secs();
     let cid = r.consultation_id.clone().unwrap_or_default();
     let why = reason.clone();
-    let changed = state
-        .store
-        .call(move |c| {
-            let tx = c.transaction()?;
-            let n = tx.execute(
-                "UPDATE conference_requests SET cancelled_at = ?1, cancel_reason = ?2
-                 WHERE id = ?3 AND cancelled_at IS NULL",
-                params![now, why, id],
-            )?;
-            // Its room closes: links into it lead to the end screen.
-            tx.execute(
-                "UPDATE consultations SET status = 'ended', ended_at = ?1, end_reason = 'cancelled'
-                 WHERE id = ?2 AND status = 'open'",
-                params![now, cid],
-            )?;
-            tx.commit()?;
-            Ok(n)
-        })
-        .await
-        .map_err(internal)?;
-    if changed != 1 {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            "the request was cancelled meanwhile",
-        ));
-    }
+    let rid = r.id;
+    // Its room closes with it; a conflict when it was cancelled meanwhile.
+    run(&state, move |c| db::cancel(c, rid, &cid, &why, at)).await?;
     if let Ok(room) = RoomId::parse(r.consultation_id.as_deref().unwrap_or_default()) {
         let _ = state
             .hub
@@ -1336,45 +774,18 @@ async fn cancel(
         &actor,
         json!({"request": id, "reason": reason}),
     );
-    reload(&state, id).await
+    reload(&state, rid).await
 }
 
 // ---------------------------------------------------------------------------
 // Links
 
-/// The window a conference's links are valid in: from 15 minutes before its
-/// start to 30 minutes after its planned end. `None` once it is over.
-fn window(r: &Request, now: u64) -> Option<(Option<u64>, u64)> {
-    let starts = r.starts_at? as u64;
-    let ends = starts + r.duration_min.unwrap_or(60) as u64 * 60 + GRACE_AFTER_SECS;
-    if ends <= now {
-        return None;
-    }
-    let opens = starts.saturating_sub(OPENS_BEFORE_SECS);
-    Some(((opens > now).then_some(opens), ends - now))
-}
-
 /// The room of a scheduled conference and the window its links get now.
-fn link_window(r: &Request) -> ApiResult<(RoomId, Option<u64>, u64)> {
-    let room = open_room(r)?;
-    let Some((not_before, ttl)) = window(r, unix_now()) else {
-        return Err(ApiError::new(
-            ErrorCode::TokenExpired,
-            "the conference's time is over",
-        ));
-    };
-    Ok((room, not_before, ttl))
-}
-
-fn open_room(r: &Request) -> ApiResult<RoomId> {
-    if r.status != Status::Scheduled {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("the request is {}, not scheduled", r.status.as_str()),
-        ));
-    }
+fn link_window(r: &ConferenceRequest) -> ApiResult<(RoomId, Option<u64>, u64)> {
+    let w = r.link_window(now())?;
     let cid = r.consultation_id.as_deref().unwrap_or_default();
-    RoomId::parse(cid).map_err(|_| ApiError::new(ErrorCode::Internal, "bad room id"))
+    let room = RoomId::parse(cid).map_err(|_| ApiError::new(ErrorCode::Internal, "bad room id"))?;
+    Ok((room, w.not_before, w.ttl_secs))
 }
 
 async fn join(
@@ -1388,12 +799,7 @@ async fn join(
     };
     actor.check(Permission::Join, &r.parties())?;
     let (room, not_before, ttl) = link_window(&r)?;
-    let role = match profile.staff.role {
-        StaffRole::Doctor => Role::Doctor,
-        StaffRole::Nurse => Role::Nurse,
-        // Coordinators and administrators attend without a clinical role.
-        StaffRole::Coordinator | StaffRole::Admin => Role::Guest,
-    };
+    let role = rules::role_in_room(profile.staff.role);
     let name = match &profile.practitioner {
         Some(p) => format!("{} {}", p.title, profile.staff.name),
         None => profile.staff.name.clone(),
@@ -1479,12 +885,7 @@ async fn conclusion(
     let r = visible(&state, &actor, id).await?;
     actor.check(Permission::Conclude, &r.parties())?;
     let who = me(&actor);
-    if !matches!(r.status, Status::Scheduled | Status::Held) {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("the request is {}", r.status.as_str()),
-        ));
-    }
+    r.status.conclude()?;
     let req = body(req)?;
     let text = required_text("text", &req.text, 20_000)?;
     let plan = optional_text("management_plan", req.management_plan, 20_000)?;
@@ -1492,19 +893,12 @@ async fn conclusion(
     let plan_digest = plan
         .as_ref()
         .map(|p| crate::hex(&crate::sha256(p.as_bytes())));
-    let now = unix_now() as i64;
-    state
-        .store
-        .call(move |c| {
-            c.execute(
-                "UPDATE conference_requests SET conclusion = ?1, conclusion_by = ?2, conclusion_at = ?3,
-                     management_plan = ?5
-                 WHERE id = ?4",
-                params![text, who, now, id, plan],
-            )
-        })
-        .await
-        .map_err(internal)?;
+    let at = now().secs();
+    let rid = r.id;
+    run(&state, move |c| {
+        db::set_conclusion(c, rid, &text, plan.as_deref(), who, at)
+    })
+    .await?;
     audit(
         &state,
         Action::ConclusionEntered,
@@ -1512,5 +906,5 @@ async fn conclusion(
         &actor,
         json!({"request": r.id, "sha256": digest, "management_plan_sha256": plan_digest}),
     );
-    reload(&state, id).await
+    reload(&state, rid).await
 }

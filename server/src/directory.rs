@@ -32,8 +32,8 @@ use crate::hub_task::unix_now;
 pub use tuxa_records::directory::*;
 pub use tuxa_records::ids::{FacilityId, PractitionerId, StaffId};
 pub use tuxa_store::directory::{
-    facilities, facility, facility_named, insert_facility, insert_practitioner,
-    practitioner_by_licence, practitioners, profile, staff, staff_by_username, staff_list,
+    facilities, facility_named, insert_facility, insert_practitioner, practitioner_by_licence,
+    practitioners, profile, staff, staff_by_username, staff_list,
 };
 
 /// What the handlers answer: the API's one error type (http.rs maps codes

@@ -5,27 +5,28 @@
 
 /// The audit chain's table: appending (with the strangers' aggregation) and verifying.
 pub mod audit;
+/// Sign-in rows: credentials, sessions, the last TOTP step.
+pub mod auth;
+/// Case conference requests, invitees and attachments.
+pub mod conferences;
 pub mod consultations;
+/// The directory's rows: facilities, practitioners, staff accounts.
+pub mod directory;
 pub mod live;
 pub mod queues;
 /// A consultation's record: reading its facts; a visit's stated reason.
 pub mod record;
 /// The activity report's rows (queue events, a period's facts).
 pub mod reports;
-
-/// A connection with the whole schema, in memory, for unit tests.
-#[cfg(test)]
-pub(crate) fn test_db() -> rusqlite::Connection {
-    let c = rusqlite::Connection::open_in_memory().expect("SQLite in memory");
-    let mut c = c;
-    schema::migrate(&mut c).expect("the schema");
-    c
-}
-/// Sign-in rows: credentials, sessions, the last TOTP step.
-pub mod auth;
-/// The directory's rows: facilities, practitioners, staff accounts.
-pub mod directory;
 /// The schema, its migrations, and the connection's durability settings.
 pub mod schema;
 /// The secrets as stored (sealed by the server).
 pub mod secrets;
+
+/// A connection with the whole schema, in memory, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_db() -> rusqlite::Connection {
+    let mut c = rusqlite::Connection::open_in_memory().expect("SQLite in memory");
+    schema::migrate(&mut c).expect("the schema");
+    c
+}
