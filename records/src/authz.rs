@@ -262,6 +262,26 @@ impl Actor {
         }
     }
 
+    /// The facility whose activity report the caller may read when asking
+    /// for `asked` (`None`: the whole network): the admin key and
+    /// province-level coordinators and administrators any, other
+    /// coordinators and administrators their own facility only; clinical
+    /// staff none.
+    pub fn report_scope(&self, asked: Option<FacilityId>) -> Result<Option<FacilityId>> {
+        let Some(p) = self.profile() else {
+            return Ok(asked);
+        };
+        match p.staff.role {
+            StaffRole::Coordinator | StaffRole::Admin if p.facility.tier == Tier::Province => {
+                Ok(asked)
+            }
+            StaffRole::Coordinator | StaffRole::Admin => Ok(Some(p.facility.id)),
+            StaffRole::Doctor | StaffRole::Nurse => Err(Error::Forbidden(
+                "the activity report is for coordinators".into(),
+            )),
+        }
+    }
+
     /// [`Actor::may`], or `forbidden` saying who may.
     pub fn check(&self, what: Permission, parties: &Parties) -> Result<()> {
         if self.may(what, parties) {

@@ -852,8 +852,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     Ok(res)
 }
 
-async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Response> {
-    let s = signed_in(&state, &headers).await?;
+async fn me(s: SignedIn) -> Result<Response> {
     let mut res = Json(profile_json(&s)).into_response();
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

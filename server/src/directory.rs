@@ -12,7 +12,7 @@
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -86,14 +86,12 @@ pub(crate) fn audit(state: &AppState, action: Action, actor: &str, detail: Value
 
 /// The caller (admin key or staff session), refused unless their role is
 /// one of `roles` and their scope includes `facility`.
-async fn actor_for(
-    state: &AppState,
-    headers: &HeaderMap,
+fn actor_for(
+    actor: Actor,
     roles: &[StaffRole],
     facility: Option<FacilityId>,
     what: &str,
 ) -> Result<Actor> {
-    let actor = crate::authz::authenticate(state, headers).await?;
     actor.require_in(roles, facility, what)?;
     Ok(actor)
 }
@@ -125,19 +123,17 @@ struct FacilityReq {
 
 async fn create_facility(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     req: Result<Json<FacilityReq>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Facility>)> {
     let req = body(req)?;
     // A new top-level facility needs the whole network in one's scope.
     let actor = actor_for(
-        &state,
-        &headers,
+        actor,
         authz::ADMINISTRATION,
         req.parent_id,
         "create facilities",
-    )
-    .await?;
+    )?;
     let new = NewFacility {
         name: text("name", &req.name, 200)?,
         tier: req.tier,
@@ -168,10 +164,9 @@ struct FacilityQuery {
 
 async fn list_facilities(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Query(q): Query<FacilityQuery>,
 ) -> Result<Json<Value>> {
-    let actor = crate::authz::authenticate(&state, &headers).await?;
     let upper = q.upper.unwrap_or(0) != 0;
     if !upper {
         actor.require(authz::COORDINATION, "list facilities")?;
@@ -202,18 +197,16 @@ struct PractitionerReq {
 
 async fn create_practitioner(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     req: Result<Json<PractitionerReq>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Practitioner>)> {
     let req = body(req)?;
     let actor = actor_for(
-        &state,
-        &headers,
+        actor,
         authz::ADMINISTRATION,
         Some(req.facility_id),
         "create practitioners",
-    )
-    .await?;
+    )?;
     let new = NewPractitioner {
         name: text("name", &req.name, 100)?,
         title: text("title", &req.title, 40)?,
@@ -232,11 +225,7 @@ async fn create_practitioner(
     Ok((StatusCode::CREATED, Json(p)))
 }
 
-async fn list_practitioners(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>> {
-    let actor = crate::authz::authenticate(&state, &headers).await?;
+async fn list_practitioners(State(state): State<AppState>, actor: Actor) -> Result<Json<Value>> {
     actor.require(authz::COORDINATION, "list practitioners")?;
     let list = on_store(&state, |c| Ok(practitioners(c)?)).await?;
     let list: Vec<Practitioner> = list
@@ -262,7 +251,7 @@ struct StaffReq {
 
 async fn create_staff(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     req: Result<Json<StaffReq>, JsonRejection>,
 ) -> Result<(
     StatusCode,
@@ -271,13 +260,11 @@ async fn create_staff(
 )> {
     let req = body(req)?;
     let actor = actor_for(
-        &state,
-        &headers,
+        actor,
         authz::ADMINISTRATION,
         Some(req.facility_id),
         "create staff accounts",
-    )
-    .await?;
+    )?;
     let username = Username::parse_or_refuse(&req.username)?;
     let new = NewStaff {
         username,
@@ -327,8 +314,7 @@ async fn create_staff(
     ))
 }
 
-async fn list_staff(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>> {
-    let actor = crate::authz::authenticate(&state, &headers).await?;
+async fn list_staff(State(state): State<AppState>, actor: Actor) -> Result<Json<Value>> {
     actor.require(authz::COORDINATION, "list staff")?;
     let list = on_store(&state, |c| Ok(staff_list(c)?)).await?;
     let list: Vec<Staff> = list
@@ -349,7 +335,7 @@ struct StaffPatch {
 
 async fn update_staff(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Path(id): Path<String>,
     req: Result<Json<StaffPatch>, JsonRejection>,
 ) -> Result<Json<Staff>> {
@@ -361,13 +347,11 @@ async fn update_staff(
         .await?
         .ok_or_else(|| tuxa_records::Error::not_found("no such staff member"))?;
     let actor = actor_for(
-        &state,
-        &headers,
+        actor,
         authz::ADMINISTRATION,
         Some(target.facility_id),
         "change staff accounts",
-    )
-    .await?;
+    )?;
     let req = body(req)?;
     // Neither given is refused there (tuxa_store::directory::update_staff).
     let (role, disabled) = (req.role, req.disabled);

@@ -12,7 +12,9 @@
 //! Who may export is decided by [`authorize`] alone: `authz::Permission::Export`.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
+
+use crate::authz::Actor;
 use axum::response::{IntoResponse, Response};
 use rusqlite::Connection;
 use serde_json::json;
@@ -58,17 +60,10 @@ pub struct Requester {
 /// facility's staff and the invitees.
 async fn authorize(
     state: &AppState,
-    headers: &HeaderMap,
+    actor: &Actor,
     consultation: &str,
 ) -> Result<Requester, ApiError> {
-    let actor = crate::authz::authenticate(state, headers).await?;
-    crate::http::load_for(
-        state,
-        &actor,
-        consultation,
-        crate::authz::Permission::Export,
-    )
-    .await?;
+    crate::http::load_for(state, actor, consultation, crate::authz::Permission::Export).await?;
     Ok(Requester {
         actor: actor.audit_name(),
     })
@@ -114,11 +109,11 @@ fn not_found() -> ApiError {
 /// (which then includes that entry) in one store job.
 async fn export(
     state: &AppState,
-    headers: &HeaderMap,
+    actor: Actor,
     id: &str,
     format: Format,
 ) -> Result<Record, ApiError> {
-    let who = authorize(state, headers, id).await?;
+    let who = authorize(state, &actor, id).await?;
     let room = RoomId::parse(id).map_err(|_| not_found())?;
     let now = unix_now() as i64;
     let department = state.department_name.clone();
@@ -155,10 +150,10 @@ fn no_store(mut res: Response, content_type: &'static str) -> Response {
 
 async fn record_json(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let record = export(&state, &headers, &id, Format::Json).await?;
+    let record = export(&state, actor, &id, Format::Json).await?;
     Ok(no_store(
         axum::Json(record_to_json(&record)).into_response(),
         "application/json",
@@ -167,10 +162,10 @@ async fn record_json(
 
 async fn record_fhir(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let record = export(&state, &headers, &id, Format::Fhir).await?;
+    let record = export(&state, actor, &id, Format::Fhir).await?;
     Ok(no_store(
         axum::Json(record_to_fhir(&record)).into_response(),
         "application/fhir+json; charset=utf-8",
@@ -179,10 +174,10 @@ async fn record_fhir(
 
 async fn minutes(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let record = export(&state, &headers, &id, Format::Minutes).await?;
+    let record = export(&state, actor, &id, Format::Minutes).await?;
     let mut res = no_store(
         render_minutes(&record).into_response(),
         "text/html; charset=utf-8",

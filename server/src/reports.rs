@@ -3,7 +3,7 @@
 //! records queue events through [`to_stored`] and [`insert`].
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -12,8 +12,9 @@ use tuxa_records::reports::{EventKind, Lang, StoredEvent, to_csv};
 use tuxa_records::{FacilityId, QueueId};
 use tuxa_signaling::queue::{DropStage, QueueEvent};
 
+use crate::authz::Actor;
 use crate::gate::{Access, Routes};
-use crate::http::{ApiError, AppState, check_admin};
+use crate::http::{ApiError, AppState};
 use crate::hub_task::unix_now;
 
 pub use tuxa_store::reports::insert;
@@ -78,33 +79,10 @@ struct Params {
 /// facility they see the whole network, elsewhere their own facility.
 async fn report(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    actor: Actor,
     Query(p): Query<Params>,
 ) -> Result<Response, ApiError> {
-    let facility = if check_admin(&state, &headers).is_ok() {
-        p.facility
-    } else {
-        let me = crate::auth::signed_in(&state, &headers)
-            .await
-            .map_err(|_| {
-                ApiError::new(ErrorCode::Unauthorized, "sign in, or send the admin key")
-            })?;
-        use crate::directory::{StaffRole, Tier};
-        match me.profile.staff.role {
-            StaffRole::Coordinator | StaffRole::Admin
-                if me.profile.facility.tier == Tier::Province =>
-            {
-                p.facility
-            }
-            StaffRole::Coordinator | StaffRole::Admin => Some(me.profile.facility.id.0),
-            _ => {
-                return Err(ApiError::new(
-                    ErrorCode::Forbidden,
-                    "the activity report is for coordinators",
-                ));
-            }
-        }
-    };
+    let facility = actor.report_scope(p.facility.map(FacilityId))?.map(|f| f.0);
     let to = p.to.unwrap_or(unix_now() as i64 + 1);
     let from = p.from.unwrap_or(to - 30 * 86_400);
     if from >= to {
