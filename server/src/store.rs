@@ -1,22 +1,21 @@
-//! The SQLite file: consultations, who attended, links minted, and the
-//! server's secrets. One thread owns the connection; everyone else sends it
-//! closures and awaits the answer, so no lock is held across an `.await` and
-//! a slow disk never stalls the async runtime.
+//! The SQLite file as the server opens it: its directory's permissions, the
+//! keys that seal its secrets, and the handle on the store thread (tuxa-store's
+//! `thread.rs`, which owns the connection behind a bounded queue). The
+//! queries themselves are tuxa-store's.
 
 use std::path::Path;
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 
 use anyhow::Context;
 use rusqlite::Connection;
-use tokio::sync::oneshot;
+use tuxa_store::thread::StoreThread;
 
 use crate::secrets::{Keyring, KeysConfig};
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
-
 #[derive(Clone)]
 pub struct Store {
-    tx: mpsc::Sender<Job>,
+    /// The thread that owns the connection (tuxa-store, `thread.rs`).
+    thread: StoreThread,
     /// Seals and opens the secrets in the file (secrets.rs).
     keys: Arc<Keyring>,
 }
@@ -25,17 +24,9 @@ impl Store {
     /// Opens (or makes) the SQLite file at `path` with the master key
     /// `keys` names: see [`open_connection`].
     pub fn open_with(path: &Path, keys: &KeysConfig) -> anyhow::Result<Store> {
-        let (mut conn, keys) = open_connection(path, keys)?;
-        let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("tuxa-store".into())
-            .spawn(move || {
-                while let Ok(job) = rx.recv() {
-                    job(&mut conn);
-                }
-            })?;
+        let (conn, keys) = open_connection(path, keys)?;
         Ok(Store {
-            tx,
+            thread: StoreThread::start(conn)?,
             keys: Arc::new(keys),
         })
     }
@@ -56,13 +47,7 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
     ) -> anyhow::Result<R> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Box::new(move |c| {
-                let _ = tx.send(f(c));
-            }))
-            .map_err(|_| anyhow::anyhow!("the store thread has stopped"))?;
-        Ok(rx.await.context("the store thread dropped a request")??)
+        Ok(self.thread.call(f).await??)
     }
 
     /// Runs a domain operation on the store's thread: its refusals come back
@@ -72,14 +57,10 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Connection) -> tuxa_records::Result<R> + Send + 'static,
     ) -> tuxa_records::Result<R> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Box::new(move |c| {
-                let _ = tx.send(f(c));
-            }))
-            .map_err(|_| tuxa_records::Error::internal("the store thread has stopped"))?;
-        rx.await
-            .map_err(|_| tuxa_records::Error::internal("the store thread dropped a request"))?
+        self.thread
+            .call(f)
+            .await
+            .map_err(tuxa_records::Error::internal)?
     }
 
     /// Appends to the audit log, in order, without waiting.
@@ -94,12 +75,12 @@ impl Store {
         what: &'static str,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<()> + Send + 'static,
     ) {
-        let job: Job = Box::new(move |c| {
+        let sent = self.thread.spawn(move |c| {
             if let Err(e) = f(c) {
                 tracing::error!("store: {what}: {e}");
             }
         });
-        if self.tx.send(job).is_err() {
+        if sent.is_err() {
             tracing::error!("store: {what}: the store thread has stopped");
         }
     }

@@ -22,6 +22,8 @@ pub mod reports;
 pub mod schema;
 /// The secrets as stored (sealed by the server).
 pub mod secrets;
+/// The thread that owns the connection, with its bounded queue.
+pub mod thread;
 
 /// A connection with the whole schema, in memory, for unit tests.
 #[cfg(test)]
