@@ -4,17 +4,144 @@
 //! (lib.rs) calls one operation instead of another handler. They return
 //! typed values; turning them into an HTTP answer is the handler's job.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
 use serde::Serialize;
 use serde_json::json;
-use tuxa_protocol::{ConsultationKind, Role, RoomId, RoomInfo};
+use tokio::sync::{mpsc, watch};
+use tuxa_protocol::{ConsultationKind, ErrorCode, Role, RoomId, RoomInfo};
+use tuxa_records::authz::{Actor, Parties, Permission};
 use tuxa_records::{FacilityId, UnixTime};
-use tuxa_signaling::{Claims, Input, RoomStatus};
+use tuxa_signaling::{Claims, Input, RoomStatus, TokenKey};
 
 use crate::audit::{Action, Entry};
-use crate::http::{ApiError, ApiResult, AppState};
-use crate::hub_task::{HubMsg, unix_now};
+use crate::clock::unix_now;
+use crate::error::{ApiError, ApiResult};
+use crate::hub_task::HubMsg;
 use crate::random_bytes;
-use crate::store::ConsultationRow;
+use crate::store::{ConsultationRow, Store};
+
+/// What every handler shares: the owners it sends messages to (the hub,
+/// the store thread) and the server's settings.
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: mpsc::Sender<HubMsg>,
+    pub store: Store,
+    pub tokens: Arc<TokenKey>,
+    pub admin_key_hash: Arc<[u8; 32]>,
+    pub public_url: Arc<str>,
+    pub next_session: Arc<AtomicU64>,
+    pub shutdown: watch::Receiver<bool>,
+    /// Set when a TURN server is configured (credentials in `join-check`).
+    pub turn: Option<Arc<crate::turn::TurnConfig>>,
+    /// The Department of Health named on the minutes (`--department-name`).
+    pub department_name: Option<Arc<str>>,
+}
+
+/// An [`AppState`] over a real SQLite file in `data_dir`, for in-process
+/// router tests; keep the returned channel ends alive as long as the state.
+#[cfg(test)]
+pub(crate) fn test_state(
+    data_dir: &std::path::Path,
+    admin_key: &str,
+) -> (AppState, mpsc::Receiver<HubMsg>, watch::Sender<bool>) {
+    let store = Store::open(&data_dir.join("tuxa.sqlite3")).expect("a test store");
+    let (hub, hub_rx) = mpsc::channel(crate::hub_task::HUB_QUEUE);
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let state = AppState {
+        hub,
+        store,
+        tokens: Arc::new(TokenKey::new(&[7u8; 32])),
+        admin_key_hash: Arc::new(crate::sha256(admin_key.as_bytes())),
+        public_url: "https://127.0.0.1:8443".into(),
+        next_session: Arc::new(AtomicU64::new(1)),
+        turn: None,
+        department_name: Some("Sở Y tế tỉnh An Hòa".into()),
+        shutdown,
+    };
+    (state, hub_rx, shutdown_tx)
+}
+
+/// Appends to the audit chain (the store writes it in order).
+pub(crate) fn audit(
+    state: &AppState,
+    action: Action,
+    room: Option<&str>,
+    actor: &str,
+    detail: serde_json::Value,
+) {
+    state.store.audit(Entry {
+        at: unix_now() as i64,
+        action,
+        consultation: room.map(str::to_owned),
+        actor: actor.to_owned(),
+        detail,
+    });
+}
+
+// ---------------------------------------------------------------------------
+// One consultation, loaded for what the caller may do with it
+
+pub(crate) async fn parties(state: &AppState, row: &ConsultationRow) -> ApiResult<Parties> {
+    let id = row.id.clone();
+    let conference = state
+        .store
+        .run(move |c| tuxa_store::conferences::conference_parties(c, &id))
+        .await?;
+    Ok(Parties {
+        owner: row.facility_id,
+        conference,
+    })
+}
+
+/// Whether `actor` may see a consultation: their scope includes its
+/// facility, or it is a conference they are invited to or asked for.
+pub(crate) async fn may_see(
+    state: &AppState,
+    actor: &Actor,
+    row: &ConsultationRow,
+) -> ApiResult<bool> {
+    if actor.sees(row.facility_id) {
+        return Ok(true);
+    }
+    Ok(actor.may(Permission::See, &parties(state, row).await?))
+}
+
+/// Loads a consultation the actor may see (`forbidden` otherwise).
+pub(crate) async fn load_visible(
+    state: &AppState,
+    actor: &Actor,
+    id: &str,
+) -> ApiResult<ConsultationRow> {
+    load_for(state, actor, id, Permission::See).await
+}
+
+/// Loads a consultation the actor may see and may `what` (`forbidden`
+/// otherwise, saying who may).
+pub(crate) async fn load_for(
+    state: &AppState,
+    actor: &Actor,
+    id: &str,
+    what: Permission,
+) -> ApiResult<ConsultationRow> {
+    let row = load(state, id).await?;
+    let parties = parties(state, &row).await?;
+    actor.check(Permission::See, &parties)?;
+    actor.check(what, &parties)?;
+    Ok(row)
+}
+
+pub(crate) async fn load(state: &AppState, id: &str) -> ApiResult<ConsultationRow> {
+    let room = RoomId::parse(id)
+        .map_err(|_| ApiError::new(ErrorCode::NotFound, "no such consultation"))?;
+    state
+        .store
+        .call(move |c| crate::store::consultation(c, room.as_str()))
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such consultation"))
+}
 
 /// What a join link grants.
 pub struct LinkSpec {

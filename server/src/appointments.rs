@@ -10,10 +10,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tuxa_protocol::{ConsultationKind, ErrorCode, Role, RoomId};
 
+use crate::app::{AppState, LinkSpec};
 use crate::authz::{self, Actor};
+use crate::clock::unix_now;
+use crate::error::{ApiError, optional_text, required_text};
 use crate::gate::{Access, Routes};
-use crate::http::{ApiError, AppState, LinkSpec, optional_text, required_text};
-use crate::hub_task::unix_now;
 use tuxa_records::UnixTime;
 
 use tuxa_records::appointment::Slot;

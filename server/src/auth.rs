@@ -49,10 +49,20 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::audit::Action;
-use crate::directory::{Result, StaffId, Username, audit, body};
+use crate::authz::session_token;
+use crate::error::body;
+use tuxa_records::{StaffId, directory::Username};
+
+type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// An audit entry about no consultation (sign-in).
+fn audit(state: &AppState, action: crate::audit::Action, actor: &str, detail: Value) {
+    crate::app::audit(state, action, None, actor, detail);
+}
+use crate::app::AppState;
+use crate::clock::unix_now;
+use crate::error::ApiError;
 use crate::gate::{Access, Routes};
-use crate::http::{ApiError, AppState};
-use crate::hub_task::unix_now;
 use crate::random_bytes;
 use crate::secrets::{Keyring, Purpose};
 use tuxa_records::Error;
@@ -62,7 +72,7 @@ pub use tuxa_records::totp::{TotpSecret, totp};
 
 /// The session cookie. `__Host-` makes browsers insist on `Secure`,
 /// `Path=/` and no `Domain`, so no other host can set or shadow it.
-pub const SESSION_COOKIE: &str = "__Host-tuxa_session";
+pub use crate::authz::SESSION_COOKIE;
 /// Failed sign-ins on one username before its attempts are spaced out.
 pub const FREE_FAILURES: u32 = 5;
 /// The longest wait between two attempts on one username.
@@ -86,11 +96,6 @@ const LIMITER_MAX_KEYS: usize = 10_000;
 /// A fault that is not the caller's (logged; the caller is told no more).
 fn internal(e: impl std::fmt::Display) -> ApiError {
     Error::internal(e).into()
-}
-
-/// No valid staff session.
-fn not_signed_in() -> ApiError {
-    Error::Unauthorized("sign in first".into()).into()
 }
 
 /// A new password from the CSPRNG ([`Password::from_random`]).
@@ -571,28 +576,6 @@ impl Default for AuthState {
 // ---------------------------------------------------------------------------
 // Sessions
 
-fn session_token(headers: &HeaderMap) -> Option<[u8; 32]> {
-    let value = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
-        .map(|(_, v)| v.trim())?;
-    let bytes = value.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
-}
-
 fn session_cookie(token: &[u8; 32]) -> HeaderValue {
     HeaderValue::from_str(&format!(
         "{SESSION_COOKIE}={}; Path=/; Max-Age={SESSION_TTL_SECS}; HttpOnly; Secure; SameSite=Strict",
@@ -606,21 +589,6 @@ fn clear_cookie() -> HeaderValue {
         "{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict"
     ))
     .expect("a cookie of ASCII")
-}
-
-/// The staff member whose session cookie `headers` carry, or
-/// `unauthorized` ("sign in first"). For every staff-only route; check
-/// scope with [`crate::directory::Profile::may_see_facility`].
-pub async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<SignedIn> {
-    let token = session_token(headers).ok_or_else(not_signed_in)?;
-    let hash = crate::sha256(&token);
-    let now = unix_now() as i64;
-    state
-        .store
-        .call(move |c| tuxa_store::auth::live_session(c, &hash, now))
-        .await
-        .map_err(internal)?
-        .ok_or_else(not_signed_in)
 }
 
 fn profile_json(s: &SignedIn) -> Value {
@@ -1169,7 +1137,7 @@ mod api_tests {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
-        let (state, hub_rx, shutdown_tx) = crate::http::test_state(&dir, ADMIN);
+        let (state, hub_rx, shutdown_tx) = crate::app::test_state(&dir, ADMIN);
         let store = state.store.clone();
         Api {
             app: crate::http::router(state.clone()),

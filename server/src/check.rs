@@ -24,8 +24,9 @@ use tokio::sync::oneshot;
 use tuxa_protocol::ErrorCode;
 use tuxa_signaling::CheckError;
 
+use crate::app::AppState;
+use crate::error::ApiError;
 use crate::gate::{Access, Routes};
-use crate::http::{ApiError, AppState};
 use crate::hub_task::HubMsg;
 
 /// Checks an address may start at once: a page runs one (two when it also
@@ -154,7 +155,7 @@ mod tests {
                 if let HubMsg::OpenCheck(reply) = msg {
                     let _ = reply.send(hub.open_check_room(
                         std::time::Instant::now(),
-                        crate::hub_task::unix_now(),
+                        crate::clock::unix_now(),
                         crate::random_bytes(),
                         crate::random_bytes(),
                     ));
@@ -186,7 +187,7 @@ mod tests {
     async fn a_check_link_then_refused_over_the_address_budget() {
         let dir = std::env::temp_dir().join(format!("tuxa-check-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let (state, hub_rx, _shutdown) = crate::http::test_state(&dir, "k");
+        let (state, hub_rx, _shutdown) = crate::app::test_state(&dir, "k");
         serve_hub(hub_rx);
         let app = routes().with_state(state);
 

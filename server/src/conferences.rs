@@ -29,12 +29,13 @@ use tuxa_records::{ConferenceId, UnixTime};
 use tuxa_signaling::Input;
 use tuxa_store::conferences as db;
 
+use crate::app::{AppState, LinkSpec};
 use crate::audit::{Action, Entry};
-use crate::authz::{Actor, ConferenceParties, Permission};
+use crate::authz::{Actor, Permission};
+use crate::clock::unix_now;
 use crate::directory::{FacilityId, StaffId, StaffRole};
+use crate::error::{ApiError, ApiResult, optional_text, required_text};
 use crate::gate::{Access, Routes};
-use crate::http::{self, ApiError, ApiResult, AppState, LinkSpec, optional_text, required_text};
-use crate::hub_task::unix_now;
 
 /// The largest attachment (an X-ray, a scanned referral, a short clip).
 pub use tuxa_records::conference::MAX_ATTACHMENT_BYTES;
@@ -209,16 +210,6 @@ fn request_json(r: &ConferenceRequest) -> Value {
 /// that still speak rusqlite.
 fn to_sqlite(e: tuxa_records::Error) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(Box::new(e))
-}
-
-/// The parties of the conference held in `consultation_id`, if one is:
-/// what the permissions on that consultation are decided by, beside its
-/// facility (`authz::Parties`).
-pub fn conference_parties(
-    c: &Connection,
-    consultation_id: &str,
-) -> rusqlite::Result<Option<ConferenceParties>> {
-    db::conference_parties(c, consultation_id).map_err(to_sqlite)
 }
 
 /// The chair each open conference's scheduler named, by consultation id: the
@@ -608,14 +599,14 @@ async fn schedule(
     let check = invitees.clone();
     let found = run(&state, move |c| db::invitable(c, &check)).await?;
     rules::check_invitees(&found, chair)?;
-    let row = http::create(
-        &state,
-        ConsultationKind::Conference,
-        r.room_title(),
-        Some(r.to_facility.id),
-        &actor.audit_name(),
-    )
-    .await?;
+    let row = state
+        .create_consultation(
+            ConsultationKind::Conference,
+            r.room_title(),
+            Some(r.to_facility.id),
+            &actor.audit_name(),
+        )
+        .await?;
     // The hub learns who chairs before any link into the room exists: only
     // that staff member's link carries the chair's rights there.
     let room = RoomId::parse(&row.id).map_err(internal)?;
@@ -819,7 +810,9 @@ async fn join(
         actor: actor.audit_name(),
         ..LinkSpec::new(role, name, Some(profile.facility.name.clone()), ttl)
     };
-    Ok(Json(http::mint(&state, &room, spec).await?))
+    Ok(Json(
+        serde_json::to_value(state.mint_link(&room, spec).await?).map_err(ApiError::internal)?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -860,7 +853,10 @@ async fn guest_link(
     };
     Ok((
         StatusCode::CREATED,
-        Json(http::mint(&state, &room, spec).await?),
+        Json(
+            serde_json::to_value(state.mint_link(&room, spec).await?)
+                .map_err(ApiError::internal)?,
+        ),
     ))
 }
 

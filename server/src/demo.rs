@@ -162,7 +162,7 @@ pub struct Report {
 pub fn load(data_dir: &Path, keys: &crate::secrets::KeysConfig) -> anyhow::Result<Report> {
     let path = data_dir.join("tuxa.sqlite3");
     let (mut c, keys) = crate::store::open_connection(&path, keys)?;
-    let mut report = load_into(&mut c, crate::hub_task::unix_now() as i64, &keys)?;
+    let mut report = load_into(&mut c, crate::clock::unix_now() as i64, &keys)?;
     report.database = path;
     Ok(report)
 }

@@ -16,14 +16,14 @@ use axum::http::StatusCode;
 use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tuxa_protocol::ErrorCode;
 
-use crate::audit::{Action, Entry};
+use crate::app::AppState;
+use crate::audit::Action;
 use crate::auth::{self, TotpSecret};
 use crate::authz::{self, Actor};
+use crate::clock::unix_now;
+use crate::error::ApiError;
 use crate::gate::{Access, Routes};
-use crate::http::{ApiError, AppState};
-use crate::hub_task::unix_now;
 
 // ---------------------------------------------------------------------------
 // Typed ids and enums, the directory's rules: in the domain crate
@@ -40,10 +40,7 @@ pub use tuxa_store::directory::{
 /// to statuses), into which the domain's errors convert.
 pub(crate) type Result<T, E = ApiError> = std::result::Result<T, E>;
 
-pub(crate) fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T> {
-    r.map(|Json(v)| v)
-        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))
-}
+pub(crate) use crate::error::body;
 
 /// Inserts a staff account (tuxa_store::directory::insert_staff), its TOTP
 /// secret sealed under `keys` (secrets.rs): the store never sees it plain.
@@ -74,14 +71,9 @@ pub fn routes() -> Routes {
         .merge(auth::routes())
 }
 
+/// An audit entry about no consultation (the directory, sign-in).
 pub(crate) fn audit(state: &AppState, action: Action, actor: &str, detail: Value) {
-    state.store.audit(Entry {
-        at: unix_now() as i64,
-        action,
-        consultation: None,
-        actor: actor.to_owned(),
-        detail,
-    });
+    crate::app::audit(state, action, None, actor, detail);
 }
 
 /// The caller (admin key or staff session), refused unless their role is

@@ -20,13 +20,14 @@ use rusqlite::Connection;
 use serde_json::json;
 use tuxa_protocol::{ErrorCode, RoomId};
 
+use crate::app::AppState;
 use crate::audit::{self, Action, Entry};
+use crate::clock::unix_now;
+use crate::error::ApiError;
 use crate::gate::{Access, Routes};
-use crate::http::{ApiError, AppState};
-use crate::hub_task::unix_now;
 
 pub use tuxa_records::fhir::record_to_fhir;
-pub use tuxa_records::minutes::{html_escape, render_minutes};
+pub use tuxa_records::minutes::render_minutes;
 pub use tuxa_records::record::{Format, Record, record_to_json};
 pub use tuxa_store::record::store_visit_reason;
 
@@ -63,7 +64,7 @@ async fn authorize(
     actor: &Actor,
     consultation: &str,
 ) -> Result<Requester, ApiError> {
-    crate::http::load_for(state, actor, consultation, crate::authz::Permission::Export).await?;
+    crate::app::load_for(state, actor, consultation, crate::authz::Permission::Export).await?;
     Ok(Requester {
         actor: actor.audit_name(),
     })
@@ -232,7 +233,7 @@ mod tests {
             std::process::id(),
             crate::hex(&crate::random_bytes::<6>())
         ));
-        let (state, hub, shutdown) = crate::http::test_state(&dir, KEY);
+        let (state, hub, shutdown) = crate::app::test_state(&dir, KEY);
         Server {
             _dir: Scratch(dir),
             _hub: hub,

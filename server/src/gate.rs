@@ -22,9 +22,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use tuxa_protocol::ErrorCode;
 
+use crate::app::AppState;
 use crate::authz::Actor;
-use crate::directory::StaffRole;
-use crate::http::{ApiError, AppState};
+use crate::error::ApiError;
+use tuxa_records::directory::StaffRole;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,7 +197,7 @@ async fn gate(
         // A path that exists without this method: the router answers 405.
         None => return next.run(req).await,
         Some(Access::Public) => true,
-        Some(Access::Session) => match crate::auth::signed_in(&gs.app, req.headers()).await {
+        Some(Access::Session) => match crate::authz::signed_in(&gs.app, req.headers()).await {
             Ok(s) => {
                 req.extensions_mut().insert(s);
                 false
@@ -238,16 +239,16 @@ impl FromRequestParts<AppState> for Actor {
     }
 }
 
-impl FromRequestParts<AppState> for crate::auth::SignedIn {
+impl FromRequestParts<AppState> for tuxa_records::auth::SignedIn {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
         _: &AppState,
-    ) -> Result<crate::auth::SignedIn, ApiError> {
+    ) -> Result<tuxa_records::auth::SignedIn, ApiError> {
         parts
             .extensions
-            .remove::<crate::auth::SignedIn>()
+            .remove::<tuxa_records::auth::SignedIn>()
             .ok_or_else(|| {
                 tracing::error!("a handler takes SignedIn on a route without Access::Session");
                 ApiError::new(ErrorCode::Internal, "internal error; see the server log")
@@ -255,16 +256,8 @@ impl FromRequestParts<AppState> for crate::auth::SignedIn {
     }
 }
 
-/// Every route the server has, with its access: what the tests and
-/// docs/api.md check against.
-pub fn route_table() -> Vec<RouteRule> {
-    crate::http::routes().table().to_vec()
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     /// Every route with the access it requires, written out: a route added
     /// or changed without a line here fails, so a new route's access is a
     /// decision someone reads in review. (`tests/tests/permissions.rs` then
@@ -336,7 +329,7 @@ mod tests {
 
     #[test]
     fn every_route_has_the_access_listed_here() {
-        let actual: Vec<(String, String, String)> = route_table()
+        let actual: Vec<(String, String, String)> = crate::http::route_table()
             .into_iter()
             .map(|r| (r.method.to_owned(), r.path.to_owned(), r.access.describe()))
             .collect();
@@ -362,7 +355,7 @@ mod tests {
 
     #[test]
     fn a_route_is_declared_once() {
-        let table = route_table();
+        let table = crate::http::route_table();
         for (i, r) in table.iter().enumerate() {
             assert!(
                 !table[i + 1..]

@@ -1,7 +1,7 @@
-//! HTTP routes: the admin API, the join check, the web client, the WebSocket.
+//! The router (every route with its access, see gate.rs), and the handlers
+//! of consultations, links, the join check and the WebSocket upgrade.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -11,57 +11,20 @@ use axum::response::{IntoResponse, Response};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::oneshot;
 use tuxa_protocol::{ConsultationKind, ErrorCode, MAX_MESSAGE_BYTES, Role, RoomId, RoomInfo};
-use tuxa_signaling::{Claims, Input, SessionId, TokenKey};
+use tuxa_signaling::{Claims, Input, SessionId};
 
-use crate::audit::{Action, Entry};
-use crate::authz::{self, Actor, Parties, Permission};
-use crate::directory::FacilityId;
+use crate::app::{AppState, Link, LinkSpec, audit, load, load_for, load_visible, may_see};
+use crate::audit::Action;
+use crate::authz::{self, Actor, Permission};
+use crate::clock::unix_now;
+use crate::error::{ApiError, ApiResult, optional_text, required_text};
 use crate::gate::{Access, Routes};
-use crate::hub_task::{HubMsg, unix_now};
-use crate::store::{self, ConsultationRow, Store};
+use crate::hub_task::HubMsg;
+use crate::store::{self, ConsultationRow};
 use crate::web;
 use tuxa_records::UnixTime;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub hub: mpsc::Sender<HubMsg>,
-    pub store: Store,
-    pub tokens: Arc<TokenKey>,
-    pub admin_key_hash: Arc<[u8; 32]>,
-    pub public_url: Arc<str>,
-    pub next_session: Arc<AtomicU64>,
-    pub shutdown: watch::Receiver<bool>,
-    /// Set when a TURN server is configured (credentials in `join-check`).
-    pub turn: Option<Arc<crate::turn::TurnConfig>>,
-    /// The Department of Health named on the minutes (`--department-name`).
-    pub department_name: Option<Arc<str>>,
-}
-
-/// An [`AppState`] over a real SQLite file in `data_dir`, for in-process
-/// router tests; keep the returned channel ends alive as long as the state.
-#[cfg(test)]
-pub(crate) fn test_state(
-    data_dir: &std::path::Path,
-    admin_key: &str,
-) -> (AppState, mpsc::Receiver<HubMsg>, watch::Sender<bool>) {
-    let store = Store::open(&data_dir.join("tuxa.sqlite3")).expect("a test store");
-    let (hub, hub_rx) = mpsc::channel(crate::hub_task::HUB_QUEUE);
-    let (shutdown_tx, shutdown) = watch::channel(false);
-    let state = AppState {
-        hub,
-        store,
-        tokens: Arc::new(TokenKey::new(&[7u8; 32])),
-        admin_key_hash: Arc::new(crate::sha256(admin_key.as_bytes())),
-        public_url: "https://127.0.0.1:8443".into(),
-        next_session: Arc::new(AtomicU64::new(1)),
-        turn: None,
-        department_name: Some("Sở Y tế tỉnh An Hòa".into()),
-        shutdown,
-    };
-    (state, hub_rx, shutdown_tx)
-}
 
 /// Every route, each with the access it requires (gate.rs).
 pub fn routes() -> Routes {
@@ -104,6 +67,14 @@ pub fn routes() -> Routes {
         .merge(crate::conferences::routes())
         // The pre-call check's room and link (check.rs).
         .merge(crate::check::routes())
+        // QR codes and posters of queue links, QR codes of join links (qr.rs).
+        .merge(crate::qr::routes())
+}
+
+/// Every route the server has, with its access: what the tests and
+/// docs/api.md check against.
+pub fn route_table() -> Vec<crate::gate::RouteRule> {
+    routes().table().to_vec()
 }
 
 pub fn router(state: AppState) -> axum::Router {
@@ -138,141 +109,9 @@ fn security_headers(router: axum::Router) -> axum::Router {
         ))
 }
 
-/// An error response with a stable code. Every refusal reaches the caller
-/// through this type: domain errors ([`tuxa_records::Error`]) convert into
-/// it, and [`IntoResponse`] below is the one place codes become statuses.
-#[derive(Debug)]
-pub struct ApiError {
-    code: ErrorCode,
-    message: String,
-    /// Seconds, sent as `Retry-After` (too many sign-in attempts).
-    retry_after: Option<u64>,
-}
-
-impl From<tuxa_records::Error> for ApiError {
-    fn from(e: tuxa_records::Error) -> ApiError {
-        if let tuxa_records::Error::Internal(detail) = &e {
-            tracing::error!("internal error: {detail}");
-        }
-        let retry_after = match e {
-            tuxa_records::Error::TooManyAttempts { retry_after_secs } => Some(retry_after_secs),
-            _ => None,
-        };
-        ApiError {
-            code: e.code(),
-            message: e.public_message(),
-            retry_after,
-        }
-    }
-}
-
-impl ApiError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
-        tracing::error!("internal error: {e}");
-        ApiError::new(ErrorCode::Internal, "internal error; see the server log")
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match self.code {
-            ErrorCode::Unauthorized | ErrorCode::TokenInvalid | ErrorCode::TokenExpired => {
-                StatusCode::UNAUTHORIZED
-            }
-            ErrorCode::TokenWrongRoom | ErrorCode::Forbidden | ErrorCode::TokenNotYetValid => {
-                StatusCode::FORBIDDEN
-            }
-            ErrorCode::LoginFailed => StatusCode::UNAUTHORIZED,
-            ErrorCode::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::Conflict => StatusCode::CONFLICT,
-            ErrorCode::NotFound | ErrorCode::RoomNotFound => StatusCode::NOT_FOUND,
-            ErrorCode::RoomEnded => StatusCode::GONE,
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::ServerShutdown => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        let body = json!({"error": {"code": self.code.as_str(), "message": self.message}});
-        let mut res = (status, Json(body)).into_response();
-        if let Some(secs) = self.retry_after {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        res
-    }
-}
-
-pub(crate) type ApiResult<T> = Result<T, ApiError>;
-
-/// A required text field: trimmed, 1 to `max` characters.
-pub(crate) fn required_text(field: &str, value: &str, max: usize) -> ApiResult<String> {
-    let v = value.trim();
-    if v.is_empty() || v.chars().count() > max {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            format!("{field} must be 1 to {max} characters"),
-        ));
-    }
-    Ok(v.to_owned())
-}
-
-/// An optional text field: trimmed, empty means absent, at most `max` characters.
-pub(crate) fn optional_text(
-    field: &str,
-    value: Option<String>,
-    max: usize,
-) -> ApiResult<Option<String>> {
-    match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(v) if v.chars().count() > max => Err(ApiError::new(
-            ErrorCode::BadRequest,
-            format!("{field} must be at most {max} characters"),
-        )),
-        Some(v) => Ok(Some(v.to_owned())),
-    }
-}
-
 fn body<T>(r: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
     r.map(|Json(v)| v)
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))
-}
-
-pub(crate) fn check_admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::Unauthorized,
-                "send the admin key as Authorization: Bearer <key>",
-            )
-        })?;
-    let hash = crate::sha256(presented.trim().as_bytes());
-    // Constant time: the comparison must not tell how much of a guess was right.
-    if aws_lc_rs::constant_time::verify_slices_are_equal(&hash, &state.admin_key_hash[..]).is_err()
-    {
-        audit(state, Action::AdminAuthFailed, None, "unknown", json!({}));
-        return Err(ApiError::new(ErrorCode::Unauthorized, "wrong admin key"));
-    }
-    Ok(())
-}
-
-fn audit(state: &AppState, action: Action, room: Option<&str>, actor: &str, detail: Value) {
-    state.store.audit(Entry {
-        at: unix_now() as i64,
-        action,
-        consultation: room.map(str::to_owned),
-        actor: actor.to_owned(),
-        detail,
-    });
 }
 
 fn parse_room(id: &str) -> ApiResult<RoomId> {
@@ -329,7 +168,7 @@ async fn ws_upgrade(
 /// A WebSocket opened with a staff sign-in cookie: who it is, and which
 /// queues they are on call for now (read again every 30 s by `roster_task`).
 async fn staff_info(state: &AppState, headers: &HeaderMap) -> Option<tuxa_signaling::StaffInfo> {
-    let me = crate::auth::signed_in(state, headers).await.ok()?;
+    let me = crate::authz::signed_in(state, headers).await.ok()?;
     let staff_id = me.profile.staff.id;
     let now = unix_now() as i64;
     let on_call = state
@@ -483,21 +322,10 @@ async fn create_consultation(
         )
     })?;
     let title = required_text("title", &req.title, 200)?;
-    let row = create(&state, kind, title, actor.facility(), &actor.audit_name()).await?;
+    let row = state
+        .create_consultation(kind, title, actor.facility(), &actor.audit_name())
+        .await?;
     Ok((StatusCode::CREATED, Json(consultation_json(&row, None))))
-}
-
-/// [`AppState::create_consultation`] (for callers not yet moved to it).
-pub async fn create(
-    state: &AppState,
-    kind: ConsultationKind,
-    title: String,
-    facility_id: Option<FacilityId>,
-    actor: &str,
-) -> ApiResult<ConsultationRow> {
-    state
-        .create_consultation(kind, title, facility_id, actor)
-        .await
 }
 
 fn consultation_json(
@@ -601,66 +429,6 @@ async fn list_consultations(
 
 /// Who a consultation concerns: its facility and, when a conference is
 /// held in it, the conference's parties (see `authz::Permission`).
-pub(crate) async fn parties(state: &AppState, row: &ConsultationRow) -> ApiResult<Parties> {
-    let id = row.id.clone();
-    let conference = state
-        .store
-        .call(move |c| crate::conferences::conference_parties(c, &id))
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(Parties {
-        owner: row.facility_id,
-        conference,
-    })
-}
-
-/// Whether `actor` may see a consultation: their scope includes its
-/// facility, or it is a conference they are invited to or asked for.
-pub(crate) async fn may_see(
-    state: &AppState,
-    actor: &Actor,
-    row: &ConsultationRow,
-) -> ApiResult<bool> {
-    if actor.sees(row.facility_id) {
-        return Ok(true);
-    }
-    Ok(actor.may(Permission::See, &parties(state, row).await?))
-}
-
-/// Loads a consultation the actor may see (`forbidden` otherwise).
-pub(crate) async fn load_visible(
-    state: &AppState,
-    actor: &Actor,
-    id: &str,
-) -> ApiResult<ConsultationRow> {
-    load_for(state, actor, id, Permission::See).await
-}
-
-/// Loads a consultation the actor may see and may `what` (`forbidden`
-/// otherwise, saying who may).
-pub(crate) async fn load_for(
-    state: &AppState,
-    actor: &Actor,
-    id: &str,
-    what: Permission,
-) -> ApiResult<ConsultationRow> {
-    let row = load(state, id).await?;
-    let parties = parties(state, &row).await?;
-    actor.check(Permission::See, &parties)?;
-    actor.check(what, &parties)?;
-    Ok(row)
-}
-
-async fn load(state: &AppState, id: &str) -> ApiResult<ConsultationRow> {
-    let room = parse_room(id)?;
-    state
-        .store
-        .call(move |c| store::consultation(c, room.as_str()))
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such consultation"))
-}
-
 async fn get_consultation(
     State(state): State<AppState>,
     actor: Actor,
@@ -733,14 +501,6 @@ async fn mint_link(
     };
     let link = state.mint_link(&room, spec).await?;
     Ok((StatusCode::CREATED, Json(link)))
-}
-
-pub use crate::app::{Link, LinkSpec};
-
-/// [`AppState::mint_link`] as the API's JSON (for callers not yet moved to it).
-pub async fn mint(state: &AppState, room: &RoomId, spec: LinkSpec) -> ApiResult<Value> {
-    let link = state.mint_link(room, spec).await?;
-    serde_json::to_value(link).map_err(ApiError::internal)
 }
 
 async fn end_consultation(

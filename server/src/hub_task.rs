@@ -3,7 +3,7 @@
 //! message; it is the only place that state changes.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 use tuxa_protocol::{ErrorCode, ParticipantInfo, RoomId, RoomInfo};
@@ -85,12 +85,7 @@ pub enum HubMsg {
     Shutdown(oneshot::Sender<()>),
 }
 
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use crate::clock::unix_now;
 
 /// A bounded channel to a task the hub must not wait on (the media task,
 /// the pairing task: both send to the hub in turn, so a hub waiting on a
@@ -314,9 +309,9 @@ fn record(store: &Store, ev: RecordEvent) {
             // Operational, not security-relevant: the log and the activity
             // report, not the audit chain.
             tracing::info!(?ev, "queue");
-            if let Some(stored) = crate::reports::to_stored(&ev) {
+            if let Some(stored) = to_stored(&ev) {
                 store.spawn("queue event", move |c| {
-                    crate::reports::insert(c, now, &stored)
+                    tuxa_store::reports::insert(c, now, &stored)
                 });
             }
         }
@@ -658,6 +653,50 @@ fn audit_entry(now: i64, ev: &RecordEvent) -> Option<Entry> {
             actor: format!("participant:{by}"),
             detail: serde_json::json!({ "participant": participant, "kind": kind }),
         },
+    })
+}
+
+/// What of a queue event the report needs (None: not counted).
+pub fn to_stored(
+    ev: &tuxa_signaling::queue::QueueEvent,
+) -> Option<tuxa_records::reports::StoredEvent> {
+    use tuxa_records::reports::{EventKind, StoredEvent};
+    use tuxa_signaling::queue::{DropStage, QueueEvent};
+    let hash = |t: &tuxa_signaling::queue::Ticket| crate::hex(&crate::sha256(t.0.as_bytes())[..8]);
+    let (kind, queue, ticket, waited) = match ev {
+        QueueEvent::Joined { queue, ticket, .. } => (EventKind::Joined, queue, ticket, None),
+        QueueEvent::Accepted {
+            queue,
+            ticket,
+            waited,
+            ..
+        } => (EventKind::Accepted, queue, ticket, Some(waited)),
+        QueueEvent::Dropped {
+            queue,
+            ticket,
+            stage: s,
+            waited,
+            ..
+        } if *s != DropStage::InCall => (EventKind::Dropped, queue, ticket, Some(waited)),
+        QueueEvent::Cancelled {
+            queue,
+            ticket,
+            waited,
+            ..
+        } => (EventKind::Cancelled, queue, ticket, Some(waited)),
+        QueueEvent::CallEnded {
+            queue,
+            ticket,
+            duration,
+            ..
+        } => (EventKind::CallEnded, queue, ticket, Some(duration)),
+        _ => return None,
+    };
+    Some(StoredEvent {
+        kind,
+        queue: tuxa_records::QueueId(queue.0 as i64),
+        ticket_hash: hash(ticket),
+        waited_secs: waited.map(|d| d.as_secs() as i64),
     })
 }
 

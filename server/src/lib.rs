@@ -24,12 +24,16 @@ pub mod audit;
 mod auth;
 mod authz;
 mod check;
+mod clock;
 mod conferences;
 pub mod config;
 pub mod demo;
 mod directory;
+mod error;
 mod export;
 pub mod gate;
+/// Every route with its access (gate.rs), for the permission matrix test.
+pub use http::route_table;
 mod http;
 mod hub_task;
 mod limits;
@@ -382,7 +386,7 @@ pub async fn run(
         .run(),
     );
 
-    let state = http::AppState {
+    let state = app::AppState {
         hub: hub_tx.clone(),
         store: store.clone(),
         tokens,
@@ -532,22 +536,22 @@ fn demo_wanted(demo: Demo, first_start: bool, terminal: bool) -> bool {
     }
 }
 
-async fn print_demo(state: &http::AppState) {
+async fn print_demo(state: &app::AppState) {
     let result = async {
-        let row = http::create(
-            state,
-            ConsultationKind::Visit,
-            "Demo — khám từ xa / remote visit".into(),
-            None,
-            "system",
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let row = state
+            .create_consultation(
+                ConsultationKind::Visit,
+                "Demo — khám từ xa / remote visit".into(),
+                None,
+                "system",
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let room = RoomId::parse(&row.id).map_err(|e| anyhow::anyhow!("{e}"))?;
         let doctor = state
             .mint_link(
                 &room,
-                http::LinkSpec::new(
+                app::LinkSpec::new(
                     Role::Doctor,
                     "BS. Demo".into(),
                     Some("Bệnh viện đa khoa tỉnh".into()),
@@ -559,7 +563,7 @@ async fn print_demo(state: &http::AppState) {
         let patient = state
             .mint_link(
                 &room,
-                http::LinkSpec::new(
+                app::LinkSpec::new(
                     Role::Patient,
                     "Bệnh nhân Demo".into(),
                     Some("Trạm y tế xã".into()),
@@ -612,7 +616,7 @@ pub fn verify_audit(data_dir: &std::path::Path) -> anyhow::Result<(String, bool)
 /// rosters of the staff who are online are read again and the hub told, so
 /// that nobody has to reconnect to go on call, and availability ends with
 /// the shift.
-async fn roster_task(state: http::AppState) {
+async fn roster_task(state: app::AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -665,7 +669,7 @@ async fn roster_task(state: http::AppState) {
 }
 
 async fn pairing_task(
-    state: http::AppState,
+    state: app::AppState,
     mut pairings: mpsc::Receiver<tuxa_signaling::queue::Pairing>,
 ) {
     while let Some(p) = pairings.recv().await {
@@ -687,16 +691,11 @@ async fn pairing_task(
             .ok()
             .flatten();
         let made = async {
-            let row = http::create(
-                &state,
-                ConsultationKind::Visit,
-                queue_name,
-                facility,
-                "system",
-            )
-            .await?;
+            let row = state
+                .create_consultation(ConsultationKind::Visit, queue_name, facility, "system")
+                .await?;
             let room = RoomId::parse(&row.id)
-                .map_err(|_| http::ApiError::new(tuxa_protocol::ErrorCode::Internal, "room id"))?;
+                .map_err(|_| error::ApiError::new(tuxa_protocol::ErrorCode::Internal, "room id"))?;
             // The patient's stated reason is the visit's "Tóm tắt" in its minutes.
             let (cid, reason) = (row.id.clone(), p.card.reason.trim().to_owned());
             if !reason.is_empty() {
@@ -709,14 +708,14 @@ async fn pairing_task(
             let doctor = state
                 .mint_link(
                     &room,
-                    http::LinkSpec {
+                    app::LinkSpec {
                         staff_id: Some(p.doctor.id),
                         licence_number: doctor_profile
                             .as_ref()
                             .and_then(|d| d.practitioner.as_ref())
                             .map(|pr| pr.licence_number.clone()),
                         actor: "system".into(),
-                        ..http::LinkSpec::new(
+                        ..app::LinkSpec::new(
                             Role::Doctor,
                             p.doctor.name.clone(),
                             doctor_profile.as_ref().map(|d| d.facility.name.clone()),
@@ -728,14 +727,14 @@ async fn pairing_task(
             let patient = state
                 .mint_link(
                     &room,
-                    http::LinkSpec {
+                    app::LinkSpec {
                         pre_admitted: true,
                         actor: "system".into(),
-                        ..http::LinkSpec::new(Role::Patient, p.card.name.clone(), None, ttl)
+                        ..app::LinkSpec::new(Role::Patient, p.card.name.clone(), None, ttl)
                     },
                 )
                 .await?;
-            Ok::<_, http::ApiError>(tuxa_signaling::CallLinks {
+            Ok::<_, error::ApiError>(tuxa_signaling::CallLinks {
                 ticket: p.ticket.0.clone(),
                 room,
                 patient_url: patient.url.clone(),

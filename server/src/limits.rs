@@ -22,8 +22,8 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use tuxa_protocol::ErrorCode;
 
-use crate::conferences::MAX_ATTACHMENT_BYTES;
-use crate::http::ApiError;
+use crate::error::ApiError;
+use tuxa_records::conference::MAX_ATTACHMENT_BYTES;
 
 /// The largest JSON body. The longest texts of the API are two fields of
 /// 4,000 characters (a conference request); 64 KiB holds them even in the

@@ -309,7 +309,7 @@ impl TcpRoutes {
         let candidate = if self.candidates.contains(&local) {
             local
         } else {
-            crate::media::local_for(&self.candidates, remote)
+            local_for(&self.candidates, remote)
         };
         // A second connection from the same address (through another
         // listener address) replaces the first, which then closes.
@@ -384,6 +384,24 @@ impl TcpRoutes {
             alive
         });
     }
+}
+
+/// Which of our announced addresses (`candidates`) a packet from `source`
+/// was sent to. The socket is usually bound to all interfaces, so the
+/// kernel does not say; str0m's ICE needs it to match a candidate. Loopback
+/// peers talk to the loopback candidate, everyone else to the first other
+/// one (the LAN address, or behind NAT the public one).
+pub(crate) fn local_for(candidates: &[SocketAddr], source: SocketAddr) -> SocketAddr {
+    let same_family = |c: &&SocketAddr| c.is_ipv4() == source.is_ipv4();
+    let loopback = source.ip().is_loopback();
+    candidates
+        .iter()
+        .filter(same_family)
+        .find(|c| c.ip().is_loopback() == loopback)
+        .or_else(|| candidates.iter().find(same_family))
+        .or_else(|| candidates.first())
+        .copied()
+        .unwrap_or(source)
 }
 
 #[cfg(test)]

@@ -22,8 +22,9 @@ use qrcode::{EcLevel, QrCode, Version};
 use serde::Deserialize;
 use tuxa_protocol::ErrorCode;
 
-use crate::export::html_escape;
-use crate::http::{ApiError, AppState};
+use crate::app::AppState;
+use crate::error::ApiError;
+use tuxa_records::minutes::html_escape;
 
 /// Pixels per module in the SVG's own size (it scales: posters set their
 /// size in centimetres).
@@ -105,6 +106,16 @@ fn svg_response(svg: String, cache: &'static str) -> Response {
         svg,
     )
         .into_response()
+}
+
+/// The routes of QR codes and posters.
+pub fn routes() -> crate::gate::Routes {
+    use crate::gate::{Access, Routes};
+    Routes::new()
+        // QR codes and posters of queue links: public, as the queue page is.
+        .get("/q/{queue}/qr.svg", Access::Public, queue_svg)
+        .get("/q/{queue}/poster", Access::Public, queue_poster)
+        .post("/api/v1/qr", Access::STAFF, link_svg)
 }
 
 pub(crate) async fn queue_svg(
@@ -362,7 +373,7 @@ mod tests {
             std::process::id(),
             crate::hex(&crate::random_bytes::<6>())
         ));
-        let (state, _hub, _shutdown) = crate::http::test_state(&dir, KEY);
+        let (state, _hub, _shutdown) = crate::app::test_state(&dir, KEY);
         let q = state
             .store
             .call(|c| {

@@ -12,13 +12,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tuxa_protocol::ErrorCode;
 
+use crate::app::AppState;
 use crate::audit::{Action, Entry};
 use crate::authz::{self, Actor};
-use crate::directory::{FacilityId, StaffId};
+use crate::clock::unix_now;
+use crate::error::{ApiError, optional_text, required_text};
 use crate::gate::{Access, Routes};
-use crate::http::{ApiError, AppState, optional_text, required_text};
-use crate::hub_task::unix_now;
 use tuxa_records::roster::{NewWindow, masked_phone};
+use tuxa_records::{FacilityId, StaffId};
 use tuxa_records::{QueueId, UnixTime};
 
 // The types and rules are the domain's (tuxa-records' `roster`), the SQL the
@@ -61,11 +62,6 @@ pub fn routes() -> Routes {
         .get("/api/v1/queues/{id}/roster", Access::STAFF, get_roster)
         // What the queue page shows a patient before they join: public.
         .get("/api/v1/queues/{id}/public", Access::Public, public)
-        // QR codes and posters of queue links (public, as the queue page is),
-        // QR codes of join links (qr.rs).
-        .get("/q/{queue}/qr.svg", Access::Public, crate::qr::queue_svg)
-        .get("/q/{queue}/poster", Access::Public, crate::qr::queue_poster)
-        .post("/api/v1/qr", Access::STAFF, crate::qr::link_svg)
         .get("/api/v1/queues/{id}/tickets", Access::STAFF, tickets)
         .delete(
             "/api/v1/queues/{id}/tickets/{handle}",

@@ -8,56 +8,14 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use tuxa_protocol::ErrorCode;
-use tuxa_records::reports::{EventKind, Lang, StoredEvent, to_csv};
-use tuxa_records::{FacilityId, QueueId};
-use tuxa_signaling::queue::{DropStage, QueueEvent};
+use tuxa_records::FacilityId;
+use tuxa_records::reports::{Lang, to_csv};
 
+use crate::app::AppState;
 use crate::authz::Actor;
+use crate::clock::unix_now;
+use crate::error::ApiError;
 use crate::gate::{Access, Routes};
-use crate::http::{ApiError, AppState};
-use crate::hub_task::unix_now;
-
-pub use tuxa_store::reports::insert;
-
-/// What of a queue event the report needs (None: not counted).
-pub fn to_stored(ev: &QueueEvent) -> Option<StoredEvent> {
-    let hash = |t: &tuxa_signaling::queue::Ticket| crate::hex(&crate::sha256(t.0.as_bytes())[..8]);
-    let (kind, queue, ticket, waited) = match ev {
-        QueueEvent::Joined { queue, ticket, .. } => (EventKind::Joined, queue, ticket, None),
-        QueueEvent::Accepted {
-            queue,
-            ticket,
-            waited,
-            ..
-        } => (EventKind::Accepted, queue, ticket, Some(waited)),
-        QueueEvent::Dropped {
-            queue,
-            ticket,
-            stage: s,
-            waited,
-            ..
-        } if *s != DropStage::InCall => (EventKind::Dropped, queue, ticket, Some(waited)),
-        QueueEvent::Cancelled {
-            queue,
-            ticket,
-            waited,
-            ..
-        } => (EventKind::Cancelled, queue, ticket, Some(waited)),
-        QueueEvent::CallEnded {
-            queue,
-            ticket,
-            duration,
-            ..
-        } => (EventKind::CallEnded, queue, ticket, Some(duration)),
-        _ => return None,
-    };
-    Some(StoredEvent {
-        kind,
-        queue: QueueId(queue.0 as i64),
-        ticket_hash: hash(ticket),
-        waited_secs: waited.map(|d| d.as_secs() as i64),
-    })
-}
 
 pub fn routes() -> Routes {
     Routes::new().get("/api/v1/reports/activity", Access::STAFF, report)

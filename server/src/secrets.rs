@@ -491,7 +491,7 @@ pub fn rotate(data_dir: &Path, cfg: &KeysConfig, new_key_file: &Path) -> anyhow:
     // an in-memory old key (it may have come from TUXA_MASTER_KEY).
     let mut ring = load_keyring(&rotated, false, data_dir)?;
     ring.old.push(MasterKey::from_bytes(&current_raw));
-    let (mut c, _) = crate::store::open_connection(&db, cfg)?;
+    let (mut c, _) = open_connection(&db, cfg)?;
     check_opens(&c, &ring)?;
     let n = seal_in_place(&mut c, &ring)?;
     Ok(format!(
@@ -503,6 +503,97 @@ pub fn rotate(data_dir: &Path, cfg: &KeysConfig, new_key_file: &Path) -> anyhow:
         old.current_id(),
         new_key_file.display()
     ))
+}
+
+// ---------------------------------------------------------------------------
+// Opening the file: its directory's permissions, then the keys that open it
+
+/// Opens the SQLite file at `path` for tuxa (the server, `load-demo`,
+/// `rotate-key`), in this order:
+/// 1. its folder is made 0700 and its files 0600 (warned about when they
+///    were not): it holds patients' records and attachments;
+/// 2. the master key is read (or made, only while no secret is sealed yet)
+///    and checked against every sealed secret, before anything is written:
+///    a wrong key stops here with the file unchanged;
+/// 3. the schema is brought up to date;
+/// 4. plain secrets are sealed, and those under an older key sealed again.
+pub fn open_connection(path: &Path, keys: &KeysConfig) -> anyhow::Result<(Connection, Keyring)> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    secure_dir(dir)?;
+    if !path.exists() {
+        // SQLite would make it 0644 (less the umask); its -wal and -shm
+        // files then take the database file's mode.
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+    }
+    let mut conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+    // WAL, synchronous=FULL, foreign keys: see tuxa_store::schema::configure.
+    tuxa_store::schema::configure(&conn)?;
+    secure_files(dir)?;
+    let sealed = holds_sealed(&conn)?;
+    let keyring = load_keyring(keys, !sealed, dir)?;
+    check_opens(&conn, &keyring)?;
+    tuxa_store::schema::migrate(&mut conn)?;
+    seal_in_place(&mut conn, &keyring)?;
+    Ok((conn, keyring))
+}
+
+/// Makes `dir` (0700) or tightens it to 0700.
+fn secure_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        return Ok(());
+    }
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "the data directory {} was open to others (mode {mode:o}): made 0700",
+            dir.display()
+        );
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} 0700", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Tightens every file under `dir` to 0600 (symbolic links are left alone:
+/// their targets are not ours to change).
+fn secure_files(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let path = entry.path();
+        if kind.is_dir() {
+            secure_dir(&path)?;
+            secure_files(&path)?;
+        } else if kind.is_file() {
+            let mode = entry.metadata()?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    "{} was readable by others (mode {mode:o}): made 0600",
+                    path.display()
+                );
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("making {} 0600", path.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

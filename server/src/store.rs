@@ -6,7 +6,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
 use rusqlite::Connection;
 use tuxa_store::thread::StoreThread;
 
@@ -86,95 +85,10 @@ impl Store {
     }
 }
 
-/// Opens the SQLite file at `path` for tuxa (the server, `load-demo`,
-/// `rotate-key`), in this order:
-/// 1. its folder is made 0700 and its files 0600 (warned about when they
-///    were not): it holds patients' records and attachments;
-/// 2. the master key is read (or made, only while no secret is sealed yet)
-///    and checked against every sealed secret, before anything is written:
-///    a wrong key stops here with the file unchanged;
-/// 3. the schema is brought up to date;
-/// 4. plain secrets are sealed, and those under an older key sealed again.
-pub fn open_connection(path: &Path, keys: &KeysConfig) -> anyhow::Result<(Connection, Keyring)> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    secure_dir(dir)?;
-    if !path.exists() {
-        // SQLite would make it 0644 (less the umask); its -wal and -shm
-        // files then take the database file's mode.
-        use std::os::unix::fs::OpenOptionsExt as _;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("creating {}", path.display()))?;
-    }
-    let mut conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
-    // WAL, synchronous=FULL, foreign keys: see tuxa_store::schema::configure.
-    tuxa_store::schema::configure(&conn)?;
-    secure_files(dir)?;
-    let sealed = crate::secrets::holds_sealed(&conn)?;
-    let keyring = crate::secrets::load_keyring(keys, !sealed, dir)?;
-    crate::secrets::check_opens(&conn, &keyring)?;
-    migrate(&mut conn)?;
-    crate::secrets::seal_in_place(&mut conn, &keyring)?;
-    Ok((conn, keyring))
-}
-
-/// Makes `dir` (0700) or tightens it to 0700.
-fn secure_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
-        return Ok(());
-    }
-    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        tracing::warn!(
-            "the data directory {} was open to others (mode {mode:o}): made 0700",
-            dir.display()
-        );
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("making {} 0700", dir.display()))?;
-    }
-    Ok(())
-}
-
-/// Tightens every file under `dir` to 0600 (symbolic links are left alone:
-/// their targets are not ours to change).
-fn secure_files(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        let path = entry.path();
-        if kind.is_dir() {
-            secure_dir(&path)?;
-            secure_files(&path)?;
-        } else if kind.is_file() {
-            let mode = entry.metadata()?.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                tracing::warn!(
-                    "{} was readable by others (mode {mode:o}): made 0600",
-                    path.display()
-                );
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                    .with_context(|| format!("making {} 0600", path.display()))?;
-            }
-        }
-    }
-    Ok(())
-}
+pub use crate::secrets::open_connection;
 
 /// Brings the schema up to date (tuxa_store::schema).
+#[cfg(test)]
 pub(crate) fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     Ok(tuxa_store::schema::migrate(conn)?)
 }

@@ -134,7 +134,7 @@ impl Row {
 /// from the server's own route table (`tuxa_server::gate::route_table`): no route can be
 /// added to the server without an access, and none without a row here.
 fn declared_routes() -> BTreeSet<(String, String)> {
-    tuxa_server::gate::route_table()
+    tuxa_server::route_table()
         .into_iter()
         .map(|r| (r.method.to_owned(), r.path.to_owned()))
         .collect()
@@ -142,7 +142,7 @@ fn declared_routes() -> BTreeSet<(String, String)> {
 
 /// The gate's access of a route.
 fn access_of(method: &str, route: &str) -> Option<tuxa_server::gate::Access> {
-    tuxa_server::gate::route_table()
+    tuxa_server::route_table()
         .into_iter()
         .find(|r| r.method == method && r.path == route)
         .map(|r| r.access)

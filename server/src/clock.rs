@@ -1,0 +1,12 @@
+//! The wall clock, read in one place: the core crates take time as an
+//! argument, and the IO layer reads it here.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Unix seconds now (0 if the clock is before 1970).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
