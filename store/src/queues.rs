@@ -137,3 +137,56 @@ pub fn add_window(
     roster::may_be_rostered(home, &q)?;
     Ok(add_roster(c, queue_id, staff, window)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_and_rosters() {
+        let c = crate::test_db();
+        c.execute(
+            "INSERT INTO facilities(id, name, tier, parent_id, created_at) VALUES (1, 'BVĐK tỉnh', 'province', NULL, 0)",
+            [],
+        )
+        .unwrap();
+        let now = UnixTime(0);
+        let q = create_queue(&c, FacilityId(1), "Nội khoa", None, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(q.name, "Nội khoa — BVĐK tỉnh");
+        // Idempotent.
+        let again = create_queue(&c, FacilityId(1), "Nội khoa", None, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.id, q.id);
+        assert!(
+            create_queue(&c, FacilityId(9), "Nhi", None, now)
+                .unwrap()
+                .is_none()
+        );
+        c.execute(
+            "INSERT INTO practitioners(id, name, title, licence_number, specialty, facility_id, created_at)
+             VALUES (1, 'BS. Lan', 'BS', '000123/BYT-CCHN', 'Nội khoa', 1, 0)",
+            [],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO staff(id, username, display_name, password_hash, totp_secret, role, facility_id, practitioner_id, created_at)
+             VALUES (1, 'bs.lan', 'BS. Lan', 'x', x'00', 'doctor', 1, 1, 0)",
+            [],
+        )
+        .unwrap();
+        let window = NewWindow::parse(None, "07:00", "17:00").unwrap();
+        add_window(&c, q.id, StaffId(1), window).unwrap();
+        let t = 1795570200; // 08:30 local
+        assert!(on_call(&c, q.id, StaffId(1), t).unwrap());
+        assert!(!on_call(&c, q.id, StaffId(1), t + 10 * 3600).unwrap());
+        assert!(!on_call(&c, q.id, StaffId(2), t).unwrap());
+        // Only the queue's facility's staff, and only existing ones.
+        assert!(matches!(
+            add_window(&c, q.id, StaffId(9), window),
+            Err(Error::NotFound(_))
+        ));
+    }
+}
