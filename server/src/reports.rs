@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use tuxa_protocol::ErrorCode;
+use tuxa_records::FacilityId;
 use tuxa_records::reports::{EventKind, Lang, StoredEvent, to_csv};
-use tuxa_records::{FacilityId, QueueId};
 use tuxa_signaling::queue::{DropStage, QueueEvent};
 
 use crate::gate::{Access, Routes};
@@ -52,7 +52,7 @@ pub fn to_stored(ev: &QueueEvent) -> Option<StoredEvent> {
     };
     Some(StoredEvent {
         kind,
-        queue: QueueId(queue.0 as i64),
+        queue: *queue,
         ticket_hash: hash(ticket),
         waited_secs: waited.map(|d| d.as_secs() as i64),
     })
