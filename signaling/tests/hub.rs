@@ -3050,3 +3050,101 @@ fn staff_on_call_see_their_queues_counts_and_nobody_else_does() {
     });
     assert_eq!(counts(&out, off), [(2, 0, 0, 0)]);
 }
+
+/// The wire carries queue and staff ids as `u64`, the hub as row ids
+/// (`i64`): a number no row can have is refused exactly like an unknown id,
+/// and nothing panics or wraps around onto a real queue.
+#[test]
+fn wire_ids_no_row_can_have_are_refused_like_unknown_ones() {
+    use tuxa_signaling::StaffInfo;
+    use tuxa_signaling::queue::StaffRef;
+    let mut w = World::new();
+    w.handle(Input::QueueOpened {
+        queue: QueueId(1),
+        name: "Hàng 1".into(),
+        facility: FacilityId(1),
+    });
+    let error = |out: &[Output], sid: SessionId| match sends_to(out, sid).as_slice() {
+        [e @ ServerMsg::Error { .. }] => e.clone(),
+        other => panic!("expected one error, got {other:?}"),
+    };
+    // Cast with `as`, these would be -1, i64::MIN and i64::MIN + 1.
+    let beyond = [u64::MAX, 1 << 63, (1 << 63) | 1];
+
+    // A patient joining a queue.
+    let join = |w: &mut World, queue: u64| {
+        let p = w.connect();
+        w.hello(p);
+        w.consent(p, true);
+        let out = w.frame(
+            p,
+            ClientMsg::QueueJoin {
+                queue,
+                name: "Bệnh nhân A".into(),
+                phone: "0912345678".into(),
+                reason: "ho".into(),
+            },
+        );
+        error(&out, p)
+    };
+    let unknown = join(&mut w, 99);
+    assert!(
+        matches!(&unknown, ServerMsg::Error { code: ErrorCode::QueueRefused, message, .. } if message.starts_with("unknown_queue")),
+        "{unknown:?}"
+    );
+    for q in beyond {
+        assert_eq!(join(&mut w, q), unknown, "queue {q}");
+    }
+    assert_eq!(
+        w.hub.queue_book().snapshot(QueueId(1)).map(|s| s.waiting),
+        Some(0),
+        "nobody got a place"
+    );
+
+    // A doctor going available, and transferring to a doctor.
+    let doctor = w.connect();
+    w.hello(doctor);
+    w.handle(Input::Identified(
+        doctor,
+        StaffInfo {
+            staff: StaffRef {
+                id: StaffId(42),
+                name: "BS. Trực".into(),
+                facility: FacilityId(1),
+            },
+            is_doctor: true,
+            on_call: vec![QueueId(1)],
+        },
+    ));
+    let available = |w: &mut World, q: u64| {
+        let out = w.frame(doctor, ClientMsg::Available { queues: vec![1, q] });
+        error(&out, doctor)
+    };
+    let transfer = |w: &mut World, d: u64| {
+        let out = w.frame(
+            doctor,
+            ClientMsg::Transfer {
+                ticket: "t".into(),
+                queue: None,
+                doctor: Some(d),
+            },
+        );
+        error(&out, doctor)
+    };
+    let (not_on_roster, no_doctor) = (available(&mut w, 99), transfer(&mut w, 99));
+    for id in beyond {
+        let not_on_roster = match &not_on_roster {
+            ServerMsg::Error {
+                code, in_reply_to, ..
+            } => ServerMsg::Error {
+                code: *code,
+                // The message names the queue asked for.
+                message: format!("you are not on the roster of queue {id} now"),
+                in_reply_to: in_reply_to.clone(),
+            },
+            _ => unreachable!(),
+        };
+        assert_eq!(available(&mut w, id), not_on_roster, "queue {id}");
+        assert_eq!(transfer(&mut w, id), no_doctor, "doctor {id}");
+    }
+}
