@@ -18,24 +18,25 @@ use tuxa_protocol::{
     ClientMsg, ConsultationKind, ErrorCode, LinkStats, MediaKind, ParticipantId, ProtocolError,
     Role, RoomId, RoomInfo, ServerMsg,
 };
+use tuxa_records::StaffId;
 use tuxa_signaling::{
     Claims, Hub, HubConfig, Input, Output, RecordEvent, RoomStatus, SessionId, TokenKey,
 };
 
 const UNIX_NOW: u64 = 1_750_000_000;
-const CHAIR_STAFF: u64 = 100;
+const CHAIR_STAFF: StaffId = StaffId(100);
 
 /// (role, staff account, chair claim, pre-admitted) of each link, all for
 /// the one conference room.
-const LINKS: &[(Role, Option<u64>, bool, bool)] = &[
+const LINKS: &[(Role, Option<StaffId>, bool, bool)] = &[
     (Role::Doctor, Some(CHAIR_STAFF), true, false),
     (Role::Doctor, Some(CHAIR_STAFF), true, false),
-    (Role::Doctor, Some(101), false, false),
-    (Role::Nurse, Some(102), false, false),
+    (Role::Doctor, Some(StaffId(101)), false, false),
+    (Role::Nurse, Some(StaffId(102)), false, false),
     (Role::Patient, None, false, false),
     (Role::Guest, None, false, false),
     (Role::Patient, None, false, true),
-    (Role::Guest, Some(105), false, false),
+    (Role::Guest, Some(StaffId(105)), false, false),
 ];
 
 static KEY: LazyLock<Arc<TokenKey>> = LazyLock::new(|| Arc::new(TokenKey::new(&[0x42; 32])));
@@ -329,7 +330,7 @@ fuzz_target!(|data: &[u8]| {
             15 => w.input(Input::MediaGone(p)),
             16 => w.input(Input::ChairNamed {
                 room: room(),
-                staff: CHAIR_STAFF + u64::from(b & 1),
+                staff: StaffId(CHAIR_STAFF.0 + i64::from(b & 1)),
             }),
             17 => {
                 if s < w.sessions.len() && !w.sessions[s].gone {

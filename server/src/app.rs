@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tuxa_protocol::{ConsultationKind, ErrorCode, Role, RoomId, RoomInfo};
 use tuxa_records::authz::{Actor, Parties, Permission};
-use tuxa_records::{FacilityId, UnixTime};
+use tuxa_records::{FacilityId, StaffId, UnixTime};
 use tuxa_signaling::{Claims, Input, RoomStatus, TokenKey};
 
 use crate::audit::{Action, Entry};
@@ -154,7 +154,7 @@ pub struct LinkSpec {
     /// Skips the lobby (a patient a doctor accepted from a queue).
     pub pre_admitted: bool,
     /// The staff account it is minted for (conference invitees).
-    pub staff_id: Option<u64>,
+    pub staff_id: Option<StaffId>,
     pub licence_number: Option<String>,
     pub chair: bool,
     /// Who minted it, for the audit log (`admin`, `staff:<id>`, `system`).

@@ -810,7 +810,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
             let _ = state
                 .hub
                 .send(crate::hub_task::HubMsg::Input(
-                    tuxa_signaling::Input::StaffRevoked(id.0 as u64),
+                    tuxa_signaling::Input::StaffRevoked(id),
                 ))
                 .await;
         }

@@ -114,7 +114,7 @@ async fn live(State(state): State<AppState>, actor: Actor) -> ApiResult<Json<Val
     let queues: Vec<Value> = snapshot
         .queues
         .iter()
-        .filter(|q| actor.sees(Some(FacilityId(q.facility as i64))))
+        .filter(|q| actor.sees(Some(q.facility)))
         .map(|q| {
             json!({
                 "id": q.id, "name": q.name, "facility_id": q.facility,
@@ -614,7 +614,7 @@ async fn schedule(
         .hub
         .send(crate::hub_task::HubMsg::Input(Input::ChairNamed {
             room,
-            staff: chair.0 as u64,
+            staff: chair,
         }))
         .await;
     let cid = row.id.clone();
@@ -799,7 +799,7 @@ async fn join(
         not_before,
         // Invitees were chosen by the scheduler: no lobby for them.
         pre_admitted: true,
-        staff_id: Some(profile.staff.id.0 as u64),
+        staff_id: Some(profile.staff.id),
         licence_number: profile
             .practitioner
             .as_ref()

@@ -364,7 +364,7 @@ async fn update_staff(
         let _ = state
             .hub
             .send(crate::hub_task::HubMsg::Input(
-                tuxa_signaling::Input::StaffRevoked(id.0 as u64),
+                tuxa_signaling::Input::StaffRevoked(id),
             ))
             .await;
     }

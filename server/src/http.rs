@@ -177,7 +177,7 @@ async fn staff_info(state: &AppState, headers: &HeaderMap) -> Option<tuxa_signal
             let mut ids = Vec::new();
             for q in crate::queues::queues(c)? {
                 if crate::queues::on_call(c, q.id, staff_id, now)? {
-                    ids.push(q.id.0 as u64);
+                    ids.push(q.id);
                 }
             }
             Ok(ids)
@@ -186,9 +186,9 @@ async fn staff_info(state: &AppState, headers: &HeaderMap) -> Option<tuxa_signal
         .ok()?;
     Some(tuxa_signaling::StaffInfo {
         staff: tuxa_signaling::queue::StaffRef {
-            id: staff_id.0 as u64,
+            id: staff_id,
             name: me.profile.staff.name.clone(),
-            facility: me.profile.staff.facility_id.0 as u64,
+            facility: me.profile.staff.facility_id,
         },
         is_doctor: me.profile.staff.role == crate::directory::StaffRole::Doctor,
         on_call,

@@ -11,7 +11,7 @@ use tuxa_signaling::{Bar, Claims, Hub, Input, MediaCommand, Output, RecordEvent,
 
 use crate::audit::{Action, Entry};
 use crate::store::Store;
-use tuxa_records::{StaffId, UnixTime};
+use tuxa_records::{QueueId, StaffId, UnixTime};
 use tuxa_store::live;
 
 /// What a session task is told to do.
@@ -69,17 +69,17 @@ pub enum HubMsg {
     Live(oneshot::Sender<tuxa_signaling::Live>),
     /// A queue's live tickets, for staff (`None`: no such queue).
     QueueTickets {
-        queue: u64,
+        queue: QueueId,
         reply: oneshot::Sender<Option<Vec<tuxa_signaling::StaffTicket>>>,
     },
     /// Staff clear a ticket, named by its handle.
     ClearTicket {
-        queue: u64,
+        queue: QueueId,
         handle: String,
         reply: oneshot::Sender<Result<tuxa_signaling::StaffTicket, tuxa_signaling::ClearError>>,
     },
     /// Staff with a signed-in WebSocket open (for the roster refresh).
-    StaffOnline(oneshot::Sender<Vec<u64>>),
+    StaffOnline(oneshot::Sender<Vec<StaffId>>),
     /// A pre-call check room and its link (check.rs).
     OpenCheck(oneshot::Sender<Result<tuxa_signaling::CheckTicket, tuxa_signaling::CheckError>>),
     Shutdown(oneshot::Sender<()>),
@@ -406,7 +406,7 @@ fn record(store: &Store, ev: RecordEvent) {
         RecordEvent::SecretaryNamed { room, staff_id, .. } => {
             // The secretary may enter the conclusion after the call.
             store.spawn("secretary", move |c| {
-                live::secretary(c, room.as_str(), staff_id.map(|s| StaffId(s as i64)))
+                live::secretary(c, room.as_str(), staff_id)
             });
         }
         RecordEvent::LinkLost { room, participant } => {
@@ -447,7 +447,7 @@ fn record(store: &Store, ev: RecordEvent) {
         RecordEvent::Removed { room, bar, .. } => {
             // Kept with the room, so that a restart does not let them back.
             let who = match bar {
-                Bar::Staff(id) => live::Barred::Staff(StaffId(id as i64)),
+                Bar::Staff(id) => live::Barred::Staff(id),
                 Bar::Link(digest) => live::Barred::Link(digest),
             };
             store.spawn("room bar", move |c| {
@@ -472,7 +472,7 @@ pub fn room_bars(c: &rusqlite::Connection) -> rusqlite::Result<Vec<(String, Bar)
         .into_iter()
         .map(|(room, who)| {
             let bar = match who {
-                live::Barred::Staff(id) => Bar::Staff(id.0 as u64),
+                live::Barred::Staff(id) => Bar::Staff(id),
                 live::Barred::Link(digest) => Bar::Link(digest),
             };
             (room, bar)
@@ -694,7 +694,7 @@ pub fn to_stored(
     };
     Some(StoredEvent {
         kind,
-        queue: tuxa_records::QueueId(queue.0 as i64),
+        queue: *queue,
         ticket_hash: hash(ticket),
         waited_secs: waited.map(|d| d.as_secs() as i64),
     })

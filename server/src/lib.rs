@@ -303,10 +303,7 @@ pub async fn run(
         .into_iter()
         .filter_map(|(room, staff)| {
             let room = RoomId::parse(&room).ok()?;
-            Some(Input::ChairNamed {
-                room,
-                staff: staff.0 as u64,
-            })
+            Some(Input::ChairNamed { room, staff })
         })
         .chain(bars.into_iter().filter_map(|(room, bar)| {
             Some(Input::Barred {
@@ -326,9 +323,9 @@ pub async fn run(
             std::time::Instant::now(),
             hub_task::unix_now(),
             Input::QueueOpened {
-                queue: q.id.0 as u64,
+                queue: q.id,
                 name: q.name,
-                facility: q.facility_id.0 as u64,
+                facility: q.facility_id,
             },
         );
     }
@@ -643,8 +640,8 @@ async fn roster_task(state: app::AppState) {
                 for staff in online {
                     let mut on_call = Vec::new();
                     for q in &queues {
-                        if queues::on_call(c, q.id, directory::StaffId(staff as i64), now)? {
-                            on_call.push(q.id.0 as u64);
+                        if queues::on_call(c, q.id, staff, now)? {
+                            on_call.push(q.id);
                         }
                     }
                     out.push((staff, on_call));
@@ -673,17 +670,17 @@ async fn pairing_task(
     mut pairings: mpsc::Receiver<tuxa_signaling::queue::Pairing>,
 ) {
     while let Some(p) = pairings.recv().await {
-        let queue_id = p.queue.0 as i64;
+        let queue_id = p.queue;
         let queue = state
             .store
-            .call(move |c| queues::queue(c, tuxa_records::QueueId(queue_id)))
+            .call(move |c| queues::queue(c, queue_id))
             .await
             .ok()
             .flatten();
         let facility = queue.as_ref().map(|q| q.facility_id);
         let queue_name = queue.map(|q| q.name).unwrap_or_else(|| "Khám từ xa".into());
         // The doctor is shown to the patient with facility and licence number.
-        let doctor_id = directory::StaffId(p.doctor.id as i64);
+        let doctor_id = p.doctor.id;
         let doctor_profile = state
             .store
             .call(move |c| directory::profile(c, doctor_id))

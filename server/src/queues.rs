@@ -109,9 +109,9 @@ async fn create(
         .hub
         .send(crate::hub_task::HubMsg::Input(
             tuxa_signaling::Input::QueueOpened {
-                queue: q.id.0 as u64,
+                queue: q.id,
                 name: q.name.clone(),
-                facility: q.facility_id.0 as u64,
+                facility: q.facility_id,
             },
         ))
         .await;
@@ -246,7 +246,7 @@ async fn tickets(
     state
         .hub
         .send(crate::hub_task::HubMsg::QueueTickets {
-            queue: id.0 as u64,
+            queue: id,
             reply: tx,
         })
         .await
@@ -276,7 +276,7 @@ async fn clear_ticket(
     state
         .hub
         .send(crate::hub_task::HubMsg::ClearTicket {
-            queue: id.0 as u64,
+            queue: id,
             handle: handle.to_ascii_lowercase(),
             reply: tx,
         })

@@ -20,6 +20,7 @@ use tuxa_protocol::{
 use crate::hub_queue::{CallLinks, StaffInfo};
 use crate::queue::{Pairing, QueueBook, QueueConfig, QueueEvent, QueueId, QueueInput};
 use crate::token::{Claims, TokenError, TokenKey};
+use tuxa_records::{FacilityId, StaffId};
 
 // Pre-call check rooms: a child module, so that it reaches the rooms.
 mod check;
@@ -62,7 +63,7 @@ pub enum Input {
     /// link minted for that account (`Claims::staff_id`) with the chair's
     /// claim gets the chair's rights in this room. Sent when a conference is
     /// scheduled and, for every open room, at start.
-    ChairNamed { room: RoomId, staff: u64 },
+    ChairNamed { room: RoomId, staff: StaffId },
     /// Someone the chair removed earlier (from the store, at start): kept
     /// out as if removed in this run.
     Barred { room: RoomId, bar: Bar },
@@ -75,16 +76,19 @@ pub enum Input {
     /// A staff member signed out, was disabled or changed role: their open
     /// WebSockets lose the identity they were opened with (and are closed,
     /// so that a console reconnects and signs in again).
-    StaffRevoked(u64),
+    StaffRevoked(StaffId),
     /// The queues a staff member is on call for now (rosters are re-read by
     /// the server as shifts start and end). Their open sessions take it
     /// over; availability for a queue whose shift ended is withdrawn.
-    OnCallChanged { staff: u64, on_call: Vec<u64> },
+    OnCallChanged {
+        staff: StaffId,
+        on_call: Vec<QueueId>,
+    },
     /// An on-call queue exists (from the store, at start or when created).
     QueueOpened {
-        queue: u64,
+        queue: QueueId,
         name: String,
-        facility: u64,
+        facility: FacilityId,
     },
     /// The server made the room and links of a pairing.
     CallReady {
@@ -173,7 +177,7 @@ pub enum RecordEvent {
     SecretaryNamed {
         room: RoomId,
         participant: Option<ParticipantId>,
-        staff_id: Option<u64>,
+        staff_id: Option<StaffId>,
         by: ParticipantId,
     },
     /// The chair removed a participant (or someone waiting); `bar` is who
@@ -374,7 +378,7 @@ struct Session {
 pub enum Bar {
     /// A staff account: every link minted for it (`Claims::staff_id`), so a
     /// fresh link from the conference's `join` does not bring them back.
-    Staff(u64),
+    Staff(StaffId),
     /// One link, by the SHA-256 of its token: a patient or guest, whose link
     /// names no account. (A queue patient has exactly one link per call: a
     /// resumed ticket is handed the same link again.)
@@ -401,7 +405,7 @@ struct Member {
     /// staff member the room's scheduler named (`Room::named_chair`).
     chair: bool,
     /// The staff account the link was minted for.
-    staff_id: Option<u64>,
+    staff_id: Option<StaffId>,
     /// SHA-256 of the link's token: a removed participant's link is barred,
     /// and a join with the same link takes this place back (reconnect).
     token_digest: [u8; 32],
@@ -435,9 +439,9 @@ pub struct Live {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveQueue {
-    pub id: u64,
+    pub id: QueueId,
     pub name: String,
-    pub facility: u64,
+    pub facility: FacilityId,
     pub waiting: u32,
     pub offered: u32,
     pub calls: u32,
@@ -466,7 +470,7 @@ struct Room {
     locked: bool,
     secretary: Option<ParticipantId>,
     /// The staff account the scheduler named to chair (conferences only).
-    named_chair: Option<u64>,
+    named_chair: Option<StaffId>,
     /// Who the chair removed: staff accounts, and links of those without one.
     barred: HashSet<Bar>,
     /// The facility's name and phone, for the end screen.
@@ -613,7 +617,7 @@ impl Hub {
     }
 
     /// Sets `on_call` on every session of `staff`; returns those sessions.
-    pub(crate) fn set_on_call(&mut self, staff: u64, on_call: &[u64]) -> Vec<SessionId> {
+    pub(crate) fn set_on_call(&mut self, staff: StaffId, on_call: &[QueueId]) -> Vec<SessionId> {
         let mut sids = Vec::new();
         for (sid, s) in self.sessions.iter_mut() {
             if let Some(info) = s.staff.as_mut().filter(|i| i.staff.id == staff) {
@@ -747,7 +751,7 @@ impl Hub {
                 self.queues.handle(
                     now,
                     QueueInput::OpenQueue {
-                        queue: QueueId(queue),
+                        queue,
                         name,
                         facility,
                     },
@@ -953,8 +957,8 @@ impl Hub {
 
     /// The staff members with a signed-in WebSocket open, for the server's
     /// roster refresh.
-    pub fn staff_online(&self) -> Vec<u64> {
-        let mut ids: Vec<u64> = self
+    pub fn staff_online(&self) -> Vec<StaffId> {
+        let mut ids: Vec<StaffId> = self
             .sessions
             .values()
             .filter_map(|s| s.staff.as_ref().map(|i| i.staff.id))
@@ -992,7 +996,7 @@ impl Hub {
                     .max()
                     .unwrap_or_default();
                 LiveQueue {
-                    id: s.queue.0,
+                    id: s.queue,
                     name: s.name,
                     facility: s.facility,
                     waiting: s.waiting,
@@ -2205,7 +2209,7 @@ impl Hub {
 
     /// Names the chair of a room. A member holding the chair's rights for
     /// another account (the chair was changed) loses them.
-    fn name_chair(&mut self, room_id: &RoomId, staff: u64) {
+    fn name_chair(&mut self, room_id: &RoomId, staff: StaffId) {
         let Some(r) = self.rooms.get_mut(room_id) else {
             return;
         };
@@ -2283,7 +2287,7 @@ impl Hub {
     }
 
     /// Ends a queue call's room when its doctor takes the next patient.
-    pub(crate) fn end_visit(&mut self, now: Instant, room: &RoomId, doctor: Option<u64>) {
+    pub(crate) fn end_visit(&mut self, now: Instant, room: &RoomId, doctor: Option<StaffId>) {
         let Some(r) = self.rooms.get(room) else {
             return;
         };

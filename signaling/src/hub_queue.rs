@@ -13,6 +13,8 @@ use crate::queue::{
     QueueInput, QueueOutput, QueueSnapshot, RemovedReason, StaffRef, Ticket, TicketView,
     TransferTarget, WithdrawReason,
 };
+use crate::wire::{queue_from_wire, staff_from_wire, wire_queue};
+use tuxa_records::StaffId;
 
 /// Who a staff session belongs to, as the server's directory says at
 /// connection time.
@@ -21,7 +23,7 @@ pub struct StaffInfo {
     pub staff: StaffRef,
     pub is_doctor: bool,
     /// Queues whose roster has this staff member on call now.
-    pub on_call: Vec<u64>,
+    pub on_call: Vec<QueueId>,
 }
 
 /// A call made from the queue, once the server has its room and links.
@@ -56,7 +58,7 @@ fn withdraw_reason(r: WithdrawReason) -> &'static str {
 
 fn queue_counts(s: &QueueSnapshot) -> ServerMsg {
     ServerMsg::QueueCounts {
-        queue: s.queue.0,
+        queue: wire_queue(s.queue),
         waiting: s.waiting,
         offered: s.offered,
         doctors_available: s.doctors_available,
@@ -92,8 +94,7 @@ impl Hub {
 
     /// A queue's live tickets, for the staff who may clear them; `None`
     /// if the book has no such queue.
-    pub fn queue_tickets(&self, now: Instant, queue: u64) -> Option<Vec<StaffTicket>> {
-        let queue = QueueId(queue);
+    pub fn queue_tickets(&self, now: Instant, queue: QueueId) -> Option<Vec<StaffTicket>> {
         self.queues.snapshot(queue)?;
         Some(
             self.queues
@@ -113,7 +114,7 @@ impl Hub {
     pub fn clear_ticket(
         &mut self,
         now: Instant,
-        queue: u64,
+        queue: QueueId,
         handle: &str,
     ) -> Result<StaffTicket, ClearError> {
         let tickets = self
@@ -126,7 +127,7 @@ impl Hub {
         self.queues.handle(
             now,
             QueueInput::Clear {
-                queue: QueueId(queue),
+                queue,
                 ticket: found.view.ticket.clone(),
             },
         );
@@ -156,11 +157,15 @@ impl Hub {
                 let Some(addr) = self.session_addr(sid) else {
                     return;
                 };
+                let Some(queue) = queue_from_wire(queue) else {
+                    self.refuse(sid, "join_queue", QueueError::UnknownQueue);
+                    return;
+                };
                 let ticket = self.next_ticket();
                 QueueInput::Join {
                     session: sid,
                     ticket,
-                    queue: QueueId(queue),
+                    queue,
                     card: PatientCard {
                         name,
                         phone,
@@ -182,7 +187,9 @@ impl Hub {
                     self.reply(sid, ErrorCode::NotOnCall, "sign in as a doctor first", ty);
                     return;
                 };
-                if let Some(q) = queues.iter().find(|q| !staff.on_call.contains(q)) {
+                let on_call =
+                    |q: &u64| queue_from_wire(*q).is_some_and(|q| staff.on_call.contains(&q));
+                if let Some(q) = queues.iter().find(|q| !on_call(q)) {
                     self.reply(
                         sid,
                         ErrorCode::NotOnCall,
@@ -197,7 +204,8 @@ impl Hub {
                     QueueInput::Available {
                         session: sid,
                         staff: staff.staff.clone(),
-                        queues: queues.into_iter().map(QueueId).collect(),
+                        // All on the roster, hence all valid ids.
+                        queues: queues.into_iter().filter_map(queue_from_wire).collect(),
                     }
                 }
             }
@@ -228,8 +236,15 @@ impl Hub {
                 doctor,
             } => {
                 let to = match (queue, doctor) {
-                    (Some(q), None) => TransferTarget::Queue(QueueId(q)),
-                    (None, Some(d)) => match self.queues.doctor(d) {
+                    (Some(q), None) => match queue_from_wire(q) {
+                        Some(q) => TransferTarget::Queue(q),
+                        None => {
+                            self.refuse(sid, "transfer", QueueError::UnknownQueue);
+                            return;
+                        }
+                    },
+                    (None, Some(d)) => match staff_from_wire(d).and_then(|d| self.queues.doctor(d))
+                    {
                         Some(view) => TransferTarget::Doctor(view.staff.clone()),
                         None => {
                             self.reply(
@@ -278,7 +293,7 @@ impl Hub {
 
     /// Translates everything the queue book has to say.
     /// A staff member's shifts changed (see [`Input::OnCallChanged`]).
-    pub(crate) fn on_call_changed(&mut self, now: Instant, staff: u64, on_call: Vec<u64>) {
+    pub(crate) fn on_call_changed(&mut self, now: Instant, staff: StaffId, on_call: Vec<QueueId>) {
         let sids = self.set_on_call(staff, &on_call);
         for sid in &sids {
             self.send_queue_counts(*sid);
@@ -290,7 +305,7 @@ impl Hub {
             .queues
             .iter()
             .copied()
-            .filter(|q| on_call.contains(&q.0))
+            .filter(|q| on_call.contains(q))
             .collect();
         if !view.available || still.len() == view.queues.len() {
             return;
@@ -341,7 +356,7 @@ impl Hub {
                         session,
                         ServerMsg::QueueStatus {
                             ticket: ticket.0,
-                            queue: queue.0,
+                            queue: wire_queue(queue),
                             state,
                             position,
                             estimate_secs: estimate,
@@ -363,7 +378,7 @@ impl Hub {
                     session,
                     ServerMsg::PatientOffer {
                         ticket: offer.ticket.0,
-                        queue: offer.queue.0,
+                        queue: wire_queue(offer.queue),
                         name: offer.card.name,
                         phone: offer.card.phone,
                         reason: offer.card.reason,
@@ -404,7 +419,7 @@ impl Hub {
                     session,
                     ServerMsg::DoctorStatus {
                         available: status.available,
-                        queues: status.queues.iter().map(|q| q.0).collect(),
+                        queues: status.queues.iter().copied().map(wire_queue).collect(),
                         on_call: status.on_call.is_some(),
                     },
                 ),
@@ -433,7 +448,7 @@ impl Hub {
                 }
                 QueueOutput::Snapshot(snap) => {
                     let counts = queue_counts(&snap);
-                    let to: Vec<SessionId> = self.staff_on_call_for(snap.queue.0);
+                    let to: Vec<SessionId> = self.staff_on_call_for(snap.queue);
                     for sid in to {
                         self.push_send(sid, counts.clone());
                     }
@@ -443,22 +458,27 @@ impl Hub {
                     session,
                     in_reply_to,
                     reason,
-                } => {
-                    let code = match reason {
-                        QueueError::NotADoctor | QueueError::NotOnCall => ErrorCode::NotOnCall,
-                        _ => ErrorCode::QueueRefused,
-                    };
-                    self.push_send(
-                        session,
-                        ServerMsg::Error {
-                            code,
-                            message: format!("{}: {reason}", reason.as_str()),
-                            in_reply_to: Some(in_reply_to.to_owned()),
-                        },
-                    );
-                }
+                } => self.refuse(session, in_reply_to, reason),
             }
         }
+    }
+
+    /// The queue book's refusal of a session's request (`in_reply_to`:
+    /// [`QueueInput::name`]); also the hub's own, for an id from the wire
+    /// that no queue can have.
+    fn refuse(&mut self, session: SessionId, in_reply_to: &'static str, reason: QueueError) {
+        let code = match reason {
+            QueueError::NotADoctor | QueueError::NotOnCall => ErrorCode::NotOnCall,
+            _ => ErrorCode::QueueRefused,
+        };
+        self.push_send(
+            session,
+            ServerMsg::Error {
+                code,
+                message: format!("{}: {reason}", reason.as_str()),
+                in_reply_to: Some(in_reply_to.to_owned()),
+            },
+        );
     }
 
     /// The server created the room of a pairing: both get their link.
@@ -509,7 +529,7 @@ impl Hub {
 
     /// Staff sessions on call for `queue` now (doctors and nurses): who
     /// gets its counts.
-    fn staff_on_call_for(&self, queue: u64) -> Vec<SessionId> {
+    fn staff_on_call_for(&self, queue: QueueId) -> Vec<SessionId> {
         let mut sids: Vec<SessionId> = self
             .staff_sessions()
             .filter(|(_, info)| info.on_call.contains(&queue))
@@ -529,7 +549,7 @@ impl Hub {
             return;
         };
         for q in info.on_call {
-            if let Some(snap) = self.queues.snapshot(QueueId(q)) {
+            if let Some(snap) = self.queues.snapshot(q) {
                 self.push_send(sid, queue_counts(&snap));
             }
         }

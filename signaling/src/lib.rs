@@ -10,6 +10,7 @@ pub mod hub;
 mod hub_queue;
 pub mod queue;
 pub mod token;
+mod wire;
 
 pub use hub::{
     Bar, CHECK_JOIN_WINDOW, CHECK_ROOM_LIFETIME, CheckError, CheckTicket, Consent,

@@ -158,6 +158,9 @@ use std::time::{Duration, Instant};
 
 use crate::hub::SessionId;
 
+pub use tuxa_records::QueueId;
+use tuxa_records::{FacilityId, StaffId};
+
 /// Longest ticket accepted, in bytes.
 pub const MAX_TICKET_LEN: usize = 128;
 /// Longest patient name accepted, in characters.
@@ -174,16 +177,6 @@ const MAX_CONFIG_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// Line classes: transferred patients go ahead of ordinary arrivals.
 const CLASS_TRANSFERRED: u8 = 0;
 const CLASS_ARRIVAL: u8 = 1;
-
-/// An on-call queue: a specialty at a facility.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct QueueId(pub u64);
-
-impl fmt::Display for QueueId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
 
 /// A patient's place, made random by the caller. Whoever holds it may resume
 /// or cancel it, so it is a secret: `Debug` shows only its first characters.
@@ -229,9 +222,9 @@ pub struct PatientCard {
 /// A staff member, as the server's directory knows them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaffRef {
-    pub id: u64,
+    pub id: StaffId,
     pub name: String,
-    pub facility: u64,
+    pub facility: FacilityId,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -301,7 +294,7 @@ pub enum QueueInput {
     OpenQueue {
         queue: QueueId,
         name: String,
-        facility: u64,
+        facility: FacilityId,
     },
     /// Stops taking patients; with `dismiss_waiting`, also removes everyone
     /// not yet in a call (told with [`RemovedReason::QueueClosed`]).
@@ -426,7 +419,7 @@ pub struct DoctorStatus {
 /// An offer to a doctor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Offer {
-    pub doctor: u64,
+    pub doctor: StaffId,
     pub queue: QueueId,
     pub ticket: Ticket,
     pub card: PatientCard,
@@ -461,7 +454,7 @@ pub struct Pairing {
 pub struct QueueSnapshot {
     pub queue: QueueId,
     pub name: String,
-    pub facility: u64,
+    pub facility: FacilityId,
     pub open: bool,
     /// In the line (including disconnected patients within their grace).
     pub waiting: u32,
@@ -602,41 +595,41 @@ pub enum QueueEvent {
         at: Instant,
         queue: QueueId,
         ticket: Ticket,
-        doctor: u64,
+        doctor: StaffId,
         waited: Duration,
     },
     Accepted {
         at: Instant,
         queue: QueueId,
         ticket: Ticket,
-        doctor: u64,
+        doctor: StaffId,
         waited: Duration,
     },
     Declined {
         at: Instant,
         queue: QueueId,
         ticket: Ticket,
-        doctor: u64,
+        doctor: StaffId,
         waited: Duration,
     },
     OfferExpired {
         at: Instant,
         queue: QueueId,
         ticket: Ticket,
-        doctor: u64,
+        doctor: StaffId,
     },
     OfferWithdrawn {
         at: Instant,
         queue: QueueId,
         ticket: Ticket,
-        doctor: u64,
+        doctor: StaffId,
         reason: WithdrawReason,
     },
     Transferred {
         at: Instant,
         from: QueueId,
         ticket: Ticket,
-        by: u64,
+        by: StaffId,
         to: TransferTarget,
         /// The length of the call that ended with the transfer.
         call: Duration,
@@ -646,13 +639,13 @@ pub enum QueueEvent {
         at: Instant,
         queue: QueueId,
         ticket: Ticket,
-        doctor: u64,
+        doctor: StaffId,
     },
     CallEnded {
         at: Instant,
         queue: QueueId,
         ticket: Ticket,
-        doctor: u64,
+        doctor: StaffId,
         duration: Duration,
     },
     /// The patient's session closed; the grace period starts.
@@ -755,9 +748,9 @@ pub enum QueueOutput {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatientStage {
     Queued { position: u32 },
-    Offered { doctor: u64 },
-    WaitingForDoctor { doctor: u64 },
-    InCall { doctor: u64 },
+    Offered { doctor: StaffId },
+    WaitingForDoctor { doctor: StaffId },
+    InCall { doctor: StaffId },
 }
 
 /// A patient, for queries.
@@ -828,7 +821,7 @@ type LineKey = (u8, u64);
 #[derive(Debug)]
 struct Queue {
     name: String,
-    facility: u64,
+    facility: FacilityId,
     open: bool,
     line: BTreeMap<LineKey, Ticket>,
     /// Moving average of call lengths, in milliseconds.
@@ -844,13 +837,13 @@ enum Stage {
         deadline: Instant,
     },
     Offered {
-        doctor: u64,
+        doctor: StaffId,
         expires: Instant,
         /// Set when the offer came from a transfer to this doctor.
         directed: Option<(StaffRef, Instant)>,
     },
     InCall {
-        doctor: u64,
+        doctor: StaffId,
     },
 }
 
@@ -865,7 +858,7 @@ struct Patient {
     key: LineKey,
     stage: Stage,
     /// Doctors who declined (or transferred) this ticket, and when.
-    declined: BTreeMap<u64, Instant>,
+    declined: BTreeMap<StaffId, Instant>,
     transferred_by: Option<StaffRef>,
     last_status: Option<PatientStatus>,
     /// The client address at join, reduced by [`addr_key`].
@@ -919,11 +912,11 @@ pub struct QueueBook {
     queues: BTreeMap<QueueId, Queue>,
     patients: BTreeMap<Ticket, Patient>,
     patient_sessions: BTreeMap<SessionId, Ticket>,
-    doctors: BTreeMap<u64, Doctor>,
-    doctor_sessions: BTreeMap<SessionId, u64>,
+    doctors: BTreeMap<StaffId, Doctor>,
+    doctor_sessions: BTreeMap<SessionId, StaffId>,
     /// Calls in progress, ticket → doctor. A call outlives its patient's
     /// entry when the patient's grace period ends mid-call.
-    calls: BTreeMap<Ticket, u64>,
+    calls: BTreeMap<Ticket, StaffId>,
     next_seq: u64,
     out: VecDeque<QueueOutput>,
     /// The `now` of the latest input or timer: what queries compute the
@@ -931,7 +924,7 @@ pub struct QueueBook {
     now: Option<Instant>,
     /// Offers that expired in this step (doctor session, ticket, doctor):
     /// told after pairing, with where the patient went.
-    expired: Vec<(SessionId, Ticket, u64)>,
+    expired: Vec<(SessionId, Ticket, StaffId)>,
 }
 
 impl QueueBook {
@@ -1079,7 +1072,7 @@ impl QueueBook {
         }
     }
 
-    pub fn doctor(&self, staff_id: u64) -> Option<DoctorView> {
+    pub fn doctor(&self, staff_id: StaffId) -> Option<DoctorView> {
         self.doctors.get(&staff_id).map(|d| DoctorView {
             staff: d.staff.clone(),
             session: d.session,
@@ -1099,7 +1092,7 @@ impl QueueBook {
     }
 
     /// Calls in progress: ticket and doctor.
-    pub fn calls(&self) -> impl Iterator<Item = (&Ticket, u64)> {
+    pub fn calls(&self) -> impl Iterator<Item = (&Ticket, StaffId)> {
         self.calls.iter().map(|(t, d)| (t, *d))
     }
 
@@ -1109,7 +1102,7 @@ impl QueueBook {
     }
 
     /// The staff id of the doctor on a session.
-    pub fn doctor_of(&self, session: SessionId) -> Option<u64> {
+    pub fn doctor_of(&self, session: SessionId) -> Option<StaffId> {
         self.doctor_sessions.get(&session).copied()
     }
 
@@ -1297,7 +1290,7 @@ impl QueueBook {
         }
     }
 
-    fn open_queue(&mut self, id: QueueId, name: String, facility: u64) {
+    fn open_queue(&mut self, id: QueueId, name: String, facility: FacilityId) {
         let initial = self.config.initial_call_estimate.as_millis() as f64;
         let q = self.queues.entry(id).or_insert_with(|| Queue {
             name: String::new(),
@@ -1835,7 +1828,7 @@ impl QueueBook {
         self.out.push_back(QueueOutput::Record(e));
     }
 
-    fn doctor_by_session(&self, session: SessionId) -> Result<u64, QueueError> {
+    fn doctor_by_session(&self, session: SessionId) -> Result<StaffId, QueueError> {
         self.doctor_sessions
             .get(&session)
             .copied()
@@ -1860,7 +1853,7 @@ impl QueueBook {
         let Some(q) = self.queues.get(&queue) else {
             return Vec::new();
         };
-        let on_duty: Vec<u64> = self
+        let on_duty: Vec<StaffId> = self
             .doctors
             .values()
             .filter(|d| d.on_duty_for(queue))
@@ -1914,7 +1907,7 @@ impl QueueBook {
         })
     }
 
-    fn offer_for(&self, ticket: &Ticket, doctor: u64, now: Instant) -> Option<Offer> {
+    fn offer_for(&self, ticket: &Ticket, doctor: StaffId, now: Instant) -> Option<Offer> {
         let p = self.patients.get(ticket)?;
         let Stage::Offered { expires, .. } = p.stage else {
             return None;
@@ -2037,7 +2030,7 @@ impl QueueBook {
 
     /// A patient transferred to a doctor goes to the head of their fallback
     /// queue instead.
-    fn fall_back(&mut self, at: Instant, ticket: &Ticket, doctor: u64) {
+    fn fall_back(&mut self, at: Instant, ticket: &Ticket, doctor: StaffId) {
         let key = (CLASS_TRANSFERRED, self.seq());
         let Some(p) = self.patients.get_mut(ticket) else {
             return;
@@ -2056,7 +2049,7 @@ impl QueueBook {
         });
     }
 
-    fn doctor_gone(&mut self, now: Instant, id: u64) {
+    fn doctor_gone(&mut self, now: Instant, id: StaffId) {
         let Some(d) = self.doctors.get_mut(&id) else {
             return;
         };
@@ -2070,7 +2063,7 @@ impl QueueBook {
     }
 
     /// Forgets a doctor who has no session and no call.
-    fn prune_doctor(&mut self, id: u64) {
+    fn prune_doctor(&mut self, id: StaffId) {
         if self
             .doctors
             .get(&id)
@@ -2083,7 +2076,7 @@ impl QueueBook {
     /// Ends a doctor's call: the doctor is free, the length feeds the
     /// average, and the record gets `CallEnded`. Returns the length. The
     /// patient's entry is left alone (see `end_call`).
-    fn end_call_only(&mut self, now: Instant, doctor: u64) -> Option<Duration> {
+    fn end_call_only(&mut self, now: Instant, doctor: StaffId) -> Option<Duration> {
         let d = self.doctors.get_mut(&doctor)?;
         let call = d.call.take()?;
         d.idle_since = now;
@@ -2105,7 +2098,7 @@ impl QueueBook {
     }
 
     /// Ends a call and forgets its patient.
-    fn end_call(&mut self, now: Instant, doctor: u64) {
+    fn end_call(&mut self, now: Instant, doctor: StaffId) {
         let ticket = self
             .doctors
             .get(&doctor)
@@ -2240,7 +2233,7 @@ impl QueueBook {
 
     fn pair(&mut self, now: Instant) {
         // Transfers to a named doctor first: that doctor was chosen.
-        let directed: Vec<(Ticket, u64, Instant)> = self
+        let directed: Vec<(Ticket, StaffId, Instant)> = self
             .patients
             .iter()
             .filter_map(|(t, p)| match &p.stage {
@@ -2267,7 +2260,7 @@ impl QueueBook {
                 break;
             }
             free.sort_by_key(|d| (d.idle_since, d.staff.id));
-            let mut best: Option<(LineKey, Ticket, u64)> = None;
+            let mut best: Option<(LineKey, Ticket, StaffId)> = None;
             for (qid, q) in &self.queues {
                 let serving: Vec<&Doctor> = free
                     .iter()
@@ -2301,7 +2294,7 @@ impl QueueBook {
     }
 
     /// The doctor (from `serving`, idle longest first) to offer `p` to.
-    fn pick(&self, serving: &[&Doctor], p: &Patient, now: Instant) -> Option<u64> {
+    fn pick(&self, serving: &[&Doctor], p: &Patient, now: Instant) -> Option<StaffId> {
         if let Some(d) = serving
             .iter()
             .find(|d| !p.declined.contains_key(&d.staff.id))
@@ -2319,7 +2312,7 @@ impl QueueBook {
             .map(|d| d.staff.id)
     }
 
-    fn offer(&mut self, now: Instant, ticket: &Ticket, doctor: u64) {
+    fn offer(&mut self, now: Instant, ticket: &Ticket, doctor: StaffId) {
         let expires = now + self.config.offer_timeout;
         let Some(p) = self.patients.get_mut(ticket) else {
             return;

@@ -12,6 +12,7 @@
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use serde::{Deserialize, Serialize};
 use tuxa_protocol::{ErrorCode, Role, RoomId};
+use tuxa_records::StaffId;
 
 use crate::b64;
 
@@ -45,7 +46,7 @@ pub struct Claims {
     pub pre_admitted: bool,
     /// The staff account the link was minted for (conference invitees).
     #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
-    pub staff_id: Option<u64>,
+    pub staff_id: Option<StaffId>,
     /// The practitioner's licence number, shown to the others in the room.
     #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
     pub licence_number: Option<String>,
@@ -250,5 +251,31 @@ mod tests {
         ] {
             assert_eq!(key().open(bad, 1), Err(TokenError::Malformed), "{bad:?}");
         }
+    }
+
+    /// Minted by the code before `staff_id` became a `StaffId` (it was an
+    /// `Option<u64>`): links already sent out must keep working. Both
+    /// encode as a plain JSON number, so the format did not change.
+    const OLD_TOKEN: &str = "v1.BAQEBAQEBAQEBAQELhFa6lzLGmVq08qvdBWyEGDGrSJc9pklbflQf-kYEiFfx0eDurEh2mRWmPNSoI4HZ1j8-Mi0P12Tgxr55MXXWDnvH4bLAp39OZsJfF1fYhp18Scv_4RduoVllgBG37ixLPwze2v_g4h6dTYfPot0AsMcZMNa9P2vy5ZLLEPlbnBS4yIvcw1_ZkNUItHyuH4tG4bWBSgtbiNCIXhMzpS8eSdHoDhW2hzGOvZ5fZoU1MJv3Q";
+
+    #[test]
+    fn token_minted_with_u64_staff_id_still_opens() {
+        let room = RoomId::from_random([3; 10]);
+        let c = key().open_for_room(OLD_TOKEN, &room, 2_000).unwrap();
+        assert_eq!(
+            c,
+            Claims {
+                room,
+                role: Role::Doctor,
+                name: "BS. Trần Thị B".into(),
+                facility: Some("Bệnh viện Đa khoa tỉnh".into()),
+                expires_at: 4_000_000_000,
+                not_before: Some(1_000),
+                pre_admitted: false,
+                staff_id: Some(StaffId(4_242)),
+                licence_number: Some("000123/BYT-CCHN".into()),
+                chair: true,
+            }
+        );
     }
 }

@@ -11,13 +11,14 @@ use tuxa_protocol::{
     ClientMsg, ConsultationKind, EndReason, ErrorCode, FacilityContact, ParticipantId, Role,
     RoomId, RoomInfo, ServerMsg,
 };
+use tuxa_records::StaffId;
 use tuxa_signaling::{
     Claims, Hub, HubConfig, Input, Output, RecordEvent, RoomStatus, SessionId, TokenKey,
 };
 
 const UNIX_NOW: u64 = 1_750_000_000;
 const ABANDON: Duration = Duration::from_secs(600);
-const NAMED_CHAIR: u64 = 3;
+const NAMED_CHAIR: StaffId = StaffId(3);
 
 struct World {
     hub: Hub,
@@ -144,7 +145,7 @@ impl World {
         }
         let staff_id = match (role, chair) {
             (_, true) => Some(NAMED_CHAIR),
-            (Role::Doctor | Role::Nurse, false) => Some(100 + self.next_sid),
+            (Role::Doctor | Role::Nurse, false) => Some(StaffId(100 + self.next_sid as i64)),
             _ => None,
         };
         let claims = Claims {
@@ -297,7 +298,7 @@ fn the_doctor_ends_a_visit_for_everyone_the_lobby_included() {
         expires_at: UNIX_NOW + 3600,
         not_before: None,
         pre_admitted: false,
-        staff_id: Some(7),
+        staff_id: Some(StaffId(7)),
         licence_number: None,
         chair: false,
     };

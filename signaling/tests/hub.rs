@@ -11,6 +11,7 @@ use tuxa_protocol::{
     LinkStats, MediaKind, ParticipantId, ParticipantInfo, ProtocolError, Role, RoomId, RoomInfo,
     SUPPORTED_VERSIONS, ServerMsg,
 };
+use tuxa_records::{FacilityId, QueueId, StaffId};
 use tuxa_signaling::{
     Bar, Claims, Hub, HubConfig, Input, MediaCommand, Output, QualityWindow, RecordEvent,
     RoomStatus, SessionId, TokenError, TokenKey, b64_decode, b64_encode,
@@ -1629,7 +1630,7 @@ fn join_as(
     role: Role,
     name: &str,
     chair: bool,
-    staff_id: Option<u64>,
+    staff_id: Option<StaffId>,
 ) -> (SessionId, Vec<Output>, String) {
     let sid = w.connect();
     w.hello(sid);
@@ -1691,20 +1692,27 @@ fn conference(w: &mut World) -> Conference {
     // The scheduler named staff member 3 to chair.
     let out = w.handle(Input::ChairNamed {
         room: room.clone(),
-        staff: 3,
+        staff: StaffId(3),
     });
     assert!(
         out.is_empty(),
         "naming the chair of an empty room says nothing"
     );
-    let (d_sid, out, _) = join_as(w, &room, Role::Doctor, "BS. Huyện", false, Some(10));
+    let (d_sid, out, _) = join_as(
+        w,
+        &room,
+        Role::Doctor,
+        "BS. Huyện",
+        false,
+        Some(StaffId(10)),
+    );
     let d_id = joined_id(&out, d_sid);
     assert_eq!(
         room_state(&out, d_sid),
         None,
         "a plain room says nothing of its state"
     );
-    let (c_sid, out, _) = join_as(w, &room, Role::Doctor, "BS. Tỉnh", true, Some(3));
+    let (c_sid, out, _) = join_as(w, &room, Role::Doctor, "BS. Tỉnh", true, Some(StaffId(3)));
     let c_id = joined_id(&out, c_sid);
     // Both learn who chairs; the chair's licence number is shown to the others.
     assert_eq!(room_state(&out, c_sid), Some((false, Some(c_id), None)));
@@ -1833,7 +1841,7 @@ fn the_chair_names_a_secretary_mutes_and_locks() {
     assert!(records(&out).contains(&RecordEvent::SecretaryNamed {
         room: c.room.clone(),
         participant: Some(c.district.1),
-        staff_id: Some(10),
+        staff_id: Some(StaffId(10)),
         by: c.chair.1,
     }));
 
@@ -1888,7 +1896,14 @@ fn the_chair_names_a_secretary_mutes_and_locks() {
         locked: true,
         by: c.chair.1
     }));
-    let (late, out, token) = join_as(&mut w, &c.room, Role::Doctor, "BS. Muộn", false, Some(20));
+    let (late, out, token) = join_as(
+        &mut w,
+        &c.room,
+        Role::Doctor,
+        "BS. Muộn",
+        false,
+        Some(StaffId(20)),
+    );
     assert_eq!(
         expect_error(&out, late, ErrorCode::RoomLocked).as_deref(),
         Some("join")
@@ -1968,7 +1983,7 @@ fn a_removed_participant_is_closed_and_their_link_is_barred() {
 }
 
 /// Opens a conference room whose scheduler named `chair` (if any).
-fn conference_room(w: &mut World, n: u8, chair: Option<u64>) -> RoomId {
+fn conference_room(w: &mut World, n: u8, chair: Option<StaffId>) -> RoomId {
     let room = room_id(n);
     w.handle(Input::RoomOpened(
         RoomInfo {
@@ -1990,10 +2005,17 @@ fn conference_room(w: &mut World, n: u8, chair: Option<u64>) -> RoomId {
 #[test]
 fn only_the_named_chairs_own_link_carries_the_chair() {
     let mut w = World::new();
-    let room = conference_room(&mut w, 20, Some(3));
+    let room = conference_room(&mut w, 20, Some(StaffId(3)));
     // Staff member 10 holds a link with the chair's claim (minted for
     // themselves): they enter as a plain doctor, and no chair is announced.
-    let (self_made, out, _) = join_as(&mut w, &room, Role::Doctor, "BS. Tự phong", true, Some(10));
+    let (self_made, out, _) = join_as(
+        &mut w,
+        &room,
+        Role::Doctor,
+        "BS. Tự phong",
+        true,
+        Some(StaffId(10)),
+    );
     let self_made_id = joined_id(&out, self_made);
     assert_eq!(room_state(&out, self_made), None, "{out:?}");
     // A chair claim with no account behind it, or the named chair's account
@@ -2001,12 +2023,26 @@ fn only_the_named_chairs_own_link_carries_the_chair() {
     let (anon, out, _) = join_as(&mut w, &room, Role::Doctor, "BS. Vô danh", true, None);
     let _ = joined_id(&out, anon);
     assert_eq!(room_state(&out, anon), None, "{out:?}");
-    let (plain, out, _) = join_as(&mut w, &room, Role::Nurse, "ĐD. Tỉnh", false, Some(3));
+    let (plain, out, _) = join_as(
+        &mut w,
+        &room,
+        Role::Nurse,
+        "ĐD. Tỉnh",
+        false,
+        Some(StaffId(3)),
+    );
     let _ = joined_id(&out, plain);
     assert_eq!(room_state(&out, plain), None, "{out:?}");
     // The named chair enters: everyone learns who chairs, and from then on
     // the self-made chair is refused what only the chair may do.
-    let (chair, out, _) = join_as(&mut w, &room, Role::Doctor, "BS. Chủ tọa", true, Some(3));
+    let (chair, out, _) = join_as(
+        &mut w,
+        &room,
+        Role::Doctor,
+        "BS. Chủ tọa",
+        true,
+        Some(StaffId(3)),
+    );
     let chair_id = joined_id(&out, chair);
     for sid in [chair, self_made, anon] {
         assert_eq!(room_state(&out, sid), Some((false, Some(chair_id), None)));
@@ -2030,14 +2066,28 @@ fn only_the_named_chairs_own_link_carries_the_chair() {
     // The chair may, and the self-made chair does not get past a lock.
     w.frame(chair, ClientMsg::LockRoom { locked: true });
     w.frame(self_made, ClientMsg::Leave {});
-    let (again, out, _) = join_as(&mut w, &room, Role::Doctor, "BS. Tự phong", true, Some(10));
+    let (again, out, _) = join_as(
+        &mut w,
+        &room,
+        Role::Doctor,
+        "BS. Tự phong",
+        true,
+        Some(StaffId(10)),
+    );
     expect_error(&out, again, ErrorCode::RoomLocked);
 
     // A room whose scheduler named nobody (a visit, or a conference made
     // through the plain API) has no chair, whatever the links claim.
     let visit = room_id(21);
     w.open_room(&visit);
-    let (sid, out, _) = join_as(&mut w, &visit, Role::Doctor, "BS. Khám", true, Some(3));
+    let (sid, out, _) = join_as(
+        &mut w,
+        &visit,
+        Role::Doctor,
+        "BS. Khám",
+        true,
+        Some(StaffId(3)),
+    );
     let _ = joined_id(&out, sid);
     assert_eq!(room_state(&out, sid), None, "{out:?}");
 }
@@ -2048,7 +2098,7 @@ fn naming_another_chair_takes_the_rights_from_the_one_in_the_room() {
     let c = conference(&mut w);
     let out = w.handle(Input::ChairNamed {
         room: c.room.clone(),
-        staff: 10,
+        staff: StaffId(10),
     });
     // Staff 3's link no longer chairs; staff 10's link has no chair claim.
     assert_eq!(room_state(&out, c.district.0), Some((false, None, None)));
@@ -2076,14 +2126,14 @@ fn a_removed_staff_member_stays_out_with_a_fresh_link_and_after_a_restart() {
     }
     // The district doctor (staff 10) is barred as a person, the guest by link.
     assert_eq!(bars.len(), 2);
-    assert_eq!(bars[0], Bar::Staff(10));
+    assert_eq!(bars[0], Bar::Staff(StaffId(10)));
     assert!(matches!(bars[1], Bar::Link(_)), "{bars:?}");
 
     // A fresh link for staff 10 (as the conference's join mints one) is
     // refused, at the join page's check and at join; another staff member's is not.
     let fresh = {
         let claims = Claims {
-            staff_id: Some(10),
+            staff_id: Some(StaffId(10)),
             ..w.claims(&c.room, Role::Doctor, "BS. Huyện")
         };
         w.mint(&claims)
@@ -2106,13 +2156,20 @@ fn a_removed_staff_member_stays_out_with_a_fresh_link_and_after_a_restart() {
     );
     assert_eq!(error_codes(&out, sid), vec![ErrorCode::Removed]);
     assert!(closed(&out, sid));
-    let (other, out, _) = join_as(&mut w, &c.room, Role::Doctor, "BS. Khác", false, Some(11));
+    let (other, out, _) = join_as(
+        &mut w,
+        &c.room,
+        Role::Doctor,
+        "BS. Khác",
+        false,
+        Some(StaffId(11)),
+    );
     let _ = joined_id(&out, other);
 
     // A restart: a new hub with the room, its chair and its bars from the
     // store keeps both out.
     let mut w2 = World::new();
-    let room = conference_room(&mut w2, 9, Some(3));
+    let room = conference_room(&mut w2, 9, Some(StaffId(3)));
     assert_eq!(room, c.room);
     for bar in bars {
         let out = w2.handle(Input::Barred {
@@ -2135,7 +2192,14 @@ fn a_removed_staff_member_stays_out_with_a_fresh_link_and_after_a_restart() {
         assert_eq!(error_codes(&out, sid), vec![ErrorCode::Removed]);
     }
     // The chair still chairs after the restart.
-    let (chair, out, _) = join_as(&mut w2, &room, Role::Doctor, "BS. Tỉnh", true, Some(3));
+    let (chair, out, _) = join_as(
+        &mut w2,
+        &room,
+        Role::Doctor,
+        "BS. Tỉnh",
+        true,
+        Some(StaffId(3)),
+    );
     let chair_id = joined_id(&out, chair);
     assert_eq!(room_state(&out, chair), Some((false, Some(chair_id), None)));
 }
@@ -2270,11 +2334,25 @@ fn a_dropped_chair_keeps_their_place_and_takes_it_back_with_the_same_link() {
     ));
     w.handle(Input::ChairNamed {
         room: room.clone(),
-        staff: 3,
+        staff: StaffId(3),
     });
-    let (d_sid, out, _) = join_as(&mut w, &room, Role::Doctor, "BS. Huyện", false, Some(10));
+    let (d_sid, out, _) = join_as(
+        &mut w,
+        &room,
+        Role::Doctor,
+        "BS. Huyện",
+        false,
+        Some(StaffId(10)),
+    );
     let d_id = joined_id(&out, d_sid);
-    let (c_sid, out, c_token) = join_as(&mut w, &room, Role::Doctor, "BS. Tỉnh", true, Some(3));
+    let (c_sid, out, c_token) = join_as(
+        &mut w,
+        &room,
+        Role::Doctor,
+        "BS. Tỉnh",
+        true,
+        Some(StaffId(3)),
+    );
     let c_id = joined_id(&out, c_sid);
     w.frame(
         c_sid,
@@ -2826,9 +2904,9 @@ fn a_shift_that_ends_withdraws_availability_and_one_that_starts_allows_it() {
     let mut w = World::new();
     for q in [1, 2] {
         w.handle(Input::QueueOpened {
-            queue: q,
+            queue: QueueId(q),
             name: format!("Hàng {q}"),
-            facility: 1,
+            facility: FacilityId(1),
         });
     }
     let sid = w.connect();
@@ -2837,15 +2915,15 @@ fn a_shift_that_ends_withdraws_availability_and_one_that_starts_allows_it() {
         sid,
         StaffInfo {
             staff: StaffRef {
-                id: 42,
+                id: StaffId(42),
                 name: "BS. Trực".into(),
-                facility: 1,
+                facility: FacilityId(1),
             },
             is_doctor: true,
-            on_call: vec![1],
+            on_call: vec![QueueId(1)],
         },
     ));
-    assert_eq!(w.hub.staff_online(), vec![42]);
+    assert_eq!(w.hub.staff_online(), vec![StaffId(42)]);
     let status = |out: &[Output]| {
         sends_to(out, sid).into_iter().rev().find_map(|m| match m {
             ServerMsg::DoctorStatus {
@@ -2859,27 +2937,27 @@ fn a_shift_that_ends_withdraws_availability_and_one_that_starts_allows_it() {
     expect_error(&out, sid, ErrorCode::NotOnCall);
     // It starts: now allowed, without reconnecting.
     w.handle(Input::OnCallChanged {
-        staff: 42,
-        on_call: vec![1, 2],
+        staff: StaffId(42),
+        on_call: vec![QueueId(1), QueueId(2)],
     });
     let out = w.frame(sid, ClientMsg::Available { queues: vec![1, 2] });
     assert_eq!(status(&out), Some((true, vec![1, 2])));
     // Queue 1's shift ends: the doctor stays available for queue 2 only.
     let out = w.handle(Input::OnCallChanged {
-        staff: 42,
-        on_call: vec![2],
+        staff: StaffId(42),
+        on_call: vec![QueueId(2)],
     });
     assert_eq!(status(&out), Some((true, vec![2])));
     // Every shift ends: not available any more.
     let out = w.handle(Input::OnCallChanged {
-        staff: 42,
+        staff: StaffId(42),
         on_call: vec![],
     });
     assert_eq!(status(&out).map(|s| s.0), Some(false));
     // Another staff member's change touches nobody here.
     let out = w.handle(Input::OnCallChanged {
-        staff: 7,
-        on_call: vec![1],
+        staff: StaffId(7),
+        on_call: vec![QueueId(1)],
     });
     assert!(out.is_empty(), "{out:?}");
 }
@@ -2894,20 +2972,20 @@ fn staff_on_call_see_their_queues_counts_and_nobody_else_does() {
     let mut w = World::new();
     for q in [1, 2] {
         w.handle(Input::QueueOpened {
-            queue: q,
+            queue: QueueId(q),
             name: format!("Hàng {q}"),
-            facility: 1,
+            facility: FacilityId(1),
         });
     }
-    let identified = |w: &mut World, id: u64, on_call: Vec<u64>| {
+    let identified = |w: &mut World, id: i64, on_call: Vec<QueueId>| {
         let sid = w.connect();
         w.handle(Input::Identified(
             sid,
             StaffInfo {
                 staff: StaffRef {
-                    id,
+                    id: StaffId(id),
                     name: format!("NV {id}"),
-                    facility: 1,
+                    facility: FacilityId(1),
                 },
                 is_doctor: false,
                 on_call,
@@ -2929,7 +3007,7 @@ fn staff_on_call_see_their_queues_counts_and_nobody_else_does() {
             })
             .collect()
     };
-    let nurse = identified(&mut w, 42, vec![1]);
+    let nurse = identified(&mut w, 42, vec![QueueId(1)]);
     let off = identified(&mut w, 43, vec![]);
     // After welcome: the counts of the queues on call now, and only those.
     let out = w.frame(nurse, hello(&[1]));
@@ -2967,8 +3045,106 @@ fn staff_on_call_see_their_queues_counts_and_nobody_else_does() {
 
     // A shift starts for queue 2: its counts come at once.
     let out = w.handle(Input::OnCallChanged {
-        staff: 43,
-        on_call: vec![2],
+        staff: StaffId(43),
+        on_call: vec![QueueId(2)],
     });
     assert_eq!(counts(&out, off), [(2, 0, 0, 0)]);
+}
+
+/// The wire carries queue and staff ids as `u64`, the hub as row ids
+/// (`i64`): a number no row can have is refused exactly like an unknown id,
+/// and nothing panics or wraps around onto a real queue.
+#[test]
+fn wire_ids_no_row_can_have_are_refused_like_unknown_ones() {
+    use tuxa_signaling::StaffInfo;
+    use tuxa_signaling::queue::StaffRef;
+    let mut w = World::new();
+    w.handle(Input::QueueOpened {
+        queue: QueueId(1),
+        name: "Hàng 1".into(),
+        facility: FacilityId(1),
+    });
+    let error = |out: &[Output], sid: SessionId| match sends_to(out, sid).as_slice() {
+        [e @ ServerMsg::Error { .. }] => e.clone(),
+        other => panic!("expected one error, got {other:?}"),
+    };
+    // Cast with `as`, these would be -1, i64::MIN and i64::MIN + 1.
+    let beyond = [u64::MAX, 1 << 63, (1 << 63) | 1];
+
+    // A patient joining a queue.
+    let join = |w: &mut World, queue: u64| {
+        let p = w.connect();
+        w.hello(p);
+        w.consent(p, true);
+        let out = w.frame(
+            p,
+            ClientMsg::QueueJoin {
+                queue,
+                name: "Bệnh nhân A".into(),
+                phone: "0912345678".into(),
+                reason: "ho".into(),
+            },
+        );
+        error(&out, p)
+    };
+    let unknown = join(&mut w, 99);
+    assert!(
+        matches!(&unknown, ServerMsg::Error { code: ErrorCode::QueueRefused, message, .. } if message.starts_with("unknown_queue")),
+        "{unknown:?}"
+    );
+    for q in beyond {
+        assert_eq!(join(&mut w, q), unknown, "queue {q}");
+    }
+    assert_eq!(
+        w.hub.queue_book().snapshot(QueueId(1)).map(|s| s.waiting),
+        Some(0),
+        "nobody got a place"
+    );
+
+    // A doctor going available, and transferring to a doctor.
+    let doctor = w.connect();
+    w.hello(doctor);
+    w.handle(Input::Identified(
+        doctor,
+        StaffInfo {
+            staff: StaffRef {
+                id: StaffId(42),
+                name: "BS. Trực".into(),
+                facility: FacilityId(1),
+            },
+            is_doctor: true,
+            on_call: vec![QueueId(1)],
+        },
+    ));
+    let available = |w: &mut World, q: u64| {
+        let out = w.frame(doctor, ClientMsg::Available { queues: vec![1, q] });
+        error(&out, doctor)
+    };
+    let transfer = |w: &mut World, d: u64| {
+        let out = w.frame(
+            doctor,
+            ClientMsg::Transfer {
+                ticket: "t".into(),
+                queue: None,
+                doctor: Some(d),
+            },
+        );
+        error(&out, doctor)
+    };
+    let (not_on_roster, no_doctor) = (available(&mut w, 99), transfer(&mut w, 99));
+    for id in beyond {
+        let not_on_roster = match &not_on_roster {
+            ServerMsg::Error {
+                code, in_reply_to, ..
+            } => ServerMsg::Error {
+                code: *code,
+                // The message names the queue asked for.
+                message: format!("you are not on the roster of queue {id} now"),
+                in_reply_to: in_reply_to.clone(),
+            },
+            _ => unreachable!(),
+        };
+        assert_eq!(available(&mut w, id), not_on_roster, "queue {id}");
+        assert_eq!(transfer(&mut w, id), no_doctor, "doctor {id}");
+    }
 }

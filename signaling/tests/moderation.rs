@@ -18,11 +18,12 @@ use tuxa_protocol::{
     ClientMsg, ConsultationKind, ErrorCode, MediaKind, ParticipantId, Role, RoomId, RoomInfo,
     ServerMsg,
 };
+use tuxa_records::StaffId;
 use tuxa_signaling::{Claims, Hub, HubConfig, Input, Output, RoomStatus, SessionId, TokenKey};
 
 const UNIX_NOW: u64 = 1_750_000_000;
 /// The staff member the scheduler named to chair.
-const NAMED_CHAIR: u64 = 3;
+const NAMED_CHAIR: StaffId = StaffId(3);
 
 /// Whether a client message moderates the room (acts on others or on the room itself).
 fn is_moderation(msg: &ClientMsg) -> bool {
@@ -147,9 +148,13 @@ impl World {
         );
         let (role, chair, staff_id) = match who {
             Sender::Chair => (Role::Doctor, true, Some(NAMED_CHAIR)),
-            Sender::SelfMadeChair => (Role::Doctor, true, Some(40)),
-            Sender::Doctor => (Role::Doctor, false, Some(41 + self.next_sid)),
-            Sender::Nurse => (Role::Nurse, false, Some(60 + self.next_sid)),
+            Sender::SelfMadeChair => (Role::Doctor, true, Some(StaffId(40))),
+            Sender::Doctor => (
+                Role::Doctor,
+                false,
+                Some(StaffId(41 + self.next_sid as i64)),
+            ),
+            Sender::Nurse => (Role::Nurse, false, Some(StaffId(60 + self.next_sid as i64))),
             Sender::Patient => (Role::Patient, false, None),
             Sender::Guest => (Role::Guest, false, None),
         };

@@ -13,6 +13,7 @@ use tuxa_protocol::{
     ClientMsg, ConsultationKind, EndReason, ErrorCode, LeaveReason, ParticipantId, Role, RoomId,
     RoomInfo, ServerMsg,
 };
+use tuxa_records::StaffId;
 use tuxa_signaling::{
     Claims, Hub, HubConfig, Input, Output, RecordEvent, RoomStatus, SessionId, TokenKey,
 };
@@ -131,7 +132,7 @@ impl World {
             expires_at: UNIX_NOW + 3600,
             not_before: None,
             pre_admitted: role == Role::Patient,
-            staff_id: (role == Role::Doctor).then_some(100 + sid.0),
+            staff_id: (role == Role::Doctor).then_some(StaffId(100 + sid.0 as i64)),
             licence_number: None,
             chair: false,
         };

@@ -30,6 +30,7 @@ use tuxa_protocol::{
     ClientMsg, ConsultationKind, ErrorCode, LinkStats, MediaKind, ParticipantId, ProtocolError,
     Role, RoomId, RoomInfo, ServerMsg, TrackId, TrackInfo, TrackSource,
 };
+use tuxa_records::StaffId;
 use tuxa_signaling::{
     Claims, Hub, HubConfig, Input, Output, RecordEvent, RoomStatus, SessionId, TokenKey,
 };
@@ -37,7 +38,7 @@ use tuxa_signaling::{
 const KEY: [u8; 32] = [0x42; 32];
 const UNIX_NOW: u64 = 1_750_000_000;
 /// The staff account the scheduler named to chair the conference.
-const CHAIR_STAFF: u64 = 100;
+const CHAIR_STAFF: StaffId = StaffId(100);
 
 /// A link the test can join with.
 struct LinkSpec {
@@ -45,13 +46,13 @@ struct LinkSpec {
     /// 1 a visit.
     room: usize,
     role: Role,
-    staff: Option<u64>,
+    staff: Option<StaffId>,
     chair: bool,
     pre_admitted: bool,
     expired: bool,
 }
 
-const fn link(room: usize, role: Role, staff: Option<u64>, chair: bool) -> LinkSpec {
+const fn link(room: usize, role: Role, staff: Option<StaffId>, chair: bool) -> LinkSpec {
     LinkSpec {
         room,
         role,
@@ -69,18 +70,18 @@ const fn link(room: usize, role: Role, staff: Option<u64>, chair: bool) -> LinkS
 const LINKS: &[LinkSpec] = &[
     link(0, Role::Doctor, Some(CHAIR_STAFF), true),
     link(0, Role::Doctor, Some(CHAIR_STAFF), true),
-    link(0, Role::Doctor, Some(101), false),
-    link(0, Role::Nurse, Some(102), false),
-    link(0, Role::Nurse, Some(102), false),
+    link(0, Role::Doctor, Some(StaffId(101)), false),
+    link(0, Role::Nurse, Some(StaffId(102)), false),
+    link(0, Role::Nurse, Some(StaffId(102)), false),
     link(0, Role::Patient, None, false),
     link(0, Role::Guest, None, false),
     LinkSpec {
         pre_admitted: true,
         ..link(0, Role::Patient, None, false)
     },
-    link(0, Role::Doctor, Some(103), true),
-    link(0, Role::Guest, Some(105), false),
-    link(1, Role::Doctor, Some(104), false),
+    link(0, Role::Doctor, Some(StaffId(103)), true),
+    link(0, Role::Guest, Some(StaffId(105)), false),
+    link(1, Role::Doctor, Some(StaffId(104)), false),
     link(1, Role::Patient, None, false),
     LinkSpec {
         expired: true,
@@ -179,7 +180,7 @@ enum Step {
     },
     /// The scheduler names another chair (or the same again).
     ChairNamed {
-        staff: u64,
+        staff: StaffId,
     },
 }
 
@@ -220,7 +221,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => prop_oneof![0u64..5, 10u64..50].prop_map(|secs| Step::Wait { secs }),
         2 => (p.clone(), any::<bool>()).prop_map(|(p, offer)| Step::FromMedia { p, offer }),
         1 => p.prop_map(|p| Step::MediaGone { p }),
-        1 => prop_oneof![Just(CHAIR_STAFF), Just(101u64)]
+        1 => prop_oneof![Just(CHAIR_STAFF), Just(StaffId(101))]
             .prop_map(|staff| Step::ChairNamed { staff }),
     ]
 }
@@ -261,7 +262,7 @@ struct World {
     /// Barred (room, link) pairs: the removed link and, for staff, every
     /// link of the same account.
     barred: HashSet<(usize, usize)>,
-    named_chair: u64,
+    named_chair: StaffId,
     /// Also check that a removal leaves nobody of the barred account in the
     /// room (see `a_removal_takes_out_every_link_of_the_person`).
     whole_identity: bool,

@@ -9,6 +9,7 @@
 
 use proptest::prelude::*;
 use tuxa_protocol::{Role, RoomId};
+use tuxa_records::StaffId;
 use tuxa_signaling::{Claims, TokenError, TokenKey, b64_decode, b64_encode};
 
 const KEY: [u8; 32] = [0x42; 32];
@@ -43,7 +44,7 @@ fn claims() -> impl Strategy<Value = Claims> {
         any::<Option<u64>>(),
         (
             any::<bool>(),
-            any::<Option<u64>>(),
+            prop::option::of(any::<i64>().prop_map(StaffId)),
             prop::option::of("[A-Z0-9/-]{0,20}"),
             any::<bool>(),
         ),

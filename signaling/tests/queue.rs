@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use tuxa_records::{FacilityId, StaffId};
 use tuxa_signaling::SessionId;
 use tuxa_signaling::queue::{
     AfterOffer, DoctorStatus, DropStage, Pairing, PatientCard, PatientStage, PatientStatus,
@@ -12,7 +13,7 @@ use tuxa_signaling::queue::{
     RemovedReason, StaffRef, Ticket, TicketFlag, TransferTarget, WithdrawReason,
 };
 
-const FACILITY: u64 = 1;
+const FACILITY: FacilityId = FacilityId(1);
 const NOI: QueueId = QueueId(1);
 const NHI: QueueId = QueueId(2);
 const MIN: Duration = Duration::from_secs(60);
@@ -107,13 +108,13 @@ impl World {
         (session, out)
     }
 
-    fn doctor(&mut self, id: u64, queues: &[QueueId]) -> (SessionId, Vec<QueueOutput>) {
+    fn doctor(&mut self, id: i64, queues: &[QueueId]) -> (SessionId, Vec<QueueOutput>) {
         let session = self.session();
         let out = self.available(session, id, queues);
         (session, out)
     }
 
-    fn available(&mut self, session: SessionId, id: u64, queues: &[QueueId]) -> Vec<QueueOutput> {
+    fn available(&mut self, session: SessionId, id: i64, queues: &[QueueId]) -> Vec<QueueOutput> {
         let out = self.handle(QueueInput::Available {
             session,
             staff: staff(id),
@@ -168,9 +169,9 @@ fn addr_of(s: SessionId) -> IpAddr {
     IpAddr::from([10, (s.0 >> 16) as u8, (s.0 >> 8) as u8, s.0 as u8])
 }
 
-fn staff(id: u64) -> StaffRef {
+fn staff(id: i64) -> StaffRef {
     StaffRef {
-        id,
+        id: StaffId(id),
         name: format!("BS. {id}"),
         facility: FACILITY,
     }
@@ -358,8 +359,8 @@ fn an_offer_goes_to_one_doctor_and_a_doctor_holds_one_offer() {
     let (s3, out) = w.join(NOI, "p3");
     assert!(offers(&out).is_empty());
     assert_eq!(position(&out, s3), Some(1));
-    assert_eq!(w.book.doctor(1).unwrap().offer, Some(t("p1")));
-    assert_eq!(w.book.doctor(2).unwrap().offer, Some(t("p2")));
+    assert_eq!(w.book.doctor(StaffId(1)).unwrap().offer, Some(t("p1")));
+    assert_eq!(w.book.doctor(StaffId(2)).unwrap().offer, Some(t("p2")));
     let snap = w.book.snapshot(NOI).unwrap();
     assert_eq!(
         (snap.waiting, snap.offered, snap.doctors_available),
@@ -403,7 +404,7 @@ fn an_unanswered_offer_expires_and_the_doctor_is_made_unavailable() {
         at: offered_at + Duration::from_secs(30),
         queue: NOI,
         ticket: t("p1"),
-        doctor: 1
+        doctor: StaffId(1)
     }));
     // p1 is back at the head, ahead of p3 who arrives now.
     assert_eq!(position(&out, s1), Some(1));
@@ -497,8 +498,14 @@ fn a_declined_patient_goes_to_the_next_doctor() {
     assert!(matches!(
         records(&out).as_slice(),
         [
-            QueueEvent::Declined { doctor: 1, .. },
-            QueueEvent::Offered { doctor: 2, .. }
+            QueueEvent::Declined {
+                doctor: StaffId(1),
+                ..
+            },
+            QueueEvent::Offered {
+                doctor: StaffId(2),
+                ..
+            }
         ]
     ));
     // B declines too, 10 s later: nobody else, so p1 waits at the head...
@@ -658,10 +665,13 @@ fn accept_pairs_and_the_doctor_is_busy_until_the_call_ends() {
         at: w.now,
         queue: NOI,
         ticket: t("p1"),
-        doctor: 7,
+        doctor: StaffId(7),
         waited: 20 * SEC
     }));
-    assert_eq!(w.stage("p1"), Some(PatientStage::InCall { doctor: 7 }));
+    assert_eq!(
+        w.stage("p1"),
+        Some(PatientStage::InCall { doctor: StaffId(7) })
+    );
     assert!(w.line(NOI).is_empty());
 
     let (_, out) = w.join(NOI, "p2");
@@ -712,7 +722,7 @@ fn a_transferred_patient_enters_the_other_queue_at_the_head() {
     assert_eq!(position(&out, b2), Some(3));
     assert!(records(&out).iter().any(|e| matches!(
         e,
-        QueueEvent::Transferred { from: NOI, by: 1, to: TransferTarget::Queue(NHI), call, .. } if *call == 3 * MIN
+        QueueEvent::Transferred { from: NOI, by: StaffId(1), to: TransferTarget::Queue(NHI), call, .. } if *call == 3 * MIN
     )));
     assert_eq!(
         doctor_status(&out, d1),
@@ -780,7 +790,7 @@ fn a_patient_transferred_to_a_doctor_is_offered_to_that_doctor() {
     );
     assert_eq!(
         w.stage("p1"),
-        Some(PatientStage::WaitingForDoctor { doctor: 2 })
+        Some(PatientStage::WaitingForDoctor { doctor: StaffId(2) })
     );
     w.advance(40 * SEC);
     let out = w.handle(QueueInput::DoctorFree { session: d2 });
@@ -788,7 +798,7 @@ fn a_patient_transferred_to_a_doctor_is_offered_to_that_doctor() {
     let out = w.accept(d2, "p1");
     let p = paired(&out);
     assert_eq!(p.len(), 1);
-    assert_eq!((p[0].doctor.id, p[0].queue), (2, NHI));
+    assert_eq!((p[0].doctor.id, p[0].queue), (StaffId(2), NHI));
     let _ = d3;
 }
 
@@ -821,7 +831,7 @@ fn a_transfer_to_an_absent_doctor_falls_back_to_their_queue_after_a_minute() {
         at: transferred_at + MIN,
         queue: NHI,
         ticket: t("p1"),
-        doctor: 2
+        doctor: StaffId(2)
     }));
     assert_eq!(w.line(NHI), ["p1", "b1"]);
     assert_eq!(position(&out, s1), Some(1));
@@ -978,14 +988,14 @@ fn a_doctor_who_disconnects_loses_their_offer_at_once() {
     assert!(records(&out).iter().any(|e| matches!(
         e,
         QueueEvent::OfferWithdrawn {
-            doctor: 2,
+            doctor: StaffId(2),
             reason: WithdrawReason::DoctorGone,
             ..
         }
     )));
     assert_eq!(offers(&out), [(a, "p1".to_owned())]);
     assert!(
-        w.book.doctor(2).is_none(),
+        w.book.doctor(StaffId(2)).is_none(),
         "a gone doctor with no call is forgotten"
     );
     assert_eq!(w.book.doctor_of(b), None);
@@ -1238,9 +1248,9 @@ fn bad_inputs_get_reasons_and_change_nothing() {
             QueueInput::Available {
                 session: s,
                 staff: StaffRef {
-                    id: 9,
+                    id: StaffId(9),
                     name: "BS. huyện".into(),
-                    facility: 2,
+                    facility: FacilityId(2),
                 },
                 queues: vec![NOI],
             },
@@ -1362,7 +1372,7 @@ struct Observed {
     /// Latest status per doctor session.
     doctor: BTreeMap<SessionId, DoctorStatus>,
     /// Outstanding offers per doctor id, from the record.
-    offers: BTreeMap<u64, Ticket>,
+    offers: BTreeMap<StaffId, Ticket>,
     /// Latest snapshot per queue.
     snapshots: BTreeMap<QueueId, tuxa_signaling::queue::QueueSnapshot>,
     closed: BTreeSet<SessionId>,
@@ -1371,7 +1381,7 @@ struct Observed {
 
 impl Observed {
     fn see(&mut self, book: &QueueBook, out: &[QueueOutput]) {
-        let mut accepted: Vec<(Ticket, u64)> = Vec::new();
+        let mut accepted: Vec<(Ticket, StaffId)> = Vec::new();
         for o in out {
             let to = match o {
                 QueueOutput::Status { session, .. }
@@ -1437,7 +1447,7 @@ impl Observed {
         }
     }
 
-    fn record(&mut self, e: &QueueEvent, accepted: &mut Vec<(Ticket, u64)>) {
+    fn record(&mut self, e: &QueueEvent, accepted: &mut Vec<(Ticket, StaffId)>) {
         let name = match e {
             QueueEvent::Joined { .. } => "joined",
             QueueEvent::Offered { ticket, doctor, .. } => {
@@ -1526,7 +1536,7 @@ fn check_invariants(book: &QueueBook, seen: &Observed, queues: &[QueueId], now: 
         }
     }
     // Every patient in exactly one place.
-    let mut offered_to: BTreeMap<u64, Ticket> = BTreeMap::new();
+    let mut offered_to: BTreeMap<StaffId, Ticket> = BTreeMap::new();
     for ticket in book.tickets() {
         let v = book.patient(ticket).unwrap();
         match v.stage {
@@ -1609,7 +1619,7 @@ fn ten_thousand_random_inputs_keep_the_invariants() {
     };
     // Queues 1 and 2 at facility 1, queue 3 at facility 2; queue 4 unknown.
     let queues = [QueueId(1), QueueId(2), QueueId(3)];
-    let facility = |q: QueueId| if q.0 == 3 { 2 } else { 1 };
+    let facility = |q: QueueId| FacilityId(if q.0 == 3 { 2 } else { 1 });
     for q in queues {
         book.handle(
             now,
@@ -1622,9 +1632,13 @@ fn ten_thousand_random_inputs_keep_the_invariants() {
     }
     let doctors: Vec<StaffRef> = (1..=6)
         .map(|id| StaffRef {
-            id,
+            id: StaffId(id),
             name: format!("BS. {id}"),
-            facility: if id <= 4 { 1 } else { 2 },
+            facility: if id <= 4 {
+                FacilityId(1)
+            } else {
+                FacilityId(2)
+            },
         })
         .collect();
     let tickets: Vec<Ticket> = (0..40).map(|i| Ticket(format!("t{i}"))).collect();
@@ -1662,7 +1676,7 @@ fn ten_thousand_random_inputs_keep_the_invariants() {
                     session: s,
                     addr: addr_of(SessionId(rng.below(12))),
                     ticket: rng.pick(&tickets).unwrap(),
-                    queue: QueueId(1 + rng.below(4)),
+                    queue: QueueId(1 + rng.below(4) as i64),
                     card: card(&format!("r{}", rng.below(12))),
                 })
             }
@@ -1764,7 +1778,7 @@ fn ten_thousand_random_inputs_keep_the_invariants() {
                     5 => Some(QueueInput::Unavailable { session }),
                     6 => {
                         let to = if rng.below(2) == 0 {
-                            TransferTarget::Queue(QueueId(1 + rng.below(4)))
+                            TransferTarget::Queue(QueueId(1 + rng.below(4) as i64))
                         } else {
                             TransferTarget::Doctor(rng.pick(&doctors).unwrap())
                         };
@@ -1778,7 +1792,7 @@ fn ten_thousand_random_inputs_keep_the_invariants() {
                         ticket: ticket(call, &mut rng),
                     }),
                     _ => {
-                        let q = QueueId(1 + rng.below(4));
+                        let q = QueueId(1 + rng.below(4) as i64);
                         if rng.below(4) == 0 {
                             Some(QueueInput::Clear {
                                 queue: q,
