@@ -212,12 +212,6 @@ fn to_sqlite(e: tuxa_records::Error) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(Box::new(e))
 }
 
-/// The chair each open conference's scheduler named, by consultation id: the
-/// hub is told at start (`Input::ChairNamed`).
-pub fn named_chairs(c: &Connection) -> rusqlite::Result<Vec<(String, StaffId)>> {
-    db::named_chairs(c).map_err(to_sqlite)
-}
-
 /// The conference request held in a consultation, for the record exports.
 pub fn for_consultation(c: &Connection, consultation_id: &str) -> rusqlite::Result<Option<Value>> {
     Ok(db::for_consultation(c, consultation_id)

@@ -296,7 +296,12 @@ pub async fn run(
     // Each open conference's named chair, and whoever the chair removed: a
     // restart gives neither a self-made chair nor a removed participant a way in.
     let (chairs, bars) = store
-        .call(|c| Ok((conferences::named_chairs(c)?, hub_task::room_bars(c)?)))
+        .run(|c| {
+            Ok((
+                tuxa_store::conferences::named_chairs(c)?,
+                hub_task::room_bars(c)?,
+            ))
+        })
         .await
         .context("loading the rooms' chairs and bars")?;
     let restored = chairs
@@ -696,8 +701,9 @@ async fn pairing_task(
             // The patient's stated reason is the visit's "Tóm tắt" in its minutes.
             let (cid, reason) = (row.id.clone(), p.card.reason.trim().to_owned());
             if !reason.is_empty() {
+                let now = tuxa_records::UnixTime(hub_task::unix_now() as i64);
                 state.store.spawn("visit reason", move |c| {
-                    crate::export::store_visit_reason(c, &cid, &reason)
+                    crate::export::store_visit_reason(c, &cid, &reason, now)
                 });
             }
             // A consultation from the queue lasts hours at most.

@@ -193,11 +193,12 @@ pub fn store_visit_reason(
     c: &Connection,
     consultation: &str,
     reason: &str,
+    now: tuxa_records::UnixTime,
 ) -> rusqlite::Result<()> {
     c.execute(
         "INSERT OR IGNORE INTO visit_reasons(consultation_id, reason, at)
-         VALUES (?1, ?2, strftime('%s','now'))",
-        rusqlite::params![consultation, reason],
+         VALUES (?1, ?2, ?3)",
+        rusqlite::params![consultation, reason, now],
     )?;
     Ok(())
 }
@@ -278,8 +279,8 @@ mod tests {
                  VALUES ('abcdefghijklmnop', 2, 150);",
         )
         .unwrap();
-        store_visit_reason(&c, ROOM, "Ho").unwrap();
-        store_visit_reason(&c, ROOM, "changed").unwrap();
+        store_visit_reason(&c, ROOM, "Ho", tuxa_records::UnixTime(100)).unwrap();
+        store_visit_reason(&c, ROOM, "changed", tuxa_records::UnixTime(200)).unwrap();
         for (at, consultation) in [(100, Some(ROOM)), (101, None)] {
             crate::audit::append(
                 &mut c,
