@@ -34,7 +34,7 @@ use crate::audit::{Action, Entry};
 use crate::authz::{Actor, Permission};
 use crate::clock::unix_now;
 use crate::directory::{FacilityId, StaffId, StaffRole};
-use crate::error::{ApiError, ApiResult, optional_text, required_text};
+use crate::error::{ApiError, ApiResult, body, optional_text, required_text};
 use crate::gate::{Access, Routes};
 
 /// The largest attachment (an X-ray, a scanned referral, a short clip).
@@ -286,11 +286,6 @@ async fn reload(state: &AppState, id: ConferenceId) -> ApiResult<Json<Value>> {
         .await?
         .ok_or_else(no_such_request)?;
     Ok(Json(request_json(&r)))
-}
-
-fn body<T>(r: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
-    r.map(|Json(v)| v)
-        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))
 }
 
 // ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ use crate::app::{AppState, Link, LinkSpec, audit, load, load_for, load_visible, 
 use crate::audit::Action;
 use crate::authz::{self, Actor, Permission};
 use crate::clock::unix_now;
-use crate::error::{ApiError, ApiResult, optional_text, required_text};
+use crate::error::{ApiError, ApiResult, body, optional_text, required_text};
 use crate::gate::{Access, Routes};
 use crate::hub_task::HubMsg;
 use crate::store::{self, ConsultationRow};
@@ -107,11 +107,6 @@ fn security_headers(router: axum::Router) -> axum::Router {
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
         ))
-}
-
-fn body<T>(r: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
-    r.map(|Json(v)| v)
-        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))
 }
 
 fn parse_room(id: &str) -> ApiResult<RoomId> {

@@ -16,7 +16,7 @@ use crate::app::AppState;
 use crate::audit::{Action, Entry};
 use crate::authz::{self, Actor};
 use crate::clock::unix_now;
-use crate::error::{ApiError, optional_text, required_text};
+use crate::error::{ApiError, body, optional_text, required_text};
 use crate::gate::{Access, Routes};
 use tuxa_records::roster::{NewWindow, masked_phone};
 use tuxa_records::{FacilityId, StaffId};
@@ -68,11 +68,6 @@ pub fn routes() -> Routes {
             Access::STAFF,
             clear_ticket,
         )
-}
-
-fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    r.map(|Json(v)| v)
-        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
