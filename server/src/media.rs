@@ -206,6 +206,8 @@ impl MediaTask {
                 SfuOutput::Gone(pid) => {
                     let _ = self.hub.send(Input::MediaGone(pid)).await;
                 }
+                // No recorder yet: nothing asks the SFU to record.
+                SfuOutput::Record(_) => {}
             }
         }
         self.send(batch).await;

@@ -24,6 +24,7 @@
 
 mod alloc;
 mod peer;
+pub mod record;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -36,6 +37,7 @@ use str0m::{Candidate, Input};
 use tuxa_protocol::{ErrorCode, ParticipantId, RoomId, ServerMsg};
 
 use peer::{Forwarded, Layer, Peer, PeerEvent};
+pub use record::{Recorded, RecordedRtp};
 
 /// Keyframe requests to one publisher's track are sent at most this often:
 /// a room of twelve losing packets together must not make the publisher
@@ -71,6 +73,8 @@ pub enum SfuOutput {
     Signal(ParticipantId, ServerMsg),
     /// A participant's transport failed (ICE consent lost or DTLS error).
     Gone(ParticipantId),
+    /// For the recorder: a recorded room's media, its start and its stop.
+    Record(Recorded),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +122,8 @@ pub struct Sfu {
     /// Sources announced before the participant's first offer.
     early_sources:
         HashMap<ParticipantId, std::collections::BTreeMap<String, tuxa_protocol::TrackSource>>,
+    /// Rooms being recorded now.
+    recording: std::collections::HashSet<RoomId>,
 }
 
 /// Sizes of the SFU's internal tables, to check that they return to their
@@ -146,6 +152,7 @@ impl Sfu {
             events: Vec::new(),
             stats: SfuStats::default(),
             early_sources: HashMap::new(),
+            recording: std::collections::HashSet::new(),
         }
     }
 
@@ -283,6 +290,31 @@ impl Sfu {
         self.want_keyframes(now, pid, owed);
         self.mark(pid);
         self.drain(now);
+    }
+
+    /// Starts (`on`) or stops recording a room's published media; see
+    /// [`record`]. Starting twice or stopping what is not recorded changes
+    /// nothing (the control plane decides who may, and says no itself).
+    pub fn set_recording(&mut self, now: Instant, room: &RoomId, on: bool) {
+        self.now = Some(now);
+        let changed = if on {
+            self.recording.insert(room.clone())
+        } else {
+            self.recording.remove(room)
+        };
+        if !changed {
+            return;
+        }
+        let room = room.clone();
+        self.out.push_back(SfuOutput::Record(if on {
+            Recorded::Started { room, at: now }
+        } else {
+            Recorded::Stopped { room, at: now }
+        }));
+    }
+
+    pub fn is_recording(&self, room: &RoomId) -> bool {
+        self.recording.contains(room)
     }
 
     /// Takes a participant out: its tracks are withdrawn from everyone else.
@@ -655,6 +687,26 @@ impl Sfu {
                     return;
                 };
                 let ends_unit = pkt.kind == MediaKind::Audio || pkt.marker;
+                if self.recording.contains(&room) {
+                    let spec = pkt.params.spec();
+                    self.out
+                        .push_back(SfuOutput::Record(Recorded::Rtp(RecordedRtp {
+                            room: room.clone(),
+                            participant: from,
+                            mid: pkt.mid,
+                            rid: pkt.rid,
+                            kind: pkt.kind,
+                            codec: spec.codec,
+                            clock_rate: spec.clock_rate.get(),
+                            seq: pkt.seq,
+                            timestamp: pkt.timestamp,
+                            marker: pkt.marker,
+                            keyframe_start: pkt.keyframe_start,
+                            red: pkt.red,
+                            arrived: pkt.arrived,
+                            payload: pkt.payload.clone(),
+                        })));
+                }
                 for other in self.rooms.get(&room).into_iter().flatten() {
                     if *other == from {
                         continue;

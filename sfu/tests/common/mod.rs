@@ -428,6 +428,8 @@ pub struct Sim {
     pub clients: Vec<Client>,
     wire: Wire,
     pub gone: Vec<ParticipantId>,
+    /// What the recording tap handed out (rooms being recorded only).
+    pub recorded: Vec<tuxa_sfu::Recorded>,
     /// Datagrams addressed to nobody (e.g. to a removed client).
     pub undeliverable: u64,
     /// RTP packets that reached the SFU, by SSRC (read from the clear SRTP
@@ -451,6 +453,7 @@ impl Sim {
             clients: Vec::new(),
             wire: VecDeque::new(),
             gone: Vec::new(),
+            recorded: Vec::new(),
             undeliverable: 0,
             rtp_at_sfu: std::collections::HashMap::new(),
         }
@@ -645,6 +648,7 @@ impl Sim {
                 }
                 SfuOutput::Signal(pid, msg) => self.on_signal(pid, msg),
                 SfuOutput::Gone(pid) => self.gone.push(pid),
+                SfuOutput::Record(r) => self.recorded.push(r),
             }
         }
     }

@@ -1,0 +1,1 @@
+//! Master keys: loaded by the server from a key file or the environment, rotated by id (old ids still decrypt).

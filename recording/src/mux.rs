@@ -1,0 +1,1 @@
+//! One track: RTP in, WebM/Matroska bytes out.

@@ -1,0 +1,1 @@
+//! Chunked AES-256-GCM files.
