@@ -61,7 +61,9 @@ export function exportButtons(ctx, consultationId, prefix, onError) {
     h('button', { type: 'button', class: 'btn btn-secondary', id: `${prefix}-export-fhir`, 'data-i18n': 'conf_export_fhir',
       onclick: () => save('fhir', `/api/v1/consultations/${id}/record.fhir.json`, `tuxa-${consultationId}.fhir.json`) }, t('conf_export_fhir')),
     h('a', { class: 'btn btn-secondary', id: `${prefix}-minutes`, 'data-i18n': 'conf_export_minutes',
-      href: `/consultations/${id}/minutes`, target: '_blank', rel: 'noopener' }, t('conf_export_minutes')));
+      href: `/consultations/${id}/minutes`, target: '_blank', rel: 'noopener' }, t('conf_export_minutes')),
+    h('a', { class: 'btn btn-secondary', id: `${prefix}-recordings`, 'data-i18n': 'conf_recordings',
+      href: `/consultations/${id}/recordings`, target: '_blank', rel: 'noopener' }, t('conf_recordings')));
 }
 
 export function createConferences(ctx) {

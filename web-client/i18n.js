@@ -1116,6 +1116,52 @@ Object.assign(STRINGS.en, {
   check_note_tcp_closed: 'If the network blocks UDP later, TCP port {tcp} is blocked too: ask IT to open it now.',
 });
 
+// The recordings' player (player.js: /consultations/{id}/recordings).
+Object.assign(STRINGS.vi, {
+  pl_title: 'Bản ghi hình buổi tư vấn',
+  pl_play: 'Phát',
+  pl_pause: 'Tạm dừng',
+  pl_seek: 'Tua tới thời điểm',
+  pl_recording: 'Bản ghi {when}',
+  pl_started_by: 'Người bắt đầu ghi: {who}',
+  pl_files: 'Tải từng luồng (WebM)',
+  pl_kind_video: 'hình',
+  pl_kind_audio: 'tiếng',
+  pl_source_screen: 'màn hình chia sẻ',
+  pl_source_camera2: 'camera thứ hai',
+  pl_state_incomplete: '(không trọn vẹn: máy chủ dừng đột ngột khi đang ghi)',
+  pl_state_failed: '(dừng vì lỗi ghi)',
+  pl_state_recording: '(đang ghi)',
+  pl_state_open: '(đang ghi)',
+  pl_state_purged: '(đã xóa theo thời hạn lưu trữ)',
+  pl_none: 'Buổi tư vấn này không có bản ghi hình.',
+  pl_forbidden: 'Bạn không có quyền xem bản ghi của buổi tư vấn này.',
+  pl_failed: 'Không tải được danh sách bản ghi. Hãy thử lại.',
+  conf_recordings: 'Xem bản ghi hình',
+});
+Object.assign(STRINGS.en, {
+  pl_title: 'Consultation recording',
+  pl_play: 'Play',
+  pl_pause: 'Pause',
+  pl_seek: 'Seek',
+  pl_recording: 'Recording of {when}',
+  pl_started_by: 'Started by {who}',
+  pl_files: 'Download each track (WebM)',
+  pl_kind_video: 'video',
+  pl_kind_audio: 'audio',
+  pl_source_screen: 'shared screen',
+  pl_source_camera2: 'second camera',
+  pl_state_incomplete: '(incomplete: the server stopped suddenly while recording)',
+  pl_state_failed: '(stopped by a write failure)',
+  pl_state_recording: '(recording)',
+  pl_state_open: '(recording)',
+  pl_state_purged: '(deleted at the end of its retention period)',
+  pl_none: 'This consultation has no recording.',
+  pl_forbidden: 'You may not see this consultation\'s recordings.',
+  pl_failed: 'Could not load the recordings. Please try again.',
+  conf_recordings: 'Watch the recording',
+});
+
 export const ROLE_NAMES = {
   vi: { patient: 'Bệnh nhân', doctor: 'Bác sĩ', nurse: 'Điều dưỡng', guest: 'Khách mời' },
   en: { patient: 'Patient', doctor: 'Doctor', nurse: 'Nurse', guest: 'Guest' },

@@ -68,6 +68,12 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../web-client/check.js"),
     ),
+    // The recordings' player (playback.rs).
+    (
+        "player.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web-client/player.js"),
+    ),
     // A queue's printable poster (qr.rs).
     (
         "poster.js",
@@ -81,6 +87,7 @@ const LANDING: &str = include_str!("../../web-client/landing.html");
 const QUEUE: &str = include_str!("../../web-client/queue.html");
 const STAFF: &str = include_str!("../../web-client/staff.html");
 const CHECK: &str = include_str!("../../web-client/check.html");
+const PLAYER: &str = include_str!("../../web-client/player.html");
 
 /// The pre-call check on its own: camera, microphone, speaker and the
 /// connection to this server, before any visit (web-client/check.js).
@@ -97,6 +104,12 @@ pub async fn queue_page(Path(_queue): Path<String>) -> Response {
 /// The staff console: sign in, be available for one's queues, take patients.
 pub async fn staff_page() -> Response {
     no_store(page(STAFF))
+}
+
+/// One consultation's recordings played together (web-client/player.js);
+/// the page holds nothing, its data comes from the gated API.
+pub async fn player_page() -> Response {
+    no_store(page(PLAYER))
 }
 
 /// Every page's policy: scripts, styles and connections from this server
@@ -163,6 +176,7 @@ mod tests {
             ("/q", queue_page(Path("1".into())).await),
             ("/staff", staff_page().await),
             ("/check", check_page().await),
+            ("/consultations/x/recordings", player_page().await),
         ];
         for (name, res) in pages {
             let csp = res.headers()[header::CONTENT_SECURITY_POLICY]
@@ -172,7 +186,7 @@ mod tests {
             assert!(csp.contains("frame-ancestors 'none'"), "{name}: {csp}");
             assert!(!csp.contains("unsafe-inline"), "{name}: {csp}");
         }
-        for html in [INDEX, LANDING, QUEUE, STAFF, CHECK] {
+        for html in [INDEX, LANDING, QUEUE, STAFF, CHECK, PLAYER] {
             for (at, _) in html.match_indices("<script") {
                 let tag = &html[at..at + html[at..].find('>').unwrap()];
                 assert!(tag.contains(" src="), "inline script: {tag}");
