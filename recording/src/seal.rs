@@ -793,3 +793,404 @@ impl<R: Read + Seek> SealReader<R> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+    use crate::keys::{KEY_LEN, MasterKey};
+
+    fn ring(keys: &[(u32, u8)]) -> KeyRing {
+        KeyRing::new(
+            keys.iter()
+                .map(|(id, b)| MasterKey::new(KeyId(*id), [*b; KEY_LEN])),
+        )
+        .unwrap()
+    }
+
+    /// Bytes that differ at every position (a shifted chunk cannot match).
+    fn data(n: usize, seed: u32) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// Writes through a shared Vec so a test can see the bytes after
+    /// `finish` consumed the writer.
+    #[derive(Clone, Default)]
+    struct Shared(std::rc::Rc<std::cell::RefCell<Cursor<Vec<u8>>>>);
+
+    impl Read for Shared {
+        fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+            self.0.borrow_mut().read(b)
+        }
+    }
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.borrow_mut().write(b)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Seek for Shared {
+        fn seek(&mut self, p: SeekFrom) -> io::Result<u64> {
+            self.0.borrow_mut().seek(p)
+        }
+    }
+
+    const HEAD0: [u8; 40] = [7u8; 40];
+
+    fn head1() -> [u8; 40] {
+        let mut h = [0u8; 40];
+        h[..5].copy_from_slice(b"final");
+        h
+    }
+
+    /// A finished file of `parts` (each flushed as one chunk, split at
+    /// MAX_CHUNK by append), its bytes and what finish said.
+    fn file(ring: &KeyRing, parts: &[Vec<u8>]) -> (Vec<u8>, Sealed) {
+        let out = Shared::default();
+        let mut w = SealWriter::create(out.clone(), ring, &HEAD0).unwrap();
+        for p in parts {
+            w.append(p).unwrap();
+            w.flush_chunk().unwrap();
+        }
+        let s = w.finish(&head1()).unwrap();
+        let bytes = out.0.borrow().get_ref().clone();
+        (bytes, s)
+    }
+
+    fn unfinished(ring: &KeyRing, parts: &[Vec<u8>], buffered: &[u8]) -> Vec<u8> {
+        let out = Shared::default();
+        let mut w = SealWriter::create(out.clone(), ring, &HEAD0).unwrap();
+        for p in parts {
+            w.append(p).unwrap();
+            w.flush_chunk().unwrap();
+        }
+        // Appended but never flushed: lost with the process, like a kill -9.
+        w.append(buffered).unwrap();
+        drop(w);
+        out.0.borrow().get_ref().clone()
+    }
+
+    fn read_all<R: Read + Seek>(r: &mut SealReader<R>) -> Vec<u8> {
+        let mut out = vec![0u8; r.plaintext_len() as usize + 10];
+        let n = r.read_at(0, &mut out).unwrap();
+        out.truncate(n);
+        out
+    }
+
+    fn parts() -> Vec<Vec<u8>> {
+        vec![data(1000, 1), data(70_000, 2), data(1, 3), data(30_000, 4)]
+    }
+
+    fn chunk_offsets(bytes: &[u8]) -> Vec<(u64, u8)> {
+        let mut at = HEADER_LEN;
+        let mut out = Vec::new();
+        while at + FRAME_LEN <= bytes.len() {
+            let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            out.push((at as u64, bytes[at + 4]));
+            at += FRAME_LEN + len;
+        }
+        out
+    }
+
+    #[test]
+    fn a_file_round_trips_with_its_rewritten_head() {
+        let ring = ring(&[(1, 1)]);
+        let (bytes, s) = file(&ring, &parts());
+        let plain: Vec<u8> = head1().iter().copied().chain(parts().concat()).collect();
+        assert_eq!(s.size, bytes.len() as u64);
+        assert_eq!(s.sha256, hash_all(&bytes[..]).unwrap().1);
+        assert_eq!(s.plaintext_len, plain.len() as u64);
+        // 70 000 bytes are two chunks (64 KiB and the rest).
+        assert_eq!(s.chunks, 5);
+        assert_eq!(s.key_id, KeyId(1));
+        let mut r = SealReader::open(Cursor::new(bytes.clone()), &ring).unwrap();
+        assert!(r.complete());
+        assert_eq!(r.head(), &head1());
+        assert_eq!(r.plaintext_len(), plain.len() as u64);
+        assert_eq!(read_all(&mut r), plain);
+        let v = r.verify().unwrap();
+        assert!(v.complete);
+        assert_eq!(v.chunks, 5);
+        assert_eq!(v.trailing_bytes, 0);
+        // Nothing of the plaintext is in the file.
+        let secret = &parts()[1][100..132];
+        assert!(!bytes.windows(32).any(|w| w == secret));
+        // The head was rewritten under its own nonce domain.
+        assert_eq!(bytes[HEADER_LEN + 4], HEAD_FINAL);
+    }
+
+    #[test]
+    fn any_range_reads_across_chunk_edges() {
+        let ring = ring(&[(1, 1)]);
+        let (bytes, _) = file(&ring, &parts());
+        let plain: Vec<u8> = head1().iter().copied().chain(parts().concat()).collect();
+        let mut r = SealReader::open(Cursor::new(bytes), &ring).unwrap();
+        let edges = [40u64, 1040, 1040 + 65_536, 71_040, 71_041];
+        for &edge in &edges {
+            for (back, len) in [(0u64, 1usize), (1, 2), (10, 100), (3, 70_000), (0, 0)] {
+                let from = edge.saturating_sub(back);
+                let mut buf = vec![0u8; len];
+                let n = r.read_at(from, &mut buf).unwrap();
+                let want = &plain[from as usize..(from as usize + len).min(plain.len())];
+                assert_eq!(&buf[..n], want, "from {from} len {len}");
+            }
+        }
+        // Backwards, out of order, inside the head, past the end.
+        let mut buf = [0u8; 50];
+        assert_eq!(r.read_at(20, &mut buf).unwrap(), 50);
+        assert_eq!(&buf[..], &plain[20..70]);
+        let end = plain.len() as u64;
+        assert_eq!(r.read_at(end - 5, &mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], &plain[plain.len() - 5..]);
+        assert_eq!(r.read_at(end, &mut buf).unwrap(), 0);
+        assert_eq!(r.read_at(end + 1000, &mut buf).unwrap(), 0);
+        assert_eq!(r.read_at(u64::MAX - 3, &mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_tampered_byte_names_its_chunk() {
+        let ring = ring(&[(1, 1)]);
+        let (bytes, _) = file(&ring, &parts());
+        let chunks = chunk_offsets(&bytes);
+        // [head, data 0..=4, end]
+        assert_eq!(chunks.len(), 7);
+        let (at, _) = chunks[3];
+        let mut bad = bytes.clone();
+        bad[at as usize + FRAME_LEN + 10] ^= 0x01;
+        let mut r = SealReader::open(Cursor::new(bad), &ring).unwrap();
+        let f = r.verify().unwrap_err();
+        assert_eq!(
+            f,
+            ChunkFailure {
+                chunk: ChunkRef::Data(2),
+                offset: at,
+                problem: Problem::DoesNotOpen
+            }
+        );
+        assert!(f.to_string().contains("data chunk 2"), "{f}");
+        // What is before it still reads; the damaged range is an error, never wrong bytes.
+        let mut buf = [0u8; 100];
+        assert_eq!(r.read_at(100, &mut buf).unwrap(), 100);
+        assert!(matches!(
+            r.read_at(1040 + 65_536, &mut buf),
+            Err(SealError::Damaged(ChunkFailure {
+                chunk: ChunkRef::Data(2),
+                ..
+            }))
+        ));
+
+        // A changed length breaks the frame walk at that chunk.
+        let mut bad = bytes.clone();
+        bad[chunks[2].0 as usize + 3] ^= 0x04;
+        let mut r = SealReader::open(Cursor::new(bad), &ring).unwrap();
+        let f = r.verify().unwrap_err();
+        assert_eq!(f.chunk, ChunkRef::Data(1));
+
+        // The head, and the header (the data key's wrapping covers it).
+        let mut bad = bytes.clone();
+        bad[HEADER_LEN + FRAME_LEN + 1] ^= 0x80;
+        assert!(matches!(
+            SealReader::open(Cursor::new(bad), &ring),
+            Err(SealError::Damaged(ChunkFailure {
+                chunk: ChunkRef::Head,
+                ..
+            }))
+        ));
+        let mut bad = bytes.clone();
+        bad[FILE_ID_AT] ^= 0x01;
+        assert!(matches!(
+            SealReader::open(Cursor::new(bad), &ring),
+            Err(SealError::WrongKey(KeyId(1)))
+        ));
+        // The end marker.
+        let mut bad = bytes.clone();
+        let last = bad.len() - 3;
+        bad[last] ^= 0x01;
+        let mut r = SealReader::open(Cursor::new(bad), &ring).unwrap();
+        assert!(!r.complete());
+        assert_eq!(r.verify().unwrap_err().chunk, ChunkRef::End);
+        // Bytes after the end marker.
+        let mut bad = bytes.clone();
+        bad.extend_from_slice(b"x");
+        let mut r = SealReader::open(Cursor::new(bad), &ring).unwrap();
+        assert_eq!(r.verify().unwrap_err().problem, Problem::AfterEnd);
+    }
+
+    #[test]
+    fn a_cut_file_is_incomplete_and_reads_to_its_last_whole_chunk() {
+        let ring = ring(&[(1, 1)]);
+        // The writer died: two chunks flushed, some bytes only buffered.
+        let bytes = unfinished(&ring, &[data(500, 1), data(600, 2)], &data(300, 3));
+        let mut r = SealReader::open(Cursor::new(bytes.clone()), &ring).unwrap();
+        assert!(!r.complete());
+        assert_eq!(r.plaintext_len(), 40 + 1100);
+        let plain: Vec<u8> = HEAD0
+            .iter()
+            .copied()
+            .chain(data(500, 1))
+            .chain(data(600, 2))
+            .collect();
+        assert_eq!(read_all(&mut r), plain);
+        let v = r.verify().unwrap();
+        assert!(!v.complete);
+        assert_eq!(v.trailing_bytes, 0);
+
+        // Died in the middle of writing the second chunk.
+        for cut in [1, 4, 5, 100, 600 + TAG_LEN + FRAME_LEN - 1] {
+            let short = &bytes[..bytes.len() - cut];
+            let mut r = SealReader::open(Cursor::new(short.to_vec()), &ring).unwrap();
+            assert!(!r.complete());
+            assert_eq!(r.plaintext_len(), 540, "cut {cut}");
+            assert_eq!(read_all(&mut r), &plain[..540]);
+            let v = r.verify().unwrap();
+            assert_eq!(v.trailing_bytes, (600 + TAG_LEN + FRAME_LEN - cut) as u64);
+        }
+
+        // A finished file cut before its end marker: incomplete too.
+        let (bytes, _) = file(&ring, &parts());
+        let chunks = chunk_offsets(&bytes);
+        let end_at = chunks.last().unwrap().0 as usize;
+        let r = SealReader::open(Cursor::new(bytes[..end_at].to_vec()), &ring).unwrap();
+        assert!(!r.complete());
+        assert_eq!(r.plaintext_len(), 40 + 101_001);
+
+        // Too short for a header, or not a sealed file at all.
+        assert!(matches!(
+            SealReader::open(Cursor::new(bytes[..50].to_vec()), &ring),
+            Err(SealError::NotSealed)
+        ));
+        assert!(matches!(
+            SealReader::open(Cursor::new(vec![0u8; 500]), &ring),
+            Err(SealError::NotSealed)
+        ));
+    }
+
+    #[test]
+    fn swapped_chunks_do_not_open() {
+        let ring = ring(&[(1, 1)]);
+        let same = vec![data(2000, 1), data(2000, 2), data(2000, 3)];
+        let (bytes, _) = file(&ring, &same);
+        let chunks = chunk_offsets(&bytes);
+        let len = FRAME_LEN + 2000 + TAG_LEN;
+        let (a, b) = (chunks[1].0 as usize, chunks[2].0 as usize);
+        let mut swapped = bytes.clone();
+        swapped[a..a + len].copy_from_slice(&bytes[b..b + len]);
+        swapped[b..b + len].copy_from_slice(&bytes[a..a + len]);
+        let mut r = SealReader::open(Cursor::new(swapped), &ring).unwrap();
+        assert_eq!(r.verify().unwrap_err().chunk, ChunkRef::Data(0));
+
+        // The same chunk of another file under the same key, same place.
+        let (other, _) = file(&ring, &same);
+        let mut mixed = bytes.clone();
+        mixed[b..b + len].copy_from_slice(&other[b..b + len]);
+        let mut r = SealReader::open(Cursor::new(mixed), &ring).unwrap();
+        assert_eq!(r.verify().unwrap_err().chunk, ChunkRef::Data(1));
+
+        // A data chunk relabelled as the end marker.
+        let mut relabelled = bytes.clone();
+        relabelled.truncate(chunks[3].0 as usize + len);
+        relabelled[chunks[3].0 as usize + 4] = END;
+        let mut r = SealReader::open(Cursor::new(relabelled), &ring).unwrap();
+        assert_eq!(r.verify().unwrap_err().chunk, ChunkRef::End);
+    }
+
+    #[test]
+    fn a_wrong_or_missing_key_is_told_apart() {
+        let (bytes, _) = file(&ring(&[(1, 1)]), &parts());
+        assert!(matches!(
+            SealReader::open(Cursor::new(bytes.clone()), &ring(&[(1, 9)])),
+            Err(SealError::WrongKey(KeyId(1)))
+        ));
+        let e = SealReader::open(Cursor::new(bytes), &ring(&[(2, 1)])).unwrap_err();
+        assert!(matches!(e, SealError::UnknownKey(KeyId(1))));
+        assert!(e.to_string().contains("recording key 1"), "{e}");
+    }
+
+    #[test]
+    fn rotation_keeps_old_files_open_and_seals_new_ones_with_the_new_key() {
+        let old = ring(&[(1, 1)]);
+        let (before, s) = file(&old, &parts());
+        assert_eq!(s.key_id, KeyId(1));
+        let rotated = ring(&[(1, 1), (2, 2)]);
+        let mut r = SealReader::open(Cursor::new(before), &rotated).unwrap();
+        assert_eq!(r.key_id(), KeyId(1));
+        assert!(r.verify().unwrap().complete);
+        let (after, s) = file(&rotated, &parts());
+        assert_eq!(s.key_id, KeyId(2));
+        assert!(SealReader::open(Cursor::new(after.clone()), &rotated).is_ok());
+        assert!(matches!(
+            SealReader::open(Cursor::new(after), &old),
+            Err(SealError::UnknownKey(KeyId(2)))
+        ));
+    }
+
+    #[test]
+    fn the_head_keeps_its_length_and_a_failed_write_poisons() {
+        let ring = ring(&[(1, 1)]);
+        let w = SealWriter::create(Shared::default(), &ring, &HEAD0).unwrap();
+        assert!(matches!(
+            w.finish(&[0u8; 41]),
+            Err(SealError::HeadLength {
+                expected: 40,
+                given: 41
+            })
+        ));
+        assert!(matches!(
+            SealWriter::create(Shared::default(), &ring, &vec![0u8; MAX_HEAD + 1]),
+            Err(SealError::HeadTooLarge(_))
+        ));
+
+        /// A disk that fills after `room` bytes.
+        struct Full {
+            inner: Cursor<Vec<u8>>,
+            room: usize,
+        }
+        impl Write for Full {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                if self.inner.get_ref().len() + b.len() > self.room {
+                    return Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
+                }
+                self.inner.write(b)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        impl Seek for Full {
+            fn seek(&mut self, p: SeekFrom) -> io::Result<u64> {
+                self.inner.seek(p)
+            }
+        }
+        let mut w = SealWriter::create(
+            Full {
+                inner: Cursor::new(Vec::new()),
+                room: 1000,
+            },
+            &ring,
+            &HEAD0,
+        )
+        .unwrap();
+        w.append(&data(300, 1)).unwrap();
+        w.flush_chunk().unwrap();
+        w.append(&data(2000, 2)).unwrap();
+        assert!(matches!(w.flush_chunk(), Err(SealError::Io(_))));
+        assert!(matches!(w.append(b"x"), Err(SealError::Poisoned)));
+        assert!(matches!(w.flush_chunk(), Err(SealError::Poisoned)));
+        // What reached the disk before reads back.
+        let bytes = w.get_ref().inner.get_ref().clone();
+        let mut r = SealReader::open(Cursor::new(bytes), &ring).unwrap();
+        assert_eq!(r.plaintext_len(), 340);
+        assert!(!r.verify().unwrap().complete);
+    }
+}
