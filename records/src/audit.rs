@@ -62,6 +62,12 @@ pub enum Action {
     // place kept for the grace window), and came back.
     ConnectionLost,
     Reconnected,
+    // Recording control (issue 13, signaling/src/hub/recording.rs).
+    RecordingStarted,
+    RecordingStopped,
+    RecordingPaused,
+    RecordingResumed,
+    RecordingRefused,
 }
 
 impl Action {
@@ -107,6 +113,11 @@ impl Action {
             Action::ConclusionEntered => "conclusion_entered",
             Action::ConnectionLost => "connection_lost",
             Action::Reconnected => "reconnected",
+            Action::RecordingStarted => "recording_started",
+            Action::RecordingStopped => "recording_stopped",
+            Action::RecordingPaused => "recording_paused",
+            Action::RecordingResumed => "recording_resumed",
+            Action::RecordingRefused => "recording_refused",
         }
     }
 }
