@@ -1273,6 +1273,21 @@ export const ERROR_TEXTS = {
   },
 };
 
+// ---- issue 13 (recording control): error texts ----
+Object.assign(ERROR_TEXTS.vi, {
+  recording_consent_missing: 'Chưa ghi hình được: có người bệnh trong phòng chưa đồng ý cho ghi hình (buổi khám chỉ được ghi hình khi người bệnh có mặt và đồng ý).',
+  already_recording: 'Buổi tư vấn đang được ghi hình rồi.',
+  not_recording: 'Buổi tư vấn hiện không được ghi hình.',
+  recording_unavailable: 'Máy chủ này chưa được cài đặt để ghi hình. Hãy liên hệ bộ phận kỹ thuật.',
+});
+Object.assign(ERROR_TEXTS.en, {
+  recording_consent_missing: 'Cannot record yet: a patient in the room has not consented to recording (a visit is recorded only with the patient present and consenting).',
+  already_recording: 'The consultation is already being recorded.',
+  not_recording: 'The consultation is not being recorded.',
+  recording_unavailable: 'This server is not set up to record. Please contact your IT staff.',
+});
+// ---- end issue 13 (recording control): error texts ----
+
 function storage() {
   try {
     return typeof globalThis.localStorage !== 'undefined' ? globalThis.localStorage : null;

@@ -19,6 +19,7 @@ export const CLIENT_TYPES = Object.freeze([
   'available', 'accept_patient', 'decline_patient', 'transfer', 'doctor_free',
   'sources', 'chat', 'mute_participant', 'remove_participant', 'lock_room', 'set_secretary',
   'stats', 'audio_only', 'end_room',
+  'recording', // issue 13 (recording control)
 ]);
 
 /** Every `type` the server may send. */
@@ -32,6 +33,7 @@ export const SERVER_TYPES = Object.freeze([
   'participant_reconnecting', 'participant_reconnected', 'link_quality',
   'audio_only', 'publish_layers', 'room_ended',
   'queue_counts', // issue 12 (console)
+  'recording', // issue 13 (recording control)
 ]);
 
 /** Stable error codes (protocol/src/error.rs). Clients translate them. */
@@ -47,6 +49,8 @@ export const ERROR_CODES = Object.freeze([
   'login_failed', 'too_many_attempts', 'conflict', 'queue_refused', 'not_on_call',
   'unauthorized', 'bad_request', 'not_found', 'payload_too_large',
   'server_shutdown', 'internal',
+  // Issue 13 (recording control).
+  'recording_consent_missing', 'already_recording', 'not_recording', 'recording_unavailable',
 ]);
 
 /** Errors after which the server closes the session. */
@@ -336,6 +340,37 @@ export function end_room() {
   return { type: 'end_room' };
 }
 
+// ---- issue 13 (recording control) ----
+/** What `recording` asks for. */
+export const RECORDING_ACTIONS = Object.freeze(['start', 'stop']);
+/** A room's recording (`recording.state`). */
+export const RECORDING_STATES = Object.freeze(['off', 'on', 'paused']);
+/** Why recording is paused or stopped (`recording.reason`). */
+export const RECORDING_REASONS = Object.freeze([
+  'stopped', 'consent_withdrawn', 'patient_without_consent', 'fault', 'room_ended',
+]);
+
+/**
+ * `recording {action}` — starts or stops recording the room (the chair of a
+ * conference or, with no chair in the room, a doctor; the doctor of a visit).
+ */
+export function recording(action) {
+  if (!RECORDING_ACTIONS.includes(action)) throw new TypeError(`recording action: ${action}`);
+  return { type: 'recording', action };
+}
+
+/** The recording a client assumes until `recording` says otherwise. */
+export const DEFAULT_RECORDING = Object.freeze({ state: 'off' });
+
+/**
+ * Whether `you` may start or stop recording: the server's rule is the one
+ * for ending the room (the chair while one is in the room, otherwise a doctor).
+ */
+export function mayRecord(roomState, you) {
+  return mayEnd(roomState, you);
+}
+// ---- end issue 13 (recording control) ----
+
 /** Why a consultation ended (`room_ended.reason`). */
 export const END_REASONS = Object.freeze(['ended', 'abandoned', 'server_restart']);
 
@@ -349,6 +384,7 @@ export const clientMessages = Object.freeze({
   available, accept_patient, decline_patient, transfer, doctor_free,
   sources, chat, mute_participant, remove_participant, lock_room, set_secretary,
   stats, audio_only, end_room,
+  recording, // issue 13
 });
 
 /** Serialises a client message for the WebSocket. */
@@ -458,6 +494,13 @@ const SERVER_SCHEMAS = {
     reason: oneOf(END_REASONS),
     by: isOptStr,
     contact: (v) => v === undefined || (isObj(v) && isStr(v.name) && isOptStr(v.phone)),
+  },
+  // Issue 13: whether the room is recorded (to the room and its lobby).
+  recording: {
+    state: oneOf(RECORDING_STATES),
+    since: (v) => v === undefined || isUint(v),
+    reason: (v) => v === undefined || RECORDING_REASONS.includes(v),
+    by: isOptStr,
   },
   // Issue 12 (console): to staff on call, a queue's counts (no patient data).
   queue_counts: {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use tuxa_protocol::{
     ClientMsg, ConsultationKind, ErrorCode, LinkStats, MediaKind, ParticipantId, ProtocolError,
-    Role, RoomId, RoomInfo, ServerMsg,
+    RecordingAction, Role, RoomId, RoomInfo, ServerMsg,
 };
 use tuxa_records::StaffId;
 use tuxa_signaling::{
@@ -117,6 +117,7 @@ impl World {
                 Duration::ZERO
             },
             abandon_after: Duration::from_secs(600),
+            recording_available: true,
         };
         let t0 = Instant::now();
         let mut w = World {
@@ -254,7 +255,7 @@ fuzz_target!(|data: &[u8]| {
                             text_version: "v1".into(),
                             remote_examination: true,
                             third_parties: false,
-                            recording: false,
+                            recording: a & 2 == 2,
                         },
                     );
                 }
@@ -340,6 +341,16 @@ fuzz_target!(|data: &[u8]| {
                     ));
                 }
             }
+            18 if b & 2 == 2 => w.frame(
+                s,
+                ClientMsg::Recording {
+                    action: if b & 1 == 1 {
+                        RecordingAction::Start
+                    } else {
+                        RecordingAction::Stop
+                    },
+                },
+            ),
             18 => w.frame(
                 s,
                 ClientMsg::Mute {

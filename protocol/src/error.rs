@@ -91,6 +91,17 @@ pub enum ErrorCode {
     /// HTTP API: the request's declared body is larger than the route takes
     /// (`413`, answered before the body is read).
     PayloadTooLarge,
+    // ---- issue 13 (recording control) ----
+    /// `recording start` while a patient in the room has not consented to
+    /// recording (or, in a visit, no patient who has is there).
+    RecordingConsentMissing,
+    /// `recording start` while the room is recording (or paused).
+    AlreadyRecording,
+    /// `recording stop` while the room is not recording.
+    NotRecording,
+    /// This server cannot record (no master key configured).
+    RecordingUnavailable,
+    // ---- end issue 13 (recording control) ----
     /// The server is shutting down.
     ServerShutdown,
     /// Something on the server side failed; the message says what.
@@ -139,6 +150,10 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::NotFound => "not_found",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RecordingConsentMissing => "recording_consent_missing",
+            ErrorCode::AlreadyRecording => "already_recording",
+            ErrorCode::NotRecording => "not_recording",
+            ErrorCode::RecordingUnavailable => "recording_unavailable",
             ErrorCode::ServerShutdown => "server_shutdown",
             ErrorCode::Internal => "internal",
         }

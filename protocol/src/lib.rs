@@ -19,6 +19,8 @@ pub use msg::{
     OfferAfterwards, ParticipantInfo, QueueState, RoomInfo, ServerMsg, TrackInfo, parse_client_msg,
     parse_server_msg,
 };
+// Issue 13 (recording control).
+pub use msg::{RecordingAction, RecordingReason, RecordingState};
 
 /// Protocol versions this build speaks, newest last. The client's `hello`
 /// lists the versions it speaks; the server picks the highest in common.

@@ -110,7 +110,57 @@ pub enum ClientMsg {
     /// the room, to a doctor. Everyone gets `room_ended`; the record is
     /// closed with the end time.
     EndRoom {},
+    // ---- issue 13 (recording control) ----
+    /// Starts or stops recording the room: the chair of a conference (or,
+    /// with no chair in the room, a doctor in it); in a visit its doctor.
+    /// Starting needs every patient in the room to have consented to
+    /// recording (in a visit, the patient must be there and have). The
+    /// answer is a `recording` to everyone, or an error to the sender.
+    Recording { action: RecordingAction },
+    // ---- end issue 13 (recording control) ----
 }
+
+// ---- issue 13 (recording control) ----
+/// What a client's `recording` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingAction {
+    Start,
+    Stop,
+}
+
+/// A room's recording, as everyone in it (and in its lobby) is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingState {
+    /// Nothing is recorded.
+    Off,
+    /// Everything published in the room is being recorded.
+    On,
+    /// Started, but nothing is recorded for now (`reason` says why); it
+    /// goes on by itself when the reason goes away.
+    Paused,
+}
+
+/// Why recording is paused, or why it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingReason {
+    /// Stopped by the chair or doctor (`by`).
+    Stopped,
+    /// A patient in the room withdrew their consent to recording: stopped,
+    /// and not resumed until someone starts it again.
+    ConsentWithdrawn,
+    /// A patient who has not consented to recording is in the room: paused
+    /// while they are.
+    PatientWithoutConsent,
+    /// The recorder failed (a full or slow disk, a missing key): stopped;
+    /// the call goes on.
+    Fault,
+    /// The consultation ended.
+    RoomEnded,
+}
+// ---- end issue 13 (recording control) ----
 
 /// Why a subscriber receives no video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,6 +296,7 @@ impl ClientMsg {
         "stats",
         "audio_only",
         "end_room",
+        "recording",
     ];
 
     /// Whether this is an on-call queue message (patients' or doctors').
@@ -292,6 +343,7 @@ impl ClientMsg {
             ClientMsg::Stats { .. } => "stats",
             ClientMsg::AudioOnly { .. } => "audio_only",
             ClientMsg::EndRoom {} => "end_room",
+            ClientMsg::Recording { .. } => "recording",
         }
     }
 }
@@ -603,6 +655,23 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         contact: Option<FacilityContact>,
     },
+    // ---- issue 13 (recording control) ----
+    /// Whether the room is being recorded, to everyone in the room and in
+    /// its lobby: sent when it changes, and after `joined` or `waiting`
+    /// while it is not `off`. `since`: Unix seconds the state began (absent
+    /// for a room never recorded); `reason`: why it is paused or off; `by`:
+    /// the name of who started it (`on`, `paused`) or stopped it (`off`,
+    /// reason `stopped`).
+    Recording {
+        state: RecordingState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<RecordingReason>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    // ---- end issue 13 (recording control) ----
     /// Something went wrong. `in_reply_to` names the client message type it
     /// concerns, when there is one. Fatal codes are followed by a close.
     Error {

@@ -68,6 +68,16 @@ pub enum Action {
     RecordingFileSealed,
     RecordingFileIncomplete,
     RecordingFilePurged,
+    // Recording control (issue 13, signaling/src/hub/recording.rs).
+    RecordingStarted,
+    RecordingStopped,
+    RecordingPaused,
+    RecordingResumed,
+    RecordingRefused,
+    // Recordings read back (playback.rs): a stream opened from its start, a
+    // track downloaded (detail: recording, file, participant, SHA-256).
+    RecordingViewed,
+    RecordingDownloaded,
 }
 
 impl Action {
@@ -116,6 +126,13 @@ impl Action {
             Action::RecordingFileSealed => "recording_file_sealed",
             Action::RecordingFileIncomplete => "recording_file_incomplete",
             Action::RecordingFilePurged => "recording_file_purged",
+            Action::RecordingStarted => "recording_started",
+            Action::RecordingStopped => "recording_stopped",
+            Action::RecordingPaused => "recording_paused",
+            Action::RecordingResumed => "recording_resumed",
+            Action::RecordingRefused => "recording_refused",
+            Action::RecordingViewed => "recording_viewed",
+            Action::RecordingDownloaded => "recording_downloaded",
         }
     }
 }

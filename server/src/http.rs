@@ -256,7 +256,7 @@ async fn join_check_inner(
         })
         .await
         .map_err(ApiError::internal)?;
-    let (claims, room): (Claims, RoomInfo) = match rx.await.map_err(ApiError::internal)? {
+    let (claims, room, rec): (Claims, RoomInfo, _) = match rx.await.map_err(ApiError::internal)? {
         Ok(ok) => ok,
         Err((code, msg)) => {
             if code != ErrorCode::TokenMalformed {
@@ -293,6 +293,8 @@ async fn join_check_inner(
         "expires_at": claims.expires_at,
         "not_before": claims.not_before,
         "ice_servers": ice_servers,
+        // Issue 13: the preview tells whoever enters that it is recorded.
+        "recording": {"state": rec.state, "since": rec.since, "reason": rec.reason, "by": rec.by},
     })))
 }
 

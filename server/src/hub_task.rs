@@ -51,7 +51,10 @@ pub const MEDIA_QUEUE: usize = 1024;
 /// not yet in the call, so at most one per signed-in session.
 pub const PAIRING_QUEUE: usize = 64;
 
-pub type TokenCheck = Result<(Claims, RoomInfo), (ErrorCode, String)>;
+/// A link's claims and room, and the room's recording (issue 13: the join
+/// preview says so before anyone enters).
+pub type TokenCheck =
+    Result<(Claims, RoomInfo, tuxa_signaling::RecordingStatus), (ErrorCode, String)>;
 
 pub enum HubMsg {
     /// A WebSocket session and the client address it came from.
@@ -211,7 +214,11 @@ impl HubTask {
                     }
                 }
                 HubMsg::CheckToken { room, token, reply } => {
-                    let _ = reply.send(self.hub.check_token(&room, &token, unix_now()));
+                    let checked = self.hub.check_token(&room, &token, unix_now());
+                    let _ = reply.send(checked.map(|(claims, info)| {
+                        let rec = self.hub.recording_status(&room).unwrap_or_default();
+                        (claims, info, rec)
+                    }));
                 }
                 HubMsg::Participants { room, reply } => {
                     let _ = reply.send(self.hub.participants_in(&room));
@@ -462,6 +469,10 @@ fn record(store: &Store, ev: RecordEvent) {
             });
         }
         RecordEvent::Locked { .. } | RecordEvent::MuteRequested { .. } => {}
+        RecordEvent::Recording { room, change } => {
+            // The audit chain is the record of it (see `audit_entry`).
+            tracing::info!(room = %room, ?change, "recording");
+        }
     }
 }
 
@@ -653,7 +664,54 @@ fn audit_entry(now: i64, ev: &RecordEvent) -> Option<Entry> {
             actor: format!("participant:{by}"),
             detail: serde_json::json!({ "participant": participant, "kind": kind }),
         },
+        RecordEvent::Recording { room, change } => recording_entry(now, room, change),
     })
+}
+
+/// A recording change (issue 13) as an audit entry.
+fn recording_entry(
+    now: i64,
+    room: &tuxa_protocol::RoomId,
+    change: &tuxa_signaling::RecordingChange,
+) -> Entry {
+    use tuxa_signaling::RecordingChange as C;
+    let who = |p: &Option<tuxa_protocol::ParticipantId>| {
+        p.map_or_else(|| "system".to_owned(), |p| format!("participant:{p}"))
+    };
+    let (action, actor, detail) = match change {
+        C::Started { by } => (
+            Action::RecordingStarted,
+            format!("participant:{by}"),
+            serde_json::json!({}),
+        ),
+        C::Stopped { by, reason, detail } => (
+            Action::RecordingStopped,
+            who(by),
+            serde_json::json!({ "reason": reason, "detail": detail }),
+        ),
+        C::Paused { patients } => (
+            Action::RecordingPaused,
+            "system".to_owned(),
+            serde_json::json!({ "reason": "patient_without_consent", "patients": patients }),
+        ),
+        C::Resumed => (
+            Action::RecordingResumed,
+            "system".to_owned(),
+            serde_json::json!({}),
+        ),
+        C::Refused { by, action, code } => (
+            Action::RecordingRefused,
+            format!("participant:{by}"),
+            serde_json::json!({ "action": action, "code": code }),
+        ),
+    };
+    Entry {
+        at: now,
+        action,
+        consultation: Some(room.to_string()),
+        actor,
+        detail,
+    }
 }
 
 /// What of a queue event the report needs (None: not counted).

@@ -274,6 +274,11 @@ pub async fn run(
             max_participants: config.max_participants,
             reconnect_grace: config.reconnect_grace,
             abandon_after: config.abandon_after,
+            // The server does not start without its master key (loaded
+            // above), which is what wraps a recording's data keys: so it can
+            // record. (Issue 13: the lead sets this from the recording key
+            // ring once rec-vault's loading is merged.)
+            recording_available: true,
             ..HubConfig::default()
         },
         tokens.clone(),

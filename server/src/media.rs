@@ -177,6 +177,9 @@ impl MediaTask {
                         MediaCommand::AudioOnly { participant, on } => {
                             self.sfu.set_audio_only(now, participant, on)
                         }
+                        MediaCommand::Recording { room, on } => {
+                            self.sfu.set_recording(now, &room, on)
+                        }
                     }
                 }
             }

@@ -26,6 +26,10 @@ use tuxa_records::{FacilityId, StaffId};
 mod check;
 pub use check::{CHECK_JOIN_WINDOW, CHECK_ROOM_LIFETIME, CheckError, CheckTicket, MAX_CHECK_ROOMS};
 
+// Recording control (issue 13): who starts and stops it, consent, pauses.
+mod recording;
+pub use recording::{RecordingChange, RecordingStatus};
+
 /// One WebSocket connection, numbered by the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u64);
@@ -96,6 +100,11 @@ pub enum Input {
         patient: Option<SessionId>,
         doctor: Option<SessionId>,
     },
+    /// The recorder of a room failed (disk full or slow, no key, …): the
+    /// recording stops (`recording` off with reason `fault` to everyone, an
+    /// alert for the chair or doctor) and the call goes on. `reason` is for
+    /// the log and the audit chain, never shown to patients.
+    RecordingFailed { room: RoomId, reason: String },
 }
 
 /// What the SFU must do for the hub.
@@ -121,6 +130,12 @@ pub enum MediaCommand {
     /// The participant chose audio only (or video again).
     AudioOnly {
         participant: ParticipantId,
+        on: bool,
+    },
+    /// Record the room's published media (`on`) or not: on when recording
+    /// starts or resumes, off when it pauses or stops (`Sfu::set_recording`).
+    Recording {
+        room: RoomId,
         on: bool,
     },
 }
@@ -229,6 +244,12 @@ pub enum RecordEvent {
         participant: ParticipantId,
         window: QualityWindow,
     },
+    /// Recording started, stopped, paused, resumed, or a request was refused
+    /// (for the audit chain).
+    Recording {
+        room: RoomId,
+        change: RecordingChange,
+    },
 }
 
 /// A participant's `stats` samples over one window of at most
@@ -319,6 +340,9 @@ pub struct HubConfig {
     /// before it ends by itself (`abandoned`): the patient left alone is
     /// told, and the record gets its end time.
     pub abandon_after: Duration,
+    /// The server can record (a master key is configured): without it,
+    /// `recording start` is answered `recording_unavailable`.
+    pub recording_available: bool,
 }
 
 /// Long enough for a doctor to step out for a colleague or a file and come
@@ -339,6 +363,7 @@ impl Default for HubConfig {
             idle_timeout: Duration::from_millis(IDLE_TIMEOUT_MS),
             reconnect_grace: DEFAULT_RECONNECT_GRACE,
             abandon_after: DEFAULT_ABANDON_AFTER,
+            recording_available: false,
         }
     }
 }
@@ -419,6 +444,8 @@ struct Member {
     /// The last `stats` accepted, and the window being aggregated.
     last_stats: Option<Instant>,
     quality: QualityWindow,
+    /// A patient's latest answer on recording (staff: unused).
+    recording_consent: bool,
 }
 
 impl Member {
@@ -481,6 +508,8 @@ struct Room {
     /// Since when no doctor or nurse is in the room (set by
     /// `handle_timeout`, which `poll_timeout` asks for at once).
     unstaffed_since: Option<Instant>,
+    /// Whether (and since when, by whom) the room is recorded.
+    recording: recording::RoomRecording,
 }
 
 impl Room {
@@ -497,6 +526,7 @@ impl Room {
             contact: None,
             staffed_once: false,
             unstaffed_since: None,
+            recording: recording::RoomRecording::default(),
         }
     }
 
@@ -577,6 +607,11 @@ pub struct Hub {
     pub(crate) ticket_counter: u64,
     /// Pre-call check rooms (`hub/check.rs`): also in `rooms`, never recorded.
     check_rooms: HashMap<RoomId, check::CheckRoom>,
+    /// The Unix time (seconds) of the latest input or timeout, for what is
+    /// stamped from paths that only get an `Instant` (recording's `since`).
+    unix_now: u64,
+    /// The `Instant` that went with `unix_now`.
+    unix_at: Option<Instant>,
 }
 
 impl Hub {
@@ -595,6 +630,8 @@ impl Hub {
             ticket_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &[0; 32]),
             ticket_counter: 0,
             check_rooms: HashMap::new(),
+            unix_now: 0,
+            unix_at: None,
         }
     }
 
@@ -659,6 +696,8 @@ impl Hub {
     /// Feeds one input. `now` drives timeouts; `now_unix` (seconds) is
     /// compared with token expiry.
     pub fn handle(&mut self, now: Instant, now_unix: u64, input: Input) {
+        self.unix_now = now_unix;
+        self.unix_at = Some(now);
         match input {
             Input::Connected(sid, addr) => {
                 self.sessions.insert(
@@ -768,6 +807,7 @@ impl Hub {
                     self.out.push_back(Output::Send(sid, msg));
                 }
             }
+            Input::RecordingFailed { room, reason } => self.recording_failed(&room, reason),
             Input::MediaGone(pid) => {
                 // The transport died (the SFU has dropped it) but the WebSocket
                 // lives on: the client rejoins (a new session with its link
@@ -785,6 +825,11 @@ impl Hub {
     /// Closes sessions that have been silent too long. Call at least once a
     /// second; returns when it next needs calling.
     pub fn handle_timeout(&mut self, now: Instant) -> Option<Instant> {
+        if let Some(at) = self.unix_at.filter(|at| now > *at) {
+            self.unix_now += (now - at).as_secs();
+            // Keep the fraction of a second for next time.
+            self.unix_at = Some(at + Duration::from_secs((now - at).as_secs()));
+        }
         let idle = self.config.idle_timeout;
         let stale: Vec<SessionId> = self
             .sessions
@@ -1227,6 +1272,7 @@ impl Hub {
             participant: pid,
             replaced: !was_away,
         }));
+        self.tell_recording(room_id, sid);
     }
 
     /// A second session with the link of someone waiting in the lobby takes
@@ -1254,6 +1300,7 @@ impl Hub {
                 you: info,
             },
         );
+        self.tell_recording(room_id, sid);
     }
 
     /// A participant's `stats`: checked, forwarded to the room's moderators
@@ -1418,10 +1465,11 @@ impl Hub {
                     });
                     if is_patient {
                         self.out.push_back(Output::Record(RecordEvent::Consent {
-                            room,
+                            room: room.clone(),
                             participant,
                             consent,
                         }));
+                        self.recording_consent_changed(&room, participant, recording);
                     }
                 }
                 self.send(
@@ -1574,7 +1622,7 @@ impl Hub {
             return;
         }
         if let Some((pid, in_room)) = returning {
-            if let Some(consent) = consent.filter(|_| claims.role == Role::Patient) {
+            if let Some(consent) = consent.clone().filter(|_| claims.role == Role::Patient) {
                 self.out.push_back(Output::Record(RecordEvent::Consent {
                     room: room_id.clone(),
                     participant: pid,
@@ -1586,6 +1634,10 @@ impl Hub {
             } else {
                 self.resume_waiting(sid, &room_id, pid);
             }
+            if claims.role == Role::Patient {
+                let recording = consent.as_ref().is_some_and(|c| c.recording);
+                self.recording_consent_changed(&room_id, pid, recording);
+            }
             return;
         }
         let Some(room) = self.rooms.get_mut(&room_id) else {
@@ -1593,6 +1645,7 @@ impl Hub {
         };
         let pid = ParticipantId(self.next_participant);
         self.next_participant += 1;
+        let recording_consent = consent.as_ref().is_some_and(|c| c.recording);
         if let Some(consent) = consent.filter(|_| claims.role == Role::Patient) {
             self.out.push_back(Output::Record(RecordEvent::Consent {
                 room: room_id.clone(),
@@ -1620,6 +1673,7 @@ impl Hub {
             awaiting_offer: false,
             last_stats: None,
             quality: QualityWindow::default(),
+            recording_consent,
         };
         self.participants.insert(pid, room_id.clone());
         if info.role.waits_in_lobby() && !pre_admitted && !chair {
@@ -1643,6 +1697,8 @@ impl Hub {
                 participant: info,
             }));
             self.announce_lobby(&room_id);
+            // Told before they enter.
+            self.tell_recording(&room_id, sid);
         } else {
             self.enter(&room_id, member);
         }
@@ -1727,6 +1783,7 @@ impl Hub {
             room: room_id.clone(),
             participant: info,
         }));
+        self.recording_entered(room_id, sid);
     }
 
     /// Sends the lobby list to every host in the room.
@@ -1955,6 +2012,7 @@ impl Hub {
             ClientMsg::SetSecretary { participant_id } => {
                 self.set_secretary(sid, &room, pid, participant_id)
             }
+            ClientMsg::Recording { action } => self.recording_request(sid, &room, pid, action),
             ClientMsg::EndRoom {} => {
                 let Some(r) = self.rooms.get(&room) else {
                     return;
@@ -2311,6 +2369,8 @@ impl Hub {
     /// Ends a room for everyone in it and in its lobby: each is told why
     /// (and who to call), then closed; the away lose their places.
     fn end_room(&mut self, room_id: &RoomId, reason: EndReason, by: Option<ParticipantId>) {
+        // Before anyone is taken out: a stop, not a resume as they leave.
+        self.recording_room_ended(room_id);
         let Some(room) = self.rooms.get_mut(room_id) else {
             return;
         };
@@ -2414,6 +2474,8 @@ impl Hub {
             // Without its chair the room's doctors moderate: they need the lobby.
             self.announce_lobby(room_id);
         }
+        // A patient without consent who leaves may let recording resume.
+        self.recording_reconcile(room_id);
     }
 
     fn send(&mut self, sid: SessionId, msg: ServerMsg) {

@@ -18,6 +18,8 @@ pub use hub::{
     LiveRoom, MAX_CHECK_ROOMS, MediaCommand, Output, QUALITY_WINDOW_SECS, QualityWindow,
     RecordEvent, RoomStatus, STATS_MIN_INTERVAL, SessionId,
 };
+// Issue 13 (recording control).
+pub use hub::{RecordingChange, RecordingStatus};
 pub use queue::{
     PatientCard, QueueBook, QueueConfig, QueueError, QueueEvent, QueueId, QueueInput, QueueOutput,
     StaffRef, Ticket, TransferTarget,

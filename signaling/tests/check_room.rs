@@ -40,6 +40,7 @@ impl World {
                     idle_timeout: Duration::from_secs(45),
                     reconnect_grace: Duration::from_secs(30),
                     abandon_after: tuxa_signaling::DEFAULT_ABANDON_AFTER,
+                    recording_available: false,
                 },
                 key.clone(),
             ),

@@ -49,6 +49,7 @@ impl World {
             idle_timeout: Duration::from_secs(45),
             reconnect_grace: Duration::ZERO,
             abandon_after: ABANDON,
+            recording_available: false,
         };
         let room = RoomId::from_random([7; 10]);
         let mut w = World {

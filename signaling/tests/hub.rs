@@ -57,6 +57,7 @@ impl World {
             idle_timeout: IDLE,
             reconnect_grace: Duration::ZERO,
             abandon_after: tuxa_signaling::DEFAULT_ABANDON_AFTER,
+            recording_available: false,
         })
     }
 
@@ -68,6 +69,7 @@ impl World {
             idle_timeout: IDLE,
             reconnect_grace: GRACE,
             abandon_after: tuxa_signaling::DEFAULT_ABANDON_AFTER,
+            recording_available: false,
         })
     }
 
@@ -603,6 +605,7 @@ fn join_errors_for_rooms() {
         idle_timeout: IDLE,
         reconnect_grace: Duration::ZERO,
         abandon_after: tuxa_signaling::DEFAULT_ABANDON_AFTER,
+        recording_available: false,
     });
     let r = room_id(1);
     let unknown = room_id(9);

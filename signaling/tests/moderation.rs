@@ -34,7 +34,9 @@ fn is_moderation(msg: &ClientMsg) -> bool {
         | ClientMsg::RemoveParticipant { .. }
         | ClientMsg::LockRoom { .. }
         | ClientMsg::SetSecretary { .. }
-        | ClientMsg::EndRoom {} => true,
+        | ClientMsg::EndRoom {}
+        // Issue 13: its own matrix is in tests/recording.rs.
+        | ClientMsg::Recording { .. } => true,
         // One's own session, media and words; the on-call queue (checked by staff identity in
         // tests/queue.rs).
         ClientMsg::Hello { .. }
@@ -100,6 +102,7 @@ impl World {
             idle_timeout: Duration::from_secs(45),
             reconnect_grace: Duration::ZERO,
             abandon_after: tuxa_signaling::DEFAULT_ABANDON_AFTER,
+            recording_available: false,
         };
         let room = RoomId::from_random([7; 10]);
         let mut w = World {

@@ -44,6 +44,7 @@ impl World {
             idle_timeout: idle,
             reconnect_grace: GRACE,
             abandon_after: ABANDON,
+            recording_available: false,
         };
         let room = RoomId::from_random([9; 10]);
         let mut w = World {

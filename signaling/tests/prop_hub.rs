@@ -285,6 +285,7 @@ impl World {
             },
             // The model has no abandonment: rooms stay open through a run.
             abandon_after: Duration::from_secs(365 * 24 * 3600),
+            recording_available: false,
         };
         let rooms = vec![RoomId::from_random([1; 10]), RoomId::from_random([2; 10])];
         let tokens = LINKS

@@ -51,6 +51,7 @@ function construct(f) {
     case 'stats': return P.stats(f.stats);
     case 'audio_only': return P.audio_only(f.on);
     case 'end_room': return P.end_room();
+    case 'recording': return P.recording(f.action);
     default: throw new Error(`no constructor for ${f.type}`);
   }
 }

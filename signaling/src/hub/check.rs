@@ -205,6 +205,7 @@ impl Hub {
             | RecordEvent::Removed { room, .. }
             | RecordEvent::Locked { room, .. }
             | RecordEvent::MuteRequested { room, .. }
+            | RecordEvent::Recording { room, .. }
             | RecordEvent::Ended { room, .. } => room,
         };
         self.is_check_room(room)
