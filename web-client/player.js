@@ -66,7 +66,10 @@ export function layout(rec) {
 /**
  * Which of a tile's segments plays at `ms` on the recording's clock, and
  * where in it (seconds): `null` when none covers that moment (before the
- * participant joined, after they left, during a pause).
+ * participant joined, after they left, during a pause). A file's blocks are
+ * stamped on the recording's clock (its first one at `offset_ms`, which
+ * Chromium and ffmpeg honour: such a file starts at `currentTime` =
+ * offset), so the place in the file is the clock itself.
  * @param {Track[]} segments
  * @param {number} ms
  * @returns {{ track: Track, at_s: number } | null}
@@ -74,7 +77,7 @@ export function layout(rec) {
 export function placeAt(segments, ms) {
   for (const tr of segments) {
     if (ms >= tr.offset_ms && ms < tr.offset_ms + tr.duration_ms) {
-      return { track: tr, at_s: (ms - tr.offset_ms) / 1000 };
+      return { track: tr, at_s: ms / 1000 };
     }
   }
   return null;

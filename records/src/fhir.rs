@@ -483,6 +483,77 @@ pub fn record_to_fhir(r: &Record) -> Value {
         ));
     }
 
+    // Each recorded track (issue 13), a Media with the file's SHA-256 as an
+    // identifier (R4's Attachment.hash is SHA-1): what an inspector checks
+    // the file against. Purged tracks stay listed, marked as gone.
+    for (rec, files) in &r.recordings {
+        for f in files {
+            let id = fhir_id(cid, &format!("recording/{}", f.id));
+            let kind = crate::recording::kind_as_str(f.kind);
+            let end = f
+                .duration_ms
+                .map(|d| f.started_at.0 + (d + 999) / 1000)
+                .or(rec.ended_at.map(|t| t.0));
+            let mut media = json!({
+                "resourceType": "Media",
+                "id": id,
+                "status": match f.state {
+                    crate::recording::FileState::Complete => "completed",
+                    crate::recording::FileState::Open => "in-progress",
+                    crate::recording::FileState::Incomplete => "stopped",
+                    crate::recording::FileState::Purged => "entered-in-error",
+                },
+                "type": {"coding": [coding(
+                    "http://terminology.hl7.org/CodeSystem/media-type",
+                    if kind == "audio" { "audio" } else { "video" },
+                    if kind == "audio" { "Audio" } else { "Video" },
+                )]},
+                "encounter": {"reference": urn(&encounter_id)},
+                "createdPeriod": fhir_period(f.started_at.0, end),
+                "deviceName": "tuxa",
+                "content": {
+                    "contentType": match f.codec {
+                        crate::recording::Codec::Opus => "audio/webm",
+                        crate::recording::Codec::H264 => "video/x-matroska",
+                        _ => "video/webm",
+                    },
+                    "title": format!(
+                        "{} — {} ({}){}",
+                        f.display_name,
+                        kind,
+                        crate::recording::source_as_str(f.source),
+                        if f.segment > 0 { format!(", segment {}", f.segment + 1) } else { String::new() }
+                    ),
+                    "creation": rfc3339(f.started_at.0),
+                },
+                "note": [{"text": format!(
+                    "Recording {} (state {}), file state {}, sealed under key {}",
+                    rec.id, rec.state.as_str(), f.state.as_str(), f.key_id
+                )}],
+            });
+            if let Some(h) = &f.sha256 {
+                media["identifier"] = json!([{"system": NS_SHA256, "value": h}]);
+            }
+            if let Some(size) = f.size {
+                media["content"]["size"] = json!(size);
+            }
+            if let Some(d) = f.duration_ms.filter(|d| *d > 0) {
+                media["duration"] = json!(d as f64 / 1000.0);
+            }
+            if let Some(n) = f.frames.filter(|n| *n > 0 && kind == "video") {
+                media["frames"] = json!(n);
+            }
+            if let (Some(w), Some(h)) = (f.width.filter(|w| *w > 0), f.height.filter(|h| *h > 0)) {
+                media["width"] = json!(w);
+                media["height"] = json!(h);
+            }
+            if let Some(s) = &subject {
+                media["subject"] = json!({"reference": s});
+            }
+            entries.push((urn(&id), media));
+        }
+    }
+
     if let Some(conf) = &r.conference {
         // The files reviewed, each with its SHA-256 as an identifier (see NS_SHA256).
         for a in conf["attachments"].as_array().into_iter().flatten() {

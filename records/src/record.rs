@@ -191,6 +191,12 @@ pub struct Record {
     pub facility: Option<String>,
     /// A queue visit's reason, as the patient stated it when queueing.
     pub visit_reason: Option<String>,
+    /// The consultation's recordings, each with its files (purged ones
+    /// included: the row outlives the file, and says when it went).
+    pub recordings: Vec<(
+        crate::recording::Recording,
+        Vec<crate::recording::RecordingFile>,
+    )>,
 }
 
 impl Record {
@@ -330,11 +336,60 @@ pub fn record_to_json(r: &Record) -> Value {
         "conference": r.conference,
         "chat": r.chat,
         "continuity": r.continuity,
+        "recordings": recordings_json(&r.recordings),
         "audit_chain": {
             "head_id": r.chain_head.as_ref().map(|h| h.0),
             "head_hash": r.chain_head.as_ref().map(|h| h.1.clone()),
         },
     })
+}
+
+/// The recordings as `record.json` lists them: who started each and why it
+/// stopped, and per track who it shows, where it sits on the recording's
+/// clock, and the file's size and SHA-256 as sealed (what
+/// `tuxa verify-recordings` and the audit chain hold).
+pub fn recordings_json(
+    recs: &[(
+        crate::recording::Recording,
+        Vec<crate::recording::RecordingFile>,
+    )],
+) -> Value {
+    use crate::recording::{kind_as_str, source_as_str};
+    Value::Array(
+        recs.iter()
+            .map(|(r, files)| {
+                json!({
+                    "id": r.id,
+                    "state": r.state.as_str(),
+                    "started_at": r.started_at.0,
+                    "ended_at": r.ended_at.map(|t| t.0),
+                    "started_by": {"participant_id": r.started_by.participant.0, "name": r.started_by.name},
+                    "stop_reason": r.stop_reason.map(|s| s.as_str()),
+                    "tracks": files.iter().map(|f| json!({
+                        "id": f.id,
+                        "participant_id": f.participant.0,
+                        "name": f.display_name,
+                        "role": f.role,
+                        "facility": f.facility,
+                        "kind": kind_as_str(f.kind),
+                        "source": source_as_str(f.source),
+                        "codec": f.codec.as_str(),
+                        "segment": f.segment,
+                        "offset_ms": f.offset_ms,
+                        "started_at": f.started_at.0,
+                        "duration_ms": f.duration_ms,
+                        "frames": f.frames,
+                        "width": f.width,
+                        "height": f.height,
+                        "size": f.size,
+                        "sha256": f.sha256,
+                        "key_id": f.key_id,
+                        "state": f.state.as_str(),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]

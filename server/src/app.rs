@@ -37,6 +37,8 @@ pub struct AppState {
     pub turn: Option<Arc<crate::turn::TurnConfig>>,
     /// The Department of Health named on the minutes (`--department-name`).
     pub department_name: Option<Arc<str>>,
+    /// Where recordings are and the keys that open them (playback.rs).
+    pub recordings: crate::playback::Recordings,
 }
 
 /// An [`AppState`] over a real SQLite file in `data_dir`, for in-process
@@ -58,6 +60,10 @@ pub(crate) fn test_state(
         next_session: Arc::new(AtomicU64::new(1)),
         turn: None,
         department_name: Some("Sở Y tế tỉnh An Hòa".into()),
+        recordings: crate::playback::Recordings::new(
+            crate::vault::recordings_dir(data_dir),
+            crate::vault::RecordingKeys::Unavailable("not in router tests".into()),
+        ),
         shutdown,
     };
     (state, hub_rx, shutdown_tx)

@@ -61,12 +61,14 @@ impl IntoResponse for ApiError {
                 StatusCode::FORBIDDEN
             }
             ErrorCode::LoginFailed => StatusCode::UNAUTHORIZED,
-            ErrorCode::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::TooManyAttempts | ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::NotFound | ErrorCode::RoomNotFound => StatusCode::NOT_FOUND,
             ErrorCode::RoomEnded => StatusCode::GONE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::ServerShutdown => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServerShutdown | ErrorCode::RecordingUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::BAD_REQUEST,
         };
         let body = json!({"error": {"code": self.code.as_str(), "message": self.message}});

@@ -56,6 +56,7 @@ pub fn routes() -> Routes {
         )
         // Record exports (export.rs).
         .merge(crate::export::routes())
+        .merge(crate::playback::routes())
         // Staff sign-in and the directory (auth.rs, directory.rs).
         .merge(crate::directory::routes())
         // On-call queues and rosters (queues.rs).

@@ -39,6 +39,7 @@ mod hub_task;
 mod limits;
 mod media;
 mod media_tcp;
+mod playback;
 mod qr;
 pub mod queues;
 mod reports;
@@ -274,11 +275,10 @@ pub async fn run(
             max_participants: config.max_participants,
             reconnect_grace: config.reconnect_grace,
             abandon_after: config.abandon_after,
-            // The server does not start without its master key (loaded
-            // above), which is what wraps a recording's data keys: so it can
-            // record. (Issue 13: the lead sets this from the recording key
-            // ring once rec-vault's loading is merged.)
-            recording_available: true,
+            // Without a recording key (none configured, or one that does not
+            // load: vault.rs said why in the log) calls go on and a request
+            // to record is refused with `recording_unavailable`.
+            recording_available: recording_keys.available(),
             ..HubConfig::default()
         },
         tokens.clone(),
@@ -434,6 +434,10 @@ pub async fn run(
         shutdown: shutdown_rx.clone(),
         turn: config.turn.clone().map(Arc::new),
         department_name: config.department_name.as_deref().map(Arc::from),
+        recordings: playback::Recordings::new(
+            vault::recordings_dir(&config.data_dir),
+            recording_keys.clone(),
+        ),
     };
     // Extractors read at most this much even of a body whose length the
     // body check (limits.rs) could not know; the upload route sets its own.

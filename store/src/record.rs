@@ -169,7 +169,12 @@ pub fn read_record(
             |r| r.get(0),
         )
         .optional()?;
+    let recordings = crate::recordings::of_consultation(c, id)?
+        .into_iter()
+        .map(|r| Ok((r.clone(), crate::recordings::files_of(c, r.id)?)))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(Some(Record {
+        recordings,
         continuity,
         department: department.map(str::to_owned),
         facility,

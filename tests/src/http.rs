@@ -36,6 +36,8 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     pub body: String,
     pub json: Value,
+    /// The body as sent (media, files).
+    pub bytes: Vec<u8>,
 }
 
 impl Response {
@@ -97,10 +99,25 @@ impl ApiClient {
     ) -> anyhow::Result<Response> {
         tokio::time::timeout(
             self.timeout,
-            self.request_inner(method, path, body, content_type, auth),
+            self.request_inner(method, path, body, content_type, &[], auth),
         )
         .await
         .with_context(|| format!("{method} {path}: no response in {:?}", self.timeout))?
+    }
+
+    /// A `GET` with headers of its own (e.g. `Range`).
+    pub async fn get_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        auth: Auth<'_>,
+    ) -> anyhow::Result<Response> {
+        tokio::time::timeout(
+            self.timeout,
+            self.request_inner("GET", path, None, "application/json", headers, auth),
+        )
+        .await
+        .with_context(|| format!("GET {path}: no response in {:?}", self.timeout))?
     }
 
     async fn request_inner(
@@ -109,6 +126,7 @@ impl ApiClient {
         path: &str,
         body: Option<&[u8]>,
         content_type: &str,
+        extra: &[(&str, &str)],
         auth: Auth<'_>,
     ) -> anyhow::Result<Response> {
         let tcp = TcpStream::connect(self.addr).await.context("connect")?;
@@ -124,6 +142,9 @@ impl ApiClient {
             Auth::Bearer(key) => req.push_str(&format!("Authorization: Bearer {key}\r\n")),
             Auth::Raw(v) => req.push_str(&format!("Authorization: {v}\r\n")),
             Auth::Cookie(c) => req.push_str(&format!("Cookie: {c}\r\n")),
+        }
+        for (name, value) in extra {
+            req.push_str(&format!("{name}: {value}\r\n"));
         }
         if let Some(body) = body {
             req.push_str(&format!(
@@ -300,13 +321,15 @@ fn parse_response(raw: &[u8]) -> anyhow::Result<Response> {
     {
         body.truncate(len);
     }
-    let body = String::from_utf8_lossy(&body).into_owned();
+    let bytes = body;
+    let body = String::from_utf8_lossy(&bytes).into_owned();
     let json = serde_json::from_str(&body).unwrap_or_else(|_| Value::String(body.clone()));
     Ok(Response {
         status,
         headers,
         body,
         json,
+        bytes,
     })
 }
 

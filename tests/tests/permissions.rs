@@ -334,6 +334,10 @@ async fn every_route_answers_every_caller_as_the_matrix_says() -> anyhow::Result
         .await?;
     anyhow::ensure!(s == 200, "the chair's join: {s} {v}");
     let room = link_room(v["url"].as_str().expect("url"));
+    // A recording of the conference, as the recorder leaves one (issue 13).
+    let recorded = tuxa_tests::recordings::seed(&server.data_dir, room.as_str(), &[7u8; 3000])?
+        .file
+        .0;
     let queue = tuxa_tests::staff::created(
         &api,
         "/api/v1/queues",
@@ -616,6 +620,25 @@ async fn every_route_answers_every_caller_as_the_matrix_says() -> anyhow::Result
             "GET",
             "/consultations/{id}/minutes",
             format!("/consultations/{room}/minutes"),
+            &concerned,
+        ),
+        // Recordings (issue 13): read by the record's readers; the player page holds nothing.
+        row(
+            "GET",
+            "/consultations/{id}/recordings",
+            format!("/consultations/{room}/recordings"),
+            &[&[AdminKey][..], STAFF].concat(),
+        ),
+        row(
+            "GET",
+            "/api/v1/consultations/{id}/recordings",
+            format!("/api/v1/consultations/{room}/recordings"),
+            &concerned,
+        ),
+        row(
+            "GET",
+            "/api/v1/recordings/{file}",
+            format!("/api/v1/recordings/{recorded}"),
             &concerned,
         ),
         // Conference requests.

@@ -25,9 +25,9 @@ test('segments are placed on the recording clock, with gaps where nothing was re
   const [tile] = layout(/** @type {any} */ (rec)).tiles;
   assert.deepEqual(tile.video.map((v) => v.id), [1, 2], 'in time order');
   assert.equal(placeAt(tile.video, 0)?.track.id, 1);
-  assert.equal(placeAt(tile.video, 3_999)?.at_s, 3.999);
+  assert.equal(placeAt(tile.video, 3_999)?.at_s, 3.999, 'a file is stamped on the recording clock');
   assert.equal(placeAt(tile.video, 4_000), null, 'between segments (a pause)');
-  assert.deepEqual(placeAt(tile.video, 12_500), { track: tile.video[1], at_s: 2.5 });
+  assert.deepEqual(placeAt(tile.video, 12_500), { track: tile.video[1], at_s: 12.5 });
   assert.equal(placeAt(tile.video, 15_000), null, 'after the end');
 });
 
