@@ -150,9 +150,38 @@ pub fn load_keys(source: &KeySource, data_dir: &Path) -> anyhow::Result<KeyRing>
     KeyRing::parse(&text).with_context(|| format!("in {}", source.describe()))
 }
 
+/// Tries the ring on the newest file sealed under each key id: a key with
+/// the right id and the wrong bytes (a key file from another server, a
+/// mistyped line) is refused before it seals anything. A key id the ring
+/// lacks is only warned about: new recordings can still be made, the files
+/// sealed under it cannot be read until the key is back.
+pub fn probe_keys(c: &Connection, data_dir: &Path, ring: &KeyRing) -> anyhow::Result<()> {
+    let dir = recordings_dir(data_dir);
+    for f in recordings::newest_per_key(c)? {
+        let path = dir.join(f.path.as_str());
+        let Ok(file) = File::open(&path) else {
+            continue;
+        };
+        match SealReader::open(file, ring) {
+            Err(SealError::WrongKey(id)) => bail!(
+                "recording key {id} does not open {}, sealed under key {id}: the key configured with that id is not the one it was sealed with",
+                path.display()
+            ),
+            Err(SealError::UnknownKey(id)) => tracing::warn!(
+                "recording key {id} is not configured: files sealed under it (e.g. {}) cannot be read until it is added back",
+                path.display()
+            ),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The keys as a start sees them: available, or why not (logged once).
-pub fn keys_at_start(cfg: &RecordingConfig, data_dir: &Path) -> RecordingKeys {
-    match load_keys(&cfg.keys, data_dir) {
+pub fn keys_at_start(c: &Connection, cfg: &RecordingConfig, data_dir: &Path) -> RecordingKeys {
+    let loaded = load_keys(&cfg.keys, data_dir)
+        .and_then(|ring| probe_keys(c, data_dir, &ring).map(|()| ring));
+    match loaded {
         Ok(ring) => {
             tracing::info!(
                 "recordings available: recording keys {:?} (new files sealed under {}), retention {}",
@@ -168,6 +197,31 @@ pub fn keys_at_start(cfg: &RecordingConfig, data_dir: &Path) -> RecordingKeys {
             RecordingKeys::Unavailable(why)
         }
     }
+}
+
+/// What a start does for recordings, on the store thread before the hub
+/// runs: the keys ([`keys_at_start`]), then crash recovery ([`recover`]).
+/// Neither stops the start: a failure is logged and the keys say whether
+/// recordings can be made.
+pub fn start(
+    c: &mut Connection,
+    cfg: &RecordingConfig,
+    data_dir: &Path,
+    now: UnixTime,
+) -> RecordingKeys {
+    let keys = keys_at_start(c, cfg, data_dir);
+    match recover(c, data_dir, keys.ring().map(|r| &**r), now) {
+        Ok(r) if r == Recovered::default() => {}
+        Ok(r) => tracing::warn!(
+            "recordings cut by the last stop: {} files incomplete (readable to their last chunk), {} complete, {} never written; {} recordings ended",
+            r.incomplete,
+            r.complete,
+            r.missing,
+            r.recordings
+        ),
+        Err(e) => tracing::error!("recording recovery: {e:#}"),
+    }
+    keys
 }
 
 /// What crash recovery did.

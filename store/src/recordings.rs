@@ -221,6 +221,17 @@ pub fn kept_files(c: &Connection) -> rusqlite::Result<Vec<RecordingFile>> {
     files_where(c, "f.state <> 'purged'", [])
 }
 
+/// The newest finished file sealed under each key id: what a start tries
+/// its recording keys on (a wrong key is found before it seals anything).
+pub fn newest_per_key(c: &Connection) -> rusqlite::Result<Vec<RecordingFile>> {
+    files_where(
+        c,
+        "f.id IN (SELECT MAX(id) FROM recording_files
+                  WHERE state IN ('complete', 'incomplete') GROUP BY key_id)",
+        [],
+    )
+}
+
 /// A file `purge-recordings` may delete once its retention is over: its
 /// consultation's kind and when its recording ended.
 #[derive(Debug, Clone)]
