@@ -108,6 +108,30 @@ pub fn recordings_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("recordings")
 }
 
+/// Creates the file a row's `path` names under `data/recordings/`, for
+/// the recorder to seal into (`SealWriter::create`): its folders 0700, the
+/// file 0600, opened for reading too (`finish` reads it back for its
+/// SHA-256). Never over an existing file: two rows never share one.
+pub fn create_file(
+    data_dir: &Path,
+    path: &tuxa_records::recording::RecordingPath,
+) -> std::io::Result<File> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    let full = recordings_dir(data_dir).join(path.as_str());
+    if let Some(parent) = full.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(full)
+}
+
 fn absolute(p: &Path) -> Option<PathBuf> {
     std::path::absolute(p)
         .ok()

@@ -121,13 +121,21 @@ const HEAD: [u8; 64] = [0x1a; 64];
 /// SHA-256 returned) or left as a killed writer leaves it.
 fn seal(data: &Path, rel: &str, ring: &KeyRing, chunks: usize, finish: bool) -> (u64, String) {
     let path = vault::recordings_dir(data).join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .unwrap();
+    let file = vault::create_file(data, &RecordingPath::parse(rel).unwrap()).unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    // Never over an existing file.
+    assert!(vault::create_file(data, &RecordingPath::parse(rel).unwrap()).is_err());
     let mut w = SealWriter::create(file, ring, &HEAD).unwrap();
     for i in 0..chunks {
         w.append(&chunk(i)).unwrap();
