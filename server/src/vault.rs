@@ -403,13 +403,16 @@ pub fn check_file(dir: &Path, f: &RecordingFile, keys: &KeyRing) -> Option<Strin
     (!problems.is_empty()).then(|| problems.join("; "))
 }
 
+/// A file as a report names it: by ids and role, never a person's name
+/// (reports end up in mail and logs).
 fn describe(dir: &Path, f: &RecordingFile) -> String {
     format!(
-        "{} (consultation {}, recording {}, {} {} segment {}, {})",
+        "{} (consultation {}, recording {}, {} participant {} {} segment {}, {})",
         dir.join(f.path.as_str()).display(),
         f.consultation,
         f.recording,
-        f.display_name,
+        f.role.as_str(),
+        f.participant,
         tuxa_records::recording::source_as_str(f.source),
         f.segment,
         f.state

@@ -244,6 +244,8 @@ fn verify_recordings_names_the_tampered_file_and_its_chunk() {
     assert!(first.contains(&format!("consultation {ROOM}")), "{out}");
     assert!(first.contains("data chunk 2"), "{out}");
     assert!(first.contains("SHA-256"), "{out}");
+    assert!(first.contains("patient participant 2 camera"), "{out}");
+    assert!(!out.contains("Nguyễn"), "reports name no one: {out}");
     assert!(!out.contains(&format!("{}:", rels[0])), "{out}");
 
     // A missing file is named too; without keys verify cannot run.
@@ -614,4 +616,128 @@ fn a_bad_or_wrong_recording_key_leaves_the_server_up_without_recordings() {
     let next = KeyRing::parse(out.trim()).unwrap();
     assert_eq!(next.sealing().id(), KeyId(2));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+const CHILD_DIR: &str = "TUXA_VAULT_CHILD_DIR";
+
+/// Not a test of its own: the recorder of the kill -9 test, run as a child
+/// process (this binary with `--ignored --exact`), writing chunks until it
+/// is killed.
+#[test]
+#[ignore = "runs only as the child process of a_recorder_killed_with_sigkill_leaves_a_readable_file"]
+fn vault_child_recorder() {
+    let Ok(data) = std::env::var(CHILD_DIR) else {
+        return;
+    };
+    let data = PathBuf::from(data);
+    let ring = test_ring(&data);
+    let c = db(&data, "visit");
+    let rec = start_recording(&c, now());
+    let (_, rel) = open_row(&c, rec, "p2-camera-0", now());
+    let file = vault::create_file(&data, &RecordingPath::parse(&rel).unwrap()).unwrap();
+    let mut w = SealWriter::create(file, &ring, &HEAD).unwrap();
+    // At most 10 MB, then wait to be killed: never finished.
+    for i in 0..2000 {
+        w.append(&chunk(i)).unwrap();
+        w.flush_chunk().unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_recorder_killed_with_sigkill_leaves_a_readable_file() {
+    /// Kills the child whatever happens to the test.
+    struct Child(std::process::Child);
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let dir = temp_dir("sigkill");
+    let data = dir.join("data");
+    let ring = test_ring(&data);
+    drop(db(&data, "visit"));
+    let mut child = Child(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "vault_child_recorder",
+                "--nocapture",
+            ])
+            .env(CHILD_DIR, &data)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let folder = vault::recordings_dir(&data).join(ROOM);
+    let size = || -> u64 {
+        walk(&folder)
+            .iter()
+            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .sum()
+    };
+    let mut waited = 0;
+    while size() < 150_000 {
+        assert!(waited < 600, "the child recorder wrote nothing");
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "the child recorder died"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        waited += 1;
+    }
+    // SIGKILL: no destructor, no flush, no finish.
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+
+    let mut c = db(&data, "visit");
+    let open = recordings::open_files(&c).unwrap();
+    assert_eq!(open.len(), 1);
+    let recovered = vault::recover(&mut c, &data, Some(&ring), UnixTime(now())).unwrap();
+    assert_eq!(
+        recovered,
+        vault::Recovered {
+            incomplete: 1,
+            complete: 0,
+            missing: 0,
+            recordings: 1
+        }
+    );
+    let f = recordings::file(&c, open[0].id).unwrap().unwrap();
+    assert_eq!(f.state, FileState::Incomplete);
+    let path = vault::recordings_dir(&data).join(f.path.as_str());
+    assert_eq!(f.size, Some(std::fs::metadata(&path).unwrap().len()));
+    let mut r = SealReader::open(File::open(&path).unwrap(), &ring).unwrap();
+    assert!(!r.complete());
+    let chunks = r.chunks() as usize;
+    assert!(chunks >= 25, "{chunks} chunks");
+    // Every whole chunk reads back, in order, exactly as written.
+    let want: Vec<u8> = HEAD
+        .iter()
+        .copied()
+        .chain((0..chunks).flat_map(chunk))
+        .collect();
+    assert_eq!(r.plaintext_len(), want.len() as u64);
+    let mut got = vec![0u8; want.len()];
+    assert_eq!(r.read_at(0, &mut got).unwrap(), want.len());
+    assert!(got == want);
+    assert!(r.verify().is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let p = e.path();
+            if p.is_dir() { walk(&p) } else { vec![p] }
+        })
+        .collect()
 }
