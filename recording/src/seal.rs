@@ -283,6 +283,12 @@ pub fn hash_all(mut r: impl Read) -> io::Result<(u64, [u8; 32])> {
 /// After a failed write (a full disk) the writer is poisoned: every later
 /// call fails with [`SealError::Poisoned`], and what reached the disk
 /// before stays readable as an incomplete file.
+///
+/// Durability is the caller's: `flush_chunk` hands the chunk to `W` (for a
+/// `File`, to the kernel: it survives the process being killed); against a
+/// power cut the caller also syncs the file now and then. Pass `&File`
+/// (it is `Read + Write + Seek`) to keep the file for `sync_data` after
+/// [`finish`](Self::finish).
 pub struct SealWriter<W> {
     w: W,
     header: [u8; HEADER_LEN],
@@ -391,7 +397,7 @@ impl<W: Write + Seek> SealWriter<W> {
     }
 
     /// Seals what is buffered as one chunk and writes it out (nothing when
-    /// the buffer is empty). What is flushed survives a crash.
+    /// the buffer is empty). What is flushed survives the process dying.
     pub fn flush_chunk(&mut self) -> Result<(), SealError> {
         if self.buf.is_empty() {
             return if self.poisoned {
