@@ -1199,4 +1199,29 @@ mod tests {
         assert_eq!(r.plaintext_len(), 340);
         assert!(!r.verify().unwrap().complete);
     }
+
+    /// A real file, passed by reference so it can be synced after finish,
+    /// with SHA-256 and size as `sha256sum` would see them.
+    #[test]
+    fn a_file_by_reference_is_kept_for_syncing() {
+        let ring = ring(&[(3, 3)]);
+        let path = std::env::temp_dir().join(format!("tuxa-seal-{}.sealed", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let mut w = SealWriter::create(&file, &ring, &HEAD0).unwrap();
+        w.append(&data(100_000, 9)).unwrap();
+        let s = w.finish(&head1()).unwrap();
+        file.sync_data().unwrap();
+        let on_disk = std::fs::read(&path).unwrap();
+        assert_eq!(s.size, on_disk.len() as u64);
+        assert_eq!(s.sha256, hash_all(&on_disk[..]).unwrap().1);
+        let mut r = SealReader::open(std::fs::File::open(&path).unwrap(), &ring).unwrap();
+        assert_eq!(r.verify().unwrap().plaintext_len, 100_040);
+        let _ = std::fs::remove_file(&path);
+    }
 }
