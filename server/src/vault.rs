@@ -365,9 +365,15 @@ fn open_db(data_dir: &Path, read_only: bool) -> anyhow::Result<Connection> {
 }
 
 /// What is wrong with one kept file, if anything: its presence, its size
-/// and SHA-256 against its row, every chunk opening, and the end marker of
-/// a file recorded complete.
-pub fn check_file(dir: &Path, f: &RecordingFile, keys: &KeyRing) -> Option<String> {
+/// and SHA-256 against its row and the row's against the audit chain's
+/// (`audited`), every chunk opening, and the end marker of a file
+/// recorded complete.
+pub fn check_file(
+    dir: &Path,
+    f: &RecordingFile,
+    keys: &KeyRing,
+    audited: Option<&(u64, String)>,
+) -> Option<String> {
     let path = dir.join(f.path.as_str());
     let file = match File::open(&path) {
         Ok(file) => file,
@@ -388,6 +394,16 @@ pub fn check_file(dir: &Path, f: &RecordingFile, keys: &KeyRing) -> Option<Strin
     }
     match File::open(&path).map(hash_all) {
         Ok(Ok((size, sha))) => {
+            match audited {
+                None => problems.push("has no audit entry for its size and SHA-256".into()),
+                Some((a_size, a_sha))
+                    if Some(*a_size) != f.size || f.sha256.as_ref() != Some(a_sha) =>
+                {
+                    problems
+                        .push("has a recorded size or SHA-256 other than the audit chain's".into())
+                }
+                Some(_) => {}
+            }
             if Some(size) != f.size {
                 problems.push(format!(
                     "is {size} bytes, recorded {}",
@@ -426,6 +442,7 @@ pub fn verify_recordings(data_dir: &Path, cfg: &RecordingConfig) -> anyhow::Resu
     let c = open_db(data_dir, true)?;
     let dir = recordings_dir(data_dir);
     let files = recordings::kept_files(&c)?;
+    let audited = recordings::audited_hashes(&c)?;
     let (mut checked, mut bytes, mut open, mut incomplete) = (0usize, 0u64, 0usize, 0usize);
     let mut failures = Vec::new();
     for f in &files {
@@ -436,7 +453,7 @@ pub fn verify_recordings(data_dir: &Path, cfg: &RecordingConfig) -> anyhow::Resu
             continue;
         }
         checked += 1;
-        if let Some(problem) = check_file(&dir, f, &keys) {
+        if let Some(problem) = check_file(&dir, f, &keys, audited.get(&f.id)) {
             failures.push(format!("FAILED {}: {problem}", describe(&dir, f)));
         } else {
             bytes += f.size.unwrap_or(0);

@@ -233,7 +233,8 @@ fn verify_recordings_names_the_tampered_file_and_its_chunk() {
     // One byte of the second file's third data chunk (frames: header 93,
     // head 5+64+16, then data chunks of 5+5000+16).
     let victim = vault::recordings_dir(&data).join(&rels[1]);
-    let mut bytes = std::fs::read(&victim).unwrap();
+    let pristine = std::fs::read(&victim).unwrap();
+    let mut bytes = pristine.clone();
     let at = 93 + 85 + 2 * 5021 + 5 + 100;
     bytes[at] ^= 0x20;
     std::fs::write(&victim, &bytes).unwrap();
@@ -247,6 +248,32 @@ fn verify_recordings_names_the_tampered_file_and_its_chunk() {
     assert!(first.contains("patient participant 2 camera"), "{out}");
     assert!(!out.contains("Nguyễn"), "reports name no one: {out}");
     assert!(!out.contains(&format!("{}:", rels[0])), "{out}");
+
+    // Another well-sealed file put in its place, and its row's size and
+    // hash changed to match: every chunk opens, the row agrees, the audit
+    // chain does not.
+    std::fs::write(&victim, &pristine).unwrap();
+    let (ok, out) = tuxa(&["verify-recordings"], &data);
+    assert!(ok, "{out}");
+    let (_, other_rel) = open_row(&c, rec, "p9-camera-0", t);
+    let (size, sha) = seal(&data, &other_rel, &ring, 2, true);
+    let other = vault::recordings_dir(&data).join(&other_rel);
+    std::fs::rename(&other, &victim).unwrap();
+    c.execute(
+        "UPDATE recording_files SET size = ?1, sha256 = ?2 WHERE path = ?3",
+        rusqlite::params![size as i64, sha, rels[1]],
+    )
+    .unwrap();
+    c.execute("DELETE FROM recording_files WHERE path = ?1", [&other_rel])
+        .unwrap();
+    let (ok, out) = tuxa(&["verify-recordings"], &data);
+    assert!(!ok, "{out}");
+    let first = out.lines().next().unwrap();
+    assert!(
+        first.contains(&rels[1]) && first.contains("audit chain"),
+        "{out}"
+    );
+    assert!(!first.contains("decrypt"), "{out}");
 
     // A missing file is named too; without keys verify cannot run.
     std::fs::remove_file(vault::recordings_dir(&data).join(&rels[0])).unwrap();
