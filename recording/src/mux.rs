@@ -217,6 +217,7 @@ struct Cluster {
     start_ms: u64,
     starts_with_keyframe: bool,
     blocks: Vec<u8>,
+    frames: u64,
 }
 
 /// One published track's recording, sans IO. See the module documentation.
@@ -314,6 +315,12 @@ impl TrackMuxer {
     /// Frames written so far.
     pub fn frames(&self) -> u64 {
         self.frames
+    }
+
+    /// Frames in the clusters already given out (the rest wait in the open
+    /// cluster): what a file cut now, after the last output, plays.
+    pub fn frames_in_output(&self) -> u64 {
+        self.frames - self.cluster.as_ref().map_or(0, |c| c.frames)
     }
 
     /// One packet, in arrival order. Bad payloads never panic: the frame
@@ -613,7 +620,9 @@ impl TrackMuxer {
             start_ms: ms,
             starts_with_keyframe: frame.keyframe,
             blocks: Vec::new(),
+            frames: 0,
         });
+        cluster.frames += 1;
         // Under CLUSTER_MS by construction: fits the block's i16.
         let relative = (ms - cluster.start_ms) as i16;
         ebml::put_id(&mut cluster.blocks, id::SIMPLE_BLOCK);
