@@ -12,6 +12,7 @@
 //! thread, never from the media task.
 
 mod ebml;
+mod h264;
 pub mod keys;
 pub mod mux;
 mod reorder;

@@ -50,9 +50,10 @@
 use str0m::format::Codec;
 use str0m::media::MediaKind;
 use str0m::rtp::RedDecoder;
-use str0m::unversioned::{Depacketizer, Vp8Depacketizer};
+use str0m::unversioned::{Depacketizer, H264Depacketizer, Vp8Depacketizer};
 
 use crate::ebml::{self, id};
+use crate::h264;
 use crate::reorder::{Held, Out, Reorder};
 
 /// Length of the head: the bytes first written at the start of the file and
@@ -65,6 +66,8 @@ const CLUSTER_MS: u64 = 1000;
 const KEYFRAME_REPEAT_MS: u64 = 1000;
 /// A frame larger than this is not a frame from a browser: dropped.
 const MAX_FRAME_BYTES: usize = 8 << 20;
+/// An `avcC` longer than this does not fit the head: its keyframe is refused.
+const MAX_CODEC_PRIVATE: usize = 512;
 
 /// The codecs recorded without transcoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,8 +76,8 @@ pub enum TrackCodec {
     Opus,
     /// VP8 video, in WebM as `V_VP8`.
     Vp8,
-    /// H.264 video, in Matroska as `V_MPEG4/ISO/AVC` (not written yet:
-    /// [`TrackMuxer::new`] refuses it with [`MuxError::H264NotSupported`]).
+    /// H.264 video, in Matroska as `V_MPEG4/ISO/AVC` (its `avcC` from the
+    /// first keyframe's SPS and PPS). Without B-frames, as WebRTC sends it.
     H264,
 }
 
@@ -127,9 +130,6 @@ pub enum MuxError {
     /// A codec tuxa does not record (only Opus, VP8 and H.264 are).
     #[error("codec {0} cannot be recorded")]
     UnsupportedCodec(String),
-    /// H.264 is negotiated but its Matroska writer is not built yet.
-    #[error("recording H.264 is not supported yet")]
-    H264NotSupported,
     /// A clock rate of 0 (no timestamps can be computed).
     #[error("clock rate 0")]
     ZeroClockRate,
@@ -197,6 +197,7 @@ pub struct Finished {
 #[derive(Debug)]
 struct Building {
     timestamp: u32,
+    ext_ts: i64,
     packets: Vec<Vec<u8>>,
     /// A packet of it is missing, or its first packet is not a frame start.
     broken: bool,
@@ -234,7 +235,10 @@ pub struct TrackMuxer {
     building: Option<Building>,
     need_keyframe: bool,
     keyframe_asked_ms: Option<u64>,
-    dims: Option<(u16, u16)>,
+    /// Video: the picture size and (H.264) CodecPrivate of this file.
+    format: Option<VideoFormat>,
+    /// H.264: the last SPS and PPS seen, for a keyframe sent without them.
+    parameter_sets: (Option<Vec<u8>>, Option<Vec<u8>>),
     first_ms: Option<u64>,
     last_ms: u64,
     /// Length of the last frame (ms): from Opus, or the last video frame gap.
@@ -262,9 +266,6 @@ impl TrackMuxer {
         if clock_rate == 0 {
             return Err(MuxError::ZeroClockRate);
         }
-        if codec == TrackCodec::H264 {
-            return Err(MuxError::H264NotSupported);
-        }
         Ok(Self::blank(codec, clock_rate, offset_ms))
     }
 
@@ -279,7 +280,8 @@ impl TrackMuxer {
             building: None,
             need_keyframe: codec.kind() == MediaKind::Video,
             keyframe_asked_ms: None,
-            dims: None,
+            format: None,
+            parameter_sets: (None, None),
             first_ms: None,
             last_ms: offset_ms,
             last_len_ms: 0,
@@ -402,8 +404,8 @@ impl TrackMuxer {
             lost_packets: self.lost + self.reorder.late,
             start_ms: self.first_ms,
             duration_ms,
-            width: self.dims.map(|d| d.0),
-            height: self.dims.map(|d| d.1),
+            width: self.format.as_ref().map(|f| f.dims.0),
+            height: self.format.as_ref().map(|f| f.dims.1),
         }
     }
 
@@ -514,10 +516,14 @@ impl TrackMuxer {
             self.dropped += 1;
             self.want_keyframe(now_ms, pushed);
         }
+        // Every packet moves the timestamp extension on, so a long run of
+        // broken frames cannot make it miss a wrap.
+        let ext_ts = self.extend_ts(p.timestamp);
         let building = self.building.get_or_insert_with(|| Building {
             timestamp: p.timestamp,
+            ext_ts,
             packets: Vec::new(),
-            broken: !vp8_frame_start(&p.payload),
+            broken: !frame_start(self.codec, &p.payload),
         });
         building.packets.push(p.payload);
         if building.packets.iter().map(Vec::len).sum::<usize>() > MAX_FRAME_BYTES {
@@ -527,16 +533,17 @@ impl TrackMuxer {
             return None;
         }
         let building = self.building.take()?;
-        let ext_ts = self.extend_ts(building.timestamp);
+        let ext_ts = building.ext_ts;
         let frame = if building.broken {
             None
         } else {
-            depacketize_vp8(&building.packets).map(|data| Frame {
-                ext_ts,
-                keyframe: data.first().is_some_and(|b| b & 1 == 0),
-                data,
-                duration_ms: None,
-            })
+            self.depacketize_video(&building.packets)
+                .map(|(data, keyframe)| Frame {
+                    ext_ts,
+                    keyframe,
+                    data,
+                    duration_ms: None,
+                })
         };
         let Some(frame) = frame else {
             self.dropped += 1;
@@ -552,21 +559,21 @@ impl TrackMuxer {
             }
             return None;
         }
-        let Some(dims) = vp8_dimensions(&frame.data) else {
+        let Some(format) = self.keyframe_format(&frame.data) else {
             self.dropped += 1;
             self.want_keyframe(now_ms, pushed);
             return None;
         };
-        match self.dims {
-            Some(current) if current != dims && self.head_written => {
+        match &self.format {
+            Some(current) if *current != format && self.head_written => {
                 if self.ended {
                     self.dropped += 1;
                     return None;
                 }
-                Some(Box::new(self.next_segment(frame, dims)))
+                Some(Box::new(self.next_segment(frame, format)))
             }
             _ => {
-                self.dims = Some(dims);
+                self.format = Some(format);
                 self.need_keyframe = false;
                 self.write_frame(frame);
                 None
@@ -574,8 +581,65 @@ impl TrackMuxer {
         }
     }
 
+    /// A whole frame's bytes as stored (VP8 as is, H.264 in AVC form) and
+    /// whether it is a keyframe; `None` if its packets do not parse.
+    fn depacketize_video(&mut self, packets: &[Vec<u8>]) -> Option<(Vec<u8>, bool)> {
+        let mut extra = str0m::format::CodecExtra::None;
+        let mut data = Vec::with_capacity(packets.iter().map(Vec::len).sum());
+        match self.codec {
+            TrackCodec::Vp8 => {
+                let mut d = Vp8Depacketizer::default();
+                for p in packets {
+                    d.depacketize(p, &mut data, &mut extra).ok()?;
+                }
+                let keyframe = data.first()? & 1 == 0;
+                Some((data, keyframe))
+            }
+            TrackCodec::H264 => {
+                let mut d = H264Depacketizer::default();
+                d.is_avc = true;
+                for p in packets {
+                    d.depacketize(p, &mut data, &mut extra).ok()?;
+                }
+                let units = h264::nal_units(&data)?;
+                let mut keyframe = false;
+                for unit in units {
+                    match h264::nal_type(unit) {
+                        h264::NAL_IDR => keyframe = true,
+                        h264::NAL_SPS => self.parameter_sets.0 = Some(unit.to_vec()),
+                        h264::NAL_PPS => self.parameter_sets.1 = Some(unit.to_vec()),
+                        _ => {}
+                    }
+                }
+                (!data.is_empty()).then_some((data, keyframe))
+            }
+            TrackCodec::Opus => None,
+        }
+    }
+
+    /// The picture size (and H.264 CodecPrivate) a keyframe starts.
+    fn keyframe_format(&self, data: &[u8]) -> Option<VideoFormat> {
+        match self.codec {
+            TrackCodec::Vp8 => Some(VideoFormat {
+                dims: vp8_dimensions(data)?,
+                codec_private: None,
+            }),
+            TrackCodec::H264 => {
+                let (Some(sps), Some(pps)) = &self.parameter_sets else {
+                    return None;
+                };
+                let avcc = h264::avcc(sps, pps).filter(|a| a.len() <= MAX_CODEC_PRIVATE)?;
+                Some(VideoFormat {
+                    dims: h264::sps_dimensions(sps)?,
+                    codec_private: Some(avcc),
+                })
+            }
+            TrackCodec::Opus => None,
+        }
+    }
+
     /// The muxer of the next file, starting with `keyframe`.
-    fn next_segment(&mut self, keyframe: Frame, dims: (u16, u16)) -> TrackMuxer {
+    fn next_segment(&mut self, keyframe: Frame, format: VideoFormat) -> TrackMuxer {
         let at = self.frame_ms(keyframe.ext_ts);
         let mut next = TrackMuxer {
             ts_last: self.ts_last,
@@ -583,7 +647,8 @@ impl TrackMuxer {
             ..TrackMuxer::blank(self.codec, self.clock_rate, at)
         };
         next.ts_base = Some(keyframe.ext_ts);
-        next.dims = Some(dims);
+        next.format = Some(format);
+        next.parameter_sets = self.parameter_sets.clone();
         next.need_keyframe = false;
         next.write_frame(keyframe);
         next
@@ -745,7 +810,12 @@ impl TrackMuxer {
                 }
                 TrackCodec::Vp8 | TrackCodec::H264 => {
                     ebml::put_uint(b, id::TRACK_TYPE, 1);
-                    let (w, h) = self.dims.unwrap_or((0, 0));
+                    if let Some(private) =
+                        self.format.as_ref().and_then(|f| f.codec_private.as_ref())
+                    {
+                        ebml::put_bytes(b, id::CODEC_PRIVATE, private);
+                    }
+                    let (w, h) = self.format.as_ref().map_or((0, 0), |f| f.dims);
                     ebml::put_master(b, id::VIDEO, |b| {
                         ebml::put_uint(b, id::PIXEL_WIDTH, u64::from(w));
                         ebml::put_uint(b, id::PIXEL_HEIGHT, u64::from(h));
@@ -754,6 +824,14 @@ impl TrackMuxer {
             }
         });
     }
+}
+
+/// What a video file is made for: a keyframe that changes it starts a new file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct VideoFormat {
+    dims: (u16, u16),
+    /// H.264: the `avcC` record.
+    codec_private: Option<Vec<u8>>,
 }
 
 struct Final {
@@ -832,21 +910,21 @@ fn opus_duration_ms(packet: &[u8], clock_rate: u32) -> Option<u64> {
     Some(frame * count * 5 / 2)
 }
 
-/// The first packet of a VP8 frame: S bit set, partition index 0.
-fn vp8_frame_start(payload: &[u8]) -> bool {
-    payload
-        .first()
-        .is_some_and(|b| b & 0x10 != 0 && b & 0x07 == 0)
-}
-
-fn depacketize_vp8(packets: &[Vec<u8>]) -> Option<Vec<u8>> {
-    let mut depacketizer = Vp8Depacketizer::default();
-    let mut extra = str0m::format::CodecExtra::None;
-    let mut data = Vec::with_capacity(packets.iter().map(Vec::len).sum());
-    for p in packets {
-        depacketizer.depacketize(p, &mut data, &mut extra).ok()?;
+/// Whether a packet can be the first of a frame: VP8 with the S bit and
+/// partition index 0; H.264 anything but the middle or end of a fragmented
+/// NAL unit (FU-A/FU-B without the start bit).
+fn frame_start(codec: TrackCodec, payload: &[u8]) -> bool {
+    match codec {
+        TrackCodec::Vp8 => payload
+            .first()
+            .is_some_and(|b| b & 0x10 != 0 && b & 0x07 == 0),
+        TrackCodec::H264 => match payload.first().map(|b| b & 0x1F) {
+            None | Some(0) => false,
+            Some(28 | 29) => payload.get(1).is_some_and(|b| b & 0x80 != 0),
+            Some(_) => true,
+        },
+        TrackCodec::Opus => true,
     }
-    (!data.is_empty()).then_some(data)
 }
 
 /// Width and height from a VP8 keyframe's header (RFC 6386 9.1).
@@ -890,11 +968,7 @@ mod tests {
     }
 
     #[test]
-    fn h264_and_other_codecs_are_refused_with_a_typed_error() {
-        assert_eq!(
-            TrackMuxer::new(TrackCodec::H264, 90_000, 0).unwrap_err(),
-            MuxError::H264NotSupported
-        );
+    fn other_codecs_are_refused_with_a_typed_error() {
         assert!(matches!(
             TrackCodec::from_str0m(Codec::Vp9),
             Err(MuxError::UnsupportedCodec(_))

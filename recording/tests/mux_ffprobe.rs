@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use str0m::rtp::{RedEncoder, RedundantBlock};
-use str0m::unversioned::{OpusPacketizer, Packetizer, Vp8Packetizer};
+use str0m::unversioned::{H264Packetizer, OpusPacketizer, Packetizer, Vp8Packetizer};
 use tuxa_recording::mux::{Finished, HEAD_LEN, RtpIn, TrackCodec, TrackMuxer};
 
 fn work_dir(name: &str) -> PathBuf {
@@ -71,6 +71,76 @@ fn vp8_frames(dir: &Path, size: &str, seconds: u32) -> Vec<(Vec<u8>, bool)> {
         let key = data[0] & 1 == 0;
         frames.push((data, key));
         at += 12 + len;
+    }
+    frames
+}
+
+/// H.264 access units (Annex B, keyframe) from x264 at 15 fps, without
+/// B-frames (as WebRTC sends), an IDR a second.
+fn h264_frames(dir: &Path, size: &str, seconds: u32) -> Vec<(Vec<u8>, bool)> {
+    let path = dir.join(format!("src-{size}.h264"));
+    let src = format!("testsrc=size={size}:rate=15");
+    let t = seconds.to_string();
+    run(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            &src,
+            "-t",
+            &t,
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-pix_fmt",
+            "yuv420p",
+            "-bf",
+            "0",
+            "-g",
+            "15",
+            "-f",
+            "h264",
+            path.to_str().unwrap(),
+        ],
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    // NAL units between start codes.
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= bytes.len() {
+        if bytes[i..i + 3] == [0, 0, 1] {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let mut frames = Vec::new();
+    let mut current = Vec::new();
+    let mut key = false;
+    for (n, &start) in starts.iter().enumerate() {
+        let end = starts.get(n + 1).map_or(bytes.len(), |&next| {
+            // Back over the next start code (3 or 4 bytes).
+            let mut e = next - 3;
+            if e > start && bytes[e - 1] == 0 {
+                e -= 1;
+            }
+            e
+        });
+        let unit = &bytes[start..end];
+        let kind = unit[0] & 0x1F;
+        current.extend_from_slice(&[0, 0, 0, 1]);
+        current.extend_from_slice(unit);
+        key |= kind == 5;
+        if kind == 1 || kind == 5 {
+            frames.push((std::mem::take(&mut current), key));
+            key = false;
+        }
     }
     frames
 }
@@ -350,6 +420,57 @@ fn vp8_with_reordering_a_retransmission_and_a_loss_plays_what_was_decodable() {
         "{p:?}, expected {expected}"
     );
     assert!((p.start - 2.5).abs() < 0.01, "{p:?}");
+    assert!(
+        within_5_percent(p.duration.unwrap() - p.start, 4.0),
+        "{p:?}"
+    );
+    assert_decodes(&path);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn h264_in_matroska_with_a_loss_plays_what_was_decodable() {
+    let dir = work_dir("h264");
+    let frames = h264_frames(&dir, "320x240", 4);
+    assert_eq!(frames.len(), 60);
+    assert!(frames[0].1);
+    let datas: Vec<Vec<u8>> = frames.iter().map(|f| f.0.clone()).collect();
+    let mut packets = packetize(
+        &datas,
+        &mut H264Packetizer::default(),
+        600,
+        6000,
+        1000.0 / 15.0,
+        9,
+    );
+    let lost_frame = (20..frames.len()).find(|&i| !frames[i].1).unwrap();
+    let next_key = (lost_frame..frames.len()).find(|&i| frames[i].1).unwrap();
+    let lost_at = packets.iter().position(|p| p.frame == lost_frame).unwrap();
+    packets.remove(lost_at);
+    for i in [5, 50, 80] {
+        packets.swap(i, i + 1);
+    }
+
+    let mut muxer = TrackMuxer::new(TrackCodec::H264, 90_000, 0).unwrap();
+    let mut file = Vec::new();
+    assert!(push_all(&mut muxer, &packets, &mut file));
+    let fin = muxer.finish();
+    let expected = (frames.len() - (next_key - lost_frame)) as u64;
+    assert_eq!(
+        fin.frames, expected,
+        "lost frame {lost_frame}, next keyframe {next_key}"
+    );
+    assert_eq!((fin.width, fin.height), (Some(320), Some(240)));
+
+    let path = dir.join("h264.mkv");
+    write_finished(&path, file, &fin);
+    let p = probe(&path);
+    assert_eq!(p.codec, "h264");
+    assert_eq!((p.width, p.height), (Some(320), Some(240)));
+    assert!(
+        within_5_percent(p.frames as f64, expected as f64),
+        "{p:?}, expected {expected}"
+    );
     assert!(
         within_5_percent(p.duration.unwrap() - p.start, 4.0),
         "{p:?}"
