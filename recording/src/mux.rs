@@ -182,8 +182,12 @@ pub struct Finished {
     pub frames: u64,
     /// Frames dropped (damaged by loss, or waiting for a keyframe).
     pub dropped_frames: u64,
-    /// Sequence numbers never received (given up after the reorder wait).
+    /// Sequence numbers never received in time (given up after the reorder
+    /// wait; a retransmission after that is dropped).
     pub lost_packets: u64,
+    /// Opus frames recovered from RED's redundant blocks for lost packets
+    /// (counted in `frames` too).
+    pub recovered_frames: u64,
     /// The first frame's time on the recording clock (ms), `None` without frames.
     pub start_ms: Option<u64>,
     /// From the first frame to the end of the last (ms).
@@ -253,6 +257,10 @@ pub struct TrackMuxer {
     frames: u64,
     dropped: u64,
     lost: u64,
+    /// Opus frames taken from RED's redundant blocks where a packet was lost.
+    recovered: u64,
+    /// Opus: the extended RTP time where the last written frame ends.
+    audio_next_ts: Option<i64>,
     ended: bool,
     /// Released by the reorder buffer but not processed yet: what came after
     /// the keyframe that started this segment, in the same push.
@@ -293,6 +301,8 @@ impl TrackMuxer {
             frames: 0,
             dropped: 0,
             lost: 0,
+            recovered: 0,
+            audio_next_ts: None,
             ended: false,
             pending: Vec::new(),
         }
@@ -337,7 +347,14 @@ impl TrackMuxer {
                 seq: pkt.seq,
                 timestamp: pkt.timestamp,
                 marker: pkt.marker,
-                payload: self.strip(pkt.red, pkt.payload),
+                // Opus keeps its RED until it is in order: the redundant
+                // blocks fill holes. Video is stripped to its primary here.
+                red: pkt.red && self.codec == TrackCodec::Opus,
+                payload: if self.codec == TrackCodec::Opus {
+                    pkt.payload.to_vec()
+                } else {
+                    self.strip(pkt.red, pkt.payload)
+                },
             },
             pkt.arrival_ms,
             &mut events,
@@ -401,7 +418,8 @@ impl TrackMuxer {
             head,
             frames: self.frames,
             dropped_frames: self.dropped,
-            lost_packets: self.lost + self.reorder.late,
+            lost_packets: self.lost,
+            recovered_frames: self.recovered,
             start_ms: self.first_ms,
             duration_ms,
             width: self.format.as_ref().map(|f| f.dims.0),
@@ -413,8 +431,7 @@ impl TrackMuxer {
         if !red {
             return payload.to_vec();
         }
-        // The primary block is the packet's own frame; the redundant ones
-        // repeat earlier packets (not used to fill holes yet).
+        // The primary block is the packet's own frame.
         match RedDecoder::decode(payload) {
             Ok(blocks) => blocks
                 .iter()
@@ -483,20 +500,62 @@ impl TrackMuxer {
     fn on_packet(&mut self, p: Held, now_ms: u64, pushed: &mut Pushed) -> Option<Box<TrackMuxer>> {
         match self.codec {
             TrackCodec::Opus => {
-                let ext_ts = self.extend_ts(p.timestamp);
-                match opus_duration_ms(&p.payload, self.clock_rate) {
-                    Some(len) => self.write_frame(Frame {
-                        ext_ts,
-                        data: p.payload,
-                        keyframe: true,
-                        duration_ms: Some(len),
-                    }),
-                    // Empty (a RED packet without primary) or malformed.
-                    None => self.dropped += 1,
-                }
+                self.on_opus_packet(p);
                 None
             }
             TrackCodec::Vp8 | TrackCodec::H264 => self.on_video_packet(p, now_ms, pushed),
+        }
+    }
+
+    /// One Opus packet; if it is RED, its redundant blocks first fill what
+    /// is missing before it (RFC 2198: they repeat earlier packets).
+    fn on_opus_packet(&mut self, p: Held) {
+        let ext_ts = self.extend_ts(p.timestamp);
+        let mut frames: Vec<(i64, Vec<u8>, bool)> = Vec::new();
+        if p.red {
+            let Ok(blocks) = RedDecoder::decode(&p.payload) else {
+                self.dropped += 1;
+                return;
+            };
+            let Some(primary) = blocks.iter().find(|b| b.is_primary) else {
+                self.dropped += 1;
+                return;
+            };
+            for block in blocks
+                .iter()
+                .filter(|b| !b.is_primary && b.pt == primary.pt)
+            {
+                frames.push((
+                    ext_ts - i64::from(block.timestamp_offset),
+                    block.payload.to_vec(),
+                    true,
+                ));
+            }
+            frames.push((ext_ts, primary.payload.to_vec(), false));
+        } else {
+            frames.push((ext_ts, p.payload, false));
+        }
+        for (ts, data, redundant) in frames {
+            // A redundant block only counts where nothing was written yet
+            // (not before the track's start, not over what arrived).
+            if redundant && self.audio_next_ts.is_none_or(|next| ts < next) {
+                continue;
+            }
+            let Some(len) = opus_duration_ms(&data, self.clock_rate) else {
+                // Empty (a RED packet without primary) or malformed.
+                self.dropped += 1;
+                continue;
+            };
+            self.write_frame(Frame {
+                ext_ts: ts,
+                data,
+                keyframe: true,
+                duration_ms: Some(len),
+            });
+            self.audio_next_ts = Some(ts + (len * u64::from(self.clock_rate) / 1000) as i64);
+            if redundant {
+                self.recovered += 1;
+            }
         }
     }
 

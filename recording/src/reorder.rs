@@ -23,6 +23,8 @@ pub(crate) struct Held {
     pub seq: u64,
     pub timestamp: u32,
     pub marker: bool,
+    /// Opus: the payload is RFC 2198 RED.
+    pub red: bool,
     pub payload: Vec<u8>,
 }
 
@@ -117,6 +119,7 @@ mod tests {
             seq,
             timestamp: 0,
             marker: false,
+            red: false,
             payload: vec![seq as u8],
         }
     }
