@@ -24,14 +24,23 @@
 //! recording started), not from 0: the first frame of a track is written at
 //! `offset_ms`, the next ones at `offset_ms` plus their RTP time since the
 //! first (RTP timestamp wraps handled). A screen share that started two
-//! minutes into the call has its first block at 120 000 ms. This is what
-//! keeps tracks in step in a player that puts every track at the same
-//! position of one timeline: ffmpeg (`-copyts`) and ffprobe see
-//! `start_time = 120.0`, and a `<video>`/`<audio>` element whose
-//! `currentTime` is set from the one timeline presents the first frame at
-//! 120 s. (ffmpeg without `-copyts` shifts each input to start at 0 and would
-//! misalign them; the start is also returned in [`Finished::start_ms`] so it
-//! can be stored beside the file.)
+//! minutes into the call has its first block at 120 000 ms, and every
+//! track's time *is* the room's time. Rather than an explicit start beside
+//! a file that begins at 0, because the file then says where it belongs
+//! without the database, and a player needs no per-track arithmetic:
+//!
+//! - ffprobe reports `start_time=120.0` and `duration` to the end on the
+//!   room's clock; `ffmpeg -copyts -i a.webm -i b.webm ...` keeps the tracks
+//!   in step (without `-copyts` ffmpeg moves each input's start to 0).
+//! - Chromium (checked with Debian's chromium on a file starting at 2.5 s):
+//!   `duration` is 6.5 (the end on the room's clock), playback from the start
+//!   begins at `currentTime` 2.5, and a seek to any time before the first
+//!   block lands on it (2.5). So a page that plays several tracks on one
+//!   clock sets every element's `currentTime` to that clock, but keeps a
+//!   track paused (hidden) while the clock is before its start
+//!   ([`Finished::start_ms`], also stored beside the file), else it would
+//!   start early. Nothing is invented before a track existed (no repeated
+//!   first frame, no filler silence).
 //!
 //! # Loss
 //!
@@ -66,6 +75,9 @@ const CLUSTER_MS: u64 = 1000;
 const KEYFRAME_REPEAT_MS: u64 = 1000;
 /// A frame larger than this is not a frame from a browser: dropped.
 const MAX_FRAME_BYTES: usize = 8 << 20;
+/// A cluster is also closed at this size, so what is held in memory (and
+/// lost by a crash) stays small whatever a publisher sends.
+const MAX_CLUSTER_BYTES: usize = 4 << 20;
 /// An `avcC` longer than this does not fit the head: its keyframe is refused.
 const MAX_CODEC_PRIVATE: usize = 512;
 
@@ -203,6 +215,7 @@ struct Building {
     timestamp: u32,
     ext_ts: i64,
     packets: Vec<Vec<u8>>,
+    bytes: usize,
     /// A packet of it is missing, or its first packet is not a frame start.
     broken: bool,
 }
@@ -582,11 +595,17 @@ impl TrackMuxer {
             timestamp: p.timestamp,
             ext_ts,
             packets: Vec::new(),
+            bytes: 0,
             broken: !frame_start(self.codec, &p.payload),
         });
-        building.packets.push(p.payload);
-        if building.packets.iter().map(Vec::len).sum::<usize>() > MAX_FRAME_BYTES {
-            building.broken = true;
+        // A broken frame keeps no bytes: only its end is waited for.
+        if !building.broken {
+            building.bytes += p.payload.len();
+            building.packets.push(p.payload);
+            if building.bytes > MAX_FRAME_BYTES {
+                building.broken = true;
+                building.packets = Vec::new();
+            }
         }
         if !p.marker {
             return None;
@@ -735,6 +754,7 @@ impl TrackMuxer {
         self.ensure_head();
         let close = self.cluster.as_ref().is_some_and(|c| {
             ms - c.start_ms >= CLUSTER_MS
+                || c.blocks.len() >= MAX_CLUSTER_BYTES
                 || (frame.keyframe && self.codec.kind() == MediaKind::Video)
         });
         if close {
