@@ -15,5 +15,6 @@ mod ebml;
 mod h264;
 pub mod keys;
 pub mod mux;
+pub mod recover;
 mod reorder;
 pub mod seal;

@@ -402,24 +402,11 @@ impl TrackMuxer {
         self.ensure_head();
         self.close_cluster();
         let cues_pos = self.written - seg_data_start(self.codec);
-        let mut cues = Vec::new();
-        if !self.cues.is_empty() {
-            ebml::put_master(&mut cues, id::CUES, |b| {
-                for &(time, pos) in &self.cues {
-                    ebml::put_master(b, id::CUE_POINT, |b| {
-                        ebml::put_uint(b, id::CUE_TIME, time);
-                        ebml::put_master(b, id::CUE_TRACK_POSITIONS, |b| {
-                            ebml::put_uint(b, id::CUE_TRACK, 1);
-                            ebml::put_uint(b, id::CUE_CLUSTER_POSITION, pos);
-                        });
-                    });
-                }
-            });
-        }
+        let cues = cues_element(&self.cues);
         let mut tail = std::mem::take(&mut self.out);
         tail.extend_from_slice(&cues);
         let total = self.written + cues.len() as u64;
-        let end_ms = self.last_ms + self.last_len_ms;
+        let end_ms = self.first_ms.map_or(0, |_| self.last_ms + self.last_len_ms);
         let duration_ms = self.first_ms.map_or(0, |first| end_ms - first);
         let head = self.head(Some(Final {
             segment_size: total - seg_data_start(self.codec),
@@ -828,45 +815,9 @@ impl TrackMuxer {
     /// The head, [`HEAD_LEN`] bytes: the first version (`None`: unknown
     /// Segment size, no Duration, no SeekHead) or the final one.
     fn head(&self, fin: Option<Final>) -> Vec<u8> {
-        let mut h = ebml_header(self.codec);
-        ebml::put_id(&mut h, id::SEGMENT);
-        match &fin {
-            Some(f) => ebml::put_size_len(&mut h, f.segment_size, 8),
-            None => h.extend_from_slice(&ebml::UNKNOWN_SIZE),
-        }
-        let seg = h.len();
-        let mut info = Vec::new();
-        ebml::put_master(&mut info, id::INFO, |b| {
-            ebml::put_uint(b, id::TIMESTAMP_SCALE, 1_000_000);
-            if let Some(f) = &fin {
-                ebml::put_float(b, id::DURATION, f.end_ms as f64);
-            }
-            ebml::put_str(b, id::MUXING_APP, "tuxa-recording");
-            ebml::put_str(b, id::WRITING_APP, "tuxa");
-        });
         let mut tracks = Vec::new();
         ebml::put_master(&mut tracks, id::TRACKS, |b| self.track_entry(b));
-        // The SeekHead has a fixed length (positions on 8 bytes), so the
-        // elements after it are at the same place in both versions.
-        let seek_len = seek_head(&[(id::INFO, 0), (id::TRACKS, 0), (id::CUES, 0)]).len();
-        let info_pos = seek_len as u64;
-        let tracks_pos = info_pos + info.len() as u64;
-        match fin.as_ref().and_then(|f| f.cues_pos) {
-            Some(cues) => h.extend_from_slice(&seek_head(&[
-                (id::INFO, info_pos),
-                (id::TRACKS, tracks_pos),
-                (id::CUES, cues),
-            ])),
-            None => ebml::put_void(&mut h, seek_len),
-        }
-        debug_assert_eq!(h.len() - seg, seek_len);
-        h.extend_from_slice(&info);
-        h.extend_from_slice(&tracks);
-        // Nothing variable is long enough to pass HEAD_LEN for VP8 and Opus.
-        let pad = HEAD_LEN.saturating_sub(h.len()).max(9);
-        ebml::put_void(&mut h, pad);
-        debug_assert_eq!(h.len(), HEAD_LEN);
-        h
+        build_head(&ebml_header(self.codec), &tracks, fin)
     }
 
     fn track_entry(&self, b: &mut Vec<u8>) {
@@ -913,10 +864,69 @@ struct VideoFormat {
     codec_private: Option<Vec<u8>>,
 }
 
-struct Final {
-    segment_size: u64,
-    end_ms: u64,
-    cues_pos: Option<u64>,
+/// The head: the EBML header, the Segment's id and size (unknown without
+/// `fin`), a SeekHead (or a Void as long), Info, Tracks, and a Void up to
+/// [`HEAD_LEN`]. The SeekHead has a fixed length (positions on 8 bytes), so
+/// Info and Tracks are at the same place in both versions.
+pub(crate) fn build_head(ebml_header: &[u8], tracks: &[u8], fin: Option<Final>) -> Vec<u8> {
+    let mut h = ebml_header.to_vec();
+    ebml::put_id(&mut h, id::SEGMENT);
+    match &fin {
+        Some(f) => ebml::put_size_len(&mut h, f.segment_size, 8),
+        None => h.extend_from_slice(&ebml::UNKNOWN_SIZE),
+    }
+    let mut info = Vec::new();
+    ebml::put_master(&mut info, id::INFO, |b| {
+        ebml::put_uint(b, id::TIMESTAMP_SCALE, 1_000_000);
+        if let Some(f) = &fin {
+            ebml::put_float(b, id::DURATION, f.end_ms as f64);
+        }
+        ebml::put_str(b, id::MUXING_APP, "tuxa-recording");
+        ebml::put_str(b, id::WRITING_APP, "tuxa");
+    });
+    let seek_len = seek_head(&[(id::INFO, 0), (id::TRACKS, 0), (id::CUES, 0)]).len();
+    let info_pos = seek_len as u64;
+    let tracks_pos = info_pos + info.len() as u64;
+    match fin.as_ref().and_then(|f| f.cues_pos) {
+        Some(cues) => h.extend_from_slice(&seek_head(&[
+            (id::INFO, info_pos),
+            (id::TRACKS, tracks_pos),
+            (id::CUES, cues),
+        ])),
+        None => ebml::put_void(&mut h, seek_len),
+    }
+    h.extend_from_slice(&info);
+    h.extend_from_slice(tracks);
+    // Tracks is bounded (MAX_CODEC_PRIVATE) so that this always fits.
+    let pad = HEAD_LEN.saturating_sub(h.len()).max(9);
+    ebml::put_void(&mut h, pad);
+    debug_assert_eq!(h.len(), HEAD_LEN);
+    h
+}
+
+/// The Cues element for (time ms, cluster position) points; empty without any.
+pub(crate) fn cues_element(points: &[(u64, u64)]) -> Vec<u8> {
+    let mut cues = Vec::new();
+    if !points.is_empty() {
+        ebml::put_master(&mut cues, id::CUES, |b| {
+            for &(time, pos) in points {
+                ebml::put_master(b, id::CUE_POINT, |b| {
+                    ebml::put_uint(b, id::CUE_TIME, time);
+                    ebml::put_master(b, id::CUE_TRACK_POSITIONS, |b| {
+                        ebml::put_uint(b, id::CUE_TRACK, 1);
+                        ebml::put_uint(b, id::CUE_CLUSTER_POSITION, pos);
+                    });
+                });
+            }
+        });
+    }
+    cues
+}
+
+pub(crate) struct Final {
+    pub(crate) segment_size: u64,
+    pub(crate) end_ms: u64,
+    pub(crate) cues_pos: Option<u64>,
 }
 
 fn ebml_header(codec: TrackCodec) -> Vec<u8> {
@@ -968,7 +978,7 @@ fn opus_head() -> [u8; 19] {
 }
 
 /// An Opus packet's length in ms from its TOC (RFC 6716 3.1), `None` if malformed.
-fn opus_duration_ms(packet: &[u8], clock_rate: u32) -> Option<u64> {
+pub(crate) fn opus_duration_ms(packet: &[u8], clock_rate: u32) -> Option<u64> {
     let toc = *packet.first()?;
     let config = toc >> 3;
     // Frame length in 1/400 s (2.5 ms) units.

@@ -12,6 +12,7 @@ use std::process::Command;
 use str0m::rtp::{RedEncoder, RedundantBlock};
 use str0m::unversioned::{H264Packetizer, OpusPacketizer, Packetizer, Vp8Packetizer};
 use tuxa_recording::mux::{Finished, HEAD_LEN, RtpIn, TrackCodec, TrackMuxer};
+use tuxa_recording::recover::recover;
 
 fn work_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tuxa-mux-{}-{name}", std::process::id()));
@@ -647,13 +648,35 @@ fn a_file_cut_after_a_cluster_still_decodes_up_to_the_cut() {
     assert_eq!(p.frames, frames_in_cut, "{p:?}");
     assert_decodes(&path);
 
-    // Cut in the middle of the open cluster, too: what is whole still plays.
+    // Recovered: the same frames, now with a length and Cues.
+    let rec = recover(&cut).unwrap();
+    assert_eq!(rec.valid_len, cut.len() as u64);
+    assert_eq!(rec.frames, frames_in_cut);
+    let mut fixed = cut.clone();
+    fixed.extend_from_slice(&rec.tail);
+    fixed[..HEAD_LEN].copy_from_slice(&rec.head);
+    let path = dir.join("recovered.webm");
+    std::fs::write(&path, &fixed).unwrap();
+    let p = probe(&path);
+    assert_eq!(p.frames, frames_in_cut, "{p:?}");
+    let seconds = frames_in_cut as f64 / 15.0;
+    assert!(
+        within_5_percent(p.duration.unwrap() - p.start, seconds),
+        "{p:?}"
+    );
+    assert_eq!(rec.duration_ms, (seconds * 1000.0).round() as u64);
+    assert_decodes(&path);
+
+    // Cut in the middle of the open cluster, too: what is whole still plays,
+    // and recovery keeps exactly the whole clusters.
     let fin = muxer.finish();
     let mut whole = file;
     whole.extend_from_slice(&fin.tail);
+    let torn = &whole[..cut.len() + 100];
     let path = dir.join("torn.webm");
-    std::fs::write(&path, &whole[..cut.len() + 100]).unwrap();
+    std::fs::write(&path, torn).unwrap();
     let p = probe(&path);
     assert!(p.frames >= frames_in_cut, "{p:?}");
+    assert_eq!(recover(torn).unwrap().valid_len, cut.len() as u64);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,6 +5,7 @@
 
 use proptest::prelude::*;
 use tuxa_recording::mux::{HEAD_LEN, RtpIn, TrackCodec, TrackMuxer};
+use tuxa_recording::recover::recover;
 
 /// (id, data start, data end) of the elements in `buf[from..to]`, or an error.
 fn elements(buf: &[u8], from: usize, to: usize) -> Result<Vec<(u32, usize, usize)>, String> {
@@ -165,6 +166,7 @@ proptest! {
         codec in prop_oneof![Just(TrackCodec::Opus), Just(TrackCodec::Vp8), Just(TrackCodec::H264)],
         offset in 0u64..100_000,
         steps in steps(),
+        cut in any::<prop::sample::Index>(),
     ) {
         let clock = if codec == TrackCodec::Opus { 48_000 } else { 90_000 };
         let mut muxer = TrackMuxer::new(codec, clock, offset).unwrap();
@@ -194,11 +196,28 @@ proptest! {
         finished.push(muxer.finish());
         for (mut file, fin) in files.into_iter().zip(finished) {
             prop_assert_eq!(fin.head.len(), HEAD_LEN);
+            // The unfinished file cut anywhere: recovery never panics, and
+            // what it makes of it is well-formed too.
+            let cut_at = cut.index(file.len() + 1);
+            if let Ok(rec) = recover(&file[..cut_at]) {
+                let mut fixed = file[..rec.valid_len as usize].to_vec();
+                fixed.extend_from_slice(&rec.tail);
+                fixed[..HEAD_LEN].copy_from_slice(&rec.head);
+                let blocks = check_file(&fixed).map_err(TestCaseError::fail)?;
+                prop_assert_eq!(blocks as u64, rec.frames);
+            } else {
+                prop_assert!(cut_at < HEAD_LEN);
+            }
             file.extend_from_slice(&fin.tail);
             prop_assert!(file.len() >= HEAD_LEN);
             file[..HEAD_LEN].copy_from_slice(&fin.head);
             let blocks = check_file(&file).map_err(TestCaseError::fail)?;
             prop_assert_eq!(blocks as u64, fin.frames);
+            // A finished file recovers to itself (same frames, same size).
+            let rec = recover(&file).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(rec.frames, fin.frames);
+            prop_assert_eq!(rec.valid_len as usize + rec.tail.len(), file.len());
+            prop_assert_eq!(&rec.head, &fin.head);
         }
     }
 }
