@@ -494,6 +494,9 @@ impl TrackMuxer {
             Some((raw, ext)) => ext + i64::from(ts.wrapping_sub(raw) as i32),
         };
         self.ts_last = Some((ts, ext));
+        // The first packet is at `offset_ms`, whether or not its frame is
+        // written: video dropped until the first keyframe still counts.
+        self.ts_base.get_or_insert(ext);
         ext
     }
 
@@ -734,9 +737,6 @@ impl TrackMuxer {
     }
 
     fn write_frame(&mut self, frame: Frame) {
-        if self.ts_base.is_none() {
-            self.ts_base = Some(frame.ext_ts);
-        }
         let ms = self.frame_ms(frame.ext_ts);
         self.ensure_head();
         let close = self.cluster.as_ref().is_some_and(|c| {

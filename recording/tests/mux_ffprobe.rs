@@ -430,6 +430,68 @@ fn vp8_with_reordering_a_retransmission_and_a_loss_plays_what_was_decodable() {
 }
 
 #[test]
+fn a_track_joined_between_keyframes_starts_at_its_first_keyframe_on_the_room_clock() {
+    let dir = work_dir("join");
+    let frames = vp8_frames(&dir, "320x240", 3);
+    let datas: Vec<Vec<u8>> = frames.iter().map(|f| f.0.clone()).collect();
+    let mut packets = packetize(
+        &datas,
+        &mut Vp8Packetizer::default(),
+        1000,
+        6000,
+        1000.0 / 15.0,
+        0,
+    );
+    // The recording starts in the middle of the first second's inter frames.
+    let joined = 5;
+    let first_key = (joined..frames.len()).find(|&i| frames[i].1).unwrap();
+    assert!(first_key > joined);
+    packets.retain(|p| p.frame >= joined);
+
+    let offset_ms = 10_000;
+    let mut muxer = TrackMuxer::new(TrackCodec::Vp8, 90_000, offset_ms).unwrap();
+    assert!(muxer.waiting_for_keyframe());
+    let mut file = Vec::new();
+    let first = muxer
+        .push(RtpIn {
+            seq: packets[0].seq,
+            timestamp: packets[0].timestamp,
+            marker: packets[0].marker,
+            red: false,
+            payload: &packets[0].payload,
+            arrival_ms: offset_ms,
+        })
+        .unwrap();
+    assert!(
+        first.keyframe_wanted,
+        "a track that starts without a keyframe asks for one"
+    );
+    let rest: Vec<Pkt> = packets[1..]
+        .iter()
+        .map(|p| Pkt {
+            arrival_ms: p.arrival_ms + offset_ms,
+            ..p.clone()
+        })
+        .collect();
+    let _ = push_all(&mut muxer, &rest, &mut file);
+    assert!(!muxer.waiting_for_keyframe());
+    let fin = muxer.finish();
+    assert_eq!(fin.frames, (frames.len() - first_key) as u64);
+    // Its first packet was at 10 s; its first frame written is the keyframe,
+    // (first_key - joined) frames later.
+    let want_start = offset_ms + ((first_key - joined) as u64 * 1000) / 15;
+    assert_eq!(fin.start_ms, Some(want_start));
+
+    let path = dir.join("join.webm");
+    write_finished(&path, file, &fin);
+    let p = probe(&path);
+    assert!((p.start * 1000.0 - want_start as f64).abs() < 2.0, "{p:?}");
+    assert_eq!(p.frames, fin.frames, "{p:?}");
+    assert_decodes(&path);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn h264_in_matroska_with_a_loss_plays_what_was_decodable() {
     let dir = work_dir("h264");
     let frames = h264_frames(&dir, "320x240", 4);
