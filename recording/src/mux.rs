@@ -243,11 +243,13 @@ struct Cluster {
 pub struct TrackMuxer {
     codec: TrackCodec,
     clock_rate: u32,
+    /// Where the current RTP stream's first packet is on the recording
+    /// clock: `offset_ms`, or a new stream's arrival ([`Self::new_stream`]).
     offset_ms: u64,
     reorder: Reorder,
     /// Last RTP timestamp seen and its extended value.
     ts_last: Option<(u32, i64)>,
-    /// Extended RTP timestamp of the first frame (at `offset_ms`).
+    /// Extended RTP timestamp of the current stream's first packet (at `offset_ms`).
     ts_base: Option<i64>,
     building: Option<Building>,
     need_keyframe: bool,
@@ -278,6 +280,8 @@ pub struct TrackMuxer {
     /// Released by the reorder buffer but not processed yet: what came after
     /// the keyframe that started this segment, in the same push.
     pending: Vec<Out>,
+    /// The next packet starts another RTP stream.
+    new_stream: bool,
 }
 
 impl TrackMuxer {
@@ -318,6 +322,7 @@ impl TrackMuxer {
             audio_next_ts: None,
             ended: false,
             pending: Vec::new(),
+            new_stream: false,
         }
     }
 
@@ -348,6 +353,17 @@ impl TrackMuxer {
         self.frames - self.cluster.as_ref().map_or(0, |c| c.frames)
     }
 
+    /// The next packet is from another RTP stream of the same track, with
+    /// its own sequence numbers and timestamps: a simulcast layer switch, or
+    /// the publisher's stream restarted. What the old stream left in the
+    /// reorder buffer is written (holes given up), and the new stream's first
+    /// packet is placed on the recording clock at its arrival (never before
+    /// what is already written). Video waits for a keyframe of the new stream;
+    /// one at another resolution starts a new segment as usual.
+    pub fn new_stream(&mut self) {
+        self.new_stream = true;
+    }
+
     /// One packet, in arrival order. Bad payloads never panic: the frame
     /// they belong to is dropped.
     pub fn push(&mut self, pkt: RtpIn<'_>) -> Result<Pushed, MuxError> {
@@ -355,6 +371,16 @@ impl TrackMuxer {
             return Err(MuxError::SegmentEnded);
         }
         let mut events = std::mem::take(&mut self.pending);
+        if std::mem::take(&mut self.new_stream) {
+            // The old stream's packets go first, then the switch, then the
+            // new stream's, in one sequence: a segment started among them
+            // takes the rest (see `process`).
+            self.reorder.flush(&mut events);
+            events.push(Out::NewStream {
+                arrival_ms: pkt.arrival_ms,
+            });
+            self.reorder = Reorder::default();
+        }
         self.reorder.push(
             Held {
                 seq: pkt.seq,
@@ -452,6 +478,10 @@ impl TrackMuxer {
                     None
                 }
                 Out::Packet(p) => self.on_packet(p, now_ms, pushed),
+                Out::NewStream { arrival_ms } => {
+                    self.on_new_stream(arrival_ms, pushed);
+                    None
+                }
             };
             if let Some(mut next) = split {
                 // The rest of what the reorder buffer released belongs to the
@@ -464,6 +494,23 @@ impl TrackMuxer {
                 self.ended = true;
                 return;
             }
+        }
+    }
+
+    fn on_new_stream(&mut self, arrival_ms: u64, pushed: &mut Pushed) {
+        if self.building.take().is_some() {
+            self.dropped += 1;
+        }
+        self.ts_last = None;
+        self.ts_base = None;
+        self.audio_next_ts = None;
+        self.offset_ms = if self.first_ms.is_some() {
+            arrival_ms.max(self.last_ms)
+        } else {
+            arrival_ms.max(self.offset_ms)
+        };
+        if self.codec.kind() == MediaKind::Video {
+            self.want_keyframe(arrival_ms, pushed);
         }
     }
 

@@ -492,6 +492,65 @@ fn a_track_joined_between_keyframes_starts_at_its_first_keyframe_on_the_room_clo
 }
 
 #[test]
+fn a_switch_to_another_rtp_stream_continues_the_file_in_time() {
+    let dir = work_dir("switch");
+    let frames = vp8_frames(&dir, "320x240", 4);
+    let datas: Vec<Vec<u8>> = frames.iter().map(|f| f.0.clone()).collect();
+    let half = 30;
+    assert!(frames[half].1, "the switch happens at a keyframe");
+    let ms_per_frame = 1000.0 / 15.0;
+    let old = packetize(
+        &datas[..half],
+        &mut Vp8Packetizer::default(),
+        1000,
+        6000,
+        ms_per_frame,
+        1_000,
+    );
+    // Explicit (a simulcast layer switch told by the caller; sequence numbers
+    // close to the old ones) and detected (a far jump: a restarted stream).
+    for (explicit, first_seq) in [(true, 200), (false, 900_000)] {
+        let mut new = packetize(
+            &datas[half..],
+            &mut Vp8Packetizer::default(),
+            1000,
+            6000,
+            ms_per_frame,
+            first_seq,
+        );
+        for p in &mut new {
+            p.timestamp = p.timestamp.wrapping_add(0x1234_5678);
+            p.arrival_ms += (half as f64 * ms_per_frame) as u64;
+        }
+        let mut muxer = TrackMuxer::new(TrackCodec::Vp8, 90_000, 0).unwrap();
+        let mut file = Vec::new();
+        let _ = push_all(&mut muxer, &old, &mut file);
+        if explicit {
+            muxer.new_stream();
+        }
+        let _ = push_all(&mut muxer, &new, &mut file);
+        let fin = muxer.finish();
+        assert_eq!(fin.frames, frames.len() as u64, "explicit: {explicit}");
+        assert!(
+            within_5_percent(fin.duration_ms as f64, 4000.0),
+            "{}",
+            fin.duration_ms
+        );
+
+        let path = dir.join(format!("switch-{explicit}.webm"));
+        write_finished(&path, file, &fin);
+        let p = probe(&path);
+        assert_eq!(p.frames, frames.len() as u64, "{p:?}");
+        assert!(
+            within_5_percent(p.duration.unwrap() - p.start, 4.0),
+            "{p:?}"
+        );
+        assert_decodes(&path);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn h264_in_matroska_with_a_loss_plays_what_was_decodable() {
     let dir = work_dir("h264");
     let frames = h264_frames(&dir, "320x240", 4);

@@ -134,6 +134,8 @@ struct Step {
     red: bool,
     payload: Vec<u8>,
     wait_ms: u16,
+    /// Call `new_stream` before this packet.
+    switch: bool,
 }
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
@@ -145,15 +147,19 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
             prop::bool::weighted(0.1),
             payload(),
             0u16..400,
+            prop::bool::weighted(0.05),
         )
-            .prop_map(|(seq_step, ts_step, marker, red, payload, wait_ms)| Step {
-                seq_step,
-                ts_step,
-                marker,
-                red,
-                payload,
-                wait_ms,
-            }),
+            .prop_map(
+                |(seq_step, ts_step, marker, red, payload, wait_ms, switch)| Step {
+                    seq_step,
+                    ts_step,
+                    marker,
+                    red,
+                    payload,
+                    wait_ms,
+                    switch,
+                },
+            ),
         0..120,
     )
 }
@@ -177,6 +183,10 @@ proptest! {
             seq = (seq + i64::from(s.seq_step)).max(0);
             ts = ts.wrapping_add(s.ts_step);
             now += u64::from(s.wait_ms);
+            if s.switch {
+                muxer.new_stream();
+                seq += 5_000 * i64::from(s.seq_step);
+            }
             let pushed = muxer.push(RtpIn {
                 seq: seq as u64,
                 timestamp: ts,
