@@ -54,7 +54,13 @@
 //!
 //! A VP8 keyframe at another resolution ends this muxer's file: `push`
 //! returns the muxer for the next file in [`Pushed::next_segment`] (already
-//! holding that keyframe), and the caller finishes this one.
+//! holding that keyframe), and the caller finishes this one. An H.264
+//! keyframe with other parameter sets does the same. Another RTP stream of
+//! the same track (a simulcast layer switch) goes on in the same file:
+//! [`TrackMuxer::new_stream`].
+//!
+//! A file never finished (a crash, a full disk) is made whole again by
+//! [`crate::recover::recover`].
 
 use str0m::format::Codec;
 use str0m::media::MediaKind;
@@ -1113,6 +1119,38 @@ mod tests {
             TrackMuxer::new(TrackCodec::Vp8, 0, 0).unwrap_err(),
             MuxError::ZeroClockRate
         );
+    }
+
+    /// An inter frame in one packet (VP8 descriptor with S=1, P bit 1).
+    fn inter_frame(seq: u64, arrival_ms: u64) -> (u64, u32, u64) {
+        (seq, (seq as u32) * 3000, arrival_ms)
+    }
+
+    #[test]
+    fn a_keyframe_is_asked_for_at_most_once_a_second_while_it_lasts() {
+        let mut m = TrackMuxer::new(TrackCodec::Vp8, 90_000, 0).unwrap();
+        let payload = [0x10, 0x01, 0x00, 0x00, 0xAA];
+        let mut asked = Vec::new();
+        for i in 0..25 {
+            let (seq, timestamp, arrival_ms) = inter_frame(i, i * 100);
+            let pushed = m
+                .push(RtpIn {
+                    seq,
+                    timestamp,
+                    marker: true,
+                    red: false,
+                    payload: &payload,
+                    arrival_ms,
+                })
+                .unwrap();
+            if pushed.keyframe_wanted {
+                asked.push(arrival_ms);
+            }
+        }
+        assert_eq!(asked, [0, 1000, 2000]);
+        assert!(m.waiting_for_keyframe());
+        let f = m.finish();
+        assert_eq!((f.frames, f.dropped_frames), (0, 25));
     }
 
     #[test]
