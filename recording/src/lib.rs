@@ -11,6 +11,10 @@
 //! The server's recorder owns the files and calls these from its own
 //! thread, never from the media task.
 
+mod ebml;
+mod h264;
 pub mod keys;
 pub mod mux;
+pub mod recover;
+mod reorder;
 pub mod seal;
