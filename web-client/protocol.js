@@ -359,7 +359,15 @@ export function recording(action) {
   return { type: 'recording', action };
 }
 
-/** The recording a client assumes until `recording` says otherwise. */
+/**
+ * A room's recording as `recording` says it.
+ * @typedef {{ state: string, since?: number | null, reason?: string | null, by?: string | null }} Recording
+ */
+
+/**
+ * The recording a client assumes until `recording` says otherwise.
+ * @type {Readonly<Recording>}
+ */
 export const DEFAULT_RECORDING = Object.freeze({ state: 'off' });
 
 /**
