@@ -1844,7 +1844,7 @@ function renderRecording() {
   let text = '';
   let hint = '';
   if (r.state === 'on') {
-    text = `● ${t('rec_on')}`;
+    text = t('rec_on');
     hint = r.since ? tf('rec_on_since', { time: P.formatChatTime(r.since, locale()) }) : '';
   } else if (r.state === 'paused') {
     text = t('rec_paused');
