@@ -113,6 +113,7 @@ const tuxa = {
   layerChanges: 0, // setParameters calls that changed our encodings
   /** @type {import('./protocol.js').Recording} */
   recording: { ...P.DEFAULT_RECORDING }, // issue 13: {state, since?, reason?, by?} (recording)
+  recordingSeen: [], // every `recording` received: {state, reason, at: Date.now()}, for tests
 };
 window.tuxa = tuxa;
 
@@ -1809,6 +1810,7 @@ function mayRecord() {
 function onRecording(msg) {
   const before = tuxa.recording;
   tuxa.recording = { state: msg.state, since: msg.since ?? null, reason: msg.reason ?? null, by: msg.by ?? null };
+  tuxa.recordingSeen.push({ state: msg.state, reason: msg.reason ?? null, at: Date.now() });
   recPending = false;
   if (tuxa.state === 'in-call' && before.state !== msg.state) {
     if (msg.state === 'on' && before.state === 'off') showNotice(t('rec_started_notice'));
