@@ -347,7 +347,7 @@ export const RECORDING_ACTIONS = Object.freeze(['start', 'stop']);
 export const RECORDING_STATES = Object.freeze(['off', 'on', 'paused']);
 /** Why recording is paused or stopped (`recording.reason`). */
 export const RECORDING_REASONS = Object.freeze([
-  'stopped', 'consent_withdrawn', 'patient_without_consent', 'fault', 'room_ended',
+  'stopped', 'consent_withdrawn', 'patient_without_consent', 'fault', 'room_ended', 'server_shutdown',
 ]);
 
 /**
