@@ -1859,7 +1859,10 @@ function renderRecording() {
   $('rec-strip-hint').hidden = !hint;
   // A patient who consented may withdraw, at any time, from the call.
   const consents = !!(tuxa.consent && tuxa.consent.recording);
-  $('rec-withdraw-btn').hidden = !(running && tuxa.you && tuxa.you.role === 'patient' && consents);
+  const patient = !!(tuxa.you && tuxa.you.role === 'patient' && tuxa.consent);
+  $('rec-withdraw-btn').hidden = !(running && patient && consents);
+  // A patient whose missing consent pauses it may give it (never asked twice: a button, no dialog).
+  $('rec-consent-btn').hidden = !(r.state === 'paused' && patient && !consents);
   // The chair's (or doctor's) button.
   const btn = $as('button', 'rec-btn');
   btn.hidden = !mayRecord();
@@ -1883,17 +1886,21 @@ function toggleRecording() {
   renderRecording();
 }
 
-/** The patient takes back their consent to recording: the server stops it at once. */
-function withdrawRecordingConsent() {
-  if (!tuxa.consent || !tuxa.consent.recording) return;
+/**
+ * The patient changes their answer on recording from the call: `false` takes
+ * it back (the server stops the recording at once), `true` gives it (a pause
+ * for their sake ends).
+ */
+function setRecordingConsent(recording) {
+  if (!tuxa.consent || tuxa.consent.recording === recording) return;
   const answers = {
     text_version: tuxa.consent.text_version,
     remote_examination: tuxa.consent.remote_examination,
     third_parties: tuxa.consent.third_parties,
-    recording: false,
+    recording,
   };
   if (!send(P.consent(answers))) return;
-  withdrew = true;
+  withdrew = !recording;
   tuxa.consent = { ...answers, at: tuxa.consent.at };
   // A rejoin (reload, reconnect) sends the answers as they now stand.
   storeGiven(answers, tuxa.consentVia || 'call');
@@ -2707,7 +2714,8 @@ function wireUi() {
   });
   $('audio-only-btn').addEventListener('click', toggleAudioOnly);
   $('rec-btn').addEventListener('click', toggleRecording);
-  $('rec-withdraw-btn').addEventListener('click', withdrawRecordingConsent);
+  $('rec-withdraw-btn').addEventListener('click', () => setRecordingConsent(false));
+  $('rec-consent-btn').addEventListener('click', () => setRecordingConsent(true));
   $('more-btn').addEventListener('click', () => setMoreOpen($('more-btn').getAttribute('aria-expanded') !== 'true'));
   // A choice in the menu closes it (its own handler ran first: the click bubbles here after).
   $('more-menu').addEventListener('click', (e) => {

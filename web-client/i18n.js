@@ -1243,6 +1243,7 @@ Object.assign(STRINGS.vi, {
   rec_notice: 'Buổi tư vấn này đang được ghi hình',
   rec_notice_paused: 'Buổi tư vấn này đang được ghi hình (hiện tạm dừng)',
   rec_withdraw: 'Không đồng ý ghi hình',
+  rec_consent: 'Đồng ý ghi hình',
   rec_withdrawn_notice: 'Bạn đã rút lại sự đồng ý ghi hình. Việc ghi hình đã dừng.',
 });
 Object.assign(STRINGS.en, {
@@ -1260,6 +1261,7 @@ Object.assign(STRINGS.en, {
   rec_notice: 'This consultation is being recorded',
   rec_notice_paused: 'This consultation is being recorded (paused for now)',
   rec_withdraw: 'I do not consent to recording',
+  rec_consent: 'I consent to recording',
   rec_withdrawn_notice: 'You withdrew your consent to recording. Recording has stopped.',
 });
 // ---- end issue 13 (recording control): the call page ----

@@ -239,3 +239,48 @@ test('a patient who joins without consent pauses the recording, and it resumes w
     await doctor.assertNoErrors();
   });
 });
+
+test('a patient whose missing consent pauses it may give it from the call, and it goes on', { timeout: 150_000 }, async () => {
+  const room = await createConsultation('conference', uniqueTitle('Hội chẩn — đồng ý trong phòng'));
+  const doctorLink = await mintLink(room.id, { role: 'doctor', name: 'BS. Đỗ Quang Vinh', facility: 'BVĐK tỉnh' });
+  const patientLink = await mintLink(room.id, { role: 'patient', name: 'Bệnh Nhân Nghĩ Lại' });
+  const doctor = await openParticipant(browser, 'doctor (consent in call)');
+  await doctor.page.setViewport(DESKTOP);
+  const patient = await openParticipant(browser, 'patient who consents later (phone)');
+  await patient.page.setUserAgent(PHONE_UA);
+  await patient.page.setViewport(PHONE);
+
+  await withDiagnostics([doctor, patient], async () => {
+    await doctor.goto(joinUrl(doctorLink));
+    await doctor.waitForState('in-call');
+    await doctor.page.click('#rec-btn');
+    await waitFor('recording', async () => (await recView(doctor)).state === 'on', 10_000);
+    await patient.goto(joinUrl(patientLink, { autojoin: false }));
+    await patient.waitForState('preview');
+    await patient.page.click('#consent-exam');
+    await patient.page.click('#join-btn');
+    await patient.waitForState('waiting');
+    await decideInLobby(doctor, 'Bệnh Nhân Nghĩ Lại');
+    await patient.waitForState('in-call');
+    await waitFor('paused, with the consent button', async () => {
+      const shown = await patient.page.evaluate(() => !document.getElementById('rec-consent-btn').hidden);
+      return (await recView(patient)).state === 'paused' && shown;
+    }, 10_000);
+    assert.equal(await patient.page.evaluate(() => document.getElementById('rec-consent-btn').textContent),
+      STRINGS.vi.rec_consent);
+    assert.deepEqual(await fits(patient, 'rec-consent-btn'), { page: true, inside: true });
+    await patient.page.click('#rec-consent-btn');
+    for (const who of [doctor, patient]) {
+      await waitFor(`${who.name}: recording again`, async () => {
+        const v = await recView(who);
+        return v.state === 'on' && v.text === '● Đang ghi hình';
+      }, 10_000);
+    }
+    assert.equal(await patient.page.evaluate(() => window.tuxa.consent.recording), true);
+    // Now theirs to withdraw.
+    assert.equal((await recView(patient)).withdraw, true);
+    assert.equal(await patient.page.evaluate(() => document.getElementById('rec-consent-btn').hidden), true);
+    await doctor.assertNoErrors();
+    await patient.assertNoErrors();
+  });
+});
