@@ -111,6 +111,9 @@ const tuxa = {
   simulcast: null, // layers the camera is sent in (3, or 1 when the browser refused), after the peer connection
   layers: {}, // mid → the rids of the latest publish_layers for it
   layerChanges: 0, // setParameters calls that changed our encodings
+  /** @type {import('./protocol.js').Recording} */
+  recording: { ...P.DEFAULT_RECORDING }, // issue 13: {state, since?, reason?, by?} (recording)
+  recordingSeen: [], // every `recording` received: {state, reason, at: Date.now()}, for tests
 };
 window.tuxa = tuxa;
 
@@ -157,6 +160,7 @@ function setState(state) {
   updateTitle();
   if ($('screen-btn')) updateExtraButtons();
   renderAudioOnly();
+  if ($('rec-strip')) renderRecording();
 }
 
 let bannerText = null; // {key} or {code}
@@ -747,6 +751,9 @@ function onServerMsg(msg) {
     case 'room_ended':
       showEnded(msg);
       break;
+    case 'recording':
+      onRecording(msg);
+      break;
     case 'chat':
       onChat(msg);
       break;
@@ -814,6 +821,13 @@ function onServerError(msg) {
     fail(msg.code);
     return;
   }
+  if (msg.in_reply_to === 'recording') {
+    // forbidden (the chair came back), recording_consent_missing, …: the call goes on.
+    recPending = false;
+    renderRecording();
+    flashBanner(msg.code);
+    return;
+  }
   if (msg.in_reply_to === 'admit' || msg.in_reply_to === 'refuse') {
     // forbidden, not_waiting (someone else decided first, or they left),
     // room_full: the call goes on; say so for a moment.
@@ -852,6 +866,9 @@ function onServerError(msg) {
 }
 
 function onWaiting(msg) {
+  // The server says `recording` after this when it is not off.
+  tuxa.recording = { ...P.DEFAULT_RECORDING };
+  renderRecording();
   tuxa.room = msg.room;
   tuxa.you = msg.you;
   $('room-title').textContent = msg.room.title;
@@ -878,6 +895,8 @@ function onJoined(msg) {
   }
   tuxa.room = msg.room;
   tuxa.you = msg.you;
+  // The server says `recording` after this when it is not off.
+  tuxa.recording = { ...P.DEFAULT_RECORDING };
   $('room-title').textContent = msg.room.title;
   for (const p of msg.participants) upsertParticipant(p);
   setState('in-call');
@@ -1740,6 +1759,7 @@ function onRoomState(msg) {
 
 function renderRoomState() {
   $('lock-strip').hidden = !(tuxa.state === 'in-call' && tuxa.roomState.locked);
+  renderRecording(); // who may start it follows the chair
   for (const tile of tiles.values()) renderTile(tile);
   renderLobby();
   renderPeople();
@@ -1774,6 +1794,117 @@ function showNotice(text) {
   el.hidden = false;
   clearTimeout(noticeTimer);
   noticeTimer = setTimeout(() => { el.hidden = true; }, 10_000);
+}
+
+// ---------------------------------------------------------------------------
+// Recording (issue 13; docs/protocol.md, "Recording"): a steady indicator for
+// everyone, the chair's (or doctor's) start/stop, a patient's withdrawal, the
+// lobby's and the preview's notice.
+
+let recPending = false; // our start/stop is on its way
+
+function mayRecord() {
+  return tuxa.state === 'in-call' && P.mayRecord(tuxa.roomState, tuxa.you);
+}
+
+function onRecording(msg) {
+  const before = tuxa.recording;
+  tuxa.recording = { state: msg.state, since: msg.since ?? null, reason: msg.reason ?? null, by: msg.by ?? null };
+  tuxa.recordingSeen.push({ state: msg.state, reason: msg.reason ?? null, at: Date.now() });
+  recPending = false;
+  if (tuxa.state === 'in-call' && before.state !== msg.state) {
+    if (msg.state === 'on' && before.state === 'off') showNotice(t('rec_started_notice'));
+    else if (msg.state === 'off' && msg.reason === 'consent_withdrawn') {
+      showNotice(t(isOwnWithdrawal() ? 'rec_withdrawn_notice' : 'rec_stopped_withdrawn'));
+    } else if (msg.state === 'off' && msg.reason === 'stopped') {
+      showNotice(tf('rec_stopped_by', { name: msg.by || t('call_chair') }));
+    } else if (msg.state === 'off' && msg.reason === 'fault') {
+      // The chair or doctor gets the alert in the strip (it stays); the
+      // others only see the indicator go, with a word why.
+      if (!mayRecord()) showNotice(t('rec_fault_short'));
+    }
+  }
+  renderRecording();
+}
+
+function isOwnWithdrawal() {
+  return !!(tuxa.you && tuxa.you.role === 'patient' && tuxa.consent && tuxa.consent.recording === false && withdrew);
+}
+
+let withdrew = false; // this page sent the withdrawal
+
+function renderRecording() {
+  const r = tuxa.recording;
+  const running = r.state === 'on' || r.state === 'paused';
+  const fault = r.state === 'off' && r.reason === 'fault' && mayRecord();
+  // In the call: a steady indicator; for the chair or doctor, a fault alert.
+  const strip = $('rec-strip');
+  strip.hidden = !(tuxa.state === 'in-call' && (running || fault));
+  strip.classList.toggle('is-paused', r.state === 'paused');
+  strip.classList.toggle('is-fault', fault);
+  strip.setAttribute('role', fault ? 'alert' : 'status');
+  let text = '';
+  let hint = '';
+  if (r.state === 'on') {
+    text = t('rec_on');
+    hint = r.since ? tf('rec_on_since', { time: P.formatChatTime(r.since, locale()) }) : '';
+  } else if (r.state === 'paused') {
+    text = t('rec_paused');
+    hint = r.reason === 'patient_without_consent' ? t('rec_paused_patient') : '';
+  } else if (fault) {
+    text = t('rec_fault');
+  }
+  $('rec-strip-text').textContent = text;
+  $('rec-strip-hint').textContent = hint;
+  $('rec-strip-hint').hidden = !hint;
+  // A patient who consented may withdraw, at any time, from the call.
+  const consents = !!(tuxa.consent && tuxa.consent.recording);
+  const patient = !!(tuxa.you && tuxa.you.role === 'patient' && tuxa.consent);
+  $('rec-withdraw-btn').hidden = !(running && patient && consents);
+  // A patient whose missing consent pauses it may give it (never asked twice: a button, no dialog).
+  $('rec-consent-btn').hidden = !(r.state === 'paused' && patient && !consents);
+  // The chair's (or doctor's) button.
+  const btn = $as('button', 'rec-btn');
+  btn.hidden = !mayRecord();
+  btn.disabled = recPending;
+  btn.setAttribute('aria-pressed', String(running));
+  $('rec-label').textContent = t(running ? 'rec_stop' : 'rec_start');
+  // Before entering: the lobby and the preview.
+  const notice = running ? t(r.state === 'paused' ? 'rec_notice_paused' : 'rec_notice') : '';
+  $('waiting-rec').hidden = !running;
+  $('waiting-rec-text').textContent = notice;
+  const pre = identity && identity.recording;
+  const preRunning = !!pre && (pre.state === 'on' || pre.state === 'paused');
+  $('preview-rec').hidden = !preRunning;
+  $('preview-rec-text').textContent = preRunning ? t(pre.state === 'paused' ? 'rec_notice_paused' : 'rec_notice') : '';
+}
+
+function toggleRecording() {
+  if (!mayRecord() || recPending) return;
+  const running = tuxa.recording.state !== 'off';
+  recPending = send(P.recording(running ? 'stop' : 'start'));
+  renderRecording();
+}
+
+/**
+ * The patient changes their answer on recording from the call: `false` takes
+ * it back (the server stops the recording at once), `true` gives it (a pause
+ * for their sake ends).
+ */
+function setRecordingConsent(recording) {
+  if (!tuxa.consent || tuxa.consent.recording === recording) return;
+  const answers = {
+    text_version: tuxa.consent.text_version,
+    remote_examination: tuxa.consent.remote_examination,
+    third_parties: tuxa.consent.third_parties,
+    recording,
+  };
+  if (!send(P.consent(answers))) return;
+  withdrew = !recording;
+  tuxa.consent = { ...answers, at: tuxa.consent.at };
+  // A rejoin (reload, reconnect) sends the answers as they now stand.
+  storeGiven(answers, tuxa.consentVia || 'call');
+  renderRecording();
 }
 
 // ---------------------------------------------------------------------------
@@ -2442,6 +2573,7 @@ function renderLang() {
   renderChatCount();
   updateExtraButtons();
   updateCallBanner();
+  renderRecording();
   $('leave-btn').setAttribute('aria-label', t('leave'));
   $('more-btn').setAttribute('aria-label', t('call_more_label'));
   updateTitle();
@@ -2526,6 +2658,7 @@ async function start() {
   if (identity.room && identity.room.title) $('room-title').textContent = identity.room.title;
   renderIdentity();
   updateJoinButton();
+  renderRecording();
   await openInitialMedia();
   await refreshDevices();
   updateLocalUi();
@@ -2580,6 +2713,9 @@ function wireUi() {
     if (act) act();
   });
   $('audio-only-btn').addEventListener('click', toggleAudioOnly);
+  $('rec-btn').addEventListener('click', toggleRecording);
+  $('rec-withdraw-btn').addEventListener('click', () => setRecordingConsent(false));
+  $('rec-consent-btn').addEventListener('click', () => setRecordingConsent(true));
   $('more-btn').addEventListener('click', () => setMoreOpen($('more-btn').getAttribute('aria-expanded') !== 'true'));
   // A choice in the menu closes it (its own handler ran first: the click bubbles here after).
   $('more-menu').addEventListener('click', (e) => {

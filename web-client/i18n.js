@@ -1273,6 +1273,45 @@ export const ERROR_TEXTS = {
   },
 };
 
+// ---- issue 13 (recording control): the call page ----
+Object.assign(STRINGS.vi, {
+  rec_on: 'Đang ghi hình',
+  rec_on_since: 'từ {time}',
+  rec_paused: 'Tạm dừng ghi hình',
+  rec_paused_patient: 'Có người bệnh trong phòng chưa đồng ý ghi hình; sẽ ghi tiếp khi không còn ai như vậy.',
+  rec_start: 'Ghi hình',
+  rec_stop: 'Dừng ghi hình',
+  rec_started_notice: 'Đã bắt đầu ghi hình.',
+  rec_stopped_by: 'Đã dừng ghi hình ({name}).',
+  rec_stopped_withdrawn: 'Đã dừng ghi hình: người bệnh không còn đồng ý ghi hình.',
+  rec_fault: 'Ghi hình bị lỗi và đã dừng. Cuộc gọi vẫn tiếp tục. Hãy báo bộ phận kỹ thuật, rồi bấm "Ghi hình" để thử lại.',
+  rec_fault_short: 'Ghi hình đã dừng.',
+  rec_notice: 'Buổi tư vấn này đang được ghi hình',
+  rec_notice_paused: 'Buổi tư vấn này đang được ghi hình (hiện tạm dừng)',
+  rec_withdraw: 'Không đồng ý ghi hình',
+  rec_consent: 'Đồng ý ghi hình',
+  rec_withdrawn_notice: 'Bạn đã rút lại sự đồng ý ghi hình. Việc ghi hình đã dừng.',
+});
+Object.assign(STRINGS.en, {
+  rec_on: 'Recording',
+  rec_on_since: 'since {time}',
+  rec_paused: 'Recording paused',
+  rec_paused_patient: 'A patient in the room has not consented to recording; it resumes once no such patient is present.',
+  rec_start: 'Record',
+  rec_stop: 'Stop recording',
+  rec_started_notice: 'Recording started.',
+  rec_stopped_by: 'Recording stopped ({name}).',
+  rec_stopped_withdrawn: 'Recording stopped: the patient no longer consents to recording.',
+  rec_fault: 'Recording failed and stopped. The call goes on. Tell your IT staff, then press "Record" to try again.',
+  rec_fault_short: 'Recording stopped.',
+  rec_notice: 'This consultation is being recorded',
+  rec_notice_paused: 'This consultation is being recorded (paused for now)',
+  rec_withdraw: 'I do not consent to recording',
+  rec_consent: 'I consent to recording',
+  rec_withdrawn_notice: 'You withdrew your consent to recording. Recording has stopped.',
+});
+// ---- end issue 13 (recording control): the call page ----
+
 // ---- issue 13 (recording control): error texts ----
 Object.assign(ERROR_TEXTS.vi, {
   recording_consent_missing: 'Chưa ghi hình được: có người bệnh trong phòng chưa đồng ý cho ghi hình (buổi khám chỉ được ghi hình khi người bệnh có mặt và đồng ý).',

@@ -347,7 +347,7 @@ export const RECORDING_ACTIONS = Object.freeze(['start', 'stop']);
 export const RECORDING_STATES = Object.freeze(['off', 'on', 'paused']);
 /** Why recording is paused or stopped (`recording.reason`). */
 export const RECORDING_REASONS = Object.freeze([
-  'stopped', 'consent_withdrawn', 'patient_without_consent', 'fault', 'room_ended',
+  'stopped', 'consent_withdrawn', 'patient_without_consent', 'fault', 'room_ended', 'server_shutdown',
 ]);
 
 /**
@@ -359,7 +359,15 @@ export function recording(action) {
   return { type: 'recording', action };
 }
 
-/** The recording a client assumes until `recording` says otherwise. */
+/**
+ * A room's recording as `recording` says it.
+ * @typedef {{ state: string, since?: number | null, reason?: string | null, by?: string | null }} Recording
+ */
+
+/**
+ * The recording a client assumes until `recording` says otherwise.
+ * @type {Readonly<Recording>}
+ */
 export const DEFAULT_RECORDING = Object.freeze({ state: 'off' });
 
 /**

@@ -159,6 +159,9 @@ pub enum RecordingReason {
     Fault,
     /// The consultation ended.
     RoomEnded,
+    /// The server stopped (its sessions are closed: nobody is told; the
+    /// record is). It is not resumed after a restart: someone starts it.
+    ServerShutdown,
 }
 // ---- end issue 13 (recording control) ----
 

@@ -1086,6 +1086,7 @@ impl Hub {
     /// closed by a clean stop (a restart then finds no attendance open and
     /// does not take the rooms for crashed).
     pub fn shutdown(&mut self) {
+        self.recording_shutdown();
         let sids: Vec<SessionId> = self.sessions.keys().copied().collect();
         for sid in sids {
             self.fail(

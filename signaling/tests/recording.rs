@@ -837,3 +837,24 @@ fn waiting_patients_and_guests_cannot_ask() {
     );
     assert!(media(&out).is_empty() && changes(&out).is_empty());
 }
+
+#[test]
+fn the_server_stopping_stops_it_for_the_record() {
+    let mut w = World::new(ConsultationKind::Conference);
+    let chair = w.staff(Who::Chair, "BS. Chủ trì");
+    w.rec(chair, RecordingAction::Start);
+    w.hub.shutdown();
+    let out: Vec<Output> = std::iter::from_fn(|| w.hub.poll_output()).collect();
+    assert_eq!(media(&out), vec![false]);
+    assert!(matches!(
+        changes(&out).as_slice(),
+        [RecordingChange::Stopped {
+            by: None,
+            reason: RecordingReason::ServerShutdown,
+            ..
+        }]
+    ));
+    // Nobody is sent a `recording`: their sessions close (server_shutdown).
+    assert!(told(&out, chair.sid).is_empty(), "{out:?}");
+    assert_eq!(w.status().state, RecordingState::Off);
+}

@@ -124,7 +124,7 @@ test('the call bar: microphone, camera, "Thêm" and "Rời phòng" in the bar, t
   assert.deepEqual(ids(outside), ['more-btn', 'leave-btn']);
   assert.match(outside, /class="ctl mic-toggle"/);
   assert.match(outside, /class="ctl cam-toggle"/);
-  assert.deepEqual(ids(menu), ['flip-btn', 'audio-only-btn', 'screen-btn', 'cam2-btn', 'people-btn', 'chat-btn']);
+  assert.deepEqual(ids(menu), ['flip-btn', 'audio-only-btn', 'screen-btn', 'cam2-btn', 'rec-btn', 'people-btn', 'chat-btn']);
   // The pages are served with a CSP without 'unsafe-inline'.
   assert.doesNotMatch(html, /\sstyle=|<style|\son[a-z]+=/i);
 });

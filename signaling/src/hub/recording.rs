@@ -303,6 +303,26 @@ impl Hub {
     /// The room ends: its recording stops (nobody is told: `room_ended`
     /// follows for everyone).
     pub(super) fn recording_room_ended(&mut self, room_id: &RoomId) {
+        self.recording_halt(room_id, RecordingReason::RoomEnded);
+    }
+
+    /// The server stops: every running recording stops, for the record (the
+    /// sessions are closed; a restart does not resume it).
+    pub(super) fn recording_shutdown(&mut self) {
+        let mut running: Vec<RoomId> = self
+            .rooms
+            .iter()
+            .filter(|(_, r)| r.recording.status.running())
+            .map(|(id, _)| id.clone())
+            .collect();
+        running.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        for room in running {
+            self.recording_halt(&room, RecordingReason::ServerShutdown);
+        }
+    }
+
+    /// Stops a running recording without telling the room (it is ending).
+    fn recording_halt(&mut self, room_id: &RoomId, reason: RecordingReason) {
         let Some(r) = self.rooms.get_mut(room_id) else {
             return;
         };
@@ -313,7 +333,7 @@ impl Hub {
         r.recording.status = RecordingStatus {
             state: RecordingState::Off,
             since: Some(self.unix_now),
-            reason: Some(RecordingReason::RoomEnded),
+            reason: Some(reason),
             by: None,
         };
         if was_on {
@@ -326,7 +346,7 @@ impl Hub {
             room_id,
             RecordingChange::Stopped {
                 by: None,
-                reason: RecordingReason::RoomEnded,
+                reason,
                 detail: None,
             },
         );
