@@ -1,0 +1,221 @@
+//! Weak links (issue 16): a patient behind a link that falls and recovers,
+//! in virtual time. The browser run that found these problems: tbf at
+//! 300 kbit/s with 5 % random loss and a queue of about 300 ms, then
+//! 80 kbit/s, then 300 kbit/s again.
+//!
+//! Every figure is printed as `NETSIM <scenario> <name>=<value>` (run with
+//! `--nocapture`), like `network.rs`; BENCHMARKS.md takes them from there.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Codecs, Dir, LinkConfig, QueueLimit, Rx, Sim};
+use str0m::media::MediaKind;
+use tuxa_protocol::ServerMsg;
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn figure(scenario: &str, name: &str, value: impl std::fmt::Display) {
+    println!("NETSIM {scenario} {name}={value}");
+}
+
+/// The browser test's narrow link: 300 kbit/s, 5 % loss, 300 ms queue.
+fn narrow() -> LinkConfig {
+    LinkConfig::rural_3g().with_queue(QueueLimit::Delay(ms(300)))
+}
+
+/// 80 kbit/s with the same loss: audio fits, the lowest video does not.
+fn very_narrow() -> LinkConfig {
+    LinkConfig::very_weak().with_loss(0.05)
+}
+
+struct Run {
+    sim: Sim,
+    publisher: usize,
+    patient: usize,
+}
+
+impl Run {
+    fn video(&self) -> Vec<&Rx> {
+        let p = self.sim.clients[self.publisher].pid;
+        self.sim.clients[self.patient].frames_from(p, MediaKind::Video)
+    }
+
+    fn audio(&self) -> Vec<&Rx> {
+        let p = self.sim.clients[self.publisher].pid;
+        self.sim.clients[self.patient].frames_from(p, MediaKind::Audio)
+    }
+
+    /// The `audio_only` signals the patient got from `from` on: (when, on).
+    fn audio_only(&self, from: Instant) -> Vec<(Instant, bool)> {
+        self.sim.clients[self.patient]
+            .signals
+            .iter()
+            .filter(|(at, _)| *at >= from)
+            .filter_map(|(at, m)| match m {
+                ServerMsg::AudioOnly { on, .. } => Some((*at, *on)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A doctor publishing q/h/f on a good link; a patient whose downlink is
+/// `first` from the start.
+fn start(first: LinkConfig) -> Run {
+    let mut sim = Sim::new();
+    sim.step = ms(1);
+    let publisher = sim.add_simulcast_publisher("doctor", 1);
+    sim.set_links(publisher, LinkConfig::good());
+    sim.publish_simulcast(publisher);
+    let patient = sim.add_client("patient", 2, Codecs::Default);
+    sim.set_links(patient, LinkConfig::good());
+    sim.set_link(patient, Dir::Down, first);
+    sim.clients[patient].media_on = false;
+    sim.clients[patient].auto_pli = true;
+    sim.clients[patient].keep_checking = true;
+    sim.publish_audio_only(patient);
+    Run {
+        sim,
+        publisher,
+        patient,
+    }
+}
+
+/// Largest interval without a frame in [from, to].
+fn worst_gap(frames: &[&Rx], from: Instant, to: Instant) -> Duration {
+    let mut prev = from;
+    let mut worst = Duration::ZERO;
+    for f in frames.iter().filter(|f| f.at >= from && f.at <= to) {
+        worst = worst.max(f.at - prev);
+        prev = f.at;
+    }
+    worst.max(to - prev)
+}
+
+/// Per second: video frames, audio frames, audio_only signals.
+fn timeline(r: &Run, from: Instant, to: Instant) {
+    let v = r.video();
+    let a = r.audio();
+    let sig = r.audio_only(from);
+    let mut t = from;
+    while t < to {
+        let n = t + SEC;
+        let vf = v.iter().filter(|f| f.at >= t && f.at < n).count();
+        let af = a.iter().filter(|f| f.at >= t && f.at < n).count();
+        let s: Vec<_> = sig
+            .iter()
+            .filter(|(at, _)| *at >= t && *at < n)
+            .map(|(_, on)| {
+                if *on {
+                    "AUDIO_ONLY_ON"
+                } else {
+                    "AUDIO_ONLY_OFF"
+                }
+            })
+            .collect();
+        let (kbps, qdrop, lost, _) = r.sim.clients[r.patient].down.window(t, n);
+        println!(
+            "  +{:>2}s video={vf:>2} audio={af:>2} down={:>4}kbit/s queue_drops={qdrop:>3} lost={lost:>2} {}",
+            (t - from).as_secs(),
+            kbps / 1000,
+            s.join(" ")
+        );
+        t = n;
+    }
+}
+
+/// What the 300 → 80 → 300 kbit/s run measured after the fall (from `t1`,
+/// when the link fell to 80 kbit/s, to `end`).
+struct Recovery {
+    /// Episodes of audio-only (signals `on`) after the fall.
+    episodes: usize,
+    /// Shortest time between an `off` and the next `on`.
+    shortest_reentry: Option<Duration>,
+    /// When audio-only ended the last time (None: never ended).
+    ended: Option<Instant>,
+    /// From that end to the first video frame.
+    first_frame: Option<Duration>,
+    /// Worst video gap in the 15 s after the first frame.
+    worst_freeze: Option<Duration>,
+}
+
+/// 20 s settled at 300 kbit/s, 15 s at 80 kbit/s, then 300 kbit/s for
+/// `after` (the link recovers at `t2`).
+fn fall_and_recover(sc: &str, after: Duration) -> (Run, Recovery) {
+    let mut r = start(narrow());
+    r.sim.run(20 * SEC);
+    let t1 = r.sim.now;
+    r.sim.set_link(r.patient, Dir::Down, very_narrow());
+    r.sim.run(15 * SEC);
+    let t2 = r.sim.now;
+    r.sim.set_link(r.patient, Dir::Down, narrow());
+    r.sim.run(after);
+    let end = r.sim.now;
+    println!("{sc}: 300 kbit/s until +0, 80 kbit/s until +15 s, then 300 kbit/s");
+    timeline(&r, t1 - 5 * SEC, end);
+
+    let sig = r.audio_only(t1);
+    let episodes = sig.iter().filter(|(_, on)| *on).count();
+    let shortest_reentry = sig
+        .windows(2)
+        .filter(|w| !w[0].1 && w[1].1)
+        .map(|w| w[1].0 - w[0].0)
+        .min();
+    let ended = sig.iter().rev().find(|(_, on)| !on).map(|(at, _)| *at);
+    let (first_frame, worst_freeze) = match ended {
+        Some(e) => {
+            let v = r.video();
+            let first = v.iter().find(|f| f.at >= e).map(|f| f.at);
+            let freeze = first.map(|f| worst_gap(&v, f, (f + 15 * SEC).min(end)));
+            (first.map(|f| f - e), freeze)
+        }
+        None => (None, None),
+    };
+    let show = |d: Option<Duration>| d.map_or("never".to_string(), |d| d.as_millis().to_string());
+    for (at, on) in &sig {
+        println!(
+            "  audio_only {} at +{} ms",
+            if *on { "on" } else { "off" },
+            (*at - t1).as_millis()
+        );
+    }
+    figure(sc, "audio_only_episodes", episodes);
+    figure(sc, "shortest_reentry_ms", show(shortest_reentry));
+    figure(
+        sc,
+        "audio_only_off_after_recovery_ms",
+        show(ended.map(|e| e.saturating_duration_since(t2))),
+    );
+    figure(sc, "first_frame_after_off_ms", show(first_frame));
+    figure(sc, "worst_freeze_15s_after_ms", show(worst_freeze));
+    (
+        r,
+        Recovery {
+            episodes,
+            shortest_reentry,
+            ended,
+            first_frame,
+            worst_freeze,
+        },
+    )
+}
+
+/// Item 1: one audio-only episode for one fall, and once it ends it does
+/// not come back while the link holds 300 kbit/s.
+#[test]
+fn one_audio_only_episode_per_fall() {
+    let (_, got) = fall_and_recover("fall_300_80_300", 30 * SEC);
+    assert!(got.episodes >= 1, "80 kbit/s never went audio-only");
+    assert!(got.ended.is_some(), "audio-only never ended at 300 kbit/s");
+    assert_eq!(
+        got.episodes, 1,
+        "audio-only entered {} times for one fall (shortest re-entry {:?})",
+        got.episodes, got.shortest_reentry
+    );
+}
