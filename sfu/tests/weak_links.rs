@@ -139,9 +139,11 @@ struct Recovery {
     shortest_reentry: Option<Duration>,
     /// When audio-only ended the last time (None: never ended).
     ended: Option<Instant>,
-    /// From that end to the first video frame.
+    /// The slowest, over every end of audio-only, from the end to the first
+    /// video frame (None: an end with no frame after it).
     first_frame: Option<Duration>,
-    /// Worst video gap in the 15 s after the first frame.
+    /// Worst video gap in the 15 s after each end's first frame (cut short
+    /// by the run's end), the worst over every end.
     worst_freeze: Option<Duration>,
 }
 
@@ -168,15 +170,20 @@ fn fall_and_recover(sc: &str, after: Duration) -> (Run, Recovery) {
         .map(|w| w[1].0 - w[0].0)
         .min();
     let ended = sig.iter().rev().find(|(_, on)| !on).map(|(at, _)| *at);
-    let (first_frame, worst_freeze) = match ended {
-        Some(e) => {
-            let v = r.video();
-            let first = v.iter().find(|f| f.at >= e).map(|f| f.at);
-            let freeze = first.map(|f| worst_gap(&v, f, (f + 15 * SEC).min(end)));
-            (first.map(|f| f - e), freeze)
-        }
-        None => (None, None),
-    };
+    let v = r.video();
+    let mut first_frame = Some(Duration::ZERO);
+    let mut worst_freeze = Some(Duration::ZERO);
+    for (e, _) in sig.iter().filter(|(_, on)| !on) {
+        let first = v.iter().find(|f| f.at >= *e).map(|f| f.at);
+        let freeze = first.map(|f| worst_gap(&v, f, (f + 15 * SEC).min(end)));
+        first_frame = first_frame
+            .zip(first.map(|f| f - *e))
+            .map(|(a, b)| a.max(b));
+        worst_freeze = worst_freeze.zip(freeze).map(|(a, b)| a.max(b));
+    }
+    if ended.is_none() {
+        (first_frame, worst_freeze) = (None, None);
+    }
     let show = |d: Option<Duration>| d.map_or("never".to_string(), |d| d.as_millis().to_string());
     for (at, on) in &sig {
         println!(
@@ -206,16 +213,50 @@ fn fall_and_recover(sc: &str, after: Duration) -> (Run, Recovery) {
     )
 }
 
+/// Runs differ (str0m draws SSRCs and ICE credentials at random, so the
+/// packets, the losses they meet and the estimate differ): three of them.
+const RUNS: usize = 3;
+
 /// Item 1: one audio-only episode for one fall, and once it ends it does
-/// not come back while the link holds 300 kbit/s.
+/// not come back while the link holds 300 kbit/s (30 s after it returns,
+/// longer than the hold-down).
 #[test]
 fn one_audio_only_episode_per_fall() {
-    let (_, got) = fall_and_recover("fall_300_80_300", 30 * SEC);
-    assert!(got.episodes >= 1, "80 kbit/s never went audio-only");
-    assert!(got.ended.is_some(), "audio-only never ended at 300 kbit/s");
-    assert_eq!(
-        got.episodes, 1,
-        "audio-only entered {} times for one fall (shortest re-entry {:?})",
-        got.episodes, got.shortest_reentry
-    );
+    let mut bad = Vec::new();
+    for run in 0..RUNS {
+        let (_, got) = fall_and_recover("fall_300_80_300", 30 * SEC);
+        assert!(
+            got.episodes >= 1,
+            "run {run}: 80 kbit/s never went audio-only"
+        );
+        assert!(
+            got.ended.is_some(),
+            "run {run}: audio-only never ended at 300 kbit/s"
+        );
+        if got.episodes != 1 {
+            bad.push(format!(
+                "run {run}: {} episodes, shortest re-entry {:?}",
+                got.episodes, got.shortest_reentry
+            ));
+        }
+    }
+    assert!(bad.is_empty(), "audio-only flapped: {bad:?}");
+}
+
+/// Item 2: from every end of audio-only, the first video frame within 2 s
+/// and no freeze over 2 s in the 15 s after it.
+#[test]
+fn video_comes_back_without_a_long_stall() {
+    let mut bad = Vec::new();
+    for run in 0..RUNS {
+        let (_, got) = fall_and_recover("recover_300", 30 * SEC);
+        let first = got.first_frame;
+        let freeze = got.worst_freeze;
+        if first.is_none_or(|d| d > 2 * SEC) || freeze.is_none_or(|d| d > 2 * SEC) {
+            bad.push(format!(
+                "run {run}: first frame {first:?} after audio-only ended, worst freeze {freeze:?}"
+            ));
+        }
+    }
+    assert!(bad.is_empty(), "slow or stalling recovery: {bad:?}");
 }
