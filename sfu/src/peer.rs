@@ -79,6 +79,17 @@ const STOP_VIDEO_AFTER: Duration = Duration::from_secs(2);
 /// How long a hopeless budget must last before video stops at once.
 const HOPELESS_FOR: Duration = Duration::from_secs(1);
 
+/// An estimate under this share of the one the last allocation used is a
+/// cliff: every video drops to its lowest layer at once, whatever the new
+/// estimate would allow. str0m's estimate after a cliff falls in steps of
+/// about 15 % every 200 ms (5 Mbit/s → 300 kbit/s in `weak_links.rs`: 3.44
+/// → 2.18 Mbit/s 0.3 s after the cliff, 1.05 at 1.3 s, 0.39 at 1.75 s),
+/// and each step kept a layer the link could not carry, whose overflow of
+/// the bottleneck's queue took the voice with it (gaps of 0.25–0.35 s).
+/// The first step is the one early signal; the layers then climb back at
+/// [`LAYER_HOLD_DOWN`] and [`UP_HOLD`] once the estimate has settled.
+pub(crate) const SHARP_FALL: f64 = 0.7;
+
 /// How long the allocator must keep finding room for video before a
 /// subscriber on audio only for want of bandwidth gets it back. The
 /// estimate climbing back after a fall overshoots: in the 300 → 80 → 300
@@ -513,6 +524,9 @@ pub(crate) struct Peer {
     /// The estimate the last allocation used: a fall well below it brings
     /// the next allocation forward.
     allocated_on: u64,
+    /// When the estimate last fell sharply (see [`SHARP_FALL`]); the next
+    /// allocation gives every video its lowest layer.
+    sharp_fall_at: Option<Instant>,
     /// Loss reported by the participant on what we send (0–1).
     egress_loss: f32,
     /// The last video budget: RED is dropped on a link this thin.
@@ -592,6 +606,7 @@ impl Peer {
             video_back_at: None,
             estimate: None,
             allocated_on: 0,
+            sharp_fall_at: None,
             egress_loss: 0.0,
             budget: None,
             probe: (0, 0),
@@ -763,6 +778,12 @@ impl Peer {
         tracing::debug!(participant = %self.id, estimate, audio_bps, loss = self.egress_loss,
             budget, "allocation");
         Some(budget)
+    }
+
+    /// Whether the estimate fell sharply since the last allocation: the
+    /// link may be far below even the new estimate (see [`SHARP_FALL`]).
+    pub fn take_sharp_fall(&mut self) -> bool {
+        self.sharp_fall_at.take().is_some()
     }
 
     /// Applies the allocator's choice: `choices` are (index in the
@@ -1391,8 +1412,9 @@ impl Peer {
                 self.estimate_at = Some(now);
                 self.estimate = Some(bps);
                 // A sharp fall is acted on at once, not at the next round.
-                if (bps as f64) < self.allocated_on as f64 * 0.7 {
+                if (bps as f64) < self.allocated_on as f64 * SHARP_FALL {
                     self.next_allocation = now;
+                    self.sharp_fall_at = Some(now);
                 }
             }
             Event::PeerStats(stats) => {
