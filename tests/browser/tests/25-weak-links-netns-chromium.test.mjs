@@ -1,7 +1,7 @@
 // Weak links (issue 16), with real Chromium on each side: a doctor publishes
 // q/h/f from the host; a patient's Chromium sits in a network namespace of
 // its own behind `tbf` in both directions (as test 16), with 5 % random
-// loss on what reaches her (iptables) once the link is narrow. One run:
+// loss both ways (iptables) once the link is narrow. One run:
 //
 //   1. the cliff: 5 Mbit/s until she receives the top layer, then at once
 //      300 kbit/s and 5 % loss; her audio concealment sampled every 100 ms
@@ -132,8 +132,13 @@ async function makeLink(kbit) {
     rate: (k) => shape('change', k),
     loss: (on) => {
       if (on === lossOn) return;
-      inNarrow('iptables', on ? '-A' : '-D', 'INPUT', '-p', 'udp', '-m', 'statistic', '--mode', 'random',
-        '--probability', String(LOSS_PCT / 100), '-j', 'DROP');
+      // Both ways, as in the issue's run: on what reaches her (her
+      // namespace's INPUT) and on what she sends (ours, from her address;
+      // a drop in a sender's own OUTPUT fails its sendto instead).
+      const rule = ['-p', 'udp', '-m', 'statistic', '--mode', 'random',
+        '--probability', String(LOSS_PCT / 100), '-j', 'DROP'];
+      inNarrow('iptables', on ? '-A' : '-D', 'INPUT', ...rule);
+      sh('iptables', [on ? '-A' : '-D', 'INPUT', '-s', NARROW_IP, ...rule]);
       lossOn = on;
     },
   };
