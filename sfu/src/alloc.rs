@@ -8,7 +8,8 @@
 //!
 //! How the numbers fit together (the constants below, and the SFU's timers
 //! in `lib.rs` that call this):
-//! - every 0.5 s (at once on a sharp fall) each subscriber's video budget is
+//! - every 0.5 s (at once on a sharp fall, which also puts every video on
+//!   its lowest layer: `SHARP_FALL` in `peer.rs`) each subscriber's video budget is
 //!   the estimate × [`HEADROOM`], cut further for smoothed loss above 5 %
 //!   ([`video_budget`]), less its audio — reserved first for every microphone
 //!   that sends ([`AUDIO_RESERVE_BPS`] until measured), RED counted at half on
