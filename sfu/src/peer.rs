@@ -101,9 +101,10 @@ pub(crate) const SHARP_FALL: f64 = 0.7;
 /// Four rounds of the allocator.
 const RESUME_HOLD: Duration = Duration::from_secs(2);
 
-/// After audio-only ends (or a layer steps down), this long during which
-/// it does not come back (nor does the layer step up again) unless the
-/// link really falls again: a hopeless budget for [`HOPELESS_AFTER_RESUME`].
+/// After audio-only for want of bandwidth ends, this long during which it
+/// does not come back unless the link really falls again: a hopeless budget
+/// for [`HOPELESS_AFTER_RESUME`], or no room for the lowest layer for
+/// [`HELD_STOP_AFTER`].
 /// Video restarting costs a keyframe and the estimator's ramp; the browser
 /// run of issue 16 saw audio-only end and start again within 1.5–2 s.
 const HOLD_DOWN: Duration = Duration::from_secs(10);
@@ -113,6 +114,13 @@ const HOLD_DOWN: Duration = Duration::from_secs(10);
 /// estimator restarting from an audio-only rate) lasted up to 1.5 s in the
 /// simulated runs, a real fall to 80 kbit/s keeps it there for good.
 const HOPELESS_AFTER_RESUME: Duration = Duration::from_secs(3);
+
+/// Within [`HOLD_DOWN`], how long a budget short of the lowest layer (but
+/// not hopeless) must last before video stops again: longer than the 2 s of
+/// [`STOP_VIDEO_AFTER`], so that a resume's dip does not end it, and bounded,
+/// so that a link that carries the voice but not the picture does not
+/// queue video ahead of the voice for the whole hold-down.
+const HELD_STOP_AFTER: Duration = Duration::from_secs(5);
 
 /// How long the allocator must want a higher layer before a track steps
 /// up: two rounds, so a single optimistic estimate (a probe's) does not
@@ -839,10 +847,12 @@ impl Peer {
             .is_none_or(|t| now.saturating_duration_since(t) < ESTIMATE_SETTLING);
         let stop_now = if wants_stop {
             let since = *self.stop_pending_since.get_or_insert(now);
-            hopeless
-                || (!settling
-                    && !held_down
-                    && now.saturating_duration_since(since) >= STOP_VIDEO_AFTER)
+            let after = if held_down {
+                HELD_STOP_AFTER
+            } else {
+                STOP_VIDEO_AFTER
+            };
+            hopeless || (!settling && now.saturating_duration_since(since) >= after)
         } else {
             self.stop_pending_since = None;
             false
@@ -930,8 +940,8 @@ impl Peer {
             }
         }
         // Audio-only for want of bandwidth: entered when no video fits and
-        // left when some does again (the allocator's margin keeps it from
-        // flapping).
+        // left when some has fitted for RESUME_HOLD (the allocator's margin
+        // and the hold-down keep it from flapping).
         let weak = any_video && all_off;
         if self.weak_network && !weak {
             self.video_back_at = Some(now);
