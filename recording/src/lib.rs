@@ -11,6 +11,8 @@
 //! The server's recorder owns the files and calls these from its own
 //! thread, never from the media task.
 
+mod ebml;
 pub mod keys;
 pub mod mux;
+mod reorder;
 pub mod seal;
