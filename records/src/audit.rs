@@ -62,6 +62,12 @@ pub enum Action {
     // place kept for the grace window), and came back.
     ConnectionLost,
     Reconnected,
+    // Recordings at rest (issue 13; server/src/vault.rs): a file finished
+    // (detail: its path, size and SHA-256), found without its end marker
+    // after a crash, and deleted after its retention period.
+    RecordingFileSealed,
+    RecordingFileIncomplete,
+    RecordingFilePurged,
 }
 
 impl Action {
@@ -107,6 +113,9 @@ impl Action {
             Action::ConclusionEntered => "conclusion_entered",
             Action::ConnectionLost => "connection_lost",
             Action::Reconnected => "reconnected",
+            Action::RecordingFileSealed => "recording_file_sealed",
+            Action::RecordingFileIncomplete => "recording_file_incomplete",
+            Action::RecordingFilePurged => "recording_file_purged",
         }
     }
 }

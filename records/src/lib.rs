@@ -28,6 +28,8 @@ pub mod minutes;
 pub mod password;
 /// A consultation's record: its facts, record.json and the continuity summary.
 pub mod record;
+/// Recordings (issue 13): their rows' types, states and the retention rule.
+pub mod recording;
 /// The activity report: aggregation over rows, and its CSV.
 pub mod reports;
 pub mod roster;

@@ -20,7 +20,15 @@ use tuxa_records::audit::{
 /// multiply the kinds either.
 pub fn append(c: &mut Connection, e: &Entry) -> rusqlite::Result<()> {
     let tx = c.transaction()?;
-    flush_strangers(&tx, e.at)?;
+    append_in(&tx, e)?;
+    tx.commit()
+}
+
+/// [`append`] inside the caller's transaction: the entry is chained with
+/// the caller's own change or not at all (a recording file's row and its
+/// audit entry, `recordings.rs`).
+pub fn append_in(tx: &rusqlite::Transaction<'_>, e: &Entry) -> rusqlite::Result<()> {
+    flush_strangers(tx, e.at)?;
     if e.action.caused_by_strangers() {
         let mut e = e.clone();
         if let Some(id) = &e.consultation {
@@ -51,7 +59,7 @@ pub fn append(c: &mut Connection, e: &Entry) -> rusqlite::Result<()> {
                      WHERE key = ?1",
                     params![key, e.at],
                 )?;
-                return tx.commit();
+                return Ok(());
             }
             (StrangerStep::Chain, Some(_)) => {
                 tx.execute(
@@ -68,11 +76,10 @@ pub fn append(c: &mut Connection, e: &Entry) -> rusqlite::Result<()> {
                 )?;
             }
         }
-        chain(&tx, &e)?;
-        return tx.commit();
+        chain(tx, &e)?;
+        return Ok(());
     }
-    chain(&tx, e)?;
-    tx.commit()
+    chain(tx, e)
 }
 
 /// Chains the summary of every stranger window that is over by `now`, and

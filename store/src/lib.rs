@@ -16,6 +16,8 @@ pub mod live;
 pub mod queues;
 /// A consultation's record: reading its facts; a visit's stated reason.
 pub mod record;
+/// Recordings and their sealed files (issue 13): rows, states, audit of each file.
+pub mod recordings;
 /// The activity report's rows (queue events, a period's facts).
 pub mod reports;
 /// The schema, its migrations, and the connection's durability settings.

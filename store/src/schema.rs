@@ -367,6 +367,50 @@ pub const MIGRATIONS: &[&str] = &[
          reason TEXT NOT NULL,
          at INTEGER NOT NULL
      ) STRICT;",
+    // Recordings (issue 13; recordings.rs): one row per started recording,
+    // one per sealed track file under data/recordings/ (its size and
+    // SHA-256 also go into the audit chain). A purged file keeps its row.
+    "CREATE TABLE recordings (
+         id INTEGER PRIMARY KEY,
+         consultation_id TEXT NOT NULL REFERENCES consultations(id),
+         started_by_participant INTEGER NOT NULL,
+         started_by_name TEXT NOT NULL,
+         started_by_staff INTEGER REFERENCES staff(id),
+         started_at INTEGER NOT NULL,
+         ended_at INTEGER,
+         state TEXT NOT NULL CHECK (state IN ('recording', 'complete', 'incomplete', 'failed')),
+         stop_reason TEXT CHECK (stop_reason IN ('stopped', 'consent_withdrawn', 'room_ended',
+             'write_failed', 'server_restart', 'keys_unavailable')),
+         CHECK ((state = 'recording') = (ended_at IS NULL))
+     ) STRICT;
+     CREATE INDEX recordings_by_consultation ON recordings(consultation_id);
+     CREATE TABLE recording_files (
+         id INTEGER PRIMARY KEY,
+         recording_id INTEGER NOT NULL REFERENCES recordings(id),
+         participant_id INTEGER NOT NULL,
+         role TEXT NOT NULL CHECK (role IN ('patient', 'doctor', 'nurse', 'guest')),
+         display_name TEXT NOT NULL,
+         facility TEXT,
+         track_kind TEXT NOT NULL CHECK (track_kind IN ('audio', 'video')),
+         source TEXT NOT NULL CHECK (source IN ('camera', 'microphone', 'screen', 'second_camera')),
+         codec TEXT NOT NULL CHECK (codec IN ('opus', 'vp8', 'vp9', 'h264', 'av1')),
+         segment INTEGER NOT NULL CHECK (segment >= 0),
+         path TEXT NOT NULL UNIQUE,
+         offset_ms INTEGER NOT NULL,
+         started_at INTEGER NOT NULL,
+         duration_ms INTEGER,
+         frames INTEGER,
+         width INTEGER,
+         height INTEGER,
+         size INTEGER,
+         sha256 TEXT CHECK (sha256 IS NULL OR (length(sha256) = 64 AND sha256 NOT GLOB '*[^0-9a-f]*')),
+         key_id INTEGER NOT NULL CHECK (key_id > 0),
+         state TEXT NOT NULL CHECK (state IN ('open', 'complete', 'incomplete', 'purged')),
+         purged_at INTEGER,
+         CHECK (state = 'open' OR (size IS NOT NULL AND sha256 IS NOT NULL))
+     ) STRICT;
+     CREATE INDEX recording_files_by_recording ON recording_files(recording_id);
+     CREATE INDEX recording_files_by_state ON recording_files(state);",
 ];
 
 #[cfg(test)]
