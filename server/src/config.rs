@@ -109,6 +109,8 @@ pub struct Config {
     /// The Department of Health (Sở Y tế) the facilities answer to, as the
     /// minutes' header names it; `None`: a blank to write on.
     pub department_name: Option<String>,
+    /// Recordings: their keys and retention (vault.rs, docs/recording.md).
+    pub recording: crate::vault::RecordingConfig,
 }
 
 impl Config {
@@ -135,6 +137,7 @@ impl Config {
             queue_max_per_address: DEFAULT_QUEUE_MAX_PER_ADDRESS,
             queue_max_per_phone: DEFAULT_QUEUE_MAX_PER_PHONE,
             department_name: None,
+            recording: crate::vault::RecordingConfig::for_tests(),
         }
     }
 }
@@ -182,6 +185,22 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         new_key_file: PathBuf,
     },
+    /// Check every recording file: present, size and SHA-256 as recorded,
+    /// every chunk decrypts (exit status 1 naming the first that fails).
+    VerifyRecordings,
+    /// Delete the recordings past their retention (--recording-retention),
+    /// auditing each deletion.
+    PurgeRecordings {
+        /// List what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print a new recording key line (`ID BASE64`) to add to the key file.
+    RecordingKey {
+        /// The key's id [default: one more than the configured keys' highest, or 1].
+        #[arg(long, value_name = "N")]
+        id: Option<u32>,
+    },
 }
 
 /// Variables that have no flag: a secret on a command line is visible to
@@ -192,6 +211,7 @@ Environment only:
   TUXA_MASTER_KEY   the master key itself (base64 or 64 hex digits), instead of a file
   TUXA_KEY_FILE     as --key-file, when TUXA_MASTER_KEY is not set
   TUXA_DEMO         1: as --demo; 0 (or false, no): as --no-demo
+  TUXA_RECORDING_KEYS  the recording key lines themselves (`ID BASE64`, one a line), instead of a file
 
 Precedence: command line, then environment, then the --config file, then the default.";
 
@@ -308,6 +328,24 @@ pub struct Options {
     /// Log filter, e.g. info,tuxa_sfu=debug [default: info].
     #[arg(long, global = true, env = "TUXA_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+    /// Recording keys, one `ID BASE64` a line (`tuxa recording-key`): outside
+    /// the data directory, mode 0600 (docs/recording.md) [default: none,
+    /// recordings unavailable].
+    #[arg(
+        long,
+        global = true,
+        env = "TUXA_RECORDING_KEY_FILE",
+        value_name = "FILE"
+    )]
+    pub recording_keys: Option<PathBuf>,
+    /// How long recordings are kept per consultation kind, in years (y) or
+    /// days (d) [default: visit=10y,conference=10y].
+    #[arg(long, global = true, env = "TUXA_RECORDING_RETENTION", value_name = "KIND=PERIOD[,…]", value_parser = retention)]
+    pub recording_retention: Option<tuxa_records::recording::Retention>,
+}
+
+fn retention(s: &str) -> Result<tuxa_records::recording::Retention, String> {
+    tuxa_records::recording::Retention::parse(s).map_err(|e| e.to_string())
 }
 
 /// `--media-tcp-listen`: an address, or off.
@@ -426,6 +464,8 @@ struct FileConfig {
     department_name: Option<String>,
     key_file: Option<PathBuf>,
     old_key_files: Option<Vec<PathBuf>>,
+    recording_keys: Option<PathBuf>,
+    recording_retention: Option<String>,
 }
 
 /// The file's value for an option given as text, checked as the flag is.
@@ -687,6 +727,26 @@ impl Settings {
                 .collect(),
             None => file.old_key_files.unwrap_or_default(),
         };
+        // Recordings (vault.rs): the key file (flag or its variable), else
+        // the keys' text from the environment, else the file's; none is
+        // allowed (recordings are then unavailable, calls are not).
+        let recording = crate::vault::RecordingConfig {
+            keys: match (
+                o.recording_keys,
+                env(crate::vault::KEYS_ENV).filter(|k| !k.trim().is_empty()),
+            ) {
+                (Some(path), _) => crate::vault::KeySource::File(path),
+                (None, Some(text)) => crate::vault::KeySource::Text(text),
+                (None, None) => file
+                    .recording_keys
+                    .map_or(crate::vault::KeySource::None, crate::vault::KeySource::File),
+            },
+            retention: match o.recording_retention {
+                Some(r) => r,
+                None => from_file(file.recording_retention, "recording_retention", retention)?
+                    .unwrap_or_default(),
+            },
+        };
         Ok(Settings {
             listen,
             media_listen,
@@ -715,6 +775,7 @@ impl Settings {
                 queue_max_per_address,
                 queue_max_per_phone,
                 department_name,
+                recording,
             },
         })
     }

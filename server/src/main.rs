@@ -24,6 +24,41 @@ fn main() -> anyhow::Result<()> {
             );
             return Ok(());
         }
+        Some(Command::VerifyRecordings) => {
+            let (report, intact) = tuxa_server::vault::verify_recordings(
+                &settings.config.data_dir,
+                &settings.config.recording,
+            )?;
+            println!("{report}");
+            std::process::exit(if intact { 0 } else { 1 });
+        }
+        Some(Command::PurgeRecordings { dry_run }) => {
+            println!(
+                "{}",
+                tuxa_server::vault::purge_recordings(
+                    &settings.config.data_dir,
+                    &settings.config.recording,
+                    tuxa_records::UnixTime(
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)?
+                            .as_secs() as i64,
+                    ),
+                    dry_run,
+                )?
+            );
+            return Ok(());
+        }
+        Some(Command::RecordingKey { id }) => {
+            println!(
+                "{}",
+                tuxa_server::vault::new_key_line(
+                    &settings.config.recording,
+                    &settings.config.data_dir,
+                    id
+                )
+            );
+            return Ok(());
+        }
         Some(Command::RotateKey { new_key_file }) => {
             println!(
                 "{}",
