@@ -239,9 +239,12 @@ pub struct RecorderControl {
 }
 
 impl RecorderControl {
-    #[expect(
-        dead_code,
-        reason = "the control plane (rec-control) describes rooms; wired at the merge"
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "the control plane (rec-control) describes rooms; wired at the merge"
+        )
     )]
     /// The room's recording row and its participants (call before turning
     /// the recording on, and again for people who join). Never waits; false
@@ -861,4 +864,608 @@ fn hex(b: &[u8]) -> String {
             let _ = write!(s, "{x:02x}");
             s
         })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The recorder thread on real media: VP8 and Opus made by ffmpeg,
+    //! packetized as a browser would, through the queue into sealed files,
+    //! decrypted and read back by ffprobe (an independent reader); rows in a
+    //! real SQLite file; a full disk on a real (small) tmpfs.
+
+    use super::*;
+    use std::path::Path;
+    use std::process::Command as Cmd;
+    use str0m::format::Codec as RtcCodec;
+    use str0m::media::MediaKind;
+    use tuxa_protocol::TrackSource;
+    use tuxa_recording::keys::{KEY_LEN, KeyId, key_line};
+    use tuxa_recording::seal::SealReader;
+    use tuxa_records::recording::{FileState, NewRecording, StartedBy};
+    use tuxa_sfu::RecordedRtp;
+
+    const ROOM: &str = "abcdefghijklmnop";
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tuxa-rec-{name}-{}", std::process::id()));
+        let _ = Cmd::new("umount").arg(&d).output();
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn ffmpeg(args: &[&str]) {
+        let out = Cmd::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y"])
+            .args(args)
+            .output()
+            .expect("ffmpeg is installed (scripts/test-all.sh)");
+        assert!(
+            out.status.success(),
+            "ffmpeg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// VP8 frames (IVF) of a test picture, a keyframe every `gop` frames.
+    fn vp8_frames(dir: &Path, secs: u32, size: &str, rate: &str, gop: u32) -> Vec<Vec<u8>> {
+        let f = dir.join(format!("v-{size}.ivf"));
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc=size={size}:rate=30"),
+            "-t",
+            &secs.to_string(),
+            "-c:v",
+            "libvpx",
+            "-b:v",
+            rate,
+            "-g",
+            &gop.to_string(),
+            f.to_str().unwrap(),
+        ]);
+        let b = std::fs::read(&f).unwrap();
+        let mut at = u16::from_le_bytes([b[6], b[7]]) as usize;
+        let mut out = Vec::new();
+        while at + 12 <= b.len() {
+            let n = u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+            out.push(b[at + 12..at + 12 + n].to_vec());
+            at += 12 + n;
+        }
+        out
+    }
+
+    /// Opus packets (20 ms) of a tone, from an Ogg file.
+    fn opus_packets(dir: &Path, secs: u32) -> Vec<Vec<u8>> {
+        let f = dir.join("a.ogg");
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            &secs.to_string(),
+            "-ac",
+            "1",
+            "-c:a",
+            "libopus",
+            "-frame_duration",
+            "20",
+            f.to_str().unwrap(),
+        ]);
+        let b = std::fs::read(&f).unwrap();
+        let (mut at, mut out, mut cur) = (0, Vec::new(), Vec::new());
+        while at + 27 <= b.len() && &b[at..at + 4] == b"OggS" {
+            let segs = b[at + 26] as usize;
+            let table = &b[at + 27..at + 27 + segs];
+            let mut p = at + 27 + segs;
+            for &len in table {
+                cur.extend_from_slice(&b[p..p + len as usize]);
+                p += len as usize;
+                if len < 255 {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            at = p;
+        }
+        // OpusHead and OpusTags are not media.
+        out.split_off(2)
+    }
+
+    fn track(room: &RoomId, pid: u64, mid: &str, kind: MediaKind, at: Instant) -> Recorded {
+        let (source, codec, clock_rate) = match kind {
+            MediaKind::Audio => (TrackSource::Microphone, RtcCodec::Opus, 48_000),
+            MediaKind::Video => (TrackSource::Camera, RtcCodec::Vp8, 90_000),
+        };
+        Recorded::Track(RecordedTrack {
+            room: room.clone(),
+            participant: ParticipantId(pid),
+            mid: Mid::from(mid),
+            track: tuxa_protocol::TrackId(format!("{pid}-{mid}")),
+            kind,
+            source,
+            codec,
+            clock_rate,
+            at,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rtp(
+        pid: u64,
+        mid: &str,
+        kind: MediaKind,
+        seq: u64,
+        ts: u32,
+        marker: bool,
+        key: bool,
+        at: Instant,
+        payload: Vec<u8>,
+    ) -> Recorded {
+        let (codec, clock_rate) = match kind {
+            MediaKind::Audio => (RtcCodec::Opus, 48_000),
+            MediaKind::Video => (RtcCodec::Vp8, 90_000),
+        };
+        Recorded::Rtp(RecordedRtp {
+            participant: ParticipantId(pid),
+            mid: Mid::from(mid),
+            rid: None,
+            kind,
+            codec,
+            clock_rate,
+            seq,
+            timestamp: ts,
+            marker,
+            keyframe_start: key,
+            red: false,
+            arrived: at,
+            payload: payload.into(),
+        })
+    }
+
+    /// One participant's camera and microphone, interleaved in time as they
+    /// would arrive: VP8 frames cut into packets of at most 1 100 bytes with
+    /// a one-byte payload descriptor, Opus one packet per 20 ms.
+    fn media(
+        pid: u64,
+        t0: Instant,
+        video: &[Vec<u8>],
+        audio: &[Vec<u8>],
+    ) -> Vec<(Duration, Recorded)> {
+        let mut out = Vec::new();
+        let mut seq = 1_000u64;
+        for (n, f) in video.iter().enumerate() {
+            let at = Duration::from_millis(n as u64 * 1000 / 30);
+            let key = f[0] & 1 == 0;
+            let chunks: Vec<&[u8]> = f.chunks(1_100).collect();
+            for (k, c) in chunks.iter().enumerate() {
+                let mut p = vec![if k == 0 { 0x10 } else { 0x00 }];
+                p.extend_from_slice(c);
+                seq += 1;
+                out.push((
+                    at,
+                    rtp(
+                        pid,
+                        "v",
+                        MediaKind::Video,
+                        seq,
+                        (n as u32) * 3_000,
+                        k + 1 == chunks.len(),
+                        key && k == 0,
+                        t0 + at,
+                        p,
+                    ),
+                ));
+            }
+        }
+        for (n, p) in audio.iter().enumerate() {
+            let at = Duration::from_millis(n as u64 * 20);
+            out.push((
+                at,
+                rtp(
+                    pid,
+                    "a",
+                    MediaKind::Audio,
+                    500 + n as u64,
+                    (n as u32) * 960,
+                    false,
+                    false,
+                    t0 + at,
+                    p.clone(),
+                ),
+            ));
+        }
+        out.sort_by_key(|(at, _)| *at);
+        out
+    }
+
+    fn ring() -> Arc<KeyRing> {
+        Arc::new(KeyRing::parse(&key_line(KeyId(3), &[0x42; KEY_LEN])).unwrap())
+    }
+
+    fn decrypt(path: &Path, ring: &KeyRing, to: &Path) -> tuxa_recording::seal::Summary {
+        let mut r = SealReader::open(File::open(path).unwrap(), ring).unwrap();
+        let summary = r.verify().expect("every chunk opens");
+        let mut buf = vec![0u8; r.plaintext_len() as usize];
+        let n = r.read_at(0, &mut buf).unwrap();
+        buf.truncate(n);
+        std::fs::write(to, &buf).unwrap();
+        summary
+    }
+
+    /// (frames read, duration in seconds from the first frame) as ffprobe
+    /// counts them.
+    fn probe(path: &Path) -> (u64, f64) {
+        let out = Cmd::new("ffprobe")
+            .args(["-v", "error", "-count_frames", "-select_streams", "0"])
+            .args([
+                "-show_entries",
+                "stream=nb_read_frames,start_time:format=duration",
+            ])
+            .args(["-of", "default=noprint_wrappers=1"])
+            .arg(path)
+            .output()
+            .expect("ffprobe is installed");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .unwrap_or_else(|| panic!("{k} in {text:?} ({:?})", out.stderr))
+                .to_owned()
+        };
+        // A file cut by a full disk has no Duration: N/A, then NaN here.
+        let start: f64 = get("start_time=").parse().unwrap_or(f64::NAN);
+        let end: f64 = get("duration=").parse().unwrap_or(f64::NAN);
+        (get("nb_read_frames=").parse().unwrap(), end - start)
+    }
+
+    struct Setup {
+        dir: PathBuf,
+        store: Store,
+        recording: RecordingId,
+        tx: RecorderTx,
+        control: RecorderControl,
+        thread: std::thread::JoinHandle<()>,
+        events: mpsc::Receiver<RecorderEvent>,
+        room: RoomId,
+    }
+
+    async fn setup(name: &str, recordings: Option<PathBuf>) -> Setup {
+        let dir = scratch(name);
+        let store = Store::open(&dir.join("tuxa.sqlite3")).unwrap();
+        let recording = store
+            .call(|c| {
+                c.execute(
+                    "INSERT INTO consultations(id, kind, title, status, created_at)
+                     VALUES (?1, 'conference', 't', 'open', 0)",
+                    [ROOM],
+                )?;
+                tuxa_store::recordings::start(
+                    c,
+                    &NewRecording {
+                        consultation: ROOM.into(),
+                        started_by: StartedBy {
+                            participant: ParticipantId(1),
+                            name: "BS An".into(),
+                            staff: None,
+                        },
+                        started_at: UnixTime::from_secs(1_800_000_000),
+                    },
+                )
+            })
+            .await
+            .unwrap();
+        let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+        let (tx, control, thread) = spawn(RecorderConfig {
+            dir: recordings.unwrap_or_else(|| dir.join("recordings")),
+            keys: Some(ring()),
+            store: Some(store.clone()),
+            runtime: Some(tokio::runtime::Handle::current()),
+            events: events_tx,
+            queue: QUEUE,
+        })
+        .unwrap();
+        Setup {
+            dir,
+            store,
+            recording,
+            tx,
+            control,
+            thread,
+            events,
+            room: RoomId::parse(ROOM).unwrap(),
+        }
+    }
+
+    fn describe(s: &Setup) {
+        let person = Person {
+            role: Role::Doctor,
+            name: "BS An".into(),
+            facility: Some("BV Tỉnh".into()),
+        };
+        assert!(s.control.describe(
+            s.room.clone(),
+            Some(s.recording),
+            vec![(ParticipantId(1), person)]
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tracks_are_sealed_files_that_play_back_what_was_sent() {
+        let s = setup("play", None).await;
+        let video = vp8_frames(&s.dir, 4, "320x240", "300k", 60);
+        let audio = opus_packets(&s.dir, 4);
+        assert!(
+            video.len() >= 115 && audio.len() >= 195,
+            "{} {}",
+            video.len(),
+            audio.len()
+        );
+        describe(&s);
+        let Setup {
+            dir,
+            store,
+            mut tx,
+            thread,
+            room,
+            mut events,
+            control,
+            ..
+        } = s;
+        let t0 = Instant::now();
+        let mut send = |r: Recorded| assert_eq!(tx.send(r), None, "the queue took it");
+        send(Recorded::Started {
+            room: room.clone(),
+            at: t0,
+        });
+        // The camera starts 500 ms into the recording: its file starts there.
+        let cam_at = t0 + Duration::from_millis(500);
+        send(track(&room, 1, "a", MediaKind::Audio, t0));
+        send(track(&room, 1, "v", MediaKind::Video, cam_at));
+        let mut audio_started = false;
+        for (at, r) in media(1, t0, &video, &audio) {
+            if let Recorded::Rtp(p) = &r
+                && p.kind == MediaKind::Video
+            {
+                let mut p = p.clone();
+                p.arrived = cam_at + at;
+                send(Recorded::Rtp(p));
+                continue;
+            }
+            audio_started = true;
+            send(r);
+        }
+        assert!(audio_started);
+        send(Recorded::Stopped {
+            room: room.clone(),
+            at: t0 + Duration::from_secs(5),
+        });
+        drop(tx);
+        drop(control);
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+        assert!(events.try_recv().is_err(), "no failure");
+
+        let files = store
+            .call(|c| tuxa_store::recordings::files_of_consultation(c, ROOM))
+            .await
+            .unwrap();
+        assert_eq!(files.len(), 2, "{files:?}");
+        let ring = ring();
+        for f in &files {
+            assert_eq!(f.state, FileState::Complete);
+            assert_eq!(f.key_id, 3);
+            assert_eq!(f.role, Role::Doctor);
+            let path = dir.join("recordings").join(f.path.as_str());
+            let (size, sha) = hash_all(File::open(&path).unwrap()).unwrap();
+            assert_eq!(f.size, Some(size));
+            assert_eq!(f.sha256.as_deref(), Some(hex(&sha).as_str()));
+            let plain = dir.join(format!("{}.webm", f.id));
+            let summary = decrypt(&path, &ring, &plain);
+            assert!(summary.complete);
+            let (frames, duration) = probe(&plain);
+            let (sent, secs) = match f.kind {
+                tuxa_protocol::MediaKind::Video => {
+                    assert_eq!(f.offset_ms, 500);
+                    assert_eq!((f.width, f.height), (Some(320), Some(240)));
+                    (video.len() as f64, video.len() as f64 / 30.0)
+                }
+                tuxa_protocol::MediaKind::Audio => {
+                    assert_eq!(f.offset_ms, 0);
+                    (audio.len() as f64, audio.len() as f64 * 0.02)
+                }
+            };
+            assert!(
+                (frames as f64 - sent).abs() <= sent * 0.05,
+                "{:?}: {frames} frames read, {sent} sent",
+                f.kind
+            );
+            assert!(
+                (duration - secs).abs() <= secs * 0.05,
+                "{:?}: {duration} s read, {secs} s sent",
+                f.kind
+            );
+            assert_eq!(f.frames, Some(frames as i64));
+        }
+        // The audit chain has each file's hash.
+        let sealed = store
+            .call(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM audit WHERE action = 'recording_file_sealed'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(sealed, 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_disk_stops_the_recording_and_keeps_what_was_written() {
+        let base = scratch("full");
+        let small = base.join("recordings");
+        std::fs::create_dir_all(&small).unwrap();
+        let mounted = Cmd::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=96k", "tmpfs"])
+            .arg(&small)
+            .output()
+            .unwrap();
+        if !mounted.status.success() {
+            eprintln!(
+                "\n\n*** SKIPPED: a_full_disk_stops_the_recording_and_keeps_what_was_written: \
+                 mount -t tmpfs refused ({}) ***\n\n",
+                String::from_utf8_lossy(&mounted.stderr).trim()
+            );
+            return;
+        }
+        let s = setup("full-db", Some(small.clone())).await;
+        // About 200 KB of video: twice what the disk holds.
+        let video = vp8_frames(&s.dir, 6, "640x480", "1000k", 30);
+        describe(&s);
+        let Setup {
+            dir,
+            store,
+            mut tx,
+            thread,
+            room,
+            mut events,
+            control,
+            ..
+        } = s;
+        let t0 = Instant::now();
+        let mut cut = Vec::new();
+        let mut send = |r: Recorded| cut.extend(tx.send(r));
+        send(Recorded::Started {
+            room: room.clone(),
+            at: t0,
+        });
+        send(track(&room, 1, "v", MediaKind::Video, t0));
+        for (_, r) in media(1, t0, &video, &[]) {
+            send(r);
+            // As in a call: the recorder gets time to write between packets.
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("an event")
+            .expect("the recorder is alive");
+        let RecorderEvent::Failed { room: r, reason } = ev;
+        assert_eq!(r, room);
+        assert!(reason.contains("writing the recording failed"), "{reason}");
+        // The media task goes on sending (the SFU is told by the hub); the
+        // recorder takes it and writes nothing more.
+        send(Recorded::Stopped {
+            room: room.clone(),
+            at: t0 + Duration::from_secs(7),
+        });
+        assert!(cut.is_empty(), "the queue never filled: {cut:?}");
+        drop(tx);
+        drop(control);
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+
+        let files = store
+            .call(|c| tuxa_store::recordings::files_of_consultation(c, ROOM))
+            .await
+            .unwrap();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let f = &files[0];
+        assert_eq!(f.state, FileState::Incomplete);
+        let path = small.join(f.path.as_str());
+        let (size, sha) = hash_all(File::open(&path).unwrap()).unwrap();
+        assert_eq!((f.size, f.sha256.clone()), (Some(size), Some(hex(&sha))));
+        // What reached the disk decrypts to a WebM that plays its first
+        // frames (cut after a whole cluster).
+        let plain = dir.join("cut.webm");
+        let summary = decrypt(&path, &ring(), &plain);
+        assert!(!summary.complete);
+        assert!(summary.chunks > 0);
+        let (frames, _) = probe(&plain);
+        assert!(frames >= 10, "{frames} frames readable");
+        assert!((frames as usize) < video.len());
+        let _ = Cmd::new("umount").arg(&small).output();
+        let _ = std::fs::remove_dir_all(&base);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_full_queue_stops_that_room_only_and_never_waits() {
+        let (events_tx, mut events) = mpsc::channel(EVENT_QUEUE);
+        let dir = scratch("queue");
+        let (mut tx, control, thread) = spawn(RecorderConfig {
+            dir: dir.join("recordings"),
+            keys: Some(ring()),
+            store: None,
+            runtime: None,
+            events: events_tx,
+            queue: 4,
+        })
+        .unwrap();
+        let a = RoomId::parse(ROOM).unwrap();
+        let b = RoomId::parse("bbbbbbbbbbbbbbbb").unwrap();
+        let t0 = Instant::now();
+        let payload = vec![0x10, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 1, 0, 1, 0];
+        let mut cut = None;
+        for n in 0..200_000u64 {
+            let r = rtp(
+                1,
+                "v",
+                MediaKind::Video,
+                n,
+                0,
+                true,
+                true,
+                t0,
+                payload.clone(),
+            );
+            if n == 0 {
+                assert_eq!(
+                    tx.send(Recorded::Started {
+                        room: a.clone(),
+                        at: t0
+                    }),
+                    None
+                );
+                assert_eq!(tx.send(track(&a, 1, "v", MediaKind::Video, t0)), None);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if let Some(room) = tx.send(r) {
+                cut = Some(room);
+                break;
+            }
+        }
+        assert_eq!(cut.as_ref(), Some(&a), "room a's recording is cut");
+        assert_eq!(
+            events.try_recv().ok(),
+            Some(RecorderEvent::Failed {
+                room: a.clone(),
+                reason: "the recorder fell behind (disk too slow): recording stopped".into()
+            })
+        );
+        // Room a's events are dropped from now on; room b is still taken.
+        let r = rtp(
+            1,
+            "v",
+            MediaKind::Video,
+            9,
+            0,
+            true,
+            true,
+            t0,
+            payload.clone(),
+        );
+        assert_eq!(tx.send(r), None);
+        // Once the recorder has caught up (on a busy machine, give it time).
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(tx.send(Recorded::Started { room: b, at: t0 }), None);
+        drop(tx);
+        drop(control);
+        thread.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
