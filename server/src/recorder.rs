@@ -471,6 +471,7 @@ impl Thread {
             Recorded::Rtp(p) => {
                 // The room is found by the track: the tap's packets do not
                 // carry it (no String per packet on the media task).
+                // (A handful of rooms are recorded at once: a scan.)
                 let Some((room_id, room)) = self
                     .rooms
                     .iter_mut()
@@ -478,18 +479,21 @@ impl Thread {
                 else {
                     return;
                 };
-                if room.failed {
+                let Room {
+                    zero,
+                    folder,
+                    failed,
+                    tracks,
+                } = room;
+                if *failed {
                     return;
                 }
-                let zero = room.zero;
-                let folder = room.folder.clone();
-                let track = room
-                    .tracks
-                    .get_mut(&(p.participant, p.mid))
-                    .expect("found above");
-                let room_id = room_id.clone();
-                let r = self.ctx.push(&room_id, &folder, zero, track, &p);
+                let Some(track) = tracks.get_mut(&(p.participant, p.mid)) else {
+                    return;
+                };
+                let r = self.ctx.push(room_id, folder, *zero, track, &p);
                 if let Err(WriteFailed(why)) = r {
+                    let room_id = room_id.clone();
                     self.fail(&room_id, why);
                 }
             }
