@@ -11,7 +11,7 @@
 //!
 //! On the thread, each recorded track has a [`TrackMuxer`] (RTP → WebM) and,
 //! once the muxer has written its head, a [`SealWriter`] on
-//! `<data>/recordings/<consultation>/<recording>/<participant>-<source>-<mid>-<segment>.<ext>`.
+//! `<data>/recordings/<consultation>/<recording>/<start ms>/<participant>-<source>-<mid>-<segment>.<ext>`.
 //! Chunks are sealed and written at least every [`FLUSH_EVERY`] (and every
 //! 64 KiB, the seal's chunk), so a crash loses at most that. A resolution
 //! change ends the file and starts the next segment. A track's files are
@@ -291,7 +291,7 @@ struct Description {
 struct Room {
     /// The recording clock's zero: every track's start is on it.
     zero: Instant,
-    /// The folder under `dir` (relative): `<consultation>/<recording>`.
+    /// The folder under `dir` (relative): `<consultation>/<recording>/<start>`.
     folder: String,
     failed: bool,
     tracks: HashMap<(ParticipantId, Mid), Track>,
@@ -410,17 +410,18 @@ impl Thread {
                     return;
                 }
                 let recording = self.ctx.described.get(&room).and_then(|d| d.recording);
-                let folder = match recording {
-                    Some(r) => format!("{}/{}", clean(&room.to_string()), r.0),
-                    None => format!(
-                        "{}/t{}",
-                        clean(&room.to_string()),
-                        std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map(|d| d.as_millis())
-                            .unwrap_or(0)
-                    ),
-                };
+                // One folder per start: a paused and resumed recording (a
+                // patient without consent came and went) keeps one row and
+                // gets new files, never reopens the old ones.
+                let started_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or(0);
+                let folder = format!(
+                    "{}/{}/{started_ms}",
+                    clean(&room.to_string()),
+                    recording.map_or_else(|| "unlisted".to_owned(), |r| r.0.to_string()),
+                );
                 self.rooms.insert(
                     room,
                     Room {
