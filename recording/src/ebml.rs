@@ -134,6 +134,40 @@ pub(crate) fn put_void(out: &mut Vec<u8>, total: usize) {
     out.resize(out.len() + data, 0);
 }
 
+/// An element's header at `at`: its id, where its data starts, and its data
+/// size (`None`: unknown). `None` if the header is cut or malformed.
+pub(crate) fn read_header(buf: &[u8], at: usize) -> Option<(u32, usize, Option<u64>)> {
+    let first = *buf.get(at)?;
+    let id_len = first.leading_zeros() as usize + 1;
+    if id_len > 4 {
+        return None;
+    }
+    let id = buf
+        .get(at..at + id_len)?
+        .iter()
+        .fold(0u32, |a, b| (a << 8) | u32::from(*b));
+    let at = at + id_len;
+    let s0 = *buf.get(at)?;
+    let size_len = s0.leading_zeros() as usize + 1;
+    if size_len > 8 {
+        return None;
+    }
+    let rest = buf.get(at + 1..at + size_len)?;
+    let mask = 0xFFu64 >> size_len;
+    let mut size = u64::from(s0) & mask;
+    let mut all_ones = size == mask;
+    for b in rest {
+        size = (size << 8) | u64::from(*b);
+        all_ones &= *b == 0xFF;
+    }
+    Some((id, at + size_len, (!all_ones).then_some(size)))
+}
+
+/// The big-endian unsigned integer in an element's data.
+pub(crate) fn read_uint(data: &[u8]) -> Option<u64> {
+    (data.len() <= 8).then(|| data.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,9 @@
 //! thread, never from the media task.
 
 mod ebml;
+mod h264;
 pub mod keys;
 pub mod mux;
+pub mod recover;
 mod reorder;
 pub mod seal;

@@ -24,14 +24,23 @@
 //! recording started), not from 0: the first frame of a track is written at
 //! `offset_ms`, the next ones at `offset_ms` plus their RTP time since the
 //! first (RTP timestamp wraps handled). A screen share that started two
-//! minutes into the call has its first block at 120 000 ms. This is what
-//! keeps tracks in step in a player that puts every track at the same
-//! position of one timeline: ffmpeg (`-copyts`) and ffprobe see
-//! `start_time = 120.0`, and a `<video>`/`<audio>` element whose
-//! `currentTime` is set from the one timeline presents the first frame at
-//! 120 s. (ffmpeg without `-copyts` shifts each input to start at 0 and would
-//! misalign them; the start is also returned in [`Finished::start_ms`] so it
-//! can be stored beside the file.)
+//! minutes into the call has its first block at 120 000 ms, and every
+//! track's time *is* the room's time. Rather than an explicit start beside
+//! a file that begins at 0, because the file then says where it belongs
+//! without the database, and a player needs no per-track arithmetic:
+//!
+//! - ffprobe reports `start_time=120.0` and `duration` to the end on the
+//!   room's clock; `ffmpeg -copyts -i a.webm -i b.webm ...` keeps the tracks
+//!   in step (without `-copyts` ffmpeg moves each input's start to 0).
+//! - Chromium (checked with Debian's chromium on a file starting at 2.5 s):
+//!   `duration` is 6.5 (the end on the room's clock), playback from the start
+//!   begins at `currentTime` 2.5, and a seek to any time before the first
+//!   block lands on it (2.5). So a page that plays several tracks on one
+//!   clock sets every element's `currentTime` to that clock, but keeps a
+//!   track paused (hidden) while the clock is before its start
+//!   ([`Finished::start_ms`], also stored beside the file), else it would
+//!   start early. Nothing is invented before a track existed (no repeated
+//!   first frame, no filler silence).
 //!
 //! # Loss
 //!
@@ -45,14 +54,21 @@
 //!
 //! A VP8 keyframe at another resolution ends this muxer's file: `push`
 //! returns the muxer for the next file in [`Pushed::next_segment`] (already
-//! holding that keyframe), and the caller finishes this one.
+//! holding that keyframe), and the caller finishes this one. An H.264
+//! keyframe with other parameter sets does the same. Another RTP stream of
+//! the same track (a simulcast layer switch) goes on in the same file:
+//! [`TrackMuxer::new_stream`].
+//!
+//! A file never finished (a crash, a full disk) is made whole again by
+//! [`crate::recover::recover`].
 
 use str0m::format::Codec;
 use str0m::media::MediaKind;
 use str0m::rtp::RedDecoder;
-use str0m::unversioned::{Depacketizer, Vp8Depacketizer};
+use str0m::unversioned::{Depacketizer, H264Depacketizer, Vp8Depacketizer};
 
 use crate::ebml::{self, id};
+use crate::h264;
 use crate::reorder::{Held, Out, Reorder};
 
 /// Length of the head: the bytes first written at the start of the file and
@@ -65,6 +81,11 @@ const CLUSTER_MS: u64 = 1000;
 const KEYFRAME_REPEAT_MS: u64 = 1000;
 /// A frame larger than this is not a frame from a browser: dropped.
 const MAX_FRAME_BYTES: usize = 8 << 20;
+/// A cluster is also closed at this size, so what is held in memory (and
+/// lost by a crash) stays small whatever a publisher sends.
+const MAX_CLUSTER_BYTES: usize = 4 << 20;
+/// An `avcC` longer than this does not fit the head: its keyframe is refused.
+const MAX_CODEC_PRIVATE: usize = 512;
 
 /// The codecs recorded without transcoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,8 +94,8 @@ pub enum TrackCodec {
     Opus,
     /// VP8 video, in WebM as `V_VP8`.
     Vp8,
-    /// H.264 video, in Matroska as `V_MPEG4/ISO/AVC` (not written yet:
-    /// [`TrackMuxer::new`] refuses it with [`MuxError::H264NotSupported`]).
+    /// H.264 video, in Matroska as `V_MPEG4/ISO/AVC` (its `avcC` from the
+    /// first keyframe's SPS and PPS). Without B-frames, as WebRTC sends it.
     H264,
 }
 
@@ -127,9 +148,6 @@ pub enum MuxError {
     /// A codec tuxa does not record (only Opus, VP8 and H.264 are).
     #[error("codec {0} cannot be recorded")]
     UnsupportedCodec(String),
-    /// H.264 is negotiated but its Matroska writer is not built yet.
-    #[error("recording H.264 is not supported yet")]
-    H264NotSupported,
     /// A clock rate of 0 (no timestamps can be computed).
     #[error("clock rate 0")]
     ZeroClockRate,
@@ -182,8 +200,12 @@ pub struct Finished {
     pub frames: u64,
     /// Frames dropped (damaged by loss, or waiting for a keyframe).
     pub dropped_frames: u64,
-    /// Sequence numbers never received (given up after the reorder wait).
+    /// Sequence numbers never received in time (given up after the reorder
+    /// wait; a retransmission after that is dropped).
     pub lost_packets: u64,
+    /// Opus frames recovered from RED's redundant blocks for lost packets
+    /// (counted in `frames` too).
+    pub recovered_frames: u64,
     /// The first frame's time on the recording clock (ms), `None` without frames.
     pub start_ms: Option<u64>,
     /// From the first frame to the end of the last (ms).
@@ -197,7 +219,9 @@ pub struct Finished {
 #[derive(Debug)]
 struct Building {
     timestamp: u32,
+    ext_ts: i64,
     packets: Vec<Vec<u8>>,
+    bytes: usize,
     /// A packet of it is missing, or its first packet is not a frame start.
     broken: bool,
 }
@@ -217,6 +241,7 @@ struct Cluster {
     start_ms: u64,
     starts_with_keyframe: bool,
     blocks: Vec<u8>,
+    frames: u64,
 }
 
 /// One published track's recording, sans IO. See the module documentation.
@@ -224,16 +249,21 @@ struct Cluster {
 pub struct TrackMuxer {
     codec: TrackCodec,
     clock_rate: u32,
+    /// Where the current RTP stream's first packet is on the recording
+    /// clock: `offset_ms`, or a new stream's arrival ([`Self::new_stream`]).
     offset_ms: u64,
     reorder: Reorder,
     /// Last RTP timestamp seen and its extended value.
     ts_last: Option<(u32, i64)>,
-    /// Extended RTP timestamp of the first frame (at `offset_ms`).
+    /// Extended RTP timestamp of the current stream's first packet (at `offset_ms`).
     ts_base: Option<i64>,
     building: Option<Building>,
     need_keyframe: bool,
     keyframe_asked_ms: Option<u64>,
-    dims: Option<(u16, u16)>,
+    /// Video: the picture size and (H.264) CodecPrivate of this file.
+    format: Option<VideoFormat>,
+    /// H.264: the last SPS and PPS seen, for a keyframe sent without them.
+    parameter_sets: (Option<Vec<u8>>, Option<Vec<u8>>),
     first_ms: Option<u64>,
     last_ms: u64,
     /// Length of the last frame (ms): from Opus, or the last video frame gap.
@@ -248,10 +278,16 @@ pub struct TrackMuxer {
     frames: u64,
     dropped: u64,
     lost: u64,
+    /// Opus frames taken from RED's redundant blocks where a packet was lost.
+    recovered: u64,
+    /// Opus: the extended RTP time where the last written frame ends.
+    audio_next_ts: Option<i64>,
     ended: bool,
     /// Released by the reorder buffer but not processed yet: what came after
     /// the keyframe that started this segment, in the same push.
     pending: Vec<Out>,
+    /// The next packet starts another RTP stream.
+    new_stream: bool,
 }
 
 impl TrackMuxer {
@@ -260,9 +296,6 @@ impl TrackMuxer {
     pub fn new(codec: TrackCodec, clock_rate: u32, offset_ms: u64) -> Result<Self, MuxError> {
         if clock_rate == 0 {
             return Err(MuxError::ZeroClockRate);
-        }
-        if codec == TrackCodec::H264 {
-            return Err(MuxError::H264NotSupported);
         }
         Ok(Self::blank(codec, clock_rate, offset_ms))
     }
@@ -278,7 +311,8 @@ impl TrackMuxer {
             building: None,
             need_keyframe: codec.kind() == MediaKind::Video,
             keyframe_asked_ms: None,
-            dims: None,
+            format: None,
+            parameter_sets: (None, None),
             first_ms: None,
             last_ms: offset_ms,
             last_len_ms: 0,
@@ -290,8 +324,11 @@ impl TrackMuxer {
             frames: 0,
             dropped: 0,
             lost: 0,
+            recovered: 0,
+            audio_next_ts: None,
             ended: false,
             pending: Vec::new(),
+            new_stream: false,
         }
     }
 
@@ -316,6 +353,23 @@ impl TrackMuxer {
         self.frames
     }
 
+    /// Frames in the clusters already given out (the rest wait in the open
+    /// cluster): what a file cut now, after the last output, plays.
+    pub fn frames_in_output(&self) -> u64 {
+        self.frames - self.cluster.as_ref().map_or(0, |c| c.frames)
+    }
+
+    /// The next packet is from another RTP stream of the same track, with
+    /// its own sequence numbers and timestamps: a simulcast layer switch, or
+    /// the publisher's stream restarted. What the old stream left in the
+    /// reorder buffer is written (holes given up), and the new stream's first
+    /// packet is placed on the recording clock at its arrival (never before
+    /// what is already written). Video waits for a keyframe of the new stream;
+    /// one at another resolution starts a new segment as usual.
+    pub fn new_stream(&mut self) {
+        self.new_stream = true;
+    }
+
     /// One packet, in arrival order. Bad payloads never panic: the frame
     /// they belong to is dropped.
     pub fn push(&mut self, pkt: RtpIn<'_>) -> Result<Pushed, MuxError> {
@@ -323,12 +377,29 @@ impl TrackMuxer {
             return Err(MuxError::SegmentEnded);
         }
         let mut events = std::mem::take(&mut self.pending);
+        if std::mem::take(&mut self.new_stream) {
+            // The old stream's packets go first, then the switch, then the
+            // new stream's, in one sequence: a segment started among them
+            // takes the rest (see `process`).
+            self.reorder.flush(&mut events);
+            events.push(Out::NewStream {
+                arrival_ms: pkt.arrival_ms,
+            });
+            self.reorder = Reorder::default();
+        }
         self.reorder.push(
             Held {
                 seq: pkt.seq,
                 timestamp: pkt.timestamp,
                 marker: pkt.marker,
-                payload: self.strip(pkt.red, pkt.payload),
+                // Opus keeps its RED until it is in order: the redundant
+                // blocks fill holes. Video is stripped to its primary here.
+                red: pkt.red && self.codec == TrackCodec::Opus,
+                payload: if self.codec == TrackCodec::Opus {
+                    pkt.payload.to_vec()
+                } else {
+                    self.strip(pkt.red, pkt.payload)
+                },
             },
             pkt.arrival_ms,
             &mut events,
@@ -363,24 +434,11 @@ impl TrackMuxer {
         self.ensure_head();
         self.close_cluster();
         let cues_pos = self.written - seg_data_start(self.codec);
-        let mut cues = Vec::new();
-        if !self.cues.is_empty() {
-            ebml::put_master(&mut cues, id::CUES, |b| {
-                for &(time, pos) in &self.cues {
-                    ebml::put_master(b, id::CUE_POINT, |b| {
-                        ebml::put_uint(b, id::CUE_TIME, time);
-                        ebml::put_master(b, id::CUE_TRACK_POSITIONS, |b| {
-                            ebml::put_uint(b, id::CUE_TRACK, 1);
-                            ebml::put_uint(b, id::CUE_CLUSTER_POSITION, pos);
-                        });
-                    });
-                }
-            });
-        }
+        let cues = cues_element(&self.cues);
         let mut tail = std::mem::take(&mut self.out);
         tail.extend_from_slice(&cues);
         let total = self.written + cues.len() as u64;
-        let end_ms = self.last_ms + self.last_len_ms;
+        let end_ms = self.first_ms.map_or(0, |_| self.last_ms + self.last_len_ms);
         let duration_ms = self.first_ms.map_or(0, |first| end_ms - first);
         let head = self.head(Some(Final {
             segment_size: total - seg_data_start(self.codec),
@@ -392,11 +450,12 @@ impl TrackMuxer {
             head,
             frames: self.frames,
             dropped_frames: self.dropped,
-            lost_packets: self.lost + self.reorder.late,
+            lost_packets: self.lost,
+            recovered_frames: self.recovered,
             start_ms: self.first_ms,
             duration_ms,
-            width: self.dims.map(|d| d.0),
-            height: self.dims.map(|d| d.1),
+            width: self.format.as_ref().map(|f| f.dims.0),
+            height: self.format.as_ref().map(|f| f.dims.1),
         }
     }
 
@@ -404,8 +463,7 @@ impl TrackMuxer {
         if !red {
             return payload.to_vec();
         }
-        // The primary block is the packet's own frame; the redundant ones
-        // repeat earlier packets (not used to fill holes yet).
+        // The primary block is the packet's own frame.
         match RedDecoder::decode(payload) {
             Ok(blocks) => blocks
                 .iter()
@@ -426,6 +484,10 @@ impl TrackMuxer {
                     None
                 }
                 Out::Packet(p) => self.on_packet(p, now_ms, pushed),
+                Out::NewStream { arrival_ms } => {
+                    self.on_new_stream(arrival_ms, pushed);
+                    None
+                }
             };
             if let Some(mut next) = split {
                 // The rest of what the reorder buffer released belongs to the
@@ -438,6 +500,23 @@ impl TrackMuxer {
                 self.ended = true;
                 return;
             }
+        }
+    }
+
+    fn on_new_stream(&mut self, arrival_ms: u64, pushed: &mut Pushed) {
+        if self.building.take().is_some() {
+            self.dropped += 1;
+        }
+        self.ts_last = None;
+        self.ts_base = None;
+        self.audio_next_ts = None;
+        self.offset_ms = if self.first_ms.is_some() {
+            arrival_ms.max(self.last_ms)
+        } else {
+            arrival_ms.max(self.offset_ms)
+        };
+        if self.codec.kind() == MediaKind::Video {
+            self.want_keyframe(arrival_ms, pushed);
         }
     }
 
@@ -468,26 +547,71 @@ impl TrackMuxer {
             Some((raw, ext)) => ext + i64::from(ts.wrapping_sub(raw) as i32),
         };
         self.ts_last = Some((ts, ext));
+        // The first packet is at `offset_ms`, whether or not its frame is
+        // written: video dropped until the first keyframe still counts.
+        self.ts_base.get_or_insert(ext);
         ext
     }
 
     fn on_packet(&mut self, p: Held, now_ms: u64, pushed: &mut Pushed) -> Option<Box<TrackMuxer>> {
         match self.codec {
             TrackCodec::Opus => {
-                let ext_ts = self.extend_ts(p.timestamp);
-                match opus_duration_ms(&p.payload, self.clock_rate) {
-                    Some(len) => self.write_frame(Frame {
-                        ext_ts,
-                        data: p.payload,
-                        keyframe: true,
-                        duration_ms: Some(len),
-                    }),
-                    // Empty (a RED packet without primary) or malformed.
-                    None => self.dropped += 1,
-                }
+                self.on_opus_packet(p);
                 None
             }
             TrackCodec::Vp8 | TrackCodec::H264 => self.on_video_packet(p, now_ms, pushed),
+        }
+    }
+
+    /// One Opus packet; if it is RED, its redundant blocks first fill what
+    /// is missing before it (RFC 2198: they repeat earlier packets).
+    fn on_opus_packet(&mut self, p: Held) {
+        let ext_ts = self.extend_ts(p.timestamp);
+        let mut frames: Vec<(i64, Vec<u8>, bool)> = Vec::new();
+        if p.red {
+            let Ok(blocks) = RedDecoder::decode(&p.payload) else {
+                self.dropped += 1;
+                return;
+            };
+            let Some(primary) = blocks.iter().find(|b| b.is_primary) else {
+                self.dropped += 1;
+                return;
+            };
+            for block in blocks
+                .iter()
+                .filter(|b| !b.is_primary && b.pt == primary.pt)
+            {
+                frames.push((
+                    ext_ts - i64::from(block.timestamp_offset),
+                    block.payload.to_vec(),
+                    true,
+                ));
+            }
+            frames.push((ext_ts, primary.payload.to_vec(), false));
+        } else {
+            frames.push((ext_ts, p.payload, false));
+        }
+        for (ts, data, redundant) in frames {
+            // A redundant block only counts where nothing was written yet
+            // (not before the track's start, not over what arrived).
+            if redundant && self.audio_next_ts.is_none_or(|next| ts < next) {
+                continue;
+            }
+            let Some(len) = opus_duration_ms(&data, self.clock_rate) else {
+                // Empty (a RED packet without primary) or malformed.
+                self.dropped += 1;
+                continue;
+            };
+            self.write_frame(Frame {
+                ext_ts: ts,
+                data,
+                keyframe: true,
+                duration_ms: Some(len),
+            });
+            self.audio_next_ts = Some(ts + (len * u64::from(self.clock_rate) / 1000) as i64);
+            if redundant {
+                self.recovered += 1;
+            }
         }
     }
 
@@ -507,29 +631,40 @@ impl TrackMuxer {
             self.dropped += 1;
             self.want_keyframe(now_ms, pushed);
         }
+        // Every packet moves the timestamp extension on, so a long run of
+        // broken frames cannot make it miss a wrap.
+        let ext_ts = self.extend_ts(p.timestamp);
         let building = self.building.get_or_insert_with(|| Building {
             timestamp: p.timestamp,
+            ext_ts,
             packets: Vec::new(),
-            broken: !vp8_frame_start(&p.payload),
+            bytes: 0,
+            broken: !frame_start(self.codec, &p.payload),
         });
-        building.packets.push(p.payload);
-        if building.packets.iter().map(Vec::len).sum::<usize>() > MAX_FRAME_BYTES {
-            building.broken = true;
+        // A broken frame keeps no bytes: only its end is waited for.
+        if !building.broken {
+            building.bytes += p.payload.len();
+            building.packets.push(p.payload);
+            if building.bytes > MAX_FRAME_BYTES {
+                building.broken = true;
+                building.packets = Vec::new();
+            }
         }
         if !p.marker {
             return None;
         }
         let building = self.building.take()?;
-        let ext_ts = self.extend_ts(building.timestamp);
+        let ext_ts = building.ext_ts;
         let frame = if building.broken {
             None
         } else {
-            depacketize_vp8(&building.packets).map(|data| Frame {
-                ext_ts,
-                keyframe: data.first().is_some_and(|b| b & 1 == 0),
-                data,
-                duration_ms: None,
-            })
+            self.depacketize_video(&building.packets)
+                .map(|(data, keyframe)| Frame {
+                    ext_ts,
+                    keyframe,
+                    data,
+                    duration_ms: None,
+                })
         };
         let Some(frame) = frame else {
             self.dropped += 1;
@@ -545,21 +680,21 @@ impl TrackMuxer {
             }
             return None;
         }
-        let Some(dims) = vp8_dimensions(&frame.data) else {
+        let Some(format) = self.keyframe_format(&frame.data) else {
             self.dropped += 1;
             self.want_keyframe(now_ms, pushed);
             return None;
         };
-        match self.dims {
-            Some(current) if current != dims && self.head_written => {
+        match &self.format {
+            Some(current) if *current != format && self.head_written => {
                 if self.ended {
                     self.dropped += 1;
                     return None;
                 }
-                Some(Box::new(self.next_segment(frame, dims)))
+                Some(Box::new(self.next_segment(frame, format)))
             }
             _ => {
-                self.dims = Some(dims);
+                self.format = Some(format);
                 self.need_keyframe = false;
                 self.write_frame(frame);
                 None
@@ -567,8 +702,65 @@ impl TrackMuxer {
         }
     }
 
+    /// A whole frame's bytes as stored (VP8 as is, H.264 in AVC form) and
+    /// whether it is a keyframe; `None` if its packets do not parse.
+    fn depacketize_video(&mut self, packets: &[Vec<u8>]) -> Option<(Vec<u8>, bool)> {
+        let mut extra = str0m::format::CodecExtra::None;
+        let mut data = Vec::with_capacity(packets.iter().map(Vec::len).sum());
+        match self.codec {
+            TrackCodec::Vp8 => {
+                let mut d = Vp8Depacketizer::default();
+                for p in packets {
+                    d.depacketize(p, &mut data, &mut extra).ok()?;
+                }
+                let keyframe = data.first()? & 1 == 0;
+                Some((data, keyframe))
+            }
+            TrackCodec::H264 => {
+                let mut d = H264Depacketizer::default();
+                d.is_avc = true;
+                for p in packets {
+                    d.depacketize(p, &mut data, &mut extra).ok()?;
+                }
+                let units = h264::nal_units(&data)?;
+                let mut keyframe = false;
+                for unit in units {
+                    match h264::nal_type(unit) {
+                        h264::NAL_IDR => keyframe = true,
+                        h264::NAL_SPS => self.parameter_sets.0 = Some(unit.to_vec()),
+                        h264::NAL_PPS => self.parameter_sets.1 = Some(unit.to_vec()),
+                        _ => {}
+                    }
+                }
+                (!data.is_empty()).then_some((data, keyframe))
+            }
+            TrackCodec::Opus => None,
+        }
+    }
+
+    /// The picture size (and H.264 CodecPrivate) a keyframe starts.
+    fn keyframe_format(&self, data: &[u8]) -> Option<VideoFormat> {
+        match self.codec {
+            TrackCodec::Vp8 => Some(VideoFormat {
+                dims: vp8_dimensions(data)?,
+                codec_private: None,
+            }),
+            TrackCodec::H264 => {
+                let (Some(sps), Some(pps)) = &self.parameter_sets else {
+                    return None;
+                };
+                let avcc = h264::avcc(sps, pps).filter(|a| a.len() <= MAX_CODEC_PRIVATE)?;
+                Some(VideoFormat {
+                    dims: h264::sps_dimensions(sps)?,
+                    codec_private: Some(avcc),
+                })
+            }
+            TrackCodec::Opus => None,
+        }
+    }
+
     /// The muxer of the next file, starting with `keyframe`.
-    fn next_segment(&mut self, keyframe: Frame, dims: (u16, u16)) -> TrackMuxer {
+    fn next_segment(&mut self, keyframe: Frame, format: VideoFormat) -> TrackMuxer {
         let at = self.frame_ms(keyframe.ext_ts);
         let mut next = TrackMuxer {
             ts_last: self.ts_last,
@@ -576,7 +768,8 @@ impl TrackMuxer {
             ..TrackMuxer::blank(self.codec, self.clock_rate, at)
         };
         next.ts_base = Some(keyframe.ext_ts);
-        next.dims = Some(dims);
+        next.format = Some(format);
+        next.parameter_sets = self.parameter_sets.clone();
         next.need_keyframe = false;
         next.write_frame(keyframe);
         next
@@ -597,13 +790,11 @@ impl TrackMuxer {
     }
 
     fn write_frame(&mut self, frame: Frame) {
-        if self.ts_base.is_none() {
-            self.ts_base = Some(frame.ext_ts);
-        }
         let ms = self.frame_ms(frame.ext_ts);
         self.ensure_head();
         let close = self.cluster.as_ref().is_some_and(|c| {
             ms - c.start_ms >= CLUSTER_MS
+                || c.blocks.len() >= MAX_CLUSTER_BYTES
                 || (frame.keyframe && self.codec.kind() == MediaKind::Video)
         });
         if close {
@@ -613,7 +804,9 @@ impl TrackMuxer {
             start_ms: ms,
             starts_with_keyframe: frame.keyframe,
             blocks: Vec::new(),
+            frames: 0,
         });
+        cluster.frames += 1;
         // Under CLUSTER_MS by construction: fits the block's i16.
         let relative = (ms - cluster.start_ms) as i16;
         ebml::put_id(&mut cluster.blocks, id::SIMPLE_BLOCK);
@@ -675,45 +868,9 @@ impl TrackMuxer {
     /// The head, [`HEAD_LEN`] bytes: the first version (`None`: unknown
     /// Segment size, no Duration, no SeekHead) or the final one.
     fn head(&self, fin: Option<Final>) -> Vec<u8> {
-        let mut h = ebml_header(self.codec);
-        ebml::put_id(&mut h, id::SEGMENT);
-        match &fin {
-            Some(f) => ebml::put_size_len(&mut h, f.segment_size, 8),
-            None => h.extend_from_slice(&ebml::UNKNOWN_SIZE),
-        }
-        let seg = h.len();
-        let mut info = Vec::new();
-        ebml::put_master(&mut info, id::INFO, |b| {
-            ebml::put_uint(b, id::TIMESTAMP_SCALE, 1_000_000);
-            if let Some(f) = &fin {
-                ebml::put_float(b, id::DURATION, f.end_ms as f64);
-            }
-            ebml::put_str(b, id::MUXING_APP, "tuxa-recording");
-            ebml::put_str(b, id::WRITING_APP, "tuxa");
-        });
         let mut tracks = Vec::new();
         ebml::put_master(&mut tracks, id::TRACKS, |b| self.track_entry(b));
-        // The SeekHead has a fixed length (positions on 8 bytes), so the
-        // elements after it are at the same place in both versions.
-        let seek_len = seek_head(&[(id::INFO, 0), (id::TRACKS, 0), (id::CUES, 0)]).len();
-        let info_pos = seek_len as u64;
-        let tracks_pos = info_pos + info.len() as u64;
-        match fin.as_ref().and_then(|f| f.cues_pos) {
-            Some(cues) => h.extend_from_slice(&seek_head(&[
-                (id::INFO, info_pos),
-                (id::TRACKS, tracks_pos),
-                (id::CUES, cues),
-            ])),
-            None => ebml::put_void(&mut h, seek_len),
-        }
-        debug_assert_eq!(h.len() - seg, seek_len);
-        h.extend_from_slice(&info);
-        h.extend_from_slice(&tracks);
-        // Nothing variable is long enough to pass HEAD_LEN for VP8 and Opus.
-        let pad = HEAD_LEN.saturating_sub(h.len()).max(9);
-        ebml::put_void(&mut h, pad);
-        debug_assert_eq!(h.len(), HEAD_LEN);
-        h
+        build_head(&ebml_header(self.codec), &tracks, fin)
     }
 
     fn track_entry(&self, b: &mut Vec<u8>) {
@@ -736,7 +893,12 @@ impl TrackMuxer {
                 }
                 TrackCodec::Vp8 | TrackCodec::H264 => {
                     ebml::put_uint(b, id::TRACK_TYPE, 1);
-                    let (w, h) = self.dims.unwrap_or((0, 0));
+                    if let Some(private) =
+                        self.format.as_ref().and_then(|f| f.codec_private.as_ref())
+                    {
+                        ebml::put_bytes(b, id::CODEC_PRIVATE, private);
+                    }
+                    let (w, h) = self.format.as_ref().map_or((0, 0), |f| f.dims);
                     ebml::put_master(b, id::VIDEO, |b| {
                         ebml::put_uint(b, id::PIXEL_WIDTH, u64::from(w));
                         ebml::put_uint(b, id::PIXEL_HEIGHT, u64::from(h));
@@ -747,10 +909,77 @@ impl TrackMuxer {
     }
 }
 
-struct Final {
-    segment_size: u64,
-    end_ms: u64,
-    cues_pos: Option<u64>,
+/// What a video file is made for: a keyframe that changes it starts a new file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct VideoFormat {
+    dims: (u16, u16),
+    /// H.264: the `avcC` record.
+    codec_private: Option<Vec<u8>>,
+}
+
+/// The head: the EBML header, the Segment's id and size (unknown without
+/// `fin`), a SeekHead (or a Void as long), Info, Tracks, and a Void up to
+/// [`HEAD_LEN`]. The SeekHead has a fixed length (positions on 8 bytes), so
+/// Info and Tracks are at the same place in both versions.
+pub(crate) fn build_head(ebml_header: &[u8], tracks: &[u8], fin: Option<Final>) -> Vec<u8> {
+    let mut h = ebml_header.to_vec();
+    ebml::put_id(&mut h, id::SEGMENT);
+    match &fin {
+        Some(f) => ebml::put_size_len(&mut h, f.segment_size, 8),
+        None => h.extend_from_slice(&ebml::UNKNOWN_SIZE),
+    }
+    let mut info = Vec::new();
+    ebml::put_master(&mut info, id::INFO, |b| {
+        ebml::put_uint(b, id::TIMESTAMP_SCALE, 1_000_000);
+        if let Some(f) = &fin {
+            ebml::put_float(b, id::DURATION, f.end_ms as f64);
+        }
+        ebml::put_str(b, id::MUXING_APP, "tuxa-recording");
+        ebml::put_str(b, id::WRITING_APP, "tuxa");
+    });
+    let seek_len = seek_head(&[(id::INFO, 0), (id::TRACKS, 0), (id::CUES, 0)]).len();
+    let info_pos = seek_len as u64;
+    let tracks_pos = info_pos + info.len() as u64;
+    match fin.as_ref().and_then(|f| f.cues_pos) {
+        Some(cues) => h.extend_from_slice(&seek_head(&[
+            (id::INFO, info_pos),
+            (id::TRACKS, tracks_pos),
+            (id::CUES, cues),
+        ])),
+        None => ebml::put_void(&mut h, seek_len),
+    }
+    h.extend_from_slice(&info);
+    h.extend_from_slice(tracks);
+    // Tracks is bounded (MAX_CODEC_PRIVATE) so that this always fits.
+    let pad = HEAD_LEN.saturating_sub(h.len()).max(9);
+    ebml::put_void(&mut h, pad);
+    debug_assert_eq!(h.len(), HEAD_LEN);
+    h
+}
+
+/// The Cues element for (time ms, cluster position) points; empty without any.
+pub(crate) fn cues_element(points: &[(u64, u64)]) -> Vec<u8> {
+    let mut cues = Vec::new();
+    if !points.is_empty() {
+        ebml::put_master(&mut cues, id::CUES, |b| {
+            for &(time, pos) in points {
+                ebml::put_master(b, id::CUE_POINT, |b| {
+                    ebml::put_uint(b, id::CUE_TIME, time);
+                    ebml::put_master(b, id::CUE_TRACK_POSITIONS, |b| {
+                        ebml::put_uint(b, id::CUE_TRACK, 1);
+                        ebml::put_uint(b, id::CUE_CLUSTER_POSITION, pos);
+                    });
+                });
+            }
+        });
+    }
+    cues
+}
+
+pub(crate) struct Final {
+    pub(crate) segment_size: u64,
+    pub(crate) end_ms: u64,
+    pub(crate) cues_pos: Option<u64>,
 }
 
 fn ebml_header(codec: TrackCodec) -> Vec<u8> {
@@ -802,7 +1031,7 @@ fn opus_head() -> [u8; 19] {
 }
 
 /// An Opus packet's length in ms from its TOC (RFC 6716 3.1), `None` if malformed.
-fn opus_duration_ms(packet: &[u8], clock_rate: u32) -> Option<u64> {
+pub(crate) fn opus_duration_ms(packet: &[u8], clock_rate: u32) -> Option<u64> {
     let toc = *packet.first()?;
     let config = toc >> 3;
     // Frame length in 1/400 s (2.5 ms) units.
@@ -823,21 +1052,21 @@ fn opus_duration_ms(packet: &[u8], clock_rate: u32) -> Option<u64> {
     Some(frame * count * 5 / 2)
 }
 
-/// The first packet of a VP8 frame: S bit set, partition index 0.
-fn vp8_frame_start(payload: &[u8]) -> bool {
-    payload
-        .first()
-        .is_some_and(|b| b & 0x10 != 0 && b & 0x07 == 0)
-}
-
-fn depacketize_vp8(packets: &[Vec<u8>]) -> Option<Vec<u8>> {
-    let mut depacketizer = Vp8Depacketizer::default();
-    let mut extra = str0m::format::CodecExtra::None;
-    let mut data = Vec::with_capacity(packets.iter().map(Vec::len).sum());
-    for p in packets {
-        depacketizer.depacketize(p, &mut data, &mut extra).ok()?;
+/// Whether a packet can be the first of a frame: VP8 with the S bit and
+/// partition index 0; H.264 anything but the middle or end of a fragmented
+/// NAL unit (FU-A/FU-B without the start bit).
+fn frame_start(codec: TrackCodec, payload: &[u8]) -> bool {
+    match codec {
+        TrackCodec::Vp8 => payload
+            .first()
+            .is_some_and(|b| b & 0x10 != 0 && b & 0x07 == 0),
+        TrackCodec::H264 => match payload.first().map(|b| b & 0x1F) {
+            None | Some(0) => false,
+            Some(28 | 29) => payload.get(1).is_some_and(|b| b & 0x80 != 0),
+            Some(_) => true,
+        },
+        TrackCodec::Opus => true,
     }
-    (!data.is_empty()).then_some(data)
 }
 
 /// Width and height from a VP8 keyframe's header (RFC 6386 9.1).
@@ -881,11 +1110,7 @@ mod tests {
     }
 
     #[test]
-    fn h264_and_other_codecs_are_refused_with_a_typed_error() {
-        assert_eq!(
-            TrackMuxer::new(TrackCodec::H264, 90_000, 0).unwrap_err(),
-            MuxError::H264NotSupported
-        );
+    fn other_codecs_are_refused_with_a_typed_error() {
         assert!(matches!(
             TrackCodec::from_str0m(Codec::Vp9),
             Err(MuxError::UnsupportedCodec(_))
@@ -894,6 +1119,38 @@ mod tests {
             TrackMuxer::new(TrackCodec::Vp8, 0, 0).unwrap_err(),
             MuxError::ZeroClockRate
         );
+    }
+
+    /// An inter frame in one packet (VP8 descriptor with S=1, P bit 1).
+    fn inter_frame(seq: u64, arrival_ms: u64) -> (u64, u32, u64) {
+        (seq, (seq as u32) * 3000, arrival_ms)
+    }
+
+    #[test]
+    fn a_keyframe_is_asked_for_at_most_once_a_second_while_it_lasts() {
+        let mut m = TrackMuxer::new(TrackCodec::Vp8, 90_000, 0).unwrap();
+        let payload = [0x10, 0x01, 0x00, 0x00, 0xAA];
+        let mut asked = Vec::new();
+        for i in 0..25 {
+            let (seq, timestamp, arrival_ms) = inter_frame(i, i * 100);
+            let pushed = m
+                .push(RtpIn {
+                    seq,
+                    timestamp,
+                    marker: true,
+                    red: false,
+                    payload: &payload,
+                    arrival_ms,
+                })
+                .unwrap();
+            if pushed.keyframe_wanted {
+                asked.push(arrival_ms);
+            }
+        }
+        assert_eq!(asked, [0, 1000, 2000]);
+        assert!(m.waiting_for_keyframe());
+        let f = m.finish();
+        assert_eq!((f.frames, f.dropped_frames), (0, 25));
     }
 
     #[test]

@@ -14,8 +14,10 @@ pub(crate) const WAIT_MS: u64 = 300;
 /// At most this many packets are held behind a hole (a bound on memory
 /// whatever a publisher sends).
 pub(crate) const MAX_HELD: usize = 512;
-/// A jump of more than this many sequence numbers ahead is a new stream
-/// (publisher restarted): everything held is given up and the buffer follows.
+/// A jump of more than this many sequence numbers, ahead or back, is a new
+/// stream (publisher restarted): everything held is handed out, the muxer is
+/// told ([`Out::NewStream`]) and the buffer follows (a retransmission is
+/// never that late).
 const MAX_JUMP: u64 = 3000;
 
 #[derive(Debug)]
@@ -23,6 +25,8 @@ pub(crate) struct Held {
     pub seq: u64,
     pub timestamp: u32,
     pub marker: bool,
+    /// Opus: the payload is RFC 2198 RED.
+    pub red: bool,
     pub payload: Vec<u8>,
 }
 
@@ -32,6 +36,11 @@ pub(crate) enum Out {
     Packet(Held),
     /// This many sequence numbers were given up.
     Lost(u64),
+    /// Another RTP stream starts here (its sequence numbers and timestamps
+    /// start over): a far jump, or the muxer's own mark.
+    NewStream {
+        arrival_ms: u64,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -47,12 +56,13 @@ pub(crate) struct Reorder {
 impl Reorder {
     pub(crate) fn push(&mut self, packet: Held, arrival_ms: u64, out: &mut Vec<Out>) {
         let next = *self.next.get_or_insert(packet.seq);
-        if packet.seq < next {
+        if packet.seq < next && next - packet.seq <= MAX_JUMP {
             self.late += 1;
             return;
         }
-        if packet.seq - next > MAX_JUMP {
+        if packet.seq.abs_diff(next) > MAX_JUMP {
             self.flush(out);
+            out.push(Out::NewStream { arrival_ms });
             self.next = Some(packet.seq);
             self.hole = None;
         }
@@ -117,6 +127,7 @@ mod tests {
             seq,
             timestamp: 0,
             marker: false,
+            red: false,
             payload: vec![seq as u8],
         }
     }
@@ -126,6 +137,7 @@ mod tests {
             .map(|o| match o {
                 Out::Packet(h) => h.seq as i64,
                 Out::Lost(n) => -(*n as i64),
+                Out::NewStream { .. } => i64::MIN,
             })
             .collect()
     }
@@ -156,6 +168,18 @@ mod tests {
         assert_eq!(seqs(&out), [1, -1, 3, 4, 5]);
         r.push(p(2), 10 + WAIT_MS + 1, &mut out);
         assert_eq!(r.late, 1);
+    }
+
+    #[test]
+    fn a_far_jump_back_is_a_new_stream_not_late_packets() {
+        let mut r = Reorder::default();
+        let mut out = Vec::new();
+        r.push(p(50_000), 0, &mut out);
+        r.push(p(50_001), 1, &mut out);
+        r.push(p(7), 2, &mut out);
+        r.push(p(8), 3, &mut out);
+        assert_eq!(seqs(&out), [50_000, 50_001, i64::MIN, 7, 8]);
+        assert_eq!(r.late, 0);
     }
 
     #[test]
