@@ -283,6 +283,12 @@ pub fn hash_all(mut r: impl Read) -> io::Result<(u64, [u8; 32])> {
 /// After a failed write (a full disk) the writer is poisoned: every later
 /// call fails with [`SealError::Poisoned`], and what reached the disk
 /// before stays readable as an incomplete file.
+///
+/// Durability is the caller's: `flush_chunk` hands the chunk to `W` (for a
+/// `File`, to the kernel: it survives the process being killed); against a
+/// power cut the caller also syncs the file now and then. Pass `&File`
+/// (it is `Read + Write + Seek`) to keep the file for `sync_data` after
+/// [`finish`](Self::finish).
 pub struct SealWriter<W> {
     w: W,
     header: [u8; HEADER_LEN],
@@ -391,7 +397,7 @@ impl<W: Write + Seek> SealWriter<W> {
     }
 
     /// Seals what is buffered as one chunk and writes it out (nothing when
-    /// the buffer is empty). What is flushed survives a crash.
+    /// the buffer is empty). What is flushed survives the process dying.
     pub fn flush_chunk(&mut self) -> Result<(), SealError> {
         if self.buf.is_empty() {
             return if self.poisoned {
@@ -1192,5 +1198,30 @@ mod tests {
         let mut r = SealReader::open(Cursor::new(bytes), &ring).unwrap();
         assert_eq!(r.plaintext_len(), 340);
         assert!(!r.verify().unwrap().complete);
+    }
+
+    /// A real file, passed by reference so it can be synced after finish,
+    /// with SHA-256 and size as `sha256sum` would see them.
+    #[test]
+    fn a_file_by_reference_is_kept_for_syncing() {
+        let ring = ring(&[(3, 3)]);
+        let path = std::env::temp_dir().join(format!("tuxa-seal-{}.sealed", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let mut w = SealWriter::create(&file, &ring, &HEAD0).unwrap();
+        w.append(&data(100_000, 9)).unwrap();
+        let s = w.finish(&head1()).unwrap();
+        file.sync_data().unwrap();
+        let on_disk = std::fs::read(&path).unwrap();
+        assert_eq!(s.size, on_disk.len() as u64);
+        assert_eq!(s.sha256, hash_all(&on_disk[..]).unwrap().1);
+        let mut r = SealReader::open(std::fs::File::open(&path).unwrap(), &ring).unwrap();
+        assert_eq!(r.verify().unwrap().plaintext_len, 100_040);
+        let _ = std::fs::remove_file(&path);
     }
 }

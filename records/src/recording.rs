@@ -367,12 +367,13 @@ impl Retention {
             let bad = || RetentionError(format!("{item:?}"));
             let (kind, period) = item.split_once('=').ok_or_else(bad)?;
             let period = period.trim();
-            let (n, unit) = period.split_at(period.len().saturating_sub(1));
-            let n: u32 = n.parse().ok().filter(|n| *n > 0).ok_or_else(bad)?;
-            let period = match unit {
-                "y" => Period::Years(n),
-                "d" => Period::Days(n),
-                _ => return Err(bad()),
+            let count = |n: &str| n.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(bad);
+            let period = if let Some(n) = period.strip_suffix('y') {
+                Period::Years(count(n)?)
+            } else if let Some(n) = period.strip_suffix('d') {
+                Period::Days(count(n)?)
+            } else {
+                return Err(bad());
             };
             match ConsultationKind::parse(kind.trim()) {
                 Some(ConsultationKind::Visit) => r.visit = period,
@@ -457,6 +458,10 @@ mod tests {
             "lecture=1y",
             "visit=1w",
             "visit=-1y",
+            "visit=10ý",
+            "visit=ý",
+            "visit=y",
+            "=",
         ] {
             assert!(Retention::parse(bad).is_err(), "{bad:?}");
         }

@@ -1080,4 +1080,53 @@ mod tests {
         assert_eq!(file(&s), PathBuf::from("/etc/tuxa/k.key"));
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn recording_keys_and_retention_come_from_flag_variable_or_file() {
+        use crate::vault::KeySource;
+        use tuxa_records::recording::{Period, Retention};
+        let s = Settings::resolve(&args(&[]), |_| None).unwrap();
+        assert!(matches!(s.config.recording.keys, KeySource::None));
+        assert_eq!(s.config.recording.retention, Retention::default());
+        let env = |k: &str| match k {
+            "TUXA_RECORDING_KEYS" => Some("1 x".to_owned()),
+            "TUXA_RECORDING_RETENTION" => Some("visit=2y".to_owned()),
+            _ => None,
+        };
+        let s = Settings::resolve(&args(&[]), env).unwrap();
+        assert!(matches!(&s.config.recording.keys, KeySource::Text(t) if t == "1 x"));
+        assert_eq!(s.config.recording.retention.visit, Period::Years(2));
+        // The file flag (or its variable) wins over the text.
+        let s = Settings::resolve(&args(&["--recording-keys", "/etc/tuxa/r.keys"]), env).unwrap();
+        assert!(
+            matches!(&s.config.recording.keys, KeySource::File(p) if p == std::path::Path::new("/etc/tuxa/r.keys"))
+        );
+        let s = Settings::resolve(&args(&[]), |k| {
+            (k == "TUXA_RECORDING_KEY_FILE").then(|| "/run/r.keys".to_owned())
+        })
+        .unwrap();
+        assert!(
+            matches!(&s.config.recording.keys, KeySource::File(p) if p == std::path::Path::new("/run/r.keys"))
+        );
+        let e =
+            Settings::resolve(&args(&["--recording-retention", "visit=10"]), |_| None).unwrap_err();
+        assert!(e.to_string().contains("--recording-retention"), "{e}");
+        let dir = std::env::temp_dir().join(format!("tuxa-cfg-rec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tuxa.toml");
+        std::fs::write(
+            &path,
+            "recording_keys = \"/etc/tuxa/r.keys\"\nrecording_retention = \"conference=30d\"\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(&args(&["--config", path.to_str().unwrap()]), |_| None).unwrap();
+        assert!(matches!(&s.config.recording.keys, KeySource::File(_)));
+        assert_eq!(s.config.recording.retention.conference, Period::Days(30));
+        assert_eq!(s.config.recording.retention.visit, Period::Years(10));
+        std::fs::write(&path, "recording_retention = \"x\"\n").unwrap();
+        let e =
+            Settings::resolve(&args(&["--config", path.to_str().unwrap()]), |_| None).unwrap_err();
+        assert!(format!("{e:#}").contains("recording_retention"), "{e:#}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

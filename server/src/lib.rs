@@ -214,30 +214,17 @@ pub async fn run(
     // line, never a failed start), then crash recovery before any
     // recording can begin. The hub's `recording_available` and the
     // recorder read `recording_keys`.
-    let recording_keys = vault::keys_at_start(&config.recording, &config.data_dir);
-    {
-        let ring = recording_keys.ring().cloned();
+    let recording_keys = {
+        let cfg = config.recording.clone();
         let data_dir = config.data_dir.clone();
         let now = tuxa_records::UnixTime(hub_task::unix_now() as i64);
-        let recovered =
-            store
-                .call(move |c| {
-                    Ok(vault::recover(c, &data_dir, ring.as_deref(), now)
-                        .map_err(|e| format!("{e:#}")))
-                })
-                .await;
-        match recovered {
-            Ok(Ok(r)) if r == vault::Recovered::default() => {}
-            Ok(Ok(r)) => tracing::warn!(
-                "recordings cut by the last stop: {} files incomplete (readable to their last chunk), {} complete, {} never written; {} recordings ended",
-                r.incomplete,
-                r.complete,
-                r.missing,
-                r.recordings
-            ),
-            Ok(Err(e)) => tracing::error!("recording recovery: {e}"),
-            Err(e) => tracing::error!("recording recovery: {e:#}"),
-        }
+        store
+            .call(move |c| Ok(vault::start(c, &cfg, &data_dir, now)))
+            .await
+            .context("recordings at start")?
+    };
+    if let vault::RecordingKeys::Available(ring) = &recording_keys {
+        tracing::debug!("recordings seal under key {}", ring.sealing().id());
     }
     let tokens = Arc::new(TokenKey::new(&token_key));
     let mut admin_key_hash = [0u8; 32];

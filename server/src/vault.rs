@@ -108,6 +108,30 @@ pub fn recordings_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("recordings")
 }
 
+/// Creates the file a row's `path` names under `data/recordings/`, for
+/// the recorder to seal into (`SealWriter::create`): its folders 0700, the
+/// file 0600, opened for reading too (`finish` reads it back for its
+/// SHA-256). Never over an existing file: two rows never share one.
+pub fn create_file(
+    data_dir: &Path,
+    path: &tuxa_records::recording::RecordingPath,
+) -> std::io::Result<File> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    let full = recordings_dir(data_dir).join(path.as_str());
+    if let Some(parent) = full.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(full)
+}
+
 fn absolute(p: &Path) -> Option<PathBuf> {
     std::path::absolute(p)
         .ok()
@@ -150,9 +174,38 @@ pub fn load_keys(source: &KeySource, data_dir: &Path) -> anyhow::Result<KeyRing>
     KeyRing::parse(&text).with_context(|| format!("in {}", source.describe()))
 }
 
+/// Tries the ring on the newest file sealed under each key id: a key with
+/// the right id and the wrong bytes (a key file from another server, a
+/// mistyped line) is refused before it seals anything. A key id the ring
+/// lacks is only warned about: new recordings can still be made, the files
+/// sealed under it cannot be read until the key is back.
+pub fn probe_keys(c: &Connection, data_dir: &Path, ring: &KeyRing) -> anyhow::Result<()> {
+    let dir = recordings_dir(data_dir);
+    for f in recordings::newest_per_key(c)? {
+        let path = dir.join(f.path.as_str());
+        let Ok(file) = File::open(&path) else {
+            continue;
+        };
+        match SealReader::open(file, ring) {
+            Err(SealError::WrongKey(id)) => bail!(
+                "recording key {id} does not open {}, sealed under key {id}: the key configured with that id is not the one it was sealed with",
+                path.display()
+            ),
+            Err(SealError::UnknownKey(id)) => tracing::warn!(
+                "recording key {id} is not configured: files sealed under it (e.g. {}) cannot be read until it is added back",
+                path.display()
+            ),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The keys as a start sees them: available, or why not (logged once).
-pub fn keys_at_start(cfg: &RecordingConfig, data_dir: &Path) -> RecordingKeys {
-    match load_keys(&cfg.keys, data_dir) {
+pub fn keys_at_start(c: &Connection, cfg: &RecordingConfig, data_dir: &Path) -> RecordingKeys {
+    let loaded = load_keys(&cfg.keys, data_dir)
+        .and_then(|ring| probe_keys(c, data_dir, &ring).map(|()| ring));
+    match loaded {
         Ok(ring) => {
             tracing::info!(
                 "recordings available: recording keys {:?} (new files sealed under {}), retention {}",
@@ -168,6 +221,31 @@ pub fn keys_at_start(cfg: &RecordingConfig, data_dir: &Path) -> RecordingKeys {
             RecordingKeys::Unavailable(why)
         }
     }
+}
+
+/// What a start does for recordings, on the store thread before the hub
+/// runs: the keys ([`keys_at_start`]), then crash recovery ([`recover`]).
+/// Neither stops the start: a failure is logged and the keys say whether
+/// recordings can be made.
+pub fn start(
+    c: &mut Connection,
+    cfg: &RecordingConfig,
+    data_dir: &Path,
+    now: UnixTime,
+) -> RecordingKeys {
+    let keys = keys_at_start(c, cfg, data_dir);
+    match recover(c, data_dir, keys.ring().map(|r| &**r), now) {
+        Ok(r) if r == Recovered::default() => {}
+        Ok(r) => tracing::warn!(
+            "recordings cut by the last stop: {} files incomplete (readable to their last chunk), {} complete, {} never written; {} recordings ended",
+            r.incomplete,
+            r.complete,
+            r.missing,
+            r.recordings
+        ),
+        Err(e) => tracing::error!("recording recovery: {e:#}"),
+    }
+    keys
 }
 
 /// What crash recovery did.
@@ -287,9 +365,15 @@ fn open_db(data_dir: &Path, read_only: bool) -> anyhow::Result<Connection> {
 }
 
 /// What is wrong with one kept file, if anything: its presence, its size
-/// and SHA-256 against its row, every chunk opening, and the end marker of
-/// a file recorded complete.
-pub fn check_file(dir: &Path, f: &RecordingFile, keys: &KeyRing) -> Option<String> {
+/// and SHA-256 against its row and the row's against the audit chain's
+/// (`audited`), every chunk opening, and the end marker of a file
+/// recorded complete.
+pub fn check_file(
+    dir: &Path,
+    f: &RecordingFile,
+    keys: &KeyRing,
+    audited: Option<&(u64, String)>,
+) -> Option<String> {
     let path = dir.join(f.path.as_str());
     let file = match File::open(&path) {
         Ok(file) => file,
@@ -310,6 +394,16 @@ pub fn check_file(dir: &Path, f: &RecordingFile, keys: &KeyRing) -> Option<Strin
     }
     match File::open(&path).map(hash_all) {
         Ok(Ok((size, sha))) => {
+            match audited {
+                None => problems.push("has no audit entry for its size and SHA-256".into()),
+                Some((a_size, a_sha))
+                    if Some(*a_size) != f.size || f.sha256.as_ref() != Some(a_sha) =>
+                {
+                    problems
+                        .push("has a recorded size or SHA-256 other than the audit chain's".into())
+                }
+                Some(_) => {}
+            }
             if Some(size) != f.size {
                 problems.push(format!(
                     "is {size} bytes, recorded {}",
@@ -325,13 +419,16 @@ pub fn check_file(dir: &Path, f: &RecordingFile, keys: &KeyRing) -> Option<Strin
     (!problems.is_empty()).then(|| problems.join("; "))
 }
 
+/// A file as a report names it: by ids and role, never a person's name
+/// (reports end up in mail and logs).
 fn describe(dir: &Path, f: &RecordingFile) -> String {
     format!(
-        "{} (consultation {}, recording {}, {} {} segment {}, {})",
+        "{} (consultation {}, recording {}, {} participant {} {} segment {}, {})",
         dir.join(f.path.as_str()).display(),
         f.consultation,
         f.recording,
-        f.display_name,
+        f.role.as_str(),
+        f.participant,
         tuxa_records::recording::source_as_str(f.source),
         f.segment,
         f.state
@@ -345,6 +442,7 @@ pub fn verify_recordings(data_dir: &Path, cfg: &RecordingConfig) -> anyhow::Resu
     let c = open_db(data_dir, true)?;
     let dir = recordings_dir(data_dir);
     let files = recordings::kept_files(&c)?;
+    let audited = recordings::audited_hashes(&c)?;
     let (mut checked, mut bytes, mut open, mut incomplete) = (0usize, 0u64, 0usize, 0usize);
     let mut failures = Vec::new();
     for f in &files {
@@ -355,7 +453,7 @@ pub fn verify_recordings(data_dir: &Path, cfg: &RecordingConfig) -> anyhow::Resu
             continue;
         }
         checked += 1;
-        if let Some(problem) = check_file(&dir, f, &keys) {
+        if let Some(problem) = check_file(&dir, f, &keys, audited.get(&f.id)) {
             failures.push(format!("FAILED {}: {problem}", describe(&dir, f)));
         } else {
             bytes += f.size.unwrap_or(0);

@@ -221,6 +221,42 @@ pub fn kept_files(c: &Connection) -> rusqlite::Result<Vec<RecordingFile>> {
     files_where(c, "f.state <> 'purged'", [])
 }
 
+/// The newest finished file sealed under each key id: what a start tries
+/// its recording keys on (a wrong key is found before it seals anything).
+pub fn newest_per_key(c: &Connection) -> rusqlite::Result<Vec<RecordingFile>> {
+    files_where(
+        c,
+        "f.id IN (SELECT MAX(id) FROM recording_files
+                  WHERE state IN ('complete', 'incomplete') GROUP BY key_id)",
+        [],
+    )
+}
+
+/// Each file's size and SHA-256 as the audit chain holds them (from its
+/// `recording_file_sealed` or `recording_file_incomplete` entry), for
+/// `verify-recordings` to check the rows against: a file swapped together
+/// with its row's hash still differs from the chain.
+pub fn audited_hashes(
+    c: &Connection,
+) -> rusqlite::Result<std::collections::HashMap<RecordingFileId, (u64, String)>> {
+    let mut st = c.prepare(
+        "SELECT detail FROM audit
+         WHERE action IN ('recording_file_sealed', 'recording_file_incomplete') ORDER BY id",
+    )?;
+    let mut out = std::collections::HashMap::new();
+    for detail in st.query_map([], |r| r.get::<_, String>(0))? {
+        let detail: serde_json::Value = serde_json::from_str(&detail?).unwrap_or_default();
+        if let (Some(id), Some(size), Some(sha)) = (
+            detail["file"].as_i64(),
+            detail["size"].as_u64(),
+            detail["sha256"].as_str(),
+        ) {
+            out.insert(RecordingFileId(id), (size, sha.to_owned()));
+        }
+    }
+    Ok(out)
+}
+
 /// A file `purge-recordings` may delete once its retention is over: its
 /// consultation's kind and when its recording ended.
 #[derive(Debug, Clone)]
