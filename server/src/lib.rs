@@ -42,6 +42,7 @@ mod media_tcp;
 mod playback;
 mod qr;
 pub mod queues;
+mod recorder;
 mod reports;
 pub mod secrets;
 mod store;
@@ -394,8 +395,29 @@ pub async fn run(
         }
         None => None,
     };
+    // The recorder (recorder.rs): its own thread, fed by the media task
+    // through a bounded queue it never waits on. Its events (a recording
+    // stopped by a fault) are logged there; the hub's alert to the chair is
+    // wired to `recorder_events` at the merge with the control plane.
+    let (recorder_events_tx, mut recorder_events) = mpsc::channel(recorder::EVENT_QUEUE);
+    let (recorder_tx, recorder_control, recorder_thread) =
+        recorder::spawn(recorder::RecorderConfig {
+            dir: vault::recordings_dir(&config.data_dir),
+            keys: recording_keys.ring().cloned(),
+            store: Some(store.clone()),
+            runtime: Some(tokio::runtime::Handle::current()),
+            events: recorder_events_tx,
+            queue: recorder::QUEUE,
+        })
+        .context("starting the recorder thread")?;
+    tokio::spawn(async move {
+        while let Some(ev) = recorder_events.recv().await {
+            tracing::debug!(?ev, "recorder event");
+        }
+    });
     let media_handle = tokio::spawn(
         media::MediaTask {
+            recorder: Some(recorder_tx),
             socket: media_socket,
             sfu: Sfu::new(SfuConfig {
                 candidates: candidates.clone(),
@@ -506,6 +528,10 @@ pub async fn run(
         let _ = media_handle.await;
         let _ = hub_handle.await;
     };
+    // With the media task gone (and its end of the queue), the recorder
+    // finishes every open file and ends.
+    drop(recorder_control);
+    let _ = tokio::task::spawn_blocking(move || recorder_thread.join()).await;
     if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
         tracing::warn!(
             "shutdown: connections still open after {DRAIN_TIMEOUT:?}; stopping without them"

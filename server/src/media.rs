@@ -34,6 +34,7 @@ use tuxa_sfu::{Sfu, SfuOutput};
 use tuxa_signaling::{Input, MediaCommand};
 
 use crate::media_tcp::{TcpEvent, TcpRoutes};
+use crate::recorder::RecorderTx;
 
 /// Datagrams per `recvmmsg`.
 const RECV_BATCH: usize = 32;
@@ -65,6 +66,9 @@ pub struct MediaTask {
     pub tcp: Option<mpsc::Receiver<TcpEvent>>,
     /// Where each TCP connection is, by remote address.
     pub tcp_routes: TcpRoutes,
+    /// The recorder's queue (recorder.rs): the tap's events go there without
+    /// waiting; `None` in set-ups that record nothing.
+    pub recorder: Option<RecorderTx>,
 }
 
 impl MediaTask {
@@ -189,6 +193,9 @@ impl MediaTask {
     /// Sends everything the SFU has to say: datagrams in batches, signaling
     /// to the hub.
     async fn flush(&mut self, batch: &mut Vec<Transmit>) {
+        if let Some(r) = &mut self.recorder {
+            r.retry();
+        }
         while let Some(out) = self.sfu.poll_output() {
             match out {
                 SfuOutput::Transmit(t) if t.proto == Protocol::Tcp => {
@@ -209,8 +216,14 @@ impl MediaTask {
                 SfuOutput::Gone(pid) => {
                     let _ = self.hub.send(Input::MediaGone(pid)).await;
                 }
-                // No recorder yet: nothing asks the SFU to record.
-                SfuOutput::Record(_) => {}
+                SfuOutput::Record(rec) => {
+                    // A full queue stops that room's recording (the recorder
+                    // is told, and says so); the call goes on.
+                    let cut = self.recorder.as_mut().and_then(|r| r.send(rec));
+                    if let Some(room) = cut {
+                        self.sfu.set_recording(Instant::now(), &room, false);
+                    }
+                }
             }
         }
         self.send(batch).await;

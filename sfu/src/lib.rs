@@ -37,7 +37,7 @@ use str0m::{Candidate, Input};
 use tuxa_protocol::{ErrorCode, ParticipantId, RoomId, ServerMsg};
 
 use peer::{Forwarded, Layer, Peer, PeerEvent};
-pub use record::{Recorded, RecordedRtp};
+pub use record::{Recorded, RecordedRtp, RecordedTrack};
 
 /// Keyframe requests to one publisher's track are sent at most this often:
 /// a room of twelve losing packets together must not make the publisher
@@ -122,8 +122,8 @@ pub struct Sfu {
     /// Sources announced before the participant's first offer.
     early_sources:
         HashMap<ParticipantId, std::collections::BTreeMap<String, tuxa_protocol::TrackSource>>,
-    /// Rooms being recorded now.
-    recording: std::collections::HashSet<RoomId>,
+    /// Rooms being recorded now, and what of them is recorded.
+    tap: record::Tap,
 }
 
 /// Sizes of the SFU's internal tables, to check that they return to their
@@ -152,7 +152,7 @@ impl Sfu {
             events: Vec::new(),
             stats: SfuStats::default(),
             early_sources: HashMap::new(),
-            recording: std::collections::HashSet::new(),
+            tap: record::Tap::default(),
         }
     }
 
@@ -191,6 +191,7 @@ impl Sfu {
                         peer.set_sources(sources);
                     }
                     self.peers.insert(pid, peer);
+                    self.tap.joined(pid, room);
                     let members = self.rooms.entry(room.clone()).or_default();
                     members.push(pid);
                     // Subscribe the newcomer to what is already published.
@@ -297,24 +298,26 @@ impl Sfu {
     /// nothing (the control plane decides who may, and says no itself).
     pub fn set_recording(&mut self, now: Instant, room: &RoomId, on: bool) {
         self.now = Some(now);
-        let changed = if on {
-            self.recording.insert(room.clone())
-        } else {
-            self.recording.remove(room)
-        };
-        if !changed {
+        if !on {
+            self.tap.stop(now, room, &mut self.out);
             return;
         }
-        let room = room.clone();
-        self.out.push_back(SfuOutput::Record(if on {
-            Recorded::Started { room, at: now }
-        } else {
-            Recorded::Stopped { room, at: now }
-        }));
+        let members = self.rooms.get(room).into_iter().flatten();
+        let members = members.filter_map(|p| Some((*p, self.peers.get(p)?)));
+        let wants = self.tap.start(now, room, members, &mut self.out);
+        for (publisher, mid, rid) in wants.unwrap_or_default() {
+            let ev = PeerEvent::WantKeyframe {
+                publisher,
+                mid,
+                rid,
+            };
+            self.on_event(now, publisher, ev);
+        }
+        self.drain(now);
     }
 
     pub fn is_recording(&self, room: &RoomId) -> bool {
-        self.recording.contains(room)
+        self.tap.is_recording(room)
     }
 
     /// Takes a participant out: its tracks are withdrawn from everyone else.
@@ -323,6 +326,7 @@ impl Sfu {
         let Some(mut peer) = self.peers.remove(&pid) else {
             return;
         };
+        self.tap.left(now, pid, &mut self.out);
         peer.close();
         self.by_addr.retain(|_, p| *p != pid);
         self.dirty.retain(|p| *p != pid);
@@ -693,26 +697,7 @@ impl Sfu {
                     return;
                 };
                 let ends_unit = pkt.kind == MediaKind::Audio || pkt.marker;
-                if self.recording.contains(&room) {
-                    let spec = pkt.params.spec();
-                    self.out
-                        .push_back(SfuOutput::Record(Recorded::Rtp(RecordedRtp {
-                            room: room.clone(),
-                            participant: from,
-                            mid: pkt.mid,
-                            rid: pkt.rid,
-                            kind: pkt.kind,
-                            codec: spec.codec,
-                            clock_rate: spec.clock_rate.get(),
-                            seq: pkt.seq,
-                            timestamp: pkt.timestamp,
-                            marker: pkt.marker,
-                            keyframe_start: pkt.keyframe_start,
-                            red: pkt.red,
-                            arrived: pkt.arrived,
-                            payload: pkt.payload.clone(),
-                        })));
-                }
+                let record_key = self.tap.on_rtp(from, &pkt, &self.peers, &mut self.out);
                 for other in self.rooms.get(&room).into_iter().flatten() {
                     if *other == from {
                         continue;
@@ -745,6 +730,14 @@ impl Sfu {
                             rid: pkt.rid,
                         },
                     );
+                }
+                if let Some((publisher, mid, rid)) = record_key {
+                    let ev = PeerEvent::WantKeyframe {
+                        publisher,
+                        mid,
+                        rid,
+                    };
+                    self.on_event(now, from, ev);
                 }
             }
             PeerEvent::WantKeyframe {
