@@ -158,6 +158,9 @@ pub struct HubTask {
     pub store: Store,
     /// Accepted queue patients, for the task that creates their rooms.
     pub pairings: Outbox<tuxa_signaling::queue::Pairing>,
+    /// Who is in a recorded room, for the recorder's rows (`None`: no
+    /// recorder, e.g. in router tests).
+    pub recorder: Option<crate::recorder::RecorderControl>,
 }
 
 impl HubTask {
@@ -291,7 +294,12 @@ impl HubTask {
                     }
                 }
                 Output::Media(cmd) => self.media.push(cmd),
-                Output::Record(ev) => record(&self.store, ev),
+                Output::Record(ev) => {
+                    if let Some(rc) = &self.recorder {
+                        describe_for_recorder(&self.hub, &self.store, rc, &ev);
+                    }
+                    record(&self.store, ev)
+                }
                 Output::Paired(p) => self.pairings.push(p),
             }
         }
@@ -303,6 +311,88 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+/// What the recorder needs beside the media: the recording's row (made
+/// when it starts, ended when it stops for good) and who is in the room (at
+/// the start and as people join while it runs), for its files' rows. The
+/// row is made on the store thread and reaches the recorder after it; a
+/// file opened before that gets its row then (recorder.rs, `Describe`).
+fn describe_for_recorder(
+    hub: &Hub,
+    store: &Store,
+    rc: &crate::recorder::RecorderControl,
+    ev: &RecordEvent,
+) {
+    use tuxa_protocol::RecordingReason as Why;
+    use tuxa_records::recording::{NewRecording, RecordingState, StartedBy, StopReason};
+    use tuxa_signaling::RecordingChange as C;
+    let person = |p: &ParticipantInfo| {
+        (
+            p.id,
+            crate::recorder::Person {
+                role: p.role,
+                name: p.name.clone(),
+                facility: p.facility.clone(),
+            },
+        )
+    };
+    match ev {
+        RecordEvent::Recording {
+            room,
+            change: C::Started { by },
+        } => {
+            let people: Vec<_> = hub.participants_in(room).iter().map(person).collect();
+            let name = people
+                .iter()
+                .find(|(id, _)| id == by)
+                .map(|(_, p)| p.name.clone())
+                .unwrap_or_default();
+            let new = NewRecording {
+                consultation: room.to_string(),
+                started_by: StartedBy {
+                    participant: *by,
+                    name,
+                    staff: None,
+                },
+                started_at: UnixTime(unix_now() as i64),
+            };
+            let (rc, room) = (rc.clone(), room.clone());
+            store.spawn("recording start", move |c| {
+                let id = tuxa_store::recordings::start(c, &new)?;
+                if !rc.describe(room.clone(), Some(id), people) {
+                    tracing::warn!(%room, "recorder queue full: this recording's files get no rows");
+                }
+                Ok(())
+            });
+        }
+        RecordEvent::Recording {
+            room,
+            change: C::Stopped { reason, .. },
+        } => {
+            let (state, why) = match reason {
+                Why::Fault => (RecordingState::Incomplete, StopReason::WriteFailed),
+                Why::ConsentWithdrawn => (RecordingState::Complete, StopReason::ConsentWithdrawn),
+                Why::RoomEnded => (RecordingState::Complete, StopReason::RoomEnded),
+                Why::ServerShutdown => (RecordingState::Complete, StopReason::ServerRestart),
+                Why::Stopped | Why::PatientWithoutConsent => {
+                    (RecordingState::Complete, StopReason::Stopped)
+                }
+            };
+            let _ = rc.forget(room.clone());
+            let room = room.clone();
+            let at = UnixTime(unix_now() as i64);
+            store.spawn("recording end", move |c| {
+                tuxa_store::recordings::end_open(c, room.as_str(), at, state, why).map(|_| ())
+            });
+        }
+        RecordEvent::Joined { room, participant }
+            if hub.recording_status(room).is_some_and(|s| s.running()) =>
+        {
+            let _ = rc.describe(room.clone(), None, vec![person(participant)]);
+        }
+        _ => {}
     }
 }
 

@@ -366,6 +366,41 @@ pub async fn run(
         actor: "system".into(),
         detail: serde_json::json!({"version": env!("CARGO_PKG_VERSION")}),
     });
+    // The recorder (recorder.rs): its own thread, fed by the media task
+    // through a bounded queue it never waits on; the hub describes rooms to
+    // it (their recording's row, who is in them).
+    let (recorder_events_tx, mut recorder_events) = mpsc::channel(recorder::EVENT_QUEUE);
+    let (recorder_tx, recorder_control, recorder_thread) =
+        recorder::spawn(recorder::RecorderConfig {
+            dir: vault::recordings_dir(&config.data_dir),
+            keys: recording_keys.ring().cloned(),
+            store: Some(store.clone()),
+            runtime: Some(tokio::runtime::Handle::current()),
+            events: recorder_events_tx,
+            queue: recorder::QUEUE,
+        })
+        .context("starting the recorder thread")?;
+    // A fault stops the room's recording in the hub, which tells the
+    // chair (or doctor) and the room, and records why.
+    {
+        let hub = hub_tx.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = recorder_events.recv().await {
+                let recorder::RecorderEvent::Failed { room, reason } = ev;
+                tracing::warn!(%room, "recording stopped: {reason}");
+                if hub
+                    .send(hub_task::HubMsg::Input(Input::RecordingFailed {
+                        room,
+                        reason,
+                    }))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+    }
     let hub_handle = tokio::spawn(
         hub_task::HubTask {
             hub,
@@ -374,6 +409,7 @@ pub async fn run(
             media: hub_task::Outbox::new(media_tx),
             store: store.clone(),
             pairings: hub_task::Outbox::new(pairings_tx),
+            recorder: Some(recorder_control.clone()),
         }
         .run(),
     );
@@ -395,26 +431,6 @@ pub async fn run(
         }
         None => None,
     };
-    // The recorder (recorder.rs): its own thread, fed by the media task
-    // through a bounded queue it never waits on. Its events (a recording
-    // stopped by a fault) are logged there; the hub's alert to the chair is
-    // wired to `recorder_events` at the merge with the control plane.
-    let (recorder_events_tx, mut recorder_events) = mpsc::channel(recorder::EVENT_QUEUE);
-    let (recorder_tx, recorder_control, recorder_thread) =
-        recorder::spawn(recorder::RecorderConfig {
-            dir: vault::recordings_dir(&config.data_dir),
-            keys: recording_keys.ring().cloned(),
-            store: Some(store.clone()),
-            runtime: Some(tokio::runtime::Handle::current()),
-            events: recorder_events_tx,
-            queue: recorder::QUEUE,
-        })
-        .context("starting the recorder thread")?;
-    tokio::spawn(async move {
-        while let Some(ev) = recorder_events.recv().await {
-            tracing::debug!(?ev, "recorder event");
-        }
-    });
     let media_handle = tokio::spawn(
         media::MediaTask {
             recorder: Some(recorder_tx),
@@ -528,16 +544,27 @@ pub async fn run(
         let _ = media_handle.await;
         let _ = hub_handle.await;
     };
-    // With the media task gone (and its end of the queue), the recorder
-    // finishes every open file and ends.
-    drop(recorder_control);
-    let _ = tokio::task::spawn_blocking(move || recorder_thread.join()).await;
     if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
         tracing::warn!(
             "shutdown: connections still open after {DRAIN_TIMEOUT:?}; stopping without them"
         );
         stop.cancel();
         let _ = shutdown_tx.send(true);
+    }
+    // With the media and hub tasks gone (their ends of its queue), the
+    // recorder finishes every open file (tail, head, hash, row) and ends.
+    // Bounded: a file it could not finish in time is found open at the
+    // next start and recovered as incomplete (vault.rs), readable to its
+    // last chunk.
+    drop(recorder_control);
+    let finishing = tokio::task::spawn_blocking(move || recorder_thread.join());
+    if tokio::time::timeout(RECORDER_FINISH, finishing)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "shutdown: recordings not finished after {RECORDER_FINISH:?}; they will be recovered as incomplete at the next start"
+        );
     }
     drop(hub_tx);
     drop(state);

@@ -93,6 +93,11 @@ enum Command {
     Cut {
         room: RoomId,
     },
+    /// The room's recording ended for good (not a pause): its description
+    /// goes, so that the table does not grow with every room ever recorded.
+    Forget {
+        room: RoomId,
+    },
 }
 
 /// What the recorder thread needs.
@@ -239,13 +244,6 @@ pub struct RecorderControl {
 }
 
 impl RecorderControl {
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the control plane (rec-control) describes rooms; wired at the merge"
-        )
-    )]
     /// The room's recording row and its participants (call before turning
     /// the recording on, and again for people who join). Never waits; false
     /// if the queue was full (the files are still written, without rows).
@@ -262,6 +260,12 @@ impl RecorderControl {
                 people,
             })
             .is_ok()
+    }
+
+    /// The room's recording ended (not paused): forget its description
+    /// once the media before this has been written. Never waits.
+    pub fn forget(&self, room: RoomId) -> bool {
+        self.tx.try_send(Command::Forget { room }).is_ok()
     }
 }
 
@@ -312,6 +316,10 @@ struct OpenFile {
     writer: SealWriter<File>,
     abs: PathBuf,
     row: Option<RecordingFileId>,
+    /// What its row needs, should the row come late (the description
+    /// reaches the recorder after the first file opened).
+    codec: TrackCodec,
+    path: RecordingPath,
 }
 
 /// Why a room's files cannot go on.
@@ -387,11 +395,32 @@ impl Thread {
                 recording,
                 people,
             } => {
-                let d = self.ctx.described.entry(room).or_default();
+                let d = self.ctx.described.entry(room.clone()).or_default();
                 if recording.is_some() {
                     d.recording = recording;
                 }
                 d.people.extend(people);
+                // Files opened before their row could be made (the media
+                // outran the description): their rows now.
+                if let Some(r) = self.rooms.get_mut(&room) {
+                    for t in r.tracks.values_mut() {
+                        let Some((codec, path, key)) = t
+                            .file
+                            .as_ref()
+                            .filter(|f| f.row.is_none())
+                            .map(|f| (f.codec, f.path.clone(), f.writer.key_id().0))
+                        else {
+                            continue;
+                        };
+                        let row = self.ctx.open_row(&room, t, codec, path, key);
+                        if let Some(f) = t.file.as_mut() {
+                            f.row = row;
+                        }
+                    }
+                }
+            }
+            Command::Forget { room } => {
+                self.ctx.described.remove(&room);
             }
             Command::Cut { room } => self.stop(&room),
             Command::Media(rec) => self.on_media(rec),
@@ -690,8 +719,14 @@ impl Ctx {
         let early = std::mem::take(&mut track.early);
         let mut writer = SealWriter::create(file, keys, &early[..HEAD_LEN])?;
         writer.append(&early[HEAD_LEN..])?;
-        let row = self.open_row(room, track, codec, path, writer.key_id().0);
-        track.file = Some(OpenFile { writer, abs, row });
+        let row = self.open_row(room, track, codec, path.clone(), writer.key_id().0);
+        track.file = Some(OpenFile {
+            writer,
+            abs,
+            row,
+            codec,
+            path,
+        });
         Ok(())
     }
 

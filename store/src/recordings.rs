@@ -72,6 +72,23 @@ pub fn end(
     )? > 0)
 }
 
+/// Ends whatever recording of a consultation is still `recording` (the
+/// control plane knows the room, not the row): false when none was.
+pub fn end_open(
+    c: &Connection,
+    consultation: &str,
+    at: UnixTime,
+    state: RecordingState,
+    reason: StopReason,
+) -> rusqlite::Result<bool> {
+    debug_assert_ne!(state, RecordingState::Recording);
+    Ok(c.execute(
+        "UPDATE recordings SET ended_at = ?2, state = ?3, stop_reason = ?4
+         WHERE consultation_id = ?1 AND state = 'recording'",
+        params![consultation, at, state, reason],
+    )? > 0)
+}
+
 const RECORDING_COLUMNS: &str = "id, consultation_id, started_by_participant, started_by_name,
      started_by_staff, started_at, ended_at, state, stop_reason";
 
