@@ -37,6 +37,8 @@ pub struct AppState {
     pub turn: Option<Arc<crate::turn::TurnConfig>>,
     /// The Department of Health named on the minutes (`--department-name`).
     pub department_name: Option<Arc<str>>,
+    /// Readiness as the health monitor last found it (health.rs).
+    pub health: watch::Receiver<crate::health::Report>,
 }
 
 /// An [`AppState`] over a real SQLite file in `data_dir`, for in-process
@@ -59,6 +61,7 @@ pub(crate) fn test_state(
         turn: None,
         department_name: Some("Sở Y tế tỉnh An Hòa".into()),
         shutdown,
+        health: watch::channel(crate::health::Report::STARTING).1,
     };
     (state, hub_rx, shutdown_tx)
 }

@@ -36,6 +36,8 @@ pub fn routes() -> Routes {
         .get("/check", Access::Public, web::check_page)
         .get("/static/{file}", Access::Public, web::asset)
         .get("/healthz", Access::Public, || async { "ok" })
+        // Liveness and readiness, version and build (health.rs).
+        .merge(crate::health::routes())
         // The token comes in the first frame (ws.rs); a staff cookie, when
         // there is one, is read by the handler.
         .get("/ws", Access::Public, ws_upgrade)

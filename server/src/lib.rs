@@ -32,6 +32,7 @@ mod directory;
 mod error;
 mod export;
 pub mod gate;
+pub mod health;
 /// Every route with its access (gate.rs), for the permission matrix test.
 pub use http::route_table;
 mod http;
@@ -371,8 +372,11 @@ pub async fn run(
         }
         None => None,
     };
+    let (media_beat, media_beat_rx) = health::media_beat();
+    let health = health::spawn_monitor(store.clone(), media_beat_rx, stop.clone());
     let media_handle = tokio::spawn(
         media::MediaTask {
+            beat: media_beat,
             socket: media_socket,
             sfu: Sfu::new(SfuConfig {
                 candidates: candidates.clone(),
@@ -398,6 +402,7 @@ pub async fn run(
         shutdown: shutdown_rx.clone(),
         turn: config.turn.clone().map(Arc::new),
         department_name: config.department_name.as_deref().map(Arc::from),
+        health,
     };
     // Extractors read at most this much even of a body whose length the
     // body check (limits.rs) could not know; the upload route sets its own.

@@ -65,6 +65,8 @@ pub struct MediaTask {
     pub tcp: Option<mpsc::Receiver<TcpEvent>>,
     /// Where each TCP connection is, by remote address.
     pub tcp_routes: TcpRoutes,
+    /// Readiness (health.rs): beaten once per counts tick, not per packet.
+    pub beat: crate::health::MediaBeat,
 }
 
 impl MediaTask {
@@ -82,6 +84,7 @@ impl MediaTask {
             let now = Instant::now();
             if now >= next_counts {
                 next_counts = now + COUNTS_LOG_INTERVAL;
+                self.beat.beat(now);
                 self.tcp_routes.sweep(now);
                 let c = self.sfu.counts();
                 if last_counts != Some(c) {

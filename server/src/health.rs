@@ -1,0 +1,279 @@
+//! Liveness and readiness, for systemd, a load balancer or a monitoring
+//! system (docs/api.md, "Health").
+//!
+//! - `GET /livez`: the process answers and its hub task is alive. When it
+//!   fails, restarting is the cure.
+//! - `GET /readyz`: whether the server can take consultations now: the store
+//!   thread commits to the SQLite file, and the media task runs its loop on
+//!   the UDP socket. It also names the version and the build.
+//! - `GET /healthz` (http.rs) stays as it was: `ok` while HTTPS answers.
+//!
+//! The checks are not run per request: an anonymous caller must not be able
+//! to queue work on the store thread. One monitor task owns them, probes
+//! every [`PROBE_INTERVAL`], and publishes its [`Report`] on a watch channel
+//! that the handlers read. The media task publishes a heartbeat
+//! ([`MediaBeat`]) once per loop tick; nothing is shared behind a lock.
+
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::AppState;
+use crate::gate::{Access, Routes};
+use crate::store::Store;
+
+/// How often the monitor probes the store and looks at the media heartbeat.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// A store probe that takes longer than this fails: a store thread that is
+/// stuck on a locked or stalled disk is not ready, whether or not it
+/// answers later.
+pub const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The media task beats at least once a second (its timer tick); a beat
+/// older than this means its loop is stuck.
+pub const MEDIA_BEAT_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// tuxa's version (Cargo's).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The build: the git commit it was built from (`build.rs`), or what the
+/// packager set in `TUXA_BUILD`.
+pub const BUILD: &str = env!("TUXA_BUILD");
+
+/// The state of one dependency of readiness.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", content = "reason", rename_all = "snake_case")]
+pub enum Check {
+    /// Not probed yet (the first second after start).
+    Starting,
+    Ok,
+    /// Not working, and why (one line, no path, no patient data).
+    Failing(String),
+}
+
+impl Check {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Check::Ok)
+    }
+}
+
+/// What the monitor found at its last probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub store: Check,
+    pub media: Check,
+}
+
+impl Report {
+    pub const STARTING: Report = Report {
+        store: Check::Starting,
+        media: Check::Starting,
+    };
+
+    pub fn ready(&self) -> bool {
+        self.store.is_ok() && self.media.is_ok()
+    }
+}
+
+/// The media task's heartbeat: it calls [`MediaBeat::beat`] once per tick
+/// (not per packet: a watch send takes a lock). Dropped when the task ends,
+/// which the monitor sees.
+pub struct MediaBeat(watch::Sender<Instant>);
+
+impl MediaBeat {
+    pub fn beat(&self, now: Instant) {
+        self.0.send_replace(now);
+    }
+}
+
+/// A heartbeat for the media task and the end the monitor reads.
+pub fn media_beat() -> (MediaBeat, watch::Receiver<Instant>) {
+    let (tx, rx) = watch::channel(Instant::now());
+    (MediaBeat(tx), rx)
+}
+
+/// Judges the media task from its heartbeat at `now`.
+pub fn media_check(beat: &watch::Receiver<Instant>, now: Instant) -> Check {
+    if beat.has_changed().is_err() {
+        return Check::Failing("the media task has stopped".into());
+    }
+    let age = now.saturating_duration_since(*beat.borrow());
+    if age > MEDIA_BEAT_MAX_AGE {
+        Check::Failing(format!(
+            "the media task has not run its loop for {} s",
+            age.as_secs()
+        ))
+    } else {
+        Check::Ok
+    }
+}
+
+/// Probes the store: the store thread takes a job and SQLite grants it the
+/// write lock (an empty write transaction, so nothing is written).
+pub async fn store_check(store: &Store) -> Check {
+    let probe = store.call(|c| c.execute_batch("BEGIN IMMEDIATE; ROLLBACK;"));
+    match tokio::time::timeout(STORE_PROBE_TIMEOUT, probe).await {
+        Ok(Ok(())) => Check::Ok,
+        Ok(Err(e)) => Check::Failing(format!("the store cannot write: {e}")),
+        Err(_) => Check::Failing(format!(
+            "the store did not answer within {} s",
+            STORE_PROBE_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// Starts the monitor; it runs until `stop`. The receiver starts at
+/// [`Report::STARTING`] (not ready).
+pub fn spawn_monitor(
+    store: Store,
+    media: watch::Receiver<Instant>,
+    stop: CancellationToken,
+) -> watch::Receiver<Report> {
+    let (tx, rx) = watch::channel(Report::STARTING);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PROBE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last: Option<Report> = None;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let report = Report {
+                store: store_check(&store).await,
+                media: media_check(&media, Instant::now()),
+            };
+            // A change is logged once, in one line, for the journal.
+            if last.as_ref() != Some(&report) {
+                if report.ready() {
+                    tracing::info!("ready: store and media are working");
+                } else {
+                    tracing::warn!(
+                        store = ?report.store,
+                        media = ?report.media,
+                        "not ready"
+                    );
+                }
+                last = Some(report.clone());
+            }
+            tx.send_replace(report);
+        }
+    });
+    rx
+}
+
+/// The health routes (http.rs merges them; `/healthz` is there).
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/livez", Access::Public, livez)
+        .get("/readyz", Access::Public, readyz)
+}
+
+/// Alive while the hub task runs: the HTTP side alone is not the server.
+async fn livez(State(state): State<AppState>) -> Response {
+    if state.hub.is_closed() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the hub task has stopped\n",
+        )
+            .into_response()
+    } else {
+        "ok\n".into_response()
+    }
+}
+
+#[derive(Serialize)]
+struct ReadyBody<'a> {
+    ready: bool,
+    version: &'static str,
+    build: &'static str,
+    checks: &'a Report,
+}
+
+/// 200 when ready, 503 when not; the body says which check failed and why.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let report = state.health.borrow().clone();
+    let ready = report.ready() && !*state.shutdown.borrow();
+    let body = ReadyBody {
+        ready,
+        version: VERSION,
+        build: BUILD,
+        checks: &report,
+    };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stale_or_stopped_media_task_is_not_ready() {
+        let (beat, rx) = media_beat();
+        let t0 = Instant::now();
+        beat.beat(t0);
+        assert_eq!(media_check(&rx, t0 + Duration::from_secs(1)), Check::Ok);
+        let stale = media_check(&rx, t0 + Duration::from_secs(9));
+        assert!(
+            matches!(&stale, Check::Failing(r) if r.contains("9 s")),
+            "{stale:?}"
+        );
+        beat.beat(t0 + Duration::from_secs(9));
+        assert_eq!(media_check(&rx, t0 + Duration::from_secs(10)), Check::Ok);
+        drop(beat);
+        assert!(matches!(
+            media_check(&rx, t0 + Duration::from_secs(10)),
+            Check::Failing(r) if r.contains("stopped")
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_store_probe_fails_while_another_holds_the_write_lock() {
+        let dir = std::env::temp_dir().join(format!("tuxa-health-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir.join("tuxa.sqlite3")).unwrap();
+        assert_eq!(store_check(&store).await, Check::Ok);
+        let other = rusqlite::Connection::open(dir.join("tuxa.sqlite3")).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE;").unwrap();
+        let held = store_check(&store).await;
+        assert!(matches!(&held, Check::Failing(_)), "{held:?}");
+        other.execute_batch("ROLLBACK;").unwrap();
+        // The probe that timed out still holds the store thread until its
+        // busy timeout ends; the store comes back after it.
+        let mut back = Check::Starting;
+        for _ in 0..10 {
+            back = store_check(&store).await;
+            if back.is_ok() {
+                break;
+            }
+        }
+        assert_eq!(back, Check::Ok);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn ready_needs_both() {
+        assert!(!Report::STARTING.ready());
+        let r = Report {
+            store: Check::Ok,
+            media: Check::Failing("x".into()),
+        };
+        assert!(!r.ready());
+        assert!(
+            Report {
+                store: Check::Ok,
+                media: Check::Ok
+            }
+            .ready()
+        );
+    }
+}
