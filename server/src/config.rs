@@ -182,6 +182,21 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         new_key_file: PathBuf,
     },
+    // Backup and restore (backup.rs; README, "Backup and restore").
+    /// Copy the store, while the server runs, into a new folder (checked,
+    /// with a manifest authenticated under the master key).
+    Backup {
+        /// The new (or empty) folder to write the backup into.
+        #[arg(value_name = "DEST")]
+        dest: PathBuf,
+    },
+    /// Check a backup (manifest, digest, audit chain, schema, keys) and put
+    /// its database into --data-dir, which must not hold one yet.
+    Restore {
+        /// The backup's folder.
+        #[arg(value_name = "SRC")]
+        src: PathBuf,
+    },
 }
 
 /// Variables that have no flag: a secret on a command line is visible to

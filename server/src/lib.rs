@@ -23,6 +23,7 @@ pub mod appointments;
 pub mod audit;
 mod auth;
 mod authz;
+pub mod backup;
 mod check;
 mod clock;
 mod conferences;

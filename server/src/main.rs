@@ -35,6 +35,25 @@ fn main() -> anyhow::Result<()> {
             );
             return Ok(());
         }
+        // Backup and restore (backup.rs).
+        Some(Command::Backup { dest }) => {
+            let report = tuxa_server::backup::backup(
+                &settings.config.data_dir,
+                &settings.config.keys,
+                &dest,
+            )?;
+            println!("{report}");
+            return Ok(());
+        }
+        Some(Command::Restore { src }) => {
+            let report = tuxa_server::backup::restore(
+                &src,
+                &settings.config.data_dir,
+                &settings.config.keys,
+            )?;
+            println!("{report}");
+            return Ok(());
+        }
     }
 
     tracing_subscriber::fmt()
