@@ -1,0 +1,74 @@
+//! `/livez`, `/readyz` and `/healthz` on the real binary (docs/api.md,
+//! "Health"): ready with version and build while the store and the media
+//! task work; not ready, with the store named as the reason, while another
+//! process holds the database's write lock; ready again once it lets go.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Server, key_hex, temp_dir};
+use serde_json::Value;
+
+async fn readyz(server: &Server) -> (u16, Value) {
+    let (status, body) = server.get("/readyz").await.expect("GET /readyz");
+    (status, serde_json::from_str(&body).expect("JSON"))
+}
+
+/// Polls `/readyz` until `want(status)` or `within` has passed.
+async fn readyz_until(
+    server: &Server,
+    within: Duration,
+    want: impl Fn(u16) -> bool,
+) -> (u16, Value) {
+    let deadline = Instant::now() + within;
+    loop {
+        let r = readyz(server).await;
+        if want(r.0) || Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_store_and_names_version_and_build() {
+    let root = temp_dir("health");
+    let data = root.join("data");
+    let server = Server::start(&data, &key_hex(0x61)).await;
+
+    assert_eq!(server.get("/healthz").await.unwrap(), (200, "ok".into()));
+    let (status, body) = server.get("/livez").await.unwrap();
+    assert_eq!((status, body.trim()), (200, "ok"));
+
+    let (status, body) = readyz(&server).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ready"], true);
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    let build = body["build"].as_str().unwrap();
+    assert!(!build.is_empty(), "{body}");
+    assert_eq!(body["checks"]["store"]["status"], "ok", "{body}");
+    assert_eq!(body["checks"]["media"]["status"], "ok", "{body}");
+
+    // Another process takes the write lock: the store cannot commit, and
+    // readiness says so within a few probes.
+    let lock = rusqlite::Connection::open(data.join("tuxa.sqlite3")).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE;").unwrap();
+    let (status, body) = readyz_until(&server, Duration::from_secs(10), |s| s == 503).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["ready"], false);
+    assert_eq!(body["checks"]["store"]["status"], "failing", "{body}");
+    let reason = body["checks"]["store"]["reason"].as_str().unwrap();
+    assert!(reason.contains("store"), "{reason}");
+    assert_eq!(body["checks"]["media"]["status"], "ok", "{body}");
+    // Liveness is not readiness: restarting would not help.
+    assert_eq!(server.get("/livez").await.unwrap().0, 200);
+
+    lock.execute_batch("ROLLBACK;").unwrap();
+    drop(lock);
+    let (status, body) = readyz_until(&server, Duration::from_secs(20), |s| s == 200).await;
+    assert_eq!(status, 200, "ready again once the lock is gone: {body}");
+    assert_eq!(body["checks"]["store"]["status"], "ok");
+    server.stop();
+    let _ = std::fs::remove_dir_all(&root);
+}
