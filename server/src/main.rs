@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use tuxa_server::config::{Cli, Command};
+use tuxa_server::config::{Cli, Command, LogFormat};
 use tuxa_server::{Listeners, Settings};
 
 fn main() -> anyhow::Result<()> {
@@ -56,12 +56,21 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&settings.log)
-                .context("--log is not a valid filter")?,
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
+        .context("--log is not a valid filter")?;
+    match settings.log_format {
+        // Under systemd the lines go to the journal, which keeps its own
+        // time and does not read colour codes.
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_current_span(false)
+            .init(),
+    }
 
     let http = std::net::TcpListener::bind(settings.listen)
         .with_context(|| format!("binding HTTPS to {}", settings.listen))?;

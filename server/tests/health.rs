@@ -72,3 +72,52 @@ async fn readiness_follows_the_store_and_names_version_and_build() {
     server.stop();
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_a_line() {
+    use std::io::BufRead as _;
+    let root = temp_dir("health-json");
+    let mut server = Server::start_with(
+        &root.join("data"),
+        &key_hex(0x62),
+        &["--log-format", "json", "--log", "info"],
+        std::process::Stdio::piped(),
+    )
+    .await;
+    let stdout = server.child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The monitor logs `ready` once, as JSON.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    let ready = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            break None;
+        };
+        if line.starts_with('{') {
+            let v: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {line}"));
+            if v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("ready"))
+            {
+                break Some(v);
+            }
+        }
+        seen.push(line);
+    };
+    let ready = ready.unwrap_or_else(|| panic!("no JSON `ready` line in {seen:#?}"));
+    assert_eq!(ready["level"], "INFO");
+    assert_eq!(ready["target"], "tuxa_server::health");
+    assert!(ready["timestamp"].is_string(), "{ready}");
+    server.stop();
+    let _ = std::fs::remove_dir_all(&root);
+}

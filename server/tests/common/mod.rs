@@ -62,6 +62,17 @@ impl Server {
     /// Starts the server on `data_dir` (its certificate beside it) and waits
     /// until `/readyz` answers 200.
     pub async fn start(data_dir: &Path, master_key: &str) -> Server {
+        Server::start_with(data_dir, master_key, &[], Stdio::null()).await
+    }
+
+    /// [`Server::start`] with more options, and its standard output where
+    /// `stdout` says.
+    pub async fn start_with(
+        data_dir: &Path,
+        master_key: &str,
+        extra: &[&str],
+        stdout: Stdio,
+    ) -> Server {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let media: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let certs = data_dir.with_extension("certs");
@@ -81,7 +92,8 @@ impl Server {
             ],
             master_key,
         )
-        .stdout(Stdio::null())
+        .args(extra)
+        .stdout(stdout)
         .stderr(Stdio::inherit())
         .spawn()
         .expect("starting tuxa");
