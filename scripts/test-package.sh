@@ -58,7 +58,7 @@ unit="$root/lib/systemd/system/tuxa.service"
 for line in 'User=tuxa' 'Group=tuxa' 'ExecStart=/usr/bin/tuxa --config /etc/tuxa/tuxa.toml' \
             'NoNewPrivileges=yes' 'PrivateTmp=yes' 'ProtectSystem=strict' 'ProtectHome=yes' \
             'ReadWritePaths=/var/lib/tuxa' 'StateDirectory=tuxa' 'StateDirectoryMode=0700' \
-            'StandardOutput=journal' 'KillSignal=SIGTERM' 'CapabilityBoundingSet=' \
+            'StandardOutput=journal' 'KillSignal=SIGTERM' 'Type=notify' 'CapabilityBoundingSet=' \
             'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX' 'WantedBy=multi-user.target'; do
   check "unit: $line" grep -qx "$line" "$unit"
 done

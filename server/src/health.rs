@@ -154,12 +154,16 @@ pub fn spawn_monitor(
         let mut tick = tokio::time::interval(PROBE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last: Option<Report> = None;
+        let mut ever_ready = false;
         // A probe that has not answered is waited for, not repeated: a
         // stuck store thread must not collect one probe per second.
         let mut pending: Option<(Instant, tokio::task::JoinHandle<Check>)> = None;
         loop {
             tokio::select! {
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => {
+                    sd_notify("STOPPING=1\nSTATUS=stopping");
+                    return;
+                }
                 _ = tick.tick() => {}
             }
             let (started, mut probe) = pending
@@ -178,8 +182,16 @@ pub fn spawn_monitor(
                 store: store_state,
                 media: media_check(&media, Instant::now()),
             };
-            // A change is logged once, in one line, for the journal.
+            // A change is logged once, in one line, for the journal, and
+            // told to systemd (the first ready ends the unit's start).
             if last.as_ref() != Some(&report) {
+                let first_ready = report.ready() && !ever_ready;
+                ever_ready |= report.ready();
+                sd_notify(&format!(
+                    "{}{}",
+                    if first_ready { "READY=1\n" } else { "" },
+                    status_line(&report)
+                ));
                 if report.ready() {
                     tracing::info!("ready: store and media are working");
                 } else {
@@ -195,6 +207,51 @@ pub fn spawn_monitor(
         }
     });
     rx
+}
+
+/// Tells systemd (a `Type=notify` service: `$NOTIFY_SOCKET`) `msg`, e.g.
+/// `READY=1` or `STATUS=…`; nothing when not run by systemd. What `systemctl
+/// status tuxa` shows comes from here.
+pub fn sd_notify(msg: &str) {
+    if let Some(socket) = std::env::var_os("NOTIFY_SOCKET")
+        && let Err(e) = notify_to(&socket, msg)
+    {
+        tracing::debug!("systemd notification: {e}");
+    }
+}
+
+/// Sends `msg` to systemd's notification socket `socket` (a path, or
+/// `@name` for an abstract socket).
+pub fn notify_to(socket: &std::ffi::OsStr, msg: &str) -> std::io::Result<()> {
+    use std::os::linux::net::SocketAddrExt as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    let sock = std::os::unix::net::UnixDatagram::unbound()?;
+    let bytes = socket.as_bytes();
+    if let Some(name) = bytes.strip_prefix(b"@") {
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+        sock.send_to_addr(msg.as_bytes(), &addr)?;
+    } else {
+        sock.send_to(msg.as_bytes(), socket)?;
+    }
+    Ok(())
+}
+
+/// The systemd status line of a report.
+fn status_line(r: &Report) -> String {
+    let part = |name: &str, c: &Check| match c {
+        Check::Ok => format!("{name} ok"),
+        Check::Starting => format!("{name} starting"),
+        Check::Failing(why) => format!("{name}: {why}"),
+    };
+    if r.ready() {
+        "STATUS=ready: store and media working".to_owned()
+    } else {
+        format!(
+            "STATUS=not ready: {}; {}",
+            part("store", &r.store),
+            part("media", &r.media)
+        )
+    }
 }
 
 /// The health routes (http.rs merges them; `/healthz` is there).
@@ -288,6 +345,27 @@ mod tests {
             }
         }
         assert_eq!(back, Check::Ok);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn systemd_hears_the_status() {
+        let dir = std::env::temp_dir().join(format!("tuxa-notify-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let r = Report {
+            store: Check::Failing("the store did not answer within 2 s".into()),
+            media: Check::Ok,
+        };
+        notify_to(path.as_os_str(), &status_line(&r)).unwrap();
+        let mut buf = [0u8; 256];
+        let n = sock.recv(&mut buf).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&buf[..n]).unwrap(),
+            "STATUS=not ready: store: the store did not answer within 2 s; media ok"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

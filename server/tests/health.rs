@@ -81,6 +81,7 @@ async fn json_logs_are_one_object_a_line() {
         &root.join("data"),
         &key_hex(0x62),
         &["--log-format", "json", "--log", "info"],
+        &[],
         std::process::Stdio::piped(),
     )
     .await;
@@ -119,5 +120,37 @@ async fn json_logs_are_one_object_a_line() {
     assert_eq!(ready["target"], "tuxa_server::health");
     assert!(ready["timestamp"].is_string(), "{ready}");
     server.stop();
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Under systemd (`Type=notify`), the server says READY=1 once the store
+/// and the media work, and what it is doing in STATUS= (what `systemctl
+/// status tuxa` shows); STOPPING=1 at SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_is_told_ready_and_stopping() {
+    let root = temp_dir("health-notify");
+    let path = root.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let server = Server::start_with(
+        &root.join("data"),
+        &key_hex(0x63),
+        &[],
+        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
+        std::process::Stdio::null(),
+    )
+    .await;
+    let mut buf = [0u8; 512];
+    let n = sock.recv(&mut buf).expect("a notification");
+    let first = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert_eq!(first, "READY=1\nSTATUS=ready: store and media working");
+    server.stop();
+    let n = sock.recv(&mut buf).expect("a notification at stop");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("STOPPING=1"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
     let _ = std::fs::remove_dir_all(&root);
 }

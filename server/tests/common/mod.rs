@@ -62,15 +62,16 @@ impl Server {
     /// Starts the server on `data_dir` (its certificate beside it) and waits
     /// until `/readyz` answers 200.
     pub async fn start(data_dir: &Path, master_key: &str) -> Server {
-        Server::start_with(data_dir, master_key, &[], Stdio::null()).await
+        Server::start_with(data_dir, master_key, &[], &[], Stdio::null()).await
     }
 
-    /// [`Server::start`] with more options, and its standard output where
-    /// `stdout` says.
+    /// [`Server::start`] with more options and variables, and its standard
+    /// output where `stdout` says.
     pub async fn start_with(
         data_dir: &Path,
         master_key: &str,
         extra: &[&str],
+        env: &[(&str, &str)],
         stdout: Stdio,
     ) -> Server {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -93,6 +94,7 @@ impl Server {
             master_key,
         )
         .args(extra)
+        .envs(env.iter().copied())
         .stdout(stdout)
         .stderr(Stdio::inherit())
         .spawn()
