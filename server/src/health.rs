@@ -1,6 +1,7 @@
 //! Liveness and readiness, for systemd, a load balancer or a monitoring
 //! system (docs/api.md, "Health").
 //!
+//! The routes are in http.rs (this module does not know `AppState`):
 //! - `GET /livez`: the process answers and its hub task is alive. When it
 //!   fails, restarting is the cure.
 //! - `GET /readyz`: whether the server can take consultations now: the store
@@ -17,15 +18,12 @@
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::AppState;
-use crate::gate::{Access, Routes};
 use crate::store::Store;
 
 /// How often the monitor probes the store and looks at the media heartbeat.
@@ -254,16 +252,10 @@ fn status_line(r: &Report) -> String {
     }
 }
 
-/// The health routes (http.rs merges them; `/healthz` is there).
-pub fn routes() -> Routes {
-    Routes::new()
-        .get("/livez", Access::Public, livez)
-        .get("/readyz", Access::Public, readyz)
-}
-
-/// Alive while the hub task runs: the HTTP side alone is not the server.
-async fn livez(State(state): State<AppState>) -> Response {
-    if state.hub.is_closed() {
+/// `GET /livez` (http.rs): alive while the hub task runs, since the HTTP
+/// side alone is not the server.
+pub fn live_answer(hub_stopped: bool) -> Response {
+    if hub_stopped {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "the hub task has stopped\n",
@@ -282,15 +274,15 @@ struct ReadyBody<'a> {
     checks: &'a Report,
 }
 
-/// 200 when ready, 503 when not; the body says which check failed and why.
-async fn readyz(State(state): State<AppState>) -> Response {
-    let report = state.health.borrow().clone();
-    let ready = report.ready() && !*state.shutdown.borrow();
+/// `GET /readyz` (http.rs): 200 when ready, 503 when not (or `stopping`);
+/// the body says which check failed and why.
+pub fn ready_answer(report: &Report, stopping: bool) -> Response {
+    let ready = report.ready() && !stopping;
     let body = ReadyBody {
         ready,
         version: VERSION,
         build: BUILD,
-        checks: &report,
+        checks: report,
     };
     let status = if ready {
         StatusCode::OK

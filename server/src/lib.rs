@@ -11,6 +11,8 @@
 //!   only; `media_tcp.rs`);
 //! - one **session task** per WebSocket, holding only its socket;
 //! - the **store thread** owns the SQLite connection;
+//! - the **health monitor** owns the readiness checks and publishes them on
+//!   a watch (`health.rs`);
 //! - the HTTPS accept loop owns the connection counts and spawns one task
 //!   per TLS connection (`accept.rs`).
 //!
