@@ -65,6 +65,9 @@ cargo deny --locked check licenses bans sources
 echo "== cargo test (release: the media tests need real-time speed)"
 cargo test --release --workspace --locked
 
+echo "== the Debian package: built with cargo-deb, its contents checked"
+bash scripts/test-package.sh
+
 echo "== node: protocol fixtures, translations, the connection class"
 node --test web-client/test/
 

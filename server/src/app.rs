@@ -39,6 +39,8 @@ pub struct AppState {
     pub department_name: Option<Arc<str>>,
     /// Where recordings are and the keys that open them (playback.rs).
     pub recordings: crate::playback::Recordings,
+    /// Readiness as the health monitor last found it (health.rs).
+    pub health: watch::Receiver<crate::health::Report>,
 }
 
 /// An [`AppState`] over a real SQLite file in `data_dir`, for in-process
@@ -65,6 +67,7 @@ pub(crate) fn test_state(
             crate::vault::RecordingKeys::Unavailable("not in router tests".into()),
         ),
         shutdown,
+        health: watch::channel(crate::health::Report::STARTING).1,
     };
     (state, hub_rx, shutdown_tx)
 }

@@ -150,6 +150,7 @@ pub struct Settings {
     /// The ICE-TCP listener (media over TCP); `None`: off.
     pub media_tcp_listen: Option<SocketAddr>,
     pub log: String,
+    pub log_format: LogFormat,
     pub config: Config,
 }
 
@@ -200,6 +201,21 @@ pub enum Command {
         /// The key's id [default: one more than the configured keys' highest, or 1].
         #[arg(long, value_name = "N")]
         id: Option<u32>,
+    },
+    // Backup and restore (backup.rs; README, "Backup and restore").
+    /// Copy the store, while the server runs, into a new folder (checked,
+    /// with a manifest authenticated under the master key).
+    Backup {
+        /// The new (or empty) folder to write the backup into.
+        #[arg(value_name = "DEST")]
+        dest: PathBuf,
+    },
+    /// Check a backup (manifest, digest, audit chain, schema, keys) and put
+    /// its database into --data-dir, which must not hold one yet.
+    Restore {
+        /// The backup's folder.
+        #[arg(value_name = "SRC")]
+        src: PathBuf,
     },
 }
 
@@ -342,6 +358,29 @@ pub struct Options {
     /// days (d) [default: visit=10y,conference=10y].
     #[arg(long, global = true, env = "TUXA_RECORDING_RETENTION", value_name = "KIND=PERIOD[,…]", value_parser = retention)]
     pub recording_retention: Option<tuxa_records::recording::Retention>,
+    /// Log lines as text, or one JSON object a line (for a log shipper)
+    /// [default: text].
+    #[arg(long, global = true, env = "TUXA_LOG_FORMAT", value_name = "text|json", value_parser = log_format)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How log lines are written (`--log-format`). Both go to standard output,
+/// which systemd sends to the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (without colours when not at a terminal).
+    #[default]
+    Text,
+    /// One JSON object a line: time, level, target, message and fields.
+    Json,
+}
+
+fn log_format(s: &str) -> Result<LogFormat, String> {
+    match s.trim() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err("must be text or json".to_owned()),
+    }
 }
 
 fn retention(s: &str) -> Result<tuxa_records::recording::Retention, String> {
@@ -466,6 +505,7 @@ struct FileConfig {
     old_key_files: Option<Vec<PathBuf>>,
     recording_keys: Option<PathBuf>,
     recording_retention: Option<String>,
+    log_format: Option<String>,
 }
 
 /// The file's value for an option given as text, checked as the flag is.
@@ -696,6 +736,10 @@ impl Settings {
             bail!("--department-name must be one line of at most 200 characters");
         }
         let log = o.log.or(file.log).unwrap_or_else(|| "info".into());
+        let log_format = match o.log_format {
+            Some(f) => f,
+            None => from_file(file.log_format, "log_format", log_format)?.unwrap_or_default(),
+        };
         // The key is kept apart from the data directory (a copy or backup of
         // it must not carry the key): next to the configuration by default.
         let master_key = match (o.key_file, env("TUXA_MASTER_KEY").filter(|k| !k.is_empty())) {
@@ -752,6 +796,7 @@ impl Settings {
             media_listen,
             media_tcp_listen,
             log,
+            log_format,
             config: Config {
                 data_dir,
                 tls,
@@ -887,6 +932,27 @@ mod tests {
         assert_eq!(s.config.reconnect_grace.as_secs(), 20);
         std::fs::write(&path, "lisen = 1\n").unwrap();
         assert!(Settings::resolve(&args(&["--config", path.to_str().unwrap()]), |_| None).is_err());
+    }
+
+    #[test]
+    fn log_format_from_flag_variable_or_file() {
+        let s = Settings::resolve(&args(&[]), |_| None).unwrap();
+        assert_eq!(s.log_format, LogFormat::Text);
+        let s = Settings::resolve(&args(&["--log-format", "json"]), |_| None).unwrap();
+        assert_eq!(s.log_format, LogFormat::Json);
+        let s = Settings::resolve(&args(&[]), |k| {
+            (k == "TUXA_LOG_FORMAT").then(|| "json".to_owned())
+        })
+        .unwrap();
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert!(Settings::resolve(&args(&["--log-format", "xml"]), |_| None).is_err());
+        let dir = std::env::temp_dir().join(format!("tuxa-cfg-logfmt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tuxa.toml");
+        std::fs::write(&path, "log_format = \"json\"\n").unwrap();
+        let s = Settings::resolve(&args(&["--config", path.to_str().unwrap()]), |_| None).unwrap();
+        assert_eq!(s.log_format, LogFormat::Json);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -36,6 +36,14 @@ pub fn routes() -> Routes {
         .get("/check", Access::Public, web::check_page)
         .get("/static/{file}", Access::Public, web::asset)
         .get("/healthz", Access::Public, || async { "ok" })
+        // Liveness and readiness, version and build (health.rs).
+        .get("/livez", Access::Public, |State(s): State<AppState>| async move {
+            crate::health::live_answer(s.hub.is_closed())
+        })
+        .get("/readyz", Access::Public, |State(s): State<AppState>| async move {
+            let stopping = *s.shutdown.borrow();
+            crate::health::ready_answer(&s.health.borrow(), stopping)
+        })
         // The token comes in the first frame (ws.rs); a staff cookie, when
         // there is one, is read by the handler.
         .get("/ws", Access::Public, ws_upgrade)

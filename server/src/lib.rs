@@ -11,6 +11,8 @@
 //!   only; `media_tcp.rs`);
 //! - one **session task** per WebSocket, holding only its socket;
 //! - the **store thread** owns the SQLite connection;
+//! - the **health monitor** owns the readiness checks and publishes them on
+//!   a watch (`health.rs`);
 //! - the HTTPS accept loop owns the connection counts and spawns one task
 //!   per TLS connection (`accept.rs`).
 //!
@@ -23,6 +25,7 @@ pub mod appointments;
 pub mod audit;
 mod auth;
 mod authz;
+pub mod backup;
 mod check;
 mod clock;
 mod conferences;
@@ -32,6 +35,7 @@ mod directory;
 mod error;
 mod export;
 pub mod gate;
+pub mod health;
 /// Every route with its access (gate.rs), for the permission matrix test.
 pub use http::route_table;
 mod http;
@@ -431,9 +435,12 @@ pub async fn run(
         }
         None => None,
     };
+    let (media_beat, media_beat_rx) = health::media_beat();
+    let health = health::spawn_monitor(store.clone(), media_beat_rx, stop.clone());
     let media_handle = tokio::spawn(
         media::MediaTask {
             recorder: Some(recorder_tx),
+            beat: media_beat,
             socket: media_socket,
             sfu: Sfu::new(SfuConfig {
                 candidates: candidates.clone(),
@@ -463,6 +470,7 @@ pub async fn run(
             vault::recordings_dir(&config.data_dir),
             recording_keys.clone(),
         ),
+        health,
     };
     // Extractors read at most this much even of a body whose length the
     // body check (limits.rs) could not know; the upload route sets its own.

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use tuxa_server::config::{Cli, Command};
+use tuxa_server::config::{Cli, Command, LogFormat};
 use tuxa_server::{Listeners, Settings};
 
 fn main() -> anyhow::Result<()> {
@@ -70,14 +70,42 @@ fn main() -> anyhow::Result<()> {
             );
             return Ok(());
         }
+        // Backup and restore (backup.rs).
+        Some(Command::Backup { dest }) => {
+            let report = tuxa_server::backup::backup(
+                &settings.config.data_dir,
+                &settings.config.keys,
+                &dest,
+            )?;
+            println!("{report}");
+            return Ok(());
+        }
+        Some(Command::Restore { src }) => {
+            let report = tuxa_server::backup::restore(
+                &src,
+                &settings.config.data_dir,
+                &settings.config.keys,
+            )?;
+            println!("{report}");
+            return Ok(());
+        }
     }
 
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&settings.log)
-                .context("--log is not a valid filter")?,
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
+        .context("--log is not a valid filter")?;
+    match settings.log_format {
+        // Under systemd the lines go to the journal, which keeps its own
+        // time and does not read colour codes.
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_current_span(false)
+            .init(),
+    }
 
     let http = std::net::TcpListener::bind(settings.listen)
         .with_context(|| format!("binding HTTPS to {}", settings.listen))?;

@@ -69,6 +69,8 @@ pub struct MediaTask {
     /// The recorder's queue (recorder.rs): the tap's events go there without
     /// waiting; `None` in set-ups that record nothing.
     pub recorder: Option<RecorderTx>,
+    /// Readiness (health.rs): beaten once per counts tick, not per packet.
+    pub beat: crate::health::MediaBeat,
 }
 
 impl MediaTask {
@@ -86,6 +88,7 @@ impl MediaTask {
             let now = Instant::now();
             if now >= next_counts {
                 next_counts = now + COUNTS_LOG_INTERVAL;
+                self.beat.beat(now);
                 self.tcp_routes.sweep(now);
                 let c = self.sfu.counts();
                 if last_counts != Some(c) {

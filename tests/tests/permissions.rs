@@ -407,6 +407,9 @@ async fn every_route_answers_every_caller_as_the_matrix_says() -> anyhow::Result
         row("GET", "/staff", "/staff".into(), EVERYONE),
         row("GET", "/static/{file}", "/static/app.js".into(), EVERYONE),
         row("GET", "/healthz", "/healthz".into(), EVERYONE),
+        row("GET", "/livez", "/livez".into(), EVERYONE).everyone_gets(&[200]),
+        // Ready once the monitor's first probe is in (well before the rows run).
+        row("GET", "/readyz", "/readyz".into(), EVERYONE).everyone_gets(&[200]),
         row("GET", "/check", "/check".into(), EVERYONE),
         // Without an upgrade it is a plain bad request, for everyone.
         row("GET", "/ws", "/ws".into(), EVERYONE),
