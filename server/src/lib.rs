@@ -586,6 +586,9 @@ pub async fn run(
 /// close handshake waits at most 2 s for its client (`ws.rs`), an HTTP
 /// connection 1 s; what is still open after this belongs to a client that
 /// does not answer, and the process exits without it.
+/// How long a stop waits for the recorder to finish its open files.
+const RECORDER_FINISH: Duration = Duration::from_secs(30);
+
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The addresses to announce as ICE candidates.

@@ -803,9 +803,7 @@ impl Ctx {
             return Ok(());
         };
         let OpenFile {
-            mut writer,
-            abs: _,
-            row,
+            mut writer, row, ..
         } = f;
         writer.append(&fin.tail)?;
         let sealed = writer.finish(&fin.head)?;
@@ -858,7 +856,9 @@ impl Ctx {
         let Some(f) = t.file.take() else {
             return;
         };
-        let OpenFile { writer, abs, row } = f;
+        let OpenFile {
+            writer, abs, row, ..
+        } = f;
         drop(writer);
         let (size, sha) = match File::open(&abs).and_then(hash_all) {
             Ok(x) => x,
