@@ -207,7 +207,12 @@ function recordingView(rec) {
     grid,
     h('h3', {}, t('pl_files')), files);
   sync();
-  return { section, play, pause, seekTo: (ms) => { clockMs = ms; startedMs = ms; startedAt = performance.now(); sync(); } };
+  // `now`: the page's clock (ms on the recording's time line), which the
+  // browser test compares each element with.
+  return {
+    section, play, pause, now, length_ms,
+    seekTo: (ms) => { clockMs = ms; startedMs = ms; startedAt = performance.now(); sync(); },
+  };
 }
 
 async function main() {
