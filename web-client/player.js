@@ -123,6 +123,13 @@ function recordingView(rec) {
   let startedMs = 0; // …and the clock then
   /** @type {{ tile: Tile, video: HTMLVideoElement, audio: HTMLAudioElement }[]} */
   const views = [];
+  // Every moment a segment begins or ends, in order: at each the elements
+  // are seated again then, not at the next periodic sync (a tile would show
+  // its last frame, or nothing, for up to SYNC_MS).
+  const bounds = [...new Set(rec.tracks.flatMap((tr) => [tr.offset_ms, tr.offset_ms + tr.duration_ms]))]
+    .sort((a, b) => a - b);
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let boundTimer;
 
   const now = () => (playing && !waiting ? Math.min(length_ms, startedMs + (performance.now() - startedAt)) : clockMs);
 
@@ -181,6 +188,11 @@ function recordingView(rec) {
           el.play().catch((e) => { if (e && e.name !== 'AbortError') ts.errors.push(String(e)); });
         }
       }
+    }
+    clearTimeout(boundTimer);
+    if (playing && !waiting) {
+      const next = bounds.find((b) => b > ms);
+      if (next !== undefined) boundTimer = setTimeout(sync, next - ms + 1);
     }
     seek.value = String(Math.round(ms));
     clock.textContent = `${fmtClock(ms)} / ${fmtClock(length_ms)}`;
