@@ -113,12 +113,25 @@ function recordingView(rec) {
   const { tiles, length_ms } = layout(rec);
   let clockMs = 0; // the page's clock, on the recording's time line
   let playing = false;
+  // While an element that should show something cannot play on yet (its
+  // file is opening, it seeks, it buffers), the clock holds and the others
+  // wait for it: otherwise the clock runs ahead of an element that is still
+  // loading, which then lags by its load time and is pulled back by a seek
+  // that loads again.
+  let waiting = false;
   let startedAt = 0; // performance.now() when play began…
   let startedMs = 0; // …and the clock then
   /** @type {{ tile: Tile, video: HTMLVideoElement, audio: HTMLAudioElement }[]} */
   const views = [];
+  // Every moment a segment begins or ends, in order: at each the elements
+  // are seated again then, not at the next periodic sync (a tile would show
+  // its last frame, or nothing, for up to SYNC_MS).
+  const bounds = [...new Set(rec.tracks.flatMap((tr) => [tr.offset_ms, tr.offset_ms + tr.duration_ms]))]
+    .sort((a, b) => a - b);
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let boundTimer;
 
-  const now = () => (playing ? Math.min(length_ms, startedMs + (performance.now() - startedAt)) : clockMs);
+  const now = () => (playing && !waiting ? Math.min(length_ms, startedMs + (performance.now() - startedAt)) : clockMs);
 
   /** Puts one element on the segment covering `ms`, at its place. */
   const seat = (el, segments, ms, play) => {
@@ -135,17 +148,51 @@ function recordingView(rec) {
     } else if (Math.abs(el.currentTime - p.at_s) > DRIFT_S) {
       el.currentTime = p.at_s;
     }
-    if (play && el.paused) el.play().catch((e) => ts.errors.push(String(e)));
+    if (play && el.paused) {
+      // A pause() while play() was pending rejects it with AbortError: not a fault.
+      el.play().catch((e) => { if (e && e.name !== 'AbortError') ts.errors.push(String(e)); });
+    }
     if (!play && !el.paused) el.pause();
     return true;
   };
 
+  /**
+   * An element seated on a segment that cannot play on from where it is yet
+   * (one at its file's end, or broken, holds nobody up).
+   */
+  const behind = (el) => el.dataset.track !== '' && !el.ended && !el.error
+    && (el.seeking || el.readyState < HTMLMediaElement.HAVE_FUTURE_DATA);
+
   const sync = () => {
-    const ms = now();
+    let ms = now();
+    const seated = [];
     for (const v of views) {
-      const shown = seat(v.video, v.tile.video, ms, playing);
+      const shown = seat(v.video, v.tile.video, ms, playing && !waiting);
       v.video.closest('.pl-tile')?.classList.toggle('pl-off', !shown);
-      seat(v.audio, v.tile.audio, ms, playing);
+      seat(v.audio, v.tile.audio, ms, playing && !waiting);
+      seated.push(v.video, v.audio);
+    }
+    if (playing) {
+      const stalled = seated.some(behind);
+      if (stalled && !waiting) {
+        // Hold the clock where it is and the elements with it.
+        clockMs = ms;
+        waiting = true;
+        for (const el of seated) if (!el.paused) el.pause();
+      } else if (!stalled && waiting) {
+        waiting = false;
+        startedMs = clockMs;
+        startedAt = performance.now();
+        ms = clockMs;
+        for (const el of seated) if (el.dataset.track !== '' && el.paused) {
+          el.play().catch((e) => { if (e && e.name !== 'AbortError') ts.errors.push(String(e)); });
+        }
+      }
+    }
+    clearTimeout(boundTimer);
+    if (playing && !waiting) {
+      const next = bounds.find((b) => b > ms);
+      if (next !== undefined) boundTimer = setTimeout(sync, next - ms + 1);
     }
     seek.value = String(Math.round(ms));
     clock.textContent = `${fmtClock(ms)} / ${fmtClock(length_ms)}`;
@@ -155,6 +202,7 @@ function recordingView(rec) {
   const play = () => {
     if (clockMs >= length_ms) clockMs = 0;
     playing = true;
+    waiting = false;
     startedAt = performance.now();
     startedMs = clockMs;
     playBtn.textContent = t('pl_pause');
@@ -163,6 +211,7 @@ function recordingView(rec) {
   const pause = () => {
     clockMs = now();
     playing = false;
+    waiting = false;
     playBtn.textContent = t('pl_play');
     sync();
   };
@@ -173,6 +222,7 @@ function recordingView(rec) {
     'aria-label': t('pl_seek'),
     oninput: () => {
       clockMs = Number(seek.value);
+      waiting = false;
       startedMs = clockMs;
       startedAt = performance.now();
       sync();
@@ -184,6 +234,11 @@ function recordingView(rec) {
     const video = /** @type {HTMLVideoElement} */ (h('video', { playsInline: true, muted: true, preload: 'metadata' }));
     const audio = /** @type {HTMLAudioElement} */ (h('audio', { preload: 'metadata' }));
     views.push({ tile, video, audio });
+    // An element that was waiting may let the clock go on as soon as it can.
+    for (const el of [video, audio]) {
+      el.addEventListener('canplay', () => { if (waiting) sync(); });
+      el.addEventListener('seeked', () => { if (waiting) sync(); });
+    }
     const label = [tile.name, roleName(tile.role), tile.facility, tile.source === 'camera' ? null : t(`pl_source_${tile.source}`) || tile.source]
       .filter(Boolean).join(' · ');
     return h('figure', { class: 'pl-tile', dataset: { participant: String(tile.participant_id), source: tile.source } },
@@ -207,7 +262,12 @@ function recordingView(rec) {
     grid,
     h('h3', {}, t('pl_files')), files);
   sync();
-  return { section, play, pause, seekTo: (ms) => { clockMs = ms; startedMs = ms; startedAt = performance.now(); sync(); } };
+  // `now`: the page's clock (ms on the recording's time line), which the
+  // browser test compares each element with.
+  return {
+    section, play, pause, now, length_ms,
+    seekTo: (ms) => { clockMs = ms; waiting = false; startedMs = ms; startedAt = performance.now(); sync(); },
+  };
 }
 
 async function main() {

@@ -117,6 +117,11 @@ mkdir -p "$TMP/data"
 # lives outside the data dir; every server the tests start (16 and 18 start
 # their own) takes this one, never a keys/ folder in the work tree.
 export TUXA_KEY_FILE="$TMP/keys/tuxa.key"
+# Recordings (issue 13) need their own key, also outside the data dir and
+# mode 0600 (docs/recording.md); without it the hub refuses to record.
+mkdir -p "$TMP/keys"
+(umask 077 && "$TUXA_BIN" recording-key >"$TMP/keys/recording.keys")
+export TUXA_RECORDING_KEY_FILE="$TMP/keys/recording.keys"
 
 log "starting $TUXA_BIN on https://127.0.0.1:$PORT, media udp 127.0.0.1:$UDP_PORT, tcp 127.0.0.1:$TCP_MEDIA_PORT (netns: $TUXA_IN_NETNS)"
 # The cert dir and log filter go by environment (docs: every flag has a
