@@ -38,7 +38,7 @@ pub struct AppState {
     /// The Department of Health named on the minutes (`--department-name`).
     pub department_name: Option<Arc<str>>,
     /// Where recordings are and the keys that open them (playback.rs).
-    pub recordings: crate::playback::Recordings,
+    pub recordings: crate::vault::Recordings,
     /// Readiness as the health monitor last found it (health.rs).
     pub health: watch::Receiver<crate::health::Report>,
 }
@@ -62,7 +62,7 @@ pub(crate) fn test_state(
         next_session: Arc::new(AtomicU64::new(1)),
         turn: None,
         department_name: Some("Sở Y tế tỉnh An Hòa".into()),
-        recordings: crate::playback::Recordings::new(
+        recordings: crate::vault::Recordings::new(
             crate::vault::recordings_dir(data_dir),
             crate::vault::RecordingKeys::Unavailable("not in router tests".into()),
         ),

@@ -466,7 +466,7 @@ pub async fn run(
         shutdown: shutdown_rx.clone(),
         turn: config.turn.clone().map(Arc::new),
         department_name: config.department_name.as_deref().map(Arc::from),
-        recordings: playback::Recordings::new(
+        recordings: vault::Recordings::new(
             vault::recordings_dir(&config.data_dir),
             recording_keys.clone(),
         ),

@@ -13,14 +13,12 @@
 //! a view when a stream is opened from its start (`Range: bytes=0-` or no
 //! range), which is how a browser's media element begins, not every range.
 //!
-//! Streams are bounded: at most [`MAX_STREAMS`] at once for the whole
+//! Streams are bounded: at most [`crate::vault::MAX_STREAMS`] at once for the whole
 //! server (each holds a blocking thread while it decrypts), beyond which a
 //! request is refused with `rate_limited` rather than queued.
 
 use std::fs::File;
 use std::io;
-use std::path::PathBuf;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -28,7 +26,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tuxa_protocol::ErrorCode;
 use tuxa_recording::keys::KeyRing;
 use tuxa_recording::seal::SealReader;
@@ -41,8 +39,6 @@ use crate::authz::Actor;
 use crate::error::{ApiError, ApiResult};
 use crate::gate::{Access, Routes};
 
-/// Streams decrypting at once, server-wide.
-pub const MAX_STREAMS: usize = 32;
 /// One piece of a streamed body: a few sealed chunks' worth.
 const PIECE: usize = 64 * 1024;
 /// Pieces decrypted ahead of a slow client.
@@ -53,25 +49,6 @@ pub fn routes() -> Routes {
         .get("/consultations/{id}/recordings", Access::STAFF, page)
         .get("/api/v1/consultations/{id}/recordings", Access::STAFF, list)
         .get("/api/v1/recordings/{file}", Access::STAFF, media)
-}
-
-/// What reading recordings needs: where they are, the keys that open them,
-/// and the bound on streams.
-#[derive(Clone)]
-pub struct Recordings {
-    pub dir: Arc<std::path::Path>,
-    pub keys: Arc<crate::vault::RecordingKeys>,
-    pub streams: Arc<Semaphore>,
-}
-
-impl Recordings {
-    pub fn new(dir: PathBuf, keys: crate::vault::RecordingKeys) -> Recordings {
-        Recordings {
-            dir: dir.into(),
-            keys: Arc::new(keys),
-            streams: Arc::new(Semaphore::new(MAX_STREAMS)),
-        }
-    }
 }
 
 /// The page holds nothing; what it shows comes from [`list`], which checks

@@ -744,7 +744,9 @@ impl Ctx {
             return None;
         };
         let Some(d) = self.described.get(room) else {
-            tracing::warn!(%room, "recording without a description: files only, no rows");
+            // The usual race: the row is made on the store thread and its
+            // description follows the media; the file gets its row then.
+            tracing::debug!(%room, "file opened before its recording's row; the row comes late");
             return None;
         };
         let recording = d.recording?;

@@ -549,3 +549,25 @@ pub fn new_key_line(cfg: &RecordingConfig, data_dir: &Path, id: Option<u32>) -> 
     });
     key_line(KeyId(id), &crate::random_bytes::<KEY_LEN>())
 }
+
+/// Streams of recordings decrypting at once, server-wide (playback.rs).
+pub const MAX_STREAMS: usize = 32;
+
+/// What reading recordings needs: where they are, the keys that open them,
+/// and the bound on streams.
+#[derive(Clone)]
+pub struct Recordings {
+    pub dir: Arc<std::path::Path>,
+    pub keys: Arc<RecordingKeys>,
+    pub streams: Arc<tokio::sync::Semaphore>,
+}
+
+impl Recordings {
+    pub fn new(dir: PathBuf, keys: RecordingKeys) -> Recordings {
+        Recordings {
+            dir: dir.into(),
+            keys: Arc::new(keys),
+            streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
+        }
+    }
+}
