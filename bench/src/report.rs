@@ -438,3 +438,48 @@ fn recording_table(s: &mut String, plain: &[&Value], rec: &[&Value]) -> anyhow::
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(sc: &str, run: u32, cpu: f64, fwd: f64, us: f64, bytes: f64) -> String {
+        serde_json::json!({
+            "target": "tuxa", "scenario": sc, "run": run, "participants": 6, "publishers": 6,
+            "fwd_pps": fwd, "sfu_cpu_pct": cpu, "cpu_us_per_pkt": us,
+            "rec_bytes_per_min": bytes, "rec_files": if bytes > 0.0 { 12 } else { 0 },
+            "loss_pct": 0.0,
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn recording_table_pairs_runs_and_judges_the_goal() {
+        // Run 1: 10 % → 12 % (+20 %); run 2: 10 % → 10.5 % (+5 %). Median +12.5 %: not met.
+        let lines = [
+            row("s2", 1, 10.0, 5000.0, 20.0, 0.0),
+            row("s2r", 1, 12.0, 5000.0, 24.0, 45e6),
+            row("s2", 2, 10.0, 5000.0, 20.0, 0.0),
+            row("s2r", 2, 10.5, 5000.0, 21.0, 44e6),
+        ]
+        .join("\n");
+        let md = markdown(&lines).unwrap();
+        let table = md.split("### Recording").nth(1).expect("a recording table");
+        let data = table.lines().nth(4).unwrap();
+        // 12 tracks; extra CPU per track (2 and 0.5 points / 12); 1,000 recorded pkt/s, so
+        // 1e4 × 2 / 1000 = 20 µs and 5 µs per recorded packet.
+        assert!(
+            data.starts_with("| 2 | 12 | 10.0 → 11.2 (10.5–12.0) | 12.5 (5.00–20.0) |"),
+            "{data}"
+        );
+        assert!(
+            data.contains("| 0.10 (0.04–0.17) | 12.5 (5.00–20.0) |"),
+            "{data}"
+        );
+        assert!(data.contains("| 44.5 (44.0–45.0) | 12.0 |"), "{data}");
+        assert!(data.ends_with("| NOT met (12.5 %) |"), "{data}");
+        // Without S2R there is no table.
+        let plain = row("s2", 1, 10.0, 5000.0, 20.0, 0.0);
+        assert!(!markdown(&plain).unwrap().contains("### Recording"));
+    }
+}
