@@ -5,6 +5,8 @@
 #
 #   bash scripts/bench.sh                 # all scenarios, all systems, 3 runs
 #   RUNS=1 SCENARIOS="s1 s3" SYSTEMS="tuxa floor" bash scripts/bench.sh
+#   RUNS=3 DURATION=20 SCENARIOS="s2 s2r" SYSTEMS=tuxa OUT=/tmp/rec.md bash scripts/bench.sh
+#                                         # S2R: S2 with every track recorded (tuxa only)
 #
 # Environment: RUNS (3), SCENARIOS ("s1 s2 s3 s4 s6"), SYSTEMS ("floor tuxa janus"), DURATION
 # (10 s window), SUBSCRIBERS (199: S3 is one publisher and 199 subscribers in one room), CYCLES
@@ -64,8 +66,13 @@ fi
 
 WORK=$(mktemp -d /tmp/tuxa-bench.XXXXXX)
 RESULTS=$WORK/results.jsonl
+# tuxa always runs with a recording key (outside its data dir, as in production), so S2 and
+# S2R differ only in the room's recording being on.
+"$TUXA" recording-key --id 1 >"$WORK/recording.keys"
+chmod 600 "$WORK/recording.keys"
 SERVER_PID=
 SERVER_LOG=
+SERVER_DIR=
 # S4's CPU cap: a cgroup (v1 cpu controller) with a 10 ms period and S4_CAP cores of quota.
 CGROUP=/sys/fs/cgroup/cpu/tuxa-bench-$$
 cleanup() {
@@ -134,9 +141,11 @@ start_server() { # start_server SYSTEM: sets SERVER_PID and ADDR
       # tuxa::sfu_counts: the SFU's table sizes, which S6 compares before and after.
       TUXA_ADMIN_KEY=bench-admin-key nice -n "$NICE" taskset -c "$SERVER_CPU" "$TUXA" --listen 127.0.0.1:$p \
         --media-listen 127.0.0.1:$u --announce 127.0.0.1 --data-dir "$d" --cert-dir "$d/certs" \
-        --no-demo --max-participants 250 --log warn,tuxa::sfu_counts=debug >"$d/log" 2>&1 &
+        --no-demo --max-participants 250 --recording-keys "$WORK/recording.keys" \
+        --log warn,tuxa::sfu_counts=debug >"$d/log" 2>&1 &
       SERVER_PID=$!
       SERVER_LOG=$d/log
+      SERVER_DIR=$d
       ADDR=127.0.0.1:$p
       wait_for curl -skf "https://$ADDR/healthz"
       ;;
@@ -163,6 +172,8 @@ start_server() { # start_server SYSTEM: sets SERVER_PID and ADDR
 for run in $(seq "$RUNS"); do
   for sc in $SCENARIOS; do
     for sys in $SYSTEMS; do
+      # S2R records: only tuxa does.
+      [[ $sc == s2r && $sys != tuxa ]] && continue
       echo "== run $run: $sys $sc" >&2
       start_server "$sys"
       extra=()
@@ -170,7 +181,7 @@ for run in $(seq "$RUNS"); do
         cap_server "$SERVER_PID"
         extra=(--cpu-cap "$S4_CAP" --rooms "$S4_ROOMS")
       fi
-      [[ $sys == tuxa ]] && extra+=(--server-log "$SERVER_LOG")
+      [[ $sys == tuxa ]] && extra+=(--server-log "$SERVER_LOG" --data-dir "$SERVER_DIR")
       client_ip=127.0.0.1
       [[ $sys == janus ]] && client_ip=10.77.0.1
       BENCH_CLIENT_IP=$client_ip TUXA_ADMIN_KEY=bench-admin-key nice -n "$NICE" taskset -c "$GEN_CPU" "$BENCH" run --target "$sys" \

@@ -1,7 +1,7 @@
 //! `tuxa-bench`: the load generator, the floor forwarder and the report writer.
 //!
 //! ```text
-//! tuxa-bench run --target tuxa|janus|floor --addr ADDR [--key KEY] --scenario s1|s2|s3|s4|s6
+//! tuxa-bench run --target tuxa|janus|floor --addr ADDR [--key KEY] --scenario s1|s2|s2r|s3|s4|s6 [--data-dir DIR]
 //!                [--pid PID] [--run N] [--duration S] [--warmup S] [--subscribers N]
 //!                [--cycles N] [--rooms N] [--cpu-cap CORES] [--server-log FILE]
 //!                [--out FILE.jsonl]
@@ -95,6 +95,7 @@ fn main() -> anyhow::Result<()> {
                     .and_then(|x| x.parse().ok())
                     .unwrap_or(1.0),
                 server_log: arg(&args, "--server-log"),
+                data_dir: arg(&args, "--data-dir"),
             };
             // The generator: one thread drives every peer.
             let rt = tokio::runtime::Builder::new_current_thread()

@@ -127,6 +127,8 @@ pub struct Collector {
     /// Peers whose DTLS came up, and those that saw a first video frame.
     pub connected: u64,
     pub first_video: u64,
+    /// `recording` notices with state `on` that peers received (S2R).
+    pub recording_on: u64,
 }
 
 impl Collector {

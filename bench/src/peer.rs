@@ -10,14 +10,15 @@ use str0m::media::{Direction, MediaKind};
 use str0m::net::Protocol;
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tuxa_protocol::{ClientMsg, RecordingState};
 use tuxa_test_kit::rtc;
 use tuxa_test_kit::sdp::{self, Mids, PendingOffer, Track};
 
 use crate::media::{self, AUDIO_INTERVAL, Kind, Shared, VIDEO_INTERVAL, now_ns};
 use crate::sig::{Sig, SigEvent};
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct PeerOpts {
     /// The publisher number carried in every frame.
     pub id: u32,
@@ -30,6 +31,9 @@ pub struct PeerOpts {
     pub started_ns: u64,
     /// Leave as soon as the first video frame arrived (join/leave cycles).
     pub leave_after_first_video: bool,
+    /// Extra protocol messages the scenario sends through this peer's signaling (tuxa only),
+    /// e.g. S2R's `recording start`.
+    pub control: Option<mpsc::Receiver<ClientMsg>>,
 }
 
 pub struct PeerReport {
@@ -170,12 +174,13 @@ enum Step {
     Sig(SigEvent),
     Keepalive,
     Stop,
+    Control(ClientMsg),
 }
 
 /// Runs one peer until `stop` turns true (then leaves) or signaling closes.
 pub async fn run(
     mut sig: Sig,
-    opts: PeerOpts,
+    mut opts: PeerOpts,
     col: Shared,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<PeerReport> {
@@ -187,6 +192,7 @@ pub async fn run(
     let local = socket.local_addr()?;
     let mut rtc = rtc::new_rtc();
     rtc.add_local_candidate(Candidate::host(local, "udp").context("host candidate")?);
+    let mut control = opts.control.take();
     let mut p = P {
         rtc,
         socket,
@@ -233,6 +239,12 @@ pub async fn run(
                 e = sig.next() => Step::Sig(e),
                 _ = ka.tick() => Step::Keepalive,
                 _ = stop.changed() => Step::Stop,
+                Some(m) = async {
+                    match control.as_mut() {
+                        Some(c) => c.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => Step::Control(m),
             };
             match step {
                 Step::Udp(r) => {
@@ -257,6 +269,13 @@ pub async fn run(
                 Step::Audio => p.write(Kind::Audio),
                 Step::Video => p.write(Kind::Video),
                 Step::Keepalive => sig.keepalive().await?,
+                Step::Control(m) => sig.send_control(&m).await?,
+                Step::Sig(SigEvent::Recording(state)) => {
+                    let mut c = p.col.lock().unwrap();
+                    if state == RecordingState::On {
+                        c.recording_on += 1;
+                    }
+                }
                 Step::Stop => return Ok(()),
                 Step::Sig(SigEvent::Offer(sdp)) => {
                     tracing::debug!(peer = p.opts.id, "remote offer:\n{sdp}");

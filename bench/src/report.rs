@@ -352,6 +352,9 @@ pub fn markdown(jsonl: &str) -> anyhow::Result<String> {
             .unwrap_or("—".into()),
         verdict(worst_ttff.map(|x| x <= 200.0))
     )?;
+    if let (Some(plain), Some(rec)) = (tuxa("s2"), tuxa("s2r")) {
+        recording_table(&mut s, plain, rec)?;
+    }
     if !failed.is_empty() {
         writeln!(s, "\n### Runs that failed\n")?;
         for f in failed {
@@ -359,4 +362,124 @@ pub fn markdown(jsonl: &str) -> anyhow::Result<String> {
         }
     }
     Ok(s)
+}
+
+/// S2 against S2R (the same six-party room with every track recorded), paired by run: the SFU's
+/// extra CPU, per recorded track, per recorded packet, and the disk bytes written per minute.
+fn recording_table(s: &mut String, plain: &[&Value], rec: &[&Value]) -> anyhow::Result<()> {
+    let f = |r: &Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    let (mut cpu0, mut cpu1, mut extra, mut per_track, mut per_pkt) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut us0, mut us1, mut us_extra, mut bytes, mut files, mut loss1) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    let mut tracks = 0.0;
+    for r in rec {
+        let Some(p) = plain.iter().find(|p| p["run"] == r["run"]) else {
+            continue;
+        };
+        // Every publisher's audio and video.
+        tracks = 2.0 * f(r, "publishers");
+        let (c0, c1) = (f(p, "sfu_cpu_pct"), f(r, "sfu_cpu_pct"));
+        cpu0.push(c0);
+        cpu1.push(c1);
+        extra.push(100.0 * (c1 - c0) / c0);
+        per_track.push((c1 - c0) / tracks);
+        // Published packets per second: each is forwarded to every other participant.
+        let recorded_pps = f(r, "fwd_pps") / (f(r, "participants") - 1.0);
+        per_pkt.push(1e4 * (c1 - c0) / recorded_pps);
+        let (u0, u1) = (f(p, "cpu_us_per_pkt"), f(r, "cpu_us_per_pkt"));
+        us0.push(u0);
+        us1.push(u1);
+        us_extra.push(100.0 * (u1 - u0) / u0);
+        bytes.push(f(r, "rec_bytes_per_min") / 1e6);
+        files.push(f(r, "rec_files"));
+        loss1.push(f(r, "loss_pct"));
+    }
+    if cpu0.is_empty() {
+        return Ok(());
+    }
+    let goal = stats(&mut extra.clone()).map(|x| x.0);
+    writeln!(
+        s,
+        "\n### Recording (S2R: S2 with every track recorded, paired with S2 of the same run)\n"
+    )?;
+    writeln!(
+        s,
+        "| runs | recorded tracks | SFU CPU % S2 → S2R | extra SFU CPU % | extra CPU per recorded track (% of a core) | extra CPU per recorded packet µs | µs CPU / forwarded pkt S2 → S2R (extra %) | disk MB / min | files | loss % S2R | goal ≤ 10 % more CPU |"
+    )?;
+    writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|")?;
+    writeln!(
+        s,
+        "| {} | {} | {} → {} | {} | {} | {} | {} → {} ({}) | {} | {} | {} | {} |",
+        cpu0.len(),
+        tracks,
+        cell(&mut cpu0),
+        cell(&mut cpu1),
+        cell(&mut extra),
+        cell(&mut per_track),
+        cell(&mut per_pkt),
+        cell(&mut us0),
+        cell(&mut us1),
+        cell(&mut us_extra),
+        cell(&mut bytes),
+        cell(&mut files),
+        cell(&mut loss1),
+        match goal {
+            Some(g) if g <= 10.0 => format!("met ({g:.1} %)"),
+            Some(g) => format!("NOT met ({g:.1} %)"),
+            None => "—".into(),
+        }
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(sc: &str, run: u32, cpu: f64, fwd: f64, us: f64, bytes: f64) -> String {
+        serde_json::json!({
+            "target": "tuxa", "scenario": sc, "run": run, "participants": 6, "publishers": 6,
+            "fwd_pps": fwd, "sfu_cpu_pct": cpu, "cpu_us_per_pkt": us,
+            "rec_bytes_per_min": bytes, "rec_files": if bytes > 0.0 { 12 } else { 0 },
+            "loss_pct": 0.0,
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn recording_table_pairs_runs_and_judges_the_goal() {
+        // Run 1: 10 % → 12 % (+20 %); run 2: 10 % → 10.5 % (+5 %). Median +12.5 %: not met.
+        let lines = [
+            row("s2", 1, 10.0, 5000.0, 20.0, 0.0),
+            row("s2r", 1, 12.0, 5000.0, 24.0, 45e6),
+            row("s2", 2, 10.0, 5000.0, 20.0, 0.0),
+            row("s2r", 2, 10.5, 5000.0, 21.0, 44e6),
+        ]
+        .join("\n");
+        let md = markdown(&lines).unwrap();
+        let table = md.split("### Recording").nth(1).expect("a recording table");
+        let data = table.lines().nth(4).unwrap();
+        // 12 tracks; extra CPU per track (2 and 0.5 points / 12); 1,000 recorded pkt/s, so
+        // 1e4 × 2 / 1000 = 20 µs and 5 µs per recorded packet.
+        assert!(
+            data.starts_with("| 2 | 12 | 10.0 → 11.2 (10.5–12.0) | 12.5 (5.00–20.0) |"),
+            "{data}"
+        );
+        assert!(
+            data.contains("| 0.10 (0.04–0.17) | 12.5 (5.00–20.0) |"),
+            "{data}"
+        );
+        assert!(data.contains("| 44.5 (44.0–45.0) | 12.0 |"), "{data}");
+        assert!(data.ends_with("| NOT met (12.5 %) |"), "{data}");
+        // Without S2R there is no table.
+        let plain = row("s2", 1, 10.0, 5000.0, 20.0, 0.0);
+        assert!(!markdown(&plain).unwrap().contains("### Recording"));
+    }
 }

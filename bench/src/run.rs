@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tuxa_protocol::{ClientMsg, RecordingAction};
 
 use crate::media::{Collector, Kind, Shared, now_ns, percentile};
 use crate::peer::{self, PeerOpts};
@@ -53,6 +54,8 @@ pub struct Params {
     pub cpu_cap: f64,
     /// S4: the server's log file, where tuxa writes its SFU's table sizes (S6 reads it too).
     pub server_log: Option<String>,
+    /// The server's data directory (S2R measures `<data>/recordings` in it).
+    pub data_dir: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Clone)]
@@ -109,6 +112,12 @@ pub struct Report {
     pub s4_cpu_cap: f64,
     pub s4_rooms_per_core: f64,
     pub s4_limit: String,
+    /// S2R: every published track recorded (the room's recording was on in the window).
+    pub recorded: bool,
+    /// S2R: bytes added under `<data>/recordings` during the window, per minute, and the files
+    /// there at its end.
+    pub rec_bytes_per_min: f64,
+    pub rec_files: u64,
 }
 
 /// One S4 step: `rooms` rooms of two, measured over the window.
@@ -171,6 +180,19 @@ async fn add(
     publish: bool,
     leave_after_first_video: bool,
 ) -> anyhow::Result<()> {
+    add_with(r, target, room, id, publish, leave_after_first_video, None).await
+}
+
+/// As `add`, with `control`: messages the scenario sends through this tuxa peer's signaling.
+async fn add_with(
+    r: &mut Running,
+    target: &Target,
+    room: &RoomRef,
+    id: u32,
+    publish: bool,
+    leave_after_first_video: bool,
+    control: Option<mpsc::Receiver<ClientMsg>>,
+) -> anyhow::Result<()> {
     let started_ns = now_ns();
     let col = r.col.clone();
     let stop = r.stop.subscribe();
@@ -184,6 +206,7 @@ async fn add(
                 offer: true,
                 started_ns,
                 leave_after_first_video,
+                control,
             };
             r.spawn(async move { peer::run(sig, opts, col, stop).await.map(|_| ()) });
         }
@@ -197,6 +220,7 @@ async fn add(
                     offer: true,
                     started_ns,
                     leave_after_first_video,
+                    control: None,
                 };
                 let (col2, stop2) = (col.clone(), stop.clone());
                 r.spawn(async move {
@@ -235,6 +259,7 @@ async fn add_janus_subscriber(
         offer: false,
         started_ns,
         leave_after_first_video,
+        control: None,
     };
     let (col, stop) = (r.col.clone(), r.stop.subscribe());
     r.spawn(async move { peer::run(Sig::Janus(s), opts, col, stop).await.map(|_| ()) });
@@ -279,6 +304,24 @@ async fn make_room(target: &Target, tokens: usize, n: u64) -> anyhow::Result<Roo
     })
 }
 
+/// Bytes and files under `dir` (recursively); (0, 0) when it does not exist.
+fn dir_bytes(dir: &std::path::Path) -> (u64, u64) {
+    let mut total = (0, 0);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return total;
+    };
+    for e in entries.flatten() {
+        let Ok(meta) = e.metadata() else { continue };
+        if meta.is_dir() {
+            let (b, n) = dir_bytes(&e.path());
+            total = (total.0 + b, total.1 + n);
+        } else {
+            total = (total.0 + meta.len(), total.1 + 1);
+        }
+    }
+    total
+}
+
 async fn wait_until(what: &str, timeout: Duration, f: impl Fn() -> bool) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
     while !f() {
@@ -300,7 +343,8 @@ fn pid_cpu(pid: Option<u32>) -> f64 {
 pub async fn steady(target: &Target, p: &Params) -> anyhow::Result<Report> {
     let (publishers, listeners) = match p.scenario.as_str() {
         "s1" => (2, 0),
-        "s2" => (6, 0),
+        // S2R: S2 with the room recorded (every track: 6 × audio + video).
+        "s2" | "s2r" => (6, 0),
         "s3" => (1, p.subscribers),
         s => bail!("unknown steady scenario {s}"),
     };
@@ -311,8 +355,20 @@ pub async fn steady(target: &Target, p: &Params) -> anyhow::Result<Report> {
     // One link per participant: tuxa lets one session hold a link at a time
     // (a second join with it replaces the first, as a reconnect does).
     let room = make_room(target, participants, u64::from(p.run) * 10 + 1).await?;
+    let record = p.scenario == "s2r";
+    if record && !matches!(target, Target::Tuxa { .. }) {
+        bail!("s2r (recording) is for tuxa only");
+    }
+    // S2R: peer 0, a doctor in a conference without a chair, may start the recording.
+    let (control_tx, control_rx) = mpsc::channel(4);
+    let mut control_rx = Some(control_rx);
     for i in 0..publishers {
-        add(&mut r, target, &room, i as u32, true, false).await?;
+        let control = if record && i == 0 {
+            control_rx.take()
+        } else {
+            None
+        };
+        add_with(&mut r, target, &room, i as u32, true, false, control).await?;
     }
     if let (Target::Janus { url }, RoomRef::Janus { id, feeds }) = (target, &room) {
         let col = r.col.clone();
@@ -357,14 +413,38 @@ pub async fn steady(target: &Target, p: &Params) -> anyhow::Result<Report> {
         r.stop().await;
         bail!(msg);
     }
+    if record {
+        control_tx
+            .send(ClientMsg::Recording {
+                action: RecordingAction::Start,
+            })
+            .await
+            .context("asking peer 0 to start the recording")?;
+        let col = r.col.clone();
+        let on = wait_until("recording on", Duration::from_secs(10), || {
+            col.lock().unwrap().recording_on >= participants as u64
+        })
+        .await;
+        if let Err(e) = on {
+            r.stop().await;
+            bail!("{e}: the server never said the recording is on (is --recording-keys set?)");
+        }
+    }
+    // The warm-up also covers the keyframes the recorder asks for when it starts.
     tokio::time::sleep(p.warmup).await;
 
+    let rec_dir = p
+        .data_dir
+        .as_ref()
+        .map(|d| std::path::Path::new(d).join("recordings"));
+    let rec0 = rec_dir.as_deref().map(dir_bytes).unwrap_or((0, 0));
     let (cpu0, gen0) = (pid_cpu(p.pid), pid_cpu(Some(std::process::id())));
     let t0 = now_ns();
     let t1 = t0 + p.duration.as_nanos() as u64;
     r.col.lock().unwrap().window = Some((t0, t1));
     tokio::time::sleep(p.duration).await;
     let (cpu1, gen1) = (pid_cpu(p.pid), pid_cpu(Some(std::process::id())));
+    let rec1 = rec_dir.as_deref().map(dir_bytes).unwrap_or((0, 0));
     let rss = p.pid.and_then(|x| procstat::rss_kib(x).ok()).unwrap_or(0);
     let threads = p.pid.map(procstat::threads).unwrap_or(0);
     // Let frames sent at the end of the window arrive.
@@ -387,6 +467,9 @@ pub async fn steady(target: &Target, p: &Params) -> anyhow::Result<Report> {
         threads,
         keyframes_sent: c.keyframes_sent,
         errors: c.errors.clone(),
+        recorded: record,
+        rec_bytes_per_min: rec1.0.saturating_sub(rec0.0) as f64 * 60.0 / p.duration.as_secs_f64(),
+        rec_files: rec1.1,
         ..Default::default()
     };
     rep.mem_per_participant_kib = (rss.saturating_sub(rss_base)) as f64 / participants as f64;

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
-use tuxa_protocol::{ClientMsg, ErrorCode, RoomId, ServerMsg, parse_server_msg};
+use tuxa_protocol::{ClientMsg, ErrorCode, RecordingState, RoomId, ServerMsg, parse_server_msg};
 
 use crate::tls::insecure_client_config;
 
@@ -24,6 +24,8 @@ pub enum SigEvent {
     Offer(String),
     Answer(String),
     Candidate(String),
+    /// tuxa's `recording` state changed (to this peer's room).
+    Recording(RecordingState),
     Closed(String),
     Nothing,
 }
@@ -50,6 +52,13 @@ impl Sig {
         match self {
             Sig::Tuxa(s) => s.send(&ClientMsg::Answer { sdp }).await,
             Sig::Janus(s) => s.send_answer(sdp).await,
+        }
+    }
+    /// Sends another protocol message (tuxa only: Janus has no counterpart here).
+    pub async fn send_control(&mut self, m: &ClientMsg) -> anyhow::Result<()> {
+        match self {
+            Sig::Tuxa(s) => s.send(m).await,
+            Sig::Janus(_) => bail!("no control messages for Janus"),
         }
     }
     pub async fn keepalive(&mut self) -> anyhow::Result<()> {
@@ -156,6 +165,7 @@ impl TuxaSig {
             Some(Ok(Message::Text(t))) => match parse_server_msg(t.as_str()) {
                 Ok(ServerMsg::Offer { sdp }) => SigEvent::Offer(sdp),
                 Ok(ServerMsg::Answer { sdp }) => SigEvent::Answer(sdp),
+                Ok(ServerMsg::Recording { state, .. }) => SigEvent::Recording(state),
                 Ok(ServerMsg::Error { code, message, .. }) => {
                     if code.is_fatal() {
                         return SigEvent::Closed(format!("{code:?}: {message}"));

@@ -64,6 +64,7 @@ pub async fn smoke(window: Duration) -> anyhow::Result<Report> {
         max_rooms: 0,
         cpu_cap: 1.0,
         server_log: None,
+        data_dir: None,
     };
     let mut result = Err(anyhow::anyhow!("the server did not come up"));
     for _ in 0..50 {
