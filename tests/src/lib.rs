@@ -16,6 +16,7 @@ pub mod events;
 pub mod frames;
 pub mod http;
 pub mod peer;
+pub mod real_media;
 pub mod recordings;
 pub mod server;
 pub mod signal;

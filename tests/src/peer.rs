@@ -52,6 +52,10 @@ pub struct PeerOptions {
     /// ICE over TCP only (str0m peers only): connect to this address (the server's media TCP
     /// port), offer one active TCP host candidate and no UDP one, frame packets with RFC 4571.
     pub tcp_only: Option<std::net::SocketAddr>,
+    /// Send real VP8 and Opus (looped) instead of the synthetic frames; the
+    /// receivers' frame checks then fail, so only for tests that look at
+    /// what the server made of the media (recordings).
+    pub real_media: Option<Arc<crate::real_media::RealMedia>>,
 }
 
 impl Default for PeerOptions {
@@ -65,6 +69,7 @@ impl Default for PeerOptions {
             ping_interval: Duration::from_secs(10),
             local_ip: std::net::IpAddr::from([127, 0, 0, 1]),
             tcp_only: None,
+            real_media: None,
         }
     }
 }
@@ -103,6 +108,7 @@ pub(crate) struct FrameSource {
     audio_n: u64,
     video_n: u64,
     last_key: Option<Instant>,
+    real: crate::real_media::Cursor,
 }
 
 impl FrameSource {
@@ -112,10 +118,14 @@ impl FrameSource {
             audio_n: 0,
             video_n: 0,
             last_key: None,
+            real: Default::default(),
         }
     }
 
     pub fn audio(&mut self) -> Vec<u8> {
+        if let Some(media) = &self.shared.opts.real_media {
+            return self.real.audio(media);
+        }
         let f = build_frame(MediaKind::Audio, self.shared.id, self.audio_n, false);
         self.audio_n += 1;
         f
@@ -129,6 +139,14 @@ impl FrameSource {
             _ => false,
         };
         let key = self.last_key.is_none() || requested || periodic;
+        if let Some(media) = &self.shared.opts.real_media {
+            let (f, key) = self.real.video(media, key);
+            if key {
+                self.last_key = Some(Instant::now());
+            }
+            self.video_n += 1;
+            return (f, key);
+        }
         if key {
             self.last_key = Some(Instant::now());
         }
