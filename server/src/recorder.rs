@@ -34,7 +34,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{
+    Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError, sync_channel,
+};
 use std::time::{Duration, Instant};
 
 use str0m::media::Mid;
@@ -58,6 +60,10 @@ pub const QUEUE: usize = 4096;
 
 /// Recorder events waiting for the server to take them.
 pub const EVENT_QUEUE: usize = 64;
+
+/// How long the thread rests after emptying its queue while media flows
+/// (see `Thread::run`).
+const BATCH_PAUSE: Duration = Duration::from_millis(20);
 
 /// A track's sealed chunks are written at least this often.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -371,7 +377,31 @@ impl Thread {
         let mut next_flush = Instant::now() + FLUSH_EVERY;
         loop {
             match rx.recv_timeout(FLUSH_EVERY) {
-                Ok(cmd) => self.on_command(cmd),
+                Ok(cmd) => {
+                    self.on_command(cmd);
+                    // Take what else is queued, then rest a moment: while
+                    // the thread rests, the media task's sends find nobody
+                    // to wake. A wake per packet (a futex call on each side
+                    // and a context switch) cost more than the muxing and
+                    // sealing together: most of recording's extra CPU in S2R
+                    // (BENCHMARKS.md, "Recording cost"). The queue holds
+                    // seconds; a rest holds a few dozen packets of a room.
+                    let mut gone = false;
+                    loop {
+                        match rx.try_recv() {
+                            Ok(cmd) => self.on_command(cmd),
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => {
+                                gone = true;
+                                break;
+                            }
+                        }
+                    }
+                    if gone {
+                        break;
+                    }
+                    std::thread::sleep(BATCH_PAUSE);
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
