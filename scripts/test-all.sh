@@ -18,8 +18,6 @@ command -v tc >/dev/null 2>&1 || missing+=(iproute2)
 command -v sysctl >/dev/null 2>&1 || missing+=(procps)
 # Recordings are checked by an independent reader: ffprobe counts their frames.
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
-# Random loss on a shaped link (browser test 25): iptables' statistic match.
-command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 # The FHIR R4 validator's venv (tests/fhir): Debian 12's python3 needs python3-venv.
 python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3 python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -8,8 +8,7 @@
 //!
 //! How the numbers fit together (the constants below, and the SFU's timers
 //! in `lib.rs` that call this):
-//! - every 0.5 s (at once on a sharp fall, which also puts every video on
-//!   its lowest layer: `SHARP_FALL` in `peer.rs`) each subscriber's video budget is
+//! - every 0.5 s (at once on a sharp fall) each subscriber's video budget is
 //!   the estimate × [`HEADROOM`], cut further for smoothed loss above 5 %
 //!   ([`video_budget`]), less its audio — reserved first for every microphone
 //!   that sends ([`AUDIO_RESERVE_BPS`] until measured), RED counted at half on
@@ -27,11 +26,7 @@
 //!   without room (never in a subscriber's first 10 s, while the estimate
 //!   settles), unless the budget has been under half the lowest layer for 1 s;
 //! - when no video fits the subscriber gets `audio_only {reason:
-//!   weak_network}`, and video resumes by itself when the estimate grows back
-//!   (once it has held the lowest layer with [`RESUME_MARGIN`] for 2 s; then
-//!   for 10 s only a hopeless budget lasting 3 s stops it again; a layer
-//!   steps up once wanted for 1 s and not within 6 s of stepping down: the
-//!   hold times in `peer.rs`, measured in `sfu/tests/weak_links.rs`):
+//!   weak_network}`, and video resumes by itself when the estimate grows back:
 //!   str0m probes when the desired rate (the next step up) rises, the SFU asks
 //!   again every 4 s while video flows and restarts an estimator with no new
 //!   estimate for 8 s; layers nobody receives for 3 s are paused at the

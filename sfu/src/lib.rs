@@ -507,12 +507,6 @@ impl Sfu {
         let Some(budget) = peer.allocation_due(now, audio_bps) else {
             return;
         };
-        // A cliff: audio first, every video on its lowest layer (issue 16).
-        let budget = if peer.take_sharp_fall() {
-            budget.min(demands.len() as u64 * alloc::MIN_VIDEO_BPS)
-        } else {
-            budget
-        };
         let chosen = alloc::allocate(budget, &demands);
         let choices: Vec<(usize, Option<(usize, Layer)>)> = layers_of
             .iter()

@@ -79,60 +79,6 @@ const STOP_VIDEO_AFTER: Duration = Duration::from_secs(2);
 /// How long a hopeless budget must last before video stops at once.
 const HOPELESS_FOR: Duration = Duration::from_secs(1);
 
-/// An estimate under this share of the one the last allocation used is a
-/// cliff: every video drops to its lowest layer at once, whatever the new
-/// estimate would allow. str0m's estimate after a cliff falls in steps of
-/// about 15 % every 200 ms (5 Mbit/s → 300 kbit/s in `weak_links.rs`: 3.44
-/// → 2.18 Mbit/s 0.3 s after the cliff, 1.05 at 1.3 s, 0.39 at 1.75 s),
-/// and each step kept a layer the link could not carry, whose overflow of
-/// the bottleneck's queue took the voice with it (gaps of 0.25–0.35 s).
-/// The first step is the one early signal; the layers then climb back at
-/// [`LAYER_HOLD_DOWN`] and [`UP_HOLD`] once the estimate has settled.
-pub(crate) const SHARP_FALL: f64 = 0.7;
-
-/// How long the allocator must keep finding room for video before a
-/// subscriber on audio only for want of bandwidth gets it back. The
-/// estimate climbing back after a fall overshoots: in the 300 → 80 → 300
-/// kbit/s run of `sfu/tests/weak_links.rs` (5 % loss) video resumed on the
-/// first round the budget reached the lowest layer (131 and 127 kbit/s,
-/// from 97 and 101 the round before) and the estimate fell back under half
-/// that within 0.5 s, twice (three audio-only episodes for one fall); the
-/// resume that held came on an estimate that kept rising for seconds.
-/// Four rounds of the allocator.
-const RESUME_HOLD: Duration = Duration::from_secs(2);
-
-/// After audio-only for want of bandwidth ends, this long during which it
-/// does not come back unless the link really falls again: a hopeless budget
-/// for [`HOPELESS_AFTER_RESUME`], or no room for the lowest layer for
-/// [`HELD_STOP_AFTER`].
-/// Video restarting costs a keyframe and the estimator's ramp; the browser
-/// run of issue 16 saw audio-only end and start again within 1.5–2 s.
-const HOLD_DOWN: Duration = Duration::from_secs(10);
-
-/// Within [`HOLD_DOWN`], how long the budget must stay under half the
-/// lowest layer before video stops again: the dip after a resume (the
-/// estimator restarting from an audio-only rate) lasted up to 1.5 s in the
-/// simulated runs, a real fall to 80 kbit/s keeps it there for good.
-const HOPELESS_AFTER_RESUME: Duration = Duration::from_secs(3);
-
-/// Within [`HOLD_DOWN`], how long a budget short of the lowest layer (but
-/// not hopeless) must last before video stops again: longer than the 2 s of
-/// [`STOP_VIDEO_AFTER`], so that a resume's dip does not end it, and bounded,
-/// so that a link that carries the voice but not the picture does not
-/// queue video ahead of the voice for the whole hold-down.
-const HELD_STOP_AFTER: Duration = Duration::from_secs(5);
-
-/// How long the allocator must want a higher layer before a track steps
-/// up: two rounds, so a single optimistic estimate (a probe's) does not
-/// cost a keyframe and a step back.
-const UP_HOLD: Duration = Duration::from_secs(1);
-
-/// After a track steps down for want of room, this long before it steps up
-/// again: shorter than [`HOLD_DOWN`], since a layer step costs only a
-/// keyframe and a publisher that stops its top layer by itself also moves
-/// its subscribers down (they should follow it back within 15 s).
-const LAYER_HOLD_DOWN: Duration = Duration::from_secs(6);
-
 /// Below this estimate RED is taken off a subscriber's audio: on a 3G-class
 /// link the redundant copy (as much again as the voice) would take the
 /// room of the lowest video layer, and Opus's in-band FEC still mends
@@ -466,10 +412,6 @@ struct TrackOut {
     /// the allocator chose it.
     target_rank: Option<usize>,
     rewrite: Rewrite,
-    /// Since when the allocator has wanted a higher layer than the target
-    /// ([`UP_HOLD`]), and when the target last stepped down ([`HOLD_DOWN`]).
-    up_wanted_since: Option<Instant>,
-    stepped_down_at: Option<Instant>,
     /// Our outgoing stream for this track, once str0m made it.
     ssrc: Option<Ssrc>,
     /// Publisher payload type → ours (and our RED type, if this subscriber
@@ -522,19 +464,11 @@ pub(crate) struct Peer {
     stop_pending_since: Option<Instant>,
     /// Since when the budget has been under half the lowest layer.
     hopeless_since: Option<Instant>,
-    /// Since when the allocator has found room for video while this
-    /// subscriber is on audio only for want of bandwidth ([`RESUME_HOLD`]).
-    resume_wanted_since: Option<Instant>,
-    /// When audio-only for want of bandwidth last ended ([`HOLD_DOWN`]).
-    video_back_at: Option<Instant>,
     /// str0m's send-side estimate toward this participant (TWCC), bits/s.
     estimate: Option<u64>,
     /// The estimate the last allocation used: a fall well below it brings
     /// the next allocation forward.
     allocated_on: u64,
-    /// When the estimate last fell sharply (see [`SHARP_FALL`]); the next
-    /// allocation gives every video its lowest layer.
-    sharp_fall_at: Option<Instant>,
     /// Loss reported by the participant on what we send (0–1).
     egress_loss: f32,
     /// The last video budget: RED is dropped on a link this thin.
@@ -610,11 +544,8 @@ impl Peer {
             weak_network: false,
             stop_pending_since: None,
             hopeless_since: None,
-            resume_wanted_since: None,
-            video_back_at: None,
             estimate: None,
             allocated_on: 0,
-            sharp_fall_at: None,
             egress_loss: 0.0,
             budget: None,
             probe: (0, 0),
@@ -788,12 +719,6 @@ impl Peer {
         Some(budget)
     }
 
-    /// Whether the estimate fell sharply since the last allocation: the
-    /// link may be far below even the new estimate (see [`SHARP_FALL`]).
-    pub fn take_sharp_fall(&mut self) -> bool {
-        self.sharp_fall_at.take().is_some()
-    }
-
     /// Applies the allocator's choice: `choices` are (index in the
     /// subscriptions, layer or None). Returns the keyframes owed (a new
     /// target starts at one) and whether any track's target changed.
@@ -826,18 +751,9 @@ impl Peer {
         let hopeless_now = self
             .budget
             .is_some_and(|b| b < crate::alloc::MIN_VIDEO_BPS / 2);
-        // Just back from audio-only: only a real fall stops video again.
-        let held_down = self
-            .video_back_at
-            .is_some_and(|t| now.saturating_duration_since(t) < HOLD_DOWN);
-        let hopeless_for = if held_down {
-            HOPELESS_AFTER_RESUME
-        } else {
-            HOPELESS_FOR
-        };
         let hopeless = if hopeless_now {
             let since = *self.hopeless_since.get_or_insert(now);
-            now.saturating_duration_since(since) >= hopeless_for
+            now.saturating_duration_since(since) >= HOPELESS_FOR
         } else {
             self.hopeless_since = None;
             false
@@ -847,51 +763,14 @@ impl Peer {
             .is_none_or(|t| now.saturating_duration_since(t) < ESTIMATE_SETTLING);
         let stop_now = if wants_stop {
             let since = *self.stop_pending_since.get_or_insert(now);
-            let after = if held_down {
-                HELD_STOP_AFTER
-            } else {
-                STOP_VIDEO_AFTER
-            };
-            hopeless || (!settling && now.saturating_duration_since(since) >= after)
+            hopeless || (!settling && now.saturating_duration_since(since) >= STOP_VIDEO_AFTER)
         } else {
             self.stop_pending_since = None;
-            false
-        };
-        // Back from audio-only only once the room has lasted.
-        let resume_wanted = self.weak_network && choices.iter().any(|(_, c)| c.is_some());
-        let resume_held = if resume_wanted {
-            let since = *self.resume_wanted_since.get_or_insert(now);
-            now.saturating_duration_since(since) >= RESUME_HOLD
-        } else {
-            self.resume_wanted_since = None;
             false
         };
         for (k, &(i, choice)) in choices.iter().enumerate() {
             let Some(t) = self.tracks_out.get_mut(i) else {
                 continue;
-            };
-            let choice = if resume_wanted && !resume_held {
-                None
-            } else {
-                choice
-            };
-            // A step up waits until it has been wanted for a while, and
-            // for a while after the last step down.
-            let up = matches!((t.target_rank, choice), (Some(old), Some((new, _))) if new > old);
-            let choice = if up {
-                let since = *t.up_wanted_since.get_or_insert(now);
-                let waited = now.saturating_duration_since(since) >= UP_HOLD;
-                let after_down = t
-                    .stepped_down_at
-                    .is_some_and(|d| now.saturating_duration_since(d) < LAYER_HOLD_DOWN);
-                if waited && !after_down {
-                    choice
-                } else {
-                    t.target.zip(t.target_rank).map(|(l, r)| (r, l))
-                }
-            } else {
-                t.up_wanted_since = None;
-                choice
             };
             // A stop waits (on the lowest layer) until it has been wanted
             // for a while.
@@ -917,10 +796,6 @@ impl Peer {
                 from = ?t.target, to = ?choice, "layer change");
             let down = matches!((t.target_rank, rank), (Some(old), Some(new)) if new < old);
             changed_any = true;
-            if down {
-                t.stepped_down_at = Some(now);
-            }
-            t.up_wanted_since = None;
             t.target = choice;
             t.target_rank = rank;
             match choice {
@@ -940,14 +815,9 @@ impl Peer {
             }
         }
         // Audio-only for want of bandwidth: entered when no video fits and
-        // left when some has fitted for RESUME_HOLD (the allocator's margin
-        // and the hold-down keep it from flapping).
-        let weak = any_video && all_off;
-        if self.weak_network && !weak {
-            self.video_back_at = Some(now);
-            self.resume_wanted_since = None;
-        }
-        self.weak_network = weak;
+        // left when some does again (the allocator's margin keeps it from
+        // flapping).
+        self.weak_network = any_video && all_off;
         self.tell_video_state(out);
         let (min, desired) = probe;
         let desired = desired.max(min);
@@ -1112,8 +982,6 @@ impl Peer {
             target,
             target_rank: Some(0),
             rewrite: Rewrite::default(),
-            up_wanted_since: None,
-            stepped_down_at: None,
             ssrc: None,
             pts: Vec::new(),
         });
@@ -1422,9 +1290,8 @@ impl Peer {
                 self.estimate_at = Some(now);
                 self.estimate = Some(bps);
                 // A sharp fall is acted on at once, not at the next round.
-                if (bps as f64) < self.allocated_on as f64 * SHARP_FALL {
+                if (bps as f64) < self.allocated_on as f64 * 0.7 {
                     self.next_allocation = now;
-                    self.sharp_fall_at = Some(now);
                 }
             }
             Event::PeerStats(stats) => {

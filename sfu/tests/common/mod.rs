@@ -435,11 +435,6 @@ pub struct Sim {
     /// RTP packets that reached the SFU, by SSRC (read from the clear SRTP
     /// header): proof of what a publisher really sends.
     pub rtp_at_sfu: std::collections::HashMap<u32, u64>,
-    /// Audio packets a client's str0m holds back waiting for a lost one
-    /// (`None`: str0m's default, 15, i.e. 300 ms). A browser's jitter
-    /// buffer conceals a lost packet instead: `Some(0)` for clients added
-    /// after, so that an audio gap measures the network, not the wait.
-    pub audio_reordering: Option<usize>,
 }
 
 impl Sim {
@@ -461,7 +456,6 @@ impl Sim {
             recorded: Vec::new(),
             undeliverable: 0,
             rtp_at_sfu: std::collections::HashMap::new(),
-            audio_reordering: None,
         }
     }
 
@@ -501,9 +495,6 @@ impl Sim {
         let n = self.clients.len() as u8 + 2;
         let addr = client_addr(n);
         let mut cfg = rtc::config(codecs).set_rtp_mode(rtp_mode);
-        if let Some(n) = self.audio_reordering {
-            cfg = cfg.set_reordering_size_audio(n);
-        }
         if bwe {
             cfg = cfg.enable_bwe(Some(str0m::bwe::Bitrate::kbps(300)));
         }
