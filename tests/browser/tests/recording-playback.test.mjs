@@ -160,7 +160,9 @@ test('a three-site conference is recorded, the patient withdraws, and the record
     const byWho = {};
     for (const tr of rec.tracks) {
       assert.equal(tr.state, 'complete', JSON.stringify(tr));
-      assert.ok(tr.size > 0 && tr.duration_ms > 0, JSON.stringify(tr));
+      // A simulcast switch early in the call can leave a segment of one
+      // frame: it has no duration of its own, but it is a whole file.
+      assert.ok(tr.size > 0 && (tr.duration_ms > 0 || tr.frames === 1), JSON.stringify(tr));
       (byWho[tr.participant_id] ||= []).push(`${tr.kind}/${tr.codec}`);
     }
     assert.deepEqual(Object.keys(byWho).sort(), [...ids].sort(), JSON.stringify(rec.tracks));
